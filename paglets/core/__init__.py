@@ -1,0 +1,1 @@
+"""Authoring API: pure Python, no I/O."""

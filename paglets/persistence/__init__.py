@@ -1,0 +1,1 @@
+"""Inactive records and managed storage."""

@@ -1,0 +1,1 @@
+"""Proxies, references, transfer tickets, the host client and the mesh."""

@@ -1,0 +1,1 @@
+"""The dataclass state codec."""

@@ -1,0 +1,1 @@
+"""Service contracts, the service registry and resident services."""

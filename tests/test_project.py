@@ -1,0 +1,55 @@
+"""Project-level checks: README and CI agree, layering rules hold."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Modules that make a package do I/O; the sans-IO layers must not import them.
+IO_MODULES = {"socket", "selectors", "asyncio", "mmap", "os", "time", "threading", "subprocess"}
+
+
+def _shell_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```sh\n(.*?)```", text, flags=re.S)]
+
+
+def test_readme_starts_with_run_and_test_commands() -> None:
+    blocks = _shell_blocks((ROOT / "README.md").read_text())
+    assert len(blocks) >= 2
+    run_cmd, test_cmd = blocks[0], blocks[1]
+    assert "paglets" in run_cmd
+    assert "pytest" in test_cmd
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    test_cmd = _shell_blocks((ROOT / "README.md").read_text())[1]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_cmd in ci
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_wire_package_is_sans_io() -> None:
+    files = sorted((ROOT / "paglets" / "wire").rglob("*.py"))
+    assert files
+    for path in files:
+        bad = _imported_modules(path) & IO_MODULES
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_no_pickle_anywhere_in_the_package() -> None:
+    for path in sorted((ROOT / "paglets").rglob("*.py")):
+        bad = _imported_modules(path) & {"pickle", "cloudpickle", "dill", "marshal", "shelve"}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"

@@ -1,0 +1,109 @@
+"""``HostClient``: the JSON control-plane client for paglets hosts (contract §1.8).
+
+Calls go through one keep-alive connection pool (``paglets.http.client.HttpClient``), so repeated calls
+to a host reuse a TCP connection. Binary values travel in the JSON tag form of ``proto/PROTOCOL.md``.
+Error responses are rebuilt into the class their ``error_type`` (or ``code``) names; an unknown class
+becomes ``RemoteHostError``; connection failures are ``RemoteHostError`` naming the URL. A 401 says how
+to pass a key (``PAGLETS_API_KEY``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Final
+
+from paglets.core.errors import AuthenticationError, PagletError, RemoteHostError
+from paglets.http.client import HttpClient
+from paglets.wire.jsonbin import decode_json, encode_json
+from paglets.wire.messages import exception_from_error_body
+
+__all__ = ["API_KEY_ENV", "HostClient", "default_api_key"]
+
+#: The environment variable clients and CLIs read the API key from by default.
+API_KEY_ENV: Final = "PAGLETS_API_KEY"
+
+_JSON_HEADERS: Final = {"Content-Type": "application/json"}
+
+
+def default_api_key() -> str | None:
+    """The key in ``PAGLETS_API_KEY``, or ``None`` when unset or empty."""
+    return os.environ.get(API_KEY_ENV) or None
+
+
+class HostClient:
+    """Blocking, thread-safe client for a host's JSON API.
+
+    ``timeout`` (seconds) bounds every call unless a call passes its own. ``api_key`` is sent as
+    ``Authorization: Bearer <key>`` when set.
+    """
+
+    def __init__(self, timeout: float = 10.0, *, api_key: str | None = None) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = float(timeout)
+        self.api_key = api_key
+        self._http: HttpClient | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HostClient(timeout={self.timeout}, api_key={'set' if self.api_key else None})"
+
+    @property
+    def http(self) -> HttpClient:
+        """The underlying connection pool (created on first use)."""
+        http = self._http
+        if http is None:
+            with self._lock:
+                if self._http is None:
+                    self._http = HttpClient(api_key=self.api_key, timeout=self.timeout)
+                http = self._http
+        return http
+
+    def get_json(self, url: str, *, timeout: float | None = None) -> Any:
+        return self._call("GET", url, None, timeout)
+
+    def post_json(self, url: str, payload: Any = None, *, timeout: float | None = None) -> Any:
+        return self._call("POST", url, {} if payload is None else payload, timeout)
+
+    def delete_json(self, url: str, *, timeout: float | None = None) -> Any:
+        return self._call("DELETE", url, None, timeout)
+
+    def _call(self, method: str, url: str, payload: Any, timeout: float | None) -> Any:
+        body = None if payload is None else encode_json(payload)
+        try:
+            response = self.http.request(
+                method,
+                url,
+                body=body,
+                headers=_JSON_HEADERS if body is not None else None,
+                timeout=self.timeout if timeout is None else timeout,
+            )
+        except PagletError:
+            raise
+        except OSError as exc:
+            raise RemoteHostError(f"cannot reach {url}: {exc}") from exc
+        data: Any = decode_json(response.body) if response.body else None
+        if 200 <= response.status < 300:
+            return {} if data is None else data
+        raise error_from_response(url, response.status, data)
+
+    def close(self) -> None:
+        with self._lock:
+            http, self._http = self._http, None
+        if http is not None:
+            http.close()
+
+
+def error_from_response(url: str, status: int, data: Any) -> PagletError:
+    """The exception an error response stands for."""
+    if isinstance(data, dict) and isinstance(data.get("error_type"), str):
+        exc = exception_from_error_body(data)
+    else:
+        exc = RemoteHostError(f"{url} answered HTTP {status}")
+    if status == 401 and isinstance(exc, AuthenticationError):
+        return AuthenticationError(
+            f"{exc} by {url}: pass api_key= or set {API_KEY_ENV} to the host's key",
+            remote_type=exc.remote_type,
+        )
+    return exc

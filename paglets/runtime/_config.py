@@ -1,0 +1,131 @@
+"""A host's configuration: the ``Host(...)`` constructor arguments, checked and normalised once.
+
+The parameter names and defaults are those of paglets 2.0 (contract §1.9), so that existing embedding
+code keeps working. Parameters for features that a host does not use yet are accepted and stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from paglets.core.errors import HostError
+from paglets.wire.limits import GiB, MiB
+
+__all__ = ["HostConfig", "default_persistence_dir", "normalize_tags", "normalize_url", "sanitize_name"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sanitize_name(name: str) -> str:
+    """A file-name-safe form of ``name`` (every character outside ``[A-Za-z0-9._-]`` becomes ``_``)."""
+    cleaned = _UNSAFE.sub("_", name)
+    return cleaned or "_"
+
+
+def default_persistence_dir(name: str) -> Path:
+    return Path.home() / ".paglets" / "hosts" / sanitize_name(name)
+
+
+def normalize_url(url: str) -> str:
+    """Trim, drop a trailing ``/`` and add ``http://`` when no scheme is given (contract §7.2)."""
+    text = url.strip().rstrip("/")
+    if not text:
+        raise HostError("empty host URL")
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HostError(f"not an http(s) URL: {url!r}")
+    return text
+
+
+def normalize_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
+    """Trimmed, case-folded, de-duplicated and sorted tags."""
+    if not tags:
+        return ()
+    return tuple(sorted({t.strip().casefold() for t in tags if t and t.strip()}))
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Every ``Host`` constructor argument after validation."""
+
+    name: str
+    bind_hosts: tuple[str, ...]
+    port: int
+    api_key: str | None = None
+    public_url: str | None = None
+    connect_to: str | None = None
+    mesh: bool = True
+    peers: tuple[str, ...] = ()
+    mesh_multicast: bool = True
+    mesh_lan_discovery: bool = True
+    mesh_version: str | None = None
+    mesh_gossip_interval: float = 1.0
+    mesh_offline_after: float = 10.0
+    persistence_dir: Path = field(default_factory=Path)
+    persistent_storage_quota_bytes: int | None = 10 * MiB
+    artifact_max_bytes: int | None = 1 * GiB
+    artifact_storage_quota_bytes: int | None = 10 * GiB
+    artifact_spool_ttl_seconds: float = 86400.0
+    launch_config: Any = None
+    launch_config_sync_result: Any = None
+    auto_update_from_git: bool = False
+    git_repo_root: Path | None = None
+    git_process_start_head: str | None = None
+    auto_update_restart_callback: Callable[..., Any] | None = None
+    auto_update_reporter: Callable[..., Any] | None = None
+    auto_update_restart_delay: float = 0.2
+    bind_watch_interval: float = 5.0
+    relay_offline_after: float = 30.0
+    relay_delivery_timeout: float = 10.0
+    relay_queue_limit: int = 1024
+    tags: tuple[str, ...] = ()
+    properties: Mapping[str, str] = field(default_factory=dict)
+    preload_modules: tuple[str, ...] = ()
+
+    @property
+    def relay_mode(self) -> bool:
+        return self.public_url is not None or self.connect_to is not None
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        host: str | Sequence[str] = "127.0.0.1",
+        port: int = 0,
+        **options: Any,
+    ) -> HostConfig:
+        if not isinstance(name, str) or not name.strip():
+            raise HostError("a host needs a non-empty name")
+        bind_hosts = (host,) if isinstance(host, str) else tuple(host)
+        if not bind_hosts or not all(isinstance(h, str) and h for h in bind_hosts):
+            raise HostError(f"invalid bind address(es): {host!r}")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise HostError(f"invalid port: {port!r}")
+        persistence_dir = options.pop("persistence_dir", None)
+        options["persistence_dir"] = (
+            Path(persistence_dir).expanduser() if persistence_dir else default_persistence_dir(name)
+        )
+        options["peers"] = tuple(normalize_url(p) for p in options.get("peers") or ())
+        options["tags"] = normalize_tags(options.get("tags"))
+        props = options.get("properties") or {}
+        options["properties"] = {str(k): str(v) for k, v in dict(props).items()}
+        for key in ("public_url", "connect_to"):
+            if options.get(key):
+                options[key] = normalize_url(options[key])
+        if options.get("relay_delivery_timeout") is None:
+            options.pop("relay_delivery_timeout", None)
+        if options.get("preload_modules") is not None:
+            options["preload_modules"] = tuple(options["preload_modules"])
+        if options.get("git_repo_root") is not None:
+            options["git_repo_root"] = Path(options["git_repo_root"])
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"Host() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
+        return cls(name=name.strip(), bind_hosts=bind_hosts, port=port, **options)

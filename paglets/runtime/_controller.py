@@ -1,0 +1,414 @@
+"""The host side of one paglet process: its channel, its mailbox and the requests in flight.
+
+A controller lives on the host's event loop and is only touched there. It turns host operations into
+IPC requests (``request``), answers the process's host calls (through the host's ``HostCalls`` table),
+feeds the mailbox to the process one queued message at a time (contract §2.1: strictly serial,
+highest priority first, FIFO within a priority, unqueued messages bypass the queue), and notices when
+the process dies.
+
+Message delivery uses callbacks, not tasks: a reply frame completes the delivery, frees the serial
+slot and starts the next message within the same loop turn.
+
+States: ``starting`` (spawned, hook not answered yet) → ``ready`` → ``stopping`` (being disposed or
+moved) → ``gone``; or ``crashed`` from any state when the process dies unexpectedly or ``run()`` raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import msgspec
+
+from paglets.core.errors import HostError, PagletCrashedError, PagletError
+from paglets.runtime import _handoff
+from paglets.runtime._channel import HostChannel
+from paglets.runtime._mailbox import Delivery, Mailbox
+from paglets.wire.ipc import (
+    NIL,
+    Deliver,
+    GetState,
+    HandoffRef,
+    Hello,
+    HostCall,
+    HostReply,
+    HostToChild,
+    Lifecycle,
+    MessageWire,
+    Reply,
+    ResourceCall,
+    RunFinished,
+    Shutdown,
+    decode_body,
+    encode_body,
+)
+from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
+from paglets.wire.values import decode_value, encode_value
+
+if TYPE_CHECKING:
+    from paglets.runtime._zygote import ChildProcess
+
+__all__ = ["PagletController", "Status"]
+
+_log = logging.getLogger("paglets.runtime")
+
+Status = Literal["starting", "ready", "stopping", "gone", "crashed"]
+
+#: Seconds a dead process's exit code may take to arrive from the zygote before the crash is reported
+#: without it.
+EXIT_CODE_WAIT: Final = 2.0
+
+#: Payloads above this size leave the loop thread for the copy into a handoff segment.
+_INLINE_LIMIT: Final = 64 * 1024
+
+
+class _Item:
+    """One message in a mailbox: what to deliver, and where its reply goes."""
+
+    __slots__ = ("future", "message", "oneway")
+
+    def __init__(self, message: MessageWire, oneway: bool, future: asyncio.Future[Any] | None) -> None:
+        self.message = message
+        self.oneway = oneway
+        self.future = future
+
+
+class PagletController:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        agent_class: str,
+        state_class: str,
+        channel: HostChannel,
+        process: ChildProcess,
+        loop: asyncio.AbstractEventLoop,
+        host_calls: Callable[[PagletController, str, Any], Any],
+        on_crash: Callable[[PagletController], None],
+        on_message_done: Callable[[PagletController, MessageWire, ErrorInfo | None], None],
+        mailbox_depth: int,
+    ) -> None:
+        self.agent_id = agent_id
+        self.agent_class = agent_class
+        self.state_class = state_class
+        self.channel = channel
+        self.process = process
+        self.loop = loop
+        self.status: Status = "starting"
+        self.mailbox: Mailbox[_Item] = Mailbox(mailbox_depth)
+        self.exitcode: int | None = None
+        self.error: str | None = None
+        self.pid: int = process.pid
+        self.run_finished = False
+        self._host_calls = host_calls
+        self._on_crash = on_crash
+        self._on_message_done = on_message_done
+        self._pending: dict[int, Callable[[Reply | BaseException], None]] = {}
+        self._ids = itertools.count(1)
+        self._hello: asyncio.Future[int] = loop.create_future()
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._channel_closed = False
+        self.message_waiters: list[asyncio.Future[None]] = []
+        process.add_exit_callback(self._exit_from_thread)
+        channel.attach(loop, self._on_frames, self._on_closed)
+
+    # --- incoming --------------------------------------------------------------------------------
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            try:
+                msg = decode_body(frame)
+            except PagletError as exc:
+                _log.error("paglet %s sent a bad frame: %s", self.agent_id, exc)
+                self.kill()
+                return
+            if isinstance(msg, Reply):
+                callback = self._pending.pop(msg.call_id, None)
+                if callback is not None:
+                    callback(msg)
+            elif isinstance(msg, HostCall):
+                self.loop.create_task(self._serve_host_call(msg))
+            elif isinstance(msg, RunFinished):
+                self.run_finished = True
+                if msg.error is not None:
+                    self._crash(f"run() raised {msg.error.type_name}: {msg.error.message}", kill=True)
+                self._wake_message_waiters()
+            elif isinstance(msg, Hello) and not self._hello.done():
+                self._hello.set_result(msg.pid)
+
+    async def _serve_host_call(self, msg: HostCall) -> None:
+        try:
+            result = await self._host_calls(self, msg.op, decode_value(msg.args))
+            payload = encode_value(result)
+        except BaseException as exc:  # every failure goes back to the paglet as its error
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            self._send_quietly(HostReply(msg.call_id, False, NIL, error_info_from_exception(exc)))
+            return
+        if len(payload) > _INLINE_LIMIT:
+            segment = await self.loop.run_in_executor(None, _handoff.OutgoingSegment.from_payload, payload)
+            if self.channel.closed:
+                segment.close()
+                return
+            ref = self.channel.send_segment(segment)
+            self._send_quietly(
+                HostReply(msg.call_id, True, NIL, None, HandoffRef(ref.segment_id, ref.length, 0))
+            )
+        else:
+            self._send_quietly(HostReply(msg.call_id, True, _raw(payload)))
+
+    def _send_quietly(self, msg: HostToChild) -> None:
+        if not self.channel.closed:
+            try:
+                self.channel.send(encode_body(msg))
+            except PagletError as exc:
+                _log.warning("cannot answer paglet %s: %s", self.agent_id, exc)
+
+    def _on_closed(self) -> None:
+        self._channel_closed = True
+        if self.status in ("stopping", "gone"):
+            self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} stopped"))
+            return
+        self.loop.create_task(self._report_crash())
+
+    async def _report_crash(self) -> None:
+        try:
+            code = await asyncio.wait_for(asyncio.shield(self._exited), EXIT_CODE_WAIT)
+        except TimeoutError:
+            code = None
+        self.exitcode = code
+        self._crash(f"process exited with code {code}" if code is not None else "process exited", kill=False)
+
+    def _exit_from_thread(self, code: int) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._set_exit, code)
+
+    def _set_exit(self, code: int) -> None:
+        self.exitcode = code
+        if not self._exited.done():
+            self._exited.set_result(code)
+
+    def _crash(self, reason: str, *, kill: bool) -> None:
+        if self.status in ("crashed", "gone"):
+            return
+        was_stopping = self.status == "stopping"
+        self.status = "crashed"
+        self.error = reason
+        error = PagletCrashedError(f"paglet {self.agent_id} crashed: {reason}")
+        self._fail_pending(error)
+        if not self._hello.done():
+            self._hello.set_exception(error)
+            self._hello.exception()  # retrieved here: nobody may be waiting for it
+        for delivery in self.mailbox.close():
+            self._finish_item(delivery.item, error)
+        self._wake_message_waiters()
+        if kill:
+            self.kill()
+        if not was_stopping:
+            self._on_crash(self)
+
+    def _fail_pending(self, error: PagletError) -> None:
+        pending, self._pending = self._pending, {}
+        for callback in pending.values():
+            callback(error)
+
+    # --- requests --------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self.status == "crashed":
+            raise PagletCrashedError(f"paglet {self.agent_id} crashed: {self.error}")
+        if self._channel_closed or self.status == "gone":
+            raise PagletCrashedError(f"paglet {self.agent_id} is not running")
+
+    def _send_request(
+        self, build: Callable[[int], HostToChild], callback: Callable[[Reply | BaseException], None]
+    ) -> None:
+        self._check_usable()
+        call_id = next(self._ids)
+        self._pending[call_id] = callback
+        try:
+            self.channel.send(encode_body(build(call_id)))
+        except BaseException:
+            self._pending.pop(call_id, None)
+            raise
+
+    async def request(self, build: Callable[[int], HostToChild], timeout: float | None) -> Any:
+        """Send a request and return the decoded result of its reply (or raise its error)."""
+        future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
+
+        def settle(outcome: Reply | BaseException) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self._send_request(build, settle)
+        try:
+            async with asyncio.timeout(timeout):
+                outcome = await future
+        except TimeoutError:
+            raise HostError(f"paglet {self.agent_id} did not answer within {timeout} s") from None
+        return self.result_of(outcome)
+
+    async def request_raw(self, build: Callable[[int], HostToChild], timeout: float | None) -> bytes:
+        """Like ``request`` but returns the undecoded payload (state snapshots)."""
+        future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
+
+        def settle(outcome: Reply | BaseException) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self._send_request(build, settle)
+        try:
+            async with asyncio.timeout(timeout):
+                outcome = await future
+        except TimeoutError:
+            raise HostError(f"paglet {self.agent_id} did not answer within {timeout} s") from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if not outcome.ok:
+            raise exception_from_error_info(outcome.error or _UNKNOWN)
+        if outcome.handoff is not None:
+            ref = outcome.handoff
+            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
+                return bytes(segment.view)
+        return bytes(outcome.result)
+
+    def result_of(self, outcome: Reply | BaseException) -> Any:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if not outcome.ok:
+            raise exception_from_error_info(outcome.error or _UNKNOWN)
+        if outcome.handoff is not None:
+            ref = outcome.handoff
+            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
+                return decode_value(segment.view)
+        return decode_value(outcome.result)
+
+    async def wait_hello(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._hello)
+        except TimeoutError:
+            raise HostError(f"paglet process for {self.agent_id} did not start within {timeout} s") from None
+
+    async def lifecycle(self, hook: str, event: Any, timeout: float | None) -> Any:
+        payload = _raw(encode_value(event.to_wire()))
+        return await self.request(lambda cid: Lifecycle(cid, hook, payload), timeout)  # type: ignore[arg-type]
+
+    async def state_bytes(self, timeout: float | None) -> bytes:
+        return await self.request_raw(GetState, timeout)
+
+    async def resources(self, op: str, *, name: str = "", reason: str = "", timeout: float | None) -> Any:
+        return await self.request(lambda cid: ResourceCall(cid, op, name, reason), timeout)  # type: ignore[arg-type]
+
+    # --- the mailbox -----------------------------------------------------------------------------
+
+    def submit(self, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
+        """Queue ``message``; returns a future for its result (``None`` for oneway messages).
+
+        Raises ``MailboxFullError`` past the mailbox bound and ``PagletCrashedError`` for a dead paglet.
+        """
+        self._check_usable()
+        future = None if oneway else self.loop.create_future()
+        self.mailbox.push(_Item(message, oneway, future), message.priority)
+        self.pump()
+        return future
+
+    def pump(self) -> None:
+        """Start every delivery the mailbox allows now."""
+        if self.status != "ready":
+            return
+        mailbox = self.mailbox
+        while (delivery := mailbox.take()) is not None:
+            self._start(delivery)
+
+    def _start(self, delivery: Delivery[_Item]) -> None:
+        item = delivery.item
+
+        def done(outcome: Reply | BaseException) -> None:
+            if not self.mailbox.closed:
+                self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
+            self._finish_item(item, outcome)
+            self._wake_message_waiters()
+            self.pump()
+
+        try:
+            self._send_request(lambda cid: Deliver(cid, item.message, item.oneway), done)
+        except BaseException as exc:
+            done(exc)
+
+    def _finish_item(self, item: _Item, outcome: Reply | BaseException) -> None:
+        error: ErrorInfo | None = None
+        if isinstance(outcome, BaseException):
+            error = error_info_from_exception(outcome, with_traceback=False)
+        elif not outcome.ok:
+            error = outcome.error or _UNKNOWN
+        self._on_message_done(self, item.message, error)
+        future = item.future
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(
+                outcome if isinstance(outcome, BaseException) else exception_from_error_info(error)
+            )
+            return
+        assert isinstance(outcome, Reply)
+        try:
+            future.set_result(self.result_of(outcome))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    def _wake_message_waiters(self) -> None:
+        waiters, self.message_waiters = self.message_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # --- ending ----------------------------------------------------------------------------------
+
+    def mark_ready(self) -> None:
+        if self.status == "starting":
+            self.status = "ready"
+            self.pump()
+
+    def begin_stop(self) -> list[Delivery[_Item]]:
+        """Stop taking messages; returns the ones still waiting (the caller re-queues or fails them)."""
+        if self.status not in ("crashed", "gone"):
+            self.status = "stopping"
+        return self.mailbox.close()
+
+    def shutdown(self) -> None:
+        """Ask the process to exit (no reply)."""
+        self._send_quietly(Shutdown("stop"))
+
+    async def wait_exit(self, timeout: float) -> int | None:
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._exited)
+        except TimeoutError:
+            return None
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def close(self) -> None:
+        """Release the channel; the process must be gone or going."""
+        self.status = "crashed" if self.status == "crashed" else "gone"
+        self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} is gone"))
+        self._wake_message_waiters()
+        self.channel.close()
+
+    @property
+    def exited(self) -> bool:
+        return self._exited.done()
+
+
+_UNKNOWN: Final = ErrorInfo("remote_host", "RemoteHostError", "paglet process reported an unknown error")
+
+
+def _raw(payload: bytes) -> msgspec.Raw:
+    return msgspec.Raw(payload)

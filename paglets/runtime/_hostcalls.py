@@ -1,0 +1,146 @@
+"""What a paglet process may ask its host: the host-call table.
+
+A paglet process sends ``HostCall(op, args)`` frames (``paglets.runtime.child._facade`` builds them);
+the controller passes each to :class:`HostCalls`, which looks the operation up in a table (routing is
+data) and runs it on the host's event loop. Each operation gets the calling paglet's controller and
+the decoded argument dict, and returns a plain value (encoded back with ``paglets.wire.values``).
+
+Operations that move or persist a paglet, files, artifacts and services are answered by the modules
+that own those features; until a host has them, the call fails with a ``HostError`` saying so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from paglets.core.errors import HostError
+from paglets.runtime._paglets import message_wire
+
+if TYPE_CHECKING:
+    from paglets.runtime._controller import PagletController
+    from paglets.runtime.host import Host
+
+__all__ = ["HostCalls"]
+
+Operation = Callable[["PagletController", dict[str, Any]], Awaitable[Any]]
+
+
+class HostCalls:
+    """The operations of contract §3.3's host calls, bound to one host."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self._table: dict[str, Operation] = {
+            "deliver": self._deliver,
+            "agent_call": self._agent_call,
+            "get_proxy": self._get_proxy,
+            "get_proxies": self._get_proxies,
+            "list_agents": self._list_agents,
+            "health": self._health,
+            "get_property": self._get_property,
+            "set_property": self._set_property,
+            "create": self._create,
+            "create_remote": self._create_remote,
+            "storage": self._storage,
+            "available_hosts": self._available_hosts,
+            "host_status": self._host_status,
+            "is_host_online": self._is_host_online,
+            "wait_for_host": self._host_status,
+            "resolve_host_url": self._resolve_host_url,
+        }
+
+    async def __call__(self, ctrl: PagletController, op: str, args: Any) -> Any:
+        operation = self._table.get(op)
+        if operation is None:
+            raise HostError(f"host {self._host.name} does not offer {op!r} to paglets")
+        if not isinstance(args, dict):
+            raise HostError(f"host call {op!r} needs a dict of arguments")
+        return await operation(ctrl, args)
+
+    # --- messages and paglets --------------------------------------------------------------------
+
+    async def _deliver(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        wire = args["message"]
+        if not wire.get("sender"):
+            wire["sender"] = self._host.address
+        return await self._host.deliver_async(
+            str(args["agent_id"]),
+            message_wire(wire),
+            oneway=bool(args.get("oneway")),
+            activate_if_inactive=bool(args.get("activate_if_inactive", True)),
+            no_delay=bool(args.get("no_delay")),
+        )
+
+    async def _agent_call(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return await self._host.agent_call_async(
+            str(args["agent_id"]), str(args["op"]), args.get("args") or {}
+        )
+
+    async def _get_proxy(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        proxy = self._host.get_proxy(
+            str(args["agent_id"]), include_inactive=bool(args.get("include_inactive"))
+        )
+        return None if proxy is None else proxy.to_wire()
+
+    async def _get_proxies(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return [p.to_wire() for p in self._host.get_proxies(int(args.get("state", 1)))]
+
+    async def _list_agents(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return await self._host.list_agents_async(
+            active=bool(args.get("active", True)),
+            inactive=bool(args.get("inactive")),
+            include_state=bool(args.get("include_state")),
+        )
+
+    async def _health(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return self._host.health()
+
+    async def _get_property(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return self._host.get_property(str(args["key"]), args.get("default"))
+
+    async def _set_property(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        self._host.set_property(str(args["key"]), args.get("value"))
+        return None
+
+    async def _create(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        agent_id = await self._host.create_async(
+            agent_class=str(args["agent_class"]),
+            state_class=str(args["state_class"]),
+            state=args.get("state"),
+            init=args.get("init"),
+            agent_id=args.get("agent_id"),
+        )
+        return {"host_url": self._host.address, "agent_id": agent_id}
+
+    async def _create_remote(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return await self._host.create_remote_async(
+            str(args["target_url"]),
+            agent_class=str(args["agent_class"]),
+            state_class=str(args["state_class"]),
+            state=args.get("state"),
+            init=args.get("init"),
+            agent_id=args.get("agent_id"),
+        )
+
+    async def _storage(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return await self._host.storage_call_async(ctrl.agent_class, args)
+
+    # --- the mesh (this host only, until mesh membership is configured) --------------------------
+
+    async def _available_hosts(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return [
+            ref
+            for ref in self._host.list_hosts(online_only=bool(args.get("online_only", True)))
+            if args.get("include_self", True) or ref["url"] != self._host.address
+        ]
+
+    async def _host_status(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return self._host.host_status(str(args["name_or_url"]))
+
+    async def _is_host_online(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        status = self._host.host_status(str(args["name_or_url"]))
+        return bool(status and status.get("online"))
+
+    async def _resolve_host_url(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return self._host.resolve_host_url(str(args["name_or_url"]))

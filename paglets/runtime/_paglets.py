@@ -1,0 +1,409 @@
+"""The paglets of one host: creating their processes, delivering messages, reading state, disposing.
+
+``PagletManager`` runs on the host's event loop and owns every ``PagletController``. The ``Host``
+facade (synchronous user API), the HTTP routes and the host calls of paglet processes all call it; it
+never blocks the loop (spawning a process waits on the zygote in an executor thread).
+
+Creation (contract §3.2, without its costs): the host checks the classes, encodes the initial state
+once, and asks the zygote for a fork; the new process decodes the state, builds the paglet and says
+hello; the host sends the ``creation`` lifecycle request; once the hook has answered, the paglet is
+ready and its ``run()`` starts in the child. A failing hook or a process that dies while starting
+rolls back completely: the process is killed, nothing stays registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from paglets.core.context_events import ContextEventLog
+from paglets.core.errors import (
+    HostError,
+    InvalidAgentError,
+    PagletCrashedError,
+    PagletInactiveError,
+)
+from paglets.core.events import CreationEvent, PersistencyEvent
+from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
+from paglets.runtime._channel import Channel
+from paglets.runtime._controller import PagletController
+from paglets.runtime._zygote import Zygote
+from paglets.wire.boot import ChildConfig, encode_child_config
+from paglets.wire.ipc import HandoffRef, MessageWire
+from paglets.wire.limits import MAILBOX_DEPTH
+from paglets.wire.messages import ErrorInfo
+from paglets.wire.values import prepare_value
+
+__all__ = ["PagletManager", "Timeouts", "message_wire"]
+
+_log = logging.getLogger("paglets.runtime")
+
+#: The function a paglet process runs (``paglets.runtime.child.main``).
+CHILD_ENTRY: Final = "paglets.runtime.child.main:child_main"
+
+#: Initial states up to this size travel inside the spawn request; larger ones through a handoff segment.
+INLINE_STATE: Final = 32 * 1024
+
+_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds the host waits for each kind of step (none of them waits forever)."""
+
+    spawn: float = 30.0
+    hook: float = 60.0
+    state: float = 30.0
+    resources: float = 30.0
+    exit: float = 2.0
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
+        raise InvalidAgentError(f"invalid agent id {agent_id!r}")
+    return agent_id
+
+
+class PagletManager:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        host_name: str,
+        address: Callable[[], str],
+        events: ContextEventLog,
+        work_root: Path,
+        api_key: str | None,
+        host_calls: Callable[[PagletController, str, Any], Any],
+        preload: tuple[str, ...] = (),
+        timeouts: Timeouts = Timeouts(),
+        mailbox_depth: int = MAILBOX_DEPTH,
+    ) -> None:
+        self.host_name = host_name
+        self._address = address
+        self.events = events
+        self.work_root = work_root
+        self.api_key = api_key
+        self.timeouts = timeouts
+        self._host_calls = host_calls
+        self._preload = preload
+        self._mailbox_depth = mailbox_depth
+        self.controllers: dict[str, PagletController] = {}
+        self.zygote: Zygote | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.created_total = 0
+
+    # --- start and stop --------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the zygote. Call on the loop thread: the zygote lives as long as this thread."""
+        self._loop = loop
+        self.zygote = Zygote.start(preload=self._preload)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise HostError("host is not started")
+        return self._loop
+
+    async def stop_all(self, timeout: float) -> None:
+        """Stop every paglet process (their state is not kept) and the zygote."""
+        controllers = list(self.controllers.values())
+        for ctrl in controllers:
+            ctrl.begin_stop()
+            ctrl.shutdown()
+        deadline = time.monotonic() + timeout
+        for ctrl in controllers:
+            remaining = max(0.05, deadline - time.monotonic())
+            if await ctrl.wait_exit(remaining) is None:
+                ctrl.kill()
+        for ctrl in controllers:
+            await ctrl.wait_exit(self.timeouts.exit)
+            ctrl.close()
+        self.controllers.clear()
+        zygote, self.zygote = self.zygote, None
+        if zygote is not None:
+            await asyncio.get_running_loop().run_in_executor(None, zygote.close)
+
+    # --- lookups ---------------------------------------------------------------------------------
+
+    def get(self, agent_id: str) -> PagletController:
+        ctrl = self.controllers.get(agent_id)
+        if ctrl is None:
+            raise InvalidAgentError(f"no paglet {agent_id} on host {self.host_name}")
+        return ctrl
+
+    def ready(self, agent_id: str) -> PagletController:
+        ctrl = self.get(agent_id)
+        if ctrl.status == "crashed":
+            raise PagletCrashedError(f"paglet {agent_id} crashed: {ctrl.error}")
+        if ctrl.status != "ready":
+            raise InvalidAgentError(f"paglet {agent_id} is not ready ({ctrl.status})")
+        return ctrl
+
+    def ready_ids(self) -> list[str]:
+        return [aid for aid, ctrl in self.controllers.items() if ctrl.status == "ready"]
+
+    # --- creation --------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        *,
+        agent_class: str,
+        state_class: str,
+        state: bytes | None,
+        init: Any = None,
+        agent_id: str | None = None,
+    ) -> str:
+        """Start a paglet process and run ``on_creation``; returns the agent id."""
+        agent_id = check_agent_id(agent_id) if agent_id is not None else uuid.uuid4().hex
+        if agent_id in self.controllers:
+            raise HostError(f"paglet {agent_id} already exists on host {self.host_name}")
+        ctrl = await self._spawn(agent_id, agent_class, state_class, state)
+        event = CreationEvent(
+            agent_id=agent_id, host_name=self.host_name, host_address=self._address(), init=init
+        )
+        await self._start_hook(ctrl, "creation", event)
+        self.created_total += 1
+        self.events.emit("create", agent_id=agent_id, class_name=agent_class)
+        return agent_id
+
+    async def _spawn(
+        self, agent_id: str, agent_class: str, state_class: str, state: bytes | None
+    ) -> PagletController:
+        zygote = self.zygote
+        if zygote is None:
+            raise HostError(f"host {self.host_name} is not started")
+        loop = self.loop
+        channel, child_fds = Channel.create()
+        try:
+            inline: bytes | None = state
+            handoff: HandoffRef | None = None
+            if state is not None and len(state) > INLINE_STATE:
+                ref = channel.send_large(state)
+                inline, handoff = None, HandoffRef(ref.segment_id, ref.length, 0)
+            config = ChildConfig(
+                agent_id=agent_id,
+                agent_class=agent_class,
+                state_class=state_class,
+                host_name=self.host_name,
+                host_address=self._address(),
+                state=inline,
+                state_handoff=handoff,
+                api_key=self.api_key,
+                work_dir=str(self.work_root / _safe(agent_id)),
+                sys_path=list(sys.path),
+            )
+            title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
+            process = await loop.run_in_executor(
+                None,
+                lambda: zygote.spawn(
+                    CHILD_ENTRY,
+                    encode_child_config(config),
+                    child_fds.fds,
+                    title=title,
+                    timeout=self.timeouts.spawn,
+                ),
+            )
+        except BaseException:
+            child_fds.close()
+            channel.close()
+            raise
+        child_fds.close()
+        ctrl = PagletController(
+            agent_id=agent_id,
+            agent_class=agent_class,
+            state_class=state_class,
+            channel=channel,
+            process=process,
+            loop=loop,
+            host_calls=self._host_calls,
+            on_crash=self._crashed,
+            on_message_done=self._message_done,
+            mailbox_depth=self._mailbox_depth,
+        )
+        self.controllers[agent_id] = ctrl
+        return ctrl
+
+    async def _start_hook(self, ctrl: PagletController, hook: str, event: Any) -> None:
+        """Run a starting hook; on any failure remove the process completely and re-raise."""
+        try:
+            await ctrl.wait_hello(self.timeouts.spawn)
+            await ctrl.lifecycle(hook, event, self.timeouts.hook)
+        except BaseException:
+            await self._discard(ctrl)
+            raise
+        ctrl.mark_ready()
+
+    async def _discard(self, ctrl: PagletController) -> None:
+        """Kill a process that must not live on and forget it."""
+        ctrl.begin_stop()
+        ctrl.kill()
+        await ctrl.wait_exit(self.timeouts.exit)
+        ctrl.close()
+        if self.controllers.get(ctrl.agent_id) is ctrl:
+            del self.controllers[ctrl.agent_id]
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def submit(self, agent_id: str, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
+        """Queue a message for an active paglet (see ``PagletController.submit``)."""
+        ctrl = self.get(agent_id)
+        if ctrl.status == "starting":
+            raise PagletInactiveError(f"paglet {agent_id} is still starting")
+        future = ctrl.submit(message, oneway=oneway)
+        if message.priority != UNQUEUED_PRIORITY:
+            self.events.emit(
+                "message-queued",
+                agent_id=agent_id,
+                class_name=ctrl.agent_class,
+                message_id=message.message_id,
+            )
+        return future
+
+    async def deliver(self, agent_id: str, message: MessageWire, *, oneway: bool) -> Any:
+        future = self.submit(agent_id, message, oneway=oneway)
+        if future is None:
+            return None
+        return await future
+
+    def _message_done(self, ctrl: PagletController, message: MessageWire, error: ErrorInfo | None) -> None:
+        if error is None:
+            self.events.emit(
+                "message-delivered",
+                agent_id=ctrl.agent_id,
+                class_name=ctrl.agent_class,
+                message_id=message.message_id,
+            )
+        else:
+            self.events.emit(
+                "message-failed",
+                agent_id=ctrl.agent_id,
+                class_name=ctrl.agent_class,
+                message_id=message.message_id,
+                error=error.message,
+                data={"error_type": error.type_name},
+            )
+
+    # --- state and introspection -----------------------------------------------------------------
+
+    async def state_bytes(self, agent_id: str) -> bytes:
+        return await self.ready(agent_id).state_bytes(self.timeouts.state)
+
+    async def resource_status(self, agent_id: str) -> dict[str, bool]:
+        ctrl = self.ready(agent_id)
+        status = await ctrl.resources("status", timeout=self.timeouts.resources)
+        return dict(status) if isinstance(status, dict) else {}
+
+    async def wait_message(self, agent_id: str, timeout: float | None) -> bool:
+        """Wait until a message of ``agent_id`` finishes (or a notify); False on timeout."""
+        ctrl = self.get(agent_id)
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        ctrl.message_waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter
+        except TimeoutError:
+            return False
+        return True
+
+    def notify_message(self, agent_id: str, *, all_waiters: bool) -> None:
+        ctrl = self.get(agent_id)
+        if all_waiters:
+            waiters, ctrl.message_waiters = ctrl.message_waiters, []
+        else:
+            waiters = ctrl.message_waiters[:1]
+            del ctrl.message_waiters[:1]
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def summary(self, agent_id: str) -> dict[str, Any]:
+        ctrl = self.get(agent_id)
+        stats = ctrl.mailbox.statistics()
+        return {
+            "agent_id": agent_id,
+            "class_name": ctrl.agent_class,
+            "state_class_name": ctrl.state_class,
+            "host": self.host_name,
+            "address": self._address(),
+            "active": ctrl.status == "ready",
+            "pid": ctrl.pid,
+            "crashed": ctrl.status == "crashed",
+            "exitcode": ctrl.exitcode,
+            "error": ctrl.error,
+            "status": ctrl.status,
+            "mailbox": {
+                "queued_count": stats.queued_count,
+                "in_flight_count": stats.in_flight_count,
+                "delivered_count": stats.delivered_count,
+                "failed_count": stats.failed_count,
+            },
+        }
+
+    # --- crashes and disposal --------------------------------------------------------------------
+
+    def _crashed(self, ctrl: PagletController) -> None:
+        _log.warning("paglet %s (%s) crashed: %s", ctrl.agent_id, ctrl.agent_class, ctrl.error)
+        self.events.emit(
+            "paglet-crashed",
+            agent_id=ctrl.agent_id,
+            class_name=ctrl.agent_class,
+            error=ctrl.error,
+            data={"exitcode": ctrl.exitcode},
+        )
+
+    async def dispose(self, agent_id: str) -> None:
+        """Run ``on_disposing`` and the resource cleanup, then end the process (contract §1.3, §1.13).
+
+        A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and
+        the paglet stays active (``LifecycleError``).
+        """
+        ctrl = self.get(agent_id)
+        if ctrl.status == "ready":
+            event = PersistencyEvent(
+                agent_id=agent_id, host_name=self.host_name, host_address=self._address(), reason="dispose"
+            )
+            await ctrl.lifecycle("disposing", event, self.timeouts.hook)
+            await ctrl.resources("cleanup", reason="dispose", timeout=self.timeouts.resources)
+        elif ctrl.status not in ("crashed", "starting"):
+            raise InvalidAgentError(f"paglet {agent_id} is {ctrl.status}")
+        for delivery in ctrl.begin_stop():
+            future = delivery.item.future
+            if future is not None and not future.done():
+                future.set_exception(InvalidAgentError(f"paglet {agent_id} was disposed"))
+        ctrl.shutdown()
+        if await ctrl.wait_exit(self.timeouts.exit) is None:
+            ctrl.kill()
+            await ctrl.wait_exit(self.timeouts.exit)
+        ctrl.close()
+        self.controllers.pop(agent_id, None)
+        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class)
+
+
+def _safe(agent_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", agent_id) or "_"
+
+
+def message_wire(wire: dict[str, Any]) -> MessageWire:
+    """The IPC form of a ``Message.to_wire()`` dict."""
+    return MessageWire(
+        kind=str(wire["kind"]),
+        args=prepare_value(wire.get("args") or {}),
+        arg=prepare_value(wire.get("arg")),
+        sender=wire.get("sender"),
+        reply_to=wire.get("reply_to"),
+        priority=int(wire.get("priority", NORMAL_PRIORITY)),
+        message_type=int(wire.get("message_type", 0)),
+        timestamp=float(wire.get("timestamp") or time.time()),
+        message_id=str(wire.get("message_id") or uuid.uuid4().hex),
+    )

@@ -1,0 +1,383 @@
+"""The host as a paglet process sees it: every call is a host call over the channel.
+
+``ChildHost`` implements ``HostFacade`` (what ``PagletContext`` forwards to) and ``ProxyRoute`` (so
+proxies to paglets on the same host travel over the channel, never over loopback HTTP). Calls that act
+on a paglet accept only this process's own paglet for movement and lifecycle operations, as in
+paglets 2.0. Host-call operations and their arguments are listed in ``paglets.runtime._hostcalls``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from paglets.core.agent import ACTIVE, Paglet
+from paglets.core.errors import HostError, InvalidAgentError
+from paglets.core.messages import FutureReply, Message, ReplySet
+from paglets.core.runtime_values import ServiceScope
+from paglets.persistence.persistency import DeactivationRequest
+from paglets.persistence.storage import StorageStatus
+from paglets.remote.client import HostClient
+from paglets.remote.proxy import PagletProxy
+from paglets.remote.transfer import TransferTicket
+from paglets.serialization.codec import codec_for, qualified_name
+
+if TYPE_CHECKING:
+    from paglets.runtime.child.main import ChildRuntime
+
+__all__ = ["ChildHost"]
+
+#: Threads that wait for ``send_future`` replies from this paglet process.
+FUTURE_THREADS: Final = 8
+
+
+class _HostStorage:
+    """``ManagedStorage`` of the paglet's class, run by the host (which tracks the quota)."""
+
+    def __init__(self, host: ChildHost, quota_bytes: int | None) -> None:
+        self._host = host
+        self._quota = quota_bytes
+
+    def _call(self, op: str, **args: Any) -> Any:
+        return self._host.call("storage", op=op, quota_bytes=self._quota, **args)
+
+    def read_bytes(self, path: str | Path) -> bytes:
+        data = self._call("read_bytes", path=str(path))
+        return bytes(data)
+
+    def write_bytes(self, path: str | Path, data: bytes) -> Path:
+        return Path(self._call("write_bytes", path=str(path), data=bytes(data)))
+
+    def write_text(self, path: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
+        return self.write_bytes(path, text.encode(encoding))
+
+    def delete(self, path: str | Path) -> None:
+        self._call("delete", path=str(path))
+
+    def clear(self) -> None:
+        self._call("clear")
+
+    def status(self) -> StorageStatus:
+        data = self._call("status")
+        return StorageStatus(
+            root=str(data["root"]),
+            used_bytes=data["used_bytes"],
+            quota_bytes=data["quota_bytes"],
+            available_bytes=data["available_bytes"],
+        )
+
+
+class ChildHost:
+    """See the module docstring."""
+
+    def __init__(self, runtime: ChildRuntime) -> None:
+        self._runtime = runtime
+        self._config = runtime.config
+        self.client = HostClient(api_key=self._config.api_key)
+        self._futures: ThreadPoolExecutor | None = None
+        self._futures_lock = threading.Lock()
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._config.host_name
+
+    @property
+    def address(self) -> str:
+        return self._config.host_address
+
+    @property
+    def agent_id(self) -> str:
+        return self._config.agent_id
+
+    def call(self, op: str, timeout: float | None = None, /, **args: Any) -> Any:
+        return self._runtime.call_host(op, args, timeout)
+
+    def _own(self, agent_id: str, operation: str) -> None:
+        if agent_id != self._config.agent_id:
+            raise InvalidAgentError(f"a paglet can only {operation} itself, not {agent_id}")
+
+    def _proxy(self, data: Any) -> PagletProxy | None:
+        if data is None:
+            return None
+        url, agent_id = str(data["host_url"]), str(data["agent_id"])
+        local = url.rstrip("/") == self.address.rstrip("/")
+        return PagletProxy(url, agent_id, self.client, self if local else None)
+
+    def _required_proxy(self, data: Any) -> PagletProxy:
+        proxy = self._proxy(data)
+        if proxy is None:
+            raise HostError("host returned no proxy")
+        return proxy
+
+    # --- ProxyRoute ------------------------------------------------------------------------------
+
+    def route_message(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        oneway: bool,
+        activate_if_inactive: bool,
+        no_delay: bool,
+        timeout: float | None,
+    ) -> Any:
+        return self.call(
+            "deliver",
+            timeout,
+            agent_id=agent_id,
+            message=message.to_wire(),
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+        )
+
+    def route_message_future(
+        self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
+    ) -> Future[Any]:
+        with self._futures_lock:
+            if self._futures is None:
+                self._futures = ThreadPoolExecutor(FUTURE_THREADS, thread_name_prefix="paglets-future")
+            pool = self._futures
+        return pool.submit(
+            self.route_message,
+            agent_id,
+            message,
+            oneway=False,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=None,
+        )
+
+    def route_call(self, agent_id: str, op: str, args: dict[str, Any], timeout: float | None) -> Any:
+        result = self.call("agent_call", timeout, agent_id=agent_id, op=op, args=args)
+        if isinstance(result, dict) and "proxy" in result and isinstance(result["proxy"], dict):
+            return self._required_proxy(result["proxy"])
+        return result
+
+    # --- paglets ---------------------------------------------------------------------------------
+
+    def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
+        return self._proxy(self.call("get_proxy", agent_id=agent_id, include_inactive=include_inactive))
+
+    def remote_proxy(self, host_url: str, agent_id: str) -> PagletProxy:
+        local = host_url.rstrip("/") == self.address.rstrip("/")
+        return PagletProxy(host_url, agent_id, self.client, self if local else None)
+
+    def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
+        return [self._required_proxy(p) for p in self.call("get_proxies", state=state)]
+
+    def list_agents(self, *, active: bool = True, inactive: bool = False, include_state: bool = False) -> Any:
+        return self.call("list_agents", active=active, inactive=inactive, include_state=include_state)
+
+    def health(self) -> Any:
+        return self.call("health")
+
+    def _creation_args(
+        self, agent_cls: type[Paglet[Any]], state: Any, init: Any, agent_id: str | None
+    ) -> Any:
+        state_cls = agent_cls.state_class()
+        state_bytes = codec_for(state_cls).encode(state) if state is not None else None
+        return {
+            "agent_class": qualified_name(agent_cls),
+            "state_class": qualified_name(state_cls),
+            "state": state_bytes,
+            "init": init,
+            "agent_id": agent_id,
+        }
+
+    def create(
+        self,
+        agent_cls: type[Paglet[Any]],
+        state: Any = None,
+        *,
+        init: Any = None,
+        agent_id: str | None = None,
+    ) -> PagletProxy:
+        return self._required_proxy(
+            self.call("create", **self._creation_args(agent_cls, state, init, agent_id))
+        )
+
+    def create_remote(
+        self,
+        target_url: str,
+        agent_cls: type[Paglet[Any]],
+        state: Any = None,
+        *,
+        init: Any = None,
+        agent_id: str | None = None,
+    ) -> PagletProxy:
+        args = self._creation_args(agent_cls, state, init, agent_id)
+        return self._required_proxy(self.call("create_remote", target_url=target_url, **args))
+
+    def dispose(self, agent_id: str) -> None:
+        self.call("agent_call", agent_id=agent_id, op="dispose", args={})
+
+    def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
+        self._own(agent_id, "dispatch")
+        raise HostError("a paglet cannot dispatch itself on this host yet")
+
+    def clone(self, agent_id: str, *, target: str | TransferTicket | None = None) -> PagletProxy:
+        self._own(agent_id, "clone")
+        raise HostError("a paglet cannot clone itself on this host yet")
+
+    def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
+        self._own(agent_id, "deactivate")
+        raise HostError("a paglet cannot deactivate itself on this host yet")
+
+    def multicast_message(
+        self,
+        kind_or_message: str | Message,
+        args: dict[str, Any] | None = None,
+        *,
+        exclude: Collection[str] | None = None,
+    ) -> ReplySet:
+        """Send to every active paglet on this host (unlike paglets 2.0, this works inside a paglet)."""
+        message = (
+            kind_or_message if isinstance(kind_or_message, Message) else Message(kind_or_message, args or {})
+        )
+        skip = set(exclude or ())
+        replies = ReplySet()
+        for proxy in self.get_proxies(ACTIVE):
+            if proxy.agent_id in skip:
+                continue
+            copy = Message.from_wire(message.to_wire())
+            if proxy.agent_id == self.agent_id:
+                # this paglet's own handler is busy running the caller: answer with its reply later
+                replies.add_future_reply(
+                    FutureReply(
+                        self.route_message_future(
+                            proxy.agent_id, copy, activate_if_inactive=False, no_delay=False
+                        )
+                    )
+                )
+            else:
+                replies.add_future_reply(proxy.send_future(copy))
+        return replies
+
+    def wait_message(self, agent_id: str, timeout: float | None = None) -> bool:
+        paglet = self._own_paglet(agent_id)
+        return paglet.wait_message(timeout)
+
+    def notify_message(self, agent_id: str) -> None:
+        self._own_paglet(agent_id).notify_message()
+
+    def notify_all_messages(self, agent_id: str) -> None:
+        self._own_paglet(agent_id).notify_all_messages()
+
+    def _own_paglet(self, agent_id: str) -> Paglet[Any]:
+        self._own(agent_id, "wait for messages of")
+        paglet = self._runtime.paglet
+        if paglet is None:
+            raise HostError("paglet is not running")
+        return paglet
+
+    # --- properties, mesh ------------------------------------------------------------------------
+
+    def get_property(self, key: str, default: Any = None) -> Any:
+        return self.call("get_property", key=key, default=default)
+
+    def set_property(self, key: str, value: Any) -> None:
+        self.call("set_property", key=key, value=value)
+
+    def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[Any]:
+        return list(self.call("available_hosts", online_only=online_only, include_self=include_self))
+
+    def host_status(self, name_or_url: str) -> Any:
+        return self.call("host_status", name_or_url=name_or_url)
+
+    def is_host_online(self, name_or_url: str) -> bool:
+        return bool(self.call("is_host_online", name_or_url=name_or_url))
+
+    def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> Any:
+        return self.call("wait_for_host", timeout + 5.0, name_or_url=name_or_url, timeout=timeout)
+
+    def resolve_host_url(self, name_or_url: str) -> str:
+        return str(self.call("resolve_host_url", name_or_url=name_or_url))
+
+    # --- services (host-side registry) -----------------------------------------------------------
+
+    def advertise_service(
+        self,
+        agent_id: str,
+        name: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        scope: ServiceScope = ServiceScope.LOCAL,
+        ttl: float | None = None,
+    ) -> Any:
+        return self.call(
+            "advertise_service",
+            agent_id=agent_id,
+            name=name,
+            capabilities=list(capabilities or ()),
+            metadata=metadata or {},
+            scope=ServiceScope(scope).value,
+            ttl=ttl,
+        )
+
+    def unadvertise_service(self, name: str, *, agent_id: str | None = None) -> list[Any]:
+        return list(self.call("unadvertise_service", name=name, agent_id=agent_id or self.agent_id))
+
+    def lookup_service(
+        self, name: str, *, capability: str | None = None, scope: ServiceScope = ServiceScope.LOCAL
+    ) -> Any:
+        return self.call("lookup_service", name=name, capability=capability, scope=ServiceScope(scope).value)
+
+    def lookup_services(
+        self,
+        name: str | None = None,
+        *,
+        capability: str | None = None,
+        scope: ServiceScope = ServiceScope.LOCAL,
+    ) -> list[Any]:
+        return list(
+            self.call("lookup_services", name=name, capability=capability, scope=ServiceScope(scope).value)
+        )
+
+    def lease_service_handle(self, handle: Any, *, ttl: float = 60.0) -> Any:
+        raise HostError("service leases are not available on this host yet")
+
+    # --- resources, storage, files ---------------------------------------------------------------
+
+    def resources_for(self, agent_id: str) -> Any:
+        return self._own_paglet(agent_id).resources
+
+    def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
+        self._own(agent_id, "use the work directory of")
+        path = Path(self._config.work_dir)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> Any:
+        self._own(agent_id, "use the storage of")
+        return _HostStorage(self, quota_bytes)
+
+    def register_file_for(
+        self, agent_id: str, path: Path | str, *, name: str | None = None, mode: str = "copy"
+    ) -> Any:
+        raise HostError("file registration is not available on this host yet")
+
+    def registered_files_for(self, agent_id: str) -> list[Any]:
+        return []
+
+    def unregister_file_for(self, agent_id: str, name_or_ref: Any) -> None:
+        raise HostError("file registration is not available on this host yet")
+
+    def registered_file_path_for(self, agent_id: str, name_or_ref: Any) -> Path:
+        raise HostError("file registration is not available on this host yet")
+
+    def upload_artifact(self, path: Path | str, **kwargs: Any) -> Any:
+        raise HostError("artifacts are not available on this host yet")
+
+    def download_artifact(self, artifact: Any, target: Path | str, *, move: bool = False) -> Any:
+        raise HostError("artifacts are not available on this host yet")
+
+    def delete_artifact(self, artifact: Any) -> None:
+        raise HostError("artifacts are not available on this host yet")

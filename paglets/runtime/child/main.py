@@ -1,0 +1,383 @@
+"""The paglet process: one paglet, its hooks, its handlers and its ``run()`` thread.
+
+The zygote forks this process and calls :func:`child_main` with the channel's fds and an encoded
+``ChildConfig``. Three kinds of thread run here:
+
+- the **reader** (``paglets-reader``) takes every frame from the host. Answers to this process's own
+  host calls complete their waiters at once; state snapshots and resource status are answered on the
+  **service** thread, so they are served while a handler runs (contract §2.8) without ever blocking the
+  reader; everything else (lifecycle hooks, messages, resource cleanups, shutdown) goes, in arrival
+  order, to
+- the **main** thread, which runs hooks and handlers strictly one at a time and replies;
+- the **run** thread (``paglets-run-<id>``) runs ``Paglet.run()`` once the reply to the creation,
+  arrival, clone or activation request has been sent.
+
+When the host disappears (channel EOF) the process exits at once: without a host nobody can reach the
+paglet. ``sys.exit(n)`` or ``os._exit(n)`` in a handler ends the process with that code, which the host
+reports as a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from paglets.core.agent import NOT_HANDLED, Paglet, PagletContext
+from paglets.core.errors import HostError, NotHandledError, PagletError, SerializationError
+from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
+from paglets.core.messages import Message
+from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
+from paglets.runtime import _handoff
+from paglets.runtime._channel import INLINE_THRESHOLD, ChannelClosedError, ChildChannel
+from paglets.serialization.codec import codec_for, resolve_qualified_name
+from paglets.wire.boot import ChildConfig, decode_child_config
+from paglets.wire.ipc import (
+    NIL,
+    Deliver,
+    GetState,
+    HandoffRef,
+    Hello,
+    HostCall,
+    HostReply,
+    Lifecycle,
+    Reply,
+    ResourceCall,
+    RunFinished,
+    Shutdown,
+    decode_body,
+    encode_body,
+)
+from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
+from paglets.wire.values import decode_value, encode_value
+
+__all__ = ["ChildRuntime", "child_main"]
+
+#: Seconds the reader waits on the channel per turn (it wakes at once when a frame arrives; the timeout
+#: only bounds how long it takes to notice a local shutdown).
+READER_TURN: Final = 1.0
+
+#: Hooks after whose reply ``run()`` starts, and the event classes of every hook.
+_STARTING_HOOKS: Final = frozenset({"creation", "arrival", "clone", "activation"})
+_EVENT_CLASSES: Final[dict[str, Any]] = {
+    "creation": CreationEvent,
+    "arrival": MobilityEvent,
+    "clone": CloneEvent,
+    "activation": PersistencyEvent,
+    "dispatching": MobilityEvent,
+    "reverting": MobilityEvent,
+    "cloning": CloneEvent,
+    "cloned": CloneEvent,
+    "deactivating": PersistencyEvent,
+    "disposing": PersistencyEvent,
+}
+_HOOK_METHODS: Final = {
+    "creation": "on_creation",
+    "arrival": "on_arrival",
+    "clone": "on_clone",
+    "activation": "on_activation",
+    "dispatching": "on_dispatching",
+    "reverting": "on_reverting",
+    "cloning": "on_cloning",
+    "cloned": "on_cloned",
+    "deactivating": "on_deactivating",
+    "disposing": "on_disposing",
+}
+
+
+class _Waiter:
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reply: HostReply | None = None
+
+
+def _user_error(exc: BaseException) -> ErrorInfo:
+    """An exception raised by paglet code: contract errors keep their class, others become HostError."""
+    return error_info_from_exception(exc, foreign_code=HostError.code)
+
+
+class ChildRuntime:
+    """Everything that runs in one paglet process (see the module docstring)."""
+
+    def __init__(self, config: ChildConfig, channel: ChildChannel) -> None:
+        from paglets.runtime.child._facade import ChildHost
+
+        self.config = config
+        self.channel = channel
+        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._service: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._waiters: dict[int, _Waiter] = {}
+        self._waiters_lock = threading.Lock()
+        self._call_ids = iter(range(1, 2**63))
+        self._run_thread: threading.Thread | None = None
+        self._stopping = False
+        self.host = ChildHost(self)
+        self.paglet: Paglet[Any] | None = None
+        self.boot_error: BaseException | None = None
+        try:
+            self.paglet = self._build_paglet()
+        except BaseException as exc:  # reported to the host as the answer to its first request
+            self.boot_error = exc
+
+    # --- boot ------------------------------------------------------------------------------------------
+
+    def _build_paglet(self) -> Paglet[Any]:
+        cfg = self.config
+        if cfg.sys_path and sys.path != cfg.sys_path:
+            sys.path[:] = cfg.sys_path
+        cls = resolve_qualified_name(cfg.agent_class)
+        if not isinstance(cls, type) or not issubclass(cls, Paglet):
+            raise HostError(f"{cfg.agent_class} is not a Paglet subclass")
+        state_cls = cls.state_class()
+        if cfg.state_handoff is not None:
+            ref = cfg.state_handoff
+            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
+                state = codec_for(state_cls).decode(segment.view)
+        elif cfg.state is not None:
+            state = codec_for(state_cls).decode(cfg.state)
+        else:
+            state = state_cls()
+        paglet = cls(state, agent_id=cfg.agent_id)
+        paglet._attach(PagletContext(self.host, cfg.agent_id))
+        return paglet
+
+    # --- sending -------------------------------------------------------------------------------------
+
+    def send(self, msg: Reply | HostCall | RunFinished | Hello) -> None:
+        self.channel.send(encode_body(msg))
+
+    def reply_ok(self, call_id: int, payload: bytes) -> None:
+        if len(payload) > INLINE_THRESHOLD:
+            ref = self.channel.send_large(payload)
+            self.send(Reply(call_id, True, NIL, None, HandoffRef(ref.segment_id, ref.length, 0)))
+        else:
+            self.send(Reply(call_id, True, msgspec.Raw(payload)))
+
+    def reply_error(self, call_id: int, error: ErrorInfo) -> None:
+        self.send(Reply(call_id, False, NIL, error))
+
+    def call_host(self, op: str, args: Any = None, timeout: float | None = None) -> Any:
+        """Ask the host to run ``op``; returns the decoded result or raises the host's error."""
+        call_id = next(self._call_ids)
+        waiter = _Waiter()
+        with self._waiters_lock:
+            self._waiters[call_id] = waiter
+        try:
+            payload = encode_value(args)
+            if len(payload) > INLINE_THRESHOLD:
+                raise SerializationError(
+                    f"arguments of host call {op!r} are too large ({len(payload)} bytes)"
+                )
+            self.send(HostCall(call_id, op, msgspec.Raw(payload)))
+            limit = self.config.host_call_timeout if timeout is None else timeout
+            if not waiter.event.wait(limit):
+                raise HostError(f"host did not answer {op!r} within {limit} s")
+        finally:
+            with self._waiters_lock:
+                self._waiters.pop(call_id, None)
+        reply = waiter.reply
+        assert reply is not None
+        if not reply.ok:
+            raise exception_from_error_info(reply.error or ErrorInfo("host", "HostError", "host call failed"))
+        if reply.handoff is not None:
+            ref = reply.handoff
+            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
+                return decode_value(segment.view)
+        return decode_value(reply.result)
+
+    # --- threads -------------------------------------------------------------------------------------
+
+    def serve(self) -> int:
+        reader = threading.Thread(target=self._read_loop, name="paglets-reader", daemon=True)
+        service = threading.Thread(target=self._service_loop, name="paglets-service", daemon=True)
+        reader.start()
+        service.start()
+        self.send(Hello(os.getpid()))
+        while True:
+            item = self._work.get()
+            if isinstance(item, Shutdown) or item is None:
+                return 0
+            self._handle(item)
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                for frame in self.channel.receive(READER_TURN):
+                    msg = decode_body(frame)
+                    if isinstance(msg, HostReply):
+                        with self._waiters_lock:
+                            waiter = self._waiters.get(msg.call_id)
+                        if waiter is not None:
+                            waiter.reply = msg
+                            waiter.event.set()
+                    elif isinstance(msg, GetState) or (isinstance(msg, ResourceCall) and msg.op == "status"):
+                        self._service.put(msg)
+                    else:
+                        self._work.put(msg)
+        except ChannelClosedError:
+            os._exit(0)  # the host is gone: nobody can reach this paglet any more
+        except BaseException:  # a corrupt frame from the host: nothing sane is left to do
+            traceback.print_exc()
+            os._exit(70)
+
+    def _service_loop(self) -> None:
+        while True:
+            msg = self._service.get()
+            try:
+                if isinstance(msg, GetState):
+                    self._reply_state(msg.call_id)
+                else:
+                    self._reply_resources(msg.call_id)
+            except ChannelClosedError:
+                return
+            except BaseException as exc:
+                self.reply_error(msg.call_id, _user_error(exc))
+
+    def _start_run(self) -> None:
+        if self._run_thread is not None or self.paglet is None:
+            return
+        self._run_thread = threading.Thread(
+            target=self._run_main, name=f"paglets-run-{self.config.agent_id}", daemon=True
+        )
+        self._run_thread.start()
+
+    def _run_main(self) -> None:
+        assert self.paglet is not None
+        error: ErrorInfo | None = None
+        try:
+            self.paglet.run()
+        except SystemExit as exc:
+            _exit_for(exc)
+        except BaseException as exc:
+            error = _user_error(exc)
+        try:
+            self.send(RunFinished(error))
+        except ChannelClosedError:
+            pass
+
+    # --- work on the main thread -----------------------------------------------------------------------
+
+    def _handle(self, msg: Any) -> None:
+        call_id = msg.call_id
+        try:
+            if self.boot_error is not None:
+                raise self.boot_error
+            match msg:
+                case Deliver():
+                    payload = self._deliver(msg)
+                case Lifecycle():
+                    payload = self._lifecycle(msg)
+                case ResourceCall():
+                    payload = self._resources(msg)
+                case _:
+                    raise HostError(f"unexpected request {type(msg).__name__}")
+        except SystemExit as exc:
+            _exit_for(exc)
+        except BaseException as exc:
+            self.reply_error(call_id, _user_error(exc))
+            return
+        self.reply_ok(call_id, payload)
+        if isinstance(msg, Lifecycle) and msg.hook in _STARTING_HOOKS:
+            self._start_run()
+
+    def _deliver(self, msg: Deliver) -> bytes:
+        assert self.paglet is not None
+        wire = msg.message
+        message = Message(
+            kind=wire.kind,
+            args=wire.args,
+            arg=wire.arg,
+            sender=wire.sender,
+            reply_to=wire.reply_to,
+            priority=wire.priority,
+            message_type=wire.message_type,
+            timestamp=wire.timestamp,
+            message_id=wire.message_id,
+        )
+        result = self.paglet.handle_message(message)
+        if result is NOT_HANDLED:
+            raise NotHandledError(f"{type(self.paglet).__name__} did not handle message kind {wire.kind!r}")
+        if msg.oneway:
+            return bytes(NIL)
+        return encode_value(result)
+
+    def _lifecycle(self, msg: Lifecycle) -> bytes:
+        paglet = self.paglet
+        assert paglet is not None
+        event_cls = _EVENT_CLASSES[msg.hook]
+        event = event_cls.from_wire(decode_value(msg.event))
+        if msg.hook == "deactivating":
+            request = event.request if event.request is not None else DeactivationRequest()
+            policy = paglet.deactivation_policy(request)
+            if not isinstance(policy, DeactivationPolicy):
+                raise HostError(f"deactivation_policy() returned {policy!r}, not a DeactivationPolicy")
+            event = PersistencyEvent(
+                agent_id=event.agent_id,
+                host_name=event.host_name,
+                host_address=event.host_address,
+                reason=event.reason,
+                request=request,
+                policy=policy,
+            )
+            paglet.on_deactivating(event)
+            return encode_value({"policy": policy.to_wire()})
+        getattr(paglet, _HOOK_METHODS[msg.hook])(event)
+        return bytes(NIL)
+
+    def _resources(self, msg: ResourceCall) -> bytes:
+        assert self.paglet is not None
+        registry = self.paglet.resources
+        if msg.op == "cleanup":
+            registry.cleanup(reason=msg.reason or "lifecycle")
+        elif msg.op == "remove":
+            registry.remove(msg.name)
+        return encode_value(registry.status())
+
+    def _reply_state(self, call_id: int) -> None:
+        if self.paglet is None:
+            raise self.boot_error or HostError("paglet is not running")
+        paglet = self.paglet
+        codec = codec_for(type(paglet.state))
+        with paglet.locked():
+            data = codec.encode(paglet.state)
+        self.reply_ok(call_id, data)
+
+    def _reply_resources(self, call_id: int) -> None:
+        if self.paglet is None:
+            raise self.boot_error or HostError("paglet is not running")
+        self.reply_ok(call_id, encode_value(self.paglet.resources.status()))
+
+
+def _exit_for(exc: SystemExit) -> None:
+    """Leave the process as ``sys.exit(code)`` asked, at once (the host reports the exit code)."""
+    code = exc.code
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code & 0xFF
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def child_main(fds: Sequence[int], config: bytes) -> int:
+    """Zygote entry point of a paglet process."""
+    channel = ChildChannel.from_fds(fds)
+    runtime = ChildRuntime(decode_child_config(config), channel)
+    try:
+        return runtime.serve()
+    except ChannelClosedError:
+        return 0
+    except PagletError:
+        traceback.print_exc()
+        return 1

@@ -1,0 +1,648 @@
+"""``Host``: a paglets host, embedded in a program or run by ``paglets-host`` (contract §1.9).
+
+The host is a small facade over its collaborators, each owning one concern:
+
+- ``LoopThread`` — the asyncio loop (uvloop) that everything below runs on;
+- ``PagletManager`` — paglet processes (zygote forks), controllers, mailboxes;
+- ``HostCalls`` — what paglet processes may ask the host;
+- ``HttpServer`` + ``routes`` — the HTTP control plane;
+- ``ContextEventLog`` — the host's event log and listeners.
+
+Synchronous methods may be called from any thread except the loop's own; they cross into the loop and
+wait with a timeout. A proxy obtained from a host in this process talks to it directly (no HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import signal
+import threading
+import time
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from paglets import __version__
+from paglets.core.agent import ACTIVE, Paglet
+from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
+from paglets.core.errors import HostError, InvalidAgentError, SerializationError
+from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
+from paglets.persistence.storage import ManagedStorage, sanitize_name
+from paglets.remote.client import HostClient
+from paglets.remote.proxy import PagletProxy
+from paglets.runtime._config import HostConfig, normalize_url
+from paglets.runtime._hostcalls import HostCalls
+from paglets.runtime._loop import LoopThread
+from paglets.runtime._paglets import PagletManager, message_wire
+from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
+from paglets.wire.ipc import MessageWire
+
+__all__ = ["HOST_CAPABILITIES", "Host"]
+
+T = TypeVar("T")
+
+#: What this host advertises in ``/health`` (a subset of paglets 2.0's list until every feature lands).
+HOST_CAPABILITIES: Final[tuple[str, ...]] = (
+    "agents:list",
+    "agents:state",
+    "agents:create",
+    "agents:message",
+    "agents:dispose",
+    "events:list",
+    "hosts:list",
+    "messages:mailbox",
+)
+
+#: Seconds a synchronous host operation waits by default (``None`` passed explicitly means no limit).
+DEFAULT_TIMEOUT: Final = 300.0
+#: Seconds ``start_background`` and ``stop`` may take.
+START_TIMEOUT: Final = 60.0
+STOP_TIMEOUT: Final = 30.0
+
+_UNSET: Any = object()
+
+
+def _check_paglet_class(agent_cls: Any) -> tuple[str, str]:
+    """The qualified names of a paglet class and its state class, after checking both can be imported."""
+    if not isinstance(agent_cls, type) or not issubclass(agent_cls, Paglet):
+        raise HostError(f"{agent_cls!r} is not a Paglet subclass")
+    if agent_cls.__module__ == "__main__":
+        raise HostError(
+            f"{agent_cls.__qualname__} is defined in __main__; paglet processes import classes by name, "
+            "so move it into a module (e.g. mypaglets.py) and import it from there"
+        )
+    try:
+        agent_name = qualified_name(agent_cls)
+    except SerializationError as exc:
+        raise HostError(f"{agent_cls.__qualname__}: {exc}") from exc
+    state_cls = agent_cls.state_class()
+    try:
+        state_name = qualified_name(state_cls)
+    except SerializationError as exc:
+        raise HostError(f"{state_cls.__qualname__}: {exc}") from exc
+    if state_cls.__module__ == "__main__":
+        raise HostError(f"{state_cls.__qualname__} is defined in __main__; move it into an importable module")
+    return agent_name, state_name
+
+
+class Host:
+    """A paglets host. See the module docstring and contract §1.9 for every parameter."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str | Sequence[str] = "127.0.0.1",
+        port: int = 0,
+        *,
+        client: HostClient | None = None,
+        **options: Any,
+    ) -> None:
+        self.config = HostConfig.build(name, host, port, **options)
+        cfg = self.config
+        self.name = cfg.name
+        self.bind_hosts = list(cfg.bind_hosts)
+        self.port = cfg.port
+        self.public_url = cfg.public_url
+        self.connect_to = cfg.connect_to
+        self.relay_mode = cfg.relay_mode
+        self.api_key = cfg.api_key
+        self.tags = cfg.tags
+        self.host_properties = dict(cfg.properties)
+        self.persistence_dir = cfg.persistence_dir
+        self.client = client if client is not None else HostClient(api_key=cfg.api_key)
+        self.code_version = cfg.mesh_version or f"paglets-{__version__}-no-git"
+        self.events = ContextEventLog(host_name=self.name, host_address=self.address)
+        self._properties: dict[str, Any] = {}
+        self._properties_lock = threading.Lock()
+        self._storages: dict[tuple[str, int | None], ManagedStorage] = {}
+        self._loop = LoopThread(self.name)
+        self._server: Any = None
+        self._started = False
+        self._stopped = threading.Event()
+        self.manager = PagletManager(
+            host_name=self.name,
+            address=lambda: self.address,
+            events=self.events,
+            work_root=self.persistence_dir / "work",
+            api_key=cfg.api_key,
+            host_calls=HostCalls(self),
+            preload=cfg.preload_modules,
+        )
+
+    def __repr__(self) -> str:
+        return f"Host(name={self.name!r}, address={self.address!r})"
+
+    # --- addresses -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        if self.public_url:
+            return self.public_url
+        bind = self.bind_hosts[0]
+        shown = "127.0.0.1" if bind in ("0.0.0.0", "") else bind
+        if ":" in shown and not shown.startswith("["):
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}"
+
+    def _same_host(self, url: str) -> bool:
+        return url.rstrip("/") == self.address.rstrip("/")
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def start_background(self) -> Host:
+        """Start the loop thread, the zygote and the HTTP server; returns when the host serves."""
+        if self._started:
+            return self
+        self._loop.start()
+        try:
+            self._loop.run(self._start_async(), START_TIMEOUT)
+        except BaseException:
+            self._loop.stop()
+            raise
+        self._started = True
+        return self
+
+    async def _start_async(self) -> None:
+        from paglets.http.server import HttpServer
+        from paglets.runtime._routes import build_router
+
+        self.manager.work_root.mkdir(parents=True, exist_ok=True)
+        self.manager.start(asyncio.get_running_loop())
+        server = HttpServer(build_router(self), api_key=self.api_key, path_prefix=_prefix(self.public_url))
+        try:
+            self.port = await server.start(self.bind_hosts, self.port)
+        except BaseException:
+            await self.manager.stop_all(STOP_TIMEOUT)
+            raise
+        self._server = server
+        self.events.host_address = self.address
+        self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and block until ``stop()``; SIGINT/SIGTERM in the main thread shut down."""
+        self.start_background()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
+        while not self._stopped.wait(3600):
+            pass
+
+    def stop(self, *, deactivate_active: bool = False) -> None:
+        """Stop serving and end every paglet process. A host that never started does nothing."""
+        if not self._started:
+            return
+        self._started = False
+        try:
+            self._loop.run(self._stop_async(), STOP_TIMEOUT + 10)
+        finally:
+            self._loop.stop()
+            self.client.close()
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop the host (``stop(deactivate_active=True)``)."""
+        self.stop(deactivate_active=True)
+
+    async def _stop_async(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            await server.close(deadline=5.0)
+        await self.manager.stop_all(STOP_TIMEOUT)
+        self.events.emit("context-shutdown")
+
+    def __enter__(self) -> Host:
+        return self.start_background()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self, coro: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        if not self._started:
+            coro.close()
+            raise HostError(f"host {self.name} is not started (call start_background())")
+        return self._loop.run(coro, timeout)
+
+    # --- creating and disposing ------------------------------------------------------------------
+
+    def create(
+        self,
+        agent_cls: type[Paglet[Any]],
+        state: Any = None,
+        *,
+        init: Any = None,
+        agent_id: str | None = None,
+    ) -> PagletProxy:
+        """Start a new paglet on this host; returns once ``on_creation`` ran (``run()`` may still run)."""
+        agent_name, state_name = _check_paglet_class(agent_cls)
+        state_bytes = self._encode_state(agent_cls, state)
+        new_id = self._run(
+            self.create_async(
+                agent_class=agent_name,
+                state_class=state_name,
+                state=state_bytes,
+                init=init,
+                agent_id=agent_id,
+            )
+        )
+        return self._proxy(new_id)
+
+    @staticmethod
+    def _encode_state(agent_cls: type[Paglet[Any]], state: Any) -> bytes | None:
+        if state is None:
+            return None
+        state_cls = agent_cls.state_class()
+        if not isinstance(state, state_cls):
+            raise HostError(
+                f"state for {agent_cls.__qualname__} must be a {state_cls.__qualname__}, got {state!r}"
+            )
+        return codec_for(state_cls).encode(state)
+
+    async def create_async(
+        self, *, agent_class: str, state_class: str, state: bytes | None, init: Any, agent_id: str | None
+    ) -> str:
+        return await self.manager.create(
+            agent_class=agent_class, state_class=state_class, state=state, init=init, agent_id=agent_id
+        )
+
+    def create_remote(
+        self,
+        target_url: str,
+        agent_cls: type[Paglet[Any]],
+        state: Any = None,
+        *,
+        init: Any = None,
+        agent_id: str | None = None,
+    ) -> PagletProxy:
+        if self._same_host(normalize_url(target_url)):
+            return self.create(agent_cls, state, init=init, agent_id=agent_id)
+        agent_name, state_name = _check_paglet_class(agent_cls)
+        payload = {
+            "agent_class_name": agent_name,
+            "state_class_name": state_name,
+            "state": None if state is None else _state_wire(state),
+            "init": init,
+            "agent_id": agent_id,
+        }
+        reply = self.client.post_json(normalize_url(target_url) + "/agents", payload)
+        return PagletProxy.from_wire(reply["proxy"], client=self.client)
+
+    async def create_remote_async(self, target_url: str, **creation: Any) -> Any:
+        url = normalize_url(target_url)
+        if self._same_host(url):
+            agent_id = await self.create_async(**creation)
+            return {"host_url": self.address, "agent_id": agent_id}
+        state_cls = resolve_qualified_name(creation["state_class"])
+        state = creation["state"]
+        payload = {
+            "agent_class_name": creation["agent_class"],
+            "state_class_name": creation["state_class"],
+            "state": None if state is None else _state_wire(codec_for(state_cls).decode(state)),
+            "init": creation["init"],
+            "agent_id": creation["agent_id"],
+        }
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(None, lambda: self.client.post_json(url + "/agents", payload))
+        return reply["proxy"]
+
+    def dispose(self, agent_id: str) -> None:
+        self._run(self.manager.dispose(agent_id))
+
+    # --- messages --------------------------------------------------------------------------------
+
+    def deliver_message(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        oneway: bool = False,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> Any:
+        """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway)."""
+        return self._submit(agent_id, message, oneway=oneway).result(timeout)
+
+    def _submit(self, agent_id: str, message: Message, *, oneway: bool) -> concurrent.futures.Future[Any]:
+        """Queue ``message`` from a user thread without creating a task (the fast path)."""
+        if not self._started:
+            raise HostError(f"host {self.name} is not started (call start_background())")
+        if message.kind == DEACTIVATE_KIND:
+            raise HostError("deactivation is not available on this host yet")
+        wire = message_wire(message.to_wire())
+        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        manager = self.manager
+
+        def start() -> None:
+            try:
+                future = manager.submit(agent_id, wire, oneway=oneway)
+            except BaseException as exc:
+                result.set_exception(exc)
+                return
+            if future is None:
+                result.set_result(None)
+                return
+            future.add_done_callback(lambda f: _copy_outcome(f, result))
+
+        if self._loop.in_loop_thread():
+            raise HostError("a blocking host call was made from the host's event loop thread")
+        self._loop.call_soon(start)
+        return result
+
+    async def deliver_async(
+        self,
+        agent_id: str,
+        wire: MessageWire,
+        *,
+        oneway: bool,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+    ) -> Any:
+        if wire.kind == DEACTIVATE_KIND:
+            raise HostError("deactivation is not available on this host yet")
+        return await self.manager.deliver(agent_id, wire, oneway=oneway)
+
+    def multicast_message(
+        self,
+        kind_or_message: str | Message,
+        args: dict[str, Any] | None = None,
+        *,
+        exclude: Collection[str] | None = None,
+    ) -> ReplySet:
+        """Send one message (same id) to every ready paglet of this host; replies arrive in a ``ReplySet``."""
+        message = (
+            kind_or_message if isinstance(kind_or_message, Message) else Message(kind_or_message, args or {})
+        )
+        skip = set(exclude or ())
+        replies = ReplySet()
+        for agent_id in self._run(_value(self.manager.ready_ids)):
+            if agent_id not in skip:
+                copy = Message.from_wire(message.to_wire())
+                replies.add_future_reply(FutureReply(self._submit(agent_id, copy, oneway=False)))
+        return replies
+
+    def wait_message(self, agent_id: str, timeout: float | None = None) -> bool:
+        limit = None if timeout is None else timeout + 5.0
+        return bool(self._run(self.manager.wait_message(agent_id, timeout), limit))
+
+    def notify_message(self, agent_id: str) -> None:
+        self._run(_value(lambda: self.manager.notify_message(agent_id, all_waiters=False)))
+
+    def notify_all_messages(self, agent_id: str) -> None:
+        self._run(_value(lambda: self.manager.notify_message(agent_id, all_waiters=True)))
+
+    def mailbox_status(self, agent_id: str) -> dict[str, Any]:
+        return dict(self._run(_value(lambda: self.manager.summary(agent_id)))["mailbox"])
+
+    # --- ProxyRoute: proxies from this process ---------------------------------------------------
+
+    def route_message(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        oneway: bool,
+        activate_if_inactive: bool,
+        no_delay: bool,
+        timeout: float | None,
+    ) -> Any:
+        return self._submit(agent_id, message, oneway=oneway).result(timeout)
+
+    def route_message_future(
+        self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
+    ) -> concurrent.futures.Future[Any]:
+        return self._submit(agent_id, message, oneway=False)
+
+    def route_call(self, agent_id: str, op: str, args: dict[str, Any], timeout: float | None) -> Any:
+        result = self._run(self.agent_call_async(agent_id, op, args), timeout or DEFAULT_TIMEOUT)
+        if isinstance(result, dict) and isinstance(result.get("proxy"), dict):
+            return self._proxy(result["proxy"]["agent_id"])
+        return result
+
+    async def agent_call_async(self, agent_id: str, op: str, args: dict[str, Any]) -> Any:
+        """Control operations on one paglet (shared by proxies, host calls and routes)."""
+        if op == "info":
+            return self.manager.summary(agent_id)
+        if op == "dispose":
+            await self.manager.dispose(agent_id)
+            return {"ok": True}
+        raise HostError(f"{op!r} is not available on this host yet")
+
+    def _proxy(self, agent_id: str) -> PagletProxy:
+        return PagletProxy(self.address, agent_id, self.client, self)
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
+        ctrl = self.manager.controllers.get(agent_id)
+        if ctrl is None or ctrl.status != "ready":
+            return None
+        return self._proxy(agent_id)
+
+    def remote_proxy(self, host_url: str, agent_id: str) -> PagletProxy:
+        if self._same_host(host_url):
+            return self._proxy(agent_id)
+        return PagletProxy(host_url.rstrip("/"), agent_id, self.client)
+
+    def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
+        if not state & ACTIVE:
+            return []
+        return [self._proxy(aid) for aid in list(self.manager.ready_ids())]
+
+    def get_state(self, agent_id: str, state_cls: type[T]) -> T:
+        """A fresh snapshot of a paglet's state, decoded as ``state_cls``."""
+        data = self._run(self.manager.state_bytes(agent_id))
+        return codec_for(state_cls).decode(data)
+
+    def list_agents(
+        self, *, active: bool = True, inactive: bool = False, include_state: bool = False
+    ) -> list[Any]:
+        return list(
+            self._run(self.list_agents_async(active=active, inactive=inactive, include_state=include_state))
+        )
+
+    async def list_agents_async(
+        self, *, active: bool, inactive: bool, include_state: bool
+    ) -> list[dict[str, Any]]:
+        if not active:
+            return []
+        out: list[dict[str, Any]] = []
+        for agent_id, ctrl in list(self.manager.controllers.items()):
+            if ctrl.status == "starting":
+                continue
+            item = self.manager.summary(agent_id)
+            if include_state:
+                item.update(await self._state_item(agent_id))
+            out.append(item)
+        return out
+
+    async def _state_item(self, agent_id: str) -> dict[str, Any]:
+        from paglets.serialization.codec import dataclass_to_wire
+
+        ctrl = self.manager.get(agent_id)
+        try:
+            data = await self.manager.state_bytes(agent_id)
+            state_cls = resolve_qualified_name(ctrl.state_class)
+            return {"state": dataclass_to_wire(codec_for(state_cls).decode(data))}
+        except Exception as exc:
+            return {"state_error": str(exc)}
+
+    def health(self) -> dict[str, Any]:
+        controllers = list(self.manager.controllers.values())
+        return {
+            "name": self.name,
+            "address": self.address,
+            "active_count": sum(1 for c in controllers if c.status == "ready"),
+            "inactive_count": 0,
+            "code_version": self.code_version,
+            "capabilities": list(HOST_CAPABILITIES),
+            "tags": list(self.tags),
+            "properties": dict(self.host_properties),
+            "auto_update_from_git": False,
+            "auto_update_restart_scheduled": False,
+        }
+
+    def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[dict[str, Any]]:
+        return [self._self_ref()] if include_self else []
+
+    def _self_ref(self) -> dict[str, Any]:
+        health = self.health()
+        return {
+            "name": self.name,
+            "url": self.address,
+            "code_version": self.code_version,
+            "online": True,
+            "last_seen": time.time(),
+            "active_count": health["active_count"],
+            "inactive_count": 0,
+            "tags": list(self.tags),
+            "properties": dict(self.host_properties),
+        }
+
+    def host_status(self, name_or_url: str) -> dict[str, Any] | None:
+        if name_or_url == self.name or self._same_host(self.resolve_host_url(name_or_url)):
+            return self._self_ref()
+        return None
+
+    def resolve_host_url(self, name_or_url: str) -> str:
+        if name_or_url == self.name:
+            return self.address
+        return normalize_url(name_or_url)
+
+    # --- events, listeners, properties -----------------------------------------------------------
+
+    def list_events(self, *, since: int = 0, limit: int = 100) -> list[ContextEvent]:
+        return self.events.events_since(since, limit)
+
+    def add_listener(self, listener: ContextListener) -> None:
+        self.events.add_listener(listener)
+
+    def remove_listener(self, listener: ContextListener) -> None:
+        self.events.remove_listener(listener)
+
+    def get_property(self, key: str, default: Any = None) -> Any:
+        with self._properties_lock:
+            return self._properties.get(key, default)
+
+    def set_property(self, key: str, value: Any) -> None:
+        with self._properties_lock:
+            if value is None:
+                self._properties.pop(key, None)
+            else:
+                self._properties[key] = value
+
+    # --- storage ---------------------------------------------------------------------------------
+
+    def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
+        path = self.manager.work_root / sanitize_name(agent_id)
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
+        ctrl = self.manager.controllers.get(agent_id)
+        if ctrl is None:
+            raise InvalidAgentError(f"no paglet {agent_id} on host {self.name}")
+        return self._storage(ctrl.agent_class, quota_bytes)
+
+    def _storage(self, agent_class: str, quota_bytes: int | None) -> ManagedStorage:
+        quota = quota_bytes if quota_bytes is not None else self.config.persistent_storage_quota_bytes
+        key = (agent_class, quota)
+        with self._properties_lock:
+            storage = self._storages.get(key)
+            if storage is None:
+                root = self.persistence_dir / "storage" / sanitize_name(agent_class.replace(":", "."))
+                storage = ManagedStorage(root, quota_bytes=quota)
+                self._storages[key] = storage
+            return storage
+
+    async def storage_call_async(self, agent_class: str, args: dict[str, Any]) -> Any:
+        storage = self._storage(agent_class, args.get("quota_bytes"))
+        op = args.get("op")
+        loop = asyncio.get_running_loop()
+        if op == "read_bytes":
+            return await loop.run_in_executor(None, storage.read_bytes, str(args["path"]))
+        if op == "write_bytes":
+            data = args["data"]
+            return str(await loop.run_in_executor(None, storage.write_bytes, str(args["path"]), data))
+        if op == "delete":
+            await loop.run_in_executor(None, storage.delete, str(args["path"]))
+            return None
+        if op == "clear":
+            await loop.run_in_executor(None, storage.clear)
+            return None
+        if op == "status":
+            status = storage.status()
+            return {
+                "root": str(status.root),
+                "used_bytes": status.used_bytes,
+                "quota_bytes": status.quota_bytes,
+                "available_bytes": status.available_bytes,
+            }
+        raise HostError(f"unknown storage operation {op!r}")
+
+    def statistics(self) -> dict[str, Any]:
+        return {"created_total": self.manager.created_total, "paglets": len(self.manager.controllers)}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _prefix(public_url: str | None) -> str:
+    if not public_url:
+        return ""
+    from urllib.parse import urlsplit
+
+    return urlsplit(public_url).path.rstrip("/")
+
+
+def _state_wire(state: Any) -> Any:
+    from paglets.serialization.codec import dataclass_to_wire
+
+    return dataclass_to_wire(state)
+
+
+def _copy_outcome(source: asyncio.Future[Any], target: concurrent.futures.Future[Any]) -> None:
+    if target.done():
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (exc := source.exception()) is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
+
+
+async def _value(fn: Any) -> Any:
+    """Run a plain function on the loop thread (for reads of loop-owned state)."""
+    return fn()
+
+
+def decode_creation_state(state_class: str, state: Any) -> bytes | None:
+    """Binary state for a creation request whose state arrived as a wire dict (HTTP)."""
+    if state is None:
+        return None
+    cls = resolve_qualified_name(state_class)
+    if not isinstance(state, dict):
+        raise SerializationError(f"state for {state_class} must be an object")
+    return codec_for(cls).encode(dataclass_from_wire(cls, state))

@@ -1,0 +1,115 @@
+"""Paglet classes used by the integration tests (importable by name in paglet processes)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from paglets.core.agent import Paglet, PagletState
+from paglets.core.events import CreationEvent
+from paglets.core.messages import Message
+
+
+@dataclass
+class CounterState(PagletState):
+    count: int = 0
+    log: list[str] = field(default_factory=list)
+    blob: bytes = b""
+
+
+class Counter(Paglet[CounterState]):
+    State = CounterState
+
+    def on_creation(self, event: CreationEvent) -> None:
+        self.state.log.append(f"created:{event.host_name}:{event.init}")
+
+    def run(self) -> None:
+        with self.locked():
+            self.state.log.append(f"run:{self.context.name}")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "add":
+            self.state.count += msg.get_arg("n", 1)
+            return self.state.count
+        if msg.kind == "echo":
+            return {"args": msg.args, "arg": msg.arg}
+        if msg.kind == "pid":
+            return os.getpid()
+        if msg.kind == "fail":
+            raise RuntimeError("boom: " + str(msg.arg))
+        if msg.kind == "exit":
+            sys.exit(int(msg.arg))
+        if msg.kind == "hard_exit":
+            os._exit(int(msg.arg))
+        if msg.kind == "log":
+            return list(self.state.log)
+        if msg.kind == "block":
+            gate = threading.Event()
+            gate.wait(float(msg.arg))
+            return "unblocked"
+        return self.not_handled()
+
+
+@dataclass
+class GateState(PagletState):
+    log: list[str] = field(default_factory=list)
+
+
+class Gated(Paglet[GateState]):
+    """Records messages; ``wait_file`` blocks its handler until a file exists (at most 20 s)."""
+
+    State = GateState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "wait_file":
+            with self.locked():
+                self.state.log.append("begin")
+            path = str(msg.arg)
+            gate = threading.Event()
+            for _ in range(2000):
+                if os.path.exists(path):
+                    break
+                gate.wait(0.01)
+            with self.locked():
+                self.state.log.append("end")
+            return "opened"
+        if msg.kind == "rec":
+            with self.locked():
+                self.state.log.append(str(msg.arg))
+            return len(self.state.log)
+        return self.not_handled()
+
+
+@dataclass
+class EmptyState(PagletState):
+    note: str = ""
+
+
+class RunFails(Paglet[EmptyState]):
+    State = EmptyState
+
+    def run(self) -> None:
+        raise ValueError("run exploded")
+
+    def handle_message(self, msg: Message) -> Any:
+        return "alive"
+
+
+class NoHandler(Paglet[EmptyState]):
+    """Uses the default ``handle_message`` (not handled)."""
+
+    State = EmptyState
+
+
+class FailsOnCreation(Paglet[EmptyState]):
+    State = EmptyState
+
+    def on_creation(self, event: CreationEvent) -> None:
+        raise RuntimeError("refusing to be born")
+
+
+class NotAPagletState:
+    pass

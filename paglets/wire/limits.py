@@ -21,6 +21,18 @@ MAX_IPC_FRAME: Final = 1 * MiB
 #: Largest payload handed over through a handoff segment (one state snapshot or one big reply).
 MAX_HANDOFF_BYTES: Final = 4 * GiB
 
+# --- errors crossing a boundary -----------------------------------------------------------------------
+
+#: Longest error message (characters) carried in an ``ErrorInfo`` or a JSON error body; longer text is
+#: cut. Together with the traceback bound an error always fits in one IPC frame.
+MAX_ERROR_MESSAGE: Final = 16 * KiB
+
+#: Longest traceback text (characters) carried with an error; the most recent lines are kept.
+MAX_ERROR_TRACEBACK: Final = 64 * KiB
+
+#: Longest exception type name (characters) carried with an error.
+MAX_ERROR_TYPE_NAME: Final = 256
+
 # --- movement envelope ----------------------------------------------------------------------------------
 
 #: Largest envelope metadata (ids, class names, ticket, registered files). Metadata is decoded whole,
@@ -39,8 +51,13 @@ STATE_FRAME_SIZE: Final = 1 * MiB
 #: ``STATE_FRAME_SIZE``. A peer may choose smaller frames, never larger ones.
 MAX_FRAME_PAYLOAD: Final = STATE_FRAME_SIZE + 64 * KiB
 
-#: Largest number of state frames in one envelope (``MAX_STATE_BYTES / STATE_FRAME_SIZE``).
-MAX_STATE_FRAMES: Final = MAX_STATE_BYTES // STATE_FRAME_SIZE
+#: Largest raw (decompressed) content of one state frame. A zstd frame must declare its content size and
+#: it must not pass this, so one frame can never expand beyond it (decompression-bomb guard).
+MAX_FRAME_RAW: Final = STATE_FRAME_SIZE
+
+#: Largest number of state frames in one envelope. Bounds the per-frame work a receiver does; it allows
+#: 64 KiB frames for a state of ``MAX_STATE_BYTES``.
+MAX_STATE_FRAMES: Final = 65_536
 
 # --- HTTP control plane -----------------------------------------------------------------------------------
 
@@ -55,6 +72,10 @@ MAX_HEADER_COUNT: Final = 100
 
 #: Largest JSON request body read whole (messages, creations with inline state, control calls).
 MAX_JSON_BODY: Final = 64 * MiB
+
+#: Deepest nesting of lists and objects the JSON binary-tag walk follows. Real control bodies nest a
+#: few levels; the bound keeps the walk far from the interpreter's recursion limit.
+MAX_JSON_DEPTH: Final = 256
 
 #: Largest streamed request body (movement envelope, artifact upload). Hosts can lower it.
 MAX_STREAM_BODY: Final = 8 * GiB

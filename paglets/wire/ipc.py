@@ -1,0 +1,431 @@
+"""Host <-> child IPC messages and their frame layout (``proto/PROTOCOL.md`` §1).
+
+Frame layout (all integers little-endian)::
+
+    +----------------+------------------------------------------------------------+
+    | length: u32    | body: MessagePack array [tag, field1, field2, ...]          |
+    +----------------+------------------------------------------------------------+
+
+``length`` counts the body only; it is at least 1 and at most ``MAX_IPC_FRAME``. The body is one
+msgspec ``array_like`` Struct: its first element is the integer type tag, the other elements are the
+fields in declaration order. Payloads that would not fit (a large state, a big reply) are written to a
+handoff segment and referenced by a :class:`HandoffRef`; the driver owns the segments.
+
+Message types (the tag numbers are fixed forever; see the schema rules in PROTOCOL.md §5):
+
+========  =================  ====================================================================
+tag       type               direction and meaning
+========  =================  ====================================================================
+1         ``Lifecycle``      host -> child: run a lifecycle hook with an encoded event
+2         ``Deliver``        host -> child: deliver a message to the paglet's handler
+3         ``GetState``       host -> child: snapshot the state
+4         ``ResourceCall``   host -> child: resource registry status / cleanup / remove
+5         ``Shutdown``       host -> child: stop now (no reply)
+6         ``HostReply``      host -> child: answer to a ``HostCall``
+32        ``Hello``          child -> host: first frame of a child, carries its pid
+33        ``Reply``          child -> host: answer to a host request with the same ``call_id``
+34        ``HostCall``       child -> host: ask the host for a service (op + encoded args)
+35        ``RunFinished``    child -> host: ``run()`` returned (``error`` set if it raised)
+========  =================  ====================================================================
+
+Tags 1-31 are host -> child, 32-63 child -> host, 64-127 are free for either direction. Adding a message:
+define a frozen ``array_like`` Struct with a new tag, add it to :data:`IpcMessage` and to
+``proto/vectors/generate.py``; the tests check tags are unique and that every type has a golden vector.
+
+Payload fields typed ``msgspec.Raw`` hold already-encoded MessagePack (events, results, host-call
+arguments) so routing code can pass them on without decoding them. ``NIL`` (MessagePack ``nil``) is the
+empty payload.
+
+Free-form values (``MessageWire.args``/``arg``) keep their Python types as far as MessagePack can: binary
+stays ``bytes``; a ``bytearray`` travels as extension type ``BYTEARRAY_EXT`` (encode it as
+``msgspec.msgpack.Ext(BYTEARRAY_EXT, data)``) and is decoded back to a ``bytearray``; the standard
+timestamp extension gives a ``datetime``; any other extension type is refused (``FrameError``).
+
+Decoding (:class:`FrameDecoder`) is incremental and never performs I/O: feed it bytes as they arrive and
+iterate the complete messages. Frames above ``MAX_IPC_FRAME`` raise ``LimitExceededError`` as soon as
+their length is read; a bad body (unknown tag, wrong field types, trailing bytes) raises ``FrameError``.
+After an error the decoder stays failed: the stream cannot be resynchronised.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from paglets.core.errors import FrameError, LimitExceededError, ProtocolError
+from paglets.wire.limits import MAX_HANDOFF_BYTES, MAX_IPC_FRAME
+from paglets.wire.messages import ErrorInfo
+
+__all__ = [
+    "BYTEARRAY_EXT",
+    "FRAME_HEADER_SIZE",
+    "NIL",
+    "ChildToHost",
+    "Deliver",
+    "FrameDecoder",
+    "FrameDecoderStatistics",
+    "GetState",
+    "HandoffRef",
+    "Hello",
+    "HostCall",
+    "HostReply",
+    "HostToChild",
+    "IpcMessage",
+    "Lifecycle",
+    "LifecycleHook",
+    "MessageWire",
+    "Reply",
+    "ResourceCall",
+    "RunFinished",
+    "Shutdown",
+    "decode_body",
+    "encode_body",
+    "encode_frame",
+    "encode_frame_into",
+]
+
+#: MessagePack extension type that carries a ``bytearray`` (never reused for anything else).
+BYTEARRAY_EXT: Final = 1
+
+#: The empty payload: MessagePack ``nil``. (An empty ``Raw`` would encode to nothing and corrupt a frame.)
+NIL: Final = msgspec.Raw(b"\xc0")
+
+_HEADER: Final = struct.Struct("<I")
+#: Bytes before each frame body (the u32 body length).
+FRAME_HEADER_SIZE: Final = _HEADER.size
+
+CallId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""Correlates a request with its reply; unique among the requests in flight in one direction."""
+
+LifecycleHook = Literal[
+    "creation",
+    "arrival",
+    "clone",
+    "activation",
+    "dispatching",
+    "reverting",
+    "cloning",
+    "cloned",
+    "deactivating",
+    "disposing",
+]
+
+# --- shared pieces ---------------------------------------------------------------------------------------
+
+
+class HandoffRef(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A payload stored out of band: ``length`` bytes in handoff segment ``segment``, CRC-32 ``checksum``."""
+
+    segment: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+    length: Annotated[int, msgspec.Meta(ge=0, le=MAX_HANDOFF_BYTES)]
+    checksum: Annotated[int, msgspec.Meta(ge=0, le=0xFFFFFFFF)]
+
+
+class MessageWire(msgspec.Struct, frozen=True, array_like=True):
+    """The nine fields of the contract's ``Message`` (``paglets.core.messages``), as carried over IPC.
+
+    ``args`` and ``arg`` hold MessagePack values: ``bytes`` stay ``bytes``, tuples arrive as lists, a
+    ``bytearray`` must be sent as ``Ext(BYTEARRAY_EXT, ...)`` and arrives as a ``bytearray``.
+    """
+
+    kind: str
+    args: dict[str, Any] = {}
+    arg: Any = None
+    sender: str | None = None
+    reply_to: str | None = None
+    priority: int = 5
+    message_type: int = 0
+    timestamp: float = 0.0
+    message_id: str = ""
+
+
+# --- host -> child (tags 1..31) --------------------------------------------------------------------------
+
+
+class Lifecycle(msgspec.Struct, frozen=True, array_like=True, tag=1):
+    """Run the lifecycle hook ``hook`` with the encoded event dataclass ``event``; answered by a Reply."""
+
+    call_id: CallId
+    hook: LifecycleHook
+    event: msgspec.Raw = NIL
+
+
+class Deliver(msgspec.Struct, frozen=True, array_like=True, tag=2):
+    """Deliver ``message``; a oneway delivery is still answered (with an empty result) to free the slot."""
+
+    call_id: CallId
+    message: MessageWire
+    oneway: bool = False
+
+
+class GetState(msgspec.Struct, frozen=True, array_like=True, tag=3):
+    """Snapshot the state; the Reply carries it inline or through a handoff segment."""
+
+    call_id: CallId
+
+
+class ResourceCall(msgspec.Struct, frozen=True, array_like=True, tag=4):
+    """Resource registry operation: ``status``, ``cleanup`` (with ``reason``) or ``remove`` (``name``)."""
+
+    call_id: CallId
+    op: Literal["status", "cleanup", "remove"]
+    name: str = ""
+    reason: str = ""
+
+
+class Shutdown(msgspec.Struct, frozen=True, array_like=True, tag=5):
+    """Stop the child now; it is not answered."""
+
+    reason: str = ""
+
+
+class HostReply(msgspec.Struct, frozen=True, array_like=True, tag=6):
+    """The host's answer to the child's ``HostCall`` with the same ``call_id``."""
+
+    call_id: CallId
+    ok: bool
+    result: msgspec.Raw = NIL
+    error: ErrorInfo | None = None
+    handoff: HandoffRef | None = None
+
+
+# --- child -> host (tags 32..63) -------------------------------------------------------------------------
+
+
+class Hello(msgspec.Struct, frozen=True, array_like=True, tag=32):
+    """First frame a child sends once it is ready."""
+
+    pid: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Reply(msgspec.Struct, frozen=True, array_like=True, tag=33):
+    """Answer to the host request with the same ``call_id``.
+
+    ``ok`` false means ``error`` is set. A large ``result`` is sent as ``handoff`` instead (then
+    ``result`` is ``NIL``).
+    """
+
+    call_id: CallId
+    ok: bool
+    result: msgspec.Raw = NIL
+    error: ErrorInfo | None = None
+    handoff: HandoffRef | None = None
+
+
+class HostCall(msgspec.Struct, frozen=True, array_like=True, tag=34):
+    """Ask the host to run operation ``op`` with encoded arguments ``args``; answered by a HostReply."""
+
+    call_id: CallId
+    op: str
+    args: msgspec.Raw = NIL
+
+
+class RunFinished(msgspec.Struct, frozen=True, array_like=True, tag=35):
+    """The paglet's ``run()`` returned; ``error`` is set when it raised."""
+
+    error: ErrorInfo | None = None
+
+
+HostToChild = Lifecycle | Deliver | GetState | ResourceCall | Shutdown | HostReply
+ChildToHost = Hello | Reply | HostCall | RunFinished
+IpcMessage = HostToChild | ChildToHost
+
+#: Every IPC message type, in tag order.
+IPC_MESSAGE_TYPES: Final[tuple[type[IpcMessage], ...]] = (
+    Lifecycle,
+    Deliver,
+    GetState,
+    ResourceCall,
+    Shutdown,
+    HostReply,
+    Hello,
+    Reply,
+    HostCall,
+    RunFinished,
+)
+
+
+def _ext_hook(code: int, data: memoryview) -> object:
+    if code == BYTEARRAY_EXT:
+        return bytearray(data)
+    raise FrameError(f"unknown MessagePack extension type {code} in an IPC frame")
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_decoder: Final = msgspec.msgpack.Decoder(IpcMessage, ext_hook=_ext_hook)  # bytearray values stay bytearray
+
+
+# --- encoding --------------------------------------------------------------------------------------------
+
+
+def encode_body(msg: IpcMessage) -> bytes:
+    """The MessagePack body of ``msg`` (no length prefix)."""
+    return _encoder.encode(msg)
+
+
+def encode_frame(msg: IpcMessage) -> bytes:
+    """One complete frame: length prefix and body. Raises ``LimitExceededError`` past ``MAX_IPC_FRAME``."""
+    buf = bytearray()
+    encode_frame_into(msg, buf, 0)
+    return bytes(buf)
+
+
+def encode_frame_into(msg: IpcMessage, buf: bytearray, offset: int = 0) -> int:
+    """Write one frame into ``buf`` at ``offset`` and return the offset just past it.
+
+    ``buf`` is resized to end exactly after the frame (bytes after ``offset`` are replaced), so frames can
+    be appended one after another into a reused buffer. On error ``buf`` is restored to ``offset`` bytes.
+    """
+    if offset < 0 or offset > len(buf):
+        raise ValueError(f"offset {offset} outside the buffer (length {len(buf)})")
+    start = offset + FRAME_HEADER_SIZE
+    try:
+        _encoder.encode_into(msg, buf, start)  # grows buf; the header gap is filled below
+    except (TypeError, ValueError, OverflowError) as exc:
+        del buf[offset:]
+        raise ProtocolError(f"cannot encode {type(msg).__name__}: {exc}", fault="local") from exc
+    length = len(buf) - start
+    if length > MAX_IPC_FRAME:
+        del buf[offset:]
+        raise LimitExceededError(
+            f"{type(msg).__name__} frame body is {length} bytes, above MAX_IPC_FRAME ({MAX_IPC_FRAME}); "
+            "send large payloads through a handoff segment",
+            fault="local",
+        )
+    _HEADER.pack_into(buf, offset, length)
+    return len(buf)
+
+
+# --- decoding --------------------------------------------------------------------------------------------
+
+
+def decode_body(body: bytes | bytearray | memoryview) -> IpcMessage:
+    """Decode one frame body. ``Raw`` fields of the result keep a reference to ``body``.
+
+    Raises ``FrameError`` for anything that is not exactly one valid message.
+    """
+    try:
+        msg: IpcMessage = _decoder.decode(body)
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8
+        raise FrameError(f"invalid IPC frame body: {exc}") from exc
+    return msg
+
+
+class FrameDecoderStatistics(msgspec.Struct, frozen=True):
+    """Counters of a :class:`FrameDecoder`."""
+
+    frames: int
+    bytes_received: int
+    bytes_buffered: int
+
+
+class FrameDecoder:
+    """Incremental IPC frame decoder.
+
+    ``feed(data)`` appends bytes; iterating (or :meth:`next_message`) yields each complete message in order
+    and stops when the next frame is incomplete. ``feed`` never keeps a reference to ``data`` unless it is
+    an immutable ``bytes`` object, so the caller may reuse a ring or socket buffer right away.
+
+    Buffer rule: a caller that iterates after each ``feed`` makes the decoder hold at most one incomplete
+    frame (``FRAME_HEADER_SIZE + MAX_IPC_FRAME`` bytes) plus the bytes of that one call. Cost: one copy of
+    each frame body when bytes arrive split or in a mutable buffer; none when a ``bytes`` object holding
+    whole frames is fed to an empty decoder (then ``Raw`` fields are views of it and keep it alive).
+    """
+
+    __slots__ = ("_buf", "_error", "_frames", "_owned", "_pos", "_received")
+
+    def __init__(self) -> None:
+        self._buf: bytes | bytearray = b""
+        self._pos = 0
+        self._owned = False  # True when _buf is our private bytearray
+        self._frames = 0
+        self._received = 0
+        self._error: ProtocolError | None = None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Append received bytes (any split of the stream is fine)."""
+        if self._error is not None:
+            raise FrameError("IPC frame decoder already failed") from self._error
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        if not size:
+            return
+        self._received += size
+        if self._pos >= len(self._buf):
+            # nothing pending: keep an immutable bytes object as is (zero copy), copy anything else
+            self._buf = data if type(data) is bytes else bytearray(data)
+            self._owned = type(data) is not bytes
+            self._pos = 0
+            return
+        if not self._owned:
+            self._buf = bytearray(memoryview(self._buf)[self._pos :])
+            self._owned = True
+            self._pos = 0
+        elif self._pos:
+            del self._buf[: self._pos]  # type: ignore[union-attr]  # _owned means bytearray
+            self._pos = 0
+        self._buf += data
+
+    def next_message(self) -> IpcMessage | None:
+        """The next complete message, or ``None`` when more bytes are needed."""
+        if self._error is not None:
+            raise FrameError("IPC frame decoder already failed") from self._error
+        buf, pos = self._buf, self._pos
+        available = len(buf) - pos
+        if available < FRAME_HEADER_SIZE:
+            return None
+        (length,) = _HEADER.unpack_from(buf, pos)
+        try:
+            if length > MAX_IPC_FRAME:
+                raise LimitExceededError(
+                    f"IPC frame of {length} bytes is above MAX_IPC_FRAME ({MAX_IPC_FRAME})"
+                )
+            if length == 0:
+                raise FrameError("empty IPC frame")
+        except ProtocolError as exc:
+            self._error = exc
+            raise
+        end = pos + FRAME_HEADER_SIZE + length
+        if len(buf) < end:
+            return None
+        if self._owned:
+            body: bytes | memoryview = bytes(memoryview(buf)[pos + FRAME_HEADER_SIZE : end])
+        else:
+            body = memoryview(buf)[pos + FRAME_HEADER_SIZE : end]  # immutable bytes: Raw may keep a view
+        self._pos = end
+        try:
+            msg = decode_body(body)
+        except FrameError as exc:
+            self._error = exc
+            raise
+        self._frames += 1
+        if self._pos == len(buf):
+            self._buf, self._pos, self._owned = b"", 0, False
+        return msg
+
+    def __iter__(self) -> Iterator[IpcMessage]:
+        while (msg := self.next_message()) is not None:
+            yield msg
+
+    def finish(self) -> None:
+        """Declare the end of the stream (EOF); ``FrameError`` if it stopped inside a frame.
+
+        Call it after the last complete message has been taken; pending whole frames count as unread.
+        """
+        if self._error is not None:
+            raise FrameError("IPC frame decoder already failed") from self._error
+        if self.buffered:
+            self._error = FrameError(f"IPC stream ended with {self.buffered} bytes of an incomplete frame")
+            raise self._error
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as messages."""
+        return len(self._buf) - self._pos
+
+    def statistics(self) -> FrameDecoderStatistics:
+        return FrameDecoderStatistics(
+            frames=self._frames, bytes_received=self._received, bytes_buffered=self.buffered
+        )

@@ -1,0 +1,90 @@
+"""PROTOCOL.md agrees with the code: the limits table, the IPC tag table and the version."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from paglets.wire import envelope, ipc, limits
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL = (ROOT / "proto" / "PROTOCOL.md").read_text()
+
+
+def _section(number: int) -> str:
+    match = re.search(rf"^## {number}\. .*?(?=^## |\Z)", PROTOCOL, flags=re.S | re.M)
+    assert match, f"section {number} missing"
+    return match.group(0)
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))  # "\|" inside a cell is not a border
+            rows.append([cell.strip() for cell in cells])
+    return rows
+
+
+def _documented_limits() -> dict[str, float]:
+    found: dict[str, float] = {}
+    for cells in _table_rows(_section(4)):
+        name = re.fullmatch(r"`([A-Z_]+)`", cells[0])
+        if name:
+            value = cells[1]
+            found[name.group(1)] = float(value) if "." in value else int(value)
+    return found
+
+
+def _module_limits() -> dict[str, float]:
+    return {
+        name: value
+        for name, value in vars(limits).items()
+        if name.isupper() and isinstance(value, int | float)  # KiB/MiB/GiB are units, not limits
+    }
+
+
+def test_limits_table_matches_the_module() -> None:
+    documented = _documented_limits()
+    assert documented == _module_limits()
+
+
+def test_limits_table_parses_every_row() -> None:
+    # guard against a table edit that the parser would silently skip
+    rows = [r for r in _table_rows(_section(4)) if r[0] != "name"]
+    assert len(rows) == len(_documented_limits())
+
+
+def test_ipc_tag_table_matches_the_structs() -> None:
+    documented = {}
+    for cells in _table_rows(_section(1)):
+        if cells[0].isdigit():
+            documented[int(cells[0])] = cells[1].strip("`")
+    actual = {t.__struct_config__.tag: t.__name__ for t in ipc.IPC_MESSAGE_TYPES}
+    assert documented == actual
+
+
+@pytest.mark.parametrize("tag_type", ipc.IPC_MESSAGE_TYPES, ids=lambda t: t.__name__)
+def test_ipc_fields_are_documented_in_order(tag_type: type) -> None:
+    row = next(cells for cells in _table_rows(_section(1)) if cells[0] == str(tag_type.__struct_config__.tag))
+    documented = re.findall(r"`(\w+):", row[3])
+    assert documented == list(tag_type.__struct_fields__)
+
+
+def test_envelope_version_and_magic_are_documented() -> None:
+    assert "protocol version 1" in PROTOCOL.splitlines()[0]
+    assert envelope.ENVELOPE_VERSION == 1
+    assert f'magic "{envelope.ENVELOPE_MAGIC.decode()}"' in PROTOCOL
+
+
+def test_metadata_keys_are_documented() -> None:
+    documented: list[str] = []
+    for cells in _table_rows(_section(2)):
+        documented += re.findall(r"`(\w+)`", cells[0])
+    assert set(envelope.EnvelopeMetadata.__struct_fields__) <= set(documented)
+
+
+def test_http_endpoints_section_is_reserved() -> None:
+    assert "HTTP endpoints" in _section(6)

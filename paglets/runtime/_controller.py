@@ -16,8 +16,11 @@ moved) → ``gone``; or ``crashed`` from any state when the process dies unexpec
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
+import os
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -26,7 +29,7 @@ import msgspec
 from paglets.core.errors import HostError, PagletCrashedError, PagletError
 from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
-from paglets.runtime._mailbox import Delivery, Mailbox
+from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
 from paglets.wire.ipc import (
     NIL,
     Deliver,
@@ -70,7 +73,12 @@ class _Item:
 
     __slots__ = ("future", "message", "oneway")
 
-    def __init__(self, message: MessageWire, oneway: bool, future: asyncio.Future[Any] | None) -> None:
+    def __init__(
+        self,
+        message: MessageWire,
+        oneway: bool,
+        future: asyncio.Future[Any] | concurrent.futures.Future[Any] | None,
+    ) -> None:
         self.message = message
         self.oneway = oneway
         self.future = future
@@ -86,6 +94,7 @@ class PagletController:
         agent_class: str,
         state_class: str,
         channel: HostChannel,
+        service_bell: int,
         process: ChildProcess,
         loop: asyncio.AbstractEventLoop,
         host_calls: Callable[[PagletController, str, Any], Any],
@@ -97,10 +106,14 @@ class PagletController:
         self.agent_class = agent_class
         self.state_class = state_class
         self.channel = channel
+        self._service_bell = service_bell
         self.process = process
         self.loop = loop
         self.status: Status = "starting"
         self.mailbox: Mailbox[_Item] = Mailbox(mailbox_depth)
+        #: Guards the mailbox, which user threads push to directly (``submit_threadsafe``).
+        self.lock = threading.Lock()
+        self._pump_scheduled = False
         self.exitcode: int | None = None
         self.error: str | None = None
         self.pid: int = process.pid
@@ -168,6 +181,14 @@ class PagletController:
                 self.channel.send(encode_body(msg))
             except PagletError as exc:
                 _log.warning("cannot answer paglet %s: %s", self.agent_id, exc)
+                return
+            if isinstance(msg, HostReply) and msg.call_id % 2:
+                self.ring_service()  # answers to calls from threads other than the child's main thread
+
+    def ring_service(self) -> None:
+        """Wake the child's service thread (it serves snapshots even while a handler runs)."""
+        if self._service_bell >= 0:
+            os.eventfd_write(self._service_bell, 1)
 
     def _on_closed(self) -> None:
         self._channel_closed = True
@@ -204,7 +225,9 @@ class PagletController:
         if not self._hello.done():
             self._hello.set_exception(error)
             self._hello.exception()  # retrieved here: nobody may be waiting for it
-        for delivery in self.mailbox.close():
+        with self.lock:
+            waiting = self.mailbox.close()
+        for delivery in waiting:
             self._finish_item(delivery.item, error)
         self._wake_message_waiters()
         if kill:
@@ -237,8 +260,14 @@ class PagletController:
             self._pending.pop(call_id, None)
             raise
 
-    async def request(self, build: Callable[[int], HostToChild], timeout: float | None) -> Any:
-        """Send a request and return the decoded result of its reply (or raise its error)."""
+    async def request(
+        self, build: Callable[[int], HostToChild], timeout: float | None, *, urgent: bool = False
+    ) -> Any:
+        """Send a request and return the decoded result of its reply (or raise its error).
+
+        ``urgent`` requests (snapshots, status) also ring the service bell, so that the child serves
+        them even while a handler runs.
+        """
         future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
 
         def settle(outcome: Reply | BaseException) -> None:
@@ -246,6 +275,8 @@ class PagletController:
                 future.set_result(outcome)
 
         self._send_request(build, settle)
+        if urgent:
+            self.ring_service()
         try:
             async with asyncio.timeout(timeout):
                 outcome = await future
@@ -253,7 +284,9 @@ class PagletController:
             raise HostError(f"paglet {self.agent_id} did not answer within {timeout} s") from None
         return self.result_of(outcome)
 
-    async def request_raw(self, build: Callable[[int], HostToChild], timeout: float | None) -> bytes:
+    async def request_raw(
+        self, build: Callable[[int], HostToChild], timeout: float | None, *, urgent: bool = False
+    ) -> bytes:
         """Like ``request`` but returns the undecoded payload (state snapshots)."""
         future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
 
@@ -262,6 +295,8 @@ class PagletController:
                 future.set_result(outcome)
 
         self._send_request(build, settle)
+        if urgent:
+            self.ring_service()
         try:
             async with asyncio.timeout(timeout):
                 outcome = await future
@@ -300,38 +335,70 @@ class PagletController:
         return await self.request(lambda cid: Lifecycle(cid, hook, payload), timeout)  # type: ignore[arg-type]
 
     async def state_bytes(self, timeout: float | None) -> bytes:
-        return await self.request_raw(GetState, timeout)
+        return await self.request_raw(GetState, timeout, urgent=True)
 
     async def resources(self, op: str, *, name: str = "", reason: str = "", timeout: float | None) -> Any:
-        return await self.request(lambda cid: ResourceCall(cid, op, name, reason), timeout)  # type: ignore[arg-type]
+        return await self.request(
+            lambda cid: ResourceCall(cid, op, name, reason),  # type: ignore[arg-type]
+            timeout,
+            urgent=op == "status",
+        )
 
     # --- the mailbox -----------------------------------------------------------------------------
 
     def submit(self, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
-        """Queue ``message``; returns a future for its result (``None`` for oneway messages).
+        """Queue ``message`` (loop thread); returns a future for its result (``None`` if oneway).
 
         Raises ``MailboxFullError`` past the mailbox bound and ``PagletCrashedError`` for a dead paglet.
         """
         self._check_usable()
         future = None if oneway else self.loop.create_future()
-        self.mailbox.push(_Item(message, oneway, future), message.priority)
+        with self.lock:
+            self.mailbox.push(_Item(message, oneway, future), message.priority)
         self.pump()
         return future
 
+    def submit_threadsafe(
+        self, message: MessageWire, *, oneway: bool, future: concurrent.futures.Future[Any] | None
+    ) -> None:
+        """Queue ``message`` from any thread; ``future`` (if given) receives the result.
+
+        The mailbox bound and a dead paglet are reported at once to the caller, as with ``submit``.
+        The loop is woken only when the message can start now; otherwise the reply that frees the
+        serial slot starts it.
+        """
+        with self.lock:
+            self._check_usable()
+            mailbox = self.mailbox
+            mailbox.push(_Item(message, oneway, future), message.priority)
+            if self._pump_scheduled or (mailbox.in_flight and message.priority != UNQUEUED_PRIORITY):
+                return
+            self._pump_scheduled = True
+        self.loop.call_soon_threadsafe(self._scheduled_pump)
+
+    def _scheduled_pump(self) -> None:
+        self._pump_scheduled = False
+        self.pump()
+
     def pump(self) -> None:
-        """Start every delivery the mailbox allows now."""
+        """Start every delivery the mailbox allows now (loop thread)."""
         if self.status != "ready":
             return
         mailbox = self.mailbox
-        while (delivery := mailbox.take()) is not None:
+        while True:
+            with self.lock:
+                delivery = mailbox.take()
+            if delivery is None:
+                return
             self._start(delivery)
 
     def _start(self, delivery: Delivery[_Item]) -> None:
         item = delivery.item
 
         def done(outcome: Reply | BaseException) -> None:
-            if not self.mailbox.closed:
-                self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
+            with self.lock:
+                if not self.mailbox.closed:
+                    self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
             self._finish_item(item, outcome)
             self._wake_message_waiters()
             self.pump()
@@ -379,7 +446,8 @@ class PagletController:
         """Stop taking messages; returns the ones still waiting (the caller re-queues or fails them)."""
         if self.status not in ("crashed", "gone"):
             self.status = "stopping"
-        return self.mailbox.close()
+        with self.lock:
+            return self.mailbox.close()
 
     def shutdown(self) -> None:
         """Ask the process to exit (no reply)."""
@@ -401,6 +469,9 @@ class PagletController:
         self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} is gone"))
         self._wake_message_waiters()
         self.channel.close()
+        if self._service_bell >= 0:
+            os.close(self._service_bell)
+            self._service_bell = -1
 
     @property
     def exited(self) -> bool:

@@ -14,7 +14,9 @@ rolls back completely: the process is killed, nothing stays registered.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import os
 import re
 import sys
 import time
@@ -185,6 +187,7 @@ class PagletManager:
             raise HostError(f"host {self.host_name} is not started")
         loop = self.loop
         channel, child_fds = Channel.create()
+        service_bell = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         try:
             inline: bytes | None = state
             handoff: HandoffRef | None = None
@@ -209,7 +212,7 @@ class PagletManager:
                 lambda: zygote.spawn(
                     CHILD_ENTRY,
                     encode_child_config(config),
-                    child_fds.fds,
+                    (*child_fds.fds, service_bell),
                     title=title,
                     timeout=self.timeouts.spawn,
                 ),
@@ -217,6 +220,7 @@ class PagletManager:
         except BaseException:
             child_fds.close()
             channel.close()
+            os.close(service_bell)
             raise
         child_fds.close()
         ctrl = PagletController(
@@ -224,6 +228,7 @@ class PagletManager:
             agent_class=agent_class,
             state_class=state_class,
             channel=channel,
+            service_bell=service_bell,
             process=process,
             loop=loop,
             host_calls=self._host_calls,
@@ -269,6 +274,27 @@ class PagletManager:
                 message_id=message.message_id,
             )
         return future
+
+    def submit_threadsafe(
+        self,
+        agent_id: str,
+        message: MessageWire,
+        *,
+        oneway: bool,
+        future: concurrent.futures.Future[Any] | None,
+    ) -> None:
+        """``submit`` from a thread other than the loop's (the embedded fast path)."""
+        ctrl = self.get(agent_id)
+        if ctrl.status == "starting":
+            raise PagletInactiveError(f"paglet {agent_id} is still starting")
+        ctrl.submit_threadsafe(message, oneway=oneway, future=future)
+        if message.priority != UNQUEUED_PRIORITY:
+            self.events.emit(
+                "message-queued",
+                agent_id=agent_id,
+                class_name=ctrl.agent_class,
+                message_id=message.message_id,
+            )
 
     async def deliver(self, agent_id: str, message: MessageWire, *, oneway: bool) -> Any:
         future = self.submit(agent_id, message, oneway=oneway)

@@ -331,22 +331,11 @@ class Host:
             raise HostError("deactivation is not available on this host yet")
         wire = message_wire(message.to_wire())
         result: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        manager = self.manager
-
-        def start() -> None:
-            try:
-                future = manager.submit(agent_id, wire, oneway=oneway)
-            except BaseException as exc:
-                result.set_exception(exc)
-                return
-            if future is None:
-                result.set_result(None)
-                return
-            future.add_done_callback(lambda f: _copy_outcome(f, result))
-
         if self._loop.in_loop_thread():
             raise HostError("a blocking host call was made from the host's event loop thread")
-        self._loop.call_soon(start)
+        self.manager.submit_threadsafe(agent_id, wire, oneway=oneway, future=None if oneway else result)
+        if oneway:
+            result.set_result(None)
         return result
 
     async def deliver_async(

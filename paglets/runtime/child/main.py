@@ -1,16 +1,22 @@
 """The paglet process: one paglet, its hooks, its handlers and its ``run()`` thread.
 
-The zygote forks this process and calls :func:`child_main` with the channel's fds and an encoded
-``ChildConfig``. Three kinds of thread run here:
+The zygote forks this process and calls :func:`child_main` with the channel's fds, a *service bell*
+(an eventfd the host rings for urgent requests) and an encoded ``ChildConfig``.
 
-- the **reader** (``paglets-reader``) takes every frame from the host. Answers to this process's own
-  host calls complete their waiters at once; state snapshots and resource status are answered on the
-  **service** thread, so they are served while a handler runs (contract §2.8) without ever blocking the
-  reader; everything else (lifecycle hooks, messages, resource cleanups, shutdown) goes, in arrival
-  order, to
-- the **main** thread, which runs hooks and handlers strictly one at a time and replies;
-- the **run** thread (``paglets-run-<id>``) runs ``Paglet.run()`` once the reply to the creation,
-  arrival, clone or activation request has been sent.
+Threads, and who reads the channel
+    The **main** thread reads the channel itself and runs hooks and handlers strictly one at a time, in
+    arrival order, so a message costs no thread hop inside the process. While a handler waits for one of
+    its own host calls, the main thread keeps reading (answers complete their waiters; new work is kept
+    for later, in order).
+
+    The **service** thread sleeps on the service bell. The host rings it after sending a state snapshot
+    or resource-status request, and after answering a host call made by a thread other than the main
+    thread (those calls have odd ids). It then reads whatever is in the channel: it answers snapshots
+    and status requests itself, so they are served even while a handler runs (contract §2.8),
+    completes waiting host calls, and queues any other work for the main thread, waking it.
+
+    The **run** thread (``paglets-run-<id>``) runs ``Paglet.run()`` once the reply to the creation,
+    arrival, clone or activation request has been sent.
 
 When the host disappears (channel EOF) the process exits at once: without a host nobody can reach the
 paglet. ``sys.exit(n)`` or ``os._exit(n)`` in a handler ends the process with that code, which the host
@@ -20,10 +26,12 @@ reports as a crash.
 from __future__ import annotations
 
 import os
-import queue
+import select
 import sys
 import threading
+import time
 import traceback
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -62,6 +70,9 @@ __all__ = ["ChildRuntime", "child_main"]
 #: Seconds the reader waits on the channel per turn (it wakes at once when a frame arrives; the timeout
 #: only bounds how long it takes to notice a local shutdown).
 READER_TURN: Final = 1.0
+
+#: Milliseconds the service thread sleeps on its bell per turn (it wakes at once when rung).
+SERVICE_TURN_MS: Final = 1000
 
 #: Hooks after whose reply ``run()`` starts, and the event classes of every hook.
 _STARTING_HOOKS: Final = frozenset({"creation", "arrival", "clone", "activation"})
@@ -107,13 +118,19 @@ def _user_error(exc: BaseException) -> ErrorInfo:
 class ChildRuntime:
     """Everything that runs in one paglet process (see the module docstring)."""
 
-    def __init__(self, config: ChildConfig, channel: ChildChannel) -> None:
+    def __init__(self, config: ChildConfig, channel: ChildChannel, service_bell: int) -> None:
         from paglets.runtime.child._facade import ChildHost
 
         self.config = config
         self.channel = channel
-        self._work: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._service: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending_work: deque[Any] = deque()
+        self._main_ident = threading.get_ident()
+        self._service_bell = service_bell
+        self._service_lock = threading.Lock()
+        self._wake_main, channel_socket = channel.filenos()
+        self._main_poll = select.poll()
+        self._main_poll.register(self._wake_main, select.POLLIN)
+        self._main_poll.register(channel_socket, select.POLLIN)
         self._waiters: dict[int, _Waiter] = {}
         self._waiters_lock = threading.Lock()
         self._call_ids = iter(range(1, 2**63))
@@ -166,7 +183,9 @@ class ChildRuntime:
 
     def call_host(self, op: str, args: Any = None, timeout: float | None = None) -> Any:
         """Ask the host to run ``op``; returns the decoded result or raises the host's error."""
-        call_id = next(self._call_ids)
+        on_main = threading.get_ident() == self._main_ident
+        # odd ids ask the host to ring the service bell with the answer (see the module docstring)
+        call_id = next(self._call_ids) * 2 + (0 if on_main else 1)
         waiter = _Waiter()
         with self._waiters_lock:
             self._waiters[call_id] = waiter
@@ -178,7 +197,7 @@ class ChildRuntime:
                 )
             self.send(HostCall(call_id, op, msgspec.Raw(payload)))
             limit = self.config.host_call_timeout if timeout is None else timeout
-            if not waiter.event.wait(limit):
+            if not self._wait(waiter, limit, on_main):
                 raise HostError(f"host did not answer {op!r} within {limit} s")
         finally:
             with self._waiters_lock:
@@ -193,53 +212,103 @@ class ChildRuntime:
                 return decode_value(segment.view)
         return decode_value(reply.result)
 
+    def _wait(self, waiter: _Waiter, limit: float, on_main: bool) -> bool:
+        if not on_main:
+            return waiter.event.wait(limit)
+        deadline = time.monotonic() + limit
+        while not waiter.event.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._read_or_wait(min(remaining, READER_TURN))
+        return True
+
     # --- threads -------------------------------------------------------------------------------------
 
     def serve(self) -> int:
-        reader = threading.Thread(target=self._read_loop, name="paglets-reader", daemon=True)
         service = threading.Thread(target=self._service_loop, name="paglets-service", daemon=True)
-        reader.start()
         service.start()
         self.send(Hello(os.getpid()))
-        while True:
-            item = self._work.get()
-            if isinstance(item, Shutdown) or item is None:
-                return 0
-            self._handle(item)
-
-    def _read_loop(self) -> None:
+        pending = self._pending_work
         try:
             while True:
-                for frame in self.channel.receive(READER_TURN):
-                    msg = decode_body(frame)
-                    if isinstance(msg, HostReply):
-                        with self._waiters_lock:
-                            waiter = self._waiters.get(msg.call_id)
-                        if waiter is not None:
-                            waiter.reply = msg
-                            waiter.event.set()
-                    elif isinstance(msg, GetState) or (isinstance(msg, ResourceCall) and msg.op == "status"):
-                        self._service.put(msg)
-                    else:
-                        self._work.put(msg)
+                if pending:
+                    item = pending.popleft()
+                    if isinstance(item, Shutdown):
+                        return 0
+                    self._handle(item)
+                else:
+                    self._read_or_wait(READER_TURN)
+        except ChannelClosedError:
+            return 0
+
+    def _read_or_wait(self, timeout: float) -> None:
+        """Main thread: route every frame the channel holds; if there is none, sleep until the host
+        rings (or the service thread handed over work), at most ``timeout`` seconds."""
+        frames = self.channel.receive(0)
+        if frames:
+            for frame in frames:
+                self._route(decode_body(frame))
+            return
+        for fd, _events in self._main_poll.poll(timeout * 1000):
+            if fd == self._wake_main:
+                try:
+                    os.eventfd_read(fd)
+                except BlockingIOError:
+                    pass
+            else:
+                self.channel._pump_socket()  # noqa: SLF001 - public pump() pending
+
+    def _read(self, timeout: float) -> None:
+        """Service thread: route what the channel holds now."""
+        for frame in self.channel.receive(timeout):
+            self._route(decode_body(frame))
+
+    def _route(self, msg: Any) -> None:
+        if isinstance(msg, HostReply):
+            with self._waiters_lock:
+                waiter = self._waiters.get(msg.call_id)
+            if waiter is not None:
+                waiter.reply = msg
+                waiter.event.set()
+                if msg.call_id % 2 == 0 and threading.get_ident() != self._main_ident:
+                    os.eventfd_write(self._wake_main, 1)  # the main thread waits for this answer
+        elif isinstance(msg, GetState) or (isinstance(msg, ResourceCall) and msg.op == "status"):
+            self._serve_now(msg)
+        else:
+            self._pending_work.append(msg)
+            if threading.get_ident() != self._main_ident:
+                os.eventfd_write(self._wake_main, 1)  # the main thread may be asleep on its doorbell
+
+    def _serve_now(self, msg: GetState | ResourceCall) -> None:
+        try:
+            if isinstance(msg, GetState):
+                self._reply_state(msg.call_id)
+            else:
+                self._reply_resources(msg.call_id)
+        except ChannelClosedError:
+            raise
+        except BaseException as exc:
+            self.reply_error(msg.call_id, _user_error(exc))
+
+    def _service_loop(self) -> None:
+        bell = self._service_bell
+        poller = select.poll()
+        poller.register(bell, select.POLLIN)
+        try:
+            while True:
+                poller.poll(SERVICE_TURN_MS)
+                try:
+                    os.eventfd_read(bell)
+                except BlockingIOError:
+                    continue
+                with self._service_lock:
+                    self._read(0)
         except ChannelClosedError:
             os._exit(0)  # the host is gone: nobody can reach this paglet any more
         except BaseException:  # a corrupt frame from the host: nothing sane is left to do
             traceback.print_exc()
             os._exit(70)
-
-    def _service_loop(self) -> None:
-        while True:
-            msg = self._service.get()
-            try:
-                if isinstance(msg, GetState):
-                    self._reply_state(msg.call_id)
-                else:
-                    self._reply_resources(msg.call_id)
-            except ChannelClosedError:
-                return
-            except BaseException as exc:
-                self.reply_error(msg.call_id, _user_error(exc))
 
     def _start_run(self) -> None:
         if self._run_thread is not None or self.paglet is None:
@@ -372,8 +441,8 @@ def _exit_for(exc: SystemExit) -> None:
 
 def child_main(fds: Sequence[int], config: bytes) -> int:
     """Zygote entry point of a paglet process."""
-    channel = ChildChannel.from_fds(fds)
-    runtime = ChildRuntime(decode_child_config(config), channel)
+    channel = ChildChannel.from_fds(fds[:5])
+    runtime = ChildRuntime(decode_child_config(config), channel, fds[5])
     try:
         return runtime.serve()
     except ChannelClosedError:

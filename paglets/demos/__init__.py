@@ -1,0 +1,1 @@
+"""Small paglets used by ``python -m paglets.demo`` and the documentation."""

@@ -61,9 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                 proxies.append(host.create(Tally))
                 creates.append(time.perf_counter() - t0)
             if creates:
-                print(
-                    f"created {len(creates)} more paglets, median {statistics.median(creates) * 1e3:.1f} ms each"
-                )
+                median_ms = statistics.median(creates) * 1e3
+                print(f"created {len(creates)} more paglets, median {median_ms:.1f} ms each")
 
             n = args.messages
             print(f"sync send, in-process proxy: {_median_us(lambda: first.send(Message('add')), n):.0f} us")

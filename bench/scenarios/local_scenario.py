@@ -18,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_agents import BenchPaglet, BenchState  # noqa: E402
+from _bench_agents import BenchPaglet, BenchState
 
-from paglets.core.messages import Message  # noqa: E402
-from paglets.runtime.host import Host  # noqa: E402
+from paglets.core.messages import Message
+from paglets.runtime.host import Host
 
 
 def pss_kib(pid: int) -> int:

@@ -1,1 +1,42 @@
-"""HTTP/1.1 on h11: the host server and keep-alive clients."""
+"""HTTP/1.1 on h11: the host server and keep-alive clients.
+
+- :mod:`paglets.http.server` — :class:`HttpServer` (asyncio protocol driving h11, limits, timeouts,
+  graceful shutdown) and :class:`ServerLimits`;
+- :mod:`paglets.http.routing` — :class:`Router` (routing is data);
+- :mod:`paglets.http.messages` — :class:`Request`, :class:`Response`, :class:`StreamResponse`,
+  :func:`json_response`, :func:`error_response`;
+- :mod:`paglets.http.client` / :mod:`paglets.http.aclient` — :class:`HttpClient` (blocking, thread-safe)
+  and :class:`AsyncHttpClient`, sharing one socket-free exchange;
+- :mod:`paglets.http.auth` — API keys (:func:`default_api_key` reads ``PAGLETS_API_KEY``);
+- :mod:`paglets.http.errormap` — errors ↔ JSON error bodies;
+- :mod:`paglets.http.limits` — the HTTP-only limits and timeouts;
+- :mod:`paglets.http.testing` — drive a server connection from bytes, without sockets.
+"""
+
+from paglets.http.aclient import AsyncHttpClient, AsyncStreamingClientResponse
+from paglets.http.auth import default_api_key
+from paglets.http.client import ClientResponse, HttpClient, StreamingClientResponse
+from paglets.http.limits import ServerLimits
+from paglets.http.messages import Request, Response, StreamResponse, error_response, json_response
+from paglets.http.routing import Handler, Router
+from paglets.http.server import HttpServer, ServerStatistics, new_event_loop
+
+__all__ = [
+    "AsyncHttpClient",
+    "AsyncStreamingClientResponse",
+    "ClientResponse",
+    "Handler",
+    "HttpClient",
+    "HttpServer",
+    "Request",
+    "Response",
+    "Router",
+    "ServerLimits",
+    "ServerStatistics",
+    "StreamResponse",
+    "StreamingClientResponse",
+    "default_api_key",
+    "error_response",
+    "json_response",
+    "new_event_loop",
+]

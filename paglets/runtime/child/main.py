@@ -257,7 +257,7 @@ class ChildRuntime:
                 except BlockingIOError:
                     pass
             else:
-                self.channel._pump_socket()  # noqa: SLF001 - public pump() pending
+                self.channel._pump_socket()
 
     def _read(self, timeout: float) -> None:
         """Service thread: route what the channel holds now."""

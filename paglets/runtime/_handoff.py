@@ -104,9 +104,7 @@ class OutgoingSegment:
     def from_payload(cls, payload: Buffer | Sequence[Buffer]) -> Self:
         """A sealed segment holding ``payload`` (one buffer or the concatenation of several)."""
         parts: list[memoryview] = (
-            [_flat(p) for p in payload]
-            if isinstance(payload, list | tuple)
-            else [_flat(payload)]  # type: ignore[arg-type]  # Buffer vs Sequence[Buffer] narrowing
+            [_flat(p) for p in payload] if isinstance(payload, list | tuple) else [_flat(payload)]  # type: ignore[arg-type]  # Buffer vs Sequence[Buffer] narrowing
         )
         length = sum(p.nbytes for p in parts)
         _check_length(length)
@@ -129,9 +127,7 @@ class OutgoingSegment:
         fd = _new_memfd()
         try:
             os.ftruncate(fd, size)
-            mapping = (
-                mmap.mmap(fd, size, flags=mmap.MAP_SHARED) if size else None
-            )
+            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED) if size else None
         except BaseException:
             os.close(fd)
             raise
@@ -290,9 +286,7 @@ def map_segment(fd: int, segment_id: int, length: int) -> Segment:
         mapping = (
             # No MAP_POPULATE: the kernel's fault-around maps pages 64 KiB at a time as the decoder reads,
             # which measured as fast as pre-faulting for a full read and far cheaper for a partial one.
-            mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
-            if length
-            else None
+            mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) if length else None
         )
     except OSError as exc:
         raise FrameError(f"handoff segment {segment_id} cannot be mapped: {exc}") from exc
@@ -360,4 +354,3 @@ class SegmentTable:
         for segment in list(self._open):
             segment.close()
         self._open.clear()
-

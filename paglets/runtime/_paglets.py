@@ -54,6 +54,9 @@ CHILD_ENTRY: Final = "paglets.runtime.child.main:child_main"
 #: Initial states up to this size travel inside the spawn request; larger ones through a handoff segment.
 INLINE_STATE: Final = 32 * 1024
 
+#: Most paglet-class modules the host asks its zygote to import (each stays loaded in the template).
+MAX_PRELOADED_MODULES: Final = 256
+
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -103,6 +106,7 @@ class PagletManager:
         self.zygote: Zygote | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
+        self._preloaded: set[str] = set(preload)
 
     # --- start and stop --------------------------------------------------------------------------
 
@@ -175,9 +179,21 @@ class PagletManager:
             agent_id=agent_id, host_name=self.host_name, host_address=self._address(), init=init
         )
         await self._start_hook(ctrl, "creation", event)
+        self._preload_class_modules(agent_class, state_class)
         self.created_total += 1
         self.events.emit("create", agent_id=agent_id, class_name=agent_class)
         return agent_id
+
+    def _preload_class_modules(self, *class_names: str) -> None:
+        """Have the zygote import the modules of classes in use, so later forks start with them loaded."""
+        zygote = self.zygote
+        if zygote is None or len(self._preloaded) >= MAX_PRELOADED_MODULES:
+            return
+        modules = [n.partition(":")[0] for n in class_names]
+        new = [m for m in dict.fromkeys(modules) if m not in self._preloaded]
+        if new:
+            self._preloaded.update(new)
+            zygote.preload(new)
 
     async def _spawn(
         self, agent_id: str, agent_class: str, state_class: str, state: bytes | None

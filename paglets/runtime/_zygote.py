@@ -112,8 +112,15 @@ RUNTIME_MODULES: Final = (
     "paglets.runtime._handoff",
     "paglets.runtime._channel",
     "paglets.runtime._procutil",
+    "paglets.wire.values",
+    "paglets.wire.boot",
+    "paglets.persistence.persistency",
+    "paglets.persistence.storage",
+    "paglets.remote.proxy",
+    "paglets.remote.client",
+    "paglets.http.client",
+    "paglets.runtime.child._facade",
     "paglets.runtime.child.main",
-    "paglets.runtime.child.loop",
 )
 
 
@@ -168,7 +175,13 @@ class Shutdown(msgspec.Struct, frozen=True, tag="shutdown"):
     grace: float
 
 
-ZygoteMessage = Boot | Ready | Spawn | Spawned | SpawnFailed | Exited | Shutdown
+class Preload(msgspec.Struct, frozen=True, tag="preload"):
+    """Import more modules into the template (no answer): later children share them, already imported."""
+
+    modules: list[str]
+
+
+ZygoteMessage = Boot | Ready | Spawn | Spawned | SpawnFailed | Exited | Shutdown | Preload
 
 ENCODER: Final = msgspec.msgpack.Encoder()
 DECODER: Final[msgspec.msgpack.Decoder[ZygoteMessage]] = msgspec.msgpack.Decoder(ZygoteMessage)
@@ -441,6 +454,21 @@ class Zygote:
             with self._lock:
                 self._pending.pop(request_id, None)
             raise IpcTimeoutError(f"zygote did not answer a spawn within {timeout}s") from exc
+
+    def preload(self, modules: Sequence[str]) -> None:
+        """Ask the zygote to import ``modules`` (names the host already imported); fire and forget.
+
+        Failures are ignored by the zygote: a child imports what it needs anyway.
+        """
+        names = [m for m in modules if m and "," not in m and len(m) <= MAX_ENTRY]
+        if not names:
+            return
+        message = ENCODER.encode(Preload(modules=names[:MAX_SPAWN_FDS]))
+        try:
+            with self._send_lock:
+                self._sock.send(message)
+        except OSError:
+            pass  # a lost zygote is reported by the reader thread
 
     def children(self) -> list[ChildProcess]:
         """Children not reported as exited yet."""

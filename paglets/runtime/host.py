@@ -590,6 +590,10 @@ class Host:
             }
         raise HostError(f"unknown storage operation {op!r}")
 
+    def server_statistics(self) -> Any:
+        """Counters of the host's HTTP server (``None`` before start)."""
+        return None if self._server is None else self._server.statistics()
+
     def statistics(self) -> dict[str, Any]:
         return {"created_total": self.manager.created_total, "paglets": len(self.manager.controllers)}
 

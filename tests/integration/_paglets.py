@@ -113,3 +113,34 @@ class FailsOnCreation(Paglet[EmptyState]):
 
 class NotAPagletState:
     pass
+
+
+class Relay(Paglet[EmptyState]):
+    """Talks to other paglets of its host from inside its own process."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "forward":
+            proxy = self.context.get_proxy(str(msg.get_arg("to")))
+            if proxy is None:
+                return None
+            return {
+                "reply": proxy.send(Message("add", {"n": msg.get_arg("n", 1)})),
+                "remote": proxy.route is None,
+            }
+        if msg.kind == "send":
+            return self.send(str(msg.get_arg("to")), Message("add", {"n": 1}))
+        if msg.kind == "multicast":
+            replies = self.multicast("add", {"n": 1}, include_self=False)
+            replies.wait_for_all_replies(20)
+            return sorted(r.get_reply() for r in replies)
+        if msg.kind == "peers":
+            return sorted(p.agent_id for p in self.context.get_proxies())
+        if msg.kind == "create":
+            child = self.context.create_paglet(Counter, CounterState(count=100))
+            return child.send(Message("add"))
+        if msg.kind == "property":
+            self.context.set_property("answer", msg.arg)
+            return self.context.get_property("answer")
+        return self.not_handled()

@@ -100,7 +100,10 @@ def test_errors_map_to_the_contract_classes_and_statuses(host: Host) -> None:
         error = json.loads(response.body)
         assert set(error) >= {"error_type", "error"}
     pickled = raw.request(
-        "POST", host.address + "/agents", body=b"\x80\x05.", headers={"Content-Type": "application/x-paglets-pickle"}
+        "POST",
+        host.address + "/agents",
+        body=b"\x80\x05.",
+        headers={"Content-Type": "application/x-paglets-pickle"},
     )
     assert pickled.status == 415
     assert raw.request("GET", host.address + "/health").status == 200  # still serving

@@ -44,6 +44,7 @@ from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.runtime import _handoff
 from paglets.runtime._channel import INLINE_THRESHOLD, ChannelClosedError, ChildChannel
+from paglets.runtime.child._facade import ChildHost
 from paglets.serialization.codec import codec_for, resolve_qualified_name
 from paglets.wire.boot import ChildConfig, decode_child_config
 from paglets.wire.ipc import (
@@ -119,8 +120,6 @@ class ChildRuntime:
     """Everything that runs in one paglet process (see the module docstring)."""
 
     def __init__(self, config: ChildConfig, channel: ChildChannel, service_bell: int) -> None:
-        from paglets.runtime.child._facade import ChildHost
-
         self.config = config
         self.channel = channel
         self._pending_work: deque[Any] = deque()
@@ -257,7 +256,7 @@ class ChildRuntime:
                 except BlockingIOError:
                     pass
             else:
-                self.channel._pump_socket()
+                self.channel.pump()
 
     def _read(self, timeout: float) -> None:
         """Service thread: route what the channel holds now."""

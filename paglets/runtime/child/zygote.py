@@ -48,6 +48,7 @@ from paglets.runtime._zygote import (
     Boot,
     Exited,
     Ready,
+    Preload,
     Shutdown,
     Spawn,
     Spawned,
@@ -206,6 +207,11 @@ class _Zygote:
                     continue
                 if isinstance(message, Spawn):
                     self.spawn(message, fds)
+                elif isinstance(message, Preload):
+                    for fd in fds:
+                        os.close(fd)
+                    _preload(message.modules)
+                    gc.freeze()
                 elif isinstance(message, Shutdown):
                     self.shutdown(max(0.0, message.grace))
                     return

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             print("history of the first paglet:")
             for line in host.get_state(first.agent_id, TallyState).history:
                 print("  -", line)
-            http.client and http.client.close()
+            if http.client is not None:
+                http.client.close()
         finally:
             host.stop()
         print("host stopped; every paglet process is gone")

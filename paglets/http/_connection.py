@@ -1,0 +1,783 @@
+"""One server connection: an ``asyncio.Protocol`` driving h11, one task per connection.
+
+The protocol callbacks only buffer and wake: ``data_received`` appends to the connection's
+:class:`~paglets.http._body.ByteQueue` (pausing the socket above ``receive_high_water``), and the
+connection's task does the work, one request at a time, so pipelined requests are answered in order:
+
+1. **Head.** A fresh ``h11.Connection`` per request is fed at most ``HEAD_FEED`` bytes at a time until
+   it yields the ``Request``; what h11 read past the head goes back to the front of the queue. (h11
+   parses and validates heads and writes every response; bodies we receive are framed by ``_body``
+   because h11's body reader is too slow for the movement budget — see ``_body``'s docstring.)
+   Request line, header bytes and header count are bounded (414 / 431).
+2. **Auth**, before any body byte is read: 401 (and close when a body was announced).
+3. **Route** (404 / 405 with ``Allow``), then the handler runs in this task (no task per request). Its
+   body reads pull from the queue; ``Expect: 100-continue`` is answered on the first read.
+4. **Response** with ``Content-Length`` or chunked; streaming responses wait for the transport to drain.
+5. **Keep-alive or close**: the connection closes when the client or h11 says so, when the server is
+   shutting down, after any body error, and when the handler left more than ``drain_limit`` body bytes
+   unread (small leftovers are read and discarded). Closing while the client may still be sending is a
+   *lingering* close (half-close, discard input for ``close_linger`` seconds) so the client reads our
+   last response instead of a reset.
+
+Timeouts use one lazily re-armed timer per connection (setting a later deadline costs an attribute
+store); see :mod:`paglets.http.limits` for the rules. Nothing a peer sends can raise out of the task:
+protocol errors become 4xx answers, unexpected failures are logged and close only this connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+from collections.abc import AsyncIterable, Iterable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Final, cast
+
+import h11
+import msgspec
+
+from paglets.core.errors import (
+    FrameError,
+    HeadersTooLargeError,
+    LimitExceededError,
+    PagletError,
+    ProtocolError,
+    RemoteHostError,
+)
+from paglets.http._body import END, ByteQueue, ChunkedDecoder, FixedLengthDecoder, Piece, Signal
+from paglets.http.auth import check_authorization, unauthorized_response
+from paglets.http.limits import HEAD_FEED, LINGER_MAX_BYTES, ServerLimits
+from paglets.http.messages import Request, Response, StreamResponse, error_response
+from paglets.http.routing import RouteMiss, Router, strip_prefix
+
+if TYPE_CHECKING:
+    from asyncio import TimerHandle
+
+__all__ = ["ServerConnection", "ServerContext", "ServerStatistics"]
+
+logger = logging.getLogger("paglets.http")
+
+#: Bodies up to this size are concatenated with their head into one write.
+_COALESCE_LIMIT: Final = 64 * 1024
+
+
+class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """Counters of one server since it started."""
+
+    connections_open: int
+    connections_accepted: int
+    #: Connections answered 503 (or dropped) because ``max_connections`` were open.
+    connections_rejected: int
+    requests_served: int
+    requests_in_flight: int
+    #: Responses with a 4xx / 5xx status.
+    client_errors: int
+    server_errors: int
+    #: Malformed or oversized input (the 400/413/414/431 answers and bad bodies).
+    protocol_errors: int
+    #: Slow clients cut by a header, body or write timeout (idle keep-alive closes not counted).
+    timeouts: int
+    #: Unexpected exceptions from handlers (answered 500) or from the connection machinery.
+    internal_errors: int
+
+
+class _Gone(Exception):
+    """The connection cannot continue (peer gone, write timed out); close it quietly."""
+
+
+class _TimedOut(Exception):
+    pass
+
+
+class ServerContext:
+    """What a server's connections share: configuration, the connection set, counters."""
+
+    def __init__(
+        self, router: Router, *, api_key: str | None, path_prefix: str, limits: ServerLimits
+    ) -> None:
+        self.router = router
+        self.api_key: bytes | None = api_key.encode("utf-8") if api_key else None
+        self.prefix = path_prefix
+        self.limits = limits
+        self.connections: set[ServerConnection] = set()
+        self.lingering = 0
+        self.closing = False
+        self._all_closed: asyncio.Event | None = None
+        self.accepted = 0
+        self.rejected = 0
+        self.served = 0
+        self.in_flight = 0
+        self.client_errors = 0
+        self.server_errors = 0
+        self.protocol_errors = 0
+        self.timeouts = 0
+        self.internal_errors = 0
+
+    def protocol(self) -> ServerConnection:
+        return ServerConnection(self)
+
+    def statistics(self) -> ServerStatistics:
+        return ServerStatistics(
+            connections_open=len(self.connections),
+            connections_accepted=self.accepted,
+            connections_rejected=self.rejected,
+            requests_served=self.served,
+            requests_in_flight=self.in_flight,
+            client_errors=self.client_errors,
+            server_errors=self.server_errors,
+            protocol_errors=self.protocol_errors,
+            timeouts=self.timeouts,
+            internal_errors=self.internal_errors,
+        )
+
+    def forget(self, connection: ServerConnection) -> None:
+        self.connections.discard(connection)
+        if not self.connections and self._all_closed is not None:
+            self._all_closed.set()
+
+    async def shutdown(self, deadline: float) -> None:
+        """Close idle connections now, let busy ones finish until ``deadline`` (loop time), abort the rest."""
+        self.closing = True
+        self._all_closed = asyncio.Event()
+        if not self.connections:
+            self._all_closed.set()
+        for connection in list(self.connections):
+            connection.wake()
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining > 0 and not self._all_closed.is_set():
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._all_closed.wait()
+            except TimeoutError:
+                pass
+        tasks = [c.abort() for c in list(self.connections)]
+        live = [t for t in tasks if t is not None]
+        if live:
+            await asyncio.wait(live, timeout=1.0)
+
+
+class _RequestBody:
+    """The body of the current request, read on demand (``messages.BodySource``)."""
+
+    __slots__ = (
+        "_conn",
+        "_decoder",
+        "_h11",
+        "declared_length",
+        "error",
+        "error_status",
+        "received",
+        "waited",
+    )
+
+    def __init__(
+        self, conn: ServerConnection, decoder: FixedLengthDecoder | ChunkedDecoder, h11_conn: h11.Connection
+    ) -> None:
+        self._conn = conn
+        self._decoder = decoder
+        self._h11 = h11_conn
+        self.declared_length: int | None = decoder.length if type(decoder) is FixedLengthDecoder else None
+        self.received = 0
+        self.waited = 0.0
+        self.error: PagletError | None = None
+        self.error_status: int | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._decoder.done
+
+    @property
+    def remaining(self) -> int | None:
+        """Bytes still to come for a fixed-length body, ``None`` when chunked."""
+        decoder = self._decoder
+        return decoder.remaining if type(decoder) is FixedLengthDecoder else None
+
+    def fail(self, exc: PagletError, status: int | None = None) -> PagletError:
+        if self.error is None:
+            self.error = exc
+            self.error_status = status
+        return exc
+
+    async def read(self) -> Piece | None:
+        if self.error is not None:
+            raise self.error
+        conn = self._conn
+        while True:
+            try:
+                piece = self._decoder.next(conn.inbox, conn.eof)
+            except ProtocolError as exc:
+                conn.context.protocol_errors += 1
+                raise self.fail(exc) from None
+            if isinstance(piece, Signal):
+                if piece is END:
+                    return None
+                if self._h11.they_are_waiting_for_100_continue:
+                    conn.write(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                await conn.wait_body_data(self)
+                continue
+            self.received += len(piece)
+            conn.consumed()
+            return piece
+
+
+class ServerConnection(asyncio.Protocol):
+    """See the module docstring."""
+
+    def __init__(self, context: ServerContext) -> None:
+        self.context = context
+        self.inbox = ByteQueue()
+        self.eof = False
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._peer: tuple[str, int] | None = None
+        self._lost = False
+        self._reading_paused = False
+        self._write_paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._timer: TimerHandle | None = None
+        self._timer_when = 0.0
+        self._deadline: float | None = None
+        self._lingering = False
+        self._linger_timer: TimerHandle | None = None
+        self._linger_bytes = 0
+        self._body: _RequestBody | None = None
+        #: When a list (set by ``paglets.http.testing``), the method class of every final response
+        #: written, in order ("HEAD" for head-only answers, else "GET"), so the output can be parsed.
+        self.response_methods: list[str] | None = None
+
+    # --- protocol callbacks (buffer and wake only) ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self._transport = transport
+        context = self.context
+        limits = context.limits
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, AttributeError):  # not TCP (unix socket, memory transport)
+                pass
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self._peer = (str(peer[0]), int(peer[1]))
+        if len(context.connections) >= limits.max_connections or context.closing:
+            context.rejected += 1
+            if context.lingering >= limits.max_connections:
+                transport.abort()
+                return
+            transport.write(_SERVICE_UNAVAILABLE)
+            self._linger_close()
+            return
+        context.accepted += 1
+        context.connections.add(self)
+        transport.set_write_buffer_limits(high=limits.write_high_water)
+        self._task = self._loop.create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._linger_bytes += len(data)
+            if self._linger_bytes > LINGER_MAX_BYTES and self._transport is not None:
+                self._transport.abort()
+            return
+        self.inbox.append(data)
+        if len(self.inbox) > self.context.limits.receive_high_water and not self._reading_paused:
+            self._reading_paused = True
+            assert self._transport is not None
+            self._transport.pause_reading()
+        self.wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self.wake()
+        return not self._lingering  # keep the write side open to answer, unless we are done
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.eof = True
+        if self._lingering:
+            self.context.lingering -= 1
+            self._lingering = False
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
+            self._linger_timer = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = None
+        self.context.forget(self)
+        self.wake()
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self.wake()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The connection's task (``None`` for a rejected connection)."""
+        return self._task
+
+    # --- helpers used by the task and by _RequestBody -----------------------------------------------------
+
+    def wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def consumed(self) -> None:
+        """Resume reading once the queue drained below a quarter of the high-water mark."""
+        if self._reading_paused and len(self.inbox) <= self.context.limits.receive_high_water // 4:
+            self._reading_paused = False
+            if self._transport is not None and not self._lost:
+                self._transport.resume_reading()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._lost or self._transport is None:
+            raise _Gone
+        self._transport.write(data)
+
+    def abort(self) -> asyncio.Task[None] | None:
+        """Drop the connection now (end of a shutdown deadline)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        if self._transport is not None and not self._lost:
+            self._transport.abort()
+        return self._task
+
+    async def _wait(self, deadline: float) -> None:
+        """Wait for any wake-up (input, eof, drain, shutdown) until ``deadline``; raises ``_TimedOut``."""
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        self._deadline = deadline
+        if self._timer is None or self._timer_when > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_when = deadline
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            self._deadline = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        if self._loop.time() < deadline:
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_when = deadline
+            return
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(_TimedOut())
+
+    async def wait_body_data(self, body: _RequestBody) -> None:
+        """Wait for more body bytes under the stall and minimum-rate rules (sticky 408 on timeout)."""
+        if self._lost:
+            raise body.fail(ProtocolError("client disconnected during the request body"))
+        limits = self.context.limits
+        start = self._loop.time()
+        budget = limits.body_rate_grace + body.received / limits.min_body_rate - body.waited
+        try:
+            await self._wait(start + min(limits.read_timeout, max(budget, 0.0)))
+        except _TimedOut:
+            self.context.timeouts += 1
+            raise body.fail(ProtocolError("timed out waiting for the request body"), 408) from None
+        finally:
+            body.waited += self._loop.time() - start
+
+    async def _drain(self) -> None:
+        if not self._write_paused:
+            return
+        deadline = self._loop.time() + self.context.limits.write_timeout
+        while self._write_paused and self.alive():
+            try:
+                await self._wait(deadline)
+            except _TimedOut:
+                self.context.timeouts += 1
+                if self._transport is not None:
+                    self._transport.abort()  # close() would wait for the unread bytes forever
+                raise _Gone from None
+        if not self.alive():
+            raise _Gone
+
+    def alive(self) -> bool:
+        return not self._lost
+
+    def _linger_close(self) -> None:
+        transport = self._transport
+        if transport is None or self._lost or self._lingering:
+            return
+        self._lingering = True
+        self.context.lingering += 1
+        self.inbox.clear()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if self.eof or not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self._linger_timer = self._loop.call_later(self.context.limits.close_linger, transport.abort)
+
+    # --- the connection task ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while await self._serve_one():
+                pass
+        except (_Gone, ConnectionError):
+            pass
+        except Exception:
+            self.context.internal_errors += 1
+            logger.exception("unexpected error on HTTP connection from %s", self._peer)
+            if self._transport is not None and not self._lost:
+                self._transport.abort()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._lost or self._transport is None or self._lingering:
+            return
+        body = self._body
+        if self.inbox or (body is not None and not body.done) or self._reading_paused:
+            self._linger_close()
+        else:
+            self._transport.close()
+
+    async def _serve_one(self) -> bool:
+        """Serve one request; ``True`` keeps the connection for the next one."""
+        context = self.context
+        limits = context.limits
+        self._body = None
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        # h11 never sees more than the limits allow (one byte over, to detect the excess), so the
+        # outcome does not depend on how the bytes were split: see the module docstring.
+        line_cap = limits.max_request_line + 2  # the line, its CRLF
+        head_cap = limits.max_header_bytes + 1
+        fed = 0
+        line_end = -1  # offset of the request line's "\n", once fed
+        head_deadline = 0.0
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                return await self._refuse_head(exc)
+            if event is h11.NEED_DATA:
+                if line_end < 0 and fed >= line_cap:
+                    return await self._refuse(
+                        LimitExceededError(f"request line longer than {limits.max_request_line} bytes"), 414
+                    )
+                if fed >= head_cap:  # pragma: no cover - h11 raises first (max_incomplete_event_size)
+                    return await self._refuse(_head_too_large(limits), 431)
+                if self.inbox:
+                    data = self.inbox.take_bytes(
+                        min(HEAD_FEED, (head_cap if line_end >= 0 else line_cap) - fed)
+                    )
+                    self.consumed()
+                    if not fed:
+                        head_deadline = self._loop.time() + limits.header_timeout
+                    if line_end < 0:
+                        newline = data.find(b"\n")
+                        if newline >= 0:
+                            line_end = fed + newline
+                    fed += len(data)
+                    conn.receive_data(data)
+                    continue
+                if self.eof:
+                    if not fed:
+                        return False
+                    conn.receive_data(b"")
+                    continue
+                if context.closing and not fed:
+                    return False
+                try:
+                    await self._wait(head_deadline if fed else self._loop.time() + limits.idle_timeout)
+                except _TimedOut:
+                    if not fed:
+                        return False
+                    context.timeouts += 1
+                    return await self._refuse(ProtocolError("timed out waiting for the request head"), 408)
+                continue
+            if type(event) is h11.Request:
+                break
+            return False  # ConnectionClosed
+        leftover = conn.trailing_data[0]
+        if leftover:
+            self.inbox.push_front(leftover)
+        if fed - len(leftover) > limits.max_header_bytes:
+            return await self._refuse(_head_too_large(limits), 431)
+        context.in_flight += 1
+        try:
+            return await self._handle(conn, event)
+        finally:
+            context.in_flight -= 1
+
+    async def _handle(self, conn: h11.Connection, event: h11.Request) -> bool:
+        context = self.context
+        limits = context.limits
+        if event.http_version not in (b"1.1", b"1.0"):
+            return await self._refuse(ProtocolError("HTTP version not supported"), 505)
+        headers: list[tuple[bytes, bytes]] = list(event.headers)
+        if len(headers) > limits.max_header_count:
+            return await self._refuse(
+                HeadersTooLargeError(f"more than {limits.max_header_count} headers"), 431
+            )
+        chunked = False
+        length = 0
+        for name, value in headers:
+            if name == b"transfer-encoding":
+                chunked = True
+            elif name == b"content-length":
+                length = -1 if length else int(value)
+        if chunked and length:
+            return await self._refuse(FrameError("both Transfer-Encoding and Content-Length"), 400)
+        decoder: FixedLengthDecoder | ChunkedDecoder = (
+            ChunkedDecoder(
+                max_trailer_bytes=limits.max_header_bytes, max_trailer_lines=limits.max_header_count
+            )
+            if chunked
+            else FixedLengthDecoder(length)
+        )
+        body = self._body = _RequestBody(self, decoder, conn)
+        target = event.target
+        if not target.startswith(b"/"):
+            return await self._refuse(FrameError("request target must be an absolute path"), 400)
+        method = event.method.decode("ascii")
+        path_bytes, _, query = target.partition(b"?")
+        raw_path = path_bytes.decode("ascii")
+        path = strip_prefix(raw_path, context.prefix)
+
+        if context.api_key is not None and not check_authorization(headers, context.api_key):
+            response: Response | StreamResponse = unauthorized_response()
+            return await self._respond(conn, response, close=not body.done, head_only=method == "HEAD")
+
+        found = context.router.lookup(method, path)
+        if isinstance(found, RouteMiss):
+            extra = [("Allow", ", ".join(found.allow))] if found.allow else None
+            response = error_response(found.error(method, path), headers=extra)
+        else:
+            request = Request(
+                method,
+                path,
+                query_string=query.decode("ascii"),
+                headers=headers,
+                path_params=found.params,
+                client=self._peer,
+                raw_path=raw_path,
+                http_version=event.http_version.decode("ascii"),
+                source=body,
+                json_limit=limits.max_json_body,
+                stream_limit=limits.max_stream_body,
+            )
+            try:
+                response = await found.route.handler(request)
+                if not isinstance(response, (Response, StreamResponse)):
+                    raise TypeError(f"handler {found.route.pattern} returned {type(response).__name__}")
+            except _Gone:
+                raise
+            except PagletError as exc:
+                response = error_response(exc)
+            except Exception as exc:
+                context.internal_errors += 1
+                logger.exception("handler for %s %s failed", method, path)
+                response = error_response(exc)
+            if body.error is not None:
+                if isinstance(response, StreamResponse):
+                    await _close_chunks(response.chunks)
+                response = error_response(body.error, status=body.error_status)
+        remaining = body.remaining
+        close = (
+            context.closing
+            or body.error is not None
+            or (
+                not body.done
+                and (
+                    remaining is None
+                    or remaining > limits.drain_limit
+                    # the client holds its body back until "100 Continue", which it will not get now
+                    or conn.they_are_waiting_for_100_continue
+                )
+            )
+        )
+        if not await self._respond(conn, response, close=close, head_only=method == "HEAD"):
+            return False
+        if not body.done:
+            try:
+                while await body.read() is not None:
+                    pass
+            except PagletError:
+                return False
+        return True
+
+    async def _refuse(self, exc: PagletError, status: int) -> bool:
+        """Answer a request we will not serve (bad head, timeout) and close."""
+        self.context.protocol_errors += 1
+        conn = h11.Connection(h11.SERVER)  # a fresh one: the request's may be in an error state
+        await self._respond(conn, error_response(exc, status=status), close=True)
+        return False
+
+    async def _refuse_head(self, exc: h11.RemoteProtocolError) -> bool:
+        if exc.error_status_hint == 431:
+            return await self._refuse(_head_too_large(self.context.limits), 431)
+        # h11's messages may quote the offending bytes: keep the reason only (never echo input back).
+        reason = _QUOTED_INPUT.sub("", str(exc)) or "malformed request"
+        return await self._refuse(ProtocolError(f"malformed request: {reason}"), exc.error_status_hint)
+
+    async def _respond(
+        self,
+        conn: h11.Connection,
+        response: Response | StreamResponse,
+        *,
+        close: bool,
+        head_only: bool = False,
+    ) -> bool:
+        """Send ``response`` (only its head for ``HEAD``); ``False`` when the connection must close."""
+        if self._lost:
+            if isinstance(response, StreamResponse):
+                await _close_chunks(response.chunks)
+            raise _Gone
+        context = self.context
+        status = response.status
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
+        if close:
+            headers.append((b"connection", b"close"))
+        has_body = status >= 200 and status not in (204, 304)
+        if has_body:
+            headers.append((b"content-type", response.content_type.encode("latin-1")))
+            length = response.content_length if isinstance(response, StreamResponse) else len(response.body)
+            if length is not None:
+                headers.append((b"content-length", b"%d" % length))
+        try:
+            head = conn.send(
+                h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+            )
+        except (h11.LocalProtocolError, ValueError, UnicodeError) as exc:
+            context.internal_errors += 1
+            logger.error("handler produced an invalid response (status %r): %s", status, exc)
+            if isinstance(response, StreamResponse):
+                await _close_chunks(response.chunks)
+            fallback = error_response(RemoteHostError(f"invalid response: {exc}"))
+            return await self._respond(h11.Connection(h11.SERVER), fallback, close=True, head_only=head_only)
+        assert head is not None
+        if status >= 500:
+            context.server_errors += 1
+        elif status >= 400:
+            context.client_errors += 1
+        send_body = has_body and not head_only
+        if self.response_methods is not None:
+            self.response_methods.append("HEAD" if head_only else "GET")
+        if isinstance(response, StreamResponse):
+            self.write(head)
+            if send_body:
+                await self._stream(conn, response.chunks)
+            else:
+                await _close_chunks(response.chunks)
+                conn.send(h11.EndOfMessage())
+        else:
+            body = response.body
+            if send_body and body:
+                conn.send_with_data_passthrough(h11.Data(data=body))  # type: ignore[arg-type]
+                if len(body) <= _COALESCE_LIMIT:
+                    self.write(head + body)
+                else:
+                    self.write(head)
+                    self.write(body)
+            else:
+                self.write(head)
+            conn.send(h11.EndOfMessage())
+        if self._write_paused:
+            await self._drain()
+        context.served += 1
+        return not close and conn.our_state is h11.DONE
+
+    async def _stream(self, conn: h11.Connection, chunks: AsyncIterable[Piece] | Iterable[Piece]) -> None:
+        """Send a streaming body and its end; any failure aborts the connection (the head is out)."""
+        try:
+            if isinstance(chunks, AsyncIterable):
+                async for piece in chunks:
+                    if piece:
+                        await self._send_piece(conn, piece)
+            else:
+                for piece in chunks:
+                    if piece:
+                        await self._send_piece(conn, piece)
+            tail = conn.send(h11.EndOfMessage())
+            if tail:
+                self.write(tail)
+        except _Gone:
+            raise
+        except Exception:
+            self.context.internal_errors += 1
+            logger.exception("streaming response body failed; dropping the connection")
+            if self._transport is not None and not self._lost:
+                self._transport.abort()
+            raise _Gone from None
+        finally:
+            await _close_chunks(chunks)
+
+    async def _send_piece(self, conn: h11.Connection, piece: Piece) -> None:
+        parts = conn.send_with_data_passthrough(h11.Data(data=piece))  # type: ignore[arg-type]
+        if parts is None or self._lost or self._transport is None:
+            raise _Gone
+        self._transport.writelines(parts)
+        if self._write_paused:
+            await self._drain()
+
+
+async def _close_chunks(chunks: object) -> None:
+    """Close a generator body we finished with or will not iterate (runs its ``finally`` blocks)."""
+    aclose = getattr(chunks, "aclose", None)
+    try:
+        if aclose is not None:
+            await aclose()
+        else:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+    except Exception:  # the body's own cleanup failed; the response is already decided
+        logger.debug("closing a response body iterator failed", exc_info=True)
+
+
+#: Reason phrases (h11 sends none by default; some clients print them).
+_REASONS: Final = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+_QUOTED_INPUT: Final = re.compile(r":? *(?:bytearray\(|b['\"]|\{|\[|\().*$", re.S)
+
+
+def _head_too_large(limits: ServerLimits) -> HeadersTooLargeError:
+    return HeadersTooLargeError(f"request head larger than {limits.max_header_bytes} bytes")
+
+
+def _standalone(status: int, payload: dict[str, str]) -> bytes:
+    conn = h11.Connection(h11.SERVER)
+    body = msgspec.json.encode(payload)
+    head = conn.send(
+        h11.Response(
+            status_code=status,
+            headers=[
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Connection", "close"),
+            ],
+        )
+    )
+    assert head is not None
+    return head + body
+
+
+_SERVICE_UNAVAILABLE: Final = _standalone(
+    503,
+    {
+        "error_type": "RemoteHostError",
+        "error": "server busy: too many open connections",
+        "code": "remote_host",
+    },
+)

@@ -1,0 +1,105 @@
+"""Errors ↔ JSON error bodies, both directions.
+
+Server side (:func:`error_payload`): a :class:`~paglets.core.errors.PagletError` answers with its class's
+``http_status`` and ``{"error_type": <class name>, "error": str(exc), "code": <stable code>}`` plus
+``remote_type`` / ``remote_traceback`` when the error carries them (it came from a child or another
+host). Any other exception answers 500 with ``error_type: "RemoteHostError"``, its message, and its own
+type name as ``remote_type`` — never its traceback, which stays in the server's log. The two fields of
+paglets 2.0 (``error_type``, ``error``) are always present, so 2.0 clients decode our errors.
+
+Client side (:func:`error_from_response`): the class is chosen by ``code`` when we know it, else by
+``error_type`` (bodies from paglets 2.0 hosts), else :class:`~paglets.core.errors.RemoteHostError`; a body
+that is not a JSON error object gives ``RemoteHostError`` naming the status. A 401 always becomes
+:class:`~paglets.core.errors.AuthenticationError` with a hint naming ``PAGLETS_API_KEY``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from paglets.core.errors import (
+    AuthenticationError,
+    PagletError,
+    RemoteHostError,
+    error_class_for,
+    error_code_for,
+)
+
+__all__ = ["API_KEY_ENV", "auth_hint", "error_from_response", "error_payload", "error_status"]
+
+#: Environment variable holding the API key (read by ``paglets.http.auth.default_api_key``).
+API_KEY_ENV = "PAGLETS_API_KEY"
+
+_DECODER = msgspec.json.Decoder()
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status for ``exc`` (500 for anything that is not a ``PagletError``)."""
+    return exc.http_status if isinstance(exc, PagletError) else 500
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """The JSON error object for ``exc`` (see the module docstring)."""
+    if isinstance(exc, PagletError):
+        payload: dict[str, Any] = {
+            "error_type": type(exc).__name__,
+            "error": str(exc),
+            "code": error_code_for(exc),
+        }
+        if exc.remote_type:
+            payload["remote_type"] = exc.remote_type
+        if exc.remote_traceback:
+            payload["remote_traceback"] = exc.remote_traceback
+        return payload
+    return {
+        "error_type": RemoteHostError.__name__,
+        "error": str(exc),
+        "code": RemoteHostError.code,
+        "remote_type": type(exc).__name__,
+    }
+
+
+def auth_hint(url: str) -> str:
+    return (
+        f"the host at {url} requires an API key: set {API_KEY_ENV} (or pass api_key=...) "
+        "to the key the host was started with"
+    )
+
+
+def error_from_response(status: int, body: bytes, url: str) -> PagletError:
+    """The error a client raises for a non-2xx response (see the module docstring)."""
+    payload: Any = None
+    if body:
+        try:
+            payload = _DECODER.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            payload = None
+    message: str | None = None
+    cls: type[PagletError] = RemoteHostError
+    remote_type: str | None = None
+    remote_traceback: str | None = None
+    if isinstance(payload, dict) and isinstance(payload.get("error_type"), str):
+        name = payload["error_type"]
+        code = payload.get("code")
+        cls = error_class_for(code if isinstance(code, str) else None, name=name)
+        raw_message = payload.get("error")
+        message = raw_message if isinstance(raw_message, str) else str(raw_message)
+        remote = payload.get("remote_type")
+        if isinstance(remote, str):
+            remote_type = remote
+        elif name != cls.__name__:
+            remote_type = name
+        trace = payload.get("remote_traceback")
+        if isinstance(trace, str):
+            remote_traceback = trace
+    if status == 401:
+        base = message or "Authentication required"
+        return AuthenticationError(
+            f"{base} ({auth_hint(url)})", remote_type=remote_type, remote_traceback=remote_traceback
+        )
+    if message is None:
+        snippet = body[:200].decode("utf-8", "replace")
+        return RemoteHostError(f"HTTP {status} from {url}: {snippet}")
+    return cls(message, remote_type=remote_type, remote_traceback=remote_traceback)

@@ -1,0 +1,159 @@
+"""The HTTP/1.1 server: bound sockets, connection admission, graceful shutdown.
+
+``HttpServer`` is a thin driver: it binds listening sockets and hands each accepted socket to a
+:class:`~paglets.http._connection.ServerConnection` (asyncio protocol + h11), which holds every HTTP rule.
+It runs on whatever loop calls :meth:`HttpServer.start` — uvloop when the caller installed it (see
+:func:`new_event_loop`), including a loop running in a background thread — and never starts threads.
+
+Binding: ``start(["127.0.0.1", "::1"], port)`` binds every address on the same port; with port 0 the
+first socket's random port is reused for the others. ``SO_REUSEADDR`` is set (restarts do not wait for
+TIME_WAIT); IPv6 sockets are v6-only so that ``0.0.0.0`` and ``::`` can coexist.
+
+Shutdown (:meth:`HttpServer.close`): stop accepting at once; idle keep-alive connections close at once;
+requests in flight finish (and their connections close) until ``deadline`` seconds; whatever is left is
+aborted and its handler cancelled.
+
+Usage::
+
+    router = Router()
+    router.get("/health", health)
+    server = HttpServer(router, api_key=default_api_key(), path_prefix="/paglets")
+    port = await server.start(["127.0.0.1"], 0)
+    ...
+    await server.close(deadline=5.0)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Sequence
+
+from paglets.core.errors import HostError
+from paglets.http._connection import ServerContext, ServerStatistics
+from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, ServerLimits
+from paglets.http.routing import Router, normalize_prefix
+
+__all__ = ["HttpServer", "ServerLimits", "ServerStatistics", "new_event_loop"]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop is installed, else the default asyncio loop."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on CPython/POSIX
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
+class HttpServer:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        router: Router,
+        *,
+        api_key: str | None = None,
+        path_prefix: str = "",
+        limits: ServerLimits | None = None,
+    ) -> None:
+        self._context = ServerContext(
+            router,
+            api_key=api_key,
+            path_prefix=normalize_prefix(path_prefix),
+            limits=limits if limits is not None else ServerLimits(),
+        )
+        self._servers: list[asyncio.AbstractServer] = []
+        self._addresses: list[tuple[str, int]] = []
+        self._port: int | None = None
+
+    @property
+    def router(self) -> Router:
+        return self._context.router
+
+    @property
+    def limits(self) -> ServerLimits:
+        return self._context.limits
+
+    @property
+    def port(self) -> int | None:
+        """The bound port (``None`` before :meth:`start`)."""
+        return self._port
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """``(host, port)`` of every bound socket."""
+        return list(self._addresses)
+
+    async def start(self, bind_hosts: Sequence[str], port: int = 0) -> int:
+        """Bind every host of ``bind_hosts`` on ``port`` and start accepting; returns the port.
+
+        Raises :class:`HostError` (chained to the ``OSError``) when an address cannot be bound; sockets
+        bound so far are closed again.
+        """
+        if self._servers:
+            raise RuntimeError("server already started")
+        if not bind_hosts:
+            raise ValueError("bind_hosts is empty")
+        loop = asyncio.get_running_loop()
+        self._context.closing = False
+        try:
+            for host in bind_hosts:
+                sock = _bind(host, port)
+                try:
+                    server = await loop.create_server(
+                        self._context.protocol, sock=sock, backlog=LISTEN_BACKLOG
+                    )
+                except BaseException:
+                    sock.close()
+                    raise
+                self._servers.append(server)
+                bound = sock.getsockname()
+                self._addresses.append((str(bound[0]), int(bound[1])))
+                port = int(bound[1])
+        except BaseException:
+            await self._close_listeners()
+            raise
+        self._port = port
+        return port
+
+    async def close(self, *, deadline: float = SHUTDOWN_DEADLINE) -> None:
+        """Graceful shutdown (see the module docstring); idempotent."""
+        await self._close_listeners()
+        loop = asyncio.get_running_loop()
+        await self._context.shutdown(loop.time() + deadline)
+
+    async def _close_listeners(self) -> None:
+        servers, self._servers = self._servers, []
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+
+    def statistics(self) -> ServerStatistics:
+        return self._context.statistics()
+
+    def protocol(self) -> asyncio.Protocol:
+        """A new connection protocol for this server (for feeding it without sockets)."""
+        return self._context.protocol()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise HostError(f"cannot bind {host}:{port}: {exc}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise HostError(f"cannot bind {host}:{port}: {exc}") from exc
+    return sock

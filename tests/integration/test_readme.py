@@ -1,0 +1,35 @@
+"""The README's quick start runs as written, and so does the demo of its first command."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_start_runs(tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    (tmp_path / "counter.py").write_text(blocks[0])
+    (tmp_path / "app.py").write_text(blocks[1])
+    done = subprocess.run(
+        [sys.executable, "-c", "import app"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "2"
+    assert lines[1].split()[1].startswith("http://127.0.0.1:")
+
+
+def test_demo_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "paglets.demo", "--paglets", "3", "--messages", "50"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sync send over HTTP" in done.stdout
+    assert "every paglet process is gone" in done.stdout

@@ -45,6 +45,7 @@ from paglets.wire.ipc import (
     ResourceCall,
     RunFinished,
     Shutdown,
+    Start,
     decode_body,
     encode_body,
 )
@@ -54,11 +55,11 @@ from paglets.wire.values import decode_value, encode_value
 if TYPE_CHECKING:
     from paglets.runtime._zygote import ChildProcess
 
-__all__ = ["PagletController", "Status"]
+__all__ = ["PagletController", "Snapshot", "Status"]
 
 _log = logging.getLogger("paglets.runtime")
 
-Status = Literal["starting", "ready", "stopping", "gone", "crashed"]
+Status = Literal["starting", "ready", "moving", "stopping", "gone", "crashed"]
 
 #: Seconds a dead process's exit code may take to arrive from the zygote before the crash is reported
 #: without it.
@@ -82,6 +83,21 @@ class _Item:
         self.message = message
         self.oneway = oneway
         self.future = future
+
+
+class Snapshot:
+    """An encoded state: ``view`` stays valid until ``close()``."""
+
+    __slots__ = ("_release", "view")
+
+    def __init__(self, view: memoryview, release: Callable[[], None] | None) -> None:
+        self.view = view
+        self._release = release
+
+    def close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 class PagletController:
@@ -127,6 +143,9 @@ class PagletController:
         self._exited: asyncio.Future[int] = loop.create_future()
         self._channel_closed = False
         self.message_waiters: list[asyncio.Future[None]] = []
+        #: Set once ``run()`` returned, the paglet crashed, or it moved on (then ``moved_to`` names where).
+        self.settled = asyncio.Event()
+        self.moved_to: dict[str, str] | None = None
         process.add_exit_callback(self._exit_from_thread)
         channel.attach(loop, self._on_frames, self._on_closed)
 
@@ -148,6 +167,7 @@ class PagletController:
                 self.loop.create_task(self._serve_host_call(msg))
             elif isinstance(msg, RunFinished):
                 self.run_finished = True
+                self.settled.set()
                 if msg.error is not None:
                     self._crash(f"run() raised {msg.error.type_name}: {msg.error.message}", kill=True)
                 self._wake_message_waiters()
@@ -219,6 +239,7 @@ class PagletController:
             return
         was_stopping = self.status == "stopping"
         self.status = "crashed"
+        self.settled.set()
         self.error = reason
         error = PagletCrashedError(f"paglet {self.agent_id} crashed: {reason}")
         self._fail_pending(error)
@@ -312,6 +333,31 @@ class PagletController:
                 return bytes(segment.view)
         return bytes(outcome.result)
 
+    async def snapshot(self, timeout: float | None) -> Snapshot:
+        """The paglet's encoded state, without copying a large one (it stays in its handoff segment)."""
+        future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
+
+        def settle(outcome: Reply | BaseException) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self._send_request(GetState, settle)
+        self.ring_service()
+        try:
+            async with asyncio.timeout(timeout):
+                outcome = await future
+        except TimeoutError:
+            raise HostError(f"paglet {self.agent_id} did not answer within {timeout} s") from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if not outcome.ok:
+            raise exception_from_error_info(outcome.error or _UNKNOWN)
+        if outcome.handoff is not None:
+            segment = self.channel.open_handoff(outcome.handoff.segment, outcome.handoff.length)
+            segment.detach()  # outlives the channel if the process goes away during a move
+            return Snapshot(segment.view, segment.close)
+        return Snapshot(memoryview(bytes(outcome.result)), None)
+
     def result_of(self, outcome: Reply | BaseException) -> Any:
         if isinstance(outcome, BaseException):
             raise outcome
@@ -333,6 +379,10 @@ class PagletController:
     async def lifecycle(self, hook: str, event: Any, timeout: float | None) -> Any:
         payload = _raw(encode_value(event.to_wire()))
         return await self.request(lambda cid: Lifecycle(cid, hook, payload), timeout)  # type: ignore[arg-type]
+
+    async def start_run(self, timeout: float | None) -> None:
+        """Start the paglet's ``run()`` (see ``paglets.wire.ipc.Start``)."""
+        await self.request(Start, timeout)
 
     async def state_bytes(self, timeout: float | None) -> bytes:
         return await self.request_raw(GetState, timeout, urgent=True)
@@ -397,8 +447,7 @@ class PagletController:
 
         def done(outcome: Reply | BaseException) -> None:
             with self.lock:
-                if not self.mailbox.closed:
-                    self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
+                self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
             self._finish_item(item, outcome)
             self._wake_message_waiters()
             self.pump()

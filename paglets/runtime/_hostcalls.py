@@ -48,6 +48,7 @@ class HostCalls:
             "is_host_online": self._is_host_online,
             "wait_for_host": self._host_status,
             "resolve_host_url": self._resolve_host_url,
+            "move": self._move,
         }
 
     async def __call__(self, ctrl: PagletController, op: str, args: Any) -> Any:
@@ -121,6 +122,33 @@ class HostCalls:
             state=args.get("state"),
             init=args.get("init"),
             agent_id=args.get("agent_id"),
+        )
+
+    async def _move(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        """Self-initiated dispatch or clone (contract §4.3): ``preflight`` first, then the paglet runs its
+        leaving hook in the calling thread, then ``complete`` moves it."""
+        from paglets.remote.transfer import TransferTicket
+
+        kind = str(args["kind"])
+        if kind not in ("dispatch", "clone"):
+            raise HostError(f"a paglet cannot {kind} itself")
+        raw = args.get("ticket")
+        ticket = (
+            TransferTicket.from_wire(raw)
+            if isinstance(raw, dict)
+            else TransferTicket.from_target(self._host.address)
+        )
+        movement = self._host.movement
+        if args.get("phase") == "preflight":
+            target = await movement._resolve(ticket)
+            return await movement.preflight(ticket, target)
+        clone_id = args.get("clone_id")
+        return await movement.move(
+            ctrl.agent_id,
+            ticket,
+            kind="dispatch" if kind == "dispatch" else "clone",
+            hooks_in_child=False,
+            clone_id=str(clone_id) if isinstance(clone_id, str) else None,
         )
 
     async def _storage(self, ctrl: PagletController, args: dict[str, Any]) -> Any:

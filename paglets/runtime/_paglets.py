@@ -37,6 +37,7 @@ from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
+from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ipc import HandoffRef, MessageWire
@@ -196,7 +197,14 @@ class PagletManager:
             zygote.preload(new)
 
     async def _spawn(
-        self, agent_id: str, agent_class: str, state_class: str, state: bytes | None
+        self,
+        agent_id: str,
+        agent_class: str,
+        state_class: str,
+        state: bytes | None,
+        *,
+        state_segment: OutgoingSegment | None = None,
+        register: bool = True,
     ) -> PagletController:
         zygote = self.zygote
         if zygote is None:
@@ -207,7 +215,10 @@ class PagletManager:
         try:
             inline: bytes | None = state
             handoff: HandoffRef | None = None
-            if state is not None and len(state) > INLINE_STATE:
+            if state_segment is not None:
+                ref = channel.send_segment(state_segment)
+                inline, handoff = None, HandoffRef(ref.segment_id, ref.length, 0)
+            elif state is not None and len(state) > INLINE_STATE:
                 ref = channel.send_large(state)
                 inline, handoff = None, HandoffRef(ref.segment_id, ref.length, 0)
             config = ChildConfig(
@@ -252,18 +263,94 @@ class PagletManager:
             on_message_done=self._message_done,
             mailbox_depth=self._mailbox_depth,
         )
-        self.controllers[agent_id] = ctrl
+        if register:
+            self.controllers[agent_id] = ctrl
         return ctrl
 
-    async def _start_hook(self, ctrl: PagletController, hook: str, event: Any) -> None:
-        """Run a starting hook; on any failure remove the process completely and re-raise."""
+    async def prepare(
+        self,
+        *,
+        agent_id: str,
+        agent_class: str,
+        state_class: str,
+        state_segment: OutgoingSegment,
+        hook: str,
+        event: Any,
+    ) -> PagletController:
+        """Start a process for an arriving paglet and run its arrival hook, but do not register it or
+        start ``run()``: the move is not committed yet (see ``commit_prepared``). Rolls back on failure."""
+        ctrl = await self._spawn(
+            agent_id, agent_class, state_class, None, state_segment=state_segment, register=False
+        )
+        await self._start_hook(ctrl, hook, event, start=False)
+        return ctrl
+
+    async def commit_prepared(self, ctrl: PagletController) -> None:
+        """Make a prepared paglet the one live copy here: register it, start ``run()``, deliver."""
+        previous = self.controllers.get(ctrl.agent_id)
+        if previous is not None and previous is not ctrl and previous.status not in ("gone",):
+            raise HostError(f"paglet {ctrl.agent_id} is already active on host {self.host_name}")
+        self.controllers[ctrl.agent_id] = ctrl
         try:
-            await ctrl.wait_hello(self.timeouts.spawn)
-            await ctrl.lifecycle(hook, event, self.timeouts.hook)
+            await ctrl.start_run(self.timeouts.hook)
         except BaseException:
             await self._discard(ctrl)
             raise
         ctrl.mark_ready()
+
+    def detach(self, ctrl: PagletController) -> list[Any]:
+        """Forget a paglet that left this host (its process ends later, see ``release_when_idle``);
+        returns the messages that were still waiting for it, for forwarding."""
+        if self.controllers.get(ctrl.agent_id) is ctrl:
+            del self.controllers[ctrl.agent_id]
+        return [delivery.item for delivery in ctrl.begin_stop()]
+
+    async def release_when_idle(self, ctrl: PagletController) -> None:
+        """End the process of a departed paglet once the handler that moved it (if any) has replied."""
+        deadline = time.monotonic() + self.timeouts.hook
+        while ctrl.mailbox.in_flight and not ctrl.exited and time.monotonic() < deadline:
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            ctrl.message_waiters.append(waiter)
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await waiter
+            except TimeoutError:
+                break
+        ctrl.status = "gone"
+        ctrl.shutdown()
+        if await ctrl.wait_exit(self.timeouts.exit) is None:
+            ctrl.kill()
+            await ctrl.wait_exit(self.timeouts.exit)
+        ctrl.close()
+
+    async def discard(self, ctrl: PagletController) -> None:
+        """Kill a prepared (uncommitted) or departing process and forget it."""
+        await self._discard(ctrl)
+
+    async def release(self, ctrl: PagletController, *, wait_reply: bool = False) -> None:
+        """Let the process of a paglet that left this host end: stop it and forget it."""
+        if self.controllers.get(ctrl.agent_id) is ctrl:
+            del self.controllers[ctrl.agent_id]
+        ctrl.begin_stop()
+        ctrl.shutdown()
+        if await ctrl.wait_exit(self.timeouts.exit) is None:
+            ctrl.kill()
+            await ctrl.wait_exit(self.timeouts.exit)
+        ctrl.close()
+
+    async def _start_hook(self, ctrl: PagletController, hook: str, event: Any, *, start: bool = True) -> None:
+        """Run a starting hook (and, with ``start``, ``run()``); on any failure remove the process
+        completely and re-raise."""
+        try:
+            await ctrl.wait_hello(self.timeouts.spawn)
+            await ctrl.lifecycle(hook, event, self.timeouts.hook)
+            if start:
+                await ctrl.start_run(self.timeouts.hook)
+        except BaseException:
+            await self._discard(ctrl)
+            raise
+        if start:
+            ctrl.mark_ready()
 
     async def _discard(self, ctrl: PagletController) -> None:
         """Kill a process that must not live on and forget it."""

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any, Final
 from paglets.core.errors import HostError, PagletError, SerializationError
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
+from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_wire
 from paglets.wire.jsonbin import decode_json, encode_json
-from paglets.wire.limits import MAX_JSON_BODY
+from paglets.wire.limits import MAX_JSON_BODY, MAX_STATE_BYTES
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -89,9 +90,14 @@ def build_router(host: Host) -> Router:
         return _ok({"agents": agents})
 
     async def create_agent(request: Request) -> Response:
+        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
+        if content_type == ENVELOPE_CONTENT_TYPE:
+            return _ok(await host.movement.receive(request.stream(), max_state_bytes=MAX_STATE_BYTES))
         body = await _body(request)
         if "envelope" in body:
-            raise HostError("this host does not accept moving paglets yet")
+            raise UnsupportedMediaError(
+                f"paglets move as binary envelopes ({ENVELOPE_CONTENT_TYPE}), not as JSON or pickle"
+            )
         from paglets.runtime.host import decode_creation_state
 
         try:
@@ -143,6 +149,23 @@ def build_router(host: Host) -> Router:
         )
         return _ok({"result": result})
 
+    async def move(request: Request) -> Response:
+        op = request.path.rstrip("/").rsplit("/", 1)[-1]
+        body = await _body(request)
+        return _ok(await host.agent_call_async(request.path_params["agent_id"], op, body))
+
+    async def transfer_status(request: Request) -> Response:
+        return _ok(host.movement.status(request.path_params["transfer_id"]))
+
+    async def transfer_commit(request: Request) -> Response:
+        await _body(request)
+        return _ok(await host.movement.commit(request.path_params["transfer_id"]))
+
+    async def transfer_abort(request: Request) -> Response:
+        await _body(request)
+        await host.movement.abort(request.path_params["transfer_id"])
+        return _ok({"ok": True})
+
     async def dispose(request: Request) -> Response:
         await _body(request)
         await host.agent_call_async(request.path_params["agent_id"], "dispose", {})
@@ -157,6 +180,11 @@ def build_router(host: Host) -> Router:
     router.get("/agents/{agent_id}/state", agent_state)
     router.post("/agents/{agent_id}/messages", messages)
     router.post("/agents/{agent_id}/dispose", dispose)
+    for op in ("dispatch", "clone", "retract"):
+        router.post(f"/agents/{{agent_id}}/{op}", move)
+    router.get("/transfers/{transfer_id}", transfer_status)
+    router.post("/transfers/{transfer_id}/commit", transfer_commit)
+    router.post("/transfers/{transfer_id}/abort", transfer_abort)
     return router
 
 

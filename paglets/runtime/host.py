@@ -31,9 +31,11 @@ from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySe
 from paglets.persistence.storage import ManagedStorage, sanitize_name
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
+from paglets.remote.transfer import TransferTicket
 from paglets.runtime._config import HostConfig, normalize_url
 from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._loop import LoopThread
+from paglets.runtime._movement import MoveKind, MovementEngine
 from paglets.runtime._paglets import PagletManager, message_wire
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.wire.ipc import MessageWire
@@ -48,10 +50,14 @@ HOST_CAPABILITIES: Final[tuple[str, ...]] = (
     "agents:state",
     "agents:create",
     "agents:message",
+    "agents:dispatch",
+    "agents:clone",
+    "agents:retract",
     "agents:dispose",
     "events:list",
     "hosts:list",
     "messages:mailbox",
+    "transfer:tickets",
 )
 
 #: Seconds a synchronous host operation waits by default (``None`` passed explicitly means no limit).
@@ -120,6 +126,8 @@ class Host:
         self._server: Any = None
         self._started = False
         self._stopped = threading.Event()
+        self.aclient: Any = None
+        self.movement = MovementEngine(self)
         self.manager = PagletManager(
             host_name=self.name,
             address=lambda: self.address,
@@ -164,10 +172,12 @@ class Host:
         return self
 
     async def _start_async(self) -> None:
+        from paglets.http.aclient import AsyncHttpClient
         from paglets.http.server import HttpServer
         from paglets.runtime._routes import build_router
 
         self.manager.work_root.mkdir(parents=True, exist_ok=True)
+        self.aclient = AsyncHttpClient(api_key=self.api_key)
         self.manager.start(asyncio.get_running_loop())
         server = HttpServer(build_router(self), api_key=self.api_key, path_prefix=_prefix(self.public_url))
         try:
@@ -208,7 +218,10 @@ class Host:
         server, self._server = self._server, None
         if server is not None:
             await server.close(deadline=5.0)
+        await self.movement.stop()
         await self.manager.stop_all(STOP_TIMEOUT)
+        if self.aclient is not None:
+            await self.aclient.aclose()
         self.events.emit("context-shutdown")
 
     def __enter__(self) -> Host:
@@ -308,6 +321,63 @@ class Host:
     def dispose(self, agent_id: str) -> None:
         self._run(self.manager.dispose(agent_id))
 
+    # --- movement ------------------------------------------------------------------------------------
+
+    def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
+        """Move a paglet to ``target`` (URL, mesh name or ticket); returns the proxy of where it is once
+        its ``run()`` returned there or it moved on (contract §4.2)."""
+        return self._proxy_for(self._run(self.movement.move(agent_id, target, kind="dispatch"), None))
+
+    def clone(self, agent_id: str, *, target: str | TransferTicket | None = None) -> PagletProxy:
+        """Copy a paglet to ``target`` (default: this host); returns the clone's proxy."""
+        return self._proxy_for(self._run(self.movement.move(agent_id, target, kind="clone"), None))
+
+    def retract(self, remote_host_url: str, agent_id: str) -> PagletProxy:
+        """Pull ``agent_id`` from the host at ``remote_host_url`` to this one."""
+        url = normalize_url(remote_host_url)
+        if self._same_host(url):
+            return self._proxy_for(
+                self._run(self.movement.move(agent_id, self.address, kind="retract"), None)
+            )
+        reply = self.client.post_json(
+            f"{url}/agents/{agent_id}/retract", {"target": self.address}, timeout=DEFAULT_TIMEOUT
+        )
+        return self._proxy_for(reply["proxy"])
+
+    def _proxy_for(self, data: Any) -> PagletProxy:
+        if isinstance(data, dict) and "proxy" in data:
+            data = data["proxy"]
+        if not isinstance(data, dict):
+            raise HostError(f"unexpected answer {data!r}")
+        url, agent_id = str(data["host_url"]), str(data["agent_id"])
+        if self._same_host(url):
+            return self._proxy(agent_id)
+        return PagletProxy(url.rstrip("/"), agent_id, self.client)
+
+    async def forward_waiting(self, items: list[Any], where: dict[str, Any]) -> None:
+        """Deliver messages that were waiting for a paglet that moved to its new place."""
+        if not items:
+            return
+        url, agent_id = str(where["host_url"]), str(where["agent_id"])
+        for item in items:
+            future = item.future
+            try:
+                if self._same_host(url):
+                    result = await self.manager.deliver(agent_id, item.message, oneway=item.oneway)
+                else:
+                    reply = await self.aclient.request_json(
+                        "POST",
+                        f"{url.rstrip('/')}/agents/{agent_id}/messages",
+                        {"message": _message_dict(item.message), "oneway": item.oneway},
+                    )
+                    result = reply.get("result") if isinstance(reply, dict) else None
+            except BaseException as exc:
+                if future is not None and not future.done():
+                    future.set_exception(exc)
+                continue
+            if future is not None and not future.done():
+                future.set_result(result)
+
     # --- messages --------------------------------------------------------------------------------
 
     def deliver_message(
@@ -405,7 +475,7 @@ class Host:
     def route_call(self, agent_id: str, op: str, args: dict[str, Any], timeout: float | None) -> Any:
         result = self._run(self.agent_call_async(agent_id, op, args), timeout or DEFAULT_TIMEOUT)
         if isinstance(result, dict) and isinstance(result.get("proxy"), dict):
-            return self._proxy(result["proxy"]["agent_id"])
+            return self._proxy_for(result["proxy"])
         return result
 
     async def agent_call_async(self, agent_id: str, op: str, args: dict[str, Any]) -> Any:
@@ -415,6 +485,14 @@ class Host:
         if op == "dispose":
             await self.manager.dispose(agent_id)
             return {"ok": True}
+        kinds: dict[str, MoveKind] = {"dispatch": "dispatch", "clone": "clone", "retract": "retract"}
+        if op in kinds:
+            target: Any = args.get("target")
+            if isinstance(args.get("ticket"), dict):
+                target = TransferTicket.from_wire(args["ticket"])
+            if op != "clone" and target is None:
+                raise HostError(f"{op} needs a target")
+            return {"proxy": await self.movement.move(agent_id, target, kind=kinds[op])}
         raise HostError(f"{op!r} is not available on this host yet")
 
     def _proxy(self, agent_id: str) -> PagletProxy:
@@ -599,6 +677,14 @@ class Host:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _message_dict(wire: MessageWire) -> dict[str, Any]:
+    """A ``Message.to_wire()`` dict of an IPC message (extension values turned back into Python)."""
+    from paglets.wire.values import decode_value, encode_value
+
+    data: dict[str, Any] = decode_value(encode_value({f: getattr(wire, f) for f in wire.__struct_fields__}))
+    return data
 
 
 def _prefix(public_url: str | None) -> str:

@@ -22,6 +22,7 @@ tag       type               direction and meaning
 4         ``ResourceCall``   host -> child: resource registry status / cleanup / remove
 5         ``Shutdown``       host -> child: stop now (no reply)
 6         ``HostReply``      host -> child: answer to a ``HostCall``
+7         ``Start``          host -> child: start ``run()`` (the paglet is committed on this host)
 32        ``Hello``          child -> host: first frame of a child, carries its pid
 33        ``Reply``          child -> host: answer to a host request with the same ``call_id``
 34        ``HostCall``       child -> host: ask the host for a service (op + encoded args)
@@ -81,6 +82,7 @@ __all__ = [
     "ResourceCall",
     "RunFinished",
     "Shutdown",
+    "Start",
     "decode_body",
     "encode_body",
     "encode_frame",
@@ -192,6 +194,16 @@ class HostReply(msgspec.Struct, frozen=True, array_like=True, tag=6):
     handoff: HandoffRef | None = None
 
 
+class Start(msgspec.Struct, frozen=True, array_like=True, tag=7):
+    """Start the paglet's ``run()`` thread; answered by a Reply once the thread runs.
+
+    The host sends it when the paglet is committed here: right after a creation, activation or clone,
+    and, for a move, only once the source has dropped its copy, so two copies never run at once.
+    """
+
+    call_id: CallId
+
+
 # --- child -> host (tags 32..63) -------------------------------------------------------------------------
 
 
@@ -229,7 +241,7 @@ class RunFinished(msgspec.Struct, frozen=True, array_like=True, tag=35):
     error: ErrorInfo | None = None
 
 
-HostToChild = Lifecycle | Deliver | GetState | ResourceCall | Shutdown | HostReply
+HostToChild = Lifecycle | Deliver | GetState | ResourceCall | Shutdown | HostReply | Start
 ChildToHost = Hello | Reply | HostCall | RunFinished
 IpcMessage = HostToChild | ChildToHost
 
@@ -241,6 +253,7 @@ IPC_MESSAGE_TYPES: Final[tuple[type[IpcMessage], ...]] = (
     ResourceCall,
     Shutdown,
     HostReply,
+    Start,
     Hello,
     Reply,
     HostCall,

@@ -50,6 +50,7 @@ from paglets.wire.ipc import (
     ResourceCall,
     RunFinished,
     Shutdown,
+    Start,
     encode_frame,
 )
 from paglets.wire.messages import ErrorInfo
@@ -127,6 +128,7 @@ def ipc_vectors() -> dict[str, IpcMessage]:
         "06_host_reply_error": HostReply(
             call_id=7, ok=False, error=ErrorInfo("transfer", "TransferError", "preflight failed")
         ),
+        "07_start": Start(call_id=8),
         "32_hello": Hello(pid=4242),
         "33_reply": Reply(call_id=2, ok=True, result=msgspec.Raw(_pack(5))),
         "33_reply_handoff": Reply(

@@ -144,3 +144,75 @@ class Relay(Paglet[EmptyState]):
             self.context.set_property("answer", msg.arg)
             return self.context.get_property("answer")
         return self.not_handled()
+
+
+@dataclass
+class TravelState(PagletState):
+    log: list[str] = field(default_factory=list)
+    route: list[str] = field(default_factory=list)
+    payload: bytes = b""
+
+
+class Traveller(Paglet[TravelState]):
+    """Records every hook; can move itself, from a handler or from ``run()`` (an itinerary)."""
+
+    State = TravelState
+
+    def _host(self) -> str:
+        return self.context.name
+
+    def on_creation(self, event: CreationEvent) -> None:
+        self.state.log.append(f"created:{event.host_name}:{event.init}")
+
+    def run(self) -> None:
+        with self.locked():
+            self.state.log.append(f"run:{self._host()}")
+            route = list(self.state.route)
+        if route:
+            with self.locked():
+                self.state.route = route[1:]
+            self.dispatch(route[0])
+
+    def on_dispatching(self, event: Any) -> None:
+        self.state.log.append(f"dispatching:{event.source_host_name}->{event.target_host_name}")
+
+    def on_arrival(self, event: Any) -> None:
+        self.state.log.append(f"arrived:{event.host_name}:from:{event.source_host_name}:{event.reason}")
+
+    def on_reverting(self, event: Any) -> None:
+        self.state.log.append(f"reverting:{event.source_host_name}->target:{event.target_host_name}")
+
+    def on_cloning(self, event: Any) -> None:
+        self.state.log.append("cloning")
+
+    def on_cloned(self, event: Any) -> None:
+        self.state.log.append("cloned")
+
+    def on_clone(self, event: Any) -> None:
+        self.state.log.append(f"clone:{event.host_name}:from:{event.source_agent_id}")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "log":
+            return list(self.state.log)
+        if msg.kind == "go":
+            return self.dispatch(str(msg.arg)).to_wire()
+        if msg.kind == "start":
+            with self.locked():
+                self.state.route = [str(x) for x in msg.arg[1:]]
+            return self.dispatch(str(msg.arg[0])).to_wire()
+        if msg.kind == "clone_to":
+            return self.clone(msg.arg).to_wire()
+        if msg.kind == "size":
+            return len(self.state.payload)
+        return self.not_handled()
+
+
+class FailsArrival(Paglet[TravelState]):
+    State = TravelState
+
+    def on_arrival(self, event: Any) -> None:
+        if event.host_name == "beta":
+            raise RuntimeError("not on beta")
+
+    def handle_message(self, msg: Message) -> Any:
+        return list(self.state.log)

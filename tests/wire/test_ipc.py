@@ -87,6 +87,7 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         error=st.none() | error_infos,
         handoff=st.none() | handoffs,
     ),
+    ipc.Start: st.builds(ipc.Start, call_id=call_ids),
     Hello: st.builds(Hello, pid=st.integers(1, 2**31)),
     Reply: st.builds(
         Reply,

@@ -9,6 +9,7 @@ paglets 2.0. Host-call operations and their arguments are listed in ``paglets.ru
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from paglets.core.agent import ACTIVE, Paglet
 from paglets.core.errors import HostError, InvalidAgentError
+from paglets.core.events import CloneEvent, MobilityEvent
 from paglets.core.messages import FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
@@ -23,6 +25,7 @@ from paglets.persistence.storage import StorageStatus
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
+from paglets.runtime._movement import RUN_SETTLE_WAIT
 from paglets.serialization.codec import codec_for, qualified_name
 
 if TYPE_CHECKING:
@@ -32,6 +35,12 @@ __all__ = ["ChildHost"]
 
 #: Threads that wait for ``send_future`` replies from this paglet process.
 FUTURE_THREADS: Final = 8
+
+
+def _move_timeout(ticket: TransferTicket) -> float:
+    """How long a paglet waits for its host to move it: every attempt, then the arrival's run()."""
+    attempts = ticket.retries + 1
+    return ticket.timeout * attempts + ticket.retry_interval * ticket.retries + RUN_SETTLE_WAIT + 60.0
 
 
 class _HostStorage:
@@ -218,12 +227,63 @@ class ChildHost:
         self.call("agent_call", agent_id=agent_id, op="dispose", args={})
 
     def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
+        """Self-dispatch (contract §4.3): the host checks the target, ``on_dispatching`` and the resource
+        cleanup run here in the calling thread, then the host moves the paglet; returns where it is."""
         self._own(agent_id, "dispatch")
-        raise HostError("a paglet cannot dispatch itself on this host yet")
+        paglet = self._own_paglet(agent_id)
+        ticket = TransferTicket.from_target(target)
+        info = self.call(
+            "move", ticket.timeout + 10.0, kind="dispatch", phase="preflight", ticket=ticket.to_wire()
+        )
+        paglet.on_dispatching(
+            MobilityEvent(
+                agent_id=agent_id,
+                host_name=self.name,
+                host_address=self.address,
+                source_host_name=self.name,
+                source_host_address=self.address,
+                target_host_name=str(info["name"]),
+                target_host_address=str(info["address"]),
+                reason="dispatch",
+            )
+        )
+        paglet.resources.cleanup(reason="dispatch")
+        result = self.call(
+            "move", _move_timeout(ticket), kind="dispatch", phase="complete", ticket=ticket.to_wire()
+        )
+        return self._required_proxy(result)
 
     def clone(self, agent_id: str, *, target: str | TransferTicket | None = None) -> PagletProxy:
+        """Self-clone: ``on_cloning`` here, the host copies the paglet, then ``on_cloned`` here."""
         self._own(agent_id, "clone")
-        raise HostError("a paglet cannot clone itself on this host yet")
+        paglet = self._own_paglet(agent_id)
+        ticket = TransferTicket.from_target(target if target is not None else self.address)
+        info = self.call(
+            "move", ticket.timeout + 10.0, kind="clone", phase="preflight", ticket=ticket.to_wire()
+        )
+        clone_id = uuid.uuid4().hex
+        event = CloneEvent(
+            agent_id=agent_id,
+            host_name=self.name,
+            host_address=self.address,
+            source_agent_id=agent_id,
+            clone_agent_id=clone_id,
+            source_host_name=self.name,
+            source_host_address=self.address,
+            target_host_name=str(info["name"]),
+            target_host_address=str(info["address"]),
+        )
+        paglet.on_cloning(event)
+        result = self.call(
+            "move",
+            _move_timeout(ticket),
+            kind="clone",
+            phase="complete",
+            ticket=ticket.to_wire(),
+            clone_id=clone_id,
+        )
+        paglet.on_cloned(event)
+        return self._required_proxy(result)
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
         self._own(agent_id, "deactivate")

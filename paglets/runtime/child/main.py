@@ -15,8 +15,9 @@ Threads, and who reads the channel
     and status requests itself, so they are served even while a handler runs (contract §2.8),
     completes waiting host calls, and queues any other work for the main thread, waking it.
 
-    The **run** thread (``paglets-run-<id>``) runs ``Paglet.run()`` once the reply to the creation,
-    arrival, clone or activation request has been sent.
+    The **run** thread (``paglets-run-<id>``) runs ``Paglet.run()`` when the host sends ``Start``:
+    after the creation, clone or activation hook has answered, and for a paglet that moved here only
+    once the move is committed, so two copies never run at once.
 
 When the host disappears (channel EOF) the process exits at once: without a host nobody can reach the
 paglet. ``sys.exit(n)`` or ``os._exit(n)`` in a handler ends the process with that code, which the host
@@ -60,6 +61,7 @@ from paglets.wire.ipc import (
     ResourceCall,
     RunFinished,
     Shutdown,
+    Start,
     decode_body,
     encode_body,
 )
@@ -75,8 +77,7 @@ READER_TURN: Final = 1.0
 #: Milliseconds the service thread sleeps on its bell per turn (it wakes at once when rung).
 SERVICE_TURN_MS: Final = 1000
 
-#: Hooks after whose reply ``run()`` starts, and the event classes of every hook.
-_STARTING_HOOKS: Final = frozenset({"creation", "arrival", "clone", "activation"})
+#: The event class of every hook.
 _EVENT_CLASSES: Final[dict[str, Any]] = {
     "creation": CreationEvent,
     "arrival": MobilityEvent,
@@ -345,6 +346,8 @@ class ChildRuntime:
                     payload = self._lifecycle(msg)
                 case ResourceCall():
                     payload = self._resources(msg)
+                case Start():
+                    payload = bytes(NIL)
                 case _:
                     raise HostError(f"unexpected request {type(msg).__name__}")
         except SystemExit as exc:
@@ -353,7 +356,7 @@ class ChildRuntime:
             self.reply_error(call_id, _user_error(exc))
             return
         self.reply_ok(call_id, payload)
-        if isinstance(msg, Lifecycle) and msg.hook in _STARTING_HOOKS:
+        if isinstance(msg, Start):
             self._start_run()
 
     def _deliver(self, msg: Deliver) -> bytes:

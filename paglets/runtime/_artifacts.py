@@ -1,0 +1,908 @@
+"""The host's artifact store: content-addressed-by-id blobs with JSON metadata (contract §4.10).
+
+Layout under ``root`` (a host uses ``<persistence_dir>/artifacts``)::
+
+    blobs/<id>.bin        the bytes of one artifact
+    metadata/<id>.json    its metadata (msgspec JSON of ``_Meta``; the host URL is not stored)
+    tmp/<id>.part         an upload in progress
+    tmp/<id>.json.tmp     metadata being written
+
+Ids are uuid4 values as 32 lowercase hex characters; every id taken from outside goes through
+``require_artifact_id`` before it is used in a path.
+
+Creation (``create_from_stream`` on the event loop, ``create_from_file`` from any thread):
+
+1. arguments are checked and the declared size (if any) is refused at once when it passes ``max_bytes``
+   (``LimitExceededError``, 413) or the quota (``StorageQuotaError``);
+2. bytes go to ``tmp/<id>.part``. The async path batches received pieces into writes of about
+   ``WRITE_BATCH`` bytes done by ``os.writev`` in the store's bounded executor, hashing SHA-256 in the same
+   worker call; while one batch is written the next one is collected, so disk and network overlap and at
+   most two batches are held. The event loop never touches the disk;
+3. the running size is checked against ``max_bytes``, the declared size and the quota on every piece;
+4. at the end the size must equal the declared size and the hash the expected one (``TransferError``);
+5. commit: fsync the part file, rename it to ``blobs/<id>.bin``, write the metadata (temp file, fsync,
+   rename), fsync both directories, then publish it in the in-memory index.
+
+Any failure (including cancellation) closes and removes the part file, a blob or metadata already written,
+and releases the quota reservation — nothing is left on disk.
+
+Quota accounting is incremental: ``used`` (sum of committed blob sizes) plus ``reserved`` (bytes that
+uploads in progress hold: their declared size, or what they have received so far) may never pass
+``quota_bytes``; nothing walks the directory on a write. The in-memory index (built by one scan at
+construction) answers ``metadata``, ``list`` and ``usage`` without disk I/O.
+
+Crash consistency: a blob is renamed into place before its metadata, and deleting removes the metadata
+before the blob, so after a crash only *orphans* can exist. The construction scan removes them (a blob
+without metadata, metadata without a blob or with a different size, unreadable metadata) and every
+leftover temp file.
+
+Reads: ``open_blob`` opens the blob at once (a concurrent delete does not break a download in progress)
+and returns a :class:`BlobReader` that yields ``READ_CHUNK`` pieces, read with ``os.pread`` in the
+executor one chunk ahead of the consumer.
+
+Housekeeping: ``cleanup_expired(now)`` deletes artifacts whose ``expires_at`` (0 = never) has passed;
+``cleanup_stale_parts(now)`` deletes temp files older than ``spool_ttl`` that no upload in progress owns;
+``delete_owned_by(agent_id)`` deletes what a disposed paglet owned (paglets 2.0 leaks those, §9.4 #19).
+A host calls ``cleanup_async`` every ``cleanup_interval`` seconds.
+
+Thread safety: the index, counters and reservations are guarded by one lock; every public method may be
+called from any thread, the ``*_async`` ones and ``create_from_stream`` from a running event loop.
+
+Limits defined here (not in ``paglets.wire.limits``, which the store does not own): ``ARTIFACT_MAX_BYTES``,
+``ARTIFACT_QUOTA_BYTES``, ``ARTIFACT_SPOOL_TTL``, ``CLEANUP_INTERVAL_MAX``, ``WRITE_BATCH``,
+``MAX_BATCH_PIECES``, ``READ_CHUNK``, ``IO_WORKERS``, ``MAX_ACTIVE_UPLOADS``, ``MAX_NAME_CHARS``,
+``MAX_LABEL_CHARS``, ``MAX_METADATA_FILE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import errno
+import hashlib
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterable, Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+from pathlib import Path
+from typing import Final
+
+import msgspec
+
+from paglets.artifacts import ArtifactRef, is_valid_artifact_id, require_artifact_id
+from paglets.core.errors import LimitExceededError, PagletError, StorageQuotaError, TransferError
+from paglets.wire.limits import GiB, KiB, MiB
+
+__all__ = [
+    "ARTIFACT_MAX_BYTES",
+    "ARTIFACT_QUOTA_BYTES",
+    "ARTIFACT_SPOOL_TTL",
+    "CLEANUP_INTERVAL_MAX",
+    "IO_WORKERS",
+    "MAX_ACTIVE_UPLOADS",
+    "MAX_BATCH_PIECES",
+    "MAX_LABEL_CHARS",
+    "MAX_METADATA_FILE",
+    "MAX_NAME_CHARS",
+    "READ_CHUNK",
+    "WRITE_BATCH",
+    "ArtifactStore",
+    "ArtifactStoreStatistics",
+    "BlobReader",
+    "Chunk",
+    "CleanupResult",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Default largest artifact (contract default of ``artifact_max_bytes``); ``None`` disables the check.
+ARTIFACT_MAX_BYTES: Final = 1 * GiB
+#: Default total of all blob sizes (contract default of ``artifact_storage_quota_bytes``).
+ARTIFACT_QUOTA_BYTES: Final = 10 * GiB
+#: Default seconds an orphaned temp file may stay before cleanup (``artifact_spool_ttl_seconds``).
+ARTIFACT_SPOOL_TTL: Final = 86400.0
+#: Longest pause between two cleanup rounds of a host, whatever the spool TTL.
+CLEANUP_INTERVAL_MAX: Final = 300.0
+#: Bytes collected before one disk write: large enough to amortise a worker hop and a syscall, small
+#: enough that the two batches an upload holds stay a small constant.
+WRITE_BATCH: Final = 1 * MiB
+#: Pieces in one ``writev`` (the kernel refuses more than ``IOV_MAX``, 1024 on Linux).
+MAX_BATCH_PIECES: Final = 512
+#: Bytes per blob read (one response piece of a download).
+READ_CHUNK: Final = 1 * MiB
+#: Worker threads of the store's own executor: disk writes and reads block, and a few in parallel keep a
+#: disk busy without letting many uploads pile up threads.
+IO_WORKERS: Final = 4
+#: Uploads in progress at once. Each holds up to two ``WRITE_BATCH`` buffers and an open file, so this
+#: bounds the store's memory and descriptors; more are refused with ``TransferError``.
+MAX_ACTIVE_UPLOADS: Final = 64
+#: Longest artifact name (characters). Names are labels, never paths inside the store.
+MAX_NAME_CHARS: Final = 1024
+#: Longest owner agent id or compression label (characters).
+MAX_LABEL_CHARS: Final = 256
+#: Largest metadata file read at startup (real ones are well under 2 KiB).
+MAX_METADATA_FILE: Final = 64 * KiB
+
+#: What a stream of artifact bytes may yield. Pieces must not change once yielded (they are held until
+#: written): the HTTP server's pieces are slices of immutable ``bytes``.
+Chunk = bytes | bytearray | memoryview
+
+_BLOB: Final = ".bin"
+_META: Final = ".json"
+_PART: Final = ".part"
+_META_TMP: Final = ".json.tmp"
+_SHA256_HEX: Final = frozenset("0123456789abcdef")
+
+
+class _Meta(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``metadata/<id>.json`` holds (new fields get defaults; see the module docstring)."""
+
+    artifact_id: str
+    name: str = ""
+    size_bytes: int = 0
+    sha256: str = ""
+    compression: str = ""
+    created_at: float = 0.0
+    expires_at: float = 0.0
+    owner_agent_id: str = ""
+
+
+_META_ENCODER: Final = msgspec.json.Encoder()
+_META_DECODER: Final = msgspec.json.Decoder(_Meta)
+
+
+class ArtifactStoreStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """A snapshot of an :class:`ArtifactStore`'s counters."""
+
+    artifacts: int
+    used_bytes: int
+    reserved_bytes: int
+    active_uploads: int
+    max_bytes: int | None
+    quota_bytes: int | None
+    created: int
+    failed_uploads: int
+    deleted: int
+    expired: int
+    stale_parts_removed: int
+    bytes_received: int
+    bytes_served: int
+
+
+class CleanupResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What one cleanup round removed."""
+
+    expired: int
+    stale_parts: int
+
+
+def _is_sha256_hex(value: str) -> bool:
+    return len(value) == 64 and _SHA256_HEX.issuperset(value)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, views: list[memoryview]) -> None:
+    """``writev`` every view, resuming after short writes."""
+    index = 0
+    while index < len(views):
+        written = os.writev(fd, views[index : index + MAX_BATCH_PIECES])
+        while written:
+            first = views[index]
+            if written >= first.nbytes:
+                written -= first.nbytes
+                index += 1
+            else:
+                views[index] = first[written:]
+                written = 0
+
+
+def _io_error(action: str, exc: OSError) -> PagletError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageQuotaError(f"cannot {action}: the disk is full ({exc.strerror})")
+    return TransferError(f"cannot {action}: {exc}")
+
+
+async def _close_source(chunks: object) -> None:
+    """Close an async generator we stop reading (runs its ``finally``); its errors are not ours."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            logger.debug("closing an artifact source failed", exc_info=True)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # pragma: no cover - permissions changed under us
+        logger.warning("cannot remove %s: %s", path, exc)
+
+
+class _Upload:
+    """One artifact being written (see the module docstring, steps 2-5)."""
+
+    def __init__(self, store: ArtifactStore, meta: _Meta, declared: int | None, expected: str | None) -> None:
+        self.store = store
+        self.artifact_id = meta.artifact_id
+        self.meta = meta
+        self.declared = declared
+        self.expected_sha256 = expected
+        self.fd = -1
+        self.hasher = hashlib.sha256()
+        self.size = 0
+        self.reserved = 0
+        self.committed = False
+        self.released = False
+
+    # --- on the caller's thread ------------------------------------------------------------------------
+
+    def account(self, count: int) -> None:
+        """Check ``count`` more bytes against the limits and reserve quota for them."""
+        size = self.size + count
+        store = self.store
+        if store.max_bytes is not None and size > store.max_bytes:
+            raise LimitExceededError(f"artifact is larger than the limit of {store.max_bytes} bytes")
+        if self.declared is not None and size > self.declared:
+            raise TransferError(f"artifact upload sent more than its declared {self.declared} bytes")
+        if size > self.reserved:
+            store._reserve(self, size - self.reserved)
+        self.size = size
+
+    def finish(self) -> _Meta:
+        """Check the final size and hash; the metadata to commit."""
+        if self.declared is not None and self.size != self.declared:
+            raise TransferError(f"artifact upload ended after {self.size} of {self.declared} declared bytes")
+        digest = self.hasher.hexdigest()
+        if self.expected_sha256 is not None and digest != self.expected_sha256:
+            raise TransferError(
+                f"artifact SHA-256 mismatch: expected {self.expected_sha256}, received {digest}"
+            )
+        self.meta = msgspec.structs.replace(self.meta, size_bytes=self.size, sha256=digest)
+        return self.meta
+
+    # --- blocking steps (a worker thread, or the caller's thread for create_from_file) ---------------------
+
+    def open(self) -> None:
+        path = self.store._part_path(self.artifact_id)
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _io_error("create an artifact file", exc) from exc
+
+    def write(self, pieces: list[memoryview]) -> None:
+        update = self.hasher.update
+        for view in pieces:
+            update(view)
+        try:
+            _write_all(self.fd, pieces)
+        except OSError as exc:
+            raise _io_error("write an artifact", exc) from exc
+
+    def commit(self) -> None:
+        store = self.store
+        blob = store._blob_path(self.artifact_id)
+        try:
+            os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = -1
+            os.replace(store._part_path(self.artifact_id), blob)
+            _fsync_dir(store.blobs_dir)
+            store._write_metadata(self.meta)
+        except OSError as exc:
+            raise _io_error("store an artifact", exc) from exc
+        store._publish(self)
+
+    def abort(self, prior: concurrent.futures.Future[None] | None = None) -> None:
+        """Undo everything (after ``prior``, a write still running, has ended)."""
+        if prior is not None:
+            concurrent.futures.wait([prior])
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:  # pragma: no cover - nothing more to do with it
+                pass
+            self.fd = -1
+        store = self.store
+        _unlink(store._part_path(self.artifact_id))
+        if self.committed:
+            store._remove(self.artifact_id)
+        else:
+            _unlink(store._meta_path(self.artifact_id))
+            _unlink(store._blob_path(self.artifact_id))
+            _unlink(store.tmp_dir / (self.artifact_id + _META_TMP))
+        store._release(self, failed=True)
+
+
+class BlobReader:
+    """An open artifact blob (see the module docstring); always close it.
+
+    ``async for piece in reader`` reads in the store's executor, one chunk ahead, and closes the reader
+    at the end; ``iter_chunks()`` reads on the calling thread. ``aclose()``/``close()`` are idempotent.
+    """
+
+    __slots__ = ("_executor", "_fd", "_next", "_offset", "_store", "ref")
+
+    def __init__(self, store: ArtifactStore, ref: ArtifactRef, fd: int, executor: Executor) -> None:
+        self._store = store
+        self.ref = ref
+        self._fd = fd
+        self._executor = executor
+        self._offset = 0
+        self._next: concurrent.futures.Future[bytes] | None = None
+
+    @property
+    def size(self) -> int:
+        return self.ref.size_bytes
+
+    def _read(self, offset: int) -> bytes:
+        want = min(READ_CHUNK, self.ref.size_bytes - offset)
+        try:
+            data = os.pread(self._fd, want, offset)
+        except OSError as exc:
+            raise _io_error("read an artifact", exc) from exc
+        if len(data) != want:
+            raise TransferError(f"artifact {self.ref.artifact_id} is shorter on disk than recorded")
+        return data
+
+    def __aiter__(self) -> BlobReader:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._fd < 0 or self._offset >= self.ref.size_bytes:
+            await self.aclose()
+            raise StopAsyncIteration
+        future = self._next
+        if future is None:
+            future = self._executor.submit(self._read, self._offset)
+        self._next = None
+        try:
+            data = await asyncio.wrap_future(future)
+        except BaseException:
+            await self.aclose()
+            raise
+        self._offset += len(data)
+        if self._offset < self.ref.size_bytes:
+            self._next = self._executor.submit(self._read, self._offset)
+        self._store._served(len(data))
+        return data
+
+    def iter_chunks(self) -> Iterator[bytes]:
+        """The remaining bytes read on this thread (the reader is closed at the end)."""
+        try:
+            while self._fd >= 0 and self._offset < self.ref.size_bytes:
+                data = self._read(self._offset)
+                self._offset += len(data)
+                self._store._served(len(data))
+                yield data
+        finally:
+            self.close()
+
+    async def aclose(self) -> None:
+        pending, self._next = self._next, None
+        if pending is not None:
+            try:
+                await asyncio.wrap_future(pending)
+            except Exception:
+                pass
+        self._close_fd()
+
+    def close(self) -> None:
+        pending, self._next = self._next, None
+        if pending is not None:
+            concurrent.futures.wait([pending])
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+class ArtifactStore:
+    """Host-owned artifact blobs (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        host_url: Callable[[], str] = lambda: "",
+        max_bytes: int | None = ARTIFACT_MAX_BYTES,
+        quota_bytes: int | None = ARTIFACT_QUOTA_BYTES,
+        spool_ttl: float = ARTIFACT_SPOOL_TTL,
+        clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
+    ) -> None:
+        if max_bytes is not None and max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0 or None")
+        if quota_bytes is not None and quota_bytes < 0:
+            raise ValueError("quota_bytes must be >= 0 or None")
+        if not spool_ttl > 0:
+            raise ValueError("spool_ttl must be positive")
+        self.root = Path(root)
+        self.blobs_dir = self.root / "blobs"
+        self.metadata_dir = self.root / "metadata"
+        self.tmp_dir = self.root / "tmp"
+        self.max_bytes = max_bytes
+        self.quota_bytes = quota_bytes
+        self.spool_ttl = float(spool_ttl)
+        self._host_url = host_url
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._index: dict[str, _Meta] = {}
+        self._active: set[str] = set()
+        self._used = 0
+        self._reserved = 0
+        self._counts = dict.fromkeys(
+            ("created", "failed", "deleted", "expired", "stale", "received", "served"), 0
+        )
+        self._own_executor = executor is None
+        self._executor_obj = executor
+        self._closed = False
+        for directory in (self.blobs_dir, self.metadata_dir, self.tmp_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._scan()
+
+    def __enter__(self) -> ArtifactStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the store's own worker threads (after the work they hold); idempotent.
+
+        Afterwards the blocking methods still work; the ones that need the executor raise
+        ``TransferError``.
+        """
+        with self._lock:
+            self._closed = True
+            executor, self._executor_obj = self._executor_obj, None
+        if executor is not None and self._own_executor:
+            executor.shutdown(wait=True)
+
+    @property
+    def cleanup_interval(self) -> float:
+        """Seconds between two cleanup rounds: ``min(spool_ttl, CLEANUP_INTERVAL_MAX)``."""
+        return min(self.spool_ttl, CLEANUP_INTERVAL_MAX)
+
+    # --- paths -----------------------------------------------------------------------------------------
+
+    def _blob_path(self, artifact_id: str) -> Path:
+        return self.blobs_dir / (artifact_id + _BLOB)
+
+    def _meta_path(self, artifact_id: str) -> Path:
+        return self.metadata_dir / (artifact_id + _META)
+
+    def _part_path(self, artifact_id: str) -> Path:
+        return self.tmp_dir / (artifact_id + _PART)
+
+    def _executor(self) -> Executor:
+        with self._lock:
+            if self._closed:
+                raise TransferError("the artifact store is closed")
+            if self._executor_obj is None:
+                self._executor_obj = ThreadPoolExecutor(IO_WORKERS, thread_name_prefix="paglets-artifacts")
+            return self._executor_obj
+
+    # --- creation --------------------------------------------------------------------------------------
+
+    async def create_from_stream(
+        self,
+        chunks: AsyncIterable[Chunk],
+        *,
+        owner_agent_id: str = "",
+        name: str = "",
+        compression: str = "",
+        expires_at: float = 0.0,
+        expected_sha256: str | None = None,
+        declared_size: int | None = None,
+    ) -> ArtifactRef:
+        """Store the bytes ``chunks`` yields as a new artifact (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        executor = self._executor()
+        upload = self._begin(owner_agent_id, name, compression, expires_at, expected_sha256, declared_size)
+        running: concurrent.futures.Future[None] | None = None
+        try:
+            await loop.run_in_executor(executor, upload.open)
+            batch: list[memoryview] = []
+            batch_bytes = 0
+            async for piece in chunks:
+                view = memoryview(piece)
+                if view.format != "B" or view.ndim != 1:
+                    view = view.cast("B")
+                count = view.nbytes
+                if not count:
+                    continue
+                upload.account(count)
+                batch.append(view)
+                batch_bytes += count
+                if batch_bytes >= WRITE_BATCH or len(batch) >= MAX_BATCH_PIECES:
+                    if running is not None:
+                        await asyncio.wrap_future(running)
+                    running = executor.submit(upload.write, batch)
+                    batch, batch_bytes = [], 0
+            if running is not None:
+                await asyncio.wrap_future(running)
+            if batch:
+                running = executor.submit(upload.write, batch)
+                await asyncio.wrap_future(running)
+            upload.finish()
+            running = executor.submit(upload.commit)
+            await asyncio.wrap_future(running)
+        except BaseException:
+            await _close_source(chunks)
+            try:
+                cleanup = executor.submit(upload.abort, running)
+            except RuntimeError:  # the executor was shut down under us: clean up here
+                upload.abort(running)
+            else:
+                await asyncio.wrap_future(cleanup)
+            raise
+        return self._ref(upload.meta)
+
+    def create_from_file(
+        self,
+        path: Path | str,
+        *,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        expected_sha256: str | None = None,
+    ) -> ArtifactRef:
+        """Copy a local file into the store while hashing it (blocking; for same-host use)."""
+        source = Path(path)
+        try:
+            handle = source.open("rb", buffering=0)
+        except OSError as exc:
+            raise TransferError(f"cannot read {source}: {exc}") from exc
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if self.max_bytes is not None and size > self.max_bytes:
+                raise LimitExceededError(
+                    f"{source} has {size} bytes, more than the artifact limit of {self.max_bytes}"
+                )
+            upload = self._begin(
+                owner_agent_id,
+                source.name if name is None else name,
+                compression,
+                expires_at,
+                expected_sha256,
+                None,
+            )
+            try:
+                upload.open()
+                buffer = bytearray(READ_CHUNK)
+                view = memoryview(buffer)
+                while True:
+                    try:
+                        count = handle.readinto(buffer)
+                    except OSError as exc:
+                        raise TransferError(f"cannot read {source}: {exc}") from exc
+                    if not count:
+                        break
+                    upload.account(count)
+                    upload.write([view[:count]])
+                upload.finish()
+                upload.commit()
+            except BaseException:
+                upload.abort()
+                raise
+        return self._ref(upload.meta)
+
+    def _begin(
+        self,
+        owner_agent_id: str,
+        name: str,
+        compression: str,
+        expires_at: float,
+        expected_sha256: str | None,
+        declared_size: int | None,
+    ) -> _Upload:
+        for label, value, bound in (
+            ("owner_agent_id", owner_agent_id, MAX_LABEL_CHARS),
+            ("compression", compression, MAX_LABEL_CHARS),
+            ("name", name, MAX_NAME_CHARS),
+        ):
+            if not isinstance(value, str):
+                raise TransferError(f"artifact {label} must be a string")
+            if len(value) > bound:
+                raise LimitExceededError(f"artifact {label} is longer than {bound} characters")
+        if isinstance(expires_at, bool) or not isinstance(expires_at, int | float):
+            raise TransferError("artifact expires_at must be a number")
+        if not math.isfinite(expires_at):
+            raise TransferError("artifact expires_at must be finite")
+        if expected_sha256 is not None:
+            expected_sha256 = expected_sha256.lower() if isinstance(expected_sha256, str) else ""
+            if not _is_sha256_hex(expected_sha256):
+                raise TransferError("expected SHA-256 must be 64 hex characters")
+        if declared_size is not None:
+            if isinstance(declared_size, bool) or not isinstance(declared_size, int) or declared_size < 0:
+                raise TransferError("declared artifact size must be a non-negative integer")
+            if self.max_bytes is not None and declared_size > self.max_bytes:
+                raise LimitExceededError(
+                    f"artifact of {declared_size} bytes exceeds the limit of {self.max_bytes} bytes"
+                )
+        meta = _Meta(
+            artifact_id=uuid.uuid4().hex,
+            name=name,
+            compression=compression,
+            created_at=self._clock(),
+            expires_at=float(expires_at),
+            owner_agent_id=owner_agent_id,
+        )
+        upload = _Upload(self, meta, declared_size, expected_sha256)
+        with self._lock:
+            if len(self._active) >= MAX_ACTIVE_UPLOADS:
+                raise TransferError(
+                    f"too many artifact uploads in progress (limit {MAX_ACTIVE_UPLOADS}); retry later"
+                )
+            if declared_size:
+                self._reserve_locked(upload, declared_size)
+            self._active.add(meta.artifact_id)
+        return upload
+
+    # --- accounting (all under the lock) -------------------------------------------------------------
+
+    def _reserve(self, upload: _Upload, count: int) -> None:
+        with self._lock:
+            self._reserve_locked(upload, count)
+
+    def _reserve_locked(self, upload: _Upload, count: int) -> None:
+        quota = self.quota_bytes
+        if quota is not None and self._used + self._reserved + count > quota:
+            raise StorageQuotaError(
+                f"artifact storage quota of {quota} bytes exceeded "
+                f"({self._used} stored, {self._reserved} reserved by uploads, {count} more needed)"
+            )
+        self._reserved += count
+        upload.reserved += count
+
+    def _publish(self, upload: _Upload) -> None:
+        meta = upload.meta
+        with self._lock:
+            self._index[meta.artifact_id] = meta
+            self._used += meta.size_bytes
+            self._reserved -= upload.reserved
+            self._active.discard(meta.artifact_id)
+            self._counts["created"] += 1
+            self._counts["received"] += meta.size_bytes
+            upload.committed = True
+            upload.released = True
+
+    def _release(self, upload: _Upload, *, failed: bool) -> None:
+        with self._lock:
+            if not upload.released:
+                upload.released = True
+                self._reserved -= upload.reserved
+                self._active.discard(upload.artifact_id)
+            if failed:
+                self._counts["failed"] += 1
+
+    def _served(self, count: int) -> None:
+        with self._lock:
+            self._counts["served"] += count
+
+    # --- metadata files ----------------------------------------------------------------------------------
+
+    def _write_metadata(self, meta: _Meta) -> None:
+        temp = self.tmp_dir / (meta.artifact_id + _META_TMP)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, _META_ENCODER.encode(meta))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, self._meta_path(meta.artifact_id))
+        _fsync_dir(self.metadata_dir)
+
+    def _read_metadata(self, path: Path) -> _Meta | None:
+        try:
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_METADATA_FILE + 1)
+        except OSError as exc:
+            logger.warning("cannot read artifact metadata %s: %s", path, exc)
+            return None
+        if len(raw) > MAX_METADATA_FILE:
+            return None
+        try:
+            meta = _META_DECODER.decode(raw)
+        except msgspec.DecodeError:
+            return None
+        if (
+            meta.artifact_id != path.name[: -len(_META)]
+            or meta.size_bytes < 0
+            or not _is_sha256_hex(meta.sha256)
+        ):
+            return None
+        return meta
+
+    def _scan(self) -> None:
+        """Rebuild the index and usage from disk; remove orphans and temp files (module docstring)."""
+        blobs: dict[str, int] = {}
+        for entry in os.scandir(self.blobs_dir):
+            stem = entry.name[: -len(_BLOB)]
+            if entry.name.endswith(_BLOB) and is_valid_artifact_id(stem) and entry.is_file():
+                blobs[stem] = entry.stat().st_size
+        for entry in os.scandir(self.metadata_dir):
+            stem = entry.name[: -len(_META)]
+            if not (entry.name.endswith(_META) and is_valid_artifact_id(stem)):
+                continue
+            meta = self._read_metadata(Path(entry.path))
+            if meta is None or blobs.get(stem) != meta.size_bytes:
+                logger.warning("removing damaged or orphaned artifact metadata %s", entry.path)
+                _unlink(Path(entry.path))
+                continue
+            self._index[stem] = meta
+            self._used += meta.size_bytes
+        for stem in blobs.keys() - self._index.keys():
+            logger.warning("removing orphaned artifact blob %s", stem)
+            _unlink(self._blob_path(stem))
+        for entry in os.scandir(self.tmp_dir):
+            if entry.name.endswith((_PART, _META_TMP)) and entry.is_file():
+                _unlink(Path(entry.path))
+
+    # --- queries -------------------------------------------------------------------------------------------
+
+    def _ref(self, meta: _Meta) -> ArtifactRef:
+        return ArtifactRef(
+            host_url=self._host_url(),
+            artifact_id=meta.artifact_id,
+            name=meta.name,
+            size_bytes=meta.size_bytes,
+            sha256=meta.sha256,
+            compression=meta.compression,
+            created_at=meta.created_at,
+            expires_at=meta.expires_at,
+            owner_agent_id=meta.owner_agent_id,
+        )
+
+    def _get(self, artifact_id: str) -> _Meta:
+        require_artifact_id(artifact_id)
+        with self._lock:
+            meta = self._index.get(artifact_id)
+        if meta is None:
+            raise TransferError(f"unknown artifact {artifact_id}")
+        return meta
+
+    def metadata(self, artifact_id: str) -> ArtifactRef:
+        """The artifact's reference; ``TransferError`` for an unknown or malformed id."""
+        return self._ref(self._get(artifact_id))
+
+    def __contains__(self, artifact_id: object) -> bool:
+        with self._lock:
+            return artifact_id in self._index
+
+    def list(self, owner_agent_id: str | None = None) -> list[ArtifactRef]:
+        """Every artifact (of one owner when given), oldest first."""
+        with self._lock:
+            metas = [
+                m
+                for m in self._index.values()
+                if owner_agent_id is None or m.owner_agent_id == owner_agent_id
+            ]
+        metas.sort(key=lambda m: m.created_at)
+        return [self._ref(m) for m in metas]
+
+    def usage(self) -> int:
+        """Bytes of all stored blobs (uploads in progress not included)."""
+        with self._lock:
+            return self._used
+
+    def statistics(self) -> ArtifactStoreStatistics:
+        with self._lock:
+            counts = self._counts
+            return ArtifactStoreStatistics(
+                artifacts=len(self._index),
+                used_bytes=self._used,
+                reserved_bytes=self._reserved,
+                active_uploads=len(self._active),
+                max_bytes=self.max_bytes,
+                quota_bytes=self.quota_bytes,
+                created=counts["created"],
+                failed_uploads=counts["failed"],
+                deleted=counts["deleted"],
+                expired=counts["expired"],
+                stale_parts_removed=counts["stale"],
+                bytes_received=counts["received"],
+                bytes_served=counts["served"],
+            )
+
+    def open_blob(self, artifact_id: str) -> BlobReader:
+        """Open the artifact for reading (``TransferError`` when unknown); close the reader."""
+        meta = self._get(artifact_id)
+        try:
+            fd = os.open(self._blob_path(artifact_id), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise TransferError(f"unknown artifact {artifact_id}") from exc
+        except OSError as exc:
+            raise _io_error("open an artifact", exc) from exc
+        return BlobReader(self, self._ref(meta), fd, self._executor())
+
+    def blob_path(self, artifact_id: str) -> Path:
+        """Where the artifact's bytes are (for same-host copies); ``TransferError`` when unknown."""
+        self._get(artifact_id)
+        return self._blob_path(artifact_id)
+
+    # --- removal -------------------------------------------------------------------------------------------
+
+    def _remove(self, artifact_id: str, counter: str = "deleted") -> bool:
+        with self._lock:
+            meta = self._index.pop(artifact_id, None)
+            if meta is None:
+                return False
+            self._used -= meta.size_bytes
+            self._counts[counter] += 1
+        _unlink(self._meta_path(artifact_id))  # metadata first: a crash leaves only an orphan blob
+        _unlink(self._blob_path(artifact_id))
+        return True
+
+    def delete(self, artifact_id: str) -> bool:
+        """Delete an artifact: ``False`` for an unknown id, ``TransferError`` for a malformed one."""
+        return self._remove(require_artifact_id(artifact_id))
+
+    def delete_owned_by(self, agent_id: str) -> int:
+        """Delete every artifact ``agent_id`` owns (none for an empty id); how many were deleted."""
+        if not agent_id:
+            return 0
+        with self._lock:
+            owned = [i for i, m in self._index.items() if m.owner_agent_id == agent_id]
+        return sum(self._remove(i) for i in owned)
+
+    def cleanup_expired(self, now: float | None = None) -> int:
+        """Delete artifacts whose ``expires_at`` (non-zero) is at or before ``now``; how many."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            expired = [i for i, m in self._index.items() if 0 < m.expires_at <= now]
+        return sum(self._remove(i, "expired") for i in expired)
+
+    def cleanup_stale_parts(self, now: float | None = None) -> int:
+        """Delete temp files older than ``spool_ttl`` that no upload in progress owns; how many."""
+        cutoff = (self._clock() if now is None else now) - self.spool_ttl
+        removed = 0
+        for entry in os.scandir(self.tmp_dir):
+            if not entry.name.endswith((_PART, _META_TMP)):
+                continue
+            with self._lock:
+                if entry.name.split(".", 1)[0] in self._active:
+                    continue
+            try:
+                if not entry.is_file() or entry.stat().st_mtime > cutoff:
+                    continue
+            except FileNotFoundError:
+                continue
+            _unlink(Path(entry.path))
+            removed += 1
+        with self._lock:
+            self._counts["stale"] += removed
+        return removed
+
+    # --- the same on a running event loop (disk work in the executor) ------------------------------------
+
+    async def delete_async(self, artifact_id: str) -> bool:
+        require_artifact_id(artifact_id)
+        return await asyncio.get_running_loop().run_in_executor(self._executor(), self.delete, artifact_id)
+
+    async def delete_owned_by_async(self, agent_id: str) -> int:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor(), self.delete_owned_by, agent_id)
+
+    async def cleanup_async(self, now: float | None = None) -> CleanupResult:
+        """One cleanup round (expired artifacts, then stale temp files)."""
+        loop = asyncio.get_running_loop()
+        executor = self._executor()
+        expired = await loop.run_in_executor(executor, self.cleanup_expired, now)
+        stale = await loop.run_in_executor(executor, self.cleanup_stale_parts, now)
+        return CleanupResult(expired=expired, stale_parts=stale)

@@ -1,4 +1,4 @@
-"""The host's artifact store: content-addressed-by-id blobs with JSON metadata (contract §4.10).
+"""The host's artifact store: blobs named by uuid, with JSON metadata (contract §4.10).
 
 Layout under ``root`` (a host uses ``<persistence_dir>/artifacts``)::
 
@@ -18,6 +18,7 @@ Creation (``create_from_stream`` on the event loop, ``create_from_file`` from an
    ``WRITE_BATCH`` bytes done by ``os.writev`` in the store's bounded executor, hashing SHA-256 in the same
    worker call; while one batch is written the next one is collected, so disk and network overlap and at
    most two batches are held. The event loop never touches the disk;
+   Every ``SYNC_EVERY`` bytes the worker calls ``fdatasync``, so the final fsync stays short;
 3. the running size is checked against ``max_bytes``, the declared size and the quota on every piece;
 4. at the end the size must equal the declared size and the hash the expected one (``TransferError``);
 5. commit: fsync the part file, rename it to ``blobs/<id>.bin``, write the metadata (temp file, fsync,
@@ -50,8 +51,8 @@ called from any thread, the ``*_async`` ones and ``create_from_stream`` from a r
 
 Limits defined here (not in ``paglets.wire.limits``, which the store does not own): ``ARTIFACT_MAX_BYTES``,
 ``ARTIFACT_QUOTA_BYTES``, ``ARTIFACT_SPOOL_TTL``, ``CLEANUP_INTERVAL_MAX``, ``WRITE_BATCH``,
-``MAX_BATCH_PIECES``, ``READ_CHUNK``, ``IO_WORKERS``, ``MAX_ACTIVE_UPLOADS``, ``MAX_NAME_CHARS``,
-``MAX_LABEL_CHARS``, ``MAX_METADATA_FILE``.
+``SYNC_EVERY``, ``MAX_BATCH_PIECES``, ``READ_CHUNK``, ``IO_WORKERS``, ``MAX_ACTIVE_UPLOADS``,
+``MAX_NAME_CHARS``, ``MAX_LABEL_CHARS``, ``MAX_METADATA_FILE``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ __all__ = [
     "MAX_METADATA_FILE",
     "MAX_NAME_CHARS",
     "READ_CHUNK",
+    "SYNC_EVERY",
     "WRITE_BATCH",
     "ArtifactStore",
     "ArtifactStoreStatistics",
@@ -110,6 +112,10 @@ CLEANUP_INTERVAL_MAX: Final = 300.0
 #: Bytes collected before one disk write: large enough to amortise a worker hop and a syscall, small
 #: enough that the two batches an upload holds stay a small constant.
 WRITE_BATCH: Final = 1 * MiB
+#: Bytes written between two ``fdatasync`` calls of an upload. Syncing as we go keeps the final fsync
+#: (which the client waits for with its receive timeout) short, whatever the artifact size, and slows a
+#: sender down to what the disk really absorbs instead of filling the page cache.
+SYNC_EVERY: Final = 64 * MiB
 #: Pieces in one ``writev`` (the kernel refuses more than ``IOV_MAX``, 1024 on Linux).
 MAX_BATCH_PIECES: Final = 512
 #: Bytes per blob read (one response piece of a download).
@@ -242,6 +248,7 @@ class _Upload:
         self.fd = -1
         self.hasher = hashlib.sha256()
         self.size = 0
+        self.unsynced = 0
         self.reserved = 0
         self.committed = False
         self.released = False
@@ -283,10 +290,16 @@ class _Upload:
 
     def write(self, pieces: list[memoryview]) -> None:
         update = self.hasher.update
+        count = 0
         for view in pieces:
             update(view)
+            count += view.nbytes
         try:
             _write_all(self.fd, pieces)
+            self.unsynced += count
+            if self.unsynced >= SYNC_EVERY:
+                os.fdatasync(self.fd)
+                self.unsynced = 0
         except OSError as exc:
             raise _io_error("write an artifact", exc) from exc
 
@@ -449,7 +462,6 @@ class ArtifactStore:
         )
         self._own_executor = executor is None
         self._executor_obj = executor
-        self._closed = False
         for directory in (self.blobs_dir, self.metadata_dir, self.tmp_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self._scan()
@@ -461,13 +473,12 @@ class ArtifactStore:
         self.close()
 
     def close(self) -> None:
-        """Stop the store's own worker threads (after the work they hold); idempotent.
+        """Stop the store's own worker threads after the work they hold (a host calls it on stop).
 
-        Afterwards the blocking methods still work; the ones that need the executor raise
-        ``TransferError``.
+        Uploads and downloads still running on the old workers fail and clean up. The store stays
+        usable: a later call that needs workers starts new ones (so a stopped host can start again).
         """
         with self._lock:
-            self._closed = True
             executor, self._executor_obj = self._executor_obj, None
         if executor is not None and self._own_executor:
             executor.shutdown(wait=True)
@@ -490,9 +501,9 @@ class ArtifactStore:
 
     def _executor(self) -> Executor:
         with self._lock:
-            if self._closed:
-                raise TransferError("the artifact store is closed")
             if self._executor_obj is None:
+                if not self._own_executor:
+                    raise TransferError("the artifact store is closed")
                 self._executor_obj = ThreadPoolExecutor(IO_WORKERS, thread_name_prefix="paglets-artifacts")
             return self._executor_obj
 
@@ -510,12 +521,12 @@ class ArtifactStore:
         declared_size: int | None = None,
     ) -> ArtifactRef:
         """Store the bytes ``chunks`` yields as a new artifact (see the module docstring)."""
-        loop = asyncio.get_running_loop()
         executor = self._executor()
         upload = self._begin(owner_agent_id, name, compression, expires_at, expected_sha256, declared_size)
         running: concurrent.futures.Future[None] | None = None
         try:
-            await loop.run_in_executor(executor, upload.open)
+            running = executor.submit(upload.open)
+            await asyncio.wrap_future(running)
             batch: list[memoryview] = []
             batch_bytes = 0
             async for piece in chunks:

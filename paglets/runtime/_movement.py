@@ -68,7 +68,7 @@ TRANSFER_RECORD_TTL: Final = 3600.0
 #: Attempts at delivering a commit before leaving it to the target's own recovery.
 COMMIT_ATTEMPTS: Final = 5
 
-Outcome = Literal["prepared", "committed", "aborted"]
+Outcome = Literal["preparing", "prepared", "committed", "aborted"]
 MoveKind = Literal["dispatch", "clone", "retract"]
 
 
@@ -84,7 +84,9 @@ class _Transfer:
     created: float = field(default_factory=time.monotonic)
     ctrl: PagletController | None = None  # target: the prepared process
     committed: asyncio.Event | None = None
+    ready: asyncio.Event | None = None  # target: set once preparing ended (prepared or aborted)
     result: dict[str, Any] | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,7 +445,7 @@ class MovementEngine:
                 decoder.feed(piece)
             decoded = decoder.finish()
         except _Known as known:
-            return self._answer(known.record)
+            return await self._answer_when_ready(known.record)
         except BaseException:
             for written in sinks:
                 written.release()
@@ -456,9 +458,15 @@ class MovementEngine:
         segment = segments[0] if segments else OutgoingSegment.allocate(0)
         return await self._prepare(decoded.metadata, segment, length=decoded.state_length)
 
+    async def _answer_when_ready(self, record: _Transfer) -> dict[str, Any]:
+        """Answer a retried or duplicated envelope with the outcome of the first one."""
+        if record.ready is not None:
+            await record.ready.wait()
+        return self._answer(record)
+
     def _answer(self, record: _Transfer) -> dict[str, Any]:
         if record.outcome == "aborted":
-            raise TransferError(f"transfer {record.transfer_id} was aborted")
+            raise TransferError(f"transfer {record.transfer_id} was aborted {record.error}".rstrip())
         return {
             "status": "prepared",
             "transfer_id": record.transfer_id,
@@ -491,8 +499,20 @@ class MovementEngine:
             segment.close()
             raise
         hook, event = self._arrival_event(metadata)
+        record = _Transfer(
+            metadata.transfer_id,
+            "target",
+            "preparing",
+            metadata.agent_id,
+            metadata.source_host_address,
+            committed=asyncio.Event(),
+            ready=asyncio.Event(),
+        )
+        record.result = {"kind": metadata.kind, "class_name": metadata.agent_class_name}
+        self._remember(record)  # from here on, a duplicate of this envelope waits for this outcome
+        assert record.ready is not None
         try:
-            ctrl = await host.manager.prepare(
+            record.ctrl = await host.manager.prepare(
                 agent_id=metadata.agent_id,
                 agent_class=metadata.agent_class_name,
                 state_class=metadata.state_class_name,
@@ -501,21 +521,21 @@ class MovementEngine:
                 event=event,
             )
         except PagletError as exc:
+            record.outcome, record.error = "aborted", f"({exc})"
             self._failed(
                 "arrival", f"arrival of {metadata.agent_id} failed: {exc}", agent_id=metadata.agent_id
             )
             raise TransferError(f"arrival of {metadata.agent_id} on {host.name} failed: {exc}") from exc
-        record = _Transfer(
-            metadata.transfer_id,
-            "target",
-            "prepared",
-            metadata.agent_id,
-            metadata.source_host_address,
-            ctrl=ctrl,
-            committed=asyncio.Event(),
-        )
-        record.result = {"kind": metadata.kind, "class_name": metadata.agent_class_name}
-        self._remember(record)
+        except BaseException:
+            record.outcome = "aborted"
+            raise
+        finally:
+            record.ready.set()
+        if record.outcome == "preparing":
+            record.outcome = "prepared"
+        else:  # aborted while the hook ran
+            await host.manager.discard(record.ctrl)
+            raise TransferError(f"transfer {metadata.transfer_id} was aborted")
         return record
 
     def _same_host_source(self, metadata: EnvelopeMetadata) -> bool:
@@ -598,9 +618,10 @@ class MovementEngine:
         if record is None:
             self._remember(_Transfer(transfer_id, "target", "aborted", "", ""))
             return
-        if record.role == "target" and record.outcome == "prepared":
+        if record.role == "target" and record.outcome in ("preparing", "prepared"):
+            preparing = record.outcome == "preparing"
             record.outcome = "aborted"
-            if record.ctrl is not None:
+            if record.ctrl is not None and not preparing:
                 await self._host.manager.discard(record.ctrl)
             if record.committed is not None:
                 record.committed.set()

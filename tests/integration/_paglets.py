@@ -216,3 +216,14 @@ class FailsArrival(Paglet[TravelState]):
 
     def handle_message(self, msg: Message) -> Any:
         return list(self.state.log)
+
+
+class SlowRunner(Traveller):
+    """A traveller whose ``run()`` takes seconds on beta (longer than the ticket's timeout)."""
+
+    def run(self) -> None:
+        super().run()
+        if self.context.name == "beta":
+            threading.Event().wait(2.5)
+            with self.locked():
+                self.state.log.append("slow run done")

@@ -1,0 +1,163 @@
+"""Exactly one live copy, whatever fails during a move (issue: failure injection for the hand-over).
+
+Each test injects one fault between two real hosts (an HTTP fault proxy on 127.0.0.1, or a killed host
+process) and checks that the paglet ends up live on exactly one host with its state, and that no paglet
+process is left behind anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from _faultproxy import FaultProxy
+from _paglets import SlowRunner, Traveller, TravelState
+from conftest import HERE, children_of, wait_until
+
+from paglets.core.errors import TransferError
+from paglets.core.messages import Message
+from paglets.remote.transfer import TransferTicket
+from paglets.runtime.host import Host
+
+
+def _paglet_processes(host: Host) -> set[int]:
+    zygote = host.manager.zygote
+    return children_of(zygote.pid) if zygote is not None else set()
+
+
+def _live_copies(agent_id: str, *hosts: Host) -> list[str]:
+    return [h.name for h in hosts for a in h.list_agents() if a["agent_id"] == agent_id and a["active"]]
+
+
+@pytest.fixture
+def pair(make_host: Callable[..., Host]) -> Iterator[tuple[Host, Host, FaultProxy]]:
+    alpha, beta = make_host("alpha"), make_host("beta")
+    parts = urlsplit(beta.address)
+    proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+    yield alpha, beta, proxy
+    proxy.close()
+
+
+def _settled(alpha: Host, beta: Host, agent_id: str, on: Host) -> None:
+    """Exactly one copy, on ``on``, and exactly one paglet process in total."""
+    wait_until(lambda: _live_copies(agent_id, alpha, beta) == [on.name])
+    wait_until(lambda: len(_paglet_processes(alpha)) + len(_paglet_processes(beta)) == 1)
+
+
+@pytest.mark.parametrize("fault", ["error_after_response", "drop_after_response"])
+def test_failure_after_the_target_prepared_keeps_the_source_copy(
+    pair: tuple[Host, Host, FaultProxy], fault: str
+) -> None:
+    alpha, beta, proxy = pair
+    paglet = alpha.create(Traveller, TravelState(payload=b"x" * 300_000))
+    proxy.arm(fault)
+    with pytest.raises(TransferError):
+        alpha.dispatch(paglet.agent_id, TransferTicket(proxy.url, timeout=5.0))
+    _settled(alpha, beta, paglet.agent_id, alpha)
+    assert paglet.send(Message("size")) == 300_000
+    assert paglet.send(Message("log"))[-1] == "dispatching:alpha->beta"  # 2.0: leaving hook effects stay
+
+
+def test_a_dropped_acknowledgement_is_retried_without_a_second_copy(
+    pair: tuple[Host, Host, FaultProxy],
+) -> None:
+    alpha, beta, proxy = pair
+    paglet = alpha.create(Traveller)
+    proxy.arm("drop_after_response")
+    moved = alpha.dispatch(
+        paglet.agent_id, TransferTicket(proxy.url, timeout=5.0, retries=2, retry_interval=0.05)
+    )
+    assert moved.agent_id == paglet.agent_id
+    _settled(alpha, beta, paglet.agent_id, beta)
+    assert sum(1 for line in proxy.fault.seen if line == "POST /agents") == 2
+
+
+def test_a_duplicated_delivery_creates_one_copy(pair: tuple[Host, Host, FaultProxy]) -> None:
+    alpha, beta, proxy = pair
+    paglet = alpha.create(Traveller)
+    proxy.arm("duplicate")
+    alpha.dispatch(paglet.agent_id, TransferTicket(proxy.url, timeout=5.0))
+    _settled(alpha, beta, paglet.agent_id, beta)
+    assert beta.get_state(paglet.agent_id, TravelState).log[-1] == "run:beta"
+
+
+def test_a_stalled_network_times_out_and_keeps_the_paglet(pair: tuple[Host, Host, FaultProxy]) -> None:
+    alpha, beta, proxy = pair
+    paglet = alpha.create(Traveller)
+    proxy.arm("stall")
+    with pytest.raises(TransferError, match="after 1 attempt"):
+        alpha.dispatch(paglet.agent_id, TransferTicket(proxy.url, timeout=1.0))
+    _settled(alpha, beta, paglet.agent_id, alpha)
+    assert paglet.send(Message("log"))[-1] == "dispatching:alpha->beta"
+
+
+def test_a_slow_run_on_the_target_does_not_duplicate(make_host: Callable[..., Host]) -> None:
+    alpha, beta = make_host("alpha"), make_host("beta")
+    paglet = alpha.create(SlowRunner)
+    moved = alpha.dispatch(paglet.agent_id, TransferTicket(beta.address, timeout=1.0))
+    assert moved.host_url == beta.address
+    _settled(alpha, beta, paglet.agent_id, beta)
+    assert beta.get_state(paglet.agent_id, TravelState).log[-1] == "slow run done"
+
+
+def test_the_target_host_killed_mid_stream(make_host: Callable[..., Host], tmp_path: Path) -> None:
+    alpha = make_host("alpha")
+    beta_proc = subprocess.Popen(
+        [sys.executable, str(HERE / "_hostproc.py"), "beta", str(tmp_path / "beta")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert beta_proc.stdout is not None
+        line = beta_proc.stdout.readline().split()
+        assert line[0] == "READY"
+        parts = urlsplit(line[1])
+        proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 0)
+        proxy.on_fault = lambda: os.kill(beta_proc.pid, signal.SIGKILL)
+        paglet = alpha.create(Traveller, TravelState(payload=os.urandom(4 << 20)))
+        proxy.arm("kill_mid_stream")
+        with pytest.raises(TransferError):
+            alpha.dispatch(paglet.agent_id, TransferTicket(proxy.url, timeout=5.0))
+        assert beta_proc.wait(10) == -signal.SIGKILL
+        assert paglet.send(Message("size")) == 4 << 20
+        assert _live_copies(paglet.agent_id, alpha) == ["alpha"]
+        proxy.close()
+    finally:
+        if beta_proc.poll() is None:
+            beta_proc.kill()
+        beta_proc.wait(10)
+        if beta_proc.stdin is not None:
+            beta_proc.stdin.close()
+        if beta_proc.stdout is not None:
+            beta_proc.stdout.close()
+    # the killed host's zygote and paglet processes die with it (parent-death signal)
+    wait_until(lambda: all(os.path.exists(f"/proc/{p}") is False for p in children_of(beta_proc.pid)))
+
+
+def _rss_anon_kib() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_256_mib_state_moves_with_bounded_host_memory(make_host: Callable[..., Host]) -> None:
+    alpha, beta = make_host("alpha"), make_host("beta")
+    size = 256 << 20
+    paglet = alpha.create(Traveller, TravelState(payload=os.urandom(size)))
+    before = _rss_anon_kib()
+    moved = alpha.dispatch(paglet.agent_id, TransferTicket(beta.address, timeout=120.0))
+    growth_mib = (_rss_anon_kib() - before) / 1024
+    assert moved.send(Message("size")) == size
+    # both hosts live in this process: the state never sits in their heaps (memfd segments instead)
+    assert growth_mib < 64, f"host memory grew by {growth_mib:.0f} MiB"

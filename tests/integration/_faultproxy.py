@@ -51,7 +51,7 @@ async def _read_message(
             continue
         if isinstance(event, (h11.Request, h11.Response)):
             head = event
-        elif isinstance(event, h11.EndOfMessage) or isinstance(event, h11.ConnectionClosed):
+        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
             return bytes(raw), head
 
 

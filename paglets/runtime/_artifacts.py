@@ -335,7 +335,7 @@ class _Upload:
             _unlink(store._meta_path(self.artifact_id))
             _unlink(store._blob_path(self.artifact_id))
             _unlink(store.tmp_dir / (self.artifact_id + _META_TMP))
-        store._release(self, failed=True)
+        store._release(self)
 
 
 class BlobReader:
@@ -594,6 +594,7 @@ class ArtifactStore:
                 None,
             )
             try:
+                self._reserve(upload, size)  # fail fast on the quota; growth is accounted as it comes
                 upload.open()
                 buffer = bytearray(READ_CHUNK)
                 view = memoryview(buffer)
@@ -693,14 +694,14 @@ class ArtifactStore:
             upload.committed = True
             upload.released = True
 
-    def _release(self, upload: _Upload, *, failed: bool) -> None:
+    def _release(self, upload: _Upload) -> None:
+        """Give back what a failed upload held."""
         with self._lock:
             if not upload.released:
                 upload.released = True
                 self._reserved -= upload.reserved
                 self._active.discard(upload.artifact_id)
-            if failed:
-                self._counts["failed"] += 1
+            self._counts["failed"] += 1
 
     def _served(self, count: int) -> None:
         with self._lock:

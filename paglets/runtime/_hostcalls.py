@@ -49,6 +49,10 @@ class HostCalls:
             "wait_for_host": self._host_status,
             "resolve_host_url": self._resolve_host_url,
             "move": self._move,
+            "advertise_service": self._advertise_service,
+            "unadvertise_service": self._unadvertise_service,
+            "lookup_service": self._lookup_service,
+            "lookup_services": self._lookup_services,
         }
 
     async def __call__(self, ctrl: PagletController, op: str, args: Any) -> Any:
@@ -150,6 +154,31 @@ class HostCalls:
             hooks_in_child=False,
             clone_id=str(clone_id) if isinstance(clone_id, str) else None,
         )
+
+    async def _advertise_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        record = self._host.services.advertise(
+            str(args.get("agent_id") or ctrl.agent_id),
+            str(args["name"]),
+            capabilities=args.get("capabilities") or (),
+            metadata=args.get("metadata") or {},
+            scope=str(args.get("scope") or "local"),
+            ttl=args.get("ttl"),
+        )
+        return record.to_wire()
+
+    async def _unadvertise_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        removed = self._host.services.unadvertise(str(args["name"]), agent_id=args.get("agent_id") or None)
+        return [r.to_wire() for r in removed]
+
+    async def _lookup_services(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        found = await self._host.services.lookup(
+            args.get("name"), capability=args.get("capability"), scope=str(args.get("scope") or "local")
+        )
+        return [r.to_wire() for r in found]
+
+    async def _lookup_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        found = await self._lookup_services(ctrl, args)
+        return found[0] if found else None
 
     async def _storage(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return await self._host.storage_call_async(ctrl.agent_class, args)

@@ -91,6 +91,7 @@ class PagletManager:
         api_key: str | None,
         host_calls: Callable[[PagletController, str, Any], Any],
         preload: tuple[str, ...] = (),
+        on_agent_gone: Callable[[str], None] = lambda agent_id: None,
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
     ) -> None:
@@ -102,6 +103,7 @@ class PagletManager:
         self.timeouts = timeouts
         self._host_calls = host_calls
         self._preload = preload
+        self._on_agent_gone = on_agent_gone
         self._mailbox_depth = mailbox_depth
         self.controllers: dict[str, PagletController] = {}
         self.zygote: Zygote | None = None
@@ -283,6 +285,7 @@ class PagletManager:
             agent_id, agent_class, state_class, None, state_segment=state_segment, register=False
         )
         await self._start_hook(ctrl, hook, event, start=False)
+        self._preload_class_modules(agent_class, state_class)
         return ctrl
 
     async def commit_prepared(self, ctrl: PagletController) -> None:
@@ -303,6 +306,7 @@ class PagletManager:
         returns the messages that were still waiting for it, for forwarding."""
         if self.controllers.get(ctrl.agent_id) is ctrl:
             del self.controllers[ctrl.agent_id]
+        self._on_agent_gone(ctrl.agent_id)
         return [delivery.item for delivery in ctrl.begin_stop()]
 
     async def release_when_idle(self, ctrl: PagletController) -> None:
@@ -342,8 +346,8 @@ class PagletManager:
         """Run a starting hook (and, with ``start``, ``run()``); on any failure remove the process
         completely and re-raise."""
         try:
-            await ctrl.wait_hello(self.timeouts.spawn)
-            await ctrl.lifecycle(hook, event, self.timeouts.hook)
+            # no wait for the process's hello: the request waits in the ring until the process reads it
+            await ctrl.lifecycle(hook, event, self.timeouts.spawn + self.timeouts.hook)
             if start:
                 await ctrl.start_run(self.timeouts.hook)
         except BaseException:
@@ -482,6 +486,7 @@ class PagletManager:
     # --- crashes and disposal --------------------------------------------------------------------
 
     def _crashed(self, ctrl: PagletController) -> None:
+        self._on_agent_gone(ctrl.agent_id)
         _log.warning("paglet %s (%s) crashed: %s", ctrl.agent_id, ctrl.agent_class, ctrl.error)
         self.events.emit(
             "paglet-crashed",
@@ -516,6 +521,7 @@ class PagletManager:
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
         self.controllers.pop(agent_id, None)
+        self._on_agent_gone(agent_id)
         self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class)
 
 

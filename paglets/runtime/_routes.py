@@ -15,6 +15,7 @@ from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_wire
+from paglets.services._routes import build_service_routes
 from paglets.wire.jsonbin import decode_json, encode_json
 from paglets.wire.limits import MAX_JSON_BODY, MAX_STATE_BYTES
 
@@ -182,6 +183,13 @@ def build_router(host: Host) -> Router:
     router.post("/agents/{agent_id}/dispose", dispose)
     for op in ("dispatch", "clone", "retract"):
         router.post(f"/agents/{{agent_id}}/{op}", move)
+    build_service_routes(
+        router,
+        host.services.registry,
+        host_name=lambda: host.name,
+        host_address=lambda: host.address,
+        is_active=host._is_active,
+    )
     router.get("/transfers/{transfer_id}", transfer_status)
     router.post("/transfers/{transfer_id}/commit", transfer_commit)
     router.post("/transfers/{transfer_id}/abort", transfer_abort)

@@ -28,6 +28,7 @@ from paglets.core.agent import ACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
 from paglets.core.errors import HostError, InvalidAgentError, SerializationError
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
+from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.storage import ManagedStorage, sanitize_name
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
@@ -37,7 +38,9 @@ from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
 from paglets.runtime._paglets import PagletManager, message_wire
+from paglets.runtime._services import HostServices
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
+from paglets.services.contracts import ServiceRecord
 from paglets.wire.ipc import MessageWire
 
 __all__ = ["HOST_CAPABILITIES", "Host"]
@@ -57,6 +60,8 @@ HOST_CAPABILITIES: Final[tuple[str, ...]] = (
     "events:list",
     "hosts:list",
     "messages:mailbox",
+    "services:list",
+    "services:mesh",
     "transfer:tickets",
 )
 
@@ -128,6 +133,12 @@ class Host:
         self._stopped = threading.Event()
         self.aclient: Any = None
         self.movement = MovementEngine(self)
+        self.services = HostServices(
+            host_name=lambda: self.name,
+            host_address=lambda: self.address,
+            is_active=self._is_active,
+            peers=self._peer_urls,
+        )
         self.manager = PagletManager(
             host_name=self.name,
             address=lambda: self.address,
@@ -136,6 +147,7 @@ class Host:
             api_key=cfg.api_key,
             host_calls=HostCalls(self),
             preload=cfg.preload_modules,
+            on_agent_gone=self.services.forget_agent,
         )
 
     def __repr__(self) -> str:
@@ -178,6 +190,7 @@ class Host:
 
         self.manager.work_root.mkdir(parents=True, exist_ok=True)
         self.aclient = AsyncHttpClient(api_key=self.api_key)
+        self.services.bind_client(self.aclient)
         self.manager.start(asyncio.get_running_loop())
         server = HttpServer(build_router(self), api_key=self.api_key, path_prefix=_prefix(self.public_url))
         try:
@@ -219,6 +232,7 @@ class Host:
         if server is not None:
             await server.close(deadline=5.0)
         await self.movement.stop()
+        await self.services.aclose()
         await self.manager.stop_all(STOP_TIMEOUT)
         if self.aclient is not None:
             await self.aclient.aclose()
@@ -595,6 +609,49 @@ class Host:
         if name_or_url == self.name:
             return self.address
         return normalize_url(name_or_url)
+
+    # --- services ----------------------------------------------------------------------------------
+
+    def _is_active(self, agent_id: str) -> bool:
+        ctrl = self.manager.controllers.get(agent_id)
+        return ctrl is not None and ctrl.status in ("ready", "moving")
+
+    def _peer_urls(self) -> list[str]:
+        return [ref["url"] for ref in self.list_hosts(online_only=True, include_self=False)]
+
+    def advertise_service(
+        self,
+        agent_id: str,
+        name: str,
+        *,
+        capabilities: Collection[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        scope: ServiceScope | str = ServiceScope.LOCAL,
+        ttl: float | None = None,
+    ) -> ServiceRecord:
+        """Advertise a service offered by an active paglet of this host."""
+        return self.services.advertise(
+            agent_id, name, capabilities=capabilities, metadata=metadata, scope=scope, ttl=ttl
+        )
+
+    def unadvertise_service(self, name: str, *, agent_id: str | None = None) -> list[ServiceRecord]:
+        return self.services.unadvertise(name, agent_id=agent_id)
+
+    def lookup_services(
+        self,
+        name: str | None = None,
+        *,
+        capability: str | None = None,
+        scope: ServiceScope | str = ServiceScope.LOCAL,
+    ) -> list[ServiceRecord]:
+        """Service records by name and capability; ``scope=MESH`` also asks the online peers."""
+        return list(self._run(self.services.lookup(name, capability=capability, scope=scope)))
+
+    def lookup_service(
+        self, name: str, *, capability: str | None = None, scope: ServiceScope | str = ServiceScope.LOCAL
+    ) -> ServiceRecord | None:
+        found = self.lookup_services(name, capability=capability, scope=scope)
+        return found[0] if found else None
 
     # --- events, listeners, properties -----------------------------------------------------------
 

@@ -227,3 +227,20 @@ class SlowRunner(Traveller):
             threading.Event().wait(2.5)
             with self.locked():
                 self.state.log.append("slow run done")
+
+
+class Advertiser(Paglet[EmptyState]):
+    """Advertises and looks up services from inside its process."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "advertise":
+            record = self.advertise_service(str(msg.arg), capabilities=["sum"])
+            return record.to_wire()
+        if msg.kind == "lookup":
+            found = self.lookup_service(str(msg.arg))
+            return None if found is None else found.to_wire()
+        if msg.kind == "unadvertise":
+            return len(self.unadvertise_service(str(msg.arg)))
+        return self.not_handled()

@@ -37,6 +37,12 @@ __all__ = ["ChildHost"]
 FUTURE_THREADS: Final = 8
 
 
+def _record(data: Any) -> Any:
+    from paglets.services.contracts import ServiceRecord
+
+    return ServiceRecord.from_wire(data)
+
+
 def _move_timeout(ticket: TransferTicket) -> float:
     """How long a paglet waits for its host to move it: every attempt, then the arrival's run()."""
     attempts = ticket.retries + 1
@@ -371,23 +377,27 @@ class ChildHost:
         scope: ServiceScope = ServiceScope.LOCAL,
         ttl: float | None = None,
     ) -> Any:
-        return self.call(
-            "advertise_service",
-            agent_id=agent_id,
-            name=name,
-            capabilities=list(capabilities or ()),
-            metadata=metadata or {},
-            scope=ServiceScope(scope).value,
-            ttl=ttl,
+        return _record(
+            self.call(
+                "advertise_service",
+                agent_id=agent_id,
+                name=name,
+                capabilities=list(capabilities or ()),
+                metadata=metadata or {},
+                scope=ServiceScope(scope).value,
+                ttl=ttl,
+            )
         )
 
     def unadvertise_service(self, name: str, *, agent_id: str | None = None) -> list[Any]:
-        return list(self.call("unadvertise_service", name=name, agent_id=agent_id or self.agent_id))
+        removed = self.call("unadvertise_service", name=name, agent_id=agent_id or self.agent_id)
+        return [_record(r) for r in removed]
 
     def lookup_service(
         self, name: str, *, capability: str | None = None, scope: ServiceScope = ServiceScope.LOCAL
     ) -> Any:
-        return self.call("lookup_service", name=name, capability=capability, scope=ServiceScope(scope).value)
+        found = self.call("lookup_service", name=name, capability=capability, scope=ServiceScope(scope).value)
+        return None if found is None else _record(found)
 
     def lookup_services(
         self,
@@ -396,9 +406,10 @@ class ChildHost:
         capability: str | None = None,
         scope: ServiceScope = ServiceScope.LOCAL,
     ) -> list[Any]:
-        return list(
-            self.call("lookup_services", name=name, capability=capability, scope=ServiceScope(scope).value)
+        found = self.call(
+            "lookup_services", name=name, capability=capability, scope=ServiceScope(scope).value
         )
+        return [_record(r) for r in found]
 
     def lease_service_handle(self, handle: Any, *, ttl: float = 60.0) -> Any:
         raise HostError("service leases are not available on this host yet")

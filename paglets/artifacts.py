@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from paglets.core.errors import SerializationError, TransferError
+
+if TYPE_CHECKING:
+    from paglets.runtime._artifacts import ArtifactStore
 
 __all__ = [
     "ARTIFACT_COPY",
@@ -31,6 +34,7 @@ __all__ = [
     "ARTIFACT_STATUS_REGISTERED",
     "FILE_MODES",
     "ArtifactRef",
+    "ArtifactStore",
     "PagletFileRef",
     "is_valid_artifact_id",
     "normalize_file_mode",
@@ -210,3 +214,12 @@ class PagletFileRef:
             status=_str(d, "status", what) or ARTIFACT_STATUS_REGISTERED,
             last_error=_str(d, "last_error", what),
         )
+
+
+def __getattr__(name: str) -> Any:
+    # ``ArtifactStore`` lives with the runtime, which imports this module: import it on first use.
+    if name == "ArtifactStore":
+        from paglets.runtime._artifacts import ArtifactStore
+
+        return ArtifactStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

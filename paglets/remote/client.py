@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from typing import Any, Final
 
+from paglets.artifacts import ArtifactRef
 from paglets.core.errors import AuthenticationError, PagletError, RemoteHostError
 from paglets.http.client import HttpClient
+from paglets.remote import _artifact_client as _artifacts
 from paglets.wire.jsonbin import decode_json, encode_json
 from paglets.wire.messages import exception_from_error_body
 
@@ -87,6 +90,70 @@ class HostClient:
         if 200 <= response.status < 300:
             return {} if data is None else data
         raise error_from_response(url, response.status, data)
+
+    # --- artifacts (contract §1.8) -------------------------------------------------------------------
+
+    def upload_artifact(
+        self,
+        host_url: str,
+        path: str | Path,
+        *,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        expected_sha256: str | None = None,
+        timeout: float | None = None,
+    ) -> ArtifactRef:
+        """Stream a file into the artifact store of ``host_url`` (SHA-256 checked)."""
+        return _artifacts.upload_artifact(
+            self.http,
+            host_url,
+            path,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+            expected_sha256=expected_sha256,
+            timeout=timeout,
+        )
+
+    def download_artifact(
+        self,
+        artifact_or_host_url: ArtifactRef | str,
+        target: str | Path,
+        artifact_id: str | None = None,
+        *,
+        move: bool = False,
+        timeout: float | None = None,
+    ) -> Path:
+        """Stream an artifact to ``target`` (size and SHA-256 verified, atomic rename)."""
+        return _artifacts.download_artifact(
+            self.http, artifact_or_host_url, target, artifact_id, move=move, timeout=timeout
+        )
+
+    def artifact_metadata(
+        self,
+        artifact_or_host_url: ArtifactRef | str,
+        artifact_id: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ArtifactRef:
+        return _artifacts.artifact_metadata(self.http, artifact_or_host_url, artifact_id, timeout=timeout)
+
+    def list_artifacts(
+        self, host_url: str, *, owner_agent_id: str | None = None, timeout: float | None = None
+    ) -> list[ArtifactRef]:
+        return _artifacts.list_artifacts(self.http, host_url, owner_agent_id=owner_agent_id, timeout=timeout)
+
+    def delete_artifact(
+        self,
+        artifact_or_host_url: ArtifactRef | str,
+        artifact_id: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> None:
+        _artifacts.delete_artifact(self.http, artifact_or_host_url, artifact_id, timeout=timeout)
 
     def close(self) -> None:
         with self._lock:

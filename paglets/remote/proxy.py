@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import quote
 
@@ -169,6 +170,42 @@ class PagletProxy:
                 self.send, message, activate_if_inactive=activate_if_inactive, no_delay=no_delay
             )
         return FutureReply(inner)
+
+    def send_artifact(
+        self,
+        message: Message,
+        path: str | Path,
+        *,
+        arg_name: str = "artifact",
+        move: bool = False,
+        name: str | None = None,
+        compression: str = "",
+        timeout: float | None = None,
+    ) -> Any:
+        """Upload ``path`` to the paglet's host as an artifact it owns, put the ``ArtifactRef`` wire dict
+        into ``message.args[arg_name]`` and send the message; the artifact is deleted if the send fails,
+        and with ``move`` the local file is removed after success."""
+        client = self._http()
+        ref = client.upload_artifact(
+            self.host_url,
+            path,
+            owner_agent_id=self.agent_id,
+            name=name,
+            compression=compression,
+            timeout=timeout,
+        )
+        message.args[arg_name] = ref.to_wire()
+        try:
+            result = self.send(message, timeout=timeout)
+        except BaseException:
+            try:
+                client.delete_artifact(ref)
+            except PagletError:
+                pass
+            raise
+        if move:
+            Path(path).unlink(missing_ok=True)
+        return result
 
     # --- control --------------------------------------------------------------------------------------
 

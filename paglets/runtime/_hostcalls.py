@@ -11,6 +11,7 @@ that own those features; until a host has them, the call fails with a ``HostErro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,10 @@ class HostCalls:
             "wait_for_host": self._host_status,
             "resolve_host_url": self._resolve_host_url,
             "move": self._move,
+            "register_file": self._register_file,
+            "registered_files": self._registered_files,
+            "unregister_file": self._unregister_file,
+            "registered_file_path": self._registered_file_path,
             "advertise_service": self._advertise_service,
             "unadvertise_service": self._unadvertise_service,
             "lookup_service": self._lookup_service,
@@ -179,6 +184,26 @@ class HostCalls:
     async def _lookup_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         found = await self._lookup_services(ctrl, args)
         return found[0] if found else None
+
+    async def _register_file(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        ref = await loop.run_in_executor(
+            None,
+            lambda: self._host.files.register(
+                ctrl.agent_id, str(args["path"]), name=args.get("name"), mode=str(args.get("mode") or "copy")
+            ),
+        )
+        return ref.to_wire()
+
+    async def _registered_files(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return [ref.to_wire() for ref in self._host.files.refs(ctrl.agent_id)]
+
+    async def _unregister_file(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        self._host.files.unregister(ctrl.agent_id, str(args["name"]))
+        return None
+
+    async def _registered_file_path(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return str(self._host.files.path(ctrl.agent_id, str(args["name"])))
 
     async def _storage(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return await self._host.storage_call_async(ctrl.agent_class, args)

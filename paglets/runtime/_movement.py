@@ -27,6 +27,7 @@ Moves to this host's own address never use HTTP: the same two phases run in-proc
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -216,11 +217,14 @@ class MovementEngine:
         info = await self.preflight(ticket, destination)
         ctrl = self._paused(agent_id)
         snapshot: Snapshot | None = None
+        files: list[dict[str, Any]] = []
         try:
             new_id = (clone_id or uuid.uuid4().hex) if kind == "clone" else agent_id
             if hooks_in_child:
                 await self._leaving_hooks(ctrl, kind, info, new_id)
             snapshot = await ctrl.snapshot(host.manager.timeouts.state)
+            if not destination.same_host or kind == "clone":
+                files = await self._stage_files(agent_id, new_id, destination)
             metadata = EnvelopeMetadata(
                 kind=kind,
                 agent_id=new_id,
@@ -233,6 +237,7 @@ class MovementEngine:
                 target_host_address=info["address"],
                 clone_of=agent_id if kind == "clone" else None,
                 ticket=ticket.to_wire(),
+                registered_files=files,
             )
             if destination.same_host:
                 prepared = await self._prepare_local(metadata, snapshot)
@@ -241,6 +246,8 @@ class MovementEngine:
                 prepared = None
         except BaseException as exc:
             self._resume(ctrl)
+            if files:
+                self._spawn_task(self._unstage_files(files, destination))
             if isinstance(exc, PagletError) and not isinstance(exc, TransferError):
                 raise
             if isinstance(exc, TransferError):
@@ -252,6 +259,30 @@ class MovementEngine:
         if kind == "clone":
             return await self._finish_clone(ctrl, metadata, destination, prepared, hooks_in_child)
         return await self._commit_source(ctrl, metadata, destination, prepared, kind)
+
+    async def _stage_files(self, agent_id: str, new_id: str, destination: _Target) -> list[dict[str, Any]]:
+        host = self._host
+        if not host.files.refs(agent_id):
+            return []
+        local = host.artifacts if destination.same_host else None
+        return await asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(
+                host.files.stage,
+                agent_id,
+                destination.url,
+                host.client,
+                new_agent_id=new_id,
+                local_store=local,
+            ),
+        )
+
+    async def _unstage_files(self, files: list[dict[str, Any]], destination: _Target) -> None:
+        host = self._host
+        local = host.artifacts if destination.same_host else None
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(host.files.unstage, files, host.client, local_store=local)
+        )
 
     async def _leaving_hooks(
         self, ctrl: PagletController, kind: MoveKind, info: dict[str, Any], new_id: str
@@ -350,6 +381,9 @@ class MovementEngine:
             data={"target": destination.url, "transfer_id": metadata.transfer_id},
         )
         self._spawn_task(host.manager.release_when_idle(ctrl))
+        if not destination.same_host:
+            host.files.finish_source(list(metadata.registered_files), kind=kind)
+            host.files.forget(ctrl.agent_id, remove_work_dir=True)
         if prepared is not None:
             committed = await self._commit_local(prepared, wait_run=True)
             result: dict[str, Any] = committed["proxy"]
@@ -512,6 +546,17 @@ class MovementEngine:
         self._remember(record)  # from here on, a duplicate of this envelope waits for this outcome
         assert record.ready is not None
         try:
+            if metadata.registered_files and not (
+                self._same_host_source(metadata) and metadata.kind != "clone"
+            ):
+                imported = await asyncio.get_running_loop().run_in_executor(
+                    None,
+                    host.files.import_files,
+                    metadata.agent_id,
+                    list(metadata.registered_files),
+                    host.artifacts,
+                )
+                host.files.restore(metadata.agent_id, imported)
             record.ctrl = await host.manager.prepare(
                 agent_id=metadata.agent_id,
                 agent_class=metadata.agent_class_name,
@@ -522,12 +567,14 @@ class MovementEngine:
             )
         except PagletError as exc:
             record.outcome, record.error = "aborted", f"({exc})"
+            self._forget_imports(metadata)
             self._failed(
                 "arrival", f"arrival of {metadata.agent_id} failed: {exc}", agent_id=metadata.agent_id
             )
             raise TransferError(f"arrival of {metadata.agent_id} on {host.name} failed: {exc}") from exc
         except BaseException:
             record.outcome = "aborted"
+            self._forget_imports(metadata)
             raise
         finally:
             record.ready.set()
@@ -537,6 +584,11 @@ class MovementEngine:
             await host.manager.discard(record.ctrl)
             raise TransferError(f"transfer {metadata.transfer_id} was aborted")
         return record
+
+    def _forget_imports(self, metadata: EnvelopeMetadata) -> None:
+        """An arrival failed: remove the files it imported (only if this host is not also the source)."""
+        if metadata.registered_files and not (self._same_host_source(metadata) and metadata.kind != "clone"):
+            self._host.files.forget(metadata.agent_id, remove_work_dir=True)
 
     def _same_host_source(self, metadata: EnvelopeMetadata) -> bool:
         return metadata.source_host_address.rstrip("/") == self._host.address.rstrip("/")

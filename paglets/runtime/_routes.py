@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from paglets.core.errors import HostError, PagletError, SerializationError
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
+from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_wire
 from paglets.services._routes import build_service_routes
@@ -190,6 +191,7 @@ def build_router(host: Host) -> Router:
         host_address=lambda: host.address,
         is_active=host._is_active,
     )
+    build_artifact_routes(router, host.artifacts)
     router.get("/transfers/{transfer_id}", transfer_status)
     router.post("/transfers/{transfer_id}/commit", transfer_commit)
     router.post("/transfers/{transfer_id}/abort", transfer_abort)

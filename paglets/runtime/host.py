@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import shutil
 import signal
 import threading
 import time
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from paglets import __version__
+from paglets.artifacts import PagletFileRef
 from paglets.core.agent import ACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
 from paglets.core.errors import HostError, InvalidAgentError, SerializationError
@@ -33,7 +36,9 @@ from paglets.persistence.storage import ManagedStorage, sanitize_name
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
+from paglets.runtime._artifacts import ArtifactStore
 from paglets.runtime._config import HostConfig, normalize_url
+from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
@@ -44,6 +49,8 @@ from paglets.services.contracts import ServiceRecord
 from paglets.wire.ipc import MessageWire
 
 __all__ = ["HOST_CAPABILITIES", "Host"]
+
+_log = logging.getLogger("paglets.runtime")
 
 T = TypeVar("T")
 
@@ -60,6 +67,10 @@ HOST_CAPABILITIES: Final[tuple[str, ...]] = (
     "events:list",
     "hosts:list",
     "messages:mailbox",
+    "artifacts:upload",
+    "artifacts:download",
+    "artifacts:list",
+    "artifacts:delete",
     "services:list",
     "services:mesh",
     "transfer:tickets",
@@ -132,6 +143,19 @@ class Host:
         self._started = False
         self._stopped = threading.Event()
         self.aclient: Any = None
+        self.artifacts = ArtifactStore(
+            self.persistence_dir / "artifacts",
+            host_url=lambda: self.address,
+            max_bytes=cfg.artifact_max_bytes,
+            quota_bytes=cfg.artifact_storage_quota_bytes,
+            spool_ttl=cfg.artifact_spool_ttl_seconds,
+        )
+        self._artifact_cleanup: asyncio.Task[None] | None = None
+        self.files = FileRegistry(
+            host_name=lambda: self.name,
+            host_url=lambda: self.address,
+            work_root=self.persistence_dir / "work",
+        )
         self.movement = MovementEngine(self)
         self.services = HostServices(
             host_name=lambda: self.name,
@@ -188,6 +212,8 @@ class Host:
         from paglets.http.server import HttpServer
         from paglets.runtime._routes import build_router
 
+        # scratch space starts empty at every start (contract §1.14)
+        shutil.rmtree(self.manager.work_root, ignore_errors=True)
         self.manager.work_root.mkdir(parents=True, exist_ok=True)
         self.aclient = AsyncHttpClient(api_key=self.api_key)
         self.services.bind_client(self.aclient)
@@ -200,7 +226,17 @@ class Host:
             raise
         self._server = server
         self.events.host_address = self.address
+        self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
         self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
+
+    async def _clean_artifacts(self) -> None:
+        """Drop expired artifacts and stale partial uploads, every ``cleanup_interval`` seconds."""
+        while True:
+            await asyncio.sleep(self.artifacts.cleanup_interval)
+            try:
+                await self.artifacts.cleanup_async()
+            except Exception:
+                _log.exception("artifact cleanup failed on host %s", self.name)
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until ``stop()``; SIGINT/SIGTERM in the main thread shut down."""
@@ -233,6 +269,10 @@ class Host:
             await server.close(deadline=5.0)
         await self.movement.stop()
         await self.services.aclose()
+        if self._artifact_cleanup is not None:
+            self._artifact_cleanup.cancel()
+            self._artifact_cleanup = None
+        await asyncio.get_running_loop().run_in_executor(None, self.artifacts.close)
         await self.manager.stop_all(STOP_TIMEOUT)
         if self.aclient is not None:
             await self.aclient.aclose()
@@ -333,7 +373,8 @@ class Host:
         return reply["proxy"]
 
     def dispose(self, agent_id: str) -> None:
-        self._run(self.manager.dispose(agent_id))
+        """Run ``on_disposing`` and the cleanup, end the paglet's process, delete the artifacts it owns."""
+        self._run(self.agent_call_async(agent_id, "dispose", {}))
 
     # --- movement ------------------------------------------------------------------------------------
 
@@ -498,6 +539,8 @@ class Host:
             return self.manager.summary(agent_id)
         if op == "dispose":
             await self.manager.dispose(agent_id)
+            self.files.forget(agent_id, remove_work_dir=True)
+            await self.artifacts.delete_owned_by_async(agent_id)
             return {"ok": True}
         kinds: dict[str, MoveKind] = {"dispatch": "dispatch", "clone": "clone", "retract": "retract"}
         if op in kinds:
@@ -682,6 +725,22 @@ class Host:
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def register_file_for(
+        self, agent_id: str, path: str | Path, *, name: str | None = None, mode: str = "copy"
+    ) -> PagletFileRef:
+        """Register a file to travel with a paglet (hashed now; see ``paglets.runtime._files``)."""
+        self.manager.get(agent_id)
+        return self.files.register(agent_id, path, name=name, mode=mode)
+
+    def registered_files_for(self, agent_id: str) -> list[PagletFileRef]:
+        return self.files.refs(agent_id)
+
+    def unregister_file_for(self, agent_id: str, name_or_ref: str | PagletFileRef) -> None:
+        self.files.unregister(agent_id, name_or_ref)
+
+    def registered_file_path_for(self, agent_id: str, name_or_ref: str | PagletFileRef) -> Path:
+        return self.files.path(agent_id, name_or_ref)
 
     def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
         ctrl = self.manager.controllers.get(agent_id)

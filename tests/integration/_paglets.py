@@ -244,3 +244,50 @@ class Advertiser(Paglet[EmptyState]):
         if msg.kind == "unadvertise":
             return len(self.unadvertise_service(str(msg.arg)))
         return self.not_handled()
+
+
+class Receiver(Paglet[EmptyState]):
+    """Reads artifacts sent to it from its host's store."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "take":
+            from paglets.artifacts import ArtifactRef
+
+            ref = ArtifactRef.from_wire(msg.get_arg("artifact"))
+            target = self.work_dir() / "received.bin"
+            self.context.host.client.download_artifact(ref, target)
+            return {"size": target.stat().st_size, "sha256": ref.sha256}
+        return self.not_handled()
+
+
+class FileCarrier(Paglet[TravelState]):
+    """Registers a file and checks it on arrival."""
+
+    State = TravelState
+
+    def on_arrival(self, event: Any) -> None:
+        from pathlib import Path
+
+        path = Path(self.file_path("data"))
+        self.state.log.append(f"arrival-sees:{path.exists()}:{path.stat().st_size if path.exists() else -1}")
+
+    def on_clone(self, event: Any) -> None:
+        self.on_arrival(event)
+
+    def handle_message(self, msg: Message) -> Any:
+        from pathlib import Path
+
+        if msg.kind == "register":
+            ref = self.register_file(str(msg.arg), name="data", mode=msg.get_arg("mode", "copy"))
+            return ref.sha256
+        if msg.kind == "where":
+            return str(self.file_path("data"))
+        if msg.kind == "read":
+            return Path(self.file_path("data")).read_bytes()
+        if msg.kind == "log":
+            return list(self.state.log)
+        if msg.kind == "work":
+            return str(self.work_dir())
+        return self.not_handled()

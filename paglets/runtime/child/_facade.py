@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from paglets.artifacts import PagletFileRef
 from paglets.core.agent import ACTIVE, Paglet
 from paglets.core.errors import HostError, InvalidAgentError
 from paglets.core.events import CloneEvent, MobilityEvent
@@ -35,6 +36,10 @@ __all__ = ["ChildHost"]
 
 #: Threads that wait for ``send_future`` replies from this paglet process.
 FUTURE_THREADS: Final = 8
+
+
+def _file_name(name_or_ref: Any) -> str:
+    return name_or_ref.name if isinstance(name_or_ref, PagletFileRef) else str(name_or_ref)
 
 
 def _record(data: Any) -> Any:
@@ -432,17 +437,21 @@ class ChildHost:
 
     def register_file_for(
         self, agent_id: str, path: Path | str, *, name: str | None = None, mode: str = "copy"
-    ) -> Any:
-        raise HostError("file registration is not available on this host yet")
+    ) -> PagletFileRef:
+        self._own(agent_id, "register files of")
+        return PagletFileRef.from_wire(self.call("register_file", path=str(path), name=name, mode=mode))
 
-    def registered_files_for(self, agent_id: str) -> list[Any]:
-        return []
+    def registered_files_for(self, agent_id: str) -> list[PagletFileRef]:
+        self._own(agent_id, "list the files of")
+        return [PagletFileRef.from_wire(r) for r in self.call("registered_files")]
 
     def unregister_file_for(self, agent_id: str, name_or_ref: Any) -> None:
-        raise HostError("file registration is not available on this host yet")
+        self._own(agent_id, "unregister files of")
+        self.call("unregister_file", name=_file_name(name_or_ref))
 
     def registered_file_path_for(self, agent_id: str, name_or_ref: Any) -> Path:
-        raise HostError("file registration is not available on this host yet")
+        self._own(agent_id, "read the files of")
+        return Path(self.call("registered_file_path", name=_file_name(name_or_ref)))
 
     def upload_artifact(self, path: Path | str, **kwargs: Any) -> Any:
         raise HostError("artifacts are not available on this host yet")

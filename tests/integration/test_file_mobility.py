@@ -14,7 +14,9 @@ from paglets.runtime.host import Host
 
 
 @pytest.mark.parametrize("mode", ["move", "copy"])
-def test_registered_file_travels_with_dispatch(make_host: Callable[..., Host], tmp_path: Path, mode: str) -> None:
+def test_registered_file_travels_with_dispatch(
+    make_host: Callable[..., Host], tmp_path: Path, mode: str
+) -> None:
     alpha, beta = make_host("alpha"), make_host("beta")
     data = os.urandom(2 << 20)
     source = tmp_path / "input.bin"

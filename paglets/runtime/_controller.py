@@ -478,6 +478,12 @@ class PagletController:
         except BaseException as exc:
             future.set_exception(exc)
 
+    def in_flight_item(self) -> _Item | None:
+        """The queued message being handled now, if any."""
+        with self.lock:
+            delivery = self.mailbox.queued_in_flight()
+        return None if delivery is None else delivery.item
+
     def _wake_message_waiters(self) -> None:
         waiters, self.message_waiters = self.message_waiters, []
         for waiter in waiters:

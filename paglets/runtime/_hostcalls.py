@@ -50,6 +50,7 @@ class HostCalls:
             "wait_for_host": self._host_status,
             "resolve_host_url": self._resolve_host_url,
             "move": self._move,
+            "deactivate_self": self._deactivate_self,
             "register_file": self._register_file,
             "registered_files": self._registered_files,
             "unregister_file": self._unregister_file,
@@ -184,6 +185,14 @@ class HostCalls:
     async def _lookup_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         found = await self._lookup_services(ctrl, args)
         return found[0] if found else None
+
+    async def _deactivate_self(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        """Self-deactivation: the paglet ran ``deactivation_policy``, ``on_deactivating`` and its cleanup."""
+        from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
+
+        request = DeactivationRequest.from_wire(args["request"])
+        policy = DeactivationPolicy.from_wire(args["policy"])
+        return await self._host.persistence.deactivate(ctrl.agent_id, request, decided_policy=policy)
 
     async def _register_file(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()

@@ -121,6 +121,10 @@ class Mailbox(Generic[T]):
         else:
             self._failed += 1
 
+    def queued_in_flight(self) -> Delivery[T] | None:
+        """The queued delivery in flight (at most one), if any."""
+        return self._queued_in_flight
+
     # --- shutdown ---------------------------------------------------------------------------------------
 
     def close(self) -> list[Delivery[T]]:

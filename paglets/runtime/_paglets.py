@@ -164,6 +164,17 @@ class PagletManager:
 
     # --- creation --------------------------------------------------------------------------------
 
+    async def start_from_state(
+        self, *, agent_id: str, agent_class: str, state_class: str, state: bytes, hook: str, event: Any
+    ) -> PagletController:
+        """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation)."""
+        if agent_id in self.controllers:
+            raise HostError(f"paglet {agent_id} is already active on host {self.host_name}")
+        ctrl = await self._spawn(agent_id, agent_class, state_class, state)
+        await self._start_hook(ctrl, hook, event)
+        self._preload_class_modules(agent_class, state_class)
+        return ctrl
+
     async def create(
         self,
         *,
@@ -172,10 +183,12 @@ class PagletManager:
         state: bytes | None,
         init: Any = None,
         agent_id: str | None = None,
+        exists: Callable[[str], bool] = lambda agent_id: False,
     ) -> str:
-        """Start a paglet process and run ``on_creation``; returns the agent id."""
+        """Start a paglet process and run ``on_creation``; returns the agent id. ``exists`` tells about
+        paglets this manager does not hold (inactive ones), so no id is used twice."""
         agent_id = check_agent_id(agent_id) if agent_id is not None else uuid.uuid4().hex
-        if agent_id in self.controllers:
+        if agent_id in self.controllers or exists(agent_id):
             raise HostError(f"paglet {agent_id} already exists on host {self.host_name}")
         ctrl = await self._spawn(agent_id, agent_class, state_class, state)
         event = CreationEvent(

@@ -122,11 +122,11 @@ def build_router(host: Host) -> Router:
         return _ok({"proxy": {"host_url": host.address, "agent_id": new_id}})
 
     async def agent_info(request: Request) -> Response:
-        return _ok(host.manager.summary(request.path_params["agent_id"]))
+        return _ok(await host.agent_call_async(request.path_params["agent_id"], "info", {}))
 
     async def agent_state(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        summary = host.manager.summary(agent_id)
+        summary = await host.agent_call_async(agent_id, "info", {})
         summary.update(await host._state_item(agent_id))
         if "state_error" in summary and summary.get("crashed"):
             summary.pop("state_error")
@@ -182,7 +182,7 @@ def build_router(host: Host) -> Router:
     router.get("/agents/{agent_id}/state", agent_state)
     router.post("/agents/{agent_id}/messages", messages)
     router.post("/agents/{agent_id}/dispose", dispose)
-    for op in ("dispatch", "clone", "retract"):
+    for op in ("dispatch", "clone", "retract", "deactivate", "activate"):
         router.post(f"/agents/{{agent_id}}/{op}", move)
     build_service_routes(
         router,

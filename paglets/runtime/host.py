@@ -27,11 +27,12 @@ from typing import Any, Final, TypeVar
 
 from paglets import __version__
 from paglets.artifacts import PagletFileRef
-from paglets.core.agent import ACTIVE, Paglet
+from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
 from paglets.core.errors import HostError, InvalidAgentError, SerializationError
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
+from paglets.persistence.persistency import DeactivationRequest
 from paglets.persistence.storage import ManagedStorage, sanitize_name
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
@@ -43,6 +44,7 @@ from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
 from paglets.runtime._paglets import PagletManager, message_wire
+from paglets.runtime._persistence import Persistence
 from paglets.runtime._services import HostServices
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceRecord
@@ -61,6 +63,8 @@ HOST_CAPABILITIES: Final[tuple[str, ...]] = (
     "agents:create",
     "agents:message",
     "agents:dispatch",
+    "agents:activate",
+    "agents:deactivate",
     "agents:clone",
     "agents:retract",
     "agents:dispose",
@@ -81,6 +85,11 @@ DEFAULT_TIMEOUT: Final = 300.0
 #: Seconds ``start_background`` and ``stop`` may take.
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 30.0
+#: Seconds paglet processes get to exit after ``stop()`` asked them before they are killed (a handler
+#: still running then is interrupted; ``shutdown()`` saves such paglets first).
+STOP_GRACE: Final = 1.0
+#: Seconds ``shutdown()`` gives all paglets together to be saved (they are saved in parallel).
+SHUTDOWN_BUDGET: Final = 30.0
 
 _UNSET: Any = object()
 
@@ -157,6 +166,8 @@ class Host:
             work_root=self.persistence_dir / "work",
         )
         self.movement = MovementEngine(self)
+        self.persistence = Persistence(self)
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.services = HostServices(
             host_name=lambda: self.name,
             host_address=lambda: self.address,
@@ -218,16 +229,24 @@ class Host:
         self.aclient = AsyncHttpClient(api_key=self.api_key)
         self.services.bind_client(self.aclient)
         self.manager.start(asyncio.get_running_loop())
+        await self.persistence.start()
         server = HttpServer(build_router(self), api_key=self.api_key, path_prefix=_prefix(self.public_url))
         try:
             self.port = await server.start(self.bind_hosts, self.port)
         except BaseException:
-            await self.manager.stop_all(STOP_TIMEOUT)
+            await self.manager.stop_all(STOP_GRACE)
             raise
         self._server = server
         self.events.host_address = self.address
         self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
         self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
+        await self.persistence.activate_startup()
+
+    def spawn_task(self, coro: Any) -> None:
+        """Run ``coro`` in the background on the loop; the host cancels it when it stops."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _clean_artifacts(self) -> None:
         """Drop expired artifacts and stale partial uploads, every ``cleanup_interval`` seconds."""
@@ -248,12 +267,13 @@ class Host:
             pass
 
     def stop(self, *, deactivate_active: bool = False) -> None:
-        """Stop serving and end every paglet process. A host that never started does nothing."""
+        """Stop serving and end every paglet process; with ``deactivate_active`` every active paglet is
+        saved first (``shutdown()``). A host that never started does nothing."""
         if not self._started:
             return
         self._started = False
         try:
-            self._loop.run(self._stop_async(), STOP_TIMEOUT + 10)
+            self._loop.run(self._stop_async(deactivate_active), STOP_TIMEOUT + SHUTDOWN_BUDGET + 10)
         finally:
             self._loop.stop()
             self.client.close()
@@ -263,17 +283,22 @@ class Host:
         """Stop the host (``stop(deactivate_active=True)``)."""
         self.stop(deactivate_active=True)
 
-    async def _stop_async(self) -> None:
+    async def _stop_async(self, deactivate_active: bool = False) -> None:
         server, self._server = self._server, None
         if server is not None:
             await server.close(deadline=5.0)
+        if deactivate_active:
+            await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
+        for task in list(self._tasks):
+            task.cancel()
         await self.movement.stop()
         await self.services.aclose()
         if self._artifact_cleanup is not None:
             self._artifact_cleanup.cancel()
             self._artifact_cleanup = None
         await asyncio.get_running_loop().run_in_executor(None, self.artifacts.close)
-        await self.manager.stop_all(STOP_TIMEOUT)
+        await self.persistence.close()
+        await self.manager.stop_all(STOP_GRACE)
         if self.aclient is not None:
             await self.aclient.aclose()
         self.events.emit("context-shutdown")
@@ -329,7 +354,12 @@ class Host:
         self, *, agent_class: str, state_class: str, state: bytes | None, init: Any, agent_id: str | None
     ) -> str:
         return await self.manager.create(
-            agent_class=agent_class, state_class=state_class, state=state, init=init, agent_id=agent_id
+            agent_class=agent_class,
+            state_class=state_class,
+            state=state,
+            init=init,
+            agent_id=agent_id,
+            exists=lambda aid: self.persistence.summary(aid) is not None,
         )
 
     def create_remote(
@@ -399,6 +429,16 @@ class Host:
         )
         return self._proxy_for(reply["proxy"])
 
+    # --- persistence ---------------------------------------------------------------------------------
+
+    def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
+        """Save a paglet to disk and end its process (contract §5.1); returns its (inactive) proxy."""
+        return self._proxy_for(self._run(self.persistence.deactivate(agent_id, request)))
+
+    def activate(self, agent_id: str) -> PagletProxy:
+        """Start an inactive paglet from its record (contract §5.2)."""
+        return self._proxy_for(self._run(self.persistence.activate(agent_id)))
+
     def _proxy_for(self, data: Any) -> PagletProxy:
         if isinstance(data, dict) and "proxy" in data:
             data = data["proxy"]
@@ -423,7 +463,7 @@ class Host:
                     reply = await self.aclient.request_json(
                         "POST",
                         f"{url.rstrip('/')}/agents/{agent_id}/messages",
-                        {"message": _message_dict(item.message), "oneway": item.oneway},
+                        {"message": message_dict(item.message), "oneway": item.oneway},
                     )
                     result = reply.get("result") if isinstance(reply, dict) else None
             except BaseException as exc:
@@ -446,18 +486,39 @@ class Host:
         timeout: float | None = DEFAULT_TIMEOUT,
     ) -> Any:
         """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway)."""
-        return self._submit(agent_id, message, oneway=oneway).result(timeout)
+        future = self._submit(
+            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+        )
+        return future.result(timeout)
 
-    def _submit(self, agent_id: str, message: Message, *, oneway: bool) -> concurrent.futures.Future[Any]:
-        """Queue ``message`` from a user thread without creating a task (the fast path)."""
+    def _submit(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        oneway: bool,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+    ) -> concurrent.futures.Future[Any]:
+        """Queue ``message`` from a user thread; an active paglet's mailbox is fed directly (no task)."""
         if not self._started:
             raise HostError(f"host {self.name} is not started (call start_background())")
-        if message.kind == DEACTIVATE_KIND:
-            raise HostError("deactivation is not available on this host yet")
-        wire = message_wire(message.to_wire())
-        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
         if self._loop.in_loop_thread():
             raise HostError("a blocking host call was made from the host's event loop thread")
+        wire = message_wire(message.to_wire())
+        ctrl = self.manager.controllers.get(agent_id)
+        if message.kind == DEACTIVATE_KIND or ctrl is None or ctrl.status != "ready":
+            return asyncio.run_coroutine_threadsafe(
+                self.deliver_async(
+                    agent_id,
+                    wire,
+                    oneway=oneway,
+                    activate_if_inactive=activate_if_inactive,
+                    no_delay=no_delay,
+                ),
+                self._loop.loop,
+            )
+        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.manager.submit_threadsafe(agent_id, wire, oneway=oneway, future=None if oneway else result)
         if oneway:
             result.set_result(None)
@@ -472,8 +533,15 @@ class Host:
         activate_if_inactive: bool = True,
         no_delay: bool = False,
     ) -> Any:
-        if wire.kind == DEACTIVATE_KIND:
-            raise HostError("deactivation is not available on this host yet")
+        if wire.kind == DEACTIVATE_KIND:  # the reserved message (contract §2.6)
+            raw = wire.args.get("request") if isinstance(wire.args, dict) else None
+            request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
+            proxy = await self.persistence.deactivate(agent_id, request)
+            return None if oneway else {"deactivated": True, "proxy": proxy}
+        if agent_id not in self.manager.controllers and self.persistence.summary(agent_id) is not None:
+            return await self.persistence.deliver(
+                agent_id, wire, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+            )
         return await self.manager.deliver(agent_id, wire, oneway=oneway)
 
     def multicast_message(
@@ -520,12 +588,17 @@ class Host:
         no_delay: bool,
         timeout: float | None,
     ) -> Any:
-        return self._submit(agent_id, message, oneway=oneway).result(timeout)
+        future = self._submit(
+            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+        )
+        return future.result(timeout)
 
     def route_message_future(
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
     ) -> concurrent.futures.Future[Any]:
-        return self._submit(agent_id, message, oneway=False)
+        return self._submit(
+            agent_id, message, oneway=False, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+        )
 
     def route_call(self, agent_id: str, op: str, args: dict[str, Any], timeout: float | None) -> Any:
         result = self._run(self.agent_call_async(agent_id, op, args), timeout or DEFAULT_TIMEOUT)
@@ -536,12 +609,23 @@ class Host:
     async def agent_call_async(self, agent_id: str, op: str, args: dict[str, Any]) -> Any:
         """Control operations on one paglet (shared by proxies, host calls and routes)."""
         if op == "info":
+            if agent_id not in self.manager.controllers:
+                summary = self.persistence.summary(agent_id)
+                if summary is not None:
+                    return self.persistence.describe(summary)
             return self.manager.summary(agent_id)
         if op == "dispose":
-            await self.manager.dispose(agent_id)
+            if not await self.persistence.dispose(agent_id):
+                await self.manager.dispose(agent_id)
             self.files.forget(agent_id, remove_work_dir=True)
             await self.artifacts.delete_owned_by_async(agent_id)
             return {"ok": True}
+        if op == "deactivate":
+            raw = args.get("request")
+            request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
+            return {"proxy": await self.persistence.deactivate(agent_id, request), "ok": True}
+        if op == "activate":
+            return {"proxy": await self.persistence.activate(agent_id)}
         kinds: dict[str, MoveKind] = {"dispatch": "dispatch", "clone": "clone", "retract": "retract"}
         if op in kinds:
             target: Any = args.get("target")
@@ -559,9 +643,11 @@ class Host:
 
     def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
         ctrl = self.manager.controllers.get(agent_id)
-        if ctrl is None or ctrl.status != "ready":
-            return None
-        return self._proxy(agent_id)
+        if ctrl is not None and ctrl.status == "ready":
+            return self._proxy(agent_id)
+        if include_inactive and ctrl is None and self.persistence.summary(agent_id) is not None:
+            return self._proxy(agent_id)
+        return None
 
     def remote_proxy(self, host_url: str, agent_id: str) -> PagletProxy:
         if self._same_host(host_url):
@@ -569,14 +655,20 @@ class Host:
         return PagletProxy(host_url.rstrip("/"), agent_id, self.client)
 
     def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
-        if not state & ACTIVE:
-            return []
-        return [self._proxy(aid) for aid in list(self.manager.ready_ids())]
+        proxies = [self._proxy(aid) for aid in list(self.manager.ready_ids())] if state & ACTIVE else []
+        if state & INACTIVE:
+            proxies.extend(self._proxy(s.agent_id) for s in self.persistence.summaries())
+        return proxies
 
     def get_state(self, agent_id: str, state_cls: type[T]) -> T:
-        """A fresh snapshot of a paglet's state, decoded as ``state_cls``."""
-        data = self._run(self.manager.state_bytes(agent_id))
+        """A fresh snapshot of a paglet's state (active or inactive), decoded as ``state_cls``."""
+        data = self._run(self._state_bytes(agent_id))
         return codec_for(state_cls).decode(data)
+
+    async def _state_bytes(self, agent_id: str) -> bytes:
+        if agent_id not in self.manager.controllers and self.persistence.summary(agent_id) is not None:
+            return bytes((await self.persistence.read(agent_id)).state)
+        return await self.manager.state_bytes(agent_id)
 
     def list_agents(
         self, *, active: bool = True, inactive: bool = False, include_state: bool = False
@@ -588,9 +680,15 @@ class Host:
     async def list_agents_async(
         self, *, active: bool, inactive: bool, include_state: bool
     ) -> list[dict[str, Any]]:
-        if not active:
-            return []
         out: list[dict[str, Any]] = []
+        if inactive:
+            for summary in self.persistence.summaries():
+                item = self.persistence.describe(summary)
+                if include_state:
+                    item.update(await self._state_item(summary.agent_id))
+                out.append(item)
+        if not active:
+            return out
         for agent_id, ctrl in list(self.manager.controllers.items()):
             if ctrl.status == "starting":
                 continue
@@ -603,10 +701,14 @@ class Host:
     async def _state_item(self, agent_id: str) -> dict[str, Any]:
         from paglets.serialization.codec import dataclass_to_wire
 
-        ctrl = self.manager.get(agent_id)
         try:
-            data = await self.manager.state_bytes(agent_id)
-            state_cls = resolve_qualified_name(ctrl.state_class)
+            ctrl = self.manager.controllers.get(agent_id)
+            if ctrl is None:
+                record = await self.persistence.read(agent_id)
+                state_class, data = record.state_class, bytes(record.state)
+            else:
+                state_class, data = ctrl.state_class, await self.manager.state_bytes(agent_id)
+            state_cls = resolve_qualified_name(state_class)
             return {"state": dataclass_to_wire(codec_for(state_cls).decode(data))}
         except Exception as exc:
             return {"state_error": str(exc)}
@@ -617,7 +719,7 @@ class Host:
             "name": self.name,
             "address": self.address,
             "active_count": sum(1 for c in controllers if c.status == "ready"),
-            "inactive_count": 0,
+            "inactive_count": len(self.persistence.summaries()) if self.persistence.store is not None else 0,
             "code_version": self.code_version,
             "capabilities": list(HOST_CAPABILITIES),
             "tags": list(self.tags),
@@ -795,7 +897,7 @@ class Host:
 # --- helpers ------------------------------------------------------------------------------------
 
 
-def _message_dict(wire: MessageWire) -> dict[str, Any]:
+def message_dict(wire: MessageWire) -> dict[str, Any]:
     """A ``Message.to_wire()`` dict of an IPC message (extension values turned back into Python)."""
     from paglets.wire.values import decode_value, encode_value
 

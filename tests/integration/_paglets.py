@@ -291,3 +291,46 @@ class FileCarrier(Paglet[TravelState]):
         if msg.kind == "work":
             return str(self.work_dir())
         return self.not_handled()
+
+
+class Sleeper(Paglet[CounterState]):
+    """Records persistence hooks; can deactivate itself; can register resources whose cleanup fails."""
+
+    State = CounterState
+
+    def on_deactivating(self, event: Any) -> None:
+        self.state.log.append(f"deactivating:{event.reason}")
+
+    def on_activation(self, event: Any) -> None:
+        self.state.log.append(f"activated:{event.reason}")
+
+    def run(self) -> None:
+        with self.locked():
+            self.state.log.append(f"run:{self.context.name}")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "add":
+            self.state.count += msg.get_arg("n", 1)
+            return self.state.count
+        if msg.kind == "log":
+            return list(self.state.log)
+        if msg.kind == "sleep":
+            from paglets.persistence.persistency import DeactivationPolicy
+
+            return self.deactivate(reason="nap", policy=DeactivationPolicy(**(msg.arg or {}))).to_wire()
+        if msg.kind == "resources":
+            order: list[str] = self.state.log
+
+            def fail() -> None:
+                order.append("cleanup:bad")
+                raise RuntimeError("resource refused to close")
+
+            self.resources.register("first", lambda: order.append("cleanup:first"))
+            self.resources.register("bad", fail)
+            return "ok"
+        if msg.kind == "slow":
+            with self.locked():
+                self.state.log.append("slow-begin")
+            threading.Event().wait(float(msg.arg))
+            return "slow-done"
+        return self.not_handled()

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, Final
 from paglets.artifacts import PagletFileRef
 from paglets.core.agent import ACTIVE, Paglet
 from paglets.core.errors import HostError, InvalidAgentError
-from paglets.core.events import CloneEvent, MobilityEvent
+from paglets.core.events import CloneEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
-from paglets.persistence.persistency import DeactivationRequest
+from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.persistence.storage import StorageStatus
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
@@ -297,8 +297,27 @@ class ChildHost:
         return self._required_proxy(result)
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
+        """Self-deactivation (contract §5.1): policy, ``on_deactivating`` and the cleanup run here in the
+        calling thread, then the host saves the state and ends this process once the handler returns."""
         self._own(agent_id, "deactivate")
-        raise HostError("a paglet cannot deactivate itself on this host yet")
+        paglet = self._own_paglet(agent_id)
+        request = request or DeactivationRequest(source="self")
+        policy = paglet.deactivation_policy(request)
+        if not isinstance(policy, DeactivationPolicy):
+            raise HostError(f"deactivation_policy() returned {policy!r}, not a DeactivationPolicy")
+        paglet.on_deactivating(
+            PersistencyEvent(
+                agent_id=agent_id,
+                host_name=self.name,
+                host_address=self.address,
+                reason=request.reason,
+                request=request,
+                policy=policy,
+            )
+        )
+        paglet.resources.cleanup(reason="deactivate")
+        result = self.call("deactivate_self", request=request.to_wire(), policy=policy.to_wire())
+        return self._required_proxy(result)
 
     def multicast_message(
         self,

@@ -1,0 +1,417 @@
+"""Deactivation, activation and messages to inactive paglets (contract §2.4, §2.6, §5.1-§5.3).
+
+``Persistence`` sits between the host and its ``RecordStore`` (``paglets/persistence/_records.py``):
+
+- **Deactivate**: the paglet is paused, ``deactivation_policy`` and ``on_deactivating`` run in its process
+  (or, self-initiated, in the calling thread), its resources are cleaned up, its state is snapshotted and
+  written as a durable record *before* its process ends; messages still waiting in its mailbox are
+  appended to the record's queue, in order, so nothing is lost.
+- **Activate**: a process is started from the record, ``on_activation`` runs, then ``run()``; only then
+  is the record deleted (a crash in between leaves the record, and the active copy died with the host:
+  never two copies, never none). Queued messages are delivered in order (``no_delay``, results dropped).
+- **Messages to inactive paglets** follow the record's policy: activate and deliver, queue (an O(message)
+  append) and answer ``{"queued": true, "message_id": ...}``, or refuse with ``PagletInactiveError``.
+- **Timed activation** uses one loop timer for the earliest ``activate_at`` (no polling).
+- **Shutdown** deactivates every paglet in parallel within a budget; a paglet busy in a handler still
+  gets its state saved (snapshot under the paglet lock) with the interrupted message re-queued first,
+  reported as a ``message-requeued`` event.
+
+Blocking disk work runs in the default executor; the store serialises per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+from paglets.artifacts import PagletFileRef
+from paglets.core.errors import (
+    HostError,
+    InvalidAgentError,
+    PagletError,
+    PagletInactiveError,
+)
+from paglets.core.events import PersistencyEvent
+from paglets.persistence._recordformat import RecordSummary, StoredMessage, StoredRecord
+from paglets.persistence._records import RecordStore
+from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
+from paglets.runtime._controller import PagletController
+
+if TYPE_CHECKING:
+    from paglets.runtime.host import Host
+    from paglets.wire.ipc import MessageWire
+
+__all__ = ["Persistence"]
+
+_log = logging.getLogger("paglets.runtime")
+
+#: Activations of ``activate_on_startup`` records run at most this many at a time.
+STARTUP_ACTIVATIONS: Final = 8
+#: Seconds a busy paglet's state snapshot may take at shutdown before the paglet is stopped unsaved.
+SHUTDOWN_SNAPSHOT_WAIT: Final = 2.0
+
+
+class Persistence:
+    """See the module docstring. Lives on the host's event loop."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self.store: RecordStore | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._activating: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    # --- start and stop -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        host = self._host
+        loop = asyncio.get_running_loop()
+
+        def quarantined(name: str, reason: str) -> None:
+            _log.error("host %s quarantined inactive record %s: %s", host.name, name, reason)
+            loop.call_soon_threadsafe(
+                lambda: host.events.emit("record-quarantined", data={"record": name, "reason": reason})
+            )
+
+        self.store = RecordStore(host.persistence_dir, on_quarantine=quarantined)
+        await loop.run_in_executor(None, self.store.load)
+        self._schedule()
+
+    async def activate_startup(self) -> None:
+        """Activate every record whose policy says ``activate_on_startup`` (contract §5.2)."""
+        due = [s.agent_id for s in self.summaries() if s.activate_on_startup]
+        gate = asyncio.Semaphore(STARTUP_ACTIVATIONS)
+
+        async def one(agent_id: str) -> None:
+            async with gate:
+                try:
+                    await self.activate(agent_id)
+                except PagletError as exc:
+                    _log.error("startup activation of %s failed: %s", agent_id, exc)
+
+        await asyncio.gather(*(one(a) for a in due))
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        store, self.store = self.store, None
+        if store is not None:
+            await asyncio.get_running_loop().run_in_executor(None, store.close)
+
+    def _store(self) -> RecordStore:
+        if self.store is None:
+            raise HostError(f"host {self._host.name} is not started")
+        return self.store
+
+    # --- queries -------------------------------------------------------------------------------------------
+
+    def summaries(self) -> list[RecordSummary]:
+        return [] if self.store is None else self.store.summaries()
+
+    def summary(self, agent_id: str) -> RecordSummary | None:
+        return None if self.store is None else self.store.summary(agent_id)
+
+    def describe(self, summary: RecordSummary) -> dict[str, Any]:
+        """The ``GET /agents/{id}`` form of an inactive paglet."""
+        return {
+            "agent_id": summary.agent_id,
+            "class_name": summary.agent_class,
+            "state_class_name": summary.state_class,
+            "host": self._host.name,
+            "address": self._host.address,
+            "active": False,
+            "crashed": False,
+            "deactivated_at": summary.deactivated_at,
+            "queued_message_count": summary.queued_count,
+        }
+
+    async def read(self, agent_id: str) -> StoredRecord:
+        return await asyncio.get_running_loop().run_in_executor(None, self._store().read, agent_id)
+
+    # --- deactivation -------------------------------------------------------------------------------------
+
+    async def deactivate(
+        self,
+        agent_id: str,
+        request: DeactivationRequest | None,
+        *,
+        decided_policy: DeactivationPolicy | None = None,
+    ) -> dict[str, Any]:
+        """Deactivate an active paglet; ``decided_policy`` means the paglet already ran its
+        ``deactivation_policy`` and ``on_deactivating`` itself (self-initiated)."""
+        host = self._host
+        request = request or DeactivationRequest()
+        ctrl = host.manager.ready(agent_id)
+        ctrl.status = "moving"
+        try:
+            if decided_policy is None:
+                event = PersistencyEvent(
+                    agent_id=agent_id,
+                    host_name=host.name,
+                    host_address=host.address,
+                    reason=request.reason,
+                    request=request,
+                )
+                answer = await ctrl.lifecycle("deactivating", event, host.manager.timeouts.hook)
+                policy = DeactivationPolicy.from_wire(answer["policy"])
+                await ctrl.resources("cleanup", reason="deactivate", timeout=host.manager.timeouts.resources)
+            else:
+                policy = decided_policy
+            await self._save(ctrl, policy, request)
+        except BaseException:
+            if ctrl.status == "moving":
+                ctrl.status = "ready"
+                ctrl.pump()
+            raise
+        await self._retire(ctrl, requeue_first=None, wait=decided_policy is None)
+        host.events.emit(
+            "deactivate", agent_id=agent_id, class_name=ctrl.agent_class, data={"reason": request.reason}
+        )
+        self._schedule()
+        return {"host_url": host.address, "agent_id": agent_id}
+
+    async def _save(
+        self, ctrl: PagletController, policy: DeactivationPolicy, request: DeactivationRequest
+    ) -> None:
+        host = self._host
+        snapshot = await ctrl.snapshot(host.manager.timeouts.state)
+        try:
+            record = StoredRecord(
+                agent_id=ctrl.agent_id,
+                agent_class=ctrl.agent_class,
+                state_class=ctrl.state_class,
+                state=snapshot.view,
+                policy=policy.to_wire(),
+                request=request.to_wire(),
+                registered_files=[ref.to_wire() for ref in host.files.refs(ctrl.agent_id)],
+            )
+            await asyncio.get_running_loop().run_in_executor(None, self._store().write, record)
+        finally:
+            snapshot.close()
+
+    async def _retire(self, ctrl: PagletController, *, requeue_first: Any | None, wait: bool = True) -> None:
+        """The record is durable: queue the waiting messages into it and end the process."""
+        host = self._host
+        waiting = host.manager.detach(ctrl)
+        items = ([requeue_first] if requeue_first is not None else []) + waiting
+        for item in items:
+            try:
+                await self._append(ctrl.agent_id, item.message, oneway=item.oneway)
+            except PagletError as exc:
+                if item.future is not None and not item.future.done():
+                    item.future.set_exception(exc)
+                continue
+            if item.future is not None and not item.future.done():
+                item.future.set_result({"queued": True, "message_id": item.message.message_id})
+        self._host.files.forget(ctrl.agent_id, remove_work_dir=False)
+        if wait:
+            await host.manager.release_when_idle(ctrl)
+        else:  # self-initiated: the handler that asked is waiting for this answer
+            host.spawn_task(host.manager.release_when_idle(ctrl))
+
+    async def _append(self, agent_id: str, message: MessageWire, *, oneway: bool) -> int:
+        from paglets.runtime.host import message_dict
+
+        wire = message_dict(message)
+        store = self._store()
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: store.append_message(agent_id, wire, oneway=oneway)
+        )
+
+    # --- activation ---------------------------------------------------------------------------------------
+
+    async def activate(self, agent_id: str) -> dict[str, Any]:
+        """Start an inactive paglet from its record (concurrent calls share one activation)."""
+        running = self._activating.get(agent_id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._activating[agent_id] = future
+        try:
+            result = await self._activate(agent_id)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it from their own await
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._activating[agent_id]
+
+    async def _activate(self, agent_id: str) -> dict[str, Any]:
+        host = self._host
+        summary = self.summary(agent_id)
+        if summary is None:
+            if agent_id in host.manager.controllers:
+                return {"host_url": host.address, "agent_id": agent_id}
+            raise InvalidAgentError(f"no inactive paglet {agent_id} on host {host.name}")
+        record = await self.read(agent_id)
+        policy = DeactivationPolicy.from_wire(record.policy) if record.policy else DeactivationPolicy()
+        request = DeactivationRequest.from_wire(record.request) if record.request else DeactivationRequest()
+        files = [PagletFileRef.from_wire(f) for f in record.registered_files]
+        host.files.restore(agent_id, files)
+        event = PersistencyEvent(
+            agent_id=agent_id,
+            host_name=host.name,
+            host_address=host.address,
+            reason="activate",
+            request=request,
+            policy=policy,
+        )
+        try:
+            await host.manager.start_from_state(
+                agent_id=agent_id,
+                agent_class=record.agent_class,
+                state_class=record.state_class,
+                state=bytes(record.state),
+                hook="activation",
+                event=event,
+            )
+        except BaseException:
+            host.files.forget(agent_id, remove_work_dir=False)
+            raise
+        store = self._store()
+        await asyncio.get_running_loop().run_in_executor(None, store.delete, agent_id)
+        queued = record.queued_messages
+        host.events.emit(
+            "activate",
+            agent_id=agent_id,
+            class_name=record.agent_class,
+            data={"queued_message_count": len(queued)},
+        )
+        self._schedule()
+        if queued:
+            host.spawn_task(self._drain(agent_id, queued))
+        return {"host_url": host.address, "agent_id": agent_id}
+
+    async def _drain(self, agent_id: str, queued: list[StoredMessage]) -> None:
+        """Deliver the messages queued while the paglet was inactive, in order; results are dropped."""
+        from paglets.runtime._paglets import message_wire
+
+        host = self._host
+        for index, stored in enumerate(queued):
+            ctrl = host.manager.controllers.get(agent_id)
+            if ctrl is None or ctrl.status not in ("ready", "moving"):
+                # it left again: the rest waits for it in its record (or follows it when it moved)
+                rest = queued[index:]
+                if self.summary(agent_id) is not None:
+                    for left in rest:
+                        await self._append(agent_id, message_wire(left.message), oneway=left.oneway)
+                return
+            try:
+                await host.manager.deliver(agent_id, message_wire(stored.message), oneway=stored.oneway)
+            except PagletError:
+                continue
+
+    # --- messages to inactive paglets ----------------------------------------------------------------------
+
+    async def deliver(
+        self, agent_id: str, message: MessageWire, *, oneway: bool, activate_if_inactive: bool, no_delay: bool
+    ) -> Any:
+        summary = self.summary(agent_id)
+        if summary is None:
+            raise InvalidAgentError(f"no paglet {agent_id} on host {self._host.name}")
+        if activate_if_inactive and summary.activate_on_message:
+            await self.activate(agent_id)
+            return await self._host.manager.deliver(agent_id, message, oneway=oneway)
+        if no_delay or not summary.queue_messages_when_inactive:
+            raise PagletInactiveError(f"paglet {agent_id} is inactive and does not take queued messages")
+        await self._append(agent_id, message, oneway=oneway)
+        self._host.events.emit(
+            "message-queued", agent_id=agent_id, class_name=summary.agent_class, message_id=message.message_id
+        )
+        return None if oneway else {"queued": True, "message_id": message.message_id}
+
+    async def dispose(self, agent_id: str) -> bool:
+        if self.summary(agent_id) is None:
+            return False
+        await asyncio.get_running_loop().run_in_executor(None, self._store().delete, agent_id)
+        self._host.files.forget(agent_id, remove_work_dir=True)
+        self._schedule()
+        return True
+
+    async def write_arrival(self, record: StoredRecord) -> None:
+        """An inactive arrival (``ArrivalMode.INACTIVE``): store the paglet without starting it."""
+        await asyncio.get_running_loop().run_in_executor(None, self._store().write, record)
+        self._schedule()
+
+    # --- timed activation ----------------------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Arm one timer for the earliest ``activate_at`` among the records."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        due = [s.activate_at for s in self.summaries() if s.activate_at is not None]
+        if not due:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, min(due) - time.time())
+        self._timer = loop.call_later(delay, lambda: self._host.spawn_task(self._activate_due()))
+
+    async def _activate_due(self) -> None:
+        self._timer = None
+        now = time.time()
+        for summary in self.summaries():
+            if summary.activate_at is not None and summary.activate_at <= now:
+                try:
+                    await self.activate(summary.agent_id)
+                except PagletError as exc:
+                    _log.error("timed activation of %s failed: %s", summary.agent_id, exc)
+        self._schedule()
+
+    # --- shutdown -------------------------------------------------------------------------------------------
+
+    async def deactivate_all(self, budget: float) -> None:
+        """Shutdown: keep every active paglet (contract §5.3, without its losses)."""
+        host = self._host
+        request = DeactivationRequest(
+            reason="shutdown", source="host", policy=DeactivationPolicy(activate_on_startup=True)
+        )
+
+        async def one(ctrl: PagletController) -> None:
+            try:
+                if ctrl.mailbox.in_flight == 0:
+                    await self.deactivate(ctrl.agent_id, request)
+                    return
+            except PagletError as exc:
+                _log.warning(
+                    "shutdown deactivation of %s failed (%s): saving its state as is", ctrl.agent_id, exc
+                )
+                if ctrl.status not in ("ready", "moving"):
+                    return
+            await self._save_busy(ctrl, request)
+
+        ready = [c for c in host.manager.controllers.values() if c.status == "ready"]
+        try:
+            async with asyncio.timeout(budget):
+                await asyncio.gather(*(one(c) for c in ready), return_exceptions=True)
+        except TimeoutError:
+            _log.error("host %s: shutdown budget of %.1f s ran out while saving paglets", host.name, budget)
+
+    async def _save_busy(self, ctrl: PagletController, request: DeactivationRequest) -> None:
+        """A paglet busy in a handler: save its state now and re-queue the message it was handling."""
+        host = self._host
+        ctrl.status = "moving"
+        in_flight = ctrl.in_flight_item()
+        try:
+            async with asyncio.timeout(SHUTDOWN_SNAPSHOT_WAIT):
+                await self._save(
+                    ctrl, request.policy or DeactivationPolicy(activate_on_startup=True), request
+                )
+        except (TimeoutError, PagletError) as exc:
+            _log.error("paglet %s could not be saved at shutdown: %s", ctrl.agent_id, exc)
+            return
+        if in_flight is not None:
+            host.events.emit(
+                "message-requeued",
+                agent_id=ctrl.agent_id,
+                class_name=ctrl.agent_class,
+                message_id=in_flight.message.message_id,
+                data={"reason": "shutdown"},
+            )
+        ctrl.kill()
+        await self._retire(ctrl, requeue_first=in_flight)

@@ -6,12 +6,14 @@ connect, send the byte pieces this module produces, and feed what they receive i
 
 One :class:`ClientExchange` is one request/response on one connection:
 
-1. ``head()`` — the request head (h11), with ``Host``, ``Authorization: Bearer`` when the client has a key,
-   and the body framing: ``Content-Length`` for a bytes body (or an iterable whose length the caller
-   declared), ``Transfer-Encoding: chunked`` for other iterables;
-2. ``body_parts(piece)`` / ``end()`` — framed body pieces (no copies: h11's pass-through writer);
-3. ``receive_head(queue, eof)`` — feeds h11 until the final response head (``1xx`` are skipped), puts back
-   what h11 read past it, and chooses the body decoder;
+1. ``head()`` — the request head (written and validated by ``_heads``), with ``Host``,
+   ``Authorization: Bearer`` when the client has a key, and the body framing: ``Content-Length`` for a
+   bytes body (or an iterable whose length the caller declared; the count is checked),
+   ``Transfer-Encoding: chunked`` for other iterables;
+2. ``body_parts(piece)`` / ``end()`` — framed body pieces (no copies: the caller's buffers go out as
+   they are, between chunk headers);
+3. ``receive_head(queue, eof)`` — feeds h11 (which parses and validates the response head; ``1xx`` are
+   skipped) until the final response, puts back what h11 read past it, and chooses the body decoder;
 4. ``next_piece(queue, eof)`` — body pieces, then ``END``;
 5. ``reusable`` — whether the connection may go back to the pool: we sent the whole request, the body is
    complete, the body was not close-delimited and neither side asked to close.
@@ -41,6 +43,7 @@ from paglets.http._body import (
     UntilCloseDecoder,
     decoder_for,
 )
+from paglets.http._heads import LAST_CHUNK, chunk_header, has_token, request_head
 from paglets.http.errormap import error_from_response
 from paglets.http.limits import HEAD_FEED, MAX_RESPONSE_HEAD
 from paglets.wire.limits import MAX_HEADER_BYTES, MAX_HEADER_COUNT
@@ -128,16 +131,40 @@ class ResponseHead(NamedTuple):
     http_version: bytes
 
 
+#: h11 follows each exchange from the client side to parse the response. We write request heads
+#: ourselves (``_heads``), so h11 is handed this stand-in, validated once: a plain GET. Framing of the
+#: response body (HEAD, 204, 304) is decided by ``decoder_for`` with the real method.
+_STAND_IN: Final = h11.Request(method="GET", target="/", headers=[(b"host", b"paglets")])
+
+
 class ClientExchange:
     """One request and its response (see the module docstring)."""
 
-    __slots__ = ("_conn", "_decoder", "_fed", "method", "request_complete", "response")
+    __slots__ = (
+        "_chunked",
+        "_close",
+        "_conn",
+        "_declared",
+        "_decoder",
+        "_fed",
+        "_sent",
+        "method",
+        "request_complete",
+        "response",
+    )
 
     def __init__(self, method: str) -> None:
         self.method = method.upper()
-        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
+        conn.send(_STAND_IN)
+        conn.send(h11.EndOfMessage())
+        self._conn = conn
         self._decoder: BodyDecoder | None = None
         self._fed = 0
+        self._chunked = False
+        self._declared: int | None = None
+        self._sent = 0
+        self._close = False
         self.request_complete = False
         self.response: ResponseHead | None = None
 
@@ -155,43 +182,73 @@ class ClientExchange:
         body: object,
         content_type: str | None = None,
     ) -> bytes:
-        """The request head; body framing follows ``body`` (see the module docstring)."""
+        """The request head; body framing follows ``body`` (see the module docstring).
+
+        Raises ``ValueError`` for a non-ASCII target and ``ProtocolError(fault="local")`` for an
+        invalid method, target, header or framing header.
+        """
         out: list[tuple[bytes, bytes]] = [(b"host", target.authority.encode("idna"))]
         given: set[bytes] = set()
         if headers:
             for name, value in headers.items():
                 lname = name.lower().encode("latin-1")
                 given.add(lname)
+                encoded = value.encode("latin-1")
                 if lname == b"host":
-                    out[0] = (b"host", value.encode("latin-1"))
-                else:
-                    out.append((lname, value.encode("latin-1")))
+                    out[0] = (b"host", encoded)
+                    continue
+                if lname == b"content-length":
+                    if not encoded.isdigit():
+                        raise ProtocolError(f"invalid Content-Length {value!r}", fault="local")
+                    self._declared = int(encoded)
+                elif lname == b"transfer-encoding":
+                    if encoded.strip().lower() != b"chunked":
+                        raise ProtocolError("only Transfer-Encoding: chunked is supported", fault="local")
+                    self._chunked = True
+                out.append((lname, encoded))
         if api_key and b"authorization" not in given:
             out.append((b"authorization", b"Bearer " + api_key.encode("latin-1")))
         if content_type and b"content-type" not in given:
             out.append((b"content-type", content_type.encode("latin-1")))
-        if b"content-length" not in given and b"transfer-encoding" not in given:
+        if self._declared is None and not self._chunked:
             if isinstance(body, (bytes, bytearray, memoryview)):
-                out.append((b"content-length", b"%d" % memoryview(body).nbytes))
+                self._declared = memoryview(body).nbytes
+                out.append((b"content-length", b"%d" % self._declared))
             elif body is not None:
+                self._chunked = True
                 out.append((b"transfer-encoding", b"chunked"))
             elif self.method in _BODY_METHODS:
+                self._declared = 0
                 out.append((b"content-length", b"0"))
-        data = self._conn.send(h11.Request(method=self.method, target=target.path, headers=out))
-        assert data is not None
-        return data
+        self._close = has_token(out, b"connection", b"close")
+        try:
+            method, path = self.method.encode("ascii"), target.path.encode("ascii")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"method and URL path must be ASCII (percent-encode the path): {target.path!r}"
+            ) from exc
+        return request_head(method, path, out)
 
     def body_parts(self, piece: Piece) -> list[Piece]:
-        """``piece`` framed for the wire (a chunk header and trailer when chunked)."""
-        parts = self._conn.send_with_data_passthrough(h11.Data(data=piece))  # type: ignore[arg-type]
-        assert parts is not None
-        return parts  # type: ignore[return-value]
+        """``piece`` framed for the wire (a chunk header and CRLF around it when chunked)."""
+        size = len(piece)
+        if self._chunked:
+            return [chunk_header(size), piece, b"\r\n"] if size else []
+        self._sent += size
+        if self._declared is None or self._sent > self._declared:
+            raise ProtocolError(
+                f"request body longer than its Content-Length {self._declared}", fault="local"
+            )
+        return [piece]
 
     def end(self) -> bytes:
         """The end of the request body (``0\\r\\n\\r\\n`` when chunked, else nothing)."""
-        data = self._conn.send(h11.EndOfMessage())
+        if not self._chunked and self._sent != (self._declared or 0):
+            raise ProtocolError(
+                f"request body of {self._sent} bytes, its Content-Length says {self._declared}", fault="local"
+            )
         self.request_complete = True
-        return data or b""
+        return LAST_CHUNK if self._chunked else b""
 
     def receive_head(self, queue: ByteQueue, eof: bool) -> ResponseHead | None:
         """The final response head once received, else ``None`` (needs more bytes).
@@ -252,6 +309,7 @@ class ClientExchange:
         decoder = self._decoder
         return (
             self.request_complete
+            and not self._close
             and decoder is not None
             and decoder.done
             and type(decoder) is not UntilCloseDecoder

@@ -4,20 +4,24 @@ The protocol callbacks only buffer and wake: ``data_received`` appends to the co
 :class:`~paglets.http._body.ByteQueue` (pausing the socket above ``receive_high_water``), and the
 connection's task does the work, one request at a time, so pipelined requests are answered in order:
 
-1. **Head.** A fresh ``h11.Connection`` per request is fed at most ``HEAD_FEED`` bytes at a time until
-   it yields the ``Request``; what h11 read past the head goes back to the front of the queue. (h11
-   parses and validates heads and writes every response; bodies we receive are framed by ``_body``
-   because h11's body reader is too slow for the movement budget — see ``_body``'s docstring.)
-   Request line, header bytes and header count are bounded (414 / 431).
+1. **Head.** A fresh ``h11.Connection`` per request parses and validates the request head. It is fed
+   from the queue but never more than the limits allow (the request line plus its CRLF until that line
+   is complete, then ``max_header_bytes + 1``), so what it decides does not depend on how the bytes
+   were split; what it read past the head goes back to the front of the queue. Too long a request line
+   is 414, too large a head or too many headers 431, anything h11 refuses 400 (or its 501/505).
 2. **Auth**, before any body byte is read: 401 (and close when a body was announced).
 3. **Route** (404 / 405 with ``Allow``), then the handler runs in this task (no task per request). Its
-   body reads pull from the queue; ``Expect: 100-continue`` is answered on the first read.
-4. **Response** with ``Content-Length`` or chunked; streaming responses wait for the transport to drain.
-5. **Keep-alive or close**: the connection closes when the client or h11 says so, when the server is
-   shutting down, after any body error, and when the handler left more than ``drain_limit`` body bytes
-   unread (small leftovers are read and discarded). Closing while the client may still be sending is a
-   *lingering* close (half-close, discard input for ``close_linger`` seconds) so the client reads our
-   last response instead of a reset.
+   body reads pull from the queue through ``_body``'s decoders (h11's body reader copies too much for
+   the movement budget); ``Expect: 100-continue`` is answered on the first read.
+4. **Response**, head written by ``_heads`` (validated; h11's writer is a tenth of a round trip), body
+   with ``Content-Length``, chunked, or — for an HTTP/1.0 client and no length — close-delimited.
+   Streaming bodies wait for the transport to drain.
+5. **Keep-alive or close**: the connection closes when the client asks (``Connection: close``,
+   HTTP/1.0), when the server is shutting down, after any body error, and when the handler left more
+   than ``drain_limit`` body bytes unread or left a ``100-continue`` client waiting (small leftovers are
+   read and discarded). Closing while the client may still be sending is a *lingering* close
+   (half-close, discard input for ``close_linger`` seconds) so the client reads our last response
+   instead of a reset.
 
 Timeouts use one lazily re-armed timer per connection (setting a later deadline costs an attribute
 store); see :mod:`paglets.http.limits` for the rules. Nothing a peer sends can raise out of the task:
@@ -31,7 +35,6 @@ import logging
 import re
 import socket
 from collections.abc import AsyncIterable, Iterable
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Final, cast
 
 import h11
@@ -46,40 +49,34 @@ from paglets.core.errors import (
     RemoteHostError,
 )
 from paglets.http._body import END, ByteQueue, ChunkedDecoder, FixedLengthDecoder, Piece, Signal
+from paglets.http._heads import (
+    CONTINUE,
+    LAST_CHUNK,
+    RESERVED_RESPONSE_HEADERS,
+    chunk_header,
+    has_token,
+    response_head,
+)
 from paglets.http.auth import check_authorization, unauthorized_response
 from paglets.http.limits import HEAD_FEED, LINGER_MAX_BYTES, ServerLimits
 from paglets.http.messages import Request, Response, StreamResponse, error_response
-from paglets.http.routing import RouteMiss, Router, strip_prefix
+from paglets.http.routing import RouteMiss, strip_prefix
 
 if TYPE_CHECKING:
     from asyncio import TimerHandle
 
-__all__ = ["ServerConnection", "ServerContext", "ServerStatistics"]
+    from paglets.http._context import ServerContext
+
+__all__ = ["ServerConnection"]
 
 logger = logging.getLogger("paglets.http")
 
 #: Bodies up to this size are concatenated with their head into one write.
 _COALESCE_LIMIT: Final = 64 * 1024
+_CRLF: Final = b"\r\n"
 
-
-class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
-    """Counters of one server since it started."""
-
-    connections_open: int
-    connections_accepted: int
-    #: Connections answered 503 (or dropped) because ``max_connections`` were open.
-    connections_rejected: int
-    requests_served: int
-    requests_in_flight: int
-    #: Responses with a 4xx / 5xx status.
-    client_errors: int
-    server_errors: int
-    #: Malformed or oversized input (the 400/413/414/431 answers and bad bodies).
-    protocol_errors: int
-    #: Slow clients cut by a header, body or write timeout (idle keep-alive closes not counted).
-    timeouts: int
-    #: Unexpected exceptions from handlers (answered 500) or from the connection machinery.
-    internal_errors: int
+#: h11's messages may quote the offending input: we keep the reason only (never echo input back).
+_QUOTED_INPUT: Final = re.compile(r":? *(?:bytearray\(|b['\"]|\{|\[|\().*$", re.S)
 
 
 class _Gone(Exception):
@@ -90,94 +87,29 @@ class _TimedOut(Exception):
     pass
 
 
-class ServerContext:
-    """What a server's connections share: configuration, the connection set, counters."""
-
-    def __init__(
-        self, router: Router, *, api_key: str | None, path_prefix: str, limits: ServerLimits
-    ) -> None:
-        self.router = router
-        self.api_key: bytes | None = api_key.encode("utf-8") if api_key else None
-        self.prefix = path_prefix
-        self.limits = limits
-        self.connections: set[ServerConnection] = set()
-        self.lingering = 0
-        self.closing = False
-        self._all_closed: asyncio.Event | None = None
-        self.accepted = 0
-        self.rejected = 0
-        self.served = 0
-        self.in_flight = 0
-        self.client_errors = 0
-        self.server_errors = 0
-        self.protocol_errors = 0
-        self.timeouts = 0
-        self.internal_errors = 0
-
-    def protocol(self) -> ServerConnection:
-        return ServerConnection(self)
-
-    def statistics(self) -> ServerStatistics:
-        return ServerStatistics(
-            connections_open=len(self.connections),
-            connections_accepted=self.accepted,
-            connections_rejected=self.rejected,
-            requests_served=self.served,
-            requests_in_flight=self.in_flight,
-            client_errors=self.client_errors,
-            server_errors=self.server_errors,
-            protocol_errors=self.protocol_errors,
-            timeouts=self.timeouts,
-            internal_errors=self.internal_errors,
-        )
-
-    def forget(self, connection: ServerConnection) -> None:
-        self.connections.discard(connection)
-        if not self.connections and self._all_closed is not None:
-            self._all_closed.set()
-
-    async def shutdown(self, deadline: float) -> None:
-        """Close idle connections now, let busy ones finish until ``deadline`` (loop time), abort the rest."""
-        self.closing = True
-        self._all_closed = asyncio.Event()
-        if not self.connections:
-            self._all_closed.set()
-        for connection in list(self.connections):
-            connection.wake()
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining > 0 and not self._all_closed.is_set():
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._all_closed.wait()
-            except TimeoutError:
-                pass
-        tasks = [c.abort() for c in list(self.connections)]
-        live = [t for t in tasks if t is not None]
-        if live:
-            await asyncio.wait(live, timeout=1.0)
-
-
 class _RequestBody:
     """The body of the current request, read on demand (``messages.BodySource``)."""
 
     __slots__ = (
         "_conn",
         "_decoder",
-        "_h11",
+        "continue_sent",
         "declared_length",
         "error",
         "error_status",
+        "expect_continue",
         "received",
         "waited",
     )
 
     def __init__(
-        self, conn: ServerConnection, decoder: FixedLengthDecoder | ChunkedDecoder, h11_conn: h11.Connection
+        self, conn: ServerConnection, decoder: FixedLengthDecoder | ChunkedDecoder, expect_continue: bool
     ) -> None:
         self._conn = conn
         self._decoder = decoder
-        self._h11 = h11_conn
         self.declared_length: int | None = decoder.length if type(decoder) is FixedLengthDecoder else None
+        self.expect_continue = expect_continue
+        self.continue_sent = False
         self.received = 0
         self.waited = 0.0
         self.error: PagletError | None = None
@@ -192,6 +124,10 @@ class _RequestBody:
         """Bytes still to come for a fixed-length body, ``None`` when chunked."""
         decoder = self._decoder
         return decoder.remaining if type(decoder) is FixedLengthDecoder else None
+
+    @property
+    def client_waits_for_continue(self) -> bool:
+        return self.expect_continue and not self.continue_sent and not self.done
 
     def fail(self, exc: PagletError, status: int | None = None) -> PagletError:
         if self.error is None:
@@ -212,8 +148,9 @@ class _RequestBody:
             if isinstance(piece, Signal):
                 if piece is END:
                     return None
-                if self._h11.they_are_waiting_for_100_continue:
-                    conn.write(self._h11.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
+                if self.client_waits_for_continue:
+                    self.continue_sent = True
+                    conn.write(CONTINUE)
                 await conn.wait_body_data(self)
                 continue
             self.received += len(piece)
@@ -247,7 +184,12 @@ class ServerConnection(asyncio.Protocol):
         #: written, in order ("HEAD" for head-only answers, else "GET"), so the output can be parsed.
         self.response_methods: list[str] | None = None
 
-    # --- protocol callbacks (buffer and wake only) ---------------------------------------------------------
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The connection's task (``None`` for a rejected connection)."""
+        return self._task
+
+    # --- protocol callbacks (buffer and wake only) --------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -317,11 +259,6 @@ class ServerConnection(asyncio.Protocol):
         self._write_paused = False
         self.wake()
 
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        """The connection's task (``None`` for a rejected connection)."""
-        return self._task
-
     # --- helpers used by the task and by _RequestBody -----------------------------------------------------
 
     def wake(self) -> None:
@@ -340,6 +277,9 @@ class ServerConnection(asyncio.Protocol):
         if self._lost or self._transport is None:
             raise _Gone
         self._transport.write(data)
+
+    def alive(self) -> bool:
+        return not self._lost
 
     def abort(self) -> asyncio.Task[None] | None:
         """Drop the connection now (end of a shutdown deadline)."""
@@ -394,8 +334,6 @@ class ServerConnection(asyncio.Protocol):
             body.waited += self._loop.time() - start
 
     async def _drain(self) -> None:
-        if not self._write_paused:
-            return
         deadline = self._loop.time() + self.context.limits.write_timeout
         while self._write_paused and self.alive():
             try:
@@ -407,9 +345,6 @@ class ServerConnection(asyncio.Protocol):
                 raise _Gone from None
         if not self.alive():
             raise _Gone
-
-    def alive(self) -> bool:
-        return not self._lost
 
     def _linger_close(self) -> None:
         transport = self._transport
@@ -458,10 +393,8 @@ class ServerConnection(asyncio.Protocol):
         limits = context.limits
         self._body = None
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
-        # h11 never sees more than the limits allow (one byte over, to detect the excess), so the
-        # outcome does not depend on how the bytes were split: see the module docstring.
-        line_cap = limits.max_request_line + 2  # the line, its CRLF
-        head_cap = limits.max_header_bytes + 1
+        line_cap = limits.max_request_line + 2  # the line and its CRLF
+        head_cap = limits.max_header_bytes + 1  # one byte over: h11 then reports the excess
         fed = 0
         line_end = -1  # offset of the request line's "\n", once fed
         head_deadline = 0.0
@@ -478,9 +411,8 @@ class ServerConnection(asyncio.Protocol):
                 if fed >= head_cap:  # pragma: no cover - h11 raises first (max_incomplete_event_size)
                     return await self._refuse(_head_too_large(limits), 431)
                 if self.inbox:
-                    data = self.inbox.take_bytes(
-                        min(HEAD_FEED, (head_cap if line_end >= 0 else line_cap) - fed)
-                    )
+                    cap = (head_cap if line_end >= 0 else line_cap) - fed
+                    data = self.inbox.take_bytes(min(HEAD_FEED, cap))
                     self.consumed()
                     if not fed:
                         head_deadline = self._loop.time() + limits.header_timeout
@@ -502,7 +434,7 @@ class ServerConnection(asyncio.Protocol):
                     await self._wait(head_deadline if fed else self._loop.time() + limits.idle_timeout)
                 except _TimedOut:
                     if not fed:
-                        return False
+                        return False  # idle keep-alive connection: close quietly
                     context.timeouts += 1
                     return await self._refuse(ProtocolError("timed out waiting for the request head"), 408)
                 continue
@@ -516,11 +448,11 @@ class ServerConnection(asyncio.Protocol):
             return await self._refuse(_head_too_large(limits), 431)
         context.in_flight += 1
         try:
-            return await self._handle(conn, event)
+            return await self._handle(event)
         finally:
             context.in_flight -= 1
 
-    async def _handle(self, conn: h11.Connection, event: h11.Request) -> bool:
+    async def _handle(self, event: h11.Request) -> bool:
         context = self.context
         limits = context.limits
         if event.http_version not in (b"1.1", b"1.0"):
@@ -536,9 +468,10 @@ class ServerConnection(asyncio.Protocol):
             if name == b"transfer-encoding":
                 chunked = True
             elif name == b"content-length":
-                length = -1 if length else int(value)
+                length = int(value)  # h11 validated it and merged duplicates
         if chunked and length:
             return await self._refuse(FrameError("both Transfer-Encoding and Content-Length"), 400)
+        http11 = event.http_version == b"1.1"
         decoder: FixedLengthDecoder | ChunkedDecoder = (
             ChunkedDecoder(
                 max_trailer_bytes=limits.max_header_bytes, max_trailer_lines=limits.max_header_count
@@ -546,19 +479,28 @@ class ServerConnection(asyncio.Protocol):
             if chunked
             else FixedLengthDecoder(length)
         )
-        body = self._body = _RequestBody(self, decoder, conn)
+        body = self._body = _RequestBody(
+            self, decoder, expect_continue=http11 and has_token(headers, b"expect", b"100-continue")
+        )
         target = event.target
         if not target.startswith(b"/"):
             return await self._refuse(FrameError("request target must be an absolute path"), 400)
         method = event.method.decode("ascii")
+        head_only = method == "HEAD"
+        keep_alive = http11 and not has_token(headers, b"connection", b"close")
         path_bytes, _, query = target.partition(b"?")
         raw_path = path_bytes.decode("ascii")
         path = strip_prefix(raw_path, context.prefix)
 
         if context.api_key is not None and not check_authorization(headers, context.api_key):
-            response: Response | StreamResponse = unauthorized_response()
-            return await self._respond(conn, response, close=not body.done, head_only=method == "HEAD")
+            return await self._respond(
+                unauthorized_response(),
+                close=not body.done or not keep_alive,
+                head_only=head_only,
+                http11=http11,
+            )
 
+        response: Response | StreamResponse
         found = context.router.lookup(method, path)
         if isinstance(found, RouteMiss):
             extra = [("Allow", ", ".join(found.allow))] if found.allow else None
@@ -595,19 +537,15 @@ class ServerConnection(asyncio.Protocol):
                 response = error_response(body.error, status=body.error_status)
         remaining = body.remaining
         close = (
-            context.closing
+            not keep_alive
+            or context.closing
             or body.error is not None
             or (
                 not body.done
-                and (
-                    remaining is None
-                    or remaining > limits.drain_limit
-                    # the client holds its body back until "100 Continue", which it will not get now
-                    or conn.they_are_waiting_for_100_continue
-                )
+                and (remaining is None or remaining > limits.drain_limit or body.client_waits_for_continue)
             )
         )
-        if not await self._respond(conn, response, close=close, head_only=method == "HEAD"):
+        if not await self._respond(response, close=close, head_only=head_only, http11=http11):
             return False
         if not body.done:
             try:
@@ -620,24 +558,24 @@ class ServerConnection(asyncio.Protocol):
     async def _refuse(self, exc: PagletError, status: int) -> bool:
         """Answer a request we will not serve (bad head, timeout) and close."""
         self.context.protocol_errors += 1
-        conn = h11.Connection(h11.SERVER)  # a fresh one: the request's may be in an error state
-        await self._respond(conn, error_response(exc, status=status), close=True)
+        await self._respond(error_response(exc, status=status), close=True)
         return False
 
     async def _refuse_head(self, exc: h11.RemoteProtocolError) -> bool:
         if exc.error_status_hint == 431:
             return await self._refuse(_head_too_large(self.context.limits), 431)
-        # h11's messages may quote the offending bytes: keep the reason only (never echo input back).
         reason = _QUOTED_INPUT.sub("", str(exc)) or "malformed request"
         return await self._refuse(ProtocolError(f"malformed request: {reason}"), exc.error_status_hint)
 
+    # --- responses ----------------------------------------------------------------------------------------
+
     async def _respond(
         self,
-        conn: h11.Connection,
         response: Response | StreamResponse,
         *,
         close: bool,
         head_only: bool = False,
+        http11: bool = True,
     ) -> bool:
         """Send ``response`` (only its head for ``HEAD``); ``False`` when the connection must close."""
         if self._lost:
@@ -646,45 +584,54 @@ class ServerConnection(asyncio.Protocol):
             raise _Gone
         context = self.context
         status = response.status
-        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers]
-        if close:
-            headers.append((b"connection", b"close"))
-        has_body = status >= 200 and status not in (204, 304)
-        if has_body:
-            headers.append((b"content-type", response.content_type.encode("latin-1")))
-            length = response.content_length if isinstance(response, StreamResponse) else len(response.body)
-            if length is not None:
-                headers.append((b"content-length", b"%d" % length))
+        length = response.content_length if isinstance(response, StreamResponse) else len(response.body)
+        has_body = status not in (204, 304)
+        chunked = False
+        headers: list[tuple[bytes, bytes]] = []
         try:
-            head = conn.send(
-                h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-            )
-        except (h11.LocalProtocolError, ValueError, UnicodeError) as exc:
+            if not 200 <= status <= 999:
+                raise ProtocolError(f"invalid final status code {status!r}", fault="local")
+            if has_body:
+                headers.append((b"content-type", response.content_type.encode("latin-1")))
+                if length is not None:
+                    headers.append((b"content-length", b"%d" % length))
+                elif http11:
+                    headers.append((b"transfer-encoding", b"chunked"))
+                    chunked = True
+                else:
+                    close = True  # HTTP/1.0 client and no length: the body ends with the connection
+            if close:
+                headers.append((b"connection", b"close"))
+            trusted = len(headers)
+            for name, value in response.headers:
+                encoded = name.encode("latin-1")
+                if encoded.lower() in RESERVED_RESPONSE_HEADERS:
+                    raise ProtocolError(f"handlers may not set {name}", fault="local")
+                headers.append((encoded, value.encode("latin-1")))
+            head = response_head(status, headers, trusted=trusted)
+        except (ProtocolError, UnicodeError) as exc:
             context.internal_errors += 1
             logger.error("handler produced an invalid response (status %r): %s", status, exc)
             if isinstance(response, StreamResponse):
                 await _close_chunks(response.chunks)
             fallback = error_response(RemoteHostError(f"invalid response: {exc}"))
-            return await self._respond(h11.Connection(h11.SERVER), fallback, close=True, head_only=head_only)
-        assert head is not None
+            return await self._respond(fallback, close=True, head_only=head_only, http11=http11)
         if status >= 500:
             context.server_errors += 1
         elif status >= 400:
             context.client_errors += 1
-        send_body = has_body and not head_only
         if self.response_methods is not None:
             self.response_methods.append("HEAD" if head_only else "GET")
+        send_body = has_body and not head_only
         if isinstance(response, StreamResponse):
             self.write(head)
             if send_body:
-                await self._stream(conn, response.chunks)
+                await self._stream(response.chunks, length, chunked)
             else:
                 await _close_chunks(response.chunks)
-                conn.send(h11.EndOfMessage())
         else:
             body = response.body
             if send_body and body:
-                conn.send_with_data_passthrough(h11.Data(data=body))  # type: ignore[arg-type]
                 if len(body) <= _COALESCE_LIMIT:
                     self.write(head + body)
                 else:
@@ -692,26 +639,27 @@ class ServerConnection(asyncio.Protocol):
                     self.write(body)
             else:
                 self.write(head)
-            conn.send(h11.EndOfMessage())
         if self._write_paused:
             await self._drain()
         context.served += 1
-        return not close and conn.our_state is h11.DONE
+        return not close
 
-    async def _stream(self, conn: h11.Connection, chunks: AsyncIterable[Piece] | Iterable[Piece]) -> None:
+    async def _stream(
+        self, chunks: AsyncIterable[Piece] | Iterable[Piece], length: int | None, chunked: bool
+    ) -> None:
         """Send a streaming body and its end; any failure aborts the connection (the head is out)."""
+        sent = 0
         try:
             if isinstance(chunks, AsyncIterable):
                 async for piece in chunks:
-                    if piece:
-                        await self._send_piece(conn, piece)
+                    sent = await self._send_piece(piece, sent, length, chunked)
             else:
                 for piece in chunks:
-                    if piece:
-                        await self._send_piece(conn, piece)
-            tail = conn.send(h11.EndOfMessage())
-            if tail:
-                self.write(tail)
+                    sent = await self._send_piece(piece, sent, length, chunked)
+            if length is not None and sent != length:
+                raise ProtocolError(f"response body of {sent} bytes, declared {length}", fault="local")
+            if chunked:
+                self.write(LAST_CHUNK)
         except _Gone:
             raise
         except Exception:
@@ -723,13 +671,22 @@ class ServerConnection(asyncio.Protocol):
         finally:
             await _close_chunks(chunks)
 
-    async def _send_piece(self, conn: h11.Connection, piece: Piece) -> None:
-        parts = conn.send_with_data_passthrough(h11.Data(data=piece))  # type: ignore[arg-type]
-        if parts is None or self._lost or self._transport is None:
+    async def _send_piece(self, piece: Piece, sent: int, length: int | None, chunked: bool) -> int:
+        size = len(piece)
+        if not size:
+            return sent
+        sent += size
+        if length is not None and sent > length:
+            raise ProtocolError(f"response body longer than the declared {length} bytes", fault="local")
+        if self._lost or self._transport is None:
             raise _Gone
-        self._transport.writelines(parts)
+        if chunked:
+            self._transport.writelines([chunk_header(size), piece, _CRLF])
+        else:
+            self._transport.write(piece)
         if self._write_paused:
             await self._drain()
+        return sent
 
 
 async def _close_chunks(chunks: object) -> None:
@@ -746,31 +703,18 @@ async def _close_chunks(chunks: object) -> None:
         logger.debug("closing a response body iterator failed", exc_info=True)
 
 
-#: Reason phrases (h11 sends none by default; some clients print them).
-_REASONS: Final = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
-
-_QUOTED_INPUT: Final = re.compile(r":? *(?:bytearray\(|b['\"]|\{|\[|\().*$", re.S)
-
-
 def _head_too_large(limits: ServerLimits) -> HeadersTooLargeError:
     return HeadersTooLargeError(f"request head larger than {limits.max_header_bytes} bytes")
 
 
 def _standalone(status: int, payload: dict[str, str]) -> bytes:
-    conn = h11.Connection(h11.SERVER)
     body = msgspec.json.encode(payload)
-    head = conn.send(
-        h11.Response(
-            status_code=status,
-            headers=[
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                ("Connection", "close"),
-            ],
-        )
-    )
-    assert head is not None
-    return head + body
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]
+    return response_head(status, headers) + body
 
 
 _SERVICE_UNAVAILABLE: Final = _standalone(

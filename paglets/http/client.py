@@ -154,12 +154,19 @@ class _Connection:
         """No EOF, error or stray bytes waiting on an idle connection (one non-blocking peek)."""
         if self.inbox or self.eof:
             return False
+        sock = self.sock
+        python_timeout = sock.gettimeout()  # only set on platforms without SO_RCVTIMEO
         try:
-            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            if python_timeout is not None:
+                sock.settimeout(0.0)  # in timeout mode Python would poll first, for the whole timeout
+            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             return True
         except OSError:
             return False
+        finally:
+            if python_timeout is not None:
+                sock.settimeout(python_timeout)
         return False  # b"": the server closed it; anything else: stray bytes we cannot attribute
 
     def close(self) -> None:

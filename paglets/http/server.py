@@ -30,7 +30,8 @@ import socket
 from collections.abc import Sequence
 
 from paglets.core.errors import HostError
-from paglets.http._connection import ServerContext, ServerStatistics
+from paglets.http._connection import ServerConnection
+from paglets.http._context import ServerContext, ServerStatistics
 from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, ServerLimits
 from paglets.http.routing import Router, normalize_prefix
 
@@ -102,9 +103,7 @@ class HttpServer:
             for host in bind_hosts:
                 sock = _bind(host, port)
                 try:
-                    server = await loop.create_server(
-                        self._context.protocol, sock=sock, backlog=LISTEN_BACKLOG
-                    )
+                    server = await loop.create_server(self.protocol, sock=sock, backlog=LISTEN_BACKLOG)
                 except BaseException:
                     sock.close()
                     raise
@@ -134,9 +133,9 @@ class HttpServer:
     def statistics(self) -> ServerStatistics:
         return self._context.statistics()
 
-    def protocol(self) -> asyncio.Protocol:
-        """A new connection protocol for this server (for feeding it without sockets)."""
-        return self._context.protocol()
+    def protocol(self) -> ServerConnection:
+        """A new connection protocol for this server (also for feeding it without sockets)."""
+        return ServerConnection(self._context)
 
 
 def _bind(host: str, port: int) -> socket.socket:

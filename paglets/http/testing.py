@@ -16,7 +16,6 @@ from typing import Any
 
 from paglets.http._body import END, ByteQueue, Piece, Signal
 from paglets.http._clientcore import ClientExchange, Target
-from paglets.http._connection import ServerConnection
 from paglets.http.server import HttpServer
 
 __all__ = ["FeedResult", "MemoryTransport", "ParsedResponse", "feed", "parse_responses"]
@@ -109,7 +108,6 @@ async def feed(server: HttpServer, pieces: Iterable[bytes], *, eof: bool = True)
     after the connection had a few loop turns to process the input. Wrap it in ``asyncio.timeout``.
     """
     protocol = server.protocol()
-    assert isinstance(protocol, ServerConnection)
     transport = MemoryTransport(protocol)
     methods: list[str] = []
     protocol.response_methods = methods

@@ -47,7 +47,8 @@ def test_queued_messages_when_inactive(host: Host) -> None:  # 20
     proxy = host.create(Sleeper)
     proxy.deactivate(policy=DeactivationPolicy(activate_on_message=False, queue_messages_when_inactive=True))
     reply = proxy.send(Message("add", {"n": 5}))
-    assert reply["queued"] is True and len(reply["message_id"]) == 32
+    assert reply["queued"] is True
+    assert len(reply["message_id"]) == 32
     proxy.send_oneway(Message("add", {"n": 1}))
     with pytest.raises(PagletInactiveError):
         proxy.send(Message("add"), no_delay=True)

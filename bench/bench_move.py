@@ -1,0 +1,68 @@
+"""How fast do paglets move? Ours against paglets 2.0.0, same scenario, same run.
+
+Runs ``scenarios/move_scenario.py`` (paglets 2.0 API only; host alpha in-process, host beta in a child
+process) with our runtime and with the reference, each inside a network namespace with only loopback up,
+plus ``scenarios/raw_tcp.py``: 64 MiB over loopback TCP between two processes, the physical floor.
+
+    .venv/bin/python bench/bench_move.py [--rounds 5] [--json out.json] [--no-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _reference import can_isolate_network, ensure_reference, run_scenario  # noqa: E402
+
+MEASURES = [
+    ("dispatch_tiny_ms", "dispatch, tiny state", 5.0),
+    ("dispatch_1MiB_random_ms", "dispatch, 1 MiB random", None),
+    ("dispatch_16MiB_random_ms", "dispatch, 16 MiB random", 30.0),
+    ("dispatch_16MiB_compressible_ms", "dispatch, 16 MiB compressible", 30.0),
+    ("dispatch_64MiB_random_ms", "dispatch, 64 MiB random", None),
+    ("dispatch_64MiB_compressible_ms", "dispatch, 64 MiB compressible", None),
+    ("clone_fanout_8_ms", "clone x8 to another host (1 MiB)", None),
+    ("dispatch_same_host_1MiB_ms", "dispatch to the same host (1 MiB)", None),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--no-reference", action="store_true")
+    args = parser.parse_args()
+    isolate = can_isolate_network()
+    scenario = HERE / "scenarios" / "move_scenario.py"
+    raw = run_scenario(HERE / "scenarios" / "raw_tcp.py", python=sys.executable, isolate=isolate)
+    ours = run_scenario(scenario, [str(args.rounds)], python=sys.executable, isolate=isolate, timeout=1800)
+    ref: dict[str, object] = {}
+    if not args.no_reference and isolate:
+        ref = run_scenario(scenario, [str(max(2, args.rounds // 2))], python=ensure_reference(), timeout=3600)
+
+    print(f"{'measure (ms, median)':40} {'ours':>9} {'2.0.0':>9} {'speedup':>8} {'target':>7}  met")
+    for key, label, target in MEASURES:
+        mine = float(ours[key])  # type: ignore[arg-type]
+        theirs = float(ref[key]) if key in ref else None  # type: ignore[arg-type]
+        speedup = f"{theirs / mine:.1f}x" if theirs else ""
+        met = "" if target is None else ("yes" if mine <= target else "NO")
+        print(
+            f"{label:40} {mine:>9.1f} {'' if theirs is None else f'{theirs:.1f}':>9} {speedup:>8} "
+            f"{'' if target is None else f'{target:.0f}':>7}  {met}"
+        )
+    floor = float(raw["raw_tcp_64MiB_ms"])  # type: ignore[arg-type]
+    share = floor / float(ours["dispatch_64MiB_random_ms"])  # type: ignore[arg-type]
+    print(f"raw loopback TCP, 64 MiB between two processes: {floor:.1f} ms")
+    print(f"64 MiB incompressible dispatch runs at {share:.0%} of raw loopback throughput (target >= 50%)")
+    if args.json:
+        args.json.write_text(json.dumps({"ours": ours, "reference": ref, "raw": raw}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

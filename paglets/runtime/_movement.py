@@ -41,6 +41,9 @@ from paglets.core.errors import (
     TransferError,
 )
 from paglets.core.events import CloneEvent, MobilityEvent
+from paglets.core.runtime_values import ArrivalMode
+from paglets.persistence._recordformat import StoredRecord
+from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._handoff import OutgoingSegment
@@ -86,6 +89,8 @@ class _Transfer:
     ctrl: PagletController | None = None  # target: the prepared process
     committed: asyncio.Event | None = None
     ready: asyncio.Event | None = None  # target: set once preparing ended (prepared or aborted)
+    #: target, ``ArrivalMode.INACTIVE``: the arrived state, stored as an inactive record at the commit
+    inactive: tuple[EnvelopeMetadata, bytes] | None = None
     result: dict[str, Any] | None = None
     error: str = ""
 
@@ -527,11 +532,20 @@ class MovementEngine:
             if existing is not None and existing.status not in ("gone", "crashed"):
                 segment.close()
                 raise TransferError(f"paglet {metadata.agent_id} is already active on host {host.name}")
-        try:
-            segment.seal(length)
-        except BaseException:
+        inactive_state: bytes | None = None
+        if (metadata.ticket or {}).get("arrival_mode") == ArrivalMode.INACTIVE.value:
+            if host.persistence.summary(metadata.agent_id) is not None:
+                segment.close()
+                raise TransferError(f"paglet {metadata.agent_id} is already stored on host {host.name}")
+            view = segment.view
+            inactive_state = b"" if view is None else bytes(view[:length])
             segment.close()
-            raise
+        else:
+            try:
+                segment.seal(length)
+            except BaseException:
+                segment.close()
+                raise
         hook, event = self._arrival_event(metadata)
         record = _Transfer(
             metadata.transfer_id,
@@ -557,14 +571,17 @@ class MovementEngine:
                     host.artifacts,
                 )
                 host.files.restore(metadata.agent_id, imported)
-            record.ctrl = await host.manager.prepare(
-                agent_id=metadata.agent_id,
-                agent_class=metadata.agent_class_name,
-                state_class=metadata.state_class_name,
-                state_segment=segment,
-                hook=hook,
-                event=event,
-            )
+            if inactive_state is not None:
+                record.inactive = (metadata, inactive_state)
+            else:
+                record.ctrl = await host.manager.prepare(
+                    agent_id=metadata.agent_id,
+                    agent_class=metadata.agent_class_name,
+                    state_class=metadata.state_class_name,
+                    state_segment=segment,
+                    hook=hook,
+                    event=event,
+                )
         except PagletError as exc:
             record.outcome, record.error = "aborted", f"({exc})"
             self._forget_imports(metadata)
@@ -581,7 +598,8 @@ class MovementEngine:
         if record.outcome == "preparing":
             record.outcome = "prepared"
         else:  # aborted while the hook ran
-            await host.manager.discard(record.ctrl)
+            if record.ctrl is not None:
+                await host.manager.discard(record.ctrl)
             raise TransferError(f"transfer {metadata.transfer_id} was aborted")
         return record
 
@@ -635,6 +653,8 @@ class MovementEngine:
 
     async def _commit_local(self, record: _Transfer, *, wait_run: bool) -> dict[str, Any]:
         host = self._host
+        if record.inactive is not None:
+            return await self._commit_inactive(record)
         ctrl = record.ctrl
         assert ctrl is not None
         if record.outcome == "prepared":
@@ -664,6 +684,42 @@ class MovementEngine:
             if ctrl.moved_to is not None:
                 proxy = ctrl.moved_to
         return {"proxy": proxy, "transfer_id": record.transfer_id}
+
+    async def _commit_inactive(self, record: _Transfer) -> dict[str, Any]:
+        """``ArrivalMode.INACTIVE``: store the paglet as an inactive record; no hook runs (§4.2.9)."""
+        host = self._host
+        assert record.inactive is not None
+        metadata, state = record.inactive
+        if record.outcome == "prepared":
+            record.outcome = "committed"
+            stored = StoredRecord(
+                agent_id=metadata.agent_id,
+                agent_class=metadata.agent_class_name,
+                state_class=metadata.state_class_name,
+                state=state,
+                policy=DeactivationPolicy().to_wire(),
+                request=DeactivationRequest(reason="dispatch-arrival", source="transfer").to_wire(),
+                registered_files=[ref.to_wire() for ref in host.files.refs(metadata.agent_id)],
+            )
+            try:
+                await host.persistence.write_arrival(stored)
+            except BaseException:
+                record.outcome = "aborted"
+                raise
+            finally:
+                if record.committed is not None:
+                    record.committed.set()
+            host.files.forget(metadata.agent_id, remove_work_dir=False)
+            host.events.emit(
+                "arrival",
+                agent_id=metadata.agent_id,
+                class_name=metadata.agent_class_name,
+                data={"source": record.peer, "transfer_id": record.transfer_id, "active": False},
+            )
+        return {
+            "proxy": {"host_url": host.address, "agent_id": metadata.agent_id},
+            "transfer_id": record.transfer_id,
+        }
 
     async def abort(self, transfer_id: str) -> None:
         record = self._transfers.get(transfer_id)

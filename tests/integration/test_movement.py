@@ -144,3 +144,20 @@ def test_self_clone(make_host: Callable[..., Host]) -> None:
     assert clone["host_url"] == beta.address
     assert proxy.send(Message("log"))[-2:] == ["cloning", "cloned"]
     assert [a["agent_id"] for a in beta.list_agents()] == [clone["agent_id"]]
+
+
+def test_arrival_as_inactive_runs_no_hook_until_activation(make_host: Callable[..., Host]) -> None:  # 14
+    from paglets.core.runtime_values import ArrivalMode
+
+    alpha, beta = make_host("alpha"), make_host("beta")
+    proxy = alpha.create(Traveller)
+    ticket = TransferTicket(beta.address, arrival_mode=ArrivalMode.INACTIVE)
+    moved = alpha.dispatch(proxy.agent_id, ticket)
+    assert moved.host_url == beta.address
+    assert alpha.list_agents() == []
+    listed = beta.list_agents(active=False, inactive=True)
+    assert [(a["agent_id"], a["active"]) for a in listed] == [(proxy.agent_id, False)]
+    assert _log(beta, proxy.agent_id)[-1] == "dispatching:alpha->beta"  # nothing ran on beta
+    active = beta.activate(proxy.agent_id)
+    wait_until(lambda: _log(beta, proxy.agent_id)[-1] == "run:beta")
+    assert active.send(Message("log"))[-2:] == ["dispatching:alpha->beta", "run:beta"]

@@ -63,8 +63,10 @@ class HostConfig:
     connect_to: str | None = None
     mesh: bool = True
     peers: tuple[str, ...] = ()
-    mesh_multicast: bool = True
-    mesh_lan_discovery: bool = True
+    #: UDP multicast beacon discovery (opt-in here; paglets 2.0 had it on).
+    mesh_multicast: bool = False
+    #: Accepted for paglets 2.0 compatibility and ignored: hosts never scan subnets.
+    mesh_lan_discovery: bool = False
     mesh_version: str | None = None
     mesh_gossip_interval: float = 1.0
     mesh_offline_after: float = 10.0

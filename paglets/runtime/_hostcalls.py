@@ -47,7 +47,7 @@ class HostCalls:
             "available_hosts": self._available_hosts,
             "host_status": self._host_status,
             "is_host_online": self._is_host_online,
-            "wait_for_host": self._host_status,
+            "wait_for_host": self._wait_for_host,
             "resolve_host_url": self._resolve_host_url,
             "move": self._move,
             "deactivate_self": self._deactivate_self,
@@ -220,18 +220,21 @@ class HostCalls:
     # --- the mesh (this host only, until mesh membership is configured) --------------------------
 
     async def _available_hosts(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        return [
-            ref
-            for ref in self._host.list_hosts(online_only=bool(args.get("online_only", True)))
-            if args.get("include_self", True) or ref["url"] != self._host.address
-        ]
+        return self._host.list_hosts(
+            online_only=bool(args.get("online_only", True)), include_self=bool(args.get("include_self", True))
+        )
+
+    async def _wait_for_host(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        ref = await self._host.mesh.wait_for_host(
+            str(args["name_or_url"]), timeout=float(args.get("timeout", 10.0))
+        )
+        return ref.to_wire()
 
     async def _host_status(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return self._host.host_status(str(args["name_or_url"]))
 
     async def _is_host_online(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        status = self._host.host_status(str(args["name_or_url"]))
-        return bool(status and status.get("online"))
+        return self._host.is_host_online(str(args["name_or_url"]))
 
     async def _resolve_host_url(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return self._host.resolve_host_url(str(args["name_or_url"]))

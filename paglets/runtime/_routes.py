@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from paglets.core.errors import HostError, PagletError, SerializationError
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
+from paglets.remote._mesh_routes import build_mesh_routes
 from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_wire
@@ -75,9 +76,6 @@ def build_router(host: Host) -> Router:
         since = _int_query(request, "since", 0, low=0, high=2**62)
         limit = _int_query(request, "limit", 100, low=0, high=MAX_EVENTS_PER_REQUEST)
         return _ok({"events": [e.to_wire() for e in host.events.events_since(since, limit)]})
-
-    async def hosts(request: Request) -> Response:
-        return _ok({"hosts": host.list_hosts()})
 
     async def list_agents(request: Request) -> Response:
         state = request.query.get("state", "active")
@@ -175,7 +173,7 @@ def build_router(host: Host) -> Router:
 
     router.get("/health", health)
     router.get("/events", events)
-    router.get("/hosts", hosts)
+    build_mesh_routes(router, host.mesh)
     router.get("/agents", list_agents)
     router.post("/agents", create_agent)
     router.get("/agents/{agent_id}", agent_info)

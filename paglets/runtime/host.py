@@ -25,7 +25,6 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from paglets import __version__
 from paglets.artifacts import PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
@@ -35,6 +34,7 @@ from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
 from paglets.persistence.storage import ManagedStorage, sanitize_name
 from paglets.remote.client import HostClient
+from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_code_version
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifacts import ArtifactStore
@@ -142,7 +142,24 @@ class Host:
         self.host_properties = dict(cfg.properties)
         self.persistence_dir = cfg.persistence_dir
         self.client = client if client is not None else HostClient(api_key=cfg.api_key)
-        self.code_version = cfg.mesh_version or f"paglets-{__version__}-no-git"
+        self.code_version = resolve_code_version(cfg.mesh_version)
+        if self.code_version.endswith(NO_GIT_SUFFIX):
+            _log.warning(
+                "host %s: no mesh version given and no git checkout found; using %s (set --mesh-version or "
+                "PAGLETS_MESH_VERSION so that hosts of different code never mix)",
+                cfg.name,
+                self.code_version,
+            )
+        self.mesh = MeshRegistry(
+            self._mesh_self_ref,
+            code_version=self.code_version,
+            seeds=cfg.peers,
+            interval=cfg.mesh_gossip_interval,
+            offline_after=cfg.mesh_offline_after,
+            api_key=cfg.api_key,
+            on_event=self._mesh_event,
+            multicast=cfg.mesh_multicast,
+        )
         self.events = ContextEventLog(host_name=self.name, host_address=self.address)
         self._properties: dict[str, Any] = {}
         self._properties_lock = threading.Lock()
@@ -239,6 +256,8 @@ class Host:
         self._server = server
         self.events.host_address = self.address
         self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
+        if self.config.mesh:
+            self.mesh.start()
         self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
         await self.persistence.activate_startup()
 
@@ -291,6 +310,7 @@ class Host:
             await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
         for task in list(self._tasks):
             task.cancel()
+        await self.mesh.stop()
         await self.movement.stop()
         await self.services.aclose()
         if self._artifact_cleanup is not None:
@@ -728,32 +748,53 @@ class Host:
             "auto_update_restart_scheduled": False,
         }
 
-    def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[dict[str, Any]]:
-        return [self._self_ref()] if include_self else []
+    def _mesh_event(self, kind: str, data: dict[str, Any]) -> None:
+        self.events.emit(kind, data=dict(data))
 
-    def _self_ref(self) -> dict[str, Any]:
-        health = self.health()
-        return {
-            "name": self.name,
-            "url": self.address,
-            "code_version": self.code_version,
-            "online": True,
-            "last_seen": time.time(),
-            "active_count": health["active_count"],
-            "inactive_count": 0,
-            "tags": list(self.tags),
-            "properties": dict(self.host_properties),
-        }
+    def _mesh_self_ref(self) -> HostRef:
+        """This host as the mesh sees it (called from any thread)."""
+        controllers = list(self.manager.controllers.values())
+        store = self.persistence.store
+        return HostRef(
+            name=self.name,
+            url=self.address,
+            code_version=self.code_version,
+            online=True,
+            last_seen=time.time(),
+            active_count=sum(1 for c in controllers if c.status == "ready"),
+            inactive_count=len(store) if store is not None else 0,
+            tags=tuple(self.tags),
+            properties=dict(self.host_properties),
+        )
+
+    def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[dict[str, Any]]:
+        """Known hosts of the mesh (wire dicts, sorted by name), this one included unless told not to."""
+        return [ref.to_wire() for ref in self.mesh.hosts(online_only=online_only, include_self=include_self)]
+
+    def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[HostRef]:
+        return self.mesh.hosts(online_only=online_only, include_self=include_self)
+
+    def join_mesh(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Handle another host's join request (``POST /hosts/join``)."""
+        reply = self.mesh.accept_join(payload)
+        return dict(reply.body)
 
     def host_status(self, name_or_url: str) -> dict[str, Any] | None:
-        if name_or_url == self.name or self._same_host(self.resolve_host_url(name_or_url)):
-            return self._self_ref()
-        return None
+        ref = self.mesh.lookup(name_or_url)
+        return None if ref is None else ref.to_wire()
+
+    def is_host_online(self, name_or_url: str) -> bool:
+        return self.mesh.is_online(name_or_url)
+
+    def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> HostRef:
+        """Wait until a host is online in the mesh (woken by membership changes, no polling)."""
+        ref: HostRef = self._run(self.mesh.wait_for_host(name_or_url, timeout=timeout), timeout + 5.0)
+        return ref
 
     def resolve_host_url(self, name_or_url: str) -> str:
         if name_or_url == self.name:
             return self.address
-        return normalize_url(name_or_url)
+        return self.mesh.resolve_url(name_or_url)
 
     # --- services ----------------------------------------------------------------------------------
 
@@ -762,7 +803,7 @@ class Host:
         return ctrl is not None and ctrl.status in ("ready", "moving")
 
     def _peer_urls(self) -> list[str]:
-        return [ref["url"] for ref in self.list_hosts(online_only=True, include_self=False)]
+        return [ref.url for ref in self.mesh.hosts(online_only=True, include_self=False)]
 
     def advertise_service(
         self,

@@ -24,6 +24,7 @@ from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.persistence.storage import StorageStatus
 from paglets.remote.client import HostClient
+from paglets.remote.mesh import HostRef
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._movement import RUN_SETTLE_WAIT
@@ -375,16 +376,20 @@ class ChildHost:
         self.call("set_property", key=key, value=value)
 
     def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[Any]:
-        return list(self.call("available_hosts", online_only=online_only, include_self=include_self))
+        refs = self.call("available_hosts", online_only=online_only, include_self=include_self)
+        return [HostRef.from_wire(r) for r in refs]
 
     def host_status(self, name_or_url: str) -> Any:
-        return self.call("host_status", name_or_url=name_or_url)
+        ref = self.call("host_status", name_or_url=name_or_url)
+        return None if ref is None else HostRef.from_wire(ref)
 
     def is_host_online(self, name_or_url: str) -> bool:
         return bool(self.call("is_host_online", name_or_url=name_or_url))
 
     def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> Any:
-        return self.call("wait_for_host", timeout + 5.0, name_or_url=name_or_url, timeout=timeout)
+        return HostRef.from_wire(
+            self.call("wait_for_host", timeout + 5.0, name_or_url=name_or_url, timeout=timeout)
+        )
 
     def resolve_host_url(self, name_or_url: str) -> str:
         return str(self.call("resolve_host_url", name_or_url=name_or_url))

@@ -1,0 +1,138 @@
+"""Small durable-file helpers for the record store (all relative to a directory file descriptor).
+
+Durability rule used everywhere: a file that must survive a crash is written under a temporary name in the
+same directory, written completely, ``fdatasync``'d, renamed over its final name, and then the directory
+is ``fsync``'d (which makes the rename itself durable). A crash at any point leaves either the old file
+or the new one under the final name, plus possibly a temporary file that the next start removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterable
+from typing import Final
+
+from paglets.wire.limits import MiB
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "datasync",
+    "fsync_fd",
+    "open_directory",
+    "open_flags",
+    "pwrite_all",
+    "read_exact",
+    "temp_name",
+    "write_all",
+    "write_new_file",
+]
+
+#: Suffix of temporary files; any dot-file with it in a store directory is debris from a crash.
+TEMP_SUFFIX: Final = ".tmp"
+#: Buffers per ``writev`` call (Linux IOV_MAX is 1024).
+_IOV_BATCH: Final = 512
+#: Bytes gathered before a ``writev`` call: big enough to amortise the call, small enough to stream.
+_WRITE_BATCH: Final = 8 * MiB
+
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_flags(base: int) -> int:
+    """``base`` plus close-on-exec and no-follow (record files are never symbolic links)."""
+    return base | _O_CLOEXEC | _O_NOFOLLOW
+
+
+def open_directory(path: str | os.PathLike[str]) -> int:
+    """A descriptor of a directory, for ``dir_fd`` calls and for fsyncing the directory itself."""
+    return os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC)
+
+
+def temp_name(stem: str, kind: str) -> str:
+    """A fresh temporary name for ``<stem><kind>``: hidden, unique, recognisable at start."""
+    return f".{stem}{kind}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
+
+
+def datasync(fd: int) -> None:
+    """Flush a file's data and the metadata needed to read it back (its size)."""
+    sync = getattr(os, "fdatasync", os.fsync)
+    sync(fd)
+
+
+def fsync_fd(fd: int) -> None:
+    os.fsync(fd)
+
+
+def _writev_all(fd: int, buffers: list[bytes | memoryview]) -> None:
+    """Write all (non-empty) buffers, resuming after partial writes."""
+    start = 0
+    while start < len(buffers):
+        written = os.writev(fd, buffers[start:] if start else buffers)
+        while start < len(buffers) and written >= len(buffers[start]):
+            written -= len(buffers[start])
+            start += 1
+        if written:
+            buffers[start] = memoryview(buffers[start])[written:]
+
+
+def write_all(fd: int, chunks: Iterable[bytes | memoryview]) -> int:
+    """Write every chunk in order (gathered into ``writev`` calls); returns the byte count."""
+    total = 0
+    batch: list[bytes | memoryview] = []
+    batch_bytes = 0
+    for chunk in chunks:
+        size = len(chunk)
+        if not size:
+            continue
+        batch.append(chunk)
+        batch_bytes += size
+        if len(batch) >= _IOV_BATCH or batch_bytes >= _WRITE_BATCH:
+            _writev_all(fd, batch)
+            total += batch_bytes
+            batch, batch_bytes = [], 0
+    if batch:
+        _writev_all(fd, batch)
+        total += batch_bytes
+    return total
+
+
+def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def read_exact(fd: int, size: int, offset: int = 0) -> bytes:
+    """``size`` bytes from ``offset``, or fewer when the file ends first."""
+    data = os.pread(fd, size, offset)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.pread(fd, size - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def write_new_file(dir_fd: int, name: str, chunks: Iterable[bytes | memoryview], *, durable: bool) -> int:
+    """Create ``name`` (it must not exist), write the chunks, sync them; removes the file on failure."""
+    fd = os.open(name, open_flags(os.O_WRONLY | os.O_CREAT | os.O_EXCL), 0o600, dir_fd=dir_fd)
+    try:
+        try:
+            size = write_all(fd, chunks)
+            if durable:
+                datasync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=dir_fd)
+        raise
+    return size

@@ -1,12 +1,14 @@
-"""``python -m paglets.demo``: start a host, run a few paglets, and show what happens and how fast.
+"""``python -m paglets.demo``: a three-host mesh on this machine and a traveller paglet touring it.
 
-Everything runs on this machine: one host with its HTTP API on 127.0.0.1, paglet processes forked
-from the host's template process, and a client that talks to the host over HTTP like a remote user.
+Starts hosts alpha, beta and gamma (HTTP on 127.0.0.1, each with its own paglet processes), joins them
+into a mesh, creates a traveller on alpha and sends it around an itinerary of host *names*; each hop
+is printed with its time. Then it measures messaging, crashes a paglet on purpose, and stops cleanly.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -14,7 +16,7 @@ from collections.abc import Callable
 
 from paglets.core.errors import PagletCrashedError
 from paglets.core.messages import Message
-from paglets.demos.agents import Tally, TallyState
+from paglets.demos.agents import Tally, Traveller, TravellerState
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
 from paglets.runtime.host import Host
@@ -29,69 +31,87 @@ def _median_us(fn: Callable[[], object], count: int) -> float:
     return statistics.median(samples) * 1e6
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paglets.demo", description=__doc__)
-    parser.add_argument("--paglets", type=int, default=20, help="how many paglets to create (default 20)")
-    parser.add_argument("--messages", type=int, default=2000, help="messages per measurement (default 2000)")
-    args = parser.parse_args(argv)
-
-    with tempfile.TemporaryDirectory(prefix="paglets-demo-") as tmp:
-        start = time.perf_counter()
+def _start_mesh(root: str, names: list[str]) -> list[Host]:
+    hosts: list[Host] = []
+    for name in names:
+        peers = [hosts[0].address] if hosts else []
         host = Host(
-            "demo",
-            persistence_dir=tmp,
-            mesh_lan_discovery=False,
-            mesh_multicast=False,
+            name,
+            persistence_dir=os.path.join(root, name),
+            peers=peers,
+            mesh_version="demo",
+            mesh_gossip_interval=0.5,
             preload_modules=["paglets.demos.agents"],
         )
         host.start_background()
-        print(
-            f"host 'demo' serving on {host.address} (started in {(time.perf_counter() - start) * 1e3:.0f} ms)"
-        )
+        hosts.append(host)
+    return hosts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m paglets.demo", description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000, help="messages per measurement (default 2000)")
+    parser.add_argument(
+        "--payload", type=int, default=1 << 20, help="bytes the traveller carries (default 1 MiB)"
+    )
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="paglets-demo-") as root:
+        start = time.perf_counter()
+        hosts = _start_mesh(root, ["alpha", "beta", "gamma"])
+        alpha, beta, gamma = hosts
         try:
-            start = time.perf_counter()
-            first = host.create(Tally, TallyState(), init="hello")
-            print(f"created {first.agent_id} in {(time.perf_counter() - start) * 1e3:.1f} ms")
-            print("  whoami:", first.send(Message("whoami")))
+            for host in hosts:
+                print(f"host {host.name:5} serving on {host.address}")
+            for host in hosts:
+                for other in hosts:
+                    host.wait_for_host(other.name, timeout=30)
+            print(f"mesh of {len(hosts)} hosts up and joined in {(time.perf_counter() - start) * 1e3:.0f} ms")
 
-            creates = []
-            proxies = [first]
-            for _ in range(args.paglets - 1):
-                t0 = time.perf_counter()
-                proxies.append(host.create(Tally))
-                creates.append(time.perf_counter() - t0)
-            if creates:
-                median_ms = statistics.median(creates) * 1e3
-                print(f"created {len(creates)} more paglets, median {median_ms:.1f} ms each")
+            t0 = time.perf_counter()
+            traveller = alpha.create(Traveller, TravellerState(payload=os.urandom(args.payload)))
+            print(
+                f"\ncreated traveller {traveller.agent_id} on alpha in {(time.perf_counter() - t0) * 1e3:.1f} ms"
+            )
+            route = ["beta", "gamma", "alpha", "beta"]
+            print(f"it carries {args.payload:,} bytes and tours {' -> '.join(['alpha', *route])}:")
+            t0 = time.perf_counter()
+            final = traveller.send(Message("start", arg=route))
+            total_ms = (time.perf_counter() - t0) * 1e3
+            where = next(h for h in hosts if h.address == final["host_url"])
+            for hop in where.get_state(final["agent_id"], TravellerState).hops:
+                print(f"  {hop}")
+            print(f"tour done in {total_ms:.1f} ms; the traveller is now on {where.name}")
 
+            tally = gamma.create(Tally)
             n = args.messages
-            print(f"sync send, in-process proxy: {_median_us(lambda: first.send(Message('add')), n):.0f} us")
-            http = PagletProxy(host.address, first.agent_id, HostClient())
-            print(f"sync send over HTTP:         {_median_us(lambda: http.send(Message('add')), n):.0f} us")
+            print(
+                f"\nsync send to a paglet, in-process proxy: {_median_us(lambda: tally.send(Message('add')), n):.0f} us"
+            )
+            client = HostClient()
+            http = PagletProxy(gamma.address, tally.agent_id, client)
+            print(
+                f"sync send to a paglet over HTTP:         {_median_us(lambda: http.send(Message('add')), n):.0f} us"
+            )
             t0 = time.perf_counter()
             for _ in range(n):
-                first.send_oneway(Message("add"))
-            total = first.send(Message("add", {"n": 0}))
-            print(f"oneway: {n / (time.perf_counter() - t0):,.0f} messages/s (total now {total})")
+                tally.send_oneway(Message("add"))
+            tally.send(Message("add", {"n": 0}))
+            print(
+                f"oneway messages:                         {n / (time.perf_counter() - t0):,.0f} per second"
+            )
+            client.close()
 
-            replies = host.multicast_message("add", {"n": 10})
-            replies.wait_for_all_replies(30)
-            print(f"multicast to {len(proxies)} paglets: {sorted(r.get_reply() for r in replies)[:5]} ...")
-
-            victim = proxies[-1]
+            victim = beta.create(Tally)
             try:
                 victim.send(Message("crash"))
             except PagletCrashedError as exc:
-                print(f"a paglet crashed on purpose: {exc}")
-            print("  the others are fine:", first.send(Message("add", {"n": 0})))
-            print("history of the first paglet:")
-            for line in host.get_state(first.agent_id, TallyState).history:
-                print("  -", line)
-            if http.client is not None:
-                http.client.close()
+                print(f"\na paglet crashed on purpose: {exc}")
+            print(f"the others are fine: tally = {tally.send(Message('add', {'n': 0}))}")
         finally:
-            host.stop()
-        print("host stopped; every paglet process is gone")
+            for host in reversed(hosts):
+                host.stop()
+        print("all hosts stopped; every paglet process is gone")
     return 0
 
 

@@ -1,5 +1,10 @@
 """HTTP/1.1 on h11: the host server and keep-alive clients.
 
+Who does what: h11 parses and validates every message head we receive (the untrusted part); our
+socket-free modules frame bodies (``_body``), write the heads we send (``_heads``) and hold the client
+exchange (``_clientcore``); the drivers (``_connection`` for the server, ``client``/``aclient``) only
+move bytes, wait and enforce timeouts.
+
 - :mod:`paglets.http.server` — :class:`HttpServer` (asyncio protocol driving h11, limits, timeouts,
   graceful shutdown) and :class:`ServerLimits`;
 - :mod:`paglets.http.routing` — :class:`Router` (routing is data);

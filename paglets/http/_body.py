@@ -1,7 +1,7 @@
 """Message body framing without I/O: a byte queue and the Content-Length / chunked / until-close decoders.
 
-h11 parses and validates every request and response *head* and serialises everything we send; message
-bodies we *receive* are framed here instead. Measured on this machine, h11's body reader copies each byte
+h11 parses and validates every request and response *head* we receive; the message bodies we receive
+are framed here instead. Measured on this machine, h11's body reader copies each byte
 three times (its receive buffer, then two slices), which costs about 90 ms per 64 MiB — more than the
 whole budget of a 64 MiB upload (half the speed of raw loopback TCP, about 70 ms). These decoders hand out
 slices of the received ``bytes`` objects (``memoryview``) and copy nothing but chunk-size lines.

@@ -48,15 +48,9 @@ from paglets.core.errors import (
     ProtocolError,
     RemoteHostError,
 )
-from paglets.http._body import END, ByteQueue, ChunkedDecoder, FixedLengthDecoder, Piece, Signal
-from paglets.http._heads import (
-    CONTINUE,
-    LAST_CHUNK,
-    RESERVED_RESPONSE_HEADERS,
-    chunk_header,
-    has_token,
-    response_head,
-)
+from paglets.http._body import ByteQueue, ChunkedDecoder, FixedLengthDecoder, Piece
+from paglets.http._heads import LAST_CHUNK, chunk_header, has_token, plan_response, response_head
+from paglets.http._reqbody import RequestBody
 from paglets.http.auth import check_authorization, unauthorized_response
 from paglets.http.limits import HEAD_FEED, LINGER_MAX_BYTES, ServerLimits
 from paglets.http.messages import Request, Response, StreamResponse, error_response
@@ -80,82 +74,14 @@ _QUOTED_INPUT: Final = re.compile(r":? *(?:bytearray\(|b['\"]|\{|\[|\().*$", re.
 
 
 class _Gone(Exception):
-    """The connection cannot continue (peer gone, write timed out); close it quietly."""
+    """The connection cannot continue (peer gone, write timed out); close it quietly.
+
+    Also what a handler's body read raises (through ``ServerConnection.write``) once the peer is gone.
+    """
 
 
 class _TimedOut(Exception):
     pass
-
-
-class _RequestBody:
-    """The body of the current request, read on demand (``messages.BodySource``)."""
-
-    __slots__ = (
-        "_conn",
-        "_decoder",
-        "continue_sent",
-        "declared_length",
-        "error",
-        "error_status",
-        "expect_continue",
-        "received",
-        "waited",
-    )
-
-    def __init__(
-        self, conn: ServerConnection, decoder: FixedLengthDecoder | ChunkedDecoder, expect_continue: bool
-    ) -> None:
-        self._conn = conn
-        self._decoder = decoder
-        self.declared_length: int | None = decoder.length if type(decoder) is FixedLengthDecoder else None
-        self.expect_continue = expect_continue
-        self.continue_sent = False
-        self.received = 0
-        self.waited = 0.0
-        self.error: PagletError | None = None
-        self.error_status: int | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._decoder.done
-
-    @property
-    def remaining(self) -> int | None:
-        """Bytes still to come for a fixed-length body, ``None`` when chunked."""
-        decoder = self._decoder
-        return decoder.remaining if type(decoder) is FixedLengthDecoder else None
-
-    @property
-    def client_waits_for_continue(self) -> bool:
-        return self.expect_continue and not self.continue_sent and not self.done
-
-    def fail(self, exc: PagletError, status: int | None = None) -> PagletError:
-        if self.error is None:
-            self.error = exc
-            self.error_status = status
-        return exc
-
-    async def read(self) -> Piece | None:
-        if self.error is not None:
-            raise self.error
-        conn = self._conn
-        while True:
-            try:
-                piece = self._decoder.next(conn.inbox, conn.eof)
-            except ProtocolError as exc:
-                conn.context.protocol_errors += 1
-                raise self.fail(exc) from None
-            if isinstance(piece, Signal):
-                if piece is END:
-                    return None
-                if self.client_waits_for_continue:
-                    self.continue_sent = True
-                    conn.write(CONTINUE)
-                await conn.wait_body_data(self)
-                continue
-            self.received += len(piece)
-            conn.consumed()
-            return piece
 
 
 class ServerConnection(asyncio.Protocol):
@@ -179,7 +105,7 @@ class ServerConnection(asyncio.Protocol):
         self._lingering = False
         self._linger_timer: TimerHandle | None = None
         self._linger_bytes = 0
-        self._body: _RequestBody | None = None
+        self._body: RequestBody | None = None
         #: When a list (set by ``paglets.http.testing``), the method class of every final response
         #: written, in order ("HEAD" for head-only answers, else "GET"), so the output can be parsed.
         self.response_methods: list[str] | None = None
@@ -259,7 +185,7 @@ class ServerConnection(asyncio.Protocol):
         self._write_paused = False
         self.wake()
 
-    # --- helpers used by the task and by _RequestBody -----------------------------------------------------
+    # --- helpers used by the task and by RequestBody -----------------------------------------------------
 
     def wake(self) -> None:
         waiter = self._waiter
@@ -318,7 +244,7 @@ class ServerConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(_TimedOut())
 
-    async def wait_body_data(self, body: _RequestBody) -> None:
+    async def wait_body_data(self, body: RequestBody) -> None:
         """Wait for more body bytes under the stall and minimum-rate rules (sticky 408 on timeout)."""
         if self._lost:
             raise body.fail(ProtocolError("client disconnected during the request body"))
@@ -400,7 +326,7 @@ class ServerConnection(asyncio.Protocol):
         head_deadline = 0.0
         while True:
             try:
-                event = conn.next_event()
+                event = conn.next_event() if fed else h11.NEED_DATA
             except h11.RemoteProtocolError as exc:
                 return await self._refuse_head(exc)
             if event is h11.NEED_DATA:
@@ -457,7 +383,8 @@ class ServerConnection(asyncio.Protocol):
         limits = context.limits
         if event.http_version not in (b"1.1", b"1.0"):
             return await self._refuse(ProtocolError("HTTP version not supported"), 505)
-        headers: list[tuple[bytes, bytes]] = list(event.headers)
+        # raw_items() is a plain list; iterating ``event.headers`` goes through Sequence.__getitem__.
+        headers = [(name.lower(), value) for name, value in event.headers.raw_items()]
         if len(headers) > limits.max_header_count:
             return await self._refuse(
                 HeadersTooLargeError(f"more than {limits.max_header_count} headers"), 431
@@ -479,7 +406,7 @@ class ServerConnection(asyncio.Protocol):
             if chunked
             else FixedLengthDecoder(length)
         )
-        body = self._body = _RequestBody(
+        body = self._body = RequestBody(
             self, decoder, expect_continue=http11 and has_token(headers, b"expect", b"100-continue")
         )
         target = event.target
@@ -585,30 +512,15 @@ class ServerConnection(asyncio.Protocol):
         context = self.context
         status = response.status
         length = response.content_length if isinstance(response, StreamResponse) else len(response.body)
-        has_body = status not in (204, 304)
-        chunked = False
-        headers: list[tuple[bytes, bytes]] = []
         try:
-            if not 200 <= status <= 999:
-                raise ProtocolError(f"invalid final status code {status!r}", fault="local")
-            if has_body:
-                headers.append((b"content-type", response.content_type.encode("latin-1")))
-                if length is not None:
-                    headers.append((b"content-length", b"%d" % length))
-                elif http11:
-                    headers.append((b"transfer-encoding", b"chunked"))
-                    chunked = True
-                else:
-                    close = True  # HTTP/1.0 client and no length: the body ends with the connection
-            if close:
-                headers.append((b"connection", b"close"))
-            trusted = len(headers)
-            for name, value in response.headers:
-                encoded = name.encode("latin-1")
-                if encoded.lower() in RESERVED_RESPONSE_HEADERS:
-                    raise ProtocolError(f"handlers may not set {name}", fault="local")
-                headers.append((encoded, value.encode("latin-1")))
-            head = response_head(status, headers, trusted=trusted)
+            plan = plan_response(
+                status,
+                response.content_type,
+                length,
+                [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers],
+                close=close,
+                http11=http11,
+            )
         except (ProtocolError, UnicodeError) as exc:
             context.internal_errors += 1
             logger.error("handler produced an invalid response (status %r): %s", status, exc)
@@ -616,6 +528,7 @@ class ServerConnection(asyncio.Protocol):
                 await _close_chunks(response.chunks)
             fallback = error_response(RemoteHostError(f"invalid response: {exc}"))
             return await self._respond(fallback, close=True, head_only=head_only, http11=http11)
+        head, has_body = plan.head, plan.has_body
         if status >= 500:
             context.server_errors += 1
         elif status >= 400:
@@ -626,7 +539,7 @@ class ServerConnection(asyncio.Protocol):
         if isinstance(response, StreamResponse):
             self.write(head)
             if send_body:
-                await self._stream(response.chunks, length, chunked)
+                await self._stream(response.chunks, length, plan.chunked)
             else:
                 await _close_chunks(response.chunks)
         else:
@@ -642,7 +555,7 @@ class ServerConnection(asyncio.Protocol):
         if self._write_paused:
             await self._drain()
         context.served += 1
-        return not close
+        return not plan.close
 
     async def _stream(
         self, chunks: AsyncIterable[Piece] | Iterable[Piece], length: int | None, chunked: bool

@@ -293,14 +293,16 @@ class AsyncHttpClient:
         timeout = self.timeout if request_timeout is None else request_timeout
         replayable = body is None or isinstance(body, (bytes, bytearray, memoryview))
         for attempt in (0, 1):
+            exchange = ClientExchange(method)
+            # Built (and validated) before a connection is touched: a bad header costs no connection.
+            head_bytes = exchange.head(
+                target, headers=headers, api_key=self.api_key, body=body, content_type=content_type
+            )
             conn = self._take(target.key) if attempt == 0 else None
             if conn is None:
                 conn = await self._connect(loop, target, url)
-            exchange = ClientExchange(method)
             try:
-                head = await self._exchange(
-                    loop, conn, exchange, target, body, headers, content_type, timeout
-                )
+                head = await self._exchange(loop, conn, exchange, head_bytes, body, timeout)
             except TimeoutError as exc:
                 conn.close()
                 raise RemoteHostError(f"timed out after {timeout:g} s: {method} {url}") from exc
@@ -320,15 +322,10 @@ class AsyncHttpClient:
         loop: asyncio.AbstractEventLoop,
         conn: _Connection,
         exchange: ClientExchange,
-        target: Target,
+        head: bytes,
         body: AsyncBodyArg,
-        headers: Mapping[str, str] | None,
-        content_type: str | None,
         io_timeout: float,
     ) -> ResponseHead:
-        head = exchange.head(
-            target, headers=headers, api_key=self.api_key, body=body, content_type=content_type
-        )
         try:
             if body is None:
                 await conn.send(loop, io_timeout, [head + exchange.end()])

@@ -14,6 +14,9 @@ chunked (or with a ``Content-Length`` header you pass yourself), straight from y
 (``sendmsg``, no joins). Downloads stream with :meth:`HttpClient.stream` and
 :meth:`StreamingClientResponse.iter_chunks`.
 
+Fork safety: a child process forked while a client holds idle connections drops them (an at-fork
+hook), so parent and child never interleave requests on one socket.
+
 Retry: see :mod:`paglets.http._clientcore` (stale reused connection, before any response byte, bytes
 bodies only). If the server answers before the upload finished (401, 413) and closes, the client still
 returns (or raises) that answer rather than the broken pipe.
@@ -21,10 +24,12 @@ returns (or raises) that answer rather than the broken pipe.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -174,11 +179,22 @@ class _Connection:
 
 
 class _Pool:
+    """Idle keep-alive connections per (scheme, host, port), shared by threads, never across a fork."""
+
     def __init__(self, max_idle_per_host: int) -> None:
         self._lock = threading.Lock()
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._max_idle = max_idle_per_host
         self._closed = False
+        _POOLS.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A forked child must not talk on its parent's sockets: drop (and close our copies of) them."""
+        self._lock = threading.Lock()  # another parent thread may have held it at the fork
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
 
     def take(self, key: tuple[str, str, int]) -> _Connection | None:
         stale: list[_Connection] = []
@@ -215,6 +231,18 @@ class _Pool:
         for conns in idle.values():
             for conn in conns:
                 conn.close()
+
+
+#: Every live pool, so that a forked child can drop the connections it inherited.
+_POOLS: weakref.WeakSet[_Pool] = weakref.WeakSet()
+
+
+def _forget_pools_in_child() -> None:
+    for pool in list(_POOLS):
+        pool._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 class StreamingClientResponse:
@@ -406,13 +434,17 @@ class HttpClient:
         timeout = self.timeout if timeout is None else timeout
         replayable = body is None or isinstance(body, (bytes, bytearray, memoryview))
         for attempt in (0, 1):
+            exchange = ClientExchange(method)
+            # Built (and validated) before a connection is touched: a bad header costs no connection.
+            head_bytes = exchange.head(
+                target, headers=headers, api_key=self.api_key, body=body, content_type=content_type
+            )
             conn = self._pool.take(target.key) if attempt == 0 else None
             if conn is None:
                 conn = self._connect(target, url)
-            exchange = ClientExchange(method)
             try:
                 conn.set_timeout(timeout)
-                head = self._exchange(conn, exchange, target, body, headers, content_type)
+                head = self._exchange(conn, exchange, head_bytes, body)
             except TimeoutError as exc:
                 conn.close()
                 raise RemoteHostError(f"timed out after {timeout:g} s: {method} {url}") from exc
@@ -428,17 +460,8 @@ class HttpClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _exchange(
-        self,
-        conn: _Connection,
-        exchange: ClientExchange,
-        target: Target,
-        body: BodyArg,
-        headers: Mapping[str, str] | None,
-        content_type: str | None,
+        self, conn: _Connection, exchange: ClientExchange, head: bytes, body: BodyArg
     ) -> ResponseHead:
-        head = exchange.head(
-            target, headers=headers, api_key=self.api_key, body=body, content_type=content_type
-        )
         try:
             if body is None:
                 conn.send([head, exchange.end()])

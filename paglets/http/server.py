@@ -11,7 +11,11 @@ TIME_WAIT); IPv6 sockets are v6-only so that ``0.0.0.0`` and ``::`` can coexist.
 
 Shutdown (:meth:`HttpServer.close`): stop accepting at once; idle keep-alive connections close at once;
 requests in flight finish (and their connections close) until ``deadline`` seconds; whatever is left is
-aborted and its handler cancelled.
+aborted and its handler cancelled. Outside a shutdown a handler is never cancelled, not even when its
+client disconnects (as in paglets 2.0): a handler that changes state always runs to its end.
+
+Admission: beyond ``ServerLimits.max_connections`` open connections a new one is answered ``503`` and
+closed; the counters of :meth:`HttpServer.statistics` say how many.
 
 Usage::
 

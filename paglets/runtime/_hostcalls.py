@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from paglets.core.errors import HostError
+from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._paglets import message_wire
 
 if TYPE_CHECKING:
-    from paglets.runtime._controller import PagletController
     from paglets.runtime.host import Host
 
 __all__ = ["HostCalls"]
@@ -159,6 +159,7 @@ class HostCalls:
             kind="dispatch" if kind == "dispatch" else "clone",
             hooks_in_child=False,
             clone_id=str(clone_id) if isinstance(clone_id, str) else None,
+            snapshot=_sent_state(ctrl, args),
         )
 
     async def _advertise_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
@@ -192,7 +193,9 @@ class HostCalls:
 
         request = DeactivationRequest.from_wire(args["request"])
         policy = DeactivationPolicy.from_wire(args["policy"])
-        return await self._host.persistence.deactivate(ctrl.agent_id, request, decided_policy=policy)
+        return await self._host.persistence.deactivate(
+            ctrl.agent_id, request, decided_policy=policy, snapshot=_sent_state(ctrl, args)
+        )
 
     async def _register_file(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -238,3 +241,12 @@ class HostCalls:
 
     async def _resolve_host_url(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return self._host.resolve_host_url(str(args["name_or_url"]))
+
+
+def _sent_state(ctrl: PagletController, args: dict[str, Any]) -> Snapshot | None:
+    """The state a paglet sent ahead of a self-initiated move or deactivation (a handoff segment)."""
+    ref = args.get("state_segment")
+    if not (isinstance(ref, list) and len(ref) == 2 and all(isinstance(x, int) for x in ref)):
+        return None
+    segment = ctrl.channel.open_handoff(ref[0], ref[1])  # closed by its user, or with the channel
+    return Snapshot(segment.view, segment.close)

@@ -209,6 +209,7 @@ class MovementEngine:
         kind: MoveKind,
         hooks_in_child: bool = True,
         clone_id: str | None = None,
+        snapshot: Snapshot | None = None,
     ) -> dict[str, Any]:
         """Host-initiated dispatch, clone or retract of ``agent_id``; returns the resulting proxy dict.
 
@@ -221,13 +222,13 @@ class MovementEngine:
         ctrl = host.manager.ready(agent_id)
         info = await self.preflight(ticket, destination)
         ctrl = self._paused(agent_id)
-        snapshot: Snapshot | None = None
         files: list[dict[str, Any]] = []
         try:
             new_id = (clone_id or uuid.uuid4().hex) if kind == "clone" else agent_id
             if hooks_in_child:
                 await self._leaving_hooks(ctrl, kind, info, new_id)
-            snapshot = await ctrl.snapshot(host.manager.timeouts.state)
+            if snapshot is None:
+                snapshot = await ctrl.snapshot(host.manager.timeouts.state)
             if not destination.same_host or kind == "clone":
                 files = await self._stage_files(agent_id, new_id, destination)
             metadata = EnvelopeMetadata(

@@ -37,7 +37,7 @@ from paglets.core.events import PersistencyEvent
 from paglets.persistence._recordformat import RecordSummary, StoredMessage, StoredRecord
 from paglets.persistence._records import RecordStore
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
-from paglets.runtime._controller import PagletController
+from paglets.runtime._controller import PagletController, Snapshot
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -138,6 +138,7 @@ class Persistence:
         request: DeactivationRequest | None,
         *,
         decided_policy: DeactivationPolicy | None = None,
+        snapshot: Snapshot | None = None,
     ) -> dict[str, Any]:
         """Deactivate an active paglet; ``decided_policy`` means the paglet already ran its
         ``deactivation_policy`` and ``on_deactivating`` itself (self-initiated)."""
@@ -159,7 +160,7 @@ class Persistence:
                 await ctrl.resources("cleanup", reason="deactivate", timeout=host.manager.timeouts.resources)
             else:
                 policy = decided_policy
-            await self._save(ctrl, policy, request)
+            await self._save(ctrl, policy, request, snapshot=snapshot)
         except BaseException:
             if ctrl.status == "moving":
                 ctrl.status = "ready"
@@ -173,10 +174,16 @@ class Persistence:
         return {"host_url": host.address, "agent_id": agent_id}
 
     async def _save(
-        self, ctrl: PagletController, policy: DeactivationPolicy, request: DeactivationRequest
+        self,
+        ctrl: PagletController,
+        policy: DeactivationPolicy,
+        request: DeactivationRequest,
+        *,
+        snapshot: Snapshot | None = None,
     ) -> None:
         host = self._host
-        snapshot = await ctrl.snapshot(host.manager.timeouts.state)
+        if snapshot is None:
+            snapshot = await ctrl.snapshot(host.manager.timeouts.state)
         try:
             record = StoredRecord(
                 agent_id=ctrl.agent_id,

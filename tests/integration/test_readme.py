@@ -25,11 +25,12 @@ def test_quick_start_runs(tmp_path: Path) -> None:
 
 def test_demo_runs() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "paglets.demo", "--paglets", "3", "--messages", "50"],
+        [sys.executable, "-m", "paglets.demo", "--messages", "50", "--payload", "1000"],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "sync send over HTTP" in done.stdout
+    assert "tour done" in done.stdout
+    assert "gamma -> alpha" in done.stdout
     assert "every paglet process is gone" in done.stdout

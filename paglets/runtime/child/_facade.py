@@ -118,6 +118,14 @@ class ChildHost:
     def call(self, op: str, timeout: float | None = None, /, **args: Any) -> Any:
         return self._runtime.call_host(op, args, timeout)
 
+    def _state_args(self, paglet: Paglet[Any]) -> dict[str, Any]:
+        """The paglet's state, snapshotted here in the calling thread (which may hold the paglet's lock)
+        and sent ahead in a handoff segment; the host call names the segment."""
+        with paglet.locked():
+            data = codec_for(type(paglet.state)).encode(paglet.state)
+        ref = self._runtime.channel.send_large(data)
+        return {"state_segment": [ref.segment_id, ref.length]}
+
     def _own(self, agent_id: str, operation: str) -> None:
         if agent_id != self._config.agent_id:
             raise InvalidAgentError(f"a paglet can only {operation} itself, not {agent_id}")
@@ -261,7 +269,12 @@ class ChildHost:
         )
         paglet.resources.cleanup(reason="dispatch")
         result = self.call(
-            "move", _move_timeout(ticket), kind="dispatch", phase="complete", ticket=ticket.to_wire()
+            "move",
+            _move_timeout(ticket),
+            kind="dispatch",
+            phase="complete",
+            ticket=ticket.to_wire(),
+            **self._state_args(paglet),
         )
         return self._required_proxy(result)
 
@@ -293,6 +306,7 @@ class ChildHost:
             phase="complete",
             ticket=ticket.to_wire(),
             clone_id=clone_id,
+            **self._state_args(paglet),
         )
         paglet.on_cloned(event)
         return self._required_proxy(result)
@@ -317,7 +331,9 @@ class ChildHost:
             )
         )
         paglet.resources.cleanup(reason="deactivate")
-        result = self.call("deactivate_self", request=request.to_wire(), policy=policy.to_wire())
+        result = self.call(
+            "deactivate_self", request=request.to_wire(), policy=policy.to_wire(), **self._state_args(paglet)
+        )
         return self._required_proxy(result)
 
     def multicast_message(

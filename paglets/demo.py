@@ -70,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
             t0 = time.perf_counter()
             traveller = alpha.create(Traveller, TravellerState(payload=os.urandom(args.payload)))
-            print(
-                f"\ncreated traveller {traveller.agent_id} on alpha in {(time.perf_counter() - t0) * 1e3:.1f} ms"
-            )
+            created_ms = (time.perf_counter() - t0) * 1e3
+            print(f"\ncreated traveller {traveller.agent_id} on alpha in {created_ms:.1f} ms")
             route = ["beta", "gamma", "alpha", "beta"]
             print(f"it carries {args.payload:,} bytes and tours {' -> '.join(['alpha', *route])}:")
             t0 = time.perf_counter()
@@ -85,14 +84,12 @@ def main(argv: list[str] | None = None) -> int:
 
             tally = gamma.create(Tally)
             n = args.messages
-            print(
-                f"\nsync send to a paglet, in-process proxy: {_median_us(lambda: tally.send(Message('add')), n):.0f} us"
-            )
+            local_us = _median_us(lambda: tally.send(Message("add")), n)
+            print(f"\nsync send to a paglet, in-process proxy: {local_us:.0f} us")
             client = HostClient()
             http = PagletProxy(gamma.address, tally.agent_id, client)
-            print(
-                f"sync send to a paglet over HTTP:         {_median_us(lambda: http.send(Message('add')), n):.0f} us"
-            )
+            http_us = _median_us(lambda: http.send(Message("add")), n)
+            print(f"sync send to a paglet over HTTP:         {http_us:.0f} us")
             t0 = time.perf_counter()
             for _ in range(n):
                 tally.send_oneway(Message("add"))

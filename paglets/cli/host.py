@@ -86,6 +86,12 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
     p.add_argument(
         "--mesh-version", help="code version to gate on (default: PAGLETS_MESH_VERSION or git HEAD)"
     )
+    p.add_argument(
+        "--mesh-gossip-interval", type=float, default=1.0, metavar="SECONDS", help="heartbeat period"
+    )
+    p.add_argument(
+        "--mesh-offline-after", type=float, default=10.0, metavar="SECONDS", help="silence before offline"
+    )
     p.add_argument("--public-url", help="the URL others reach this host at (e.g. behind a reverse proxy)")
     p.add_argument("--connect-to", help="relay mode: connect to this hub instead of listening")
     p.add_argument("--relay-offline-after", type=float, default=30.0)
@@ -159,6 +165,8 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         "mesh_multicast": args.mesh_multicast,
         "mesh_lan_discovery": args.mesh_lan_discovery,
         "mesh_version": args.mesh_version,
+        "mesh_gossip_interval": args.mesh_gossip_interval,
+        "mesh_offline_after": args.mesh_offline_after,
         "persistence_dir": args.persistence_dir,
         "persistent_storage_quota_bytes": args.persistent_storage_quota,
         "artifact_max_bytes": args.artifact_max_size,

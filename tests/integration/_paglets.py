@@ -334,3 +334,21 @@ class Sleeper(Paglet[CounterState]):
             threading.Event().wait(float(msg.arg))
             return "slow-done"
         return self.not_handled()
+
+
+class MeshAsker(Paglet[EmptyState]):
+    """Looks services up across the mesh and lists hosts, from inside a paglet."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        from paglets.core.runtime_values import ServiceScope
+
+        if msg.kind == "lookup_mesh":
+            found = self.lookup_service(str(msg.arg), scope=ServiceScope.MESH)
+            return None if found is None else found.to_wire()
+        if msg.kind == "hosts":
+            return sorted(h.name for h in self.context.available_hosts())
+        if msg.kind == "advertise_mesh":
+            return self.advertise_service(str(msg.arg), scope=ServiceScope.MESH).to_wire()
+        return self.not_handled()

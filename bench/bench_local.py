@@ -36,7 +36,9 @@ MEASURES = [
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--no-reference", action="store_true", help="measure ours only")

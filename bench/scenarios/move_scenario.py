@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench_agents import BenchPaglet, BenchState  # noqa: E402
+from _bench_agents import BenchPaglet, BenchState
 
-from paglets.core.messages import Message  # noqa: E402
-from paglets.runtime.host import Host  # noqa: E402
+from paglets.core.messages import Message
+from paglets.runtime.host import Host
 
 BETA = textwrap.dedent(
     """
@@ -51,7 +51,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         beta = subprocess.Popen(
             [sys.executable, "-c", BETA.format(here=str(Path(__file__).resolve().parent), tmp=tmp + "/beta")],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=tmp,
         )
         alpha = Host("alpha", persistence_dir=tmp + "/alpha", mesh_lan_discovery=False, mesh_multicast=False)
         alpha.start_background()

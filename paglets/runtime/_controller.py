@@ -21,6 +21,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -145,6 +146,8 @@ class PagletController:
         self.message_waiters: list[asyncio.Future[None]] = []
         #: Set once ``run()`` returned, the paglet crashed, or it moved on (then ``moved_to`` names where).
         self.settled = asyncio.Event()
+        #: ``time.monotonic()`` of the last finished message (idle resident services are deactivated).
+        self.last_activity = time.monotonic()
         self.moved_to: dict[str, str] | None = None
         process.add_exit_callback(self._exit_from_thread)
         channel.attach(loop, self._on_frames, self._on_closed)
@@ -446,6 +449,7 @@ class PagletController:
         item = delivery.item
 
         def done(outcome: Reply | BaseException) -> None:
+            self.last_activity = time.monotonic()
             with self.lock:
                 self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
             self._finish_item(item, outcome)

@@ -154,6 +154,20 @@ def build_router(host: Host) -> Router:
         body = await _body(request)
         return _ok(await host.agent_call_async(request.path_params["agent_id"], op, body))
 
+    async def lease(request: Request) -> Response:
+        body = await _body(request)
+        agent_id, service_name = body.get("agent_id"), body.get("service_name")
+        if not isinstance(agent_id, str) or not isinstance(service_name, str):
+            raise HostError("a lease needs agent_id and service_name")
+        ttl = body.get("ttl", 60.0)
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise HostError("ttl must be a number of seconds")
+        return _ok(await host.resident.acquire_lease(agent_id, service_name, float(ttl)))
+
+    async def lease_release(request: Request) -> Response:
+        await _body(request)
+        return _ok({"released": host.resident.release_lease(request.path_params["lease_id"])})
+
     async def transfer_status(request: Request) -> Response:
         return _ok(host.movement.status(request.path_params["transfer_id"]))
 
@@ -190,6 +204,8 @@ def build_router(host: Host) -> Router:
         is_active=host._is_active,
     )
     build_artifact_routes(router, host.artifacts)
+    router.post("/services/leases", lease)
+    router.post("/services/leases/{lease_id}/release", lease_release)
     router.get("/transfers/{transfer_id}", transfer_status)
     router.post("/transfers/{transfer_id}/commit", transfer_commit)
     router.post("/transfers/{transfer_id}/abort", transfer_abort)

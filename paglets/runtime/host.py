@@ -45,6 +45,7 @@ from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
 from paglets.runtime._paglets import PagletManager, message_wire
 from paglets.runtime._persistence import Persistence
+from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceRecord
@@ -184,6 +185,7 @@ class Host:
         )
         self.movement = MovementEngine(self)
         self.persistence = Persistence(self)
+        self.resident = ResidentServices(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.services = HostServices(
             host_name=lambda: self.name,
@@ -311,6 +313,7 @@ class Host:
         for task in list(self._tasks):
             task.cancel()
         await self.mesh.stop()
+        await self.resident.stop()
         await self.movement.stop()
         await self.services.aclose()
         if self._artifact_cleanup is not None:
@@ -558,6 +561,14 @@ class Host:
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
             proxy = await self.persistence.deactivate(agent_id, request)
             return None if oneway else {"deactivated": True, "proxy": proxy}
+        if (
+            agent_id not in self.manager.controllers
+            and self.persistence.summary(agent_id) is None
+            and self.resident.is_resident(agent_id)
+        ):
+            await self.resident.ensure_started(
+                agent_id
+            )  # a lazy resident service starts on its first message
         if agent_id not in self.manager.controllers and self.persistence.summary(agent_id) is not None:
             return await self.persistence.deliver(
                 agent_id, wire, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
@@ -838,6 +849,27 @@ class Host:
     ) -> ServiceRecord | None:
         found = self.lookup_services(name, capability=capability, scope=scope)
         return found[0] if found else None
+
+    def declare_resident_service(self, declaration: ResidentDeclaration) -> ServiceRecord:
+        """Keep a service available on this host (contract §5.4): advertised now, started on demand."""
+        record: ServiceRecord = self._run(self.resident.declare(declaration))
+        return record
+
+    def acquire_resident_service_lease(
+        self, agent_id: str, service_name: str, *, ttl: float = 60.0
+    ) -> dict[str, Any]:
+        """Pin a (resident) service paglet for ``ttl`` seconds; starts it if needed."""
+        lease: dict[str, Any] = self._run(self.resident.acquire_lease(agent_id, service_name, ttl))
+        return lease
+
+    def release_resident_service_lease(self, lease_id: str) -> bool:
+        return bool(self._run(_value(lambda: self.resident.release_lease(lease_id))))
+
+    def lease_service_handle(self, handle: Any, *, ttl: float = 60.0) -> Any:
+        """A ``ServiceLease`` on the paglet behind ``handle`` (released by a context manager)."""
+        from paglets.services.resident import ServiceLease
+
+        return ServiceLease.acquire(handle, ttl=ttl, client=self.client)
 
     # --- events, listeners, properties -----------------------------------------------------------
 

@@ -352,3 +352,38 @@ class MeshAsker(Paglet[EmptyState]):
         if msg.kind == "advertise_mesh":
             return self.advertise_service(str(msg.arg), scope=ServiceScope.MESH).to_wire()
         return self.not_handled()
+
+
+@dataclass
+class EchoRequest:
+    text: str = ""
+
+
+@dataclass
+class EchoReply:
+    text: str = ""
+    calls: int = 0
+
+
+def _echo_contract() -> Any:
+    from paglets.services.contracts import ServiceContract, ServiceOperation
+
+    return ServiceContract("echo", (ServiceOperation("echo", EchoRequest, EchoReply),))
+
+
+ECHO_CONTRACT = _echo_contract()
+
+
+class EchoService(Paglet[CounterState]):
+    """A lazy resident service answering ``echo``."""
+
+    State = CounterState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "echo":
+            self.state.count += 1
+            request = ECHO_CONTRACT.operation("echo").decode_request(msg)
+            return ECHO_CONTRACT.operation("echo").encode_reply(
+                EchoReply(request.text.upper(), self.state.count)
+            )
+        return self.not_handled()

@@ -457,7 +457,9 @@ class ChildHost:
         return [_record(r) for r in found]
 
     def lease_service_handle(self, handle: Any, *, ttl: float = 60.0) -> Any:
-        raise HostError("service leases are not available on this host yet")
+        from paglets.services.resident import ServiceLease
+
+        return ServiceLease.acquire(handle, ttl=ttl, client=self.client)
 
     # --- resources, storage, files ---------------------------------------------------------------
 

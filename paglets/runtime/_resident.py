@@ -180,12 +180,16 @@ class ResidentServices:
             raise HostError(f"lease ttl must be in (0, {MAX_LEASE_TTL}] seconds, got {ttl}")
         if len(self._leases) >= MAX_LEASES:
             raise HostError(f"host {self._host.name} holds {MAX_LEASES} leases already")
-        if self.is_resident(agent_id):
-            await self.ensure_started(agent_id)
-        elif agent_id not in self._host.manager.controllers:
+        if not self.is_resident(agent_id) and agent_id not in self._host.manager.controllers:
             raise InvalidAgentError(f"no service paglet {agent_id} on host {self._host.name}")
         lease = _Lease(uuid.uuid4().hex, agent_id, service_name, time.time() + ttl)
-        self._leases[lease.lease_id] = lease
+        self._leases[lease.lease_id] = lease  # recorded first: an idle check running now sees it
+        if self.is_resident(agent_id):
+            try:
+                await self.ensure_started(agent_id)
+            except BaseException:
+                self._leases.pop(lease.lease_id, None)
+                raise
         self._host.events.emit(
             "service-lease-acquire",
             agent_id=agent_id,
@@ -241,6 +245,12 @@ class ResidentServices:
         return time.monotonic() - ctrl.last_activity >= declaration.idle_timeout
 
     async def _deactivate_idle(self, declaration: ResidentDeclaration) -> None:
+        lock = self._starting.setdefault(declaration.agent_id, asyncio.Lock())
+        async with lock:  # not while the service is being started (or leased meanwhile)
+            if self._idle(declaration):
+                await self._deactivate(declaration)
+
+    async def _deactivate(self, declaration: ResidentDeclaration) -> None:
         request = DeactivationRequest(
             reason="idle",
             source="resident-service-manager",

@@ -6,7 +6,6 @@ from __future__ import annotations
 from _paglets import ECHO_CONTRACT, CounterState, EchoRequest, EchoService
 from conftest import wait_until
 
-from paglets.core.messages import Message
 from paglets.core.runtime_values import ResidentLifecycle
 from paglets.remote.client import HostClient
 from paglets.runtime._resident import ResidentDeclaration
@@ -40,7 +39,7 @@ def test_lazy_resident_service_lifecycle(host: Host) -> None:
         "service.echo", ECHO_CONTRACT.operation("echo").to_message(EchoRequest("hi"))
     )
     assert reply == {"text": "HI", "calls": 1}
-    assert _active(host) == ["service.echo"]
+    assert "resident-service-create" in [e.kind for e in host.list_events(limit=1000)]
 
     wait_until(lambda: _active(host) == [], 10)  # idle: deactivated
     assert host.lookup_service("echo") is not None  # still discoverable
@@ -56,7 +55,12 @@ def test_lazy_resident_service_lifecycle(host: Host) -> None:
     )
     assert _active(host) == ["service.echo"]
     wait_until(lambda: any(e.kind == "service-lease-expire" for e in host.list_events(limit=1000)), 10)
-    assert _active(host) == ["service.echo"]
+    events = host.list_events(limit=1000)
+    acquired = max(e.event_id for e in events if e.kind == "service-lease-acquire")
+    expired = max(e.event_id for e in events if e.kind == "service-lease-expire")
+    assert not [
+        e for e in events if e.kind == "resident-service-idle-deactivate" and acquired < e.event_id < expired
+    ]
     wait_until(lambda: _active(host) == [], 10)
     lease = client.post_json(
         host.address + "/services/leases", {"agent_id": "service.echo", "service_name": "echo", "ttl": 30}

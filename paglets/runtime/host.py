@@ -38,6 +38,7 @@ from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_co
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifacts import ArtifactStore
+from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
 from paglets.runtime._config import HostConfig, normalize_url
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
@@ -133,7 +134,7 @@ class Host:
         self.config = HostConfig.build(name, host, port, **options)
         cfg = self.config
         self.name = cfg.name
-        self.bind_hosts = list(cfg.bind_hosts)
+        self.bind_hosts = resolve_bind_hosts(cfg.bind_hosts)
         self.port = cfg.port
         self.public_url = cfg.public_url
         self.connect_to = cfg.connect_to
@@ -214,7 +215,7 @@ class Host:
         if self.public_url:
             return self.public_url
         bind = self.bind_hosts[0]
-        shown = "127.0.0.1" if bind in ("0.0.0.0", "") else bind
+        shown = resolve_auto_address() if bind in ("0.0.0.0", "") else bind
         if ":" in shown and not shown.startswith("["):
             shown = f"[{shown}]"
         return f"http://{shown}:{self.port}"
@@ -239,8 +240,6 @@ class Host:
 
     async def _start_async(self) -> None:
         from paglets.http.aclient import AsyncHttpClient
-        from paglets.http.server import HttpServer
-        from paglets.runtime._routes import build_router
 
         # scratch space starts empty at every start (contract §1.14)
         shutil.rmtree(self.manager.work_root, ignore_errors=True)
@@ -249,19 +248,57 @@ class Host:
         self.services.bind_client(self.aclient)
         self.manager.start(asyncio.get_running_loop())
         await self.persistence.start()
-        server = HttpServer(build_router(self), api_key=self.api_key, path_prefix=_prefix(self.public_url))
+        server = self._new_server()
         try:
             self.port = await server.start(self.bind_hosts, self.port)
         except BaseException:
             await self.manager.stop_all(STOP_GRACE)
+            await self.persistence.close()
             raise
         self._server = server
         self.events.host_address = self.address
+        if AUTO in self.config.bind_hosts and not self.public_url:
+            self.spawn_task(self._watch_binding())
         self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
         if self.config.mesh:
             self.mesh.start()
         self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
         await self.persistence.activate_startup()
+
+    def _new_server(self) -> Any:
+        from paglets.http.server import HttpServer
+        from paglets.runtime._routes import build_router
+
+        return HttpServer(build_router(self), api_key=self.api_key, path_prefix=_prefix(self.public_url))
+
+    async def _watch_binding(self) -> None:
+        """``--bind-public auto``: follow the LAN address (see ``paglets.runtime._binding``)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.config.bind_watch_interval)
+            wanted = await loop.run_in_executor(None, resolve_bind_hosts, self.config.bind_hosts)
+            if wanted == self.bind_hosts or self._server is None:
+                continue
+            old_address, old_server = self.address, self._server
+            new_server = self._new_server()
+            try:
+                await old_server.close(deadline=0.5)  # the port must be free to rebind it
+                await new_server.start(wanted, self.port)
+            except OSError as exc:
+                _log.error(
+                    "host %s cannot rebind to %s: %s; keeping %s", self.name, wanted, exc, self.bind_hosts
+                )
+                restored = self._new_server()
+                await restored.start(self.bind_hosts, self.port)
+                self._server = restored
+                continue
+            self._server, self.bind_hosts = new_server, wanted
+            self.events.host_address = self.address
+            self.mesh.address_changed(old_address)
+            self.events.emit(
+                "context-rebind",
+                data={"old_address": old_address, "new_address": self.address, "bind_hosts": list(wanted)},
+            )
 
     def spawn_task(self, coro: Any) -> None:
         """Run ``coro`` in the background on the loop; the host cancels it when it stops."""

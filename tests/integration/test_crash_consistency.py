@@ -1,0 +1,228 @@
+"""Crash consistency of a whole host: SIGKILL during deactivations, queued appends and activations.
+
+A ``paglets-host`` CLI process runs on its own persistence directory. Eight drivers (threads of this
+process, one paglet each, over HTTP) create ``Counter`` paglets, send them ``add`` (n=1), deactivate them
+with a policy that queues messages without activating (some also ``activate_on_startup``), queue ``add``
+messages while they are inactive and activate them again, until a timer SIGKILLs the host 20-400 ms into
+the round. The host is restarted on the same directory and checked against the model of
+``_crash_driver`` (module docstring there):
+
+- every paglet id is listed at most once (``GET /agents?state=all``) and no unknown id appears;
+- a paglet whose last acknowledged operation left it inactive is present, one that was active is absent
+  (active paglets die with their host, contract §5.7), and the one operation in flight may have happened
+  or not; a present paglet's ``count`` + queued messages equals its value before or after that operation
+  (read with ``GET /agents/{id}/state``, which also reads inactive records); paglets that came back
+  active at startup are read once the queue they drained is through;
+- nothing is quarantined (no ``record-quarantined`` event, no quarantine directory), no temporary file
+  survives, one ``.rec`` file per inactive paglet;
+- no process of the killed host survives (its zygote and paglets die with it: checked on /proc by an
+  environment marker every one of them inherits, and by the host's process tree just before the kill).
+
+After the last round every paglet is activated in calm conditions: the ``activate`` event reports exactly
+the messages known to be queued, and once they are drained ``count`` equals the value: every queued message
+applied exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _crash_driver import (
+    KillableHost,
+    PagletModel,
+    Slot,
+    alive,
+    join_all,
+    marked_processes,
+    start_drivers,
+    suppress_close,
+)
+from conftest import children_of, wait_until
+
+from paglets.remote.client import HostClient
+
+#: Kill-and-restart rounds (each about a second: host start ~0.5 s, drive <= 0.4 s, checks).
+ROUNDS = 20
+#: Paglets driven at a time (one driver thread each).
+SLOTS = 8
+#: The kill comes this many seconds after the drivers start (uniformly at random).
+KILL_AFTER = (0.02, 0.4)
+SEED = 0x5EED_C4A5
+#: Seconds for the drivers to notice the kill, and for the killed host's processes to disappear.
+AFTER_KILL_TIMEOUT = 30.0
+#: Seconds a queue drained at activation may take.
+DRAIN_TIMEOUT = 30.0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_sigkill_during_deactivation_queueing_and_activation(tmp_path: Path) -> None:
+    rng = random.Random(SEED)
+    directory = tmp_path / "store"
+    log = tmp_path / "host.log"
+    client = HostClient(timeout=30)
+    slots = [Slot(i) for i in range(SLOTS)]
+    gone: set[str] = set()
+    host: KillableHost | None = None
+    try:
+        for round_no in range(ROUNDS):
+            host = KillableHost(directory, log)
+            if round_no:
+                _verify(client, host, directory, slots, gone, round_no)
+            _problems(slots)
+            dying = threading.Event()
+            threads = start_drivers(slots, host.url, rng, dying)
+            doomed: set[int] = set()
+
+            def kill(
+                host: KillableHost = host, doomed: set[int] = doomed, dying: threading.Event = dying
+            ) -> None:
+                doomed.update(children_of(host.pid))
+                dying.set()
+                host.kill()
+
+            timer = threading.Timer(rng.uniform(*KILL_AFTER), kill)
+            timer.start()
+            timer.join()
+            host.close()
+            join_all(threads, AFTER_KILL_TIMEOUT)
+            _problems(slots)
+            marker = host.marker
+            wait_until(
+                lambda marker=marker, doomed=doomed: not (marked_processes(marker) | alive(doomed)),
+                AFTER_KILL_TIMEOUT,
+            )
+            host = None
+
+        host = KillableHost(directory, log)
+        _verify(client, host, directory, slots, gone, ROUNDS)
+        _activate_all_and_check(client, host, slots)
+        host.close()
+        marker = host.marker
+        wait_until(lambda: not marked_processes(marker), AFTER_KILL_TIMEOUT)
+        host = None
+    finally:
+        suppress_close(host)
+        client.close()
+
+    cut = Counter[str]()
+    done = Counter[str]()
+    for slot in slots:
+        cut.update(slot.cut)
+        done.update(slot.done)
+    # the kills did land in the middle of each kind of durable operation at least once
+    assert {"deactivate", "append", "activate"} <= set(cut), (cut, done)
+
+
+def _problems(slots: list[Slot]) -> None:
+    problems = [p for slot in slots for p in slot.problems]
+    assert not problems, problems
+
+
+def _verify(
+    client: HostClient, host: KillableHost, directory: Path, slots: list[Slot], gone: set[str], round_no: int
+) -> None:
+    """Check a restarted host against the model, then settle the model on what was found."""
+    url = host.url
+    listed = client.get_json(url + "/agents?state=all")["agents"]
+    ids = Counter(a["agent_id"] for a in listed)
+    assert [i for i, n in ids.items() if n > 1] == [], f"round {round_no}: listed twice: {listed}"
+    known = {s.paglet.agent_id for s in slots if s.paglet is not None}
+    assert set(ids) <= known, (
+        f"round {round_no}: unknown or resurrected ids {set(ids) - known} (gone: {gone})"
+    )
+    events = _events(client, url)
+    assert [e for e in events if e["kind"] == "record-quarantined"] == [], events
+    assert [e for e in events if e["kind"] == "paglet-crashed"] == [], events
+    activated = {e["agent_id"]: e["data"]["queued_message_count"] for e in events if e["kind"] == "activate"}
+    by_id = {a["agent_id"]: a for a in listed}
+
+    for slot in slots:
+        paglet = slot.paglet
+        if paglet is None:
+            continue
+        entry = by_id.get(paglet.agent_id)
+        allowed = paglet.outcomes()
+        observed: int | None = None
+        queued: int | None = None
+        if entry is not None:
+            assert not entry.get("crashed"), entry
+            if entry["active"]:  # came back at startup: read it once its drained queue is through
+                assert paglet.agent_id in activated, (entry, events)
+                observed = _drained_count(client, url, paglet.agent_id, activated[paglet.agent_id])
+            else:
+                state = client.get_json(f"{url}/agents/{paglet.agent_id}/state")
+                queued = state["queued_message_count"]
+                observed = state["state"]["count"] + queued
+        assert observed in allowed, (
+            f"round {round_no}: paglet {paglet.agent_id} found with value {observed} "
+            f"({'absent' if entry is None else entry}); allowed {sorted(allowed, key=str)} for {paglet}"
+        )
+        if observed is None:
+            gone.add(paglet.agent_id)
+            slot.paglet = None
+        else:
+            assert entry is not None
+            slot.paglet = PagletModel(paglet.agent_id, observed, active=entry["active"], queued=queued)
+
+    inactive = sum(1 for a in listed if not a["active"])
+    names = os.listdir(directory / "inactive")
+    assert sum(1 for n in names if n.endswith(".rec")) == inactive, names
+    assert [n for n in names if n != ".lock" and not n.endswith((".rec", ".q"))] == [], names
+    quarantine = directory / "quarantine"
+    assert not quarantine.exists() or os.listdir(quarantine) == [], os.listdir(quarantine)
+
+
+def _events(client: HostClient, url: str, since: int = 0) -> list[dict[str, Any]]:
+    """Every event of the host after ``since``, oldest first (paged: one call returns at most 1000)."""
+    out: list[dict[str, Any]] = []
+    while True:
+        page = client.get_json(f"{url}/events?since={since}&limit=1000")["events"]
+        out.extend(page)
+        if len(page) < 1000:
+            return out
+        since = page[-1]["event_id"]
+
+
+def _drained_count(client: HostClient, url: str, agent_id: str, queued: int) -> int:
+    """``count`` of an active paglet once the ``queued`` messages drained at its activation are done."""
+    mailbox: dict[str, Any] = {}
+
+    def drained() -> bool:
+        mailbox.update(client.get_json(f"{url}/agents/{agent_id}")["mailbox"])
+        return (
+            mailbox["delivered_count"] + mailbox["failed_count"] >= queued
+            and mailbox["queued_count"] == 0
+            and mailbox["in_flight_count"] == 0
+        )
+
+    wait_until(drained, DRAIN_TIMEOUT)
+    assert mailbox["failed_count"] == 0, mailbox
+    count: int = client.get_json(f"{url}/agents/{agent_id}/state")["state"]["count"]
+    return count
+
+
+def _activate_all_and_check(client: HostClient, host: KillableHost, slots: list[Slot]) -> None:
+    """Calm activation of every inactive paglet: exactly the queued messages are applied, once each."""
+    url = host.url
+    since = max((e["event_id"] for e in _events(client, url)), default=0)
+    inactive = [s.paglet for s in slots if s.paglet is not None and not s.paglet.active]
+    assert inactive, "no paglet survived to the end"
+    for paglet in inactive:
+        client.post_json(f"{url}/agents/{paglet.agent_id}/activate", {})
+    events = _events(client, url, since)
+    activated = {e["agent_id"]: e["data"]["queued_message_count"] for e in events if e["kind"] == "activate"}
+    started = time.monotonic()
+    for paglet in inactive:
+        assert activated.get(paglet.agent_id) == paglet.queued, (paglet, activated)
+        assert paglet.queued is not None
+        count = _drained_count(client, url, paglet.agent_id, paglet.queued)
+        assert count == paglet.value, (paglet, count)
+    assert time.monotonic() - started < DRAIN_TIMEOUT

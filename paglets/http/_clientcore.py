@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import h11
 import msgspec
 
-from paglets.core.errors import HeadersTooLargeError, PagletError, ProtocolError, RemoteHostError
+from paglets.core.errors import HeadersTooLargeError, ProtocolError, RemoteHostError
 from paglets.http._body import (
     BodyDecoder,
     ByteQueue,
@@ -315,10 +315,6 @@ class ClientExchange:
             and type(decoder) is not UntilCloseDecoder
             and self._conn.our_state is h11.DONE
         )
-
-
-def error_for(status: int, body: bytes, url: str) -> PagletError:
-    return error_from_response(status, body, url)
 
 
 def header_value(headers: list[tuple[bytes, bytes]], name: str) -> str | None:

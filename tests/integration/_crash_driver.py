@@ -101,7 +101,7 @@ class KillableHost:
         )
         try:
             banner = read_line(self.proc, READY_TIMEOUT)
-            if f" serving on " not in banner:
+            if " serving on " not in banner:
                 raise AssertionError(f"host did not start: {banner!r}; log: {log.read_text()[-3000:]}")
         except BaseException:
             self.close()

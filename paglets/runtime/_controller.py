@@ -284,13 +284,13 @@ class PagletController:
             self._pending.pop(call_id, None)
             raise
 
-    async def request(
-        self, build: Callable[[int], HostToChild], timeout: float | None, *, urgent: bool = False
-    ) -> Any:
-        """Send a request and return the decoded result of its reply (or raise its error).
+    async def _exchange(
+        self, build: Callable[[int], HostToChild], timeout: float | None, urgent: bool
+    ) -> Reply:
+        """Send a request and wait for its reply; raises the reply's error (or the crash, or a timeout).
 
-        ``urgent`` requests (snapshots, status) also ring the service bell, so that the child serves
-        them even while a handler runs.
+        ``urgent`` requests (snapshots, status) also ring the service bell, so that the child serves them
+        even while a handler runs.
         """
         future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
 
@@ -306,60 +306,38 @@ class PagletController:
                 outcome = await future
         except TimeoutError:
             raise HostError(f"paglet {self.agent_id} did not answer within {timeout} s") from None
-        return self.result_of(outcome)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if not outcome.ok:
+            raise exception_from_error_info(outcome.error or _UNKNOWN)
+        return outcome
+
+    async def request(
+        self, build: Callable[[int], HostToChild], timeout: float | None, *, urgent: bool = False
+    ) -> Any:
+        """Send a request and return the decoded result of its reply (or raise its error)."""
+        return self.result_of(await self._exchange(build, timeout, urgent))
 
     async def request_raw(
         self, build: Callable[[int], HostToChild], timeout: float | None, *, urgent: bool = False
     ) -> bytes:
         """Like ``request`` but returns the undecoded payload (state snapshots)."""
-        future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
-
-        def settle(outcome: Reply | BaseException) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        self._send_request(build, settle)
-        if urgent:
-            self.ring_service()
+        snapshot = self._snapshot_of(await self._exchange(build, timeout, urgent))
         try:
-            async with asyncio.timeout(timeout):
-                outcome = await future
-        except TimeoutError:
-            raise HostError(f"paglet {self.agent_id} did not answer within {timeout} s") from None
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if not outcome.ok:
-            raise exception_from_error_info(outcome.error or _UNKNOWN)
-        if outcome.handoff is not None:
-            ref = outcome.handoff
-            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
-                return bytes(segment.view)
-        return bytes(outcome.result)
+            return bytes(snapshot.view)
+        finally:
+            snapshot.close()
 
     async def snapshot(self, timeout: float | None) -> Snapshot:
         """The paglet's encoded state, without copying a large one (it stays in its handoff segment)."""
-        future: asyncio.Future[Reply | BaseException] = self.loop.create_future()
+        return self._snapshot_of(await self._exchange(GetState, timeout, True))
 
-        def settle(outcome: Reply | BaseException) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        self._send_request(GetState, settle)
-        self.ring_service()
-        try:
-            async with asyncio.timeout(timeout):
-                outcome = await future
-        except TimeoutError:
-            raise HostError(f"paglet {self.agent_id} did not answer within {timeout} s") from None
-        if isinstance(outcome, BaseException):
-            raise outcome
-        if not outcome.ok:
-            raise exception_from_error_info(outcome.error or _UNKNOWN)
-        if outcome.handoff is not None:
-            segment = self.channel.open_handoff(outcome.handoff.segment, outcome.handoff.length)
+    def _snapshot_of(self, reply: Reply) -> Snapshot:
+        if reply.handoff is not None:
+            segment = self.channel.open_handoff(reply.handoff.segment, reply.handoff.length)
             segment.detach()  # outlives the channel if the process goes away during a move
             return Snapshot(segment.view, segment.close)
-        return Snapshot(memoryview(bytes(outcome.result)), None)
+        return Snapshot(memoryview(bytes(reply.result)), None)
 
     def result_of(self, outcome: Reply | BaseException) -> Any:
         if isinstance(outcome, BaseException):

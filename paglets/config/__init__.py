@@ -1,0 +1,1 @@
+"""Host configuration files (``launch.toml``): see :mod:`paglets.config.startup`."""

@@ -371,6 +371,9 @@ class Zygote:
                 pass_fds=[child_sock.fileno()],
                 stdin=subprocess.DEVNULL,
                 env=dict(env) if env is not None else None,
+                # its own session: Ctrl-C in a terminal or a signal to the host's process group reaches
+                # the host only, which saves its paglets before their processes end
+                start_new_session=True,
             )
         except BaseException:
             parent_sock.close()

@@ -150,3 +150,49 @@ def test_cli_errors(tmp_path: Path) -> None:
         assert "already in use" in out.stderr
     finally:
         busy.stop()
+
+
+def test_ctrl_c_to_the_whole_process_group_keeps_paglets(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    command = [
+        sys.executable,
+        "-m",
+        "paglets.cli.host",
+        "--name",
+        "g",
+        "--port",
+        "0",
+        "--persistence-dir",
+        str(tmp_path / "g"),
+        "--mesh-version",
+        "v1",
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    url = proc.stdout.readline().split(" serving on ")[1].split()[0]
+    client = HostClient()
+    kept = client.post_json(url + "/agents", {"agent_class_name": "_paglets:Counter"})["proxy"]
+    PagletProxy.from_wire(kept, client=client).send(Message("add", {"n": 5}))
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    assert proc.wait(30) == 0
+    proc.stdout.close()
+    proc.stderr.close()
+    again = HostProcess(tmp_path, "g")
+    try:
+        wait_until(
+            lambda: any(
+                a["agent_id"] == kept["agent_id"] for a in client.get_json(again.url + "/agents")["agents"]
+            ),
+            20,
+        )
+        assert (
+            PagletProxy.from_wire({"host_url": again.url, "agent_id": kept["agent_id"]}, client=client).send(
+                Message("add")
+            )
+            == 6
+        )
+    finally:
+        again.stop()
+        client.close()

@@ -152,7 +152,7 @@ def test_cli_errors(tmp_path: Path) -> None:
         busy.stop()
 
 
-def test_ctrl_c_to_the_whole_process_group_keeps_paglets(tmp_path: Path) -> None:
+def test_sigterm_to_the_whole_process_group_keeps_paglets(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
     command = [
         sys.executable,
@@ -175,7 +175,7 @@ def test_ctrl_c_to_the_whole_process_group_keeps_paglets(tmp_path: Path) -> None
     client = HostClient()
     kept = client.post_json(url + "/agents", {"agent_class_name": "_paglets:Counter"})["proxy"]
     PagletProxy.from_wire(kept, client=client).send(Message("add", {"n": 5}))
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    os.killpg(proc.pid, signal.SIGTERM)  # as `timeout` or a service manager does to the whole group
     assert proc.wait(30) == 0
     proc.stdout.close()
     proc.stderr.close()

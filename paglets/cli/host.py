@@ -182,6 +182,22 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _prepare_launch_config(args: argparse.Namespace, options: dict[str, Any]) -> None:
+    """Sync the launch config with the bundled template (unless told not to) and load it."""
+    from paglets.config.startup import (
+        default_launch_config_path,
+        load_launch_config,
+        sync_launch_config_result,
+    )
+
+    path = args.launch_config or default_launch_config_path()
+    if args.sync_launch_config:
+        result = sync_launch_config_result(path, assume_yes=args.yes, interactive=sys.stdin.isatty())
+        print(f"paglets-host: {result.describe()}", file=sys.stderr)
+        options["launch_config_sync_result"] = result
+    options["launch_config"] = load_launch_config(path) if path.exists() else None
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -191,6 +207,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
         parser.error(str(exc))
     from paglets.runtime.host import Host
 
+    try:
+        _prepare_launch_config(args, options)
+    except PagletError as exc:
+        print(f"paglets-host: {exc}", file=sys.stderr)
+        return 1
     name = options.pop("name")
     try:
         host = Host(name, **options)

@@ -42,6 +42,7 @@ from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_ho
 from paglets.runtime._config import HostConfig, normalize_url
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
+from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
 from paglets.runtime._paglets import PagletManager, message_wire
@@ -187,6 +188,7 @@ class Host:
         self.movement = MovementEngine(self)
         self.persistence = Persistence(self)
         self.resident = ResidentServices(self)
+        self.launch = LaunchRunner(self, cfg.launch_config, cfg.launch_config_sync_result)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.services = HostServices(
             host_name=lambda: self.name,
@@ -263,7 +265,10 @@ class Host:
         if self.config.mesh:
             self.mesh.start()
         self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
+        self.launch.report_sync()
+        await self.launch.declare_resident_services()
         await self.persistence.activate_startup()
+        await self.launch.start_startup_agents()
 
     def _new_server(self) -> Any:
         from paglets.http.server import HttpServer

@@ -387,3 +387,16 @@ class EchoService(Paglet[CounterState]):
                 EchoReply(request.text.upper(), self.state.count)
             )
         return self.not_handled()
+
+
+def _echo_resident() -> Any:
+    from paglets.core.runtime_values import ResidentLifecycle
+    from paglets.services.resident import ResidentServiceSpec
+
+    return (ResidentServiceSpec(ECHO_CONTRACT, lifecycle=ResidentLifecycle.LAZY, idle_timeout=30.0),)
+
+
+class ResidentEcho(EchoService):
+    """``EchoService`` declared as a resident service of its class."""
+
+    RESIDENT_SERVICES = _echo_resident()

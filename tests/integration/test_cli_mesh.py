@@ -17,7 +17,7 @@ from paglets.core.messages import Message
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
 
-FAST = ["--mesh-gossip-interval", "0.2", "--mesh-offline-after", "1.5"]
+FAST = ["--mesh-gossip-interval", "0.2", "--mesh-offline-after", "1.5", "--no-sync-launch-config"]
 
 
 class HostProcess:
@@ -170,7 +170,8 @@ def test_sigterm_to_the_whole_process_group_keeps_paglets(tmp_path: Path) -> Non
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     url = proc.stdout.readline().split(" serving on ")[1].split()[0]
     client = HostClient()
     kept = client.post_json(url + "/agents", {"agent_class_name": "_paglets:Counter"})["proxy"]

@@ -35,6 +35,8 @@ from typing import Any
 
 import pytest
 from _crash_driver import (
+    DRAIN_TIMEOUT,
+    QUEUEING_POLICY,
     KillableHost,
     PagletModel,
     Slot,
@@ -46,6 +48,8 @@ from _crash_driver import (
 )
 from conftest import children_of, wait_until
 
+from paglets.core.errors import PagletError
+from paglets.core.messages import Message
 from paglets.remote.client import HostClient
 
 #: Kill-and-restart rounds (each about a second: host start ~0.5 s, drive <= 0.4 s, checks).
@@ -57,8 +61,6 @@ KILL_AFTER = (0.02, 0.4)
 SEED = 0x5EED_C4A5
 #: Seconds for the drivers to notice the kill, and for the killed host's processes to disappear.
 AFTER_KILL_TIMEOUT = 30.0
-#: Seconds a queue drained at activation may take.
-DRAIN_TIMEOUT = 30.0
 
 
 @pytest.mark.slow
@@ -77,36 +79,16 @@ def test_sigkill_during_deactivation_queueing_and_activation(tmp_path: Path) -> 
             if round_no:
                 _verify(client, host, directory, slots, gone, round_no)
             _problems(slots)
-            dying = threading.Event()
-            threads = start_drivers(slots, host.url, rng, dying)
-            doomed: set[int] = set()
-
-            def kill(
-                host: KillableHost = host, doomed: set[int] = doomed, dying: threading.Event = dying
-            ) -> None:
-                doomed.update(children_of(host.pid))
-                dying.set()
-                host.kill()
-
-            timer = threading.Timer(rng.uniform(*KILL_AFTER), kill)
-            timer.start()
-            timer.join()
-            host.close()
-            join_all(threads, AFTER_KILL_TIMEOUT)
+            doomed = _drive_until_killed(host, slots, rng)
             _problems(slots)
-            marker = host.marker
-            wait_until(
-                lambda marker=marker, doomed=doomed: not (marked_processes(marker) | alive(doomed)),
-                AFTER_KILL_TIMEOUT,
-            )
+            _assert_processes_end(host.marker, doomed)
             host = None
 
         host = KillableHost(directory, log)
         _verify(client, host, directory, slots, gone, ROUNDS)
         _activate_all_and_check(client, host, slots)
         host.close()
-        marker = host.marker
-        wait_until(lambda: not marked_processes(marker), AFTER_KILL_TIMEOUT)
+        _assert_processes_end(host.marker, set())
         host = None
     finally:
         suppress_close(host)
@@ -119,6 +101,34 @@ def test_sigkill_during_deactivation_queueing_and_activation(tmp_path: Path) -> 
         done.update(slot.done)
     # the kills did land in the middle of each kind of durable operation at least once
     assert {"deactivate", "append", "activate"} <= set(cut), (cut, done)
+
+
+def _drive_until_killed(host: KillableHost, slots: list[Slot], rng: random.Random) -> set[int]:
+    """Run the drivers until a timer SIGKILLs the host; returns the host's process tree at the kill."""
+    dying = threading.Event()
+    threads = start_drivers(slots, host.url, rng, dying)
+    doomed: set[int] = set()
+
+    def kill() -> None:
+        doomed.update(children_of(host.pid))
+        dying.set()
+        host.kill()
+
+    timer = threading.Timer(rng.uniform(*KILL_AFTER), kill)
+    timer.start()
+    timer.join()
+    host.close()
+    join_all(threads, AFTER_KILL_TIMEOUT)
+    return doomed
+
+
+def _assert_processes_end(marker: str, pids: set[int]) -> None:
+    """No process of a killed host survives it (zygote and paglets die with it), within a deadline."""
+
+    def ended() -> bool:
+        return not (marked_processes(marker) | alive(pids))
+
+    wait_until(ended, AFTER_KILL_TIMEOUT)
 
 
 def _problems(slots: list[Slot]) -> None:
@@ -170,7 +180,10 @@ def _verify(
             slot.paglet = None
         else:
             assert entry is not None
-            slot.paglet = PagletModel(paglet.agent_id, observed, active=entry["active"], queued=queued)
+            found = PagletModel(paglet.agent_id, observed, active=entry["active"], queued=queued)
+            found.history = paglet.history
+            found.note(f"round {round_no}: found {'active' if entry['active'] else 'inactive'}, {observed}")
+            slot.paglet = found
 
     inactive = sum(1 for a in listed if not a["active"])
     names = os.listdir(directory / "inactive")
@@ -197,11 +210,8 @@ def _drained_count(client: HostClient, url: str, agent_id: str, queued: int) -> 
 
     def drained() -> bool:
         mailbox.update(client.get_json(f"{url}/agents/{agent_id}")["mailbox"])
-        return (
-            mailbox["delivered_count"] + mailbox["failed_count"] >= queued
-            and mailbox["queued_count"] == 0
-            and mailbox["in_flight_count"] == 0
-        )
+        through: bool = mailbox["delivered_count"] + mailbox["failed_count"] >= queued
+        return through and mailbox["queued_count"] == 0 and mailbox["in_flight_count"] == 0
 
     wait_until(drained, DRAIN_TIMEOUT)
     assert mailbox["failed_count"] == 0, mailbox
@@ -226,3 +236,90 @@ def _activate_all_and_check(client: HostClient, host: KillableHost, slots: list[
         count = _drained_count(client, url, paglet.agent_id, paglet.queued)
         assert count == paglet.value, (paglet, count)
     assert time.monotonic() - started < DRAIN_TIMEOUT
+
+
+# --- deactivation while the queue drained at activation is still running ------------------------------
+
+#: Messages queued behind the blocking one (each re-queue costs an fsync: the window is this wide).
+BEHIND = 50
+#: Seconds the first drained message blocks its handler, so that the deactivation comes mid-drain.
+BLOCK = 0.3
+DRAIN_BUG = (
+    "runtime bug: a deactivation during the drain of queued messages writes the record without the "
+    "messages not yet delivered and re-queues them one by one afterwards (the reply does not wait)"
+)
+
+
+def _queued_then_activated(client: HostClient, host: KillableHost) -> str:
+    """A paglet with ``block`` + ``BEHIND`` adds queued while inactive, then activated (drain running)."""
+    agent_id: str = client.post_json(host.url + "/agents", {"agent_class_name": "_paglets:Counter"})["proxy"][
+        "agent_id"
+    ]
+    base = f"{host.url}/agents/{agent_id}"
+    client.post_json(base + "/deactivate", {"request": {"policy": QUEUEING_POLICY}})
+    client.post_json(base + "/messages", {"message": Message("block", arg=BLOCK).to_wire()})
+    for _ in range(BEHIND):
+        client.post_json(base + "/messages", {"message": Message("add", {"n": 1}).to_wire()})
+    assert client.get_json(base + "/state")["queued_message_count"] == BEHIND + 1
+    client.post_json(base + "/activate", {})
+    return agent_id
+
+
+def _value_after_restart(client: HostClient, directory: Path, log: Path, agent_id: str) -> int:
+    host = KillableHost(directory, log)
+    try:
+        state = client.get_json(f"{host.url}/agents/{agent_id}/state")
+        value: int = state["state"]["count"] + state["queued_message_count"]
+        return value
+    finally:
+        host.close()
+
+
+@pytest.mark.xfail(reason=DRAIN_BUG, raises=AssertionError, strict=True)
+@pytest.mark.timeout(120)
+def test_deactivation_during_a_drain_acknowledged_then_killed(tmp_path: Path) -> None:
+    directory, log = tmp_path / "store", tmp_path / "host.log"
+    client = HostClient(timeout=30)
+    host = KillableHost(directory, log)
+    try:
+        agent_id = _queued_then_activated(client, host)
+        client.post_json(f"{host.url}/agents/{agent_id}/deactivate", {"request": {"policy": QUEUEING_POLICY}})
+        host.close()  # SIGKILL right after the acknowledgement
+        assert _value_after_restart(client, directory, log, agent_id) == BEHIND
+    finally:
+        host.close()
+        client.close()
+
+
+@pytest.mark.xfail(reason=DRAIN_BUG, raises=AssertionError, strict=True)
+@pytest.mark.timeout(120)
+def test_deactivation_during_a_drain_killed_once_the_record_exists(tmp_path: Path) -> None:
+    directory, log = tmp_path / "store", tmp_path / "host.log"
+    client = HostClient(timeout=30)
+    host = KillableHost(directory, log)
+    caller: threading.Thread | None = None
+    try:
+        agent_id = _queued_then_activated(client, host)
+        url = f"{host.url}/agents/{agent_id}/deactivate"
+
+        def deactivate() -> None:
+            other = HostClient(timeout=30)
+            try:
+                other.post_json(url, {"request": {"policy": QUEUEING_POLICY}})
+            except PagletError:
+                pass  # cut by the kill
+            finally:
+                other.close()
+
+        caller = threading.Thread(target=deactivate)
+        caller.start()
+        records = directory / "inactive"
+        wait_until(lambda: any(n.endswith(".rec") for n in os.listdir(records)), 10, interval=0.0005)
+        host.close()  # SIGKILL as soon as the deactivation's record exists
+        # the paglet is either gone (had the record not been written) or complete: never a torn record
+        assert _value_after_restart(client, directory, log, agent_id) == BEHIND
+    finally:
+        host.close()
+        if caller is not None:
+            caller.join(30)
+        client.close()

@@ -3,9 +3,13 @@ deactivated when idle, kept while leased."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from _paglets import ECHO_CONTRACT, CounterState, EchoRequest, EchoService
 from conftest import wait_until
 
+from paglets.core.messages import Message
 from paglets.core.runtime_values import ResidentLifecycle
 from paglets.remote.client import HostClient
 from paglets.runtime._resident import ResidentDeclaration
@@ -69,3 +73,48 @@ def test_lazy_resident_service_lifecycle(host: Host) -> None:
     assert client.post_json(url, {}) == {"released": True}
     assert client.post_json(url, {}) == {"released": False}
     client.close()
+
+
+def test_launch_config_declares_services_and_starts_agents(
+    make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    config = tmp_path / "launch.toml"
+    config.write_text(
+        """
+[launch]
+sync_demo_config = false
+
+[[resident_services]]
+class = "_paglets:ResidentEcho"
+
+[[startup_agents]]
+class = "_paglets:Counter"
+agent_id = "counter.one"
+state = { count = 5 }
+init = "from-launch"
+"""
+    )
+    directory = tmp_path / "store"
+    alpha = make_host("alpha", persistence_dir=directory, launch_config=config)
+    record = alpha.lookup_service("echo")
+    assert record is not None
+    assert record.proxy.agent_id == "service.echo"
+    assert alpha.get_state("counter.one", CounterState).count == 5
+    assert alpha.deliver_message("counter.one", Message("add")) == 6
+    kinds = [e.kind for e in alpha.list_events(limit=1000)]
+    assert "resident-service-declare" in kinds
+    assert "startup-agent-create" in kinds
+    alpha.shutdown()
+    again = make_host("alpha", persistence_dir=directory, launch_config=config)
+    assert [a["agent_id"] for a in again.list_agents()] == ["counter.one"]  # a singleton: not created twice
+    assert again.deliver_message("counter.one", Message("add")) == 7
+    assert "startup-agent-skip" in [e.kind for e in again.list_events(limit=1000)]
+
+
+def test_a_bad_launch_entry_is_reported_not_fatal(make_host: Callable[..., Host], tmp_path: Path) -> None:
+    config = tmp_path / "launch.toml"
+    config.write_text('[[startup_agents]]\nclass = "no.such.module:Nothing"\n')
+    alpha = make_host("alpha", launch_config=config)
+    failed = [e for e in alpha.list_events(limit=1000) if e.kind == "startup-agent-failed"]
+    assert failed
+    assert "no.such.module" in (failed[0].error or "")

@@ -379,7 +379,10 @@ class MovementEngine:
         """The target prepared the paglet: drop the copy here, then commit there."""
         host = self._host
         self._remember(_Transfer(metadata.transfer_id, "source", "committed", ctrl.agent_id, destination.url))
-        waiting = host.manager.detach(ctrl)
+        undrained = [
+            _Waiting(message, oneway) for message, oneway in host.persistence.take_undrained(ctrl.agent_id)
+        ]
+        waiting = undrained + host.manager.detach(ctrl)
         host.events.emit(
             "retract" if kind == "retract" else "dispatch",
             agent_id=ctrl.agent_id,
@@ -765,6 +768,15 @@ class MovementEngine:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_RECOVERY_BACKOFF)
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A message to forward that nobody waits for (queued while the paglet was inactive)."""
+
+    message: Any
+    oneway: bool
+    future: None = None
 
 
 def _still_prepared(record: _Transfer) -> bool:

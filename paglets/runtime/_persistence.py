@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from paglets.artifacts import PagletFileRef
@@ -61,6 +62,8 @@ class Persistence:
         self.store: RecordStore | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._activating: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: Queued messages of a just-activated paglet not yet handed to it (see ``_drain``).
+        self._draining: dict[str, deque[StoredMessage]] = {}
 
     # --- start and stop -----------------------------------------------------------------------------------
 
@@ -160,13 +163,13 @@ class Persistence:
                 await ctrl.resources("cleanup", reason="deactivate", timeout=host.manager.timeouts.resources)
             else:
                 policy = decided_policy
-            await self._save(ctrl, policy, request, snapshot=snapshot)
+            saved = await self._save(ctrl, policy, request, snapshot=snapshot)
         except BaseException:
             if ctrl.status == "moving":
                 ctrl.status = "ready"
                 ctrl.pump()
             raise
-        await self._retire(ctrl, requeue_first=None, wait=decided_policy is None)
+        await self._retire(ctrl, saved=saved, wait=decided_policy is None)
         host.events.emit(
             "deactivate", agent_id=agent_id, class_name=ctrl.agent_class, data={"reason": request.reason}
         )
@@ -180,10 +183,28 @@ class Persistence:
         request: DeactivationRequest,
         *,
         snapshot: Snapshot | None = None,
-    ) -> None:
+        requeue_first: Any | None = None,
+    ) -> set[int]:
+        """Write the record: the state and, in the same atomic write, every message still owed to the
+        paglet (``requeue_first``, the undelivered queued messages of its activation, its mailbox).
+        Returns the ids of the mailbox items it included (``_retire`` appends any that came later)."""
         host = self._host
         if snapshot is None:
             snapshot = await ctrl.snapshot(host.manager.timeouts.state)
+        from paglets.runtime.host import message_dict
+
+        now = time.time()
+        pending: list[StoredMessage] = [
+            StoredMessage(message=dict(stored.message), oneway=stored.oneway, queued_at=stored.queued_at)
+            for stored in self._draining.get(ctrl.agent_id, ())
+        ]
+        with ctrl.lock:
+            waiting = [delivery.item for delivery in ctrl.mailbox]
+        items = ([requeue_first] if requeue_first is not None else []) + waiting
+        pending.extend(
+            StoredMessage(message=message_dict(item.message), oneway=item.oneway, queued_at=now)
+            for item in items
+        )
         try:
             record = StoredRecord(
                 agent_id=ctrl.agent_id,
@@ -193,23 +214,26 @@ class Persistence:
                 policy=policy.to_wire(),
                 request=request.to_wire(),
                 registered_files=[ref.to_wire() for ref in host.files.refs(ctrl.agent_id)],
+                queued_messages=pending,
             )
             await asyncio.get_running_loop().run_in_executor(None, self._store().write, record)
         finally:
             snapshot.close()
+        return {id(item) for item in items}
 
-    async def _retire(self, ctrl: PagletController, *, requeue_first: Any | None, wait: bool = True) -> None:
-        """The record is durable: queue the waiting messages into it and end the process."""
+    async def _retire(self, ctrl: PagletController, *, saved: set[int], wait: bool = True) -> None:
+        """The record is durable: answer the messages it holds, queue those that came since, end the
+        process."""
         host = self._host
-        waiting = host.manager.detach(ctrl)
-        items = ([requeue_first] if requeue_first is not None else []) + waiting
-        for item in items:
-            try:
-                await self._append(ctrl.agent_id, item.message, oneway=item.oneway)
-            except PagletError as exc:
-                if item.future is not None and not item.future.done():
-                    item.future.set_exception(exc)
-                continue
+        self._draining.pop(ctrl.agent_id, None)  # they are in the record
+        for item in host.manager.detach(ctrl):
+            if id(item) not in saved:
+                try:
+                    await self._append(ctrl.agent_id, item.message, oneway=item.oneway)
+                except PagletError as exc:
+                    if item.future is not None and not item.future.done():
+                        item.future.set_exception(exc)
+                    continue
             if item.future is not None and not item.future.done():
                 item.future.set_result({"queued": True, "message_id": item.message.message_id})
         self._host.files.forget(ctrl.agent_id, remove_work_dir=False)
@@ -295,23 +319,36 @@ class Persistence:
         return {"host_url": host.address, "agent_id": agent_id}
 
     async def _drain(self, agent_id: str, queued: list[StoredMessage]) -> None:
-        """Deliver the messages queued while the paglet was inactive, in order; results are dropped."""
+        """Deliver the messages queued while the paglet was inactive, in order; results are dropped.
+
+        The messages not yet handed to the paglet stay in ``_draining``: a deactivation during the drain
+        takes them over and writes them back into the record before it answers (``_retire``).
+        """
         from paglets.runtime._paglets import message_wire
 
         host = self._host
-        for index, stored in enumerate(queued):
-            ctrl = host.manager.controllers.get(agent_id)
-            if ctrl is None or ctrl.status not in ("ready", "moving"):
-                # it left again: the rest waits for it in its record (or follows it when it moved)
-                rest = queued[index:]
-                if self.summary(agent_id) is not None:
-                    for left in rest:
-                        await self._append(agent_id, message_wire(left.message), oneway=left.oneway)
-                return
-            try:
-                await host.manager.deliver(agent_id, message_wire(stored.message), oneway=stored.oneway)
-            except PagletError:
-                continue
+        rest: deque[StoredMessage] = deque(queued)
+        self._draining[agent_id] = rest
+        try:
+            while rest and self._draining.get(agent_id) is rest:
+                ctrl = host.manager.controllers.get(agent_id)
+                if ctrl is None or ctrl.status not in ("ready", "moving"):
+                    return  # it left: its mover or its deactivation took the rest
+                stored = rest.popleft()
+                try:
+                    await host.manager.deliver(agent_id, message_wire(stored.message), oneway=stored.oneway)
+                except PagletError:
+                    continue
+        finally:
+            if self._draining.get(agent_id) is rest:
+                del self._draining[agent_id]
+
+    def take_undrained(self, agent_id: str) -> list[tuple[MessageWire, bool]]:
+        """The queued messages a paglet that is leaving has not received yet (its mover forwards them)."""
+        from paglets.runtime._paglets import message_wire
+
+        rest = self._draining.pop(agent_id, deque())
+        return [(message_wire(stored.message), stored.oneway) for stored in rest]
 
     # --- messages to inactive paglets ----------------------------------------------------------------------
 
@@ -406,8 +443,11 @@ class Persistence:
         in_flight = ctrl.in_flight_item()
         try:
             async with asyncio.timeout(SHUTDOWN_SNAPSHOT_WAIT):
-                await self._save(
-                    ctrl, request.policy or DeactivationPolicy(activate_on_startup=True), request
+                saved = await self._save(
+                    ctrl,
+                    request.policy or DeactivationPolicy(activate_on_startup=True),
+                    request,
+                    requeue_first=in_flight,
                 )
         except (TimeoutError, PagletError) as exc:
             _log.error("paglet %s could not be saved at shutdown: %s", ctrl.agent_id, exc)
@@ -420,5 +460,7 @@ class Persistence:
                 message_id=in_flight.message.message_id,
                 data={"reason": "shutdown"},
             )
+        if in_flight is not None and in_flight.future is not None and not in_flight.future.done():
+            in_flight.future.set_result({"queued": True, "message_id": in_flight.message.message_id})
         ctrl.kill()
-        await self._retire(ctrl, requeue_first=in_flight)
+        await self._retire(ctrl, saved=saved)

@@ -52,6 +52,15 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def is_template(pid: int) -> bool:
+    """Our host's template process and its spare child (not paglets; the spare waits for work)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().startswith(b"paglets-zygote")
+    except OSError:
+        return True
+
+
 def median_us(samples: list[float]) -> float:
     return statistics.median(samples) * 1e6
 
@@ -131,7 +140,9 @@ def main() -> None:
                 proxies = [host.create(BenchPaglet, BenchState()) for _ in range(n)]
                 for p in proxies:
                     p.send(Message("count"))
-                pids = [pid for pid in descendants(os.getpid()) if pid not in before_pids]
+                pids = [
+                    pid for pid in descendants(os.getpid()) if pid not in before_pids and not is_template(pid)
+                ]
                 total = sum(pss_kib(pid) for pid in pids)
                 result[f"pss_per_paglet_{n}_mib"] = total / max(1, len(pids)) / 1024
                 result[f"processes_{n}"] = len(pids)

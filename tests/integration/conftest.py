@@ -51,6 +51,21 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
+def paglet_processes(pid: int) -> set[int]:
+    """Pids of the live paglet processes below ``pid`` (titled ``paglet:<host>:<Class>:<id>``); the
+    template process and its spare child, waiting for work, are not paglets."""
+    found: set[int] = set()
+    for child in children_of(pid):
+        try:
+            with open(f"/proc/{child}/cmdline", "rb") as fh:
+                title = fh.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if title.startswith(b"paglet:"):
+            found.add(child)
+    return found
+
+
 @pytest.fixture
 def make_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
     """A factory of started hosts; every host is stopped at the end of the test."""

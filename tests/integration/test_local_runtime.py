@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from _paglets import Counter, CounterState, FailsOnCreation, Gated, NoHandler, RunFails
-from conftest import children_of, wait_until
+from conftest import children_of, paglet_processes, wait_until
 
 from paglets.core.errors import (
     HostError,
@@ -166,11 +166,11 @@ def test_events_since_and_limit(host: Host) -> None:  # behaviour 30
 
 
 def test_failing_creation_hook_leaves_nothing_behind(host: Host) -> None:
-    before = children_of(os.getpid())
+    before = paglet_processes(os.getpid())
     with pytest.raises(HostError, match="refusing to be born"):
         host.create(FailsOnCreation)
     assert host.list_agents() == []
-    wait_until(lambda: children_of(os.getpid()) <= before)
+    wait_until(lambda: paglet_processes(os.getpid()) <= before)
 
 
 def test_classes_from_main_or_locals_are_refused_with_the_fix(host: Host) -> None:

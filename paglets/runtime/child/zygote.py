@@ -168,8 +168,14 @@ class _Zygote:
         self.selector.register(self.wake_read, selectors.EVENT_READ, "wake")
         signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)
         signal.set_wakeup_fd(self.wake_write.fileno(), warn_on_full_buffer=False)
+        #: A child forked ahead of time that waits for its spawn request (fork mode): a spawn then costs
+        #: a message instead of a fork. (pid, the zygote's end of its socket)
+        self.spare: tuple[int, socket.socket] | None = None
 
     def close_in_child(self) -> None:
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.selector.close()
@@ -212,6 +218,8 @@ class _Zygote:
                         os.close(fd)
                     _preload(message.modules)
                     gc.freeze()
+                    self.drop_spare()  # forked before these imports: replace it
+                    self.make_spare()
                 elif isinstance(message, Shutdown):
                     self.shutdown(max(0.0, message.grace))
                     return
@@ -239,11 +247,55 @@ class _Zygote:
                 self.children.discard(pid)
                 self.send(Exited(pid=pid, returncode=os.waitstatus_to_exitcode(status)))
 
+    def make_spare(self) -> None:
+        """Fork the next spare child (fork mode): it waits on its socket for a spawn request."""
+        if self.mode != "fork" or self.spare is not None:
+            return
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        zygote_pid = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                parent.close()
+                self.close_in_child()
+                data, fds, _flags, _addr = socket.recv_fds(child, MAX_CONTROL_MESSAGE, MAX_SPAWN_FDS)
+                child.close()
+                request = DECODER.decode(data) if data else None
+            except BaseException:
+                os._exit(_EXIT_ERROR)
+            if not isinstance(request, Spawn):  # the zygote closed it: no work for this spare
+                os._exit(0)
+            run_child(request, fds, zygote_pid)
+        child.close()
+        self.children.add(pid)
+        self.spare = (pid, parent)
+
+    def drop_spare(self) -> None:
+        """Let the spare go (it exits when its socket closes); a fresh one is forked when needed."""
+        if self.spare is not None:
+            self.spare[1].close()
+            self.spare = None
+
+    def _use_spare(self, request: Spawn, fds: list[int]) -> int | None:
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        pid, sock = spare
+        try:
+            socket.send_fds(sock, [ENCODER.encode(request)], fds)
+        except OSError:  # the spare died: fork as usual
+            return None
+        finally:
+            sock.close()
+        return pid
+
     def spawn(self, request: Spawn, fds: list[int]) -> None:
         try:
             if len(fds) != request.fd_count:
                 raise ValueError(f"expected {request.fd_count} fds, received {len(fds)}")
-            pid = self._fork(request, fds) if self.mode == "fork" else self._spawn(request, fds)
+            pid = self._use_spare(request, fds) if self.mode == "fork" else None
+            if pid is None:
+                pid = self._fork(request, fds) if self.mode == "fork" else self._spawn(request, fds)
         except Exception as exc:
             self.send(SpawnFailed(request_id=request.request_id, error=f"{type(exc).__name__}: {exc}"))
             return
@@ -252,6 +304,7 @@ class _Zygote:
                 os.close(fd)
         self.children.add(pid)
         self.send(Spawned(request_id=request.request_id, pid=pid))
+        self.make_spare()  # after the answer: the next spawn finds a child waiting
 
     def _fork(self, request: Spawn, fds: list[int]) -> int:
         zygote_pid = os.getpid()
@@ -288,6 +341,7 @@ class _Zygote:
 
     def shutdown(self, grace: float) -> None:
         """Stop children (SIGTERM, then SIGKILL after ``grace``), report their exits."""
+        self.drop_spare()
         self.selector.unregister(self.control)  # from now on only SIGCHLD wakeups matter
         signum = signal.SIGTERM if grace > 0 else signal.SIGKILL
         for pid in self.children:
@@ -334,6 +388,7 @@ def serve_zygote(control_fd: int, host_pid: int, mode: str) -> int:
     gc.collect()
     gc.freeze()
     zygote.send(Ready(pid=os.getpid(), mode=mode, preloaded=loaded, failed=failed))
+    zygote.make_spare()
     zygote.serve()
     return 0
 

@@ -136,7 +136,7 @@ def main() -> None:
             for n in (10, 100):
                 for p in list(host.get_proxies()):
                     host.dispose(p.agent_id)
-                before_pids = set(descendants(os.getpid()))
+                before_pids = {pid for pid in descendants(os.getpid()) if not is_template(pid)}
                 proxies = [host.create(BenchPaglet, BenchState()) for _ in range(n)]
                 for p in proxies:
                     p.send(Message("count"))

@@ -15,10 +15,11 @@ The model follows the runtime's crash semantics (contract §5.7, ``paglets/runti
   state and its mailbox: after the restart it is *absent*, never back from an older record.
 - A paglet's ``value`` is ``count`` plus the number of queued ``add`` messages (each ``n=1``): queueing
   adds one to it, activation keeps it (the queue is drained into ``count``), deactivation keeps it (the
-  messages still in the mailbox are appended to the new record). So a paglet found after a restart must
-  have exactly the value of its last acknowledged operation, or, for the one operation in flight at the
-  kill, the value (and presence) either before or after that operation. A queued message applied twice
-  or lost changes the value and is caught at the next deactivation that is verified.
+  messages the paglet has not received yet go into the new record, in the same write as the state).
+  So a paglet found after a restart must have exactly the value of its last acknowledged operation, or,
+  for the one operation in flight at the kill, the value (and presence) either before or after that
+  operation. A queued message applied twice or lost changes the value and is caught at the next
+  deactivation that is verified.
 - After an activation a driver sometimes waits until the queued messages are applied (``count``
   reaches the value; the ``add`` replies are then exact) and sometimes goes on at once, so that
   deactivations and kills also land in the middle of a drain.

@@ -34,7 +34,6 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -236,13 +235,11 @@ def _activate_all_and_check(client: HostClient, host: KillableHost, slots: list[
         client.post_json(f"{url}/agents/{paglet.agent_id}/activate", {})
     events = _events(client, url, since)
     activated = {e["agent_id"]: e["data"]["queued_message_count"] for e in events if e["kind"] == "activate"}
-    started = time.monotonic()
     for paglet in inactive:
         assert activated.get(paglet.agent_id) == paglet.queued, (paglet, activated)
         assert paglet.queued is not None
         count = _drained_count(client, url, paglet.agent_id, paglet.queued)
         assert count == paglet.value, (paglet, count)
-    assert time.monotonic() - started < DRAIN_TIMEOUT
 
 
 # --- deactivation while the queue drained at activation is still running ------------------------------
@@ -250,14 +247,14 @@ def _activate_all_and_check(client: HostClient, host: KillableHost, slots: list[
 # queued messages the paglet has not received yet. It once got only the state, and the messages were
 # queued again one by one afterwards (after the reply): a kill in between lost acknowledged messages.
 
-#: Messages queued behind the blocking one (each re-queue costs an fsync: the window is this wide).
+#: ``add`` messages queued behind the blocking one: the deactivation must carry them into its record.
 BEHIND = 50
 #: Seconds the first drained message blocks its handler, so that the deactivation comes mid-drain.
 BLOCK = 0.3
 
 
 def _queued_then_activated(client: HostClient, host: KillableHost) -> str:
-    """A paglet with ``block`` + ``BEHIND`` adds queued while inactive, then activated (drain running)."""
+    """A paglet with ``block`` + ``BEHIND`` adds queued while inactive, activated, its drain blocked."""
     agent_id: str = client.post_json(host.url + "/agents", {"agent_class_name": "_paglets:Counter"})["proxy"][
         "agent_id"
     ]
@@ -268,6 +265,8 @@ def _queued_then_activated(client: HostClient, host: KillableHost) -> str:
         client.post_json(base + "/messages", {"message": Message("add", {"n": 1}).to_wire()})
     assert client.get_json(base + "/state")["queued_message_count"] == BEHIND + 1
     client.post_json(base + "/activate", {})
+    # the drain hands the messages over one at a time: while ``block`` runs, the adds all wait
+    wait_until(lambda: client.get_json(base)["mailbox"]["in_flight_count"] == 1, 10, interval=0.001)
     return agent_id
 
 
@@ -320,7 +319,7 @@ def test_deactivation_during_a_drain_killed_once_the_record_exists(tmp_path: Pat
         records = directory / "inactive"
         wait_until(lambda: any(n.endswith(".rec") for n in os.listdir(records)), 10, interval=0.0005)
         host.close()  # SIGKILL as soon as the deactivation's record exists
-        # the paglet is either gone (had the record not been written) or complete: never a torn record
+        # the new record exists, so the paglet is there, and with every message it had not received yet
         assert _value_after_restart(client, directory, log, agent_id) == BEHIND
     finally:
         host.close()

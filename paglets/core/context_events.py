@@ -198,17 +198,25 @@ class ContextEventLog:
         error: str | None = None,
     ) -> ContextEvent:
         """Record an event, call the listeners, and return the event."""
-        event, listeners = self._append(
-            kind=kind,
-            host_name=self.host_name if host_name is None else host_name,
-            host_address=self.host_address if host_address is None else host_address,
-            agent_id=agent_id,
-            class_name=class_name,
-            message_id=message_id,
-            service_name=service_name,
-            data=dict(data) if data else {},
-            error=error,
+        # built positionally, outside the lock: this runs twice for every message a host delivers
+        event = ContextEvent(
+            0,
+            kind,
+            self.host_name if host_name is None else host_name,
+            self.host_address if host_address is None else host_address,
+            time.time(),
+            agent_id,
+            class_name,
+            message_id,
+            service_name,
+            dict(data) if data else {},
+            error,
         )
+        with self._lock:
+            self._last_id += 1
+            object.__setattr__(event, "event_id", self._last_id)  # frozen: the id is known only here
+            self._ring[(self._last_id - 1) % self.capacity] = event
+            listeners = self._listeners
         for listener in listeners:
             try:
                 listener(event)

@@ -6,7 +6,6 @@ code keeps working. Parameters for features that a host does not use yet are acc
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,17 +13,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from paglets.core.errors import HostError
+from paglets.persistence.storage import sanitize_name
 from paglets.wire.limits import GiB, MiB
 
 __all__ = ["HostConfig", "default_persistence_dir", "normalize_tags", "normalize_url", "sanitize_name"]
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def sanitize_name(name: str) -> str:
-    """A file-name-safe form of ``name`` (every character outside ``[A-Za-z0-9._-]`` becomes ``_``)."""
-    cleaned = _UNSAFE.sub("_", name)
-    return cleaned or "_"
 
 
 def default_persistence_dir(name: str) -> Path:

@@ -17,23 +17,14 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from paglets.core.errors import HostError
+from paglets.http.server import new_event_loop
 
-__all__ = ["LoopThread", "new_event_loop"]
+__all__ = ["LoopThread"]
 
 T = TypeVar("T")
 
 #: How long starting or stopping the loop thread may take before the host reports an error.
 LOOP_START_TIMEOUT = 10.0
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A new uvloop loop when uvloop is installed, else the default asyncio loop."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
 
 
 class LoopThread:

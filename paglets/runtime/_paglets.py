@@ -35,6 +35,7 @@ from paglets.core.errors import (
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
+from paglets.persistence.storage import sanitize_name
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
 from paglets.runtime._handoff import OutgoingSegment
@@ -245,7 +246,7 @@ class PagletManager:
                 state=inline,
                 state_handoff=handoff,
                 api_key=self.api_key,
-                work_dir=str(self.work_root / _safe(agent_id)),
+                work_dir=str(self.work_root / sanitize_name(agent_id)),
                 sys_path=list(sys.path),
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
@@ -536,10 +537,6 @@ class PagletManager:
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
         self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class)
-
-
-def _safe(agent_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", agent_id) or "_"
 
 
 def message_wire(wire: dict[str, Any]) -> MessageWire:

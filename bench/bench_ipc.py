@@ -379,7 +379,6 @@ def case_throughput(quick: bool) -> dict[str, Any]:
 def case_handoff(quick: bool) -> dict[str, Any]:
     import asyncio
 
-
     runs = 3 if quick else 7
     payload = os.urandom(HANDOFF_BYTES)
     zygote = _zygote()

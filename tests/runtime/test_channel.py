@@ -621,4 +621,3 @@ def test_send_before_attach_is_flushed_on_attach() -> None:
             child.close()
 
     run(scenario())
-

@@ -339,9 +339,10 @@ class ArtifactStore:
     """Host-owned artifact blobs (see the module docstring).
 
     ``host_url`` is the URL references name (a string, or a function asked each time: a host's address
-    can change). ``max_bytes`` (``None``: unlimited), ``quota_bytes`` and ``spool_ttl`` are the limits;
-    the paglets 2.0 keywords ``max_artifact_bytes`` and ``spool_ttl_seconds`` set the same ones with 2.0's
-    rules and win when given.
+    can change). Limits, with paglets 2.0's keywords and rules: ``max_artifact_bytes`` (``None`` or
+    anything below 1: unlimited), ``quota_bytes`` (``None``: unlimited), ``spool_ttl_seconds`` (at least
+    one second). ``max_bytes`` and ``spool_ttl``, when given, set the same two limits exactly instead
+    (``max_bytes=0`` admits only empty artifacts; any positive TTL).
     """
 
     def __init__(
@@ -349,17 +350,17 @@ class ArtifactStore:
         root: Path | str,
         *,
         host_url: str | Callable[[], str] = "",
-        max_bytes: int | None = ARTIFACT_MAX_BYTES,
+        max_artifact_bytes: int | None = ARTIFACT_MAX_BYTES,
         quota_bytes: int | None = ARTIFACT_QUOTA_BYTES,
-        spool_ttl: float = ARTIFACT_SPOOL_TTL,
+        spool_ttl_seconds: float = DEFAULT_ARTIFACT_SPOOL_TTL_SECONDS,
+        max_bytes: int | Literal[_Unset.TOKEN] | None = _Unset.TOKEN,
+        spool_ttl: float | Literal[_Unset.TOKEN] = _Unset.TOKEN,
         clock: Callable[[], float] = time.time,
         executor: Executor | None = None,
-        max_artifact_bytes: int | Literal[_Unset.TOKEN] | None = _Unset.TOKEN,
-        spool_ttl_seconds: float | Literal[_Unset.TOKEN] = _Unset.TOKEN,
     ) -> None:
-        if max_artifact_bytes is not _Unset.TOKEN:  # 2.0: None or anything below 1 means unlimited
+        if max_bytes is _Unset.TOKEN:
             max_bytes = None if max_artifact_bytes is None or max_artifact_bytes <= 0 else max_artifact_bytes
-        if spool_ttl_seconds is not _Unset.TOKEN:  # 2.0: at least one second
+        if spool_ttl is _Unset.TOKEN:
             spool_ttl = max(1.0, float(spool_ttl_seconds))
         if max_bytes is not None and max_bytes < 0:
             raise ValueError("max_bytes must be >= 0 or None")

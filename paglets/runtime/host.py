@@ -144,7 +144,8 @@ class Host:
         self.tags = cfg.tags
         self.host_properties = dict(cfg.properties)
         self.persistence_dir = cfg.persistence_dir
-        self.client = client if client is not None else HostClient(api_key=cfg.api_key)
+        # the host's own key only ("": none); a bare HostClient() would read PAGLETS_API_KEY
+        self.client = client if client is not None else HostClient(api_key=cfg.api_key or "")
         self.code_version = resolve_code_version(cfg.mesh_version)
         if self.code_version.endswith(NO_GIT_SUFFIX):
             _log.warning(
@@ -175,9 +176,9 @@ class Host:
         self.artifacts = ArtifactStore(
             self.persistence_dir / "artifacts",
             host_url=lambda: self.address,
-            max_bytes=cfg.artifact_max_bytes,
+            max_artifact_bytes=cfg.artifact_max_bytes,  # 2.0's rules: None or 0 means unlimited
             quota_bytes=cfg.artifact_storage_quota_bytes,
-            spool_ttl=cfg.artifact_spool_ttl_seconds,
+            spool_ttl_seconds=cfg.artifact_spool_ttl_seconds,
         )
         self._artifact_cleanup: asyncio.Task[None] | None = None
         self.files = FileRegistry(

@@ -97,7 +97,7 @@ class ChildHost:
     def __init__(self, runtime: ChildRuntime) -> None:
         self._runtime = runtime
         self._config = runtime.config
-        self.client = HostClient(api_key=self._config.api_key)
+        self.client = HostClient(api_key=self._config.api_key or "")  # the host's key, never the env
         self._futures: ThreadPoolExecutor | None = None
         self._futures_lock = threading.Lock()
 

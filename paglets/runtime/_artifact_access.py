@@ -80,7 +80,8 @@ class LocalArtifacts(Protocol):
 
 
 class StoreArtifacts:
-    """The store itself (the in-process host); blocking calls on the caller's thread."""
+    """The store itself (the in-process host): blocking calls on the caller's thread, bounded by the file
+    and the disk (``timeout`` does not apply)."""
 
     def __init__(self, store: ArtifactStore) -> None:
         self._store = store

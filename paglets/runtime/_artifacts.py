@@ -56,7 +56,7 @@ Housekeeping: ``cleanup_expired(now)`` deletes artifacts whose ``expires_at`` (0
 A host calls ``cleanup_async`` every ``cleanup_interval`` seconds.
 
 Thread safety: the index, counters and reservations are guarded by one lock; every public method may be
-called from any thread, the ``*_async`` ones and ``create_from_stream`` from a running event loop.
+called from any thread, the ``*_async`` ones from a running event loop.
 
 Limits defined here (not in ``paglets.wire.limits``, which the store does not own): ``ARTIFACT_MAX_BYTES``,
 ``ARTIFACT_QUOTA_BYTES``, ``ARTIFACT_SPOOL_TTL``, ``CLEANUP_INTERVAL_MAX``, ``WRITE_BATCH``,

@@ -1,13 +1,17 @@
 """The HTTP control plane of a host (contract §6): a route table of handlers over the host's core.
 
 Handlers run on the host's event loop and call the async core directly (no thread hops). Bodies are
-JSON with the binary tag form of ``proto/PROTOCOL.md`` (``paglets.wire.jsonbin``). Errors are raised as
+JSON with the binary tag form of ``proto/PROTOCOL.md`` (``paglets.wire.jsonbin``), at most
+``MAX_CONTROL_BODY`` bytes, except for the two routes that carry user values (messages, creations with
+an inline state: ``MAX_JSON_BODY``). Large bodies are decoded, checked and converted in the server's
+decoder threads (``Request.json(decode=...)``), so the loop keeps serving while they are. Errors are raised as
 ``PagletError`` subclasses; the HTTP server turns them into ``{error_type, error}`` bodies with the
 status each class declares.
 """
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any, Final
 
 from paglets.core.errors import HostError, PagletError, SerializationError
@@ -18,8 +22,9 @@ from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_wire
 from paglets.services._routes import build_service_routes
+from paglets.wire.ipc import MessageWire
 from paglets.wire.jsonbin import decode_json, encode_json
-from paglets.wire.limits import MAX_JSON_BODY, MAX_STATE_BYTES
+from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -41,17 +46,45 @@ def _ok(obj: Any, status: int = 200) -> Response:
     return Response(status, encode_json(obj), "application/json")
 
 
-async def _body(request: Request) -> dict[str, Any]:
+#: What a JSON object body starts with (or a body of only white space), checked before decoding.
+_OBJECT_START: Final = re.compile(rb"[ \t\r\n]*(\{|\Z)")
+
+
+def _decode_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object in ``raw`` (``{}`` for an empty body); anything else is refused before decoding."""
+    start = _OBJECT_START.match(raw)
+    if start is None:
+        raise HostError("request body must be a JSON object")
+    if not start.group(1):
+        return {}
+    data = decode_json(raw)
+    if not isinstance(data, dict):  # pragma: no cover - a document starting with "{" is an object
+        raise HostError("request body must be a JSON object")
+    return data
+
+
+def _refuse_pickle(request: Request) -> None:
     content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/x-paglets-pickle":
         raise UnsupportedMediaError("pickle bodies are refused: paglets hosts never unpickle network input")
-    raw = await request.body(MAX_JSON_BODY)
-    if not raw.strip():
-        return {}
-    data = decode_json(raw)
-    if not isinstance(data, dict):
-        raise HostError("request body must be a JSON object")
+
+
+async def _body(request: Request, limit: int = MAX_CONTROL_BODY) -> dict[str, Any]:
+    _refuse_pickle(request)
+    data: dict[str, Any] = await request.json(limit, decode=_decode_object)
     return data
+
+
+def _decode_message(raw: bytes) -> tuple[dict[str, Any], MessageWire]:
+    """A message body and the IPC form of its message (in a decoder thread when the body is large)."""
+    body = _decode_object(raw)
+    wire = body.get("message")
+    if not isinstance(wire, dict) or not isinstance(wire.get("kind"), str):
+        raise HostError("message must be an object with a string 'kind'")
+    try:
+        return body, message_wire(wire)
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(f"malformed message: {exc}") from exc
 
 
 def _int_query(request: Request, name: str, default: int, *, low: int, high: int) -> int:
@@ -93,7 +126,7 @@ def build_router(host: Host) -> Router:
         content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
         if content_type == ENVELOPE_CONTENT_TYPE:
             return _ok(await host.movement.receive(request.stream(), max_state_bytes=MAX_STATE_BYTES))
-        body = await _body(request)
+        body = await _body(request, MAX_JSON_BODY)
         if "envelope" in body:
             raise UnsupportedMediaError(
                 f"paglets move as binary envelopes ({ENVELOPE_CONTENT_TYPE}), not as JSON or pickle"
@@ -132,14 +165,8 @@ def build_router(host: Host) -> Router:
 
     async def messages(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        body = await _body(request)
-        wire = body.get("message")
-        if not isinstance(wire, dict) or not isinstance(wire.get("kind"), str):
-            raise HostError("message must be an object with a string 'kind'")
-        try:
-            message = message_wire(wire)
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(f"malformed message: {exc}") from exc
+        _refuse_pickle(request)
+        body, message = await request.json(MAX_JSON_BODY, decode=_decode_message)
         result = await host.deliver_async(
             agent_id,
             message,

@@ -29,8 +29,7 @@ def idle_sockets(port: int, count: int, source: str = ATTACKER) -> Iterator[list
     """``count`` connections from ``source`` that send nothing; closed on exit."""
     held: list[socket.socket] = []
     try:
-        for _ in range(count):
-            held.append(connect_from(source, port))
+        held.extend(connect_from(source, port) for _ in range(count))
         yield held
     finally:
         for sock in held:

@@ -11,8 +11,9 @@ Request bodies are read on demand and never more than once:
 - ``await request.json(limit)`` decodes it with msgspec (an empty body is ``{}``; bad JSON is 400
   ``SerializationError``), or with ``decode`` when given (``decode(body)`` may raise any ``PagletError``
   for a 4xx). A body of ``ServerLimits.json_offload_threshold`` bytes or more is decoded in the server's
-  decoder threads, so a large body never holds the event loop for long: put every costly step of
-  turning the body into what the handler needs into ``decode``;
+  decoder threads, so the event loop keeps serving meanwhile: put every costly step of turning the body
+  into what the handler needs into ``decode`` (only the C part of a decode still holds the interpreter
+  lock, see ``docs/design.md``);
 - ``async for piece in request.stream(limit)`` yields pieces (``bytes`` or ``memoryview`` slices of the
   received data, valid as long as you hold them) as they arrive. The server stops reading from the socket
   while the handler is behind, so memory stays bounded whatever the body size.

@@ -294,10 +294,14 @@ def _memfd_bytes(pid: int) -> int:
         entries = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return 0
+    seen: set[tuple[int, int]] = set()
     for entry in entries:
         try:
             if os.readlink(f"/proc/{pid}/fd/{entry}").startswith("/memfd:"):
-                total += os.stat(f"/proc/{pid}/fd/{entry}").st_size
+                st = os.stat(f"/proc/{pid}/fd/{entry}")
+                if (st.st_dev, st.st_ino) not in seen:  # one segment may be open more than once
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
         except OSError:
             continue
     return total
@@ -462,24 +466,25 @@ def attack_idle(host: HostProcess, hold: float) -> dict[str, Any]:
                 failed += 1
         deadline = time.monotonic() + hold
         answered = closed = 0
-        open_socks = list(held)
-        while open_socks and time.monotonic() < deadline:
-            readable, _, _ = select.select(
-                open_socks, [], [], max(0.0, min(0.2, deadline - time.monotonic()))
-            )
-            for sock in readable:
+        poller = select.poll()  # select() cannot take descriptors above 1023
+        by_fd = {sock.fileno(): sock for sock in held}
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
+        while by_fd and time.monotonic() < deadline:
+            for fd, _ in poller.poll(max(0.0, min(0.2, deadline - time.monotonic())) * 1e3):
                 try:
-                    data = sock.recv(1 << 16)
+                    data = by_fd[fd].recv(1 << 16)
                 except OSError:
                     data = b""
                 if data.startswith(b"HTTP/1.1 503"):
                     answered += 1
-                if not data or data.startswith(b"HTTP/"):
+                elif not data:
                     closed += 1
-                    open_socks.remove(sock)
+                    poller.unregister(fd)
+                    del by_fd[fd]
         return {
             "outcome": f"{len(held)} connected ({failed} failed); {answered} answered 503; "
-            f"{len(held) - closed} still open after {hold:g} s"
+            f"{closed} closed by the host, {len(held) - closed} open after {hold:g} s"
         }
     finally:
         for sock in held:

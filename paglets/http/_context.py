@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ServerContext", "ServerStatistics"]
 
+A = TypeVar("A")
 T = TypeVar("T")
 
 
@@ -158,7 +159,7 @@ class ServerContext:
 
     # --- large bodies -----------------------------------------------------------------------------------
 
-    async def offload(self, decode: Callable[[bytes], T], data: bytes) -> T:
+    async def offload(self, decode: Callable[[A], T], data: A) -> T:
         """``decode(data)`` in the server's decoder threads (for bodies too large to decode on the loop)."""
         if self._decoders is None:
             self._decoders = ThreadPoolExecutor(

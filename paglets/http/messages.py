@@ -56,7 +56,24 @@ _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder()
 
 #: Runs ``decode(body)`` away from the event loop (the server's decoder threads).
-Offload = Callable[[Callable[[bytes], Any], bytes], Awaitable[Any]]
+Offload = Callable[[Callable[[Any], Any], Any], Awaitable[Any]]
+
+
+def _join(parts: list[Piece]) -> bytes:
+    return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+
+
+class _JoinAndDecode:
+    """Join a body's pieces and decode them, in one trip to a decoder thread."""
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+        self._decode = decode
+
+    def __call__(self, parts: list[Piece]) -> tuple[bytes, Any]:
+        body = _join(parts)
+        return body, self._decode(body)
 
 
 def _plain_json(body: bytes) -> Any:
@@ -209,8 +226,28 @@ class Request:
 
     async def body(self, limit: int | None = None) -> bytes:
         """The whole body (see the module docstring); later calls return the same bytes."""
-        if self._body is not None:
-            return self._body
+        if self._body is None:
+            self._body = _join(await self._read_all(limit))
+        return self._body
+
+    async def json(self, limit: int | None = None, *, decode: Callable[[bytes], Any] | None = None) -> Any:
+        """The body decoded as JSON (``{}`` when empty), or ``decode(body)`` (see the module docstring)."""
+        decoder: Callable[[bytes], Any] = _plain_json if decode is None else decode
+        if self._body is None:
+            parts = await self._read_all(limit)
+            size = sum(map(len, parts))
+            if self._offload is not None and size >= self._offload_threshold:
+                # joining tens of MiB costs tens of milliseconds (copy and fresh pages): also off the loop
+                self._body, value = await self._offload(_JoinAndDecode(decoder), parts)
+                return value
+            self._body = _join(parts)
+        if decode is None and not self._body:
+            return {}
+        if self._offload is not None and len(self._body) >= self._offload_threshold:
+            return await self._offload(decoder, self._body)
+        return decoder(self._body)
+
+    async def _read_all(self, limit: int | None) -> list[Piece]:
         limit = self._json_limit if limit is None else min(limit, self._json_limit)
         source = self._source
         declared = source.declared_length
@@ -223,20 +260,7 @@ class Request:
             if total > limit:
                 raise source.fail(BodyTooLargeError(f"request body exceeds {limit} bytes"))
             parts.append(piece)
-        body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
-        self._body = body
-        return body
-
-    async def json(self, limit: int | None = None, *, decode: Callable[[bytes], Any] | None = None) -> Any:
-        """The body decoded as JSON (``{}`` when empty), or ``decode(body)`` (see the module docstring)."""
-        body = await self.body(limit)
-        if decode is None:
-            if not body:
-                return {}
-            decode = _plain_json
-        if self._offload is not None and len(body) >= self._offload_threshold:
-            return await self._offload(decode, body)
-        return decode(body)
+        return parts
 
     def stream(self, limit: int | None = None) -> AsyncIterator[Piece]:
         """The body as pieces, with backpressure (see the module docstring)."""

@@ -382,7 +382,7 @@ def attack_malformed(host: HostProcess, hold: float) -> dict[str, Any]:
             "outcome": f"answers {statuses(codes)}; alive after {alive}/{total}",
         }
 
-    return repeat(hold, 10, round_)
+    return repeat(hold, 30, round_)
 
 
 def _envelope_prefix(transfer_id: str) -> bytes:
@@ -549,7 +549,7 @@ def attack_ids(host: HostProcess, hold: float) -> dict[str, Any]:
             "outcome": f"answers {statuses(codes)}; live: {', '.join(became) or 'none'}",
         }
 
-    return repeat(hold, 20, round_)
+    return repeat(hold, 500, round_)
 
 
 ATTACKS: dict[str, Callable[[HostProcess, float], dict[str, Any]]] = {

@@ -41,6 +41,7 @@ __all__ = [
     "ServiceNotFoundError",
     "StorageQuotaError",
     "TransferError",
+    "UnknownHostError",
     "error_class_for",
     "error_code_for",
 ]
@@ -135,6 +136,15 @@ class TransferError(PagletError):
     code = "transfer"
 
 
+class UnknownHostError(HostError, TransferError):
+    """A host name that no member of the mesh has (names are never looked up outside the mesh).
+
+    Both a ``HostError`` (name resolution) and a ``TransferError`` (what a failed ``dispatch`` raises).
+    """
+
+    code = "unknown_host"
+
+
 class StorageQuotaError(PagletError):
     code = "storage_quota"
 
@@ -206,10 +216,11 @@ class MethodNotAllowedError(ProtocolError):
 
 
 def _all_subclasses(cls: type[PagletError]) -> list[type[PagletError]]:
-    found: list[type[PagletError]] = [cls]
+    """``cls`` and every class below it, each once (a class with two parents is met twice)."""
+    found: dict[type[PagletError], None] = {cls: None}
     for sub in cls.__subclasses__():
-        found.extend(_all_subclasses(sub))
-    return found
+        found.update(dict.fromkeys(_all_subclasses(sub)))
+    return list(found)
 
 
 _BY_CODE: dict[str, type[PagletError]] = {}

@@ -39,7 +39,7 @@ from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifacts import ArtifactStore
 from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
-from paglets.runtime._config import HostConfig, normalize_url
+from paglets.runtime._config import HostConfig
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
@@ -436,7 +436,8 @@ class Host:
         init: Any = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
-        if self._same_host(normalize_url(target_url)):
+        url = self.resolve_host_url(target_url)
+        if self._same_host(url):
             return self.create(agent_cls, state, init=init, agent_id=agent_id)
         agent_name, state_name = _check_paglet_class(agent_cls)
         payload = {
@@ -446,11 +447,11 @@ class Host:
             "init": init,
             "agent_id": agent_id,
         }
-        reply = self.client.post_json(normalize_url(target_url) + "/agents", payload)
+        reply = self.client.post_json(url + "/agents", payload)
         return PagletProxy.from_wire(reply["proxy"], client=self.client)
 
     async def create_remote_async(self, target_url: str, **creation: Any) -> Any:
-        url = normalize_url(target_url)
+        url = self.resolve_host_url(target_url)
         if self._same_host(url):
             agent_id = await self.create_async(**creation)
             return {"host_url": self.address, "agent_id": agent_id}
@@ -483,8 +484,8 @@ class Host:
         return self._proxy_for(self._run(self.movement.move(agent_id, target, kind="clone"), None))
 
     def retract(self, remote_host_url: str, agent_id: str) -> PagletProxy:
-        """Pull ``agent_id`` from the host at ``remote_host_url`` to this one."""
-        url = normalize_url(remote_host_url)
+        """Pull ``agent_id`` from the host at ``remote_host_url`` (a URL or a mesh name) to this one."""
+        url = self.resolve_host_url(remote_host_url)
         if self._same_host(url):
             return self._proxy_for(
                 self._run(self.movement.move(agent_id, self.address, kind="retract"), None)
@@ -845,9 +846,11 @@ class Host:
         return ref
 
     def resolve_host_url(self, name_or_url: str) -> str:
+        """The URL of a mesh host name, or an ``http(s)://`` URL itself (normalized);
+        ``UnknownHostError`` for a name no member has: names are never looked up outside the mesh."""
         if name_or_url == self.name:
             return self.address
-        return self.mesh.resolve_url(name_or_url)
+        return self.mesh.resolve_url(name_or_url).rstrip("/")
 
     # --- services ----------------------------------------------------------------------------------
 

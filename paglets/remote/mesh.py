@@ -35,8 +35,10 @@ with the reason, and a join from such a host is answered 409 (:meth:`accept_join
 introduce hosts, which are then contacted over HTTP like any other.
 
 Context events (``on_event(kind, data)``, from the thread that made the change): ``mesh-host-online``,
-``mesh-host-offline`` (with ``error``) and ``mesh-host-rejected`` (with ``code_version`` and ``error``),
-``data`` holding ``name``, ``url`` and ``code_version``.
+``mesh-host-offline`` (with ``error``), ``mesh-host-rejected`` (with ``code_version`` and ``error``) and
+``mesh-peer-unreachable`` (with ``error``: a peer that was not online failed to answer us; once, until it
+answers again), ``data`` holding ``name``, ``url`` and ``code_version``. Each marks a change, never a
+heartbeat, so they are few and fit a console.
 """
 
 from __future__ import annotations

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import os
 import re
 import sys
@@ -48,7 +47,6 @@ from paglets.wire.values import prepare_value
 
 __all__ = ["PagletManager", "Timeouts", "message_wire"]
 
-_log = logging.getLogger("paglets.runtime")
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
 CHILD_ENTRY: Final = "paglets.runtime.child.main:child_main"
@@ -438,7 +436,7 @@ class PagletManager:
                 class_name=ctrl.agent_class,
                 message_id=message.message_id,
                 error=error.message,
-                data={"error_type": error.type_name},
+                data={"error_type": error.type_name, "message_kind": message.kind},
             )
 
     # --- state and introspection -----------------------------------------------------------------
@@ -501,7 +499,6 @@ class PagletManager:
 
     def _crashed(self, ctrl: PagletController) -> None:
         self._on_agent_gone(ctrl.agent_id)
-        _log.warning("paglet %s (%s) crashed: %s", ctrl.agent_id, ctrl.agent_class, ctrl.error)
         self.events.emit(
             "paglet-crashed",
             agent_id=ctrl.agent_id,

@@ -264,11 +264,20 @@ class Host:
         self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
         if self.config.mesh:
             self.mesh.start()
-        self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
         self.launch.report_sync()
         await self.launch.declare_resident_services()
-        await self.persistence.activate_startup()
+        restored = await self.persistence.activate_startup()
         await self.launch.start_startup_agents()
+        self.events.emit(
+            "context-start",
+            data={
+                "address": self.address,
+                "code_version": self.code_version,
+                "resident_services": sorted({d.contract.name for d in self.resident.declarations()}),
+                "restored": restored,
+                "inactive": len(self.persistence.summaries()),
+            },
+        )
 
     def _new_server(self) -> Any:
         from paglets.http.server import HttpServer
@@ -350,8 +359,10 @@ class Host:
         server, self._server = self._server, None
         if server is not None:
             await server.close(deadline=5.0)
+        shutdown: dict[str, Any] = {}
         if deactivate_active:
-            await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
+            saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
+            shutdown = {"saved": saved, "unsaved": unsaved}
         for task in list(self._tasks):
             task.cancel()
         await self.mesh.stop()
@@ -366,7 +377,7 @@ class Host:
         await self.manager.stop_all(STOP_GRACE)
         if self.aclient is not None:
             await self.aclient.aclose()
-        self.events.emit("context-shutdown")
+        self.events.emit("context-shutdown", data=shutdown)
 
     def __enter__(self) -> Host:
         return self.start_background()

@@ -140,8 +140,8 @@ def _start(e: ContextEvent) -> Line:
     restored, inactive = int(d.get("restored") or 0), int(d.get("inactive") or 0)
     return (
         logging.INFO,
-        f"host {e.host_name} started at {e.host_address} (code version {d.get('code_version')}); "
-        f"resident services: {shown}; restored {_plural(restored, 'paglet')}, {inactive} inactive",
+        f"host {e.host_name} started: resident services: {shown}; "
+        f"restored {_plural(restored, 'paglet')}, {inactive} inactive",
         "start",
     )
 

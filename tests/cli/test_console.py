@@ -90,8 +90,7 @@ def test_events_become_lines(lines: tuple[list[tuple[int, str]], logging.Logger]
     assert got == [
         (
             logging.INFO,
-            "host alpha started at http://127.0.0.1:1 (code version v1); resident services: info; "
-            "restored 2 paglets, 1 inactive",
+            "host alpha started: resident services: info; restored 2 paglets, 1 inactive",
         ),
         (logging.WARNING, "Counter 01234567: handler for 'add' raised ValueError: boom"),
         (logging.WARNING, "paglet Counter fedcba98 crashed: process exited with code 3"),

@@ -177,7 +177,7 @@ def test_an_import_error_names_the_module_the_sys_path_head_and_the_fix(
 
 def test_the_console_says_what_the_host_does(tmp_path: Path, project: Path, hosts: list[ConsoleHost]) -> None:
     hosts.append(alpha := ConsoleHost(tmp_path, "alpha", cwd=project))
-    started = alpha.wait_err(lambda line: "host alpha started at " in line)
+    started = alpha.wait_err(lambda line: "host alpha started: " in line)
     assert "resident services: none; restored 0 paglets, 0 inactive" in started, started
     client = HostClient(timeout=30)
     try:
@@ -215,7 +215,7 @@ def test_the_console_says_what_the_host_does(tmp_path: Path, project: Path, host
     assert quiet == [], quiet
 
     hosts.append(third := ConsoleHost(tmp_path, "alpha", cwd=project))
-    line = third.wait_err(lambda line: "host alpha started at " in line)
+    line = third.wait_err(lambda line: "host alpha started: " in line)
     assert "restored 1 paglet, 0 inactive" in line, line
     third.stop()
 

@@ -34,6 +34,7 @@ __all__ = [
     "PagletInactiveError",
     "ProtocolError",
     "RemoteHostError",
+    "RequestError",
     "ResourceCleanupError",
     "RouteNotFoundError",
     "SerializationError",
@@ -79,6 +80,12 @@ class SerializationError(PagletError):
 
 class HostError(PagletError):
     code = "host"
+
+
+class RequestError(HostError):
+    """A request body that does not fit its route's schema; the message names the field (HTTP 400)."""
+
+    code = "bad_request"
 
 
 class ServiceContractError(HostError):

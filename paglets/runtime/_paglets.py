@@ -43,9 +43,10 @@ from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
+from paglets.wire.requests import MessageBody
 from paglets.wire.values import prepare_value
 
-__all__ = ["PagletManager", "Timeouts", "message_wire"]
+__all__ = ["PagletManager", "Timeouts", "message_from_request", "message_wire"]
 
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
@@ -534,6 +535,21 @@ class PagletManager:
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
         self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class)
+
+
+def message_from_request(body: MessageBody) -> MessageWire:
+    """The IPC form of a message that arrived in an HTTP request (already type-checked)."""
+    return MessageWire(
+        kind=body.kind,
+        args=prepare_value(body.args or {}),
+        arg=prepare_value(body.arg),
+        sender=body.sender,
+        reply_to=body.reply_to,
+        priority=NORMAL_PRIORITY if body.priority is None else body.priority,
+        message_type=body.message_type or 0,
+        timestamp=body.timestamp or time.time(),
+        message_id=body.message_id or uuid.uuid4().hex,
+    )
 
 
 def message_wire(wire: dict[str, Any]) -> MessageWire:

@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 from paglets.artifacts import PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
-from paglets.core.errors import HostError, InvalidAgentError, SerializationError
+from paglets.core.errors import HostError, InvalidAgentError, RequestError, SerializationError
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
@@ -49,6 +49,7 @@ from paglets.runtime._paglets import PagletManager, message_wire
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
+from paglets.serialization._from_wire import unknown_wire_fields
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceRecord
 from paglets.wire.ipc import MessageWire
@@ -1071,4 +1072,8 @@ def decode_creation_state(state_class: str, state: Any) -> bytes | None:
     cls = resolve_qualified_name(state_class)
     if not isinstance(state, dict):
         raise SerializationError(f"state for {state_class} must be an object")
+    unknown = unknown_wire_fields(cls, state)
+    if unknown:
+        names = ", ".join(repr(f"state.{path}") for path in unknown)
+        raise RequestError(f"invalid request: unknown field {names} ({cls.__qualname__} has no such field)")
     return codec_for(cls).encode(dataclass_from_wire(cls, state))

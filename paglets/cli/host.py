@@ -91,6 +91,9 @@ HIDDEN_OPTIONS: Final = (
     "--auto-update-from-git",
 )
 
+#: Hub tuning flags of relay mode: accepted (paglets 2.0 scripts pass them) and ignored with a warning.
+RELAY_TUNING: Final = ("--relay-offline-after", "--relay-delivery-timeout", "--relay-queue-limit")
+
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
 
@@ -259,9 +262,9 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
 
     # Parsed so that using them gets a clear refusal, hidden from --help until they work.
     p.add_argument("--connect-to", help=hidden)
-    p.add_argument("--relay-offline-after", type=float, default=30.0, help=hidden)
-    p.add_argument("--relay-delivery-timeout", type=float, default=10.0, help=hidden)
-    p.add_argument("--relay-queue-limit", type=int, default=1024, help=hidden)
+    p.add_argument("--relay-offline-after", type=float, help=hidden)
+    p.add_argument("--relay-delivery-timeout", type=float, help=hidden)
+    p.add_argument("--relay-queue-limit", type=int, help=hidden)
     p.add_argument("--auto-update-from-git", action="store_true", help=hidden)
     return p
 
@@ -329,9 +332,6 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         "artifact_max_bytes": args.artifact_max_size,
         "artifact_storage_quota_bytes": args.artifact_storage_quota,
         "artifact_spool_ttl_seconds": args.artifact_spool_ttl,
-        "relay_offline_after": args.relay_offline_after,
-        "relay_delivery_timeout": args.relay_delivery_timeout,
-        "relay_queue_limit": args.relay_queue_limit,
         "tags": args.tag,
         "properties": dict(args.property),
         "launch_config": args.launch_config,
@@ -405,6 +405,11 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
     except PagletError as exc:
         _log.error("%s", exc)
         return 1
+    ignored = [flag for flag in RELAY_TUNING if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if ignored:
+        _log.warning(
+            "%s: ignored, relay mode is not supported by this version of paglets", ", ".join(ignored)
+        )
     options["mesh_version"] = resolve_code_version(args.mesh_version)
     warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
     if warning is not None:

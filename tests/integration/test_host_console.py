@@ -214,10 +214,16 @@ def test_the_console_says_what_the_host_does(tmp_path: Path, project: Path, host
     quiet = again.stop()
     assert quiet == [], quiet
 
-    hosts.append(third := ConsoleHost(tmp_path, "alpha", cwd=project))
+    hosts.append(third := ConsoleHost(tmp_path, "alpha", "--relay-queue-limit", "5", cwd=project))
     line = third.wait_err(lambda line: "host alpha started: " in line)
     assert "restored 1 paglet, 0 inactive" in line, line
-    third.stop()
+    console = third.stop()
+    assert any(
+        line.endswith(
+            "warning: --relay-queue-limit: ignored, relay mode is not supported by this version of paglets"
+        )
+        for line in console
+    ), console
 
 
 class DeadPeer:

@@ -22,7 +22,7 @@ decoder and the error mapping stay as they are.
 from __future__ import annotations
 
 import re
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
@@ -31,12 +31,14 @@ from paglets.wire.jsonbin import BINARY_TAG, untag_binary
 from paglets.wire.limits import MAX_JSON_BODY
 
 __all__ = [
+    "AdvertiseRequest",
     "CreateRequest",
     "EmptyRequest",
     "LeaseRequest",
     "MessageBody",
     "MessageRequest",
     "MoveRequest",
+    "UnadvertiseRequest",
     "decode_request",
     "describe_validation_error",
 ]
@@ -104,6 +106,26 @@ class LeaseRequest(msgspec.Struct, kw_only=True):
     ttl: float = 60.0
 
 
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class AdvertiseRequest(msgspec.Struct, kw_only=True):
+    """``POST /agents/{id}/services``: advertise a service of an active paglet."""
+
+    name: NonEmptyStr
+    capabilities: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+    ttl: float | None = None
+    #: ``"local"`` or ``"mesh"`` (checked against ``ServiceScope``).
+    scope: str | None = None
+
+
+class UnadvertiseRequest(msgspec.Struct, kw_only=True):
+    """``POST /agents/{id}/unadvertise-service``."""
+
+    name: NonEmptyStr
+
+
 class EmptyRequest(msgspec.Struct):
     """Routes that take no arguments (``{}`` or an empty body; keys are ignored)."""
 
@@ -118,10 +140,10 @@ def _decoder(cls: type[S]) -> msgspec.json.Decoder[S]:
     return decoder
 
 
-def decode_request(raw: bytes | bytearray | memoryview, cls: type[S]) -> S:
+def decode_request(raw: bytes | bytearray | memoryview, cls: type[S], *, max_bytes: int = MAX_JSON_BODY) -> S:
     """The ``cls`` Struct of a JSON body (see the module docstring for the errors)."""
-    if len(raw) > MAX_JSON_BODY:
-        raise LimitExceededError(f"JSON body of {len(raw)} bytes is above MAX_JSON_BODY ({MAX_JSON_BODY})")
+    if len(raw) > max_bytes:
+        raise LimitExceededError(f"JSON body of {len(raw)} bytes is above its limit ({max_bytes})")
     data = bytes(raw)
     if not data.strip():
         data = b"{}"

@@ -17,7 +17,10 @@ Threads, and who reads the channel
 
     The **run** thread (``paglets-run-<id>``) runs ``Paglet.run()`` when the host sends ``Start``:
     after the creation, clone or activation hook has answered, and for a paglet that moved here only
-    once the move is committed, so two copies never run at once.
+    once the move is committed, so two copies never run at once. The run thread itself answers
+    ``Start``, right before it calls ``run()``: when the host's ``create``/``clone``/``activate``/... returns,
+    ``run()`` has been entered, and a state read issued afterwards comes after its start. A class that
+    does not override ``run()`` gets no thread: ``Start`` is answered and ``RunFinished`` sent at once.
 
 When the host disappears (channel EOF) the process exits at once: without a host nobody can reach the
 paglet. ``sys.exit(n)`` or ``os._exit(n)`` in a handler ends the process with that code, which the host
@@ -205,7 +208,10 @@ class ChildRuntime:
         reply = waiter.reply
         assert reply is not None
         if not reply.ok:
-            raise exception_from_error_info(reply.error or ErrorInfo("host", "HostError", "host call failed"))
+            error = reply.error or ErrorInfo("host", "HostError", "host call failed")
+            if error.type_name == "ValueError" and error.code == HostError.code:
+                raise ValueError(error.message)  # survives the boundary, as in paglets 2.0 (bad arguments)
+            raise exception_from_error_info(error)
         if reply.handoff is not None:
             ref = reply.handoff
             with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
@@ -310,17 +316,29 @@ class ChildRuntime:
             traceback.print_exc()
             os._exit(70)
 
-    def _start_run(self) -> None:
-        if self._run_thread is not None or self.paglet is None:
+    def _start_run(self, call_id: int) -> None:
+        """Answer ``Start`` once ``run()`` is entered (see the module docstring)."""
+        paglet = self.paglet
+        if self._run_thread is not None or paglet is None:
+            self.reply_ok(call_id, bytes(NIL))  # a repeated Start: run() was started already
+            return
+        if type(paglet).run is Paglet.run:  # nothing to run: no thread
+            self._run_thread = threading.current_thread()
+            self.reply_ok(call_id, bytes(NIL))
+            self.send(RunFinished(None))
             return
         self._run_thread = threading.Thread(
-            target=self._run_main, name=f"paglets-run-{self.config.agent_id}", daemon=True
+            target=self._run_main, args=(call_id,), name=f"paglets-run-{self.config.agent_id}", daemon=True
         )
         self._run_thread.start()
 
-    def _run_main(self) -> None:
+    def _run_main(self, start_call: int) -> None:
         assert self.paglet is not None
         error: ErrorInfo | None = None
+        try:
+            self.reply_ok(start_call, bytes(NIL))
+        except ChannelClosedError:
+            return
         try:
             self.paglet.run()
         except SystemExit as exc:
@@ -347,7 +365,8 @@ class ChildRuntime:
                 case ResourceCall():
                     payload = self._resources(msg)
                 case Start():
-                    payload = bytes(NIL)
+                    self._start_run(call_id)  # answered by the run thread once run() is entered
+                    return
                 case _:
                     raise HostError(f"unexpected request {type(msg).__name__}")
         except SystemExit as exc:
@@ -356,8 +375,6 @@ class ChildRuntime:
             self.reply_error(call_id, _user_error(exc))
             return
         self.reply_ok(call_id, payload)
-        if isinstance(msg, Start):
-            self._start_run()
 
     def _deliver(self, msg: Deliver) -> bytes:
         assert self.paglet is not None

@@ -87,7 +87,9 @@ def test_active_paglet_fields(host: Host, client: HostClient) -> None:
     assert proxy.send(Message("hold", {"suppress": True}, arg="conn")) == {"conn": True}
     info = proxy.info()
     check(info, ACTIVE, OURS_ACTIVE)
-    assert info["error"] == "" and info["exitcode"] is None and info["active"] is True
+    assert info["error"] == ""
+    assert info["exitcode"] is None
+    assert info["active"] is True
     assert info["resources"] == {"conn": True}
     check(info["mailbox"], MAILBOX)
     listed = host.list_agents()

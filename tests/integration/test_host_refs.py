@@ -26,7 +26,8 @@ def _pair(make_host: Callable[..., Host]) -> tuple[Host, Host]:
 def test_list_hosts_returns_host_refs(make_host: Callable[..., Host]) -> None:
     alpha, beta = _pair(make_host)
     hosts = alpha.list_hosts()
-    assert hosts and all(isinstance(ref, HostRef) for ref in hosts)
+    assert hosts
+    assert all(isinstance(ref, HostRef) for ref in hosts)
     assert {ref.name: ref.url for ref in hosts} == {"alpha": alpha.address, "beta": beta.address}
     assert [ref.name for ref in alpha.list_hosts(include_self=False)] == ["beta"]
     assert all(ref.online and ref.code_version == "compat" for ref in hosts)

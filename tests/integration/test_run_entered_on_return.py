@@ -1,6 +1,6 @@
-"""When ``create``, ``clone``, ``activate``, ``dispatch`` or ``retract`` returns, the paglet's ``run()`` has been
-entered on its host: a state read issued afterwards sees what ``run()`` did first (paglets 2.0 orders
-them). ``Starter.run()`` logs ``run:<host>`` as its first action.
+"""When ``create``, ``clone``, ``activate``, ``dispatch`` or ``retract`` returns, the paglet's ``run()`` has
+been entered on its host: a state read issued afterwards sees what ``run()`` did first (paglets 2.0
+orders them). ``Starter.run()`` logs ``run:<host>`` as its first action.
 
 Each case repeats the operation, because the old race only lost sometimes."""
 

@@ -27,7 +27,8 @@ def test_service_and_contract_advertised_in_on_creation_are_published(host: Host
     assert record.proxy.agent_id == proxy.agent_id
     assert record.capabilities == ("ping",)
     contract = host.lookup_service(PING_CONTRACT.name)
-    assert contract is not None and PING_CONTRACT.matches_record(contract)
+    assert contract is not None
+    assert PING_CONTRACT.matches_record(contract)
     kinds = [(e.kind, e.service_name) for e in host.list_events(limit=1000) if e.agent_id == proxy.agent_id]
     assert ("service-advertise", "svc-create") in kinds
     assert ("service-advertise", PING_CONTRACT.name) in kinds

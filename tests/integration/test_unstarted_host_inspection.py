@@ -53,7 +53,7 @@ def test_unstarted_host_lists_and_reads_its_inactive_paglets(tmp_path: Path) -> 
 
     listed = host.list_agents(active=False, inactive=True)
     assert sorted(item["agent_id"] for item in listed) == sorted([first, second])
-    assert all(INACTIVE_KEYS <= item.keys() and item["active"] is False for item in listed)
+    assert all(item.keys() >= INACTIVE_KEYS and item["active"] is False for item in listed)
     assert host.list_agents() == []
     detailed = {
         item["agent_id"]: item for item in host.list_agents(active=False, inactive=True, include_state=True)
@@ -63,7 +63,8 @@ def test_unstarted_host_lists_and_reads_its_inactive_paglets(tmp_path: Path) -> 
     assert detailed[second]["deactivation_policy"]["activate_on_message"] is False
 
     proxy = host.get_proxy(first, include_inactive=True)
-    assert isinstance(proxy, PagletProxy) and proxy.agent_id == first
+    assert isinstance(proxy, PagletProxy)
+    assert proxy.agent_id == first
     assert host.get_proxy(first) is None
     assert host.get_proxy("f" * 32, include_inactive=True) is None
     assert sorted(p.agent_id for p in host.get_proxies(INACTIVE)) == sorted([first, second])

@@ -46,7 +46,9 @@ def test_read_only_view_indexes_and_reads_without_changing_anything(tmp_path: Pa
     view = RecordStore(tmp_path, read_only=True)
     assert view.load() == 2
     assert sorted(s.agent_id for s in view.summaries()) == ["good", "queued"]
-    assert view.summary("queued") is not None and view.summary("queued").queued_count == 1  # type: ignore[union-attr]
+    summary = view.summary("queued")
+    assert summary is not None
+    assert summary.queued_count == 1
     record = view.read("queued")
     assert bytes(record.state) == b"state"
     assert [m.message["kind"] for m in record.queued_messages] == ["m"]
@@ -78,7 +80,8 @@ def test_read_only_view_takes_no_lock_and_the_owner_still_repairs(tmp_path: Path
     owner = RecordStore(tmp_path, durable=False)  # would raise if the view held the lock
     assert owner.load() == 2
     names = set(os.listdir(tmp_path / "inactive"))
-    assert ".debris.rec.tmp" not in names and "old.json" not in names
+    assert ".debris.rec.tmp" not in names
+    assert "old.json" not in names
     assert file_stem("gone") + ".q" not in names
     assert (tmp_path / "quarantine").exists()
     second_view = RecordStore(tmp_path, read_only=True)  # reading beside a running owner works too

@@ -8,6 +8,7 @@ key of the printed JSON object:
 - ``host:...``, ``http:...``, ``inside:...``: the *shape* of a result (``shapes.py``) or
   ``error:<ExceptionClass>``;
 - ``order:...``: hook logs and context-event kinds, in order;
+- ``kinds:...``: the set of context-event kinds a host emitted over the whole run;
 - ``value:...``: values that must be equal (counts, flags).
 
     python bench/compat/scenario.py            # prints one JSON object on its last line
@@ -234,6 +235,8 @@ def events_since(host: Any, mark: int) -> tuple[list[str], int]:
 
 
 def first_event_shapes(host: Any, other: Any) -> None:
+    OUT["kinds:context events of alpha"] = sorted({e.kind for e in host.list_events(since=0, limit=1000)})
+    OUT["kinds:context events of beta"] = sorted({e.kind for e in other.list_events(since=0, limit=1000)})
     seen: set[str] = set()
     for event in host.list_events(since=0, limit=1000):
         if event.kind in seen:
@@ -296,6 +299,11 @@ def lifecycle(alpha: Any, beta: Any) -> None:
         OUT["inside:probe"] = shape(inside)
 
     # clone on the same host, then to beta: the clone's run() has been entered when clone returns
+    until(
+        lambda: alpha.mailbox_status(aid)["queued_count"] + alpha.mailbox_status(aid)["in_flight_count"] == 0
+    )
+    kinds, mark = events_since(alpha, mark)
+    OUT["order:events of messages, probe and multicast"] = sorted(set(kinds))
     clone = record("host:clone() same host", lambda: alpha.clone(aid))
     if clone is not None:
         value("order:clone log right after clone (same host)", lambda: log_of(alpha, clone.agent_id)[-2:])

@@ -432,14 +432,14 @@ class Host:
 
     def create_remote(
         self,
-        target_url: str,
+        target: str,
         agent_cls: type[Paglet[Any]],
         state: Any = None,
         *,
         init: Any = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
-        if self._same_host(normalize_url(target_url)):
+        if self._same_host(normalize_url(target)):
             return self.create(agent_cls, state, init=init, agent_id=agent_id)
         agent_name, state_name = _check_paglet_class(agent_cls)
         payload = {
@@ -449,7 +449,7 @@ class Host:
             "init": init,
             "agent_id": agent_id,
         }
-        reply = self.client.post_json(normalize_url(target_url) + "/agents", payload)
+        reply = self.client.post_json(normalize_url(target) + "/agents", payload)
         return PagletProxy.from_wire(reply["proxy"], client=self.client)
 
     async def create_remote_async(self, target_url: str, **creation: Any) -> Any:
@@ -623,15 +623,13 @@ class Host:
 
     def multicast_message(
         self,
-        kind_or_message: str | Message,
+        kind: str | Message,
         args: dict[str, Any] | None = None,
         *,
         exclude: Collection[str] | None = None,
     ) -> ReplySet:
         """Send one message (same id) to every ready paglet of this host; replies arrive in a ``ReplySet``."""
-        message = (
-            kind_or_message if isinstance(kind_or_message, Message) else Message(kind_or_message, args or {})
-        )
+        message = kind if isinstance(kind, Message) else Message(kind, args or {})
         skip = set(exclude or ())
         replies = ReplySet()
         for agent_id in self._run(_value(self.manager.ready_ids)):

@@ -264,7 +264,7 @@ class ChildHost:
 
     def create_remote(
         self,
-        target_url: str,
+        target: str,
         agent_cls: type[Paglet[Any]],
         state: Any = None,
         *,
@@ -272,7 +272,7 @@ class ChildHost:
         agent_id: str | None = None,
     ) -> PagletProxy:
         args = self._creation_args(agent_cls, state, init, agent_id)
-        return self._required_proxy(self.call("create_remote", target_url=target_url, **args))
+        return self._required_proxy(self.call("create_remote", target_url=target, **args))
 
     def dispose(self, agent_id: str) -> None:
         self.call("agent_call", agent_id=agent_id, op="dispose", args={})
@@ -369,15 +369,13 @@ class ChildHost:
 
     def multicast_message(
         self,
-        kind_or_message: str | Message,
+        kind: str | Message,
         args: dict[str, Any] | None = None,
         *,
         exclude: Collection[str] | None = None,
     ) -> ReplySet:
         """Send to every active paglet on this host (unlike paglets 2.0, this works inside a paglet)."""
-        message = (
-            kind_or_message if isinstance(kind_or_message, Message) else Message(kind_or_message, args or {})
-        )
+        message = kind if isinstance(kind, Message) else Message(kind, args or {})
         skip = set(exclude or ())
         replies = ReplySet()
         for proxy in self.get_proxies(ACTIVE):

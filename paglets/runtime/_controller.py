@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from paglets.core.errors import HostError, PagletCrashedError, PagletError
+from paglets.core.errors import HostError, PagletCrashedError, PagletError, RemoteHostError
 from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
 from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
@@ -188,10 +188,7 @@ class PagletController:
         except BaseException as exc:  # every failure goes back to the paglet as its error
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            # as in paglets 2.0, a failure that is not a paglets error reaches the paglet as HostError
-            # (a ValueError is rebuilt as ValueError by the paglet process)
-            error = error_info_from_exception(exc, foreign_code=HostError.code)
-            self._send_quietly(HostReply(msg.call_id, False, NIL, error))
+            self._send_quietly(HostReply(msg.call_id, False, NIL, host_call_error(exc)))
             return
         if len(payload) > _INLINE_LIMIT:
             segment = await self.loop.run_in_executor(None, _handoff.OutgoingSegment.from_payload, payload)
@@ -536,6 +533,17 @@ class PagletController:
 
 
 _UNKNOWN: Final = ErrorInfo("remote_host", "RemoteHostError", "paglet process reported an unknown error")
+
+
+def host_call_error(exc: BaseException) -> ErrorInfo:
+    """How a failed host call reaches the paglet, as in paglets 2.0: paglets errors keep their class, a
+    ``ValueError`` (bad arguments, e.g. a storage path escaping its root) is rebuilt as ``ValueError`` by
+    the paglet process (code ``remote_host``, type ``ValueError``), anything else becomes ``HostError``."""
+    if isinstance(exc, PagletError):
+        return error_info_from_exception(exc)
+    if type(exc) is ValueError:
+        return error_info_from_exception(exc, foreign_code=RemoteHostError.code)
+    return error_info_from_exception(exc, foreign_code=HostError.code)
 
 
 def _raw(payload: bytes) -> msgspec.Raw:

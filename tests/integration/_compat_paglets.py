@@ -91,6 +91,11 @@ class Starter(Paglet[StartState]):
         if msg.kind == "hold":
             self.resources.register(str(msg.arg), lambda: None, suppress=bool(msg.get_arg("suppress")))
             return self.resources.status()
+        if msg.kind == "storage_read":
+            try:
+                return self.persistent_storage().read_bytes(str(msg.arg))
+            except Exception as exc:
+                return type(exc).__name__
         if msg.kind == "exit":
             import os
 

@@ -48,7 +48,7 @@ from typing import Any, Final
 import msgspec
 
 from paglets.core.agent import NOT_HANDLED, Paglet, PagletContext
-from paglets.core.errors import HostError, NotHandledError, PagletError, SerializationError
+from paglets.core.errors import HostError, NotHandledError, PagletError, RemoteHostError, SerializationError
 from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
@@ -237,8 +237,8 @@ class ChildRuntime:
         assert reply is not None
         if not reply.ok:
             error = reply.error or ErrorInfo("host", "HostError", "host call failed")
-            if error.type_name == "ValueError" and error.code == HostError.code:
-                raise ValueError(error.message)  # survives the boundary, as in paglets 2.0 (bad arguments)
+            if error.type_name == "ValueError" and error.code == RemoteHostError.code:
+                raise ValueError(error.message)  # see _controller.host_call_error
             raise exception_from_error_info(error)
         if reply.handoff is not None:
             ref = reply.handoff

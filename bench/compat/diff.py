@@ -152,7 +152,7 @@ def verdict(key: str, ours: Any, ref: Any, ours_has: bool, ref_has: bool) -> tup
             return "DIFF", outcome
     if extra_keys_only(ours, ref):
         return "extra", "ours adds fields"
-    if key.startswith("kinds:") and isinstance(ours, list) and isinstance(ref, list):
+    if key.startswith("kinds:") and isinstance(ours, list) and isinstance(ref, list) and ours != ref:
         missing = sorted(set(ref) - set(ours))
         if not missing:
             return "extra", f"ours also emits {sorted(set(ours) - set(ref))}"

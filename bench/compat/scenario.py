@@ -264,7 +264,7 @@ def lifecycle(alpha: Any, beta: Any) -> None:
     )
     until(lambda: alpha.mailbox_status(aid)["delivered_count"] >= 2)
     kinds, mark = events_since(alpha, mark)
-    OUT["order:events of two sends"] = kinds
+    OUT["kinds:events of two sends"] = sorted(kinds)  # 2.0 may emit -delivered before -queued
     record("host:proxy.send(raise_runtime)", lambda: proxy.send(Message("raise_runtime")))
     record("host:proxy.send(raise_value)", lambda: proxy.send(Message("raise_value")))
     record("host:proxy.send(unknown kind)", lambda: proxy.send(Message("nope")))
@@ -543,6 +543,14 @@ def host_queries(alpha: Any, beta: Any) -> None:
     record("host:work_dir_for(unknown)", lambda: alpha.work_dir_for("f" * 32))
     record("host:mesh.hosts()", lambda: alpha.mesh.hosts())
     record("host:mesh.lookup(self)", lambda: alpha.mesh.lookup(alpha.name))
+    record("host:mesh.is_online(self)", lambda: alpha.mesh.is_online(alpha.name))
+    record("host:mesh.resolve_url(self)", lambda: alpha.mesh.resolve_url(alpha.name))
+    record("host:mesh.code_version", lambda: alpha.mesh.code_version)
+    waited = record(
+        "host:mesh.wait_for_host(self)", lambda: alpha.mesh.wait_for_host(alpha.name, timeout=2.0)
+    )
+    if hasattr(waited, "close"):
+        waited.close()  # a coroutine nobody awaits
     http_record("http:GET /health", "GET", f"{alpha.address}/health")
     http_record("http:GET /hosts", "GET", f"{alpha.address}/hosts")
     http_record("http:GET /events", "GET", f"{alpha.address}/events?since=0&limit=5")

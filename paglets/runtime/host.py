@@ -1000,6 +1000,16 @@ class Host:
     def registered_file_path_for(self, agent_id: str, name_or_ref: str | PagletFileRef) -> Path:
         return self.files.path(agent_id, name_or_ref)
 
+    def resources_for(self, agent_id: str) -> _ResourceView:
+        """The resource registry of an active paglet, operated from the host (``status``, ``remove``,
+        ``cleanup``); each call is answered by the paglet's process."""
+        self.manager.get(agent_id)
+        return _ResourceView(self, agent_id)
+
+    async def resource_call_async(self, agent_id: str, op: str, *, name: str = "", reason: str = "") -> Any:
+        ctrl = self.manager.ready(agent_id)
+        return await ctrl.resources(op, name=name, reason=reason, timeout=self.manager.timeouts.resources)
+
     def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
         ctrl = self.manager.controllers.get(agent_id)
         if ctrl is None:
@@ -1051,6 +1061,23 @@ class Host:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+class _ResourceView:
+    """``Host.resources_for``: 2.0's host-side view of a paglet's ``ResourceRegistry``."""
+
+    def __init__(self, host: Host, agent_id: str) -> None:
+        self._host = host
+        self._agent_id = agent_id
+
+    def status(self) -> dict[str, bool]:
+        return dict(self._host._run(self._host.resource_call_async(self._agent_id, "status")))
+
+    def remove(self, name: str) -> None:
+        self._host._run(self._host.resource_call_async(self._agent_id, "remove", name=name))
+
+    def cleanup(self, *, reason: str = "lifecycle") -> None:
+        self._host._run(self._host.resource_call_async(self._agent_id, "cleanup", reason=reason))
 
 
 def message_dict(wire: MessageWire) -> dict[str, Any]:

@@ -44,3 +44,17 @@ def test_host_methods_take_2_0_parameter_names(make_host: Callable[..., Host]) -
     replies = beta.multicast_message(kind="log")
     assert replies.wait_for_all_replies(10)
     assert [reply.get_reply() for reply in replies] == [["created:beta", "run:beta"]]
+
+
+def test_resources_for_operates_the_paglets_registry(host: Host) -> None:
+    proxy = host.create(Starter)
+    proxy.send(Message("hold", arg="a"))
+    proxy.send(Message("hold", {"suppress": True}, arg="b"))
+    view = host.resources_for(proxy.agent_id)
+    assert view.status() == {"a": False, "b": True}
+    view.remove("a")
+    assert view.status() == {"b": True}
+    view.cleanup(reason="test")
+    assert view.status() == {}
+    with pytest.raises(InvalidAgentError):
+        host.resources_for("f" * 32)

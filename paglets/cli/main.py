@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("version", "--version"):
         print(f"paglets {__version__}")
         return 0
-    print(f"paglets: unknown command {command!r}\n\n{_USAGE}", end="", file=sys.stderr)
+    print(f"paglets: error: unknown command {command!r} (see paglets --help)", file=sys.stderr)
     return 2
 
 

@@ -89,7 +89,7 @@ class HostFacade(Protocol):
     ) -> Proxy: ...
     def create_remote(
         self,
-        target_url: str,
+        target: str,
         agent_cls: type[Paglet[Any]],
         state: Any = None,
         *,
@@ -101,7 +101,7 @@ class HostFacade(Protocol):
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> Proxy: ...
     def multicast_message(
         self,
-        kind_or_message: str | Message,
+        kind: str | Message,
         args: dict[str, Any] | None = None,
         *,
         exclude: Collection[str] | None = None,
@@ -124,7 +124,8 @@ class HostFacade(Protocol):
         self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25
     ) -> ServiceValue: ...
     def resolve_host_url(self, name_or_url: str) -> str:
-        """A mesh host name's URL; anything else normalised as a URL."""
+        """An ``http(s)://`` URL (normalized), or the URL of the mesh member with that name;
+        ``UnknownHostError`` when no member has it (names are never looked up in DNS)."""
         ...
 
     # services

@@ -167,7 +167,7 @@ def test_a_large_json_array_is_refused_and_the_paglet_still_answers(make_host: C
             sock.sendall(_request("POST", f"/agents/{proxy.agent_id}/messages", body))
             answer = parse_responses(sock.recv(65536))[0]
         assert answer.status == 400
-        assert msgspec.json.decode(answer.body)["error"] == "request body must be a JSON object"
+        assert "expected object, got array" in msgspec.json.decode(answer.body)["error"]
         assert proxy.send(Message("add")) == 1
         assert client.get_json(host.address + "/health")["name"] == "guarded"
     finally:

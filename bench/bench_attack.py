@@ -23,7 +23,9 @@ Every attack runs against a fresh host process (its own session, killed with its
 and is bounded in count and time: each request has a timeout, held connections are closed after
 ``--hold`` seconds. The probe opens a new connection for every ``/health`` (a client arriving during the
 attack, which is what connection exhaustion hurts) every 10 ms; a failed probe (refused, reset, non-200,
-10 s timeout) counts in ``failed`` with its time. Memory is sampled every 50 ms from ``/proc/<host>``:
+10 s timeout) counts in ``failed`` with its time. A probe that waited longer than the interval also
+stands for the probes due meanwhile (each with what it would have waited), so a long pause of the host
+counts by its length and not as one sample. Memory is sampled every 50 ms from ``/proc/<host>``:
 ``RSS +MiB`` is the peak growth of the host's resident memory over its start, ``shm MiB`` the peak of the
 shared memory it holds (memfd segments it has open, or the growth of ``/dev/shm``, whichever is larger).
 
@@ -575,6 +577,20 @@ def attacked_host() -> Iterator[HostProcess]:
         host.stop()
 
 
+def corrected(samples: list[tuple[float, bool]]) -> list[float]:
+    """Latencies with the probes a stall kept from starting: a probe that took ``d`` also stands for the
+    ones due every ``PROBE_INTERVAL`` while it waited (they would have waited ``d - k * interval``), so
+    a long pause weighs by its length, not as one sample ("coordinated omission")."""
+    out: list[float] = []
+    for took, _ in samples:
+        out.append(took)
+        missed = took - PROBE_INTERVAL
+        while missed > 0:
+            out.append(missed)
+            missed -= PROBE_INTERVAL
+    return out
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
@@ -594,7 +610,7 @@ def run_attack(name: str, hold: float, budget: int) -> dict[str, Any]:
             samples = probe.finish()
             memory.finish()
         row["host_ok"] = host_serves(host.port)
-    times = [t * 1e3 for t, _ in samples] or [math.nan]
+    times = [t * 1e3 for t in corrected(samples)] or [math.nan]
     row.update(
         probes=len(samples),
         failed=sum(1 for _, ok in samples if not ok),

@@ -279,7 +279,7 @@ class HostCalls:
         return self._host.code_version
 
     async def _wait_for_host(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        ref = await self._host.mesh.wait_for_host(
+        ref = await self._host.mesh.wait_for_host_async(
             str(args["name_or_url"]), timeout=float(args.get("timeout", 10.0))
         )
         return ref.to_wire()

@@ -912,7 +912,7 @@ class Host:
 
     def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> HostRef:
         """Wait until a host is online in the mesh (woken by membership changes, no polling)."""
-        ref: HostRef = self._run(self.mesh.wait_for_host(name_or_url, timeout=timeout), timeout + 5.0)
+        ref: HostRef = self._run(self.mesh.wait_for_host_async(name_or_url, timeout=timeout), timeout + 5.0)
         return ref
 
     def resolve_host_url(self, name_or_url: str) -> str:

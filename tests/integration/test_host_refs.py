@@ -71,3 +71,11 @@ def test_mesh_queries_inside_a_paglet_return_host_refs(make_host: Callable[..., 
         "mesh.code_version": "compat",
         "mesh.resolve_url": alpha.address,
     }
+
+
+def test_host_mesh_wait_for_host_blocks_and_returns_a_host_ref(make_host: Callable[..., Host]) -> None:
+    # 2.0 code calls ``host.mesh.wait_for_host(...)`` from a plain thread and gets a HostRef back
+    alpha, beta = _pair(make_host)
+    ref = alpha.mesh.wait_for_host("beta", timeout=5.0)
+    assert isinstance(ref, HostRef)
+    assert ref.url == beta.address

@@ -41,7 +41,7 @@ leftover temp file.
 Reads: ``open_blob`` opens the blob at once (a concurrent delete does not break a download in progress)
 and returns a :class:`BlobReader` that yields ``READ_CHUNK`` pieces, read with ``os.pread`` in the
 executor one chunk ahead of the consumer; ``export_to_path`` copies a blob to a file (size and SHA-256
-checked, atomic rename). File-level helpers live in ``paglets.runtime._artifact_io``.
+checked, atomic rename). File-level helpers live in ``paglets.artifacts._io``.
 
 paglets 2.0 names: the store also answers to 2.0's constructor keywords (``host_url`` as a string,
 ``max_artifact_bytes`` where ``None`` or 0 means unlimited, ``spool_ttl_seconds`` of at least one second)
@@ -85,17 +85,13 @@ from typing import Any, BinaryIO, Final, Literal, Protocol
 
 import msgspec
 
-from paglets.artifacts import (
+from paglets.artifacts._fileops import (
     DEFAULT_ARTIFACT_MAX_BYTES,
     DEFAULT_ARTIFACT_SPOOL_TTL_SECONDS,
     DEFAULT_ARTIFACT_STORAGE_QUOTA_BYTES,
-    ArtifactRef,
     ArtifactWriteResult,
-    is_valid_artifact_id,
-    require_artifact_id,
 )
-from paglets.core.errors import LimitExceededError, StorageQuotaError, TransferError
-from paglets.runtime._artifact_io import (
+from paglets.artifacts._io import (
     MAX_BATCH_PIECES,
     READ_CHUNK,
     BlobReader,
@@ -108,6 +104,8 @@ from paglets.runtime._artifact_io import (
     unlink_quietly,
     write_all,
 )
+from paglets.core._artifact_refs import ArtifactRef, is_valid_artifact_id, require_artifact_id
+from paglets.core.errors import LimitExceededError, StorageQuotaError, TransferError
 from paglets.wire.limits import KiB, MiB
 
 __all__ = [
@@ -131,7 +129,7 @@ __all__ = [
     "CleanupResult",
 ]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("paglets.artifacts")
 
 #: Default largest artifact (contract default of ``artifact_max_bytes``); ``None`` disables the check.
 ARTIFACT_MAX_BYTES: Final = DEFAULT_ARTIFACT_MAX_BYTES

@@ -7,7 +7,9 @@ and 8766. Waits for beta to list alpha online in ``/hosts``, stops both with SIG
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -47,7 +49,12 @@ def main() -> None:
 
     def start(line: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            shlex.split(line), cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            shlex.split(line),
+            cwd=checkout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # ``uv run`` starts the host as its child: kill the whole group
         )
         procs.append(proc)
         return proc
@@ -70,9 +77,9 @@ def main() -> None:
             assert f"host {name} stopped" in err, (name, out, err)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group, even if it exited
+            proc.wait(30)
     print("OK")
 
 

@@ -358,6 +358,23 @@ def test_design_notes_show_the_same_table(table: Table) -> None:
     assert rows == {name: row.may_import for name, row in table.packages.items()}
 
 
+#: Lines above which a module needs its reason in ``docs/design.md`` ("Module sizes").
+SIZE_CEILING = 600
+
+
+def test_every_module_over_the_ceiling_has_a_reason_in_the_design_notes() -> None:
+    section = DESIGN_PATH.read_text().split("\n## Module sizes\n", 1)[1].split("\n## ", 1)[0]
+    explained = set(re.findall(r"^- `([\w/]+\.py)`:", section, flags=re.M))
+    package = ROOT / "paglets"
+    large = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if len(path.read_text().splitlines()) > SIZE_CEILING
+    }
+    missing = sorted(large - explained)
+    assert not missing, f"modules over {SIZE_CEILING} lines without a reason in the design notes: {missing}"
+
+
 def test_the_exception_tree_is_one_set_of_classes() -> None:
     import paglets._errors as leaf
     import paglets.core.errors as public

@@ -8,6 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+
 def _shell_blocks(text: str) -> list[str]:
     return [b.strip() for b in re.findall(r"```sh\n(.*?)```", text, flags=re.S)]
 

@@ -184,7 +184,7 @@ def _stdlib(top: str) -> bool:
 @dataclass
 class Report:
     violations: list[str] = field(default_factory=list)
-    used_edges: set[tuple[str, str]] = field(default_factory=set)
+    used_edges: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
 
 def check(base: Path, table: Table) -> Report:

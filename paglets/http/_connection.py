@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Final, cast
 import h11
 import msgspec
 
-from paglets.core.errors import (
+from paglets._errors import (
     FrameError,
     HeadersTooLargeError,
     LimitExceededError,

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from paglets.core.errors import (
+from paglets._errors import (
     AuthenticationError,
     PagletError,
     RemoteHostError,

@@ -37,7 +37,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from paglets.core.errors import BodyTooLargeError, PagletError, SerializationError
+from paglets._errors import BodyTooLargeError, PagletError, SerializationError
 from paglets.http._body import Piece
 from paglets.http.errormap import error_payload, error_status
 from paglets.http.limits import JSON_OFFLOAD_THRESHOLD

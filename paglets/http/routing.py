@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeAlias
 from urllib.parse import unquote
 
-from paglets.core.errors import MethodNotAllowedError, RouteNotFoundError
+from paglets._errors import MethodNotAllowedError, RouteNotFoundError
 
 if TYPE_CHECKING:
     from paglets.http.messages import Request, Response, StreamResponse

@@ -37,7 +37,7 @@ import asyncio
 import socket
 from collections.abc import Sequence
 
-from paglets.core.errors import HostError
+from paglets._errors import HostError
 from paglets.http._connection import ServerConnection
 from paglets.http._context import ServerContext, ServerStatistics
 from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, ServerLimits

@@ -37,8 +37,8 @@ from paglets.core.errors import HostError, TransferError
 from paglets.persistence.storage import sanitize_name
 
 if TYPE_CHECKING:
+    from paglets.artifacts import ArtifactStore
     from paglets.remote.client import HostClient
-    from paglets.runtime._artifacts import ArtifactStore
 
 __all__ = ["FileRegistry", "sha256_of"]
 

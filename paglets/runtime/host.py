@@ -25,7 +25,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from paglets.artifacts import ArtifactRef, PagletFileRef
+from paglets.artifacts import ArtifactRef, ArtifactStore, PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
 from paglets.core.errors import HostError, InvalidAgentError, RequestError, SerializationError
@@ -38,7 +38,6 @@ from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_co
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
-from paglets.runtime._artifacts import ArtifactStore
 from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
 from paglets.runtime._config import HostConfig
 from paglets.runtime._files import FileRegistry

@@ -49,7 +49,7 @@ from typing import Annotated, Any, Final, Literal, Protocol
 import msgspec
 import zstandard
 
-from paglets.core.errors import ChecksumError, FrameError, LimitExceededError, ProtocolError
+from paglets._errors import ChecksumError, FrameError, LimitExceededError, ProtocolError
 from paglets.wire._zstd import (
     MIN_COMPRESS,
     ZSTD_LEVEL,

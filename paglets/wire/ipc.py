@@ -56,7 +56,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from paglets.core.errors import FrameError, LimitExceededError, ProtocolError
+from paglets._errors import FrameError, LimitExceededError, ProtocolError
 from paglets.wire.limits import MAX_HANDOFF_BYTES, MAX_IPC_FRAME
 from paglets.wire.messages import ErrorInfo
 

@@ -26,7 +26,7 @@ from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
-from paglets.core.errors import FrameError, LimitExceededError, RequestError
+from paglets._errors import FrameError, LimitExceededError, RequestError
 from paglets.wire.jsonbin import BINARY_TAG, untag_binary
 from paglets.wire.limits import MAX_JSON_BODY
 

@@ -53,7 +53,8 @@ from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, Persis
 from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.runtime import _handoff
-from paglets.runtime._channel import INLINE_THRESHOLD, ChannelClosedError, ChildChannel
+from paglets.runtime._channel_layout import INLINE_THRESHOLD, ChannelClosedError
+from paglets.runtime.child._channel import ChildChannel
 from paglets.runtime.child._facade import ChildHost
 from paglets.serialization.codec import codec_for, resolve_qualified_name
 from paglets.wire.boot import ChildConfig, decode_child_config

@@ -1,4 +1,8 @@
-"""``paglets``: the umbrella command. ``paglets host ...`` is the same as ``paglets-host ...``."""
+"""``paglets``: the umbrella command. ``paglets host ...`` is the same as ``paglets-host ...``.
+
+The inspection and administration commands (``sys``, ``mesh``, ``artifacts``, ``hosts``, ``agents``,
+``user-info``, ``completion``) live in :mod:`paglets.cli.tree`.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,18 @@ import sys
 from collections.abc import Sequence
 
 from paglets import __version__
+from paglets.cli.tree import COMMANDS as TREE_COMMANDS
 
 __all__ = ["main"]
 
-_USAGE = """usage: paglets COMMAND [ARGS...]
-
-commands:
-  host      run a paglets host (same as paglets-host; see paglets host --help)
-  demo      run the local demo (same as python -m paglets.demo)
-  version   print the version
-"""
+_USAGE = (
+    "usage: paglets COMMAND [ARGS...]\n\ncommands:\n"
+    "  host        run a paglets host (same as paglets-host; see paglets host --help)\n"
+    + "".join(f"  {name:<11} {text}\n" for name, text in TREE_COMMANDS.items())
+    + "  demo        run the local demo (same as python -m paglets.demo)\n"
+    "  version     print the version\n\n"
+    "Run 'paglets COMMAND --help' for a command's options.\n"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from paglets.demo import main as demo_main
 
         return demo_main(rest)
+    if command in TREE_COMMANDS:
+        from paglets.cli.tree import run
+
+        return run(args)
     if command in ("version", "--version"):
         print(f"paglets {__version__}")
         return 0

@@ -1,13 +1,17 @@
 """Mesh membership: how fast does a mesh converge, and what does it cost when nothing happens?
 
+Convergence is timed from the first host's start, so it includes starting every host (one after the
+other); the "started" columns say how much of it that was.
+
 Question: for 2, 5 and 10 hosts on loopback, started as a chain (host i's only seed is host i-1), how
 long until every host lists every other host as online; and once converged, how many background requests
 per second does each host send, and how much CPU does the mesh burn? Ours against paglets 2.0.0.
 
-Both sides use the default gossip interval (1 s) and offline threshold (10 s). Ours: a ``MeshRegistry``
-and a real ``HttpServer`` per host, all on one uvloop loop in one process. Reference: real ``Host``
-objects (``mesh_lan_discovery=False, mesh_multicast=False``, as the harness requires) in one process
-under ``unshare -n`` with only loopback up; its requests are counted by wrapping each host's
+Both sides use the default gossip interval (1 s) and offline threshold (10 s) and run whole ``Host``
+objects, all hosts of a variant in one process (so the CPU column is the hosts' own work, paglet
+processes aside: there are none). Ours counts the mesh's own requests (``host.mesh.statistics()``). The
+reference runs with ``mesh_lan_discovery=False, mesh_multicast=False`` (as the harness requires) under
+``unshare -n`` with only loopback up; its requests are counted by wrapping each host's
 ``HostClient._request`` (every gossip request goes through it). Each variant runs in its own process.
 
     .venv/bin/python bench/bench_mesh.py              # 2, 5, 10 hosts, 10 s steady state (~2 min)
@@ -42,68 +46,53 @@ SETTLE = 2.0
 
 
 def scenario_ours(count: int, steady: float) -> dict[str, Any]:
-    import asyncio
+    from paglets.runtime.host import Host
 
-    from paglets.http import HttpServer, Router, new_event_loop
-    from paglets.remote._mesh_routes import build_mesh_routes
-    from paglets.remote.mesh import HostRef, MeshRegistry
-
-    class Member:
-        def __init__(self, name: str, seeds: tuple[str, ...]) -> None:
-            self.name = name
-            self.port = 0
-            self.registry = MeshRegistry(
-                self.ref, code_version="bench", seeds=seeds, interval=INTERVAL, offline_after=OFFLINE_AFTER
-            )
-            router = Router()
-            build_mesh_routes(router, self.registry)
-            self.server = HttpServer(router)
-
-        def ref(self) -> HostRef:
-            return HostRef(self.name, f"http://127.0.0.1:{self.port}", "bench", True, 0.0, 0, 0)
-
-    async def main() -> dict[str, Any]:
-        members: list[Member] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        hosts: list[Any] = []
         start = time.perf_counter()
         for i in range(count):
-            member = Member(f"h{i}", (members[-1].ref().url,) if members else ())
-            member.port = await member.server.start(["127.0.0.1"], 0)
-            member.registry.start()
-            members.append(member)
+            host = Host(
+                f"h{i}",
+                "127.0.0.1",
+                0,
+                peers=[hosts[-1].address] if hosts else [],
+                mesh_version="bench",
+                mesh_gossip_interval=INTERVAL,
+                mesh_offline_after=OFFLINE_AFTER,
+                persistence_dir=Path(tmp) / f"h{i}",
+            )
+            host.start_background()
+            hosts.append(host)
+        started = time.perf_counter() - start
 
         def converged() -> bool:
-            return all(len(m.registry.hosts(online_only=True)) == count for m in members)
+            return all(len(h.available_hosts(online_only=True)) == count for h in hosts)
 
         while not converged():
             if time.perf_counter() - start > CONVERGE_TIMEOUT:
                 raise SystemExit("no convergence")
-            await asyncio.sleep(0.002)
+            time.sleep(0.002)
         converge = time.perf_counter() - start
-        await asyncio.sleep(SETTLE)
-        sent0 = [m.registry.statistics().requests_sent for m in members]
-        served0 = [m.server.statistics().requests_served for m in members]
+        time.sleep(SETTLE)
+        sent0 = sum(h.mesh.statistics().requests_sent for h in hosts)
+        served0 = sum(h.server_statistics().requests_served for h in hosts)
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        await asyncio.sleep(steady)
+        time.sleep(steady)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        sent = sum(m.registry.statistics().requests_sent for m in members) - sum(sent0)
-        served = sum(m.server.statistics().requests_served for m in members) - sum(served0)
+        sent = sum(h.mesh.statistics().requests_sent for h in hosts) - sent0
+        served = sum(h.server_statistics().requests_served for h in hosts) - served0
         still = converged()
-        for m in members:
-            await m.registry.stop()
-            await m.server.close(deadline=1.0)
-        return {
-            "converge_s": converge,
-            "requests_per_host_s": sent / count / wall,
-            "served_per_host_s": served / count / wall,
-            "cpu_ms_per_host_s": cpu * 1000 / count / wall,
-            "converged_after": still,
-        }
-
-    loop = new_event_loop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+        for host in hosts:
+            host.stop()
+    return {
+        "converge_s": converge,
+        "started_s": started,
+        "requests_per_host_s": sent / count / wall,
+        "served_per_host_s": served / count / wall,
+        "cpu_ms_per_host_s": cpu * 1000 / count / wall,
+        "converged_after": still,
+    }
 
 
 def scenario_reference(count: int, steady: float) -> dict[str, Any]:
@@ -139,6 +128,7 @@ def scenario_reference(count: int, steady: float) -> dict[str, Any]:
             counting(host.client, i)
             host.start_background()
             hosts.append(host)
+        started = time.perf_counter() - start
 
         def converged() -> bool:
             return all(len(h.list_hosts(online_only=True)) == count for h in hosts)
@@ -159,6 +149,7 @@ def scenario_reference(count: int, steady: float) -> dict[str, Any]:
             host.stop()
     return {
         "converge_s": converge,
+        "started_s": started,
         "requests_per_host_s": sent / count / wall,
         "served_per_host_s": None,
         "cpu_ms_per_host_s": cpu * 1000 / count / wall,
@@ -206,7 +197,7 @@ def print_table(results: dict[str, Any]) -> None:
         f"steady state over {results['steady_s']:g} s (reference: LAN scan and multicast off)"
     )
     head = (
-        f"{'hosts':>5} | {'converge ours':>13} {'ref':>9} {'ratio':>7} | "
+        f"{'hosts':>5} | {'started ours':>12} {'ref':>8} | {'converge ours':>13} {'ref':>9} {'ratio':>7} | "
         f"{'req/s/host ours':>15} {'ref':>6} {'ratio':>7} | "
         f"{'CPU ms/s/host ours':>18} {'ref':>6} {'ratio':>7}"
     )
@@ -217,8 +208,10 @@ def print_table(results: dict[str, Any]) -> None:
         ref_conv = f"{ref['converge_s'] * 1000:7.0f}ms" if ref else "-"
         ref_req = f"{ref['requests_per_host_s']:6.2f}" if ref else "-"
         ref_cpu = f"{ref['cpu_ms_per_host_s']:6.2f}" if ref else "-"
+        ref_started = f"{ref['started_s'] * 1000:6.0f}ms" if ref else "-"
         print(
-            f"{count:>5} | {ours['converge_s'] * 1000:11.1f}ms {ref_conv:>9} "
+            f"{count:>5} | {ours['started_s'] * 1000:10.1f}ms {ref_started:>8} | "
+            f"{ours['converge_s'] * 1000:11.1f}ms {ref_conv:>9} "
             f"{_ratio(ours['converge_s'], ref.get('converge_s')):>7} | "
             f"{ours['requests_per_host_s']:15.2f} {ref_req:>6} "
             f"{_ratio(ours['requests_per_host_s'], ref.get('requests_per_host_s')):>7} | "

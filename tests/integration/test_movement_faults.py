@@ -120,7 +120,14 @@ def test_the_target_host_killed_mid_stream(make_host: Callable[..., Host], tmp_p
         assert line[0] == "READY"
         parts = urlsplit(line[1])
         proxy = FaultProxy(parts.hostname or "127.0.0.1", parts.port or 0)
-        proxy.on_fault = lambda: os.kill(beta_proc.pid, signal.SIGKILL)
+        doomed: set[int] = set()
+
+        def kill_beta() -> None:
+            # the process tree is recorded before the kill: after it, the dead host has no children
+            doomed.update(children_of(beta_proc.pid))
+            os.kill(beta_proc.pid, signal.SIGKILL)
+
+        proxy.on_fault = kill_beta
         paglet = alpha.create(Traveller, TravelState(payload=os.urandom(4 << 20)))
         proxy.arm("kill_mid_stream")
         with pytest.raises(TransferError):
@@ -137,8 +144,9 @@ def test_the_target_host_killed_mid_stream(make_host: Callable[..., Host], tmp_p
             beta_proc.stdin.close()
         if beta_proc.stdout is not None:
             beta_proc.stdout.close()
-    # the killed host's zygote and paglet processes die with it (parent-death signal)
-    wait_until(lambda: all(os.path.exists(f"/proc/{p}") is False for p in children_of(beta_proc.pid)))
+    # the killed host's zygote and its children die with it (parent-death signal)
+    assert doomed, "the host had no template process when it was killed"
+    wait_until(lambda: not any(os.path.exists(f"/proc/{p}") for p in doomed))
 
 
 def _rss_anon_kib() -> int:

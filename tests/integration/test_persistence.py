@@ -92,22 +92,30 @@ def test_shutdown_saves_a_busy_paglet_and_requeues_its_message(
     directory = tmp_path / "store"
     alpha = make_host("alpha", persistence_dir=directory)
     proxy = alpha.create(Sleeper, CounterState(count=41))
-    caller = threading.Thread(target=lambda: _ignore(lambda: proxy.send(Message("slow", arg=30))))
+    outcome: list[BaseException | object] = []
+    caller = threading.Thread(
+        target=lambda: outcome.append(_outcome(lambda: proxy.send(Message("slow", arg=30))))
+    )
     caller.start()
     wait_until(lambda: "slow-begin" in _log(alpha, proxy.agent_id))
     alpha.shutdown()
     caller.join(30)
+    assert not caller.is_alive(), "the sender still waits after the host shut down"
+    # the interrupted message was saved with the paglet: its sender is told so, not left waiting
+    [answer] = outcome
+    assert isinstance(answer, dict), answer
+    assert answer["queued"] is True
     assert "message-requeued" in [e.kind for e in alpha.list_events(limit=1000)]
     again = make_host("alpha", persistence_dir=directory)
     wait_until(lambda: len(again.list_agents()) == 1)
     assert again.get_state(proxy.agent_id, CounterState).count == 41
 
 
-def _ignore(fn: Callable[[], object]) -> None:
+def _outcome(fn: Callable[[], object]) -> BaseException | object:
     try:
-        fn()
-    except Exception:
-        pass
+        return fn()
+    except Exception as exc:
+        return exc
 
 
 def test_failing_cleanup_aborts_deactivation(host: Host) -> None:  # 24

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from paglets.remote.client import HostClient
     from paglets.services.contracts import ServiceOperation
 
-__all__ = ["call_service", "connect", "target_hosts"]
+__all__ = ["Targets", "call_service", "connect", "offline_note", "target_hosts"]
 
 
 def connect(args: argparse.Namespace, timeout: float) -> tuple[HostClient, Entry]:
@@ -32,14 +33,23 @@ def connect(args: argparse.Namespace, timeout: float) -> tuple[HostClient, Entry
     return client, entry
 
 
-def target_hosts(entry: Entry, names: list[str] | None) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """``(name, url)`` of the hosts to ask, and the known hosts left out because they are offline.
+@dataclass(slots=True)
+class Targets:
+    """The hosts a command asks: ``hosts`` as ``(name, url)``; ``errors`` for hosts named with ``--host``
+    that cannot be asked (offline); ``offline`` for the mesh's offline hosts left out of a mesh-wide
+    command (reported, but an answer without them is complete)."""
 
-    ``names`` (from ``--host``) restricts the choice; an unknown name is a usage error listing the known
-    ones, and an offline one is reported rather than asked.
+    hosts: list[tuple[str, str]] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    offline: list[str] = field(default_factory=list)
+
+
+def target_hosts(entry: Entry, names: list[str] | None) -> Targets:
+    """The hosts to ask: every online host of the entry's mesh, or the ``--host`` ones (``names``).
+
+    An unknown name is a usage error listing the known ones.
     """
-    chosen: list[tuple[str, str]] = []
-    offline: dict[str, str] = {}
+    targets = Targets()
     if names:
         for wanted in names:
             host = entry.lookup(wanted)
@@ -47,17 +57,17 @@ def target_hosts(entry: Entry, names: list[str] | None) -> tuple[list[tuple[str,
                 raise CommandError(f"unknown host {wanted!r} (known: {entry.names()})")
             pair = (str(host["name"]), str(host["url"]).rstrip("/"))
             if not host.get("online"):
-                offline[pair[0]] = "offline (not asked)"
-            elif pair not in chosen:
-                chosen.append(pair)
-        return chosen, offline
+                targets.errors[pair[0]] = f"offline according to {entry.name} (not asked)"
+            elif pair not in targets.hosts:
+                targets.hosts.append(pair)
+        return targets
     for host in sorted(entry.hosts, key=lambda h: str(h.get("name"))):
         name = str(host.get("name"))
         if host.get("online"):
-            chosen.append((name, str(host["url"]).rstrip("/")))
+            targets.hosts.append((name, str(host["url"]).rstrip("/")))
         else:
-            offline[name] = "offline (not asked)"
-    return chosen, offline
+            targets.offline.append(name)
+    return targets
 
 
 def call_service(
@@ -97,3 +107,10 @@ def call_service(
             ) from None
         reply = PagletProxy(url, ids[0], client).send(operation.to_message(request), timeout=left())
     return operation.decode_reply(reply)
+
+
+def offline_note(targets: Targets) -> dict[str, str]:
+    """A note naming the offline hosts a mesh-wide command left out (empty when there are none)."""
+    if not targets.offline:
+        return {}
+    return {"offline, not asked": ", ".join(targets.offline)}

@@ -120,7 +120,7 @@ def _locate(
     from paglets.core.errors import InvalidAgentError
 
     agent_id = args.agent_id
-    targets, offline = target_hosts(entry, option(args, "host", None))
+    targets = target_hosts(entry, option(args, "host", None))
 
     def ask(name: str, url: str) -> dict[str, Any] | None:
         try:
@@ -129,19 +129,18 @@ def _locate(
             return None
         return reply if isinstance(reply, dict) else None
 
-    found, errors = gather(targets, ask, timeout=_left(deadline), label=f"looking for {agent_id}")
+    found, errors = gather(targets.hosts, ask, timeout=_left(deadline), label=f"looking for {agent_id}")
     hits = [(name, info) for name, info in sorted(found.items()) if info is not None]
     if not hits:
         checked = ", ".join(sorted(found)) or "none"
-        unanswered = {**errors, **offline}
+        unanswered = {**errors, **targets.errors, **dict.fromkeys(targets.offline, "offline")}
         extra = f"; no answer from {', '.join(sorted(unanswered))}" if unanswered else ""
         raise CommandError(
             f"no paglet {agent_id} on any host (checked {checked}{extra})", code=EXIT_INCOMPLETE
         )
     active = [hit for hit in hits if hit[1].get("active")]
     name, info = (active or hits)[0]
-    urls = dict(targets)
-    return name, urls[name], info
+    return name, dict(targets.hosts)[name], info
 
 
 def _proxy(client: HostClient, url: str, agent_id: str) -> Any:
@@ -209,17 +208,18 @@ def _hosts(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from paglets.cli import _render
     from paglets.cli._fanout import gather
-    from paglets.cli._services import target_hosts
+    from paglets.cli._services import offline_note, target_hosts
 
     client, entry, deadline = _connect(args)
-    targets, errors = target_hosts(entry, option(args, "host", None))
+    targets = target_hosts(entry, option(args, "host", None))
+    errors = dict(targets.errors)
 
     def ask(name: str, url: str) -> list[dict[str, Any]]:
         reply = client.get_json(f"{url}/agents?state={args.state}", timeout=_left(deadline))
         agents = reply.get("agents") if isinstance(reply, dict) else None
         return [a for a in agents or [] if isinstance(a, dict)]
 
-    found, failed = gather(targets, ask, timeout=_left(deadline), label="listing paglets")
+    found, failed = gather(targets.hosts, ask, timeout=_left(deadline), label="listing paglets")
     errors.update(failed)
     items = [
         {**agent, "host": host}
@@ -248,9 +248,10 @@ def _list(args: argparse.Namespace) -> int:
             right={"queued", "pid"},
             wrap={"agent"},
         )
-        _render.print_section("Errors", errors, style="bold red")
     else:
         _render.print_line("No paglets.")
+    if not option(args, "json", False):
+        _render.print_section("Notes", offline_note(targets))
         _render.print_section("Errors", errors, style="bold red")
     return EXIT_INCOMPLETE if errors else EXIT_OK
 

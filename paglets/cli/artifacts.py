@@ -159,18 +159,18 @@ def _list(args: argparse.Namespace) -> int:
     timeout = float(option(args, "timeout", DEFAULT_TIMEOUT))
     deadline = time.monotonic() + timeout
     client, entry, name, url = _setup(args)
-    if args.all_hosts:
-        from paglets.cli._services import target_hosts
+    from paglets.cli._services import Targets, offline_note, target_hosts
 
-        targets, errors = target_hosts(entry, None)
-    else:
-        targets, errors = [(name, url)], {}
+    targets = target_hosts(entry, None) if args.all_hosts else Targets([(name, url)])
+    errors = dict(targets.errors)
 
     def ask(host: str, host_url: str) -> list[ArtifactRef]:
         left = max(0.1, deadline - time.monotonic())
         return client.list_artifacts(host_url, owner_agent_id=args.owner, timeout=left)
 
-    found, failed = gather(targets, ask, timeout=max(0.1, deadline - time.monotonic()), label="artifacts")
+    found, failed = gather(
+        targets.hosts, ask, timeout=max(0.1, deadline - time.monotonic()), label="artifacts"
+    )
     errors.update(failed)
     if not args.all_hosts and errors:
         raise CommandError(f"{name}: {errors[name]}")
@@ -200,9 +200,10 @@ def _list(args: argparse.Namespace) -> int:
             right={"size"},
             wrap={"name"},
         )
-        _render.print_section("Errors", errors, style="bold red")
     else:
         _render.print_line("No artifacts.")
+    if not option(args, "json", False):
+        _render.print_section("Notes", offline_note(targets))
         _render.print_section("Errors", errors, style="bold red")
     return EXIT_INCOMPLETE if errors else EXIT_OK
 

@@ -113,6 +113,11 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
     p.add_argument("--artifact-storage-quota", type=parse_size, default=10 << 30, metavar="SIZE|none")
     p.add_argument("--artifact-spool-ttl", type=float, default=86400.0, metavar="SECONDS")
     p.add_argument("--launch-config", type=Path, help="launch.toml with startup agents and resident services")
+    p.add_argument(
+        "--no-launch-config",
+        action="store_true",
+        help="start without a launch config: no resident services, no startup agents",
+    )
     p.add_argument("--sync-launch-config", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--yes", action="store_true", help="answer yes to launch-config updates")
     p.add_argument("--auto-update-from-git", action="store_true", help="not supported by this version")
@@ -145,6 +150,8 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--auto-update-from-git is not supported by this version of paglets")
     if args.connect_to:
         raise CliError("--connect-to (relay mode) is not supported by this version of paglets")
+    if args.launch_config is not None and args.no_launch_config:
+        raise CliError("--launch-config and --no-launch-config exclude each other")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port {args.port}: not a TCP port")
     peers = []
@@ -190,6 +197,9 @@ def _prepare_launch_config(args: argparse.Namespace, options: dict[str, Any]) ->
         sync_launch_config_result,
     )
 
+    if args.no_launch_config:
+        options["launch_config"] = None
+        return
     path = args.launch_config or default_launch_config_path()
     if args.sync_launch_config:
         result = sync_launch_config_result(path, assume_yes=args.yes, interactive=sys.stdin.isatty())

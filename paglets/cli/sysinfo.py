@@ -96,26 +96,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _collect(
     args: argparse.Namespace, operation: Any, request: Any, label: str
-) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:
-    """``({host: reply}, {host: url}, {host: error})`` from every chosen host's server-info."""
+) -> tuple[dict[str, Any], dict[str, str], dict[str, str], dict[str, str]]:
+    """``({host: reply}, {host: url}, {host: error}, notes)`` from every chosen host's server-info."""
     from paglets.cli._fanout import gather
-    from paglets.cli._services import call_service, connect, target_hosts
+    from paglets.cli._services import call_service, connect, offline_note, target_hosts
     from paglets.services.builtin.server_info import SERVER_INFO_AGENT_ID
 
     timeout = float(option(args, "timeout", DEFAULT_TIMEOUT))
     deadline = time.monotonic() + timeout
     client, entry = connect(args, timeout)
-    targets, offline = target_hosts(entry, getattr(args, "host", None))
-    urls = dict(targets)
+    targets = target_hosts(entry, getattr(args, "host", None))
+    urls = dict(targets.hosts)
 
     def ask(name: str, url: str) -> Any:
         return call_service(
             client, url, SERVER_INFO_AGENT_ID, "server-info", operation, request, deadline=deadline
         )
 
-    results, errors = gather(targets, ask, timeout=max(0.1, deadline - time.monotonic()), label=label)
-    errors.update(offline)
-    return results, urls, errors
+    results, errors = gather(targets.hosts, ask, timeout=max(0.1, deadline - time.monotonic()), label=label)
+    errors.update(targets.errors)
+    return results, urls, errors, offline_note(targets)
 
 
 def _finish(
@@ -163,7 +163,7 @@ def _summary(args: argparse.Namespace) -> int:
     from paglets.cli import _render
     from paglets.services.builtin.server_info import GET_SUMMARY
 
-    results, urls, errors = _collect(args, GET_SUMMARY, None, "summary")
+    results, urls, errors, offline = _collect(args, GET_SUMMARY, None, "summary")
 
     def render(found: dict[str, Any]) -> None:
         rows = []
@@ -188,7 +188,7 @@ def _summary(args: argparse.Namespace) -> int:
             wrap={"platform"},
         )
 
-    return _finish(args, GET_SUMMARY, results, urls, errors, _probe_notes(results), render)
+    return _finish(args, GET_SUMMARY, results, urls, errors, {**offline, **_probe_notes(results)}, render)
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -200,7 +200,7 @@ def _load(args: argparse.Namespace) -> int:
 
         raise CommandError(f"--interval must be between 0 and 5 seconds, got {args.interval:g}")
     request = LoadRequest(interval=float(args.interval), include_gpu=bool(args.gpu))
-    results, urls, errors = _collect(args, GET_LOAD, request, "load")
+    results, urls, errors, offline = _collect(args, GET_LOAD, request, "load")
 
     def render(found: dict[str, Any]) -> None:
         rows = []
@@ -230,7 +230,7 @@ def _load(args: argparse.Namespace) -> int:
             wrap={"gpu"},
         )
 
-    return _finish(args, GET_LOAD, results, urls, errors, _probe_notes(results), render)
+    return _finish(args, GET_LOAD, results, urls, errors, {**offline, **_probe_notes(results)}, render)
 
 
 def _df(args: argparse.Namespace) -> int:
@@ -238,7 +238,9 @@ def _df(args: argparse.Namespace) -> int:
     from paglets.services.builtin.server_info import GET_DISK, DiskRequest
 
     paths = [str(p) for p in args.paths]
-    results, urls, errors = _collect(args, GET_DISK, DiskRequest(paths=paths, all_volumes=not paths), "df")
+    results, urls, errors, offline = _collect(
+        args, GET_DISK, DiskRequest(paths=paths, all_volumes=not paths), "df"
+    )
     path_errors = {
         f"{host} {path}": error for host, r in results.items() for path, error in sorted(r.errors.items())
     }
@@ -267,7 +269,7 @@ def _df(args: argparse.Namespace) -> int:
     if paths:  # a path the user named that cannot be reported makes the answer incomplete
         errors.update(path_errors)
         path_errors = {}
-    return _finish(args, GET_DISK, results, urls, errors, path_errors, render)
+    return _finish(args, GET_DISK, results, urls, errors, {**offline, **path_errors}, render)
 
 
 def _ps(args: argparse.Namespace) -> int:
@@ -280,8 +282,8 @@ def _ps(args: argparse.Namespace) -> int:
     if len(args.query) > 256:
         raise CommandError("the query is longer than 256 characters")
     request = ProcessListRequest(query=args.query, limit=args.limit, include_args=bool(args.args))
-    results, urls, errors = _collect(args, LIST_PROCESSES, request, "ps")
-    notes = _probe_notes(results)
+    results, urls, errors, offline = _collect(args, LIST_PROCESSES, request, "ps")
+    notes = {**offline, **_probe_notes(results)}
     for host, r in results.items():
         if r.truncated:
             notes[host] = f"{r.matched - len(r.processes)} more matching processes not shown (raise --limit)"

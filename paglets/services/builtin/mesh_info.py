@@ -61,6 +61,7 @@ __all__ = [
     "TargetCandidate",
     "TargetSelectionReply",
     "TargetSelectionRequest",
+    "merge_snapshot",
     "rank_targets",
 ]
 
@@ -451,27 +452,9 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
             return snapshot
 
     def _merge(self, snapshot: MeshHostSnapshot, shift: float, now: float) -> bool:
-        """Take ``snapshot`` (its clock shifted by ``shift``) if it is news; True if taken."""
-        url = snapshot.host_url.rstrip("/")
-        if not url or url == self._self_url():
-            return False
-        snapshot = replace(snapshot, host_url=url, observed_at=min(now, snapshot.observed_at + shift))
+        self_url = self._self_url()
         with self._lock:
-            current = self._snapshots.get(url)
-            if current is not None:
-                if current.incarnation and current.incarnation == snapshot.incarnation:
-                    if snapshot.sequence <= current.sequence:
-                        return False
-                elif snapshot.observed_at <= current.observed_at:
-                    return False
-            self._snapshots[url] = snapshot
-            if len(self._snapshots) > MAX_SNAPSHOTS:
-                oldest = min(
-                    (s for s in self._snapshots.values() if s.host_url != self._self_url()),
-                    key=lambda s: s.observed_at,
-                )
-                del self._snapshots[oldest.host_url]
-        return True
+            return merge_snapshot(self._snapshots, snapshot, shift=shift, now=now, self_url=self_url)
 
     def _table(self, now: float, max_age: float | None) -> tuple[list[MeshHostSnapshot], list[str]]:
         """Snapshots sorted by host name (only those younger than ``max_age`` unless None) and the names
@@ -580,6 +563,39 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
     def _error_map(self, now: float) -> dict[str, str]:
         with self._lock:
             return {key: error for key, (error, _) in sorted(self._errors.items())}
+
+
+def merge_snapshot(
+    table: dict[str, MeshHostSnapshot],
+    snapshot: MeshHostSnapshot,
+    *,
+    shift: float,
+    now: float,
+    self_url: str,
+    max_size: int = MAX_SNAPSHOTS,
+) -> bool:
+    """Put ``snapshot`` (its clock shifted by ``shift`` onto ours) in ``table`` if it is news.
+
+    Never takes another host's view of ``self_url``; within one incarnation the higher sequence wins,
+    otherwise the later ``observed_at``. The table keeps at most ``max_size`` hosts (the oldest other
+    host goes). True if the snapshot was taken.
+    """
+    url = snapshot.host_url.rstrip("/")
+    if not url or url == self_url:
+        return False
+    snapshot = replace(snapshot, host_url=url, observed_at=min(now, snapshot.observed_at + shift))
+    current = table.get(url)
+    if current is not None:
+        if current.incarnation and current.incarnation == snapshot.incarnation:
+            if snapshot.sequence <= current.sequence:
+                return False
+        elif snapshot.observed_at <= current.observed_at:
+            return False
+    table[url] = snapshot
+    if len(table) > max_size:
+        oldest = min((s for s in table.values() if s.host_url != self_url), key=lambda s: s.observed_at)
+        del table[oldest.host_url]
+    return True
 
 
 def _newest(snapshots: list[MeshHostSnapshot], limit: int) -> list[MeshHostSnapshot]:

@@ -10,24 +10,30 @@ import sys
 from collections.abc import Sequence
 
 from paglets import __version__
-from paglets.cli.tree import COMMANDS as TREE_COMMANDS
 
 __all__ = ["main"]
 
-_USAGE = (
-    "usage: paglets COMMAND [ARGS...]\n\ncommands:\n"
-    "  host        run a paglets host (same as paglets-host; see paglets host --help)\n"
-    + "".join(f"  {name:<11} {text}\n" for name, text in TREE_COMMANDS.items())
-    + "  demo        run the local demo (same as python -m paglets.demo)\n"
-    "  version     print the version\n\n"
-    "Run 'paglets COMMAND --help' for a command's options.\n"
-)
+#: The commands of ``paglets.cli.tree`` (named here so that ``paglets host`` never imports it).
+TREE_COMMANDS = ("sys", "mesh", "artifacts", "hosts", "agents", "user-info", "completion")
+
+
+def _usage() -> str:
+    from paglets.cli.tree import COMMANDS
+
+    return (
+        "usage: paglets COMMAND [ARGS...]\n\ncommands:\n"
+        "  host        run a paglets host (same as paglets-host; see paglets host --help)\n"
+        + "".join(f"  {name:<11} {text}\n" for name, text in COMMANDS.items())
+        + "  demo        run the local demo (same as python -m paglets.demo)\n"
+        "  version     print the version\n\n"
+        "Run 'paglets COMMAND --help' for a command's options.\n"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
-        print(_USAGE, end="")
+        print(_usage(), end="")
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "host":
@@ -45,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("version", "--version"):
         print(f"paglets {__version__}")
         return 0
-    print(f"paglets: unknown command {command!r}\n\n{_USAGE}", end="", file=sys.stderr)
+    print(f"paglets: unknown command {command!r}\n\n{_usage()}", end="", file=sys.stderr)
     return 2
 
 

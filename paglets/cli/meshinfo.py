@@ -27,7 +27,7 @@ from paglets.cli._common import (
 __all__ = ["add_commands", "build_parser", "main", "parse_size"]
 
 DEFAULT_TIMEOUT: Final = 10.0
-_UNITS: Final = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_UNITS: Final = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 
 
 def parse_size(text: str) -> int:

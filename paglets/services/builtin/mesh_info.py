@@ -486,8 +486,10 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
     # --- gossip ----------------------------------------------------------------------------------
 
     def _round(self, pool: ThreadPoolExecutor) -> None:
-        sample_interval, _, ttl, peer_batch, batch = self._settings()
-        if time.monotonic() - self._last_sample >= sample_interval * (1.0 - JITTER):
+        sample_interval, gossip, ttl, peer_batch, batch = self._settings()
+        # sample when the last sample would be stale before the next round (rounds start up to
+        # JITTER * gossip early, hence the margin)
+        if time.monotonic() - self._last_sample >= sample_interval - 2 * JITTER * gossip:
             self._sample()
         now = time.time()
         self._prune(now)

@@ -167,16 +167,17 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     config.parent.mkdir(parents=True)
     config.write_text(fast_launch_config())
     hosts: dict[str, CliHost] = {}
+    mesh = Mesh(home, hosts, 0.0)
     try:
         hosts["alpha"] = CliHost(home, "alpha")
         for name in ("beta", "gamma"):
             hosts[name] = CliHost(home, name, "--peer", hosts["alpha"].url)
-        mesh = Mesh(home, hosts, 0.0)
         names = set(hosts)
         wait_until(lambda: all(mesh.online(h.url) == names for h in hosts.values()), timeout=30)
         mesh.online_at = time.monotonic()
         yield mesh
     finally:
+        mesh.client.close()
         for host in hosts.values():
             host.stop(signal.SIGKILL)
 

@@ -720,6 +720,8 @@ class Host:
             return self._proxy(agent_id)
         if include_inactive and ctrl is None and self.persistence.summary(agent_id) is not None:
             return self._proxy(agent_id)
+        if include_inactive and ctrl is None and self.resident.is_resident(agent_id):
+            return self._proxy(agent_id)  # a lazy resident service not started yet: a message starts it
         return None
 
     def remote_proxy(self, host_url: str, agent_id: str) -> PagletProxy:

@@ -24,6 +24,7 @@ import pytest
 from conftest import HERE, wait_until
 
 from paglets.config.startup import bundled_launch_config_text
+from paglets.core.messages import Message
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
 from paglets.services.builtin.mesh_info import GET_LANDSCAPE, LandscapeRequest
@@ -471,6 +472,20 @@ def test_user_info_prints_on_its_host_and_is_read_back(mesh: Mesh) -> None:
     assert lines[1] == "3.141592653589793"
     data = mesh.json("paglets", "user-info", "--since", "2")
     assert [e["text"] for e in data["entries"]] == ["unrelated"]
+
+
+def test_a_paglet_uses_server_info_and_tells_the_user_on_another_host(mesh: Mesh) -> None:
+    gamma = mesh.hosts["gamma"]
+    created = mesh.client.post_json(f"{gamma.url}/agents", {"agent_class_name": "_service_users:DiskAsker"})
+    proxy = PagletProxy.from_wire(created["proxy"], mesh.client)
+    try:
+        assert proxy.send(Message("go", {"home": mesh.alpha.url, "job": "asker-1"}), timeout=30) == ["/"]
+    finally:
+        proxy.dispose()
+    done = mesh.cli("paglets", "user-info", "--job", "asker-1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith("INFO: asker job=asker-1: gamma has 1 volume(s)")
+    assert any("asker job=asker-1: gamma has 1 volume(s)" in line for line in mesh.alpha.stderr)
 
 
 # --- the command line itself ----------------------------------------------------------------------------

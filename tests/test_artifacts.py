@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import hashlib
+import io
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -10,11 +14,20 @@ from paglets.artifacts import (
     ARTIFACT_COPY,
     ARTIFACT_MOVE,
     ARTIFACT_STATUS_REGISTERED,
+    DEFAULT_ARTIFACT_MAX_BYTES,
+    DEFAULT_ARTIFACT_SPOOL_TTL_SECONDS,
+    DEFAULT_ARTIFACT_STORAGE_QUOTA_BYTES,
+    STREAM_CHUNK_BYTES,
     ArtifactRef,
     PagletFileRef,
+    copy_path,
+    copy_stream,
+    file_sha256,
     is_valid_artifact_id,
     normalize_file_mode,
+    paglet_file_ref_from_path,
     require_artifact_id,
+    safe_target_filename,
 )
 from paglets.core.errors import SerializationError, TransferError
 
@@ -109,3 +122,51 @@ def test_normalize_file_mode() -> None:
 def test_malformed_wire_is_a_serialization_error(cls: Any, bad: Any) -> None:
     with pytest.raises(SerializationError):
         cls.from_wire(bad)
+
+
+# --- paglets 2.0's module helpers -----------------------------------------------------------------------
+
+
+def test_file_helpers(tmp_path: Path) -> None:
+    data = b"abc" * 500_000  # more than one STREAM_CHUNK_BYTES read
+    source = tmp_path / "src.bin"
+    source.write_bytes(data)
+    assert file_sha256(source) == hashlib.sha256(data).hexdigest()
+    sink = io.BytesIO()
+    assert copy_stream(io.BytesIO(data), sink, expected_bytes=len(data)) == (
+        len(data),
+        hashlib.sha256(data).hexdigest(),
+    )
+    assert sink.getvalue() == data
+    with pytest.raises(TransferError, match="size mismatch"):
+        copy_stream(io.BytesIO(data), io.BytesIO(), expected_bytes=1)
+    target = tmp_path / "a" / "b" / "copy.bin"
+    copy_path(source, target)
+    assert target.read_bytes() == data
+    assert os.listdir(target.parent) == ["copy.bin"]
+    with pytest.raises(FileNotFoundError):
+        copy_path(tmp_path / "missing", target)
+    assert os.listdir(target.parent) == ["copy.bin"]  # no part file left
+    assert (DEFAULT_ARTIFACT_MAX_BYTES, DEFAULT_ARTIFACT_STORAGE_QUOTA_BYTES) == (1 << 30, 10 << 30)
+    assert (DEFAULT_ARTIFACT_SPOOL_TTL_SECONDS, STREAM_CHUNK_BYTES) == (86400, 1 << 20)
+
+
+def test_safe_target_filename() -> None:
+    assert safe_target_filename("report 1.csv") == "report_1.csv"
+    assert safe_target_filename("../../etc/passwd") == "etc_passwd"
+    assert safe_target_filename("...") == "artifact"
+    assert safe_target_filename("") == "artifact"
+
+
+def test_paglet_file_ref_from_path(tmp_path: Path) -> None:
+    source = tmp_path / "data.txt"
+    source.write_bytes(b"payload")
+    ref = paglet_file_ref_from_path(source, name=None, mode="MOVE", host_name="alpha", host_url="http://a:1/")
+    assert (ref.name, ref.mode, ref.size_bytes, ref.status) == ("data.txt", "move", 7, "registered")
+    assert ref.sha256 == hashlib.sha256(b"payload").hexdigest()
+    assert (ref.source_host_url, ref.current_path) == ("http://a:1", str(source.resolve()))
+    assert paglet_file_ref_from_path(source, name="x", mode="copy", host_name="a", host_url="u").name == "x"
+    with pytest.raises(TransferError, match="not a file"):
+        paglet_file_ref_from_path(tmp_path, name=None, mode="copy", host_name="a", host_url="u")
+    with pytest.raises(TransferError):
+        paglet_file_ref_from_path(source, name=None, mode="link", host_name="a", host_url="u")

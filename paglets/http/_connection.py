@@ -51,7 +51,7 @@ from paglets.core.errors import (
 from paglets.http._body import ByteQueue, ChunkedDecoder, FixedLengthDecoder, Piece
 from paglets.http._heads import LAST_CHUNK, chunk_header, has_token, plan_response, response_head
 from paglets.http._reqbody import RequestBody
-from paglets.http.auth import check_authorization, unauthorized_response
+from paglets.http.auth import authorization_problem, unauthorized_response
 from paglets.http.limits import HEAD_FEED, LINGER_MAX_BYTES, ServerLimits
 from paglets.http.messages import Request, Response, StreamResponse, error_response
 from paglets.http.routing import RouteMiss, strip_prefix
@@ -419,9 +419,10 @@ class ServerConnection(asyncio.Protocol):
         raw_path = path_bytes.decode("ascii")
         path = strip_prefix(raw_path, context.prefix)
 
-        if context.api_key is not None and not check_authorization(headers, context.api_key):
+        problem = None if context.api_key is None else authorization_problem(headers, context.api_key)
+        if problem is not None:
             return await self._respond(
-                unauthorized_response(),
+                unauthorized_response(problem),
                 close=not body.done or not keep_alive,
                 head_only=head_only,
                 http11=http11,

@@ -10,7 +10,8 @@ paglets 2.0 (``error_type``, ``error``) are always present, so 2.0 clients decod
 Client side (:func:`error_from_response`): the class is chosen by ``code`` when we know it, else by
 ``error_type`` (bodies from paglets 2.0 hosts), else :class:`~paglets.core.errors.RemoteHostError`; a body
 that is not a JSON error object gives ``RemoteHostError`` naming the status. A 401 always becomes
-:class:`~paglets.core.errors.AuthenticationError` with a hint naming ``PAGLETS_API_KEY``.
+:class:`~paglets.core.errors.AuthenticationError` with a hint naming ``PAGLETS_API_KEY``; a caller that
+knows whether it sent a key (``key_sent``) gets a hint that says which case it is.
 """
 
 from __future__ import annotations
@@ -61,14 +62,25 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def auth_hint(url: str) -> str:
+def auth_hint(url: str, key_sent: bool | None = None) -> str:
+    """How to fix a 401 from ``url``; ``key_sent`` says whether the request carried a key (None: unknown)."""
+    if key_sent is None:
+        return (
+            f"the host at {url} requires an API key: set {API_KEY_ENV} (or pass api_key=...) "
+            "to the key the host was started with"
+        )
+    if key_sent:
+        return (
+            f"the host at {url} refused the API key this client sent: {API_KEY_ENV} (or api_key=...) "
+            "must hold the key the host was started with"
+        )
     return (
-        f"the host at {url} requires an API key: set {API_KEY_ENV} (or pass api_key=...) "
+        f"no API key was sent to {url}, which requires one: set {API_KEY_ENV} (or pass api_key=...) "
         "to the key the host was started with"
     )
 
 
-def error_from_response(status: int, body: bytes, url: str) -> PagletError:
+def error_from_response(status: int, body: bytes, url: str, *, key_sent: bool | None = None) -> PagletError:
     """The error a client raises for a non-2xx response (see the module docstring)."""
     payload: Any = None
     if body:
@@ -97,7 +109,7 @@ def error_from_response(status: int, body: bytes, url: str) -> PagletError:
     if status == 401:
         base = message or "Authentication required"
         return AuthenticationError(
-            f"{base} ({auth_hint(url)})", remote_type=remote_type, remote_traceback=remote_traceback
+            f"{base} ({auth_hint(url, key_sent)})", remote_type=remote_type, remote_traceback=remote_traceback
         )
     if message is None:
         snippet = body[:200].decode("utf-8", "replace")

@@ -4,8 +4,9 @@ Every function takes the :class:`~paglets.http.client.HttpClient` to use (``Host
 share its keep-alive pool, API key and default timeout. ``timeout`` bounds each send and receive of the
 call (not the whole transfer: a large file takes as long as it takes while bytes keep moving).
 
-Addressing: ``artifact_or_host_url`` is an :class:`ArtifactRef`, its wire dict, or a host URL string with
-``artifact_id`` given separately. Host URLs may carry a path prefix (``http://hub:8080/paglets``).
+Addressing: ``artifact`` is an :class:`ArtifactRef`, its wire dict, or a host URL string with
+``artifact_id`` given separately (a host URL without an id is a ``ValueError`` naming ``artifact_id``, as
+in paglets 2.0). Host URLs may carry a path prefix (``http://hub:8080/paglets``).
 
 Upload: the file is streamed in ``UPLOAD_CHUNK`` pieces from one reused buffer with ``Content-Length``
 (and the ``size`` query parameter), so the host refuses an oversized file before any byte is sent. The
@@ -17,7 +18,9 @@ artifact and raises ``TransferError``. A file that shrinks while it is sent abor
 Download: the body is written to ``.<target name>.<uuid>.part`` beside ``target`` (parents created),
 checked against the ``Content-Length`` and ``X-Paglets-Artifact-Sha256`` the host sent (and against the
 reference's size and hash when a non-empty reference was given), fsynced, and renamed over ``target``
-atomically. Any failure removes the part file. ``move=True`` deletes the remote artifact afterwards.
+atomically. Any failure removes the part file. ``move=True`` deletes the remote artifact afterwards. The
+answer is the :class:`ArtifactRef` downloaded: the one given, or (for a host URL and an id) the host's
+metadata, fetched first as paglets 2.0 does.
 
 Errors: error responses become the exception their body names (as ``HostClient`` decodes them);
 connection failures are ``RemoteHostError``; local file problems are ``TransferError``.
@@ -74,11 +77,16 @@ def _base(host_url: str) -> str:
     return host_url.rstrip("/")
 
 
-def _resolve(target: ArtifactAddress, artifact_id: str | None) -> tuple[ArtifactRef | None, str, str]:
+def _resolve(
+    target: ArtifactAddress, artifact_id: str | None, operation: str
+) -> tuple[ArtifactRef | None, str, str]:
     """``(reference or None, host_url, artifact_id)`` for any accepted address."""
     if isinstance(target, str):
-        if artifact_id is None:
-            raise TransferError("artifact_id is required when a host URL is given")
+        if artifact_id is None or not str(artifact_id).strip():
+            raise ValueError(
+                f"HostClient.{operation}() requires artifact_id when the first argument is a host URL; "
+                "pass an ArtifactRef or artifact_id=..."
+            )
         return None, _base(target), require_artifact_id(artifact_id)
     ref = target if isinstance(target, ArtifactRef) else ArtifactRef.from_wire(dict(target))
     if artifact_id is not None and artifact_id != ref.artifact_id:
@@ -86,7 +94,7 @@ def _resolve(target: ArtifactAddress, artifact_id: str | None) -> tuple[Artifact
     return ref, _base(ref.host_url), require_artifact_id(ref.artifact_id)
 
 
-def _error(url: str, status: int, body: bytes) -> PagletError:
+def _error(http: HttpClient, url: str, status: int, body: bytes) -> PagletError:
     # Imported here: ``paglets.remote.client`` imports this module to delegate to it.
     from paglets.remote.client import error_from_response
 
@@ -94,12 +102,12 @@ def _error(url: str, status: int, body: bytes) -> PagletError:
         data = decode_json(body) if body else None
     except PagletError:
         data = None
-    return error_from_response(url, status, data)
+    return error_from_response(url, status, data, key_sent=bool(http.api_key))
 
 
-def _json(response: ClientResponse) -> Any:
+def _json(http: HttpClient, response: ClientResponse) -> Any:
     if not response.ok:
-        raise _error(response.url, response.status, response.body)
+        raise _error(http, response.url, response.status, response.body)
     try:
         return decode_json(response.body) if response.body else {}
     except PagletError as exc:
@@ -174,7 +182,7 @@ def upload_artifact(
             headers={"Content-Length": str(size), "Content-Type": _OCTETS},
             timeout=timeout,
         )
-    ref = _artifact(_json(response), url)
+    ref = _artifact(_json(http, response), url)
     if not ref.host_url:  # a host that does not know its own URL: the one we used names it
         ref = replace(ref, host_url=base)
     digest = hasher.hexdigest()
@@ -194,15 +202,17 @@ def upload_artifact(
 
 def download_artifact(
     http: HttpClient,
-    artifact_or_host_url: ArtifactAddress,
+    artifact: ArtifactAddress,
     target: Path | str,
     artifact_id: str | None = None,
     *,
     move: bool = False,
     timeout: float | None = None,
-) -> Path:
-    """Download an artifact into ``target`` atomically (see the module docstring); returns ``target``."""
-    ref, base, artifact_id = _resolve(artifact_or_host_url, artifact_id)
+) -> ArtifactRef:
+    """Download an artifact into ``target`` atomically (see the module docstring)."""
+    ref, base, artifact_id = _resolve(artifact, artifact_id, "download_artifact")
+    if ref is None:
+        ref = artifact_metadata(http, base, artifact_id, timeout=timeout)
     destination = Path(target)
     if destination.is_dir():
         raise TransferError(f"download target {destination} is a directory")
@@ -214,9 +224,9 @@ def download_artifact(
     url = f"{base}/artifacts/{quote(artifact_id)}"
     with http.stream("GET", url, timeout=timeout) as response:
         if not response.ok:
-            raise _error(url, response.status, response.read(MAX_DOWNLOAD_ERROR_BODY))
+            raise _error(http, url, response.status, response.read(MAX_DOWNLOAD_ERROR_BODY))
         size, sha256 = _announced(response.header("content-length"), response.header(_SHA256_HEADER), url)
-        if ref is not None and ref.sha256 and (ref.sha256 != sha256 or ref.size_bytes != size):
+        if ref.sha256 and (ref.sha256 != sha256 or ref.size_bytes != size):
             raise TransferError(f"artifact {artifact_id} on {base} is not the one the reference describes")
         try:
             fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -249,7 +259,7 @@ def download_artifact(
             raise
     if move:
         delete_artifact(http, base, artifact_id, timeout=timeout)
-    return destination
+    return ref
 
 
 def _announced(length: str | None, sha256: str | None, url: str) -> tuple[int, str]:
@@ -260,15 +270,16 @@ def _announced(length: str | None, sha256: str | None, url: str) -> tuple[int, s
 
 def artifact_metadata(
     http: HttpClient,
-    artifact_or_host_url: ArtifactAddress,
+    host_url: ArtifactAddress,
     artifact_id: str | None = None,
     *,
     timeout: float | None = None,
 ) -> ArtifactRef:
-    """The host's current reference for an artifact (``TransferError`` when unknown)."""
-    _, base, artifact_id = _resolve(artifact_or_host_url, artifact_id)
+    """The host's current reference for an artifact (``TransferError`` when unknown); ``host_url`` may
+    also be a reference."""
+    _, base, artifact_id = _resolve(host_url, artifact_id, "artifact_metadata")
     url = f"{base}/artifacts/{quote(artifact_id)}/metadata"
-    return _artifact(_json(http.request("GET", url, timeout=timeout)), url)
+    return _artifact(_json(http, http.request("GET", url, timeout=timeout)), url)
 
 
 def list_artifacts(
@@ -282,7 +293,7 @@ def list_artifacts(
     url = f"{_base(host_url)}/artifacts"
     if owner_agent_id:
         url += "?" + urlencode({"owner_agent_id": owner_agent_id})
-    data = _json(http.request("GET", url, timeout=timeout))
+    data = _json(http, http.request("GET", url, timeout=timeout))
     items = data.get("artifacts") if isinstance(data, dict) else None
     if not isinstance(items, list):
         raise RemoteHostError(f"{url} answered without an artifact list")
@@ -291,11 +302,11 @@ def list_artifacts(
 
 def delete_artifact(
     http: HttpClient,
-    artifact_or_host_url: ArtifactAddress,
+    artifact: ArtifactAddress,
     artifact_id: str | None = None,
     *,
     timeout: float | None = None,
 ) -> None:
     """Delete an artifact (no error when it is already gone)."""
-    _, base, artifact_id = _resolve(artifact_or_host_url, artifact_id)
-    _json(http.request("DELETE", f"{base}/artifacts/{quote(artifact_id)}", timeout=timeout))
+    _, base, artifact_id = _resolve(artifact, artifact_id, "delete_artifact")
+    _json(http, http.request("DELETE", f"{base}/artifacts/{quote(artifact_id)}", timeout=timeout))

@@ -3,20 +3,26 @@
 Calls go through one keep-alive connection pool (``paglets.http.client.HttpClient``), so repeated calls
 to a host reuse a TCP connection. Binary values travel in the JSON tag form of ``proto/PROTOCOL.md``.
 Error responses are rebuilt into the class their ``error_type`` (or ``code``) names; an unknown class
-becomes ``RemoteHostError``; connection failures are ``RemoteHostError`` naming the URL. A 401 says how
-to pass a key (``PAGLETS_API_KEY``).
+becomes ``RemoteHostError``; connection failures are ``RemoteHostError`` naming the URL. A 401 says
+whether this client sent a key and how to pass the right one (``PAGLETS_API_KEY``).
+
+API key: ``HostClient()`` without ``api_key`` (or with ``api_key=None``) reads ``PAGLETS_API_KEY`` once,
+when it is constructed (unset or empty: no key); ``api_key=""`` means "no key" and does not look at the
+environment. paglets 2.0's client never read the environment; its commands did.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 from paglets.artifacts import ArtifactRef
 from paglets.core.errors import AuthenticationError, PagletError, RemoteHostError
 from paglets.http.client import HttpClient
+from paglets.http.errormap import auth_hint
 from paglets.remote import _artifact_client as _artifacts
 from paglets.wire.jsonbin import decode_json, encode_json
 from paglets.wire.messages import exception_from_error_body
@@ -38,14 +44,15 @@ class HostClient:
     """Blocking, thread-safe client for a host's JSON API.
 
     ``timeout`` (seconds) bounds every call unless a call passes its own. ``api_key`` is sent as
-    ``Authorization: Bearer <key>`` when set.
+    ``Authorization: Bearer <key>`` when set; ``None`` (the default) takes it from ``PAGLETS_API_KEY``,
+    ``""`` sends none (see the module docstring).
     """
 
     def __init__(self, timeout: float = 10.0, *, api_key: str | None = None) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = float(timeout)
-        self.api_key = api_key
+        self.api_key = default_api_key() if api_key is None else api_key
         self._http: HttpClient | None = None
         self._lock = threading.Lock()
 
@@ -59,7 +66,7 @@ class HostClient:
         if http is None:
             with self._lock:
                 if self._http is None:
-                    self._http = HttpClient(api_key=self.api_key, timeout=self.timeout)
+                    self._http = HttpClient(api_key=self.api_key or None, timeout=self.timeout)
                 http = self._http
         return http
 
@@ -89,7 +96,7 @@ class HostClient:
         data: Any = decode_json(response.body) if response.body else None
         if 200 <= response.status < 300:
             return {} if data is None else data
-        raise error_from_response(url, response.status, data)
+        raise error_from_response(url, response.status, data, key_sent=bool(self.api_key))
 
     # --- artifacts (contract §1.8) -------------------------------------------------------------------
 
@@ -120,26 +127,28 @@ class HostClient:
 
     def download_artifact(
         self,
-        artifact_or_host_url: ArtifactRef | str,
+        artifact: ArtifactRef | Mapping[str, Any] | str,
         target: str | Path,
         artifact_id: str | None = None,
         *,
         move: bool = False,
         timeout: float | None = None,
-    ) -> Path:
-        """Stream an artifact to ``target`` (size and SHA-256 verified, atomic rename)."""
+    ) -> ArtifactRef:
+        """Stream an artifact to ``target`` (size and SHA-256 verified, atomic rename); returns its
+        reference. ``artifact`` is a reference (or its wire dict), or a host URL with ``artifact_id``."""
         return _artifacts.download_artifact(
-            self.http, artifact_or_host_url, target, artifact_id, move=move, timeout=timeout
+            self.http, artifact, target, artifact_id, move=move, timeout=timeout
         )
 
     def artifact_metadata(
         self,
-        artifact_or_host_url: ArtifactRef | str,
+        host_url: ArtifactRef | Mapping[str, Any] | str,
         artifact_id: str | None = None,
         *,
         timeout: float | None = None,
     ) -> ArtifactRef:
-        return _artifacts.artifact_metadata(self.http, artifact_or_host_url, artifact_id, timeout=timeout)
+        """The host's reference for an artifact (``host_url`` may also be a reference)."""
+        return _artifacts.artifact_metadata(self.http, host_url, artifact_id, timeout=timeout)
 
     def list_artifacts(
         self, host_url: str, *, owner_agent_id: str | None = None, timeout: float | None = None
@@ -148,12 +157,13 @@ class HostClient:
 
     def delete_artifact(
         self,
-        artifact_or_host_url: ArtifactRef | str,
+        artifact: ArtifactRef | Mapping[str, Any] | str,
         artifact_id: str | None = None,
         *,
         timeout: float | None = None,
     ) -> None:
-        _artifacts.delete_artifact(self.http, artifact_or_host_url, artifact_id, timeout=timeout)
+        """Delete an artifact (a reference or its wire dict, or a host URL with ``artifact_id``)."""
+        _artifacts.delete_artifact(self.http, artifact, artifact_id, timeout=timeout)
 
     def close(self) -> None:
         with self._lock:
@@ -162,15 +172,14 @@ class HostClient:
             http.close()
 
 
-def error_from_response(url: str, status: int, data: Any) -> PagletError:
-    """The exception an error response stands for."""
+def error_from_response(url: str, status: int, data: Any, *, key_sent: bool | None = None) -> PagletError:
+    """The exception an error response stands for; a 401 is an ``AuthenticationError`` whose message
+    says whether a key was sent (``key_sent``, when the caller knows) and how to fix it."""
     if isinstance(data, dict) and isinstance(data.get("error_type"), str):
         exc = exception_from_error_body(data)
     else:
         exc = RemoteHostError(f"{url} answered HTTP {status}")
-    if status == 401 and isinstance(exc, AuthenticationError):
-        return AuthenticationError(
-            f"{exc} by {url}: pass api_key= or set {API_KEY_ENV} to the host's key",
-            remote_type=exc.remote_type,
-        )
+    if status == 401:
+        message = str(exc) if isinstance(exc, AuthenticationError) else "Authentication required"
+        return AuthenticationError(f"{message} ({auth_hint(url, key_sent)})", remote_type=exc.remote_type)
     return exc

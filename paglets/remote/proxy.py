@@ -8,6 +8,7 @@ follow a paglet that moves: use the proxy the move returned.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,9 +23,12 @@ from paglets.remote.references import PagletProxyRef
 from paglets.remote.transfer import TransferTicket
 
 if TYPE_CHECKING:
+    from paglets.artifacts import ArtifactRef
     from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 
 __all__ = ["PagletProxy", "ProxyRoute"]
+
+_log = logging.getLogger(__name__)
 
 #: Threads that run ``send_future`` calls of proxies without an in-process route (HTTP proxies).
 FUTURE_WORKERS: Final = 32
@@ -65,6 +69,22 @@ class ProxyRoute(Protocol):
     def route_call(self, agent_id: str, op: str, args: dict[str, Any], timeout: float | None) -> Any:
         """Run control operation ``op`` (info, dispatch, clone, deactivate, activate, dispose)."""
         ...
+
+    def upload_artifact(
+        self,
+        path: Path | str,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        timeout: float | None = None,
+    ) -> ArtifactRef:
+        """Store a file in this host's artifact store without HTTP."""
+        ...
+
+    def delete_artifact(self, artifact: ArtifactRef, *, timeout: float | None = None) -> None: ...
 
 
 _shared_client_lock = threading.Lock()
@@ -182,29 +202,43 @@ class PagletProxy:
         compression: str = "",
         timeout: float | None = None,
     ) -> Any:
-        """Upload ``path`` to the paglet's host as an artifact it owns, put the ``ArtifactRef`` wire dict
-        into ``message.args[arg_name]`` and send the message; the artifact is deleted if the send fails,
-        and with ``move`` the local file is removed after success."""
-        client = self._http()
-        ref = client.upload_artifact(
-            self.host_url,
-            path,
-            owner_agent_id=self.agent_id,
-            name=name,
-            compression=compression,
-            timeout=timeout,
-        )
-        message.args[arg_name] = ref.to_wire()
+        """Upload ``path`` to the paglet's host as an artifact it owns, send a copy of ``message`` whose
+        ``args[arg_name]`` is the ``ArtifactRef`` wire dict, and return the reply. If the send fails (the
+        paglet does not exist, the handler raised, ...) the artifact is deleted again; with ``move`` the
+        local file is removed after success. A proxy with an in-process route stores the file without
+        HTTP."""
+        source = Path(path)
+        route = self.route
+        if route is not None:
+            ref = route.upload_artifact(
+                source, owner_agent_id=self.agent_id, name=name, compression=compression, timeout=timeout
+            )
+        else:
+            ref = self._http().upload_artifact(
+                self.host_url,
+                source,
+                owner_agent_id=self.agent_id,
+                name=name,
+                compression=compression,
+                timeout=timeout,
+            )
+        wire = message.to_wire()
+        wire["args"] = {**(wire.get("args") or {}), arg_name: ref.to_wire()}
         try:
-            result = self.send(message, timeout=timeout)
+            result = self.send(Message.from_wire(wire), timeout=timeout)
         except BaseException:
             try:
-                client.delete_artifact(ref)
-            except PagletError:
-                pass
+                if route is not None:
+                    route.delete_artifact(ref, timeout=timeout)
+                else:
+                    self._http().delete_artifact(ref, timeout=timeout)
+            except Exception:
+                _log.warning(
+                    "could not delete artifact %s after a failed send", ref.artifact_id, exc_info=True
+                )
             raise
         if move:
-            Path(path).unlink(missing_ok=True)
+            source.unlink(missing_ok=True)
         return result
 
     # --- control --------------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from paglets.remote.proxy import PagletProxy
 
 __all__ = ["PagletProxyRef"]
 
@@ -29,3 +32,17 @@ class PagletProxyRef:
     def from_proxy(cls, proxy: Any) -> PagletProxyRef:
         """A reference to the paglet a ``PagletProxy`` (or anything with the same fields) names."""
         return cls(host_url=str(proxy.host_url), agent_id=str(proxy.agent_id))
+
+    def resolve(self, context_or_client: Any = None) -> PagletProxy:
+        """A proxy to the paglet: through a ``PagletContext``'s host (same-host calls skip HTTP), through
+        the given ``HostClient``, or else through the shared default client, which takes its API key
+        from ``PAGLETS_API_KEY``."""
+        from paglets.core.agent import PagletContext
+        from paglets.remote.client import HostClient
+        from paglets.remote.proxy import PagletProxy
+
+        if isinstance(context_or_client, PagletContext):
+            proxy: PagletProxy = context_or_client.host.remote_proxy(self.host_url, self.agent_id)
+            return proxy
+        client = context_or_client if isinstance(context_or_client, HostClient) else None
+        return PagletProxy(self.host_url, self.agent_id, client)

@@ -9,7 +9,7 @@
 | ``DELETE /artifacts/{id}`` | ``{"ok": true}`` (also for an unknown well-formed id) |
 
 Uploads stream the raw body (``Content-Length`` or chunked, any content type) into
-:meth:`ArtifactStore.create_from_stream` with the server's backpressure, and downloads stream the blob
+:meth:`ArtifactStore.create_from_stream_async` with the server's backpressure, and downloads stream the blob
 from a :class:`BlobReader`, so memory stays bounded whatever the artifact size. The declared size is the
 ``size`` query parameter, else ``Content-Length``; when both are given they must agree.
 
@@ -91,7 +91,7 @@ def build_artifact_routes(
             raise TransferError(f"size={size} does not match Content-Length {length}")
         declared = size if size is not None else length
         sha256 = query.get("sha256") or None
-        ref = await store.create_from_stream(
+        ref = await store.create_from_stream_async(
             request.stream(store.max_bytes),
             owner_agent_id=query.get("owner_agent_id", ""),
             name=query.get("name", ""),

@@ -10,7 +10,8 @@ Layout under ``root`` (a host uses ``<persistence_dir>/artifacts``)::
 Ids are uuid4 values as 32 lowercase hex characters; every id taken from outside goes through
 ``require_artifact_id`` before it is used in a path.
 
-Creation (``create_from_stream`` on the event loop, ``create_from_file`` from any thread):
+Creation (``create_from_stream_async`` on the event loop; ``create_from_file``, ``create_from_path`` and
+``create_from_stream`` from any thread):
 
 1. arguments are checked and the declared size (if any) is refused at once when it passes ``max_bytes``
    (``LimitExceededError``, 413) or the quota (``StorageQuotaError``);
@@ -39,44 +40,75 @@ leftover temp file.
 
 Reads: ``open_blob`` opens the blob at once (a concurrent delete does not break a download in progress)
 and returns a :class:`BlobReader` that yields ``READ_CHUNK`` pieces, read with ``os.pread`` in the
-executor one chunk ahead of the consumer.
+executor one chunk ahead of the consumer; ``export_to_path`` copies a blob to a file (size and SHA-256
+checked, atomic rename). File-level helpers live in ``paglets.runtime._artifact_io``.
+
+paglets 2.0 names: the store also answers to 2.0's constructor keywords (``host_url`` as a string,
+``max_artifact_bytes`` where ``None`` or 0 means unlimited, ``spool_ttl_seconds`` of at least one second)
+and methods (``create_from_path``, ``create_from_stream(source, size_bytes=...)`` on a blocking reader,
+``create_from_http_request``, ``ref``, ``open_reader``, ``export_to_path``, ``delete_owner``,
+``cleanup_temporary``, ``set_host_url``). One difference: a ``size_bytes`` given to
+``create_from_stream`` must be the exact size (2.0 only compared it with the limit).
 
 Housekeeping: ``cleanup_expired(now)`` deletes artifacts whose ``expires_at`` (0 = never) has passed;
 ``cleanup_stale_parts(now)`` deletes temp files older than ``spool_ttl`` that no upload in progress owns;
-``delete_owned_by(agent_id)`` deletes what a disposed paglet owned (paglets 2.0 leaks those, §9.4 #19).
+``delete_owned_by(agent_id)`` deletes what a disposed paglet owned (paglets 2.0 leaks those).
 A host calls ``cleanup_async`` every ``cleanup_interval`` seconds.
 
 Thread safety: the index, counters and reservations are guarded by one lock; every public method may be
-called from any thread, the ``*_async`` ones and ``create_from_stream`` from a running event loop.
+called from any thread, the ``*_async`` ones from a running event loop.
 
 Limits defined here (not in ``paglets.wire.limits``, which the store does not own): ``ARTIFACT_MAX_BYTES``,
 ``ARTIFACT_QUOTA_BYTES``, ``ARTIFACT_SPOOL_TTL``, ``CLEANUP_INTERVAL_MAX``, ``WRITE_BATCH``,
 ``SYNC_EVERY``, ``MAX_BATCH_PIECES``, ``READ_CHUNK``, ``IO_WORKERS``, ``MAX_ACTIVE_UPLOADS``,
-``MAX_NAME_CHARS``, ``MAX_LABEL_CHARS``, ``MAX_METADATA_FILE``.
+``MAX_NAME_CHARS``, ``MAX_LABEL_CHARS``, ``MAX_METADATA_FILE`` (``MAX_BATCH_PIECES`` and ``READ_CHUNK``
+come from ``_artifact_io``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
+import enum
 import hashlib
 import logging
 import math
 import os
+import stat
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterable, Callable, Iterator
+from collections.abc import AsyncIterable, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import Any, BinaryIO, Final, Literal, Protocol
 
 import msgspec
 
-from paglets.artifacts import ArtifactRef, is_valid_artifact_id, require_artifact_id
-from paglets.core.errors import LimitExceededError, PagletError, StorageQuotaError, TransferError
-from paglets.wire.limits import GiB, KiB, MiB
+from paglets.artifacts import (
+    DEFAULT_ARTIFACT_MAX_BYTES,
+    DEFAULT_ARTIFACT_SPOOL_TTL_SECONDS,
+    DEFAULT_ARTIFACT_STORAGE_QUOTA_BYTES,
+    ArtifactRef,
+    ArtifactWriteResult,
+    is_valid_artifact_id,
+    require_artifact_id,
+)
+from paglets.core.errors import LimitExceededError, StorageQuotaError, TransferError
+from paglets.runtime._artifact_io import (
+    MAX_BATCH_PIECES,
+    READ_CHUNK,
+    BlobReader,
+    ChunkedReader,
+    LimitedReader,
+    close_source,
+    copy_verified,
+    fsync_dir,
+    io_error,
+    unlink_quietly,
+    write_all,
+)
+from paglets.wire.limits import KiB, MiB
 
 __all__ = [
     "ARTIFACT_MAX_BYTES",
@@ -102,11 +134,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Default largest artifact (contract default of ``artifact_max_bytes``); ``None`` disables the check.
-ARTIFACT_MAX_BYTES: Final = 1 * GiB
+ARTIFACT_MAX_BYTES: Final = DEFAULT_ARTIFACT_MAX_BYTES
 #: Default total of all blob sizes (contract default of ``artifact_storage_quota_bytes``).
-ARTIFACT_QUOTA_BYTES: Final = 10 * GiB
+ARTIFACT_QUOTA_BYTES: Final = DEFAULT_ARTIFACT_STORAGE_QUOTA_BYTES
 #: Default seconds an orphaned temp file may stay before cleanup (``artifact_spool_ttl_seconds``).
-ARTIFACT_SPOOL_TTL: Final = 86400.0
+ARTIFACT_SPOOL_TTL: Final = float(DEFAULT_ARTIFACT_SPOOL_TTL_SECONDS)
 #: Longest pause between two cleanup rounds of a host, whatever the spool TTL.
 CLEANUP_INTERVAL_MAX: Final = 300.0
 #: Bytes collected before one disk write: large enough to amortise a worker hop and a syscall, small
@@ -116,10 +148,6 @@ WRITE_BATCH: Final = 1 * MiB
 #: (which the client waits for with its receive timeout) short, whatever the artifact size, and slows a
 #: sender down to what the disk really absorbs instead of filling the page cache.
 SYNC_EVERY: Final = 64 * MiB
-#: Pieces in one ``writev`` (the kernel refuses more than ``IOV_MAX``, 1024 on Linux).
-MAX_BATCH_PIECES: Final = 512
-#: Bytes per blob read (one response piece of a download).
-READ_CHUNK: Final = 1 * MiB
 #: Worker threads of the store's own executor: disk writes and reads block, and a few in parallel keep a
 #: disk busy without letting many uploads pile up threads.
 IO_WORKERS: Final = 4
@@ -190,52 +218,6 @@ def _is_sha256_hex(value: str) -> bool:
     return len(value) == 64 and _SHA256_HEX.issuperset(value)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, views: list[memoryview]) -> None:
-    """``writev`` every view, resuming after short writes."""
-    index = 0
-    while index < len(views):
-        written = os.writev(fd, views[index : index + MAX_BATCH_PIECES])
-        while written:
-            first = views[index]
-            if written >= first.nbytes:
-                written -= first.nbytes
-                index += 1
-            else:
-                views[index] = first[written:]
-                written = 0
-
-
-def _io_error(action: str, exc: OSError) -> PagletError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return StorageQuotaError(f"cannot {action}: the disk is full ({exc.strerror})")
-    return TransferError(f"cannot {action}: {exc}")
-
-
-async def _close_source(chunks: object) -> None:
-    """Close an async generator we stop reading (runs its ``finally``); its errors are not ours."""
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        try:
-            await aclose()
-        except Exception:
-            logger.debug("closing an artifact source failed", exc_info=True)
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:  # pragma: no cover - permissions changed under us
-        logger.warning("cannot remove %s: %s", path, exc)
-
-
 class _Upload:
     """One artifact being written (see the module docstring, steps 2-5)."""
 
@@ -286,7 +268,7 @@ class _Upload:
         try:
             self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise _io_error("create an artifact file", exc) from exc
+            raise io_error("create an artifact file", exc) from exc
 
     def write(self, pieces: list[memoryview]) -> None:
         update = self.hasher.update
@@ -295,13 +277,13 @@ class _Upload:
             update(view)
             count += view.nbytes
         try:
-            _write_all(self.fd, pieces)
+            write_all(self.fd, pieces)
             self.unsynced += count
             if self.unsynced >= SYNC_EVERY:
                 os.fdatasync(self.fd)
                 self.unsynced = 0
         except OSError as exc:
-            raise _io_error("write an artifact", exc) from exc
+            raise io_error("write an artifact", exc) from exc
 
     def commit(self) -> None:
         store = self.store
@@ -311,10 +293,10 @@ class _Upload:
             os.close(self.fd)
             self.fd = -1
             os.replace(store._part_path(self.artifact_id), blob)
-            _fsync_dir(store.blobs_dir)
+            fsync_dir(store.blobs_dir)
             store._write_metadata(self.meta)
         except OSError as exc:
-            raise _io_error("store an artifact", exc) from exc
+            raise io_error("store an artifact", exc) from exc
         store._publish(self)
 
     def abort(self, prior: concurrent.futures.Future[None] | None = None) -> None:
@@ -328,129 +310,73 @@ class _Upload:
                 pass
             self.fd = -1
         store = self.store
-        _unlink(store._part_path(self.artifact_id))
+        unlink_quietly(store._part_path(self.artifact_id))
         if self.committed:
             store._remove(self.artifact_id)
         else:
-            _unlink(store._meta_path(self.artifact_id))
-            _unlink(store._blob_path(self.artifact_id))
-            _unlink(store.tmp_dir / (self.artifact_id + _META_TMP))
+            unlink_quietly(store._meta_path(self.artifact_id))
+            unlink_quietly(store._blob_path(self.artifact_id))
+            unlink_quietly(store.tmp_dir / (self.artifact_id + _META_TMP))
         store._release(self)
 
 
-class BlobReader:
-    """An open artifact blob (see the module docstring); always close it.
+class _Unset(enum.Enum):
+    """Marks a keyword that was not given."""
 
-    ``async for piece in reader`` reads in the store's executor, one chunk ahead, and closes the reader
-    at the end; ``iter_chunks()`` reads on the calling thread. ``aclose()``/``close()`` are idempotent.
-    """
+    TOKEN = enum.auto()
 
-    __slots__ = ("_executor", "_fd", "_next", "_offset", "_store", "ref")
 
-    def __init__(self, store: ArtifactStore, ref: ArtifactRef, fd: int, executor: Executor) -> None:
-        self._store = store
-        self.ref = ref
-        self._fd = fd
-        self._executor = executor
-        self._offset = 0
-        self._next: concurrent.futures.Future[bytes] | None = None
+class _Headers(Protocol):
+    def get(self, name: str, default: Any = None, /) -> Any: ...
 
-    @property
-    def size(self) -> int:
-        return self.ref.size_bytes
 
-    def _read(self, offset: int) -> bytes:
-        want = min(READ_CHUNK, self.ref.size_bytes - offset)
-        try:
-            data = os.pread(self._fd, want, offset)
-        except OSError as exc:
-            raise _io_error("read an artifact", exc) from exc
-        if len(data) != want:
-            raise TransferError(f"artifact {self.ref.artifact_id} is shorter on disk than recorded")
-        return data
-
-    def __aiter__(self) -> BlobReader:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._fd < 0 or self._offset >= self.ref.size_bytes:
-            await self.aclose()
-            raise StopAsyncIteration
-        future = self._next
-        if future is None:
-            future = self._executor.submit(self._read, self._offset)
-        self._next = None
-        try:
-            data = await asyncio.wrap_future(future)
-        except BaseException:
-            await self.aclose()
-            raise
-        self._offset += len(data)
-        if self._offset < self.ref.size_bytes:
-            self._next = self._executor.submit(self._read, self._offset)
-        self._store._served(len(data))
-        return data
-
-    def iter_chunks(self) -> Iterator[bytes]:
-        """The remaining bytes read on this thread (the reader is closed at the end)."""
-        try:
-            while self._fd >= 0 and self._offset < self.ref.size_bytes:
-                data = self._read(self._offset)
-                self._offset += len(data)
-                self._store._served(len(data))
-                yield data
-        finally:
-            self.close()
-
-    async def aclose(self) -> None:
-        pending, self._next = self._next, None
-        if pending is not None:
-            try:
-                await asyncio.wrap_future(pending)
-            except Exception:
-                pass
-        self._close_fd()
-
-    def close(self) -> None:
-        pending, self._next = self._next, None
-        if pending is not None:
-            concurrent.futures.wait([pending])
-        self._close_fd()
-
-    def _close_fd(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+def _constant(url: str) -> Callable[[], str]:
+    value = url.rstrip("/")
+    return lambda: value
 
 
 class ArtifactStore:
-    """Host-owned artifact blobs (see the module docstring)."""
+    """Host-owned artifact blobs (see the module docstring).
+
+    ``host_url`` is the URL references name (a string, or a function asked each time: a host's address
+    can change). Limits, with paglets 2.0's keywords and rules: ``max_artifact_bytes`` (``None`` or
+    anything below 1: unlimited), ``quota_bytes`` (``None``: unlimited), ``spool_ttl_seconds`` (at least
+    one second). ``max_bytes`` and ``spool_ttl``, when given, set the same two limits exactly instead
+    (``max_bytes=0`` admits only empty artifacts; any positive TTL).
+    """
 
     def __init__(
         self,
         root: Path | str,
         *,
-        host_url: Callable[[], str] = lambda: "",
-        max_bytes: int | None = ARTIFACT_MAX_BYTES,
+        host_url: str | Callable[[], str] = "",
+        max_artifact_bytes: int | None = ARTIFACT_MAX_BYTES,
         quota_bytes: int | None = ARTIFACT_QUOTA_BYTES,
-        spool_ttl: float = ARTIFACT_SPOOL_TTL,
+        spool_ttl_seconds: float = DEFAULT_ARTIFACT_SPOOL_TTL_SECONDS,
+        max_bytes: int | Literal[_Unset.TOKEN] | None = _Unset.TOKEN,
+        spool_ttl: float | Literal[_Unset.TOKEN] = _Unset.TOKEN,
         clock: Callable[[], float] = time.time,
         executor: Executor | None = None,
     ) -> None:
+        if max_bytes is _Unset.TOKEN:
+            max_bytes = None if max_artifact_bytes is None or max_artifact_bytes <= 0 else max_artifact_bytes
+        if spool_ttl is _Unset.TOKEN:
+            spool_ttl = max(1.0, float(spool_ttl_seconds))
         if max_bytes is not None and max_bytes < 0:
             raise ValueError("max_bytes must be >= 0 or None")
         if quota_bytes is not None and quota_bytes < 0:
             raise ValueError("quota_bytes must be >= 0 or None")
         if not spool_ttl > 0:
             raise ValueError("spool_ttl must be positive")
-        self.root = Path(root)
+        # absolute: blob paths are handed to paglet processes, whose working directory may differ
+        self.root = Path(root).expanduser().resolve(strict=False)
         self.blobs_dir = self.root / "blobs"
         self.metadata_dir = self.root / "metadata"
         self.tmp_dir = self.root / "tmp"
         self.max_bytes = max_bytes
         self.quota_bytes = quota_bytes
         self.spool_ttl = float(spool_ttl)
-        self._host_url = host_url
+        self._host_url = _constant(host_url) if isinstance(host_url, str) else host_url
         self._clock = clock
         self._lock = threading.Lock()
         self._index: dict[str, _Meta] = {}
@@ -488,6 +414,24 @@ class ArtifactStore:
         """Seconds between two cleanup rounds: ``min(spool_ttl, CLEANUP_INTERVAL_MAX)``."""
         return min(self.spool_ttl, CLEANUP_INTERVAL_MAX)
 
+    @property
+    def host_url(self) -> str:
+        """The URL references of this store name (without a trailing ``/``)."""
+        return self._host_url().rstrip("/")
+
+    def set_host_url(self, host_url: str | Callable[[], str]) -> None:
+        """Name references after ``host_url`` from now on (a string, or a function asked each time)."""
+        self._host_url = _constant(host_url) if isinstance(host_url, str) else host_url
+
+    @property
+    def max_artifact_bytes(self) -> int:
+        """``max_bytes`` as paglets 2.0 showed it: 0 when unlimited."""
+        return 0 if self.max_bytes is None else self.max_bytes
+
+    @property
+    def spool_ttl_seconds(self) -> float:
+        return self.spool_ttl
+
     # --- paths -----------------------------------------------------------------------------------------
 
     def _blob_path(self, artifact_id: str) -> Path:
@@ -509,7 +453,7 @@ class ArtifactStore:
 
     # --- creation --------------------------------------------------------------------------------------
 
-    async def create_from_stream(
+    async def create_from_stream_async(
         self,
         chunks: AsyncIterable[Chunk],
         *,
@@ -553,7 +497,7 @@ class ArtifactStore:
             running = executor.submit(upload.commit)
             await asyncio.wrap_future(running)
         except BaseException:
-            await _close_source(chunks)
+            await close_source(chunks)
             try:
                 cleanup = executor.submit(upload.abort, running)
             except RuntimeError:  # the executor was shut down under us: clean up here
@@ -573,14 +517,17 @@ class ArtifactStore:
         expires_at: float = 0.0,
         expected_sha256: str | None = None,
     ) -> ArtifactRef:
-        """Copy a local file into the store while hashing it (blocking; for same-host use)."""
+        """Copy a local regular file into the store while hashing it (blocking; for same-host use)."""
         source = Path(path)
         try:
             handle = source.open("rb", buffering=0)
         except OSError as exc:
             raise TransferError(f"cannot read {source}: {exc}") from exc
         with handle:
-            size = os.fstat(handle.fileno()).st_size
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise TransferError(f"artifact source is not a regular file: {source}")
+            size = info.st_size
             if self.max_bytes is not None and size > self.max_bytes:
                 raise LimitExceededError(
                     f"{source} has {size} bytes, more than the artifact limit of {self.max_bytes}"
@@ -593,25 +540,151 @@ class ArtifactStore:
                 expected_sha256,
                 None,
             )
-            try:
-                self._reserve(upload, size)  # fail fast on the quota; growth is accounted as it comes
-                upload.open()
-                buffer = bytearray(READ_CHUNK)
-                view = memoryview(buffer)
-                while True:
-                    try:
-                        count = handle.readinto(buffer)
-                    except OSError as exc:
-                        raise TransferError(f"cannot read {source}: {exc}") from exc
-                    if not count:
-                        break
-                    upload.account(count)
-                    upload.write([view[:count]])
-                upload.finish()
-                upload.commit()
-            except BaseException:
-                upload.abort()
-                raise
+
+            def read_into(buffer: bytearray) -> int:
+                try:
+                    return handle.readinto(buffer) or 0
+                except OSError as exc:
+                    raise TransferError(f"cannot read {source}: {exc}") from exc
+
+            return self._write_blocking(upload, read_into, reserve=size)
+
+    async def create_from_file_async(
+        self,
+        path: Path | str,
+        *,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        expected_sha256: str | None = None,
+    ) -> ArtifactRef:
+        """``create_from_file`` in the event loop's default executor (long copies must not hold the
+        store's own workers, which serve HTTP uploads and downloads)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None,
+            lambda: self.create_from_file(
+                path,
+                owner_agent_id=owner_agent_id,
+                name=name,
+                compression=compression,
+                expires_at=expires_at,
+                expected_sha256=expected_sha256,
+            ),
+        )
+
+    def create_from_path(
+        self,
+        source: str | Path,
+        *,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        expected_sha256: str | None = None,
+    ) -> ArtifactWriteResult:
+        """paglets 2.0's name for ``create_from_file``: the reference and the blob's path."""
+        ref = self.create_from_file(
+            source,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+            expected_sha256=expected_sha256,
+        )
+        return ArtifactWriteResult(ref=ref, path=self._blob_path(ref.artifact_id))
+
+    def create_from_stream(
+        self,
+        source: Any,
+        *,
+        size_bytes: int = -1,
+        owner_agent_id: str = "",
+        name: str = "",
+        compression: str = "",
+        expires_at: float = 0.0,
+        expected_sha256: str | None = None,
+    ) -> ArtifactWriteResult:
+        """Store what a blocking binary reader (``source.read(n)``) yields until it returns ``b""``.
+
+        ``size_bytes`` (-1: unknown) is the exact size, checked against the limit and the quota at once.
+        """
+        if isinstance(size_bytes, bool) or not isinstance(size_bytes, int):
+            raise TransferError("size_bytes must be an integer")
+        upload = self._begin(
+            owner_agent_id,
+            name,
+            compression,
+            expires_at,
+            expected_sha256,
+            None if size_bytes < 0 else size_bytes,
+        )
+
+        def read_into(buffer: bytearray) -> int:
+            data = source.read(len(buffer))
+            if not data:
+                return 0
+            count = len(data)
+            if count > len(buffer):
+                raise TransferError(f"artifact source returned {count} bytes for a read of {len(buffer)}")
+            buffer[:count] = data
+            return count
+
+        ref = self._write_blocking(upload, read_into, reserve=0)
+        return ArtifactWriteResult(ref=ref, path=self._blob_path(ref.artifact_id))
+
+    def create_from_http_request(
+        self,
+        headers: _Headers,
+        source: BinaryIO,
+        *,
+        owner_agent_id: str = "",
+        name: str = "",
+        compression: str = "",
+        expires_at: float = 0.0,
+        expected_sha256: str | None = None,
+    ) -> ArtifactWriteResult:
+        """Store a request body read from a blocking stream (``http.server``'s ``headers`` and ``rfile``):
+        chunked when ``Transfer-Encoding`` says so, else ``Content-Length`` bytes (0 when absent)."""
+        chunked = "chunked" in str(headers.get("Transfer-Encoding") or "").casefold()
+        reader: LimitedReader | ChunkedReader
+        if chunked:
+            reader, size = ChunkedReader(source), -1
+        else:
+            text = str(headers.get("Content-Length") or "0").strip()
+            if not text.isdigit():
+                raise TransferError(f"invalid Content-Length {text[:32]!r}")
+            size = int(text)
+            reader = LimitedReader(source, size)
+        return self.create_from_stream(
+            reader,
+            size_bytes=size,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+            expected_sha256=expected_sha256,
+        )
+
+    def _write_blocking(
+        self, upload: _Upload, read_into: Callable[[bytearray], int], *, reserve: int
+    ) -> ArtifactRef:
+        """Fill ``upload`` from ``read_into`` on this thread and commit it (undone on any failure)."""
+        try:
+            if reserve:
+                self._reserve(upload, reserve)  # fail fast on the quota; growth is accounted as it comes
+            upload.open()
+            buffer = bytearray(READ_CHUNK)
+            view = memoryview(buffer)
+            while count := read_into(buffer):
+                upload.account(count)
+                upload.write([view[:count]])
+            upload.finish()
+            upload.commit()
+        except BaseException:
+            upload.abort()
+            raise
         return self._ref(upload.meta)
 
     def _begin(
@@ -718,7 +791,7 @@ class ArtifactStore:
         finally:
             os.close(fd)
         os.replace(temp, self._meta_path(meta.artifact_id))
-        _fsync_dir(self.metadata_dir)
+        fsync_dir(self.metadata_dir)
 
     def _read_metadata(self, path: Path) -> _Meta | None:
         try:
@@ -755,16 +828,16 @@ class ArtifactStore:
             meta = self._read_metadata(Path(entry.path))
             if meta is None or blobs.get(stem) != meta.size_bytes:
                 logger.warning("removing damaged or orphaned artifact metadata %s", entry.path)
-                _unlink(Path(entry.path))
+                unlink_quietly(Path(entry.path))
                 continue
             self._index[stem] = meta
             self._used += meta.size_bytes
         for stem in blobs.keys() - self._index.keys():
             logger.warning("removing orphaned artifact blob %s", stem)
-            _unlink(self._blob_path(stem))
+            unlink_quietly(self._blob_path(stem))
         for entry in os.scandir(self.tmp_dir):
             if entry.name.endswith((_PART, _META_TMP)) and entry.is_file():
-                _unlink(Path(entry.path))
+                unlink_quietly(Path(entry.path))
 
     # --- queries -------------------------------------------------------------------------------------------
 
@@ -792,6 +865,10 @@ class ArtifactStore:
     def metadata(self, artifact_id: str) -> ArtifactRef:
         """The artifact's reference; ``TransferError`` for an unknown or malformed id."""
         return self._ref(self._get(artifact_id))
+
+    def ref(self, artifact_id: str) -> ArtifactRef:
+        """paglets 2.0's name for :meth:`metadata`."""
+        return self.metadata(artifact_id)
 
     def __contains__(self, artifact_id: object) -> bool:
         with self._lock:
@@ -840,13 +917,41 @@ class ArtifactStore:
         except FileNotFoundError as exc:
             raise TransferError(f"unknown artifact {artifact_id}") from exc
         except OSError as exc:
-            raise _io_error("open an artifact", exc) from exc
-        return BlobReader(self, self._ref(meta), fd, self._executor())
+            raise io_error("open an artifact", exc) from exc
+        return BlobReader(self._ref(meta), fd, self._executor(), self._served)
 
     def blob_path(self, artifact_id: str) -> Path:
         """Where the artifact's bytes are (for same-host copies); ``TransferError`` when unknown."""
         self._get(artifact_id)
         return self._blob_path(artifact_id)
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        """The artifact's bytes as a blocking binary file (close it); ``TransferError`` when unknown."""
+        self._get(artifact_id)
+        try:
+            return self._blob_path(artifact_id).open("rb")
+        except FileNotFoundError as exc:
+            raise TransferError(f"unknown artifact {artifact_id}") from exc
+        except OSError as exc:
+            raise io_error("open an artifact", exc) from exc
+
+    def export_to_path(
+        self, artifact_id: str, target: str | Path, *, expected_sha256: str | None = None
+    ) -> ArtifactRef:
+        """Copy the artifact to ``target`` (parents created; size and SHA-256 checked; atomic rename).
+
+        ``expected_sha256`` (any case) must match the stored hash, else ``TransferError`` and no file.
+        """
+        ref = self.metadata(artifact_id)
+        if expected_sha256 and expected_sha256.lower() != ref.sha256:
+            raise TransferError(
+                f"artifact checksum mismatch: expected {expected_sha256}, the store has {ref.sha256}"
+            )
+        copy_verified(
+            self._blob_path(artifact_id), target, size=ref.size_bytes, sha256=ref.sha256, what=artifact_id
+        )
+        self._served(ref.size_bytes)
+        return ref
 
     # --- removal -------------------------------------------------------------------------------------------
 
@@ -857,13 +962,17 @@ class ArtifactStore:
                 return False
             self._used -= meta.size_bytes
             self._counts[counter] += 1
-        _unlink(self._meta_path(artifact_id))  # metadata first: a crash leaves only an orphan blob
-        _unlink(self._blob_path(artifact_id))
+        unlink_quietly(self._meta_path(artifact_id))  # metadata first: a crash leaves only an orphan blob
+        unlink_quietly(self._blob_path(artifact_id))
         return True
 
     def delete(self, artifact_id: str) -> bool:
         """Delete an artifact: ``False`` for an unknown id, ``TransferError`` for a malformed one."""
         return self._remove(require_artifact_id(artifact_id))
+
+    def delete_owner(self, owner_agent_id: str) -> None:
+        """paglets 2.0's name for :meth:`delete_owned_by`."""
+        self.delete_owned_by(owner_agent_id)
 
     def delete_owned_by(self, agent_id: str) -> int:
         """Delete every artifact ``agent_id`` owns (none for an empty id); how many were deleted."""
@@ -895,11 +1004,16 @@ class ArtifactStore:
                     continue
             except FileNotFoundError:
                 continue
-            _unlink(Path(entry.path))
+            unlink_quietly(Path(entry.path))
             removed += 1
         with self._lock:
             self._counts["stale"] += removed
         return removed
+
+    def cleanup_temporary(self, *, now: float | None = None) -> None:
+        """One cleanup round on this thread: stale temp files, then expired artifacts (2.0's name)."""
+        self.cleanup_stale_parts(now)
+        self.cleanup_expired(now)
 
     # --- the same on a running event loop (disk work in the executor) ------------------------------------
 

@@ -7,14 +7,21 @@ the decoded argument dict, and returns a plain value (encoded back with ``paglet
 
 Operations that move or persist a paglet, files, artifacts and services are answered by the modules
 that own those features; until a host has them, the call fails with a ``HostError`` saying so.
+
+Artifacts travel by path, never inline: ``upload_artifact`` names a file the host copies into its store
+(the paglet process and its host share the filesystem), ``locate_artifact`` answers where a blob is so that
+the paglet process copies it itself (``paglets.runtime._artifact_access``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from paglets.artifacts import require_artifact_id
 from paglets.core.errors import HostError
 from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._paglets import message_wire
@@ -59,6 +66,9 @@ class HostCalls:
             "unadvertise_service": self._unadvertise_service,
             "lookup_service": self._lookup_service,
             "lookup_services": self._lookup_services,
+            "upload_artifact": self._upload_artifact,
+            "locate_artifact": self._locate_artifact,
+            "delete_artifact": self._delete_artifact,
         }
 
     async def __call__(self, ctrl: PagletController, op: str, args: Any) -> Any:
@@ -216,6 +226,31 @@ class HostCalls:
 
     async def _registered_file_path(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return str(self._host.files.path(ctrl.agent_id, str(args["name"])))
+
+    # --- artifacts (by path; see the module docstring) -----------------------------------------------
+
+    async def _upload_artifact(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        path = args.get("path")
+        if not isinstance(path, str) or not os.path.isabs(path):
+            raise HostError("upload_artifact needs the absolute path of a file")
+        owner = args.get("owner_agent_id")
+        ref = await self._host.artifacts.create_from_file_async(
+            Path(path),
+            owner_agent_id=ctrl.agent_id if owner is None else owner,
+            name=args.get("name"),
+            compression=args.get("compression", ""),
+            expires_at=args.get("expires_at", 0.0),
+        )
+        return ref.to_wire()
+
+    async def _locate_artifact(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        store = self._host.artifacts
+        ref = store.metadata(require_artifact_id(args.get("artifact_id")))  # TransferError when unknown
+        return {"artifact": ref.to_wire(), "path": str(store.blob_path(ref.artifact_id))}
+
+    async def _delete_artifact(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        await self._host.artifacts.delete_async(require_artifact_id(args.get("artifact_id")))
+        return None
 
     async def _storage(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return await self._host.storage_call_async(ctrl.agent_class, args)

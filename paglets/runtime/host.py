@@ -25,7 +25,7 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from paglets.artifacts import PagletFileRef
+from paglets.artifacts import ArtifactRef, PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
 from paglets.core.errors import HostError, InvalidAgentError, SerializationError
@@ -37,6 +37,7 @@ from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_code_version
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
+from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._artifacts import ArtifactStore
 from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
 from paglets.runtime._config import HostConfig, normalize_url
@@ -144,7 +145,8 @@ class Host:
         self.tags = cfg.tags
         self.host_properties = dict(cfg.properties)
         self.persistence_dir = cfg.persistence_dir
-        self.client = client if client is not None else HostClient(api_key=cfg.api_key)
+        # the host's own key only ("": none); a bare HostClient() would read PAGLETS_API_KEY
+        self.client = client if client is not None else HostClient(api_key=cfg.api_key or "")
         self.code_version = resolve_code_version(cfg.mesh_version)
         if self.code_version.endswith(NO_GIT_SUFFIX):
             _log.warning(
@@ -175,11 +177,17 @@ class Host:
         self.artifacts = ArtifactStore(
             self.persistence_dir / "artifacts",
             host_url=lambda: self.address,
-            max_bytes=cfg.artifact_max_bytes,
+            max_artifact_bytes=cfg.artifact_max_bytes,  # 2.0's rules: None or 0 means unlimited
             quota_bytes=cfg.artifact_storage_quota_bytes,
-            spool_ttl=cfg.artifact_spool_ttl_seconds,
+            spool_ttl_seconds=cfg.artifact_spool_ttl_seconds,
         )
         self._artifact_cleanup: asyncio.Task[None] | None = None
+        self._artifact_access = ArtifactAccess(
+            address=lambda: self.address,
+            resolve=self.resolve_host_url,
+            client=lambda: self.client,
+            local=StoreArtifacts(self.artifacts),
+        )
         self.files = FileRegistry(
             host_name=lambda: self.name,
             host_url=lambda: self.address,
@@ -960,6 +968,38 @@ class Host:
 
     def registered_file_path_for(self, agent_id: str, name_or_ref: str | PagletFileRef) -> Path:
         return self.files.path(agent_id, name_or_ref)
+
+    # --- artifacts (same as in a paglet process; see paglets.runtime._artifact_access) -----------
+
+    def upload_artifact(
+        self,
+        path: str | Path,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        timeout: float | None = None,
+    ) -> ArtifactRef:
+        """Store a file as an artifact here (no HTTP) or on ``host_url`` (a URL or a mesh name)."""
+        return self._artifact_access.upload_artifact(
+            path,
+            host_url=host_url,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+            timeout=timeout,
+        )
+
+    def download_artifact(
+        self, artifact: Any, target: str | Path, *, move: bool = False, timeout: float | None = None
+    ) -> ArtifactRef:
+        return self._artifact_access.download_artifact(artifact, target, move=move, timeout=timeout)
+
+    def delete_artifact(self, artifact: Any, *, timeout: float | None = None) -> None:
+        self._artifact_access.delete_artifact(artifact, timeout=timeout)
 
     def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
         ctrl = self.manager.controllers.get(agent_id)

@@ -365,7 +365,10 @@ def test_auth_required_on_every_route_with_the_contract_body() -> None:
     result, responses, _ = run_feed(pieces, api_key="s3cret", eof=False)
     assert [r.status for r in responses] == [401, 401]
     assert responses[0].header("www-authenticate") == "Bearer"
-    assert json_of(responses[0]) == {"error_type": "AuthenticationError", "error": "Authentication required"}
+    assert json_of(responses[0]) == {
+        "error_type": "AuthenticationError",
+        "error": "Authentication required: the request has no API key (Authorization: Bearer <key>)",
+    }
     assert not result.closed  # no body announced: keep-alive
 
 
@@ -375,10 +378,22 @@ def test_auth_accepts_the_key_with_any_scheme_case(value: str) -> None:
     assert [r.status for r in responses] == [200]
 
 
-@pytest.mark.parametrize("value", ["Bearer wrong", "Basic s3cret", "s3cret", "Bearer"])
-def test_auth_rejects_wrong_keys(value: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("Bearer wrong", "the API key is wrong"),
+        ("Bearer", "the API key is wrong"),
+        ("Basic s3cret", "is not 'Bearer <key>'"),
+        ("s3cret", "is not 'Bearer <key>'"),
+    ],
+)
+def test_auth_rejects_wrong_keys_and_says_why(value: str, says: str) -> None:
     _, responses, _ = run_feed([req("GET", "/health", headers={"Authorization": value})], api_key="s3cret")
     assert [r.status for r in responses] == [401]
+    body = json_of(responses[0])
+    assert body["error_type"] == "AuthenticationError"
+    assert body["error"].startswith("Authentication required: ")  # 2.0's text first
+    assert says in body["error"]
 
 
 def test_auth_answers_before_reading_an_announced_body_and_closes() -> None:

@@ -139,11 +139,12 @@ def test_upload_download_round_trip(served: Served, tmp_path: Path) -> None:
     assert list_artifacts(served.http, served.url, owner_agent_id="nobody") == []
 
     target = tmp_path / "out" / "deeper" / "copy.bin"
-    assert download_artifact(served.http, ref, target) == target
+    assert download_artifact(served.http, ref, target) == ref
     assert target.read_bytes() == data
     assert os.listdir(target.parent) == ["copy.bin"]  # no part file left
     again = download_artifact(served.http, ref.to_wire(), target, move=True)  # overwrites atomically
-    assert again.read_bytes() == data
+    assert again == ref
+    assert target.read_bytes() == data
     with pytest.raises(TransferError, match="unknown artifact"):
         artifact_metadata(served.http, ref)
     served.assert_empty_disk()
@@ -164,7 +165,8 @@ def test_download_response_head(served: Served, tmp_path: Path) -> None:
 def test_empty_artifact(served: Served, tmp_path: Path) -> None:
     ref = upload_artifact(served.http, served.url, write(tmp_path / "empty", b""))
     assert (ref.size_bytes, ref.sha256) == (0, hashlib.sha256(b"").hexdigest())
-    target = download_artifact(served.http, ref, tmp_path / "empty.out")
+    target = tmp_path / "empty.out"
+    assert download_artifact(served.http, ref, target) == ref
     assert target.read_bytes() == b""
 
 
@@ -210,14 +212,16 @@ def test_unknown_and_malformed_ids(served: Served, tmp_path: Path) -> None:
     target = tmp_path / "dl" / "never.bin"
     with pytest.raises(TransferError):
         download_artifact(served.http, served.url, target, unknown)
-    assert os.listdir(target.parent) == []
+    assert not target.parent.exists()  # the metadata is asked first
     delete_artifact(served.http, served.url, unknown)  # unknown hex id: ok
     response = served.http.request("DELETE", f"{served.url}/artifacts/not-hex")
     assert (response.status, response.json()["error_type"]) == (400, "TransferError")
     with pytest.raises(TransferError):
         delete_artifact(served.http, served.url, "../../etc")
-    with pytest.raises(TransferError):
+    with pytest.raises(ValueError, match=r"download_artifact\(\) requires artifact_id"):
         download_artifact(served.http, served.url, target)  # no id at all
+    with pytest.raises(ValueError, match=r"delete_artifact\(\) requires artifact_id"):
+        delete_artifact(served.http, served.url)
 
 
 def test_wrong_sha256_is_refused_and_leaves_nothing(served: Served, tmp_path: Path) -> None:
@@ -336,7 +340,8 @@ def test_concurrent_uploads_and_downloads(served: Served, tmp_path: Path) -> Non
 
     def round_trip(i: int) -> ArtifactRef:
         ref = upload_artifact(served.http, served.url, sources[i], owner_agent_id=f"a{i % 2}")
-        target = download_artifact(served.http, ref, tmp_path / f"out{i}")
+        target = tmp_path / f"out{i}"
+        assert download_artifact(served.http, ref, target) == ref
         assert target.read_bytes() == datas[i]
         return ref
 
@@ -381,7 +386,8 @@ def test_256_mib_streamed_with_bounded_server_memory(tmp_path: Path) -> None:
                 if kind == "upload":
                     ref = upload_artifact(http, url, source)
                 else:
-                    target = download_artifact(http, ref, tmp_path / "back.bin")
+                    target = tmp_path / "back.bin"
+                    download_artifact(http, ref, target)
                 elapsed = time.perf_counter() - started
                 peak = http.request_json("GET", f"{url}/rss")["peak"]
                 results[kind] = {"growth_mib": (peak - base) / MiB, "mb_per_s": BIG / elapsed / 1e6}

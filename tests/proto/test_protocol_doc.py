@@ -73,6 +73,21 @@ def test_ipc_fields_are_documented_in_order(tag_type: type) -> None:
     assert documented == list(tag_type.__struct_fields__)
 
 
+def test_host_call_table_matches_the_code() -> None:
+    from paglets.runtime._hostcalls import HostCalls
+
+    match = re.search(r"^### 1\.4 .*?(?=^#{2,3} )", PROTOCOL, flags=re.S | re.M)
+    assert match, "section 1.4 missing"
+    documented = {
+        name
+        for cells in _table_rows(match.group(0))
+        if cells[0] != "op"
+        for name in re.findall(r"`(\w+)`", cells[0])
+    }
+    calls = HostCalls(None)  # type: ignore[arg-type]  # the table only binds methods
+    assert documented == set(calls._table)
+
+
 def test_envelope_version_and_magic_are_documented() -> None:
     assert "protocol version 1" in PROTOCOL.splitlines()[0]
     assert envelope.ENVELOPE_VERSION == 1

@@ -154,7 +154,7 @@ def test_create_from_stream(store: ArtifactStore, size: int, piece: int) -> None
     data = payload(size, seed=size)
 
     async def go() -> tuple[str, bytes]:
-        ref = await store.create_from_stream(
+        ref = await store.create_from_stream_async(
             pieces(data, piece), name="n", owner_agent_id="a", declared_size=size
         )
         reader = store.open_blob(ref.artifact_id)
@@ -174,7 +174,7 @@ def test_stream_accepts_bytearray_and_wide_memoryviews(store: ArtifactStore) -> 
         yield memoryview(b"\x01\x00\x02\x00").cast("H")  # 2-byte items: counted in bytes
         yield b""
 
-    ref = run(lambda: store.create_from_stream(source()))
+    ref = run(lambda: store.create_from_stream_async(source()))
     assert read_all(store, ref.artifact_id) == b"ab\x01\x00\x02\x00"
     assert ref.size_bytes == 6
 
@@ -182,7 +182,7 @@ def test_stream_accepts_bytearray_and_wide_memoryviews(store: ArtifactStore) -> 
 def test_expected_hash_accepted_in_any_case(store: ArtifactStore) -> None:
     data = payload(1000)
     digest = hashlib.sha256(data).hexdigest()
-    ref = run(lambda: store.create_from_stream(pieces(data, 300), expected_sha256=digest.upper()))
+    ref = run(lambda: store.create_from_stream_async(pieces(data, 300), expected_sha256=digest.upper()))
     assert ref.sha256 == digest
 
 
@@ -191,7 +191,11 @@ def test_expected_hash_accepted_in_any_case(store: ArtifactStore) -> None:
 
 def test_hash_mismatch_removes_everything(store: ArtifactStore) -> None:
     with pytest.raises(TransferError, match="SHA-256 mismatch"):
-        run(lambda: store.create_from_stream(pieces(payload(2 * MiB), 64 * KiB), expected_sha256="0" * 64))
+        run(
+            lambda: store.create_from_stream_async(
+                pieces(payload(2 * MiB), 64 * KiB), expected_sha256="0" * 64
+            )
+        )
     assert_empty_disk(store)
     assert store.statistics().failed_uploads == 1
 
@@ -199,21 +203,21 @@ def test_hash_mismatch_removes_everything(store: ArtifactStore) -> None:
 def test_declared_size_is_checked_both_ways(store: ArtifactStore) -> None:
     data = payload(5000)
     with pytest.raises(TransferError, match="ended after 5000 of 6000"):
-        run(lambda: store.create_from_stream(pieces(data, 1000), declared_size=6000))
+        run(lambda: store.create_from_stream_async(pieces(data, 1000), declared_size=6000))
     with pytest.raises(TransferError, match="more than its declared 4000"):
-        run(lambda: store.create_from_stream(pieces(data, 1000), declared_size=4000))
+        run(lambda: store.create_from_stream_async(pieces(data, 1000), declared_size=4000))
     assert_empty_disk(store)
 
 
 def test_max_bytes_declared_and_running(make_store: Callable[..., ArtifactStore]) -> None:
     store = make_store(max_bytes=1 * MiB)
     with pytest.raises(LimitExceededError) as declared:
-        run(lambda: store.create_from_stream(pieces(b"x", 1), declared_size=MiB + 1))
+        run(lambda: store.create_from_stream_async(pieces(b"x", 1), declared_size=MiB + 1))
     assert declared.value.http_status == 413
     with pytest.raises(LimitExceededError):
-        run(lambda: store.create_from_stream(pieces(payload(2 * MiB), 64 * KiB)))
+        run(lambda: store.create_from_stream_async(pieces(payload(2 * MiB), 64 * KiB)))
     assert_empty_disk(store)
-    exact = run(lambda: store.create_from_stream(pieces(payload(MiB), 64 * KiB)))
+    exact = run(lambda: store.create_from_stream_async(pieces(payload(MiB), 64 * KiB)))
     assert exact.size_bytes == MiB
 
 
@@ -234,7 +238,7 @@ def test_failing_source_and_cancellation_clean_up(store: ArtifactStore) -> None:
         raise ConnectionResetError("client went away")
 
     with pytest.raises(ConnectionResetError):
-        run(lambda: store.create_from_stream(broken()))
+        run(lambda: store.create_from_stream_async(broken()))
     assert_empty_disk(store)
 
     async def cancelled() -> None:
@@ -250,7 +254,7 @@ def test_failing_source_and_cancellation_clean_up(store: ArtifactStore) -> None:
             finally:
                 closed.append(True)
 
-        task = asyncio.ensure_future(store.create_from_stream(stalled()))
+        task = asyncio.ensure_future(store.create_from_stream_async(stalled()))
         await started.wait()
         assert len(os.listdir(store.tmp_dir)) == 1
         assert store.statistics().active_uploads == 1
@@ -283,7 +287,7 @@ def test_missing_source_file(store: ArtifactStore, tmp_path: Path) -> None:
 )
 def test_bad_arguments(store: ArtifactStore, options: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error):
-        run(lambda: store.create_from_stream(pieces(b"data", 2), **options))  # type: ignore[arg-type]
+        run(lambda: store.create_from_stream_async(pieces(b"data", 2), **options))  # type: ignore[arg-type]
     assert_empty_disk(store)
 
 
@@ -292,16 +296,16 @@ def test_bad_arguments(store: ArtifactStore, options: dict[str, object], error: 
 
 def test_quota_is_tracked_incrementally(make_store: Callable[..., ArtifactStore]) -> None:
     store = make_store(quota_bytes=1 * MiB)
-    first = run(lambda: store.create_from_stream(pieces(payload(600 * KiB), 64 * KiB)))
+    first = run(lambda: store.create_from_stream_async(pieces(payload(600 * KiB), 64 * KiB)))
     with pytest.raises(StorageQuotaError):
-        run(lambda: store.create_from_stream(pieces(payload(600 * KiB), 64 * KiB)))
+        run(lambda: store.create_from_stream_async(pieces(payload(600 * KiB), 64 * KiB)))
     with pytest.raises(StorageQuotaError):  # refused before reading when declared
-        run(lambda: store.create_from_stream(pieces(b"", 1), declared_size=600 * KiB))
+        run(lambda: store.create_from_stream_async(pieces(b"", 1), declared_size=600 * KiB))
     assert store.usage() == 600 * KiB
     assert files(store)["blobs"] == [f"{first.artifact_id}.bin"]
     assert store.delete(first.artifact_id) is True
     assert store.usage() == 0
-    second = run(lambda: store.create_from_stream(pieces(payload(MiB), 64 * KiB)))
+    second = run(lambda: store.create_from_stream_async(pieces(payload(MiB), 64 * KiB)))
     assert store.usage() == second.size_bytes == MiB
 
 
@@ -330,11 +334,11 @@ def test_uploads_in_progress_hold_quota(make_store: Callable[..., ArtifactStore]
             holding.set()
             await release.wait()
 
-        first = asyncio.ensure_future(store.create_from_stream(slow()))
+        first = asyncio.ensure_future(store.create_from_stream_async(slow()))
         await holding.wait()
         assert store.statistics().reserved_bytes == 700 * KiB
         with pytest.raises(StorageQuotaError):
-            await store.create_from_stream(pieces(payload(400 * KiB), 64 * KiB))
+            await store.create_from_stream_async(pieces(payload(400 * KiB), 64 * KiB))
         release.set()
         ref = await first
         assert ref.size_bytes == 700 * KiB
@@ -346,7 +350,7 @@ def test_uploads_in_progress_hold_quota(make_store: Callable[..., ArtifactStore]
 
 def test_unlimited_store(make_store: Callable[..., ArtifactStore]) -> None:
     store = make_store(max_bytes=None, quota_bytes=None)
-    ref = run(lambda: store.create_from_stream(pieces(payload(2 * MiB), MiB), declared_size=2 * MiB))
+    ref = run(lambda: store.create_from_stream_async(pieces(payload(2 * MiB), MiB), declared_size=2 * MiB))
     assert store.statistics().quota_bytes is None
     assert store.usage() == ref.size_bytes
 
@@ -355,7 +359,7 @@ def test_unlimited_store(make_store: Callable[..., ArtifactStore]) -> None:
 
 
 def test_delete_rules(store: ArtifactStore) -> None:
-    ref = run(lambda: store.create_from_stream(pieces(b"abc", 1)))
+    ref = run(lambda: store.create_from_stream_async(pieces(b"abc", 1)))
     assert store.delete(ref.artifact_id) is True
     assert store.delete(ref.artifact_id) is False  # unknown hex id: fine
     for bad in ("../etc/passwd", ref.artifact_id.upper(), "", "0" * 31):
@@ -372,10 +376,10 @@ def test_delete_rules(store: ArtifactStore) -> None:
 
 def test_delete_owned_by(store: ArtifactStore) -> None:
     refs = [
-        run(functools.partial(store.create_from_stream, pieces(b"x" * 10, 3), owner_agent_id=o))
+        run(functools.partial(store.create_from_stream_async, pieces(b"x" * 10, 3), owner_agent_id=o))
         for o in "aab"
     ]
-    unowned = run(lambda: store.create_from_stream(pieces(b"free", 3)))
+    unowned = run(lambda: store.create_from_stream_async(pieces(b"free", 3)))
     assert store.delete_owned_by("") == 0
     assert store.delete_owned_by("a") == 2
     assert run(lambda: store.delete_owned_by_async("a")) == 0
@@ -385,7 +389,7 @@ def test_delete_owned_by(store: ArtifactStore) -> None:
 
 def test_open_blob_survives_delete_and_early_close(store: ArtifactStore) -> None:
     data = payload(3 * READ_CHUNK + 1)
-    ref = run(lambda: store.create_from_stream(pieces(data, MiB)))
+    ref = run(lambda: store.create_from_stream_async(pieces(data, MiB)))
     fds_before = len(os.listdir("/proc/self/fd"))
     reader = store.open_blob(ref.artifact_id)
     store.delete(ref.artifact_id)
@@ -398,7 +402,7 @@ def test_open_blob_survives_delete_and_early_close(store: ArtifactStore) -> None
         await reader.aclose()
         return first
 
-    other = run(lambda: store.create_from_stream(pieces(data, MiB)))
+    other = run(lambda: store.create_from_stream_async(pieces(data, MiB)))
     assert run(partial) == data[:READ_CHUNK]
     unused = store.open_blob(other.artifact_id)
     unused.close()
@@ -409,9 +413,9 @@ def test_open_blob_survives_delete_and_early_close(store: ArtifactStore) -> None
 
 
 def test_cleanup_expired_with_injected_clock(store: ArtifactStore, clock: Clock) -> None:
-    forever = run(lambda: store.create_from_stream(pieces(b"keep", 2)))
-    soon = run(lambda: store.create_from_stream(pieces(b"soon", 2), expires_at=clock.now + 10))
-    later = run(lambda: store.create_from_stream(pieces(b"later", 2), expires_at=clock.now + 100))
+    forever = run(lambda: store.create_from_stream_async(pieces(b"keep", 2)))
+    soon = run(lambda: store.create_from_stream_async(pieces(b"soon", 2), expires_at=clock.now + 10))
+    later = run(lambda: store.create_from_stream_async(pieces(b"later", 2), expires_at=clock.now + 100))
     assert store.cleanup_expired() == 0
     clock.now += 10
     assert store.cleanup_expired() == 1
@@ -440,7 +444,7 @@ def test_cleanup_stale_parts_spares_active_uploads(make_store: Callable[..., Art
             holding.set()
             await release.wait()
 
-        upload = asyncio.ensure_future(store.create_from_stream(slow()))
+        upload = asyncio.ensure_future(store.create_from_stream_async(slow()))
         await holding.wait()
         assert store.cleanup_stale_parts(now + 59) == 0
         result = await store.cleanup_async(now + 61)
@@ -465,10 +469,11 @@ def test_cleanup_interval_is_capped(make_store: Callable[..., ArtifactStore]) ->
 def test_restart_scan_rebuilds_and_drops_orphans(make_store: Callable[..., ArtifactStore]) -> None:
     store = make_store()
     keep = [
-        run(functools.partial(store.create_from_stream, pieces(payload(1000 + i), 100))) for i in range(3)
+        run(functools.partial(store.create_from_stream_async, pieces(payload(1000 + i), 100)))
+        for i in range(3)
     ]
-    damaged = run(lambda: store.create_from_stream(pieces(b"damaged", 3)))
-    truncated = run(lambda: store.create_from_stream(pieces(b"truncated", 3)))
+    damaged = run(lambda: store.create_from_stream_async(pieces(b"damaged", 3)))
+    truncated = run(lambda: store.create_from_stream_async(pieces(b"truncated", 3)))
     store.close()
     (store.metadata_dir / f"{damaged.artifact_id}.json").write_bytes(b"{not json")
     (store.blobs_dir / f"{truncated.artifact_id}.bin").write_bytes(b"trunc")
@@ -495,12 +500,12 @@ def test_close_stops_workers_and_the_store_stays_usable(store: ArtifactStore) ->
     def workers() -> int:
         return sum(t.name.startswith("paglets-artifacts") for t in threading.enumerate())
 
-    ref = run(lambda: store.create_from_stream(pieces(b"abc", 1)))
+    ref = run(lambda: store.create_from_stream_async(pieces(b"abc", 1)))
     assert workers() > 0
     store.close()
     store.close()
     assert workers() == 0
-    again = run(lambda: store.create_from_stream(pieces(b"def", 1)))  # a restarted host uploads again
+    again = run(lambda: store.create_from_stream_async(pieces(b"def", 1)))  # a restarted host uploads again
     assert read_all(store, ref.artifact_id) == b"abc"
     assert store.delete(again.artifact_id) is True
     store.close()
@@ -510,7 +515,7 @@ def test_close_stops_workers_and_the_store_stays_usable(store: ArtifactStore) ->
 def test_borrowed_executor_is_not_shut_down(make_store: Callable[..., ArtifactStore]) -> None:
     with ThreadPoolExecutor(2) as executor:
         store = make_store(executor=executor)
-        ref = run(lambda: store.create_from_stream(pieces(b"abc", 1)))
+        ref = run(lambda: store.create_from_stream_async(pieces(b"abc", 1)))
         store.close()
         assert executor.submit(lambda: 42).result(WAIT) == 42
         with pytest.raises(TransferError, match="closed"):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from paglets.artifacts import PagletFileRef
+from paglets.artifacts import ArtifactRef, PagletFileRef
 from paglets.core.agent import ACTIVE, Paglet
 from paglets.core.errors import HostError, InvalidAgentError
 from paglets.core.events import CloneEvent, MobilityEvent, PersistencyEvent
@@ -27,6 +27,7 @@ from paglets.remote.client import HostClient
 from paglets.remote.mesh import HostRef
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
+from paglets.runtime._artifact_access import ArtifactAccess, HostCallArtifacts
 from paglets.runtime._movement import RUN_SETTLE_WAIT
 from paglets.serialization.codec import codec_for, qualified_name
 
@@ -97,7 +98,13 @@ class ChildHost:
     def __init__(self, runtime: ChildRuntime) -> None:
         self._runtime = runtime
         self._config = runtime.config
-        self.client = HostClient(api_key=self._config.api_key)
+        self.client = HostClient(api_key=self._config.api_key or "")  # the host's key, never the env
+        self._artifacts = ArtifactAccess(
+            address=lambda: self.address,
+            resolve=self.resolve_host_url,
+            client=lambda: self.client,
+            local=HostCallArtifacts(self.call),
+        )
         self._futures: ThreadPoolExecutor | None = None
         self._futures_lock = threading.Lock()
 
@@ -495,11 +502,40 @@ class ChildHost:
         self._own(agent_id, "read the files of")
         return Path(self.call("registered_file_path", name=_file_name(name_or_ref)))
 
-    def upload_artifact(self, path: Path | str, **kwargs: Any) -> Any:
-        raise HostError("artifacts are not available on this host yet")
+    # --- artifacts (this host's by path, others' over HTTP: paglets.runtime._artifact_access) ----------
 
-    def download_artifact(self, artifact: Any, target: Path | str, *, move: bool = False) -> Any:
-        raise HostError("artifacts are not available on this host yet")
+    def upload_artifact(
+        self,
+        path: Path | str,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        timeout: float | None = None,
+    ) -> ArtifactRef:
+        return self._artifacts.upload_artifact(
+            path,
+            host_url=host_url,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+            timeout=timeout,
+        )
 
-    def delete_artifact(self, artifact: Any) -> None:
-        raise HostError("artifacts are not available on this host yet")
+    def download_artifact(
+        self,
+        artifact: ArtifactRef | Mapping[str, Any],
+        target: Path | str,
+        *,
+        move: bool = False,
+        timeout: float | None = None,
+    ) -> ArtifactRef:
+        return self._artifacts.download_artifact(artifact, target, move=move, timeout=timeout)
+
+    def delete_artifact(
+        self, artifact: ArtifactRef | Mapping[str, Any], *, timeout: float | None = None
+    ) -> None:
+        self._artifacts.delete_artifact(artifact, timeout=timeout)

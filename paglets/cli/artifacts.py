@@ -249,11 +249,12 @@ def _get(args: argparse.Namespace) -> int:
         raise CommandError(f"{output} exists (use --force to replace it)")
     with Progress(f"downloading {_render.bytes_text(ref.size_bytes)}"):
         try:
-            path = client.download_artifact(ref, output, move=bool(args.move), timeout=timeout)
+            client.download_artifact(ref, output, move=bool(args.move), timeout=timeout)
         except Exception as exc:
             if _missing(exc):
                 raise CommandError(f"no artifact {ref.artifact_id} on {url}", code=EXIT_INCOMPLETE) from None
             raise
+    path = output.absolute()
     if option(args, "json", False):
         _render.print_json({"path": str(path), "artifact": ref.to_wire(), "moved": bool(args.move)})
     else:

@@ -106,4 +106,7 @@ def _run(args: argparse.Namespace) -> int:
             if since == args.since and not reply.entries:
                 print("No entries.", file=sys.stderr)
             return EXIT_OK
-        time.sleep(FOLLOW_INTERVAL)
+        try:
+            time.sleep(FOLLOW_INTERVAL)
+        except KeyboardInterrupt:  # the usual way to stop following
+            return EXIT_OK

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
-from test_services_cli import CliHost
+from test_services_cli import CliHost, base_env
 
 from paglets.remote.client import HostClient
 
@@ -46,6 +48,19 @@ def test_launch_config_update_and_hosts_without_one(tmp_path: Path) -> None:
         for host in (bare, empty):
             assert _agents_and_services(client, host.url) == ([], []), host.name
         assert not (tmp_path / "none" / ".paglets" / "launch.toml").exists()  # not even copied
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "paglets"), "sys", "df", "--entry", bare.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=base_env(tmp_path),
+        )
+        assert done.returncode == 1
+        assert (
+            "- bare: no server-info service on this host (its launch config does not enable it)"
+            in done.stdout
+        )
     finally:
         client.close()
         for host in hosts:

@@ -83,6 +83,8 @@ MAX_SNAPSHOTS: Final = 4096
 MAX_SYNC_BATCH: Final = 512
 #: Longest pause before a failing peer is tried again.
 MAX_PEER_BACKOFF: Final = 60.0
+#: Key of the landscape error that reports a failing gossip round (cleared by the next good round).
+LOOP_ERROR_KEY: Final = "mesh-info-loop"
 #: Gossip rounds start within ±this fraction of the interval, so hosts do not fall into lock-step.
 JITTER: Final = 0.1
 
@@ -329,7 +331,10 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
                 try:
                     self._round(pool)
                 except Exception as exc:  # the loop must survive anything a round runs into
-                    self._note_error("mesh-info-loop", f"gossip round failed: {exc}")
+                    self._note_error(LOOP_ERROR_KEY, f"gossip round failed: {exc}")
+                else:
+                    with self._lock:
+                        self._errors.pop(LOOP_ERROR_KEY, None)
                 _, gossip, _, _, _ = self._settings()
                 pause = gossip * random.uniform(1.0 - JITTER, 1.0 + JITTER)
                 self._stop.wait(max(0.0, pause - (time.monotonic() - started)))

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, cast
 
 from paglets.core.agent import Paglet, PagletState
-from paglets.core.errors import InvalidAgentError
+from paglets.core.errors import InvalidAgentError, PagletInactiveError
 from paglets.core.events import CreationEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import Message
 from paglets.core.runtime_values import ResidentLifecycle, ServiceScope
@@ -516,6 +516,8 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
                 reply: MeshInfoSyncReply = future.result()
             except InvalidAgentError:
                 self._peer_failed(name, url, f"no mesh-info service ({self.agent_id}) on this host")
+                continue
+            except PagletInactiveError:  # the peer's service is starting: ask again next round
                 continue
             except Exception as exc:
                 self._peer_failed(name, url, f"gossip failed: {exc}")

@@ -1,13 +1,17 @@
 """``paglets-host`` (and ``paglets host``): run one host from the command line (contract §8.3).
 
-Prints one startup line (name, address, code version, peers) and serves until SIGTERM or SIGINT, which
-shut the host down keeping every paglet (they are saved and come back at the next start).
+Prints one line on stdout once it serves (``paglets host NAME serving on URL (code ...; peers: ...)``,
+for people and scripts) and reports what it does on stderr, one short line per event (see
+``paglets.cli._console``; ``-q``, ``-v``, ``--log-level``). Serves until SIGTERM or SIGINT, which shut
+the host down keeping every paglet (they are saved and come back at the next start). The working
+directory is importable by paglet processes, as with ``python -m``.
 """
 
 from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import re
 import signal
@@ -15,12 +19,16 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from paglets import __version__
+from paglets.cli._console import LOGGER_NAME, ConsoleReporter, configure_console
 from paglets.core.errors import PagletError
+from paglets.remote.mesh import MESH_VERSION_ENV, NO_GIT_SUFFIX
 
 __all__ = ["build_parser", "main", "parse_size"]
+
+_log = logging.getLogger(LOGGER_NAME)
 
 API_KEY_ENV: Final = "PAGLETS_API_KEY"
 DEFAULT_PORT: Final = 8765
@@ -50,13 +58,58 @@ def _property(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: X)`` to an option's help only when X says something (not None, False, []) and
+    the help does not state it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "(default" in text or not action.option_strings or default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, argparse.BooleanOptionalAction):
+            return f"{text} (default: {'on' if default else 'off'})"
+        if default is None or default is False or default == []:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line that points at ``--help``, not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+#: Options that are parsed (so that using them gets a clear refusal) but not shown by ``--help``, because
+#: what they configure does not work in this version: relay/connect mode and git auto-update.
+HIDDEN_OPTIONS: Final = (
+    "--connect-to",
+    "--relay-offline-after",
+    "--relay-delivery-timeout",
+    "--relay-queue-limit",
+    "--auto-update-from-git",
+)
+
+#: Hub tuning flags of relay mode: accepted (paglets 2.0 scripts pass them) and ignored with a warning.
+RELAY_TUNING: Final = ("--relay-offline-after", "--relay-delivery-timeout", "--relay-queue-limit")
+
+LOG_LEVELS: Final = ("debug", "info", "warning", "error")
+
+
 def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog=prog,
         description="Run a paglets host: an HTTP endpoint that runs paglets and joins a mesh of hosts.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=(
+            "The working directory is importable by paglet processes, as with python -m: run the host "
+            "where your paglet modules are (or set PYTHONPATH). Environment: PAGLETS_API_KEY (the API "
+            "key), PAGLETS_MESH_VERSION (the code version when --mesh-version is not given)."
+        ),
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument("--name", required=True, help="this host's name in the mesh")
+    hidden = argparse.SUPPRESS
+    p.add_argument("--name", required=True, help="this host's name in the mesh (required)")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (use --bind-public for LAN addresses)"
     )
@@ -69,63 +122,170 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         help="bind this address instead of --host (repeatable); 'auto' = the LAN address, re-checked",
     )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (0 = any free port)")
-    p.add_argument("--peer", action="append", default=[], metavar="URL", help="a host to join (repeatable)")
-    p.add_argument("--mesh", action=argparse.BooleanOptionalAction, default=True, help="take part in a mesh")
     p.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the URL others reach this host at, e.g. behind a reverse proxy (needs an API key)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="NAME",
+        help=f"read the API key from this environment variable instead of {API_KEY_ENV}",
+    )
+    p.add_argument("--version", action="version", version=f"paglets {__version__}")
+
+    mesh = p.add_argument_group("mesh")
+    mesh.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a host to join, e.g. http://127.0.0.1:8765 (repeatable)",
+    )
+    mesh.add_argument(
+        "--mesh-version",
+        metavar="VERSION",
+        help="code version; hosts join only hosts with the same one "
+        f"(default: ${MESH_VERSION_ENV}, else the git commit, with a warning)",
+    )
+    mesh.add_argument(
+        "--mesh", action=argparse.BooleanOptionalAction, default=True, help="take part in a mesh"
+    )
+    mesh.add_argument(
         "--mesh-multicast",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="announce and discover hosts by UDP multicast on the LAN (never scans subnets)",
     )
-    p.add_argument(
+    mesh.add_argument(
         "--mesh-lan-discovery",
         action=argparse.BooleanOptionalAction,
         default=False,
         help="accepted for paglets 2.0 compatibility; discovery is by multicast beacon only",
     )
-    p.add_argument(
-        "--mesh-version", help="code version to gate on (default: PAGLETS_MESH_VERSION or git HEAD)"
-    )
-    p.add_argument(
+    mesh.add_argument(
         "--mesh-gossip-interval", type=float, default=1.0, metavar="SECONDS", help="heartbeat period"
     )
-    p.add_argument(
-        "--mesh-offline-after", type=float, default=10.0, metavar="SECONDS", help="silence before offline"
+    mesh.add_argument(
+        "--mesh-offline-after",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="silence after which a peer counts as offline",
     )
-    p.add_argument("--public-url", help="the URL others reach this host at (e.g. behind a reverse proxy)")
-    p.add_argument("--connect-to", help="relay mode: connect to this hub instead of listening")
-    p.add_argument("--relay-offline-after", type=float, default=30.0)
-    p.add_argument("--relay-delivery-timeout", type=float, default=10.0)
-    p.add_argument("--relay-queue-limit", type=int, default=1024)
-    p.add_argument(
-        "--api-key-env",
-        default=None,
-        metavar="NAME",
-        help=f"read the API key from this environment variable (default: {API_KEY_ENV} when set)",
+    mesh.add_argument("--tag", action="append", default=[], help="a tag for this host (repeatable)")
+    mesh.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        type=_property,
+        metavar="KEY=VALUE",
+        help="a property of this host, shown to the mesh (repeatable)",
     )
-    p.add_argument("--tag", action="append", default=[], help="a tag for this host (repeatable)")
-    p.add_argument(
-        "--property", action="append", default=[], type=_property, metavar="KEY=VALUE", help="repeatable"
+
+    storage = p.add_argument_group("storage")
+    storage.add_argument(
+        "--persistence-dir",
+        type=Path,
+        metavar="DIR",
+        help="where inactive paglets, artifacts and storage live (default: ~/.paglets/hosts/NAME)",
     )
-    p.add_argument("--persistence-dir", type=Path, help="default: ~/.paglets/hosts/<name>")
-    p.add_argument("--persistent-storage-quota", type=parse_size, default=10 << 20, metavar="SIZE|none")
-    p.add_argument("--artifact-max-size", type=parse_size, default=1 << 30, metavar="SIZE|none")
-    p.add_argument("--artifact-storage-quota", type=parse_size, default=10 << 30, metavar="SIZE|none")
-    p.add_argument("--artifact-spool-ttl", type=float, default=86400.0, metavar="SECONDS")
-    p.add_argument("--launch-config", type=Path, help="launch.toml with startup agents and resident services")
-    p.add_argument(
+    storage.add_argument(
+        "--persistent-storage-quota",
+        type=parse_size,
+        default=10 << 20,
+        metavar="SIZE|none",
+        help="managed storage per paglet class, in bytes or with K/M/G (default: 10M)",
+    )
+    storage.add_argument(
+        "--artifact-max-size",
+        type=parse_size,
+        default=1 << 30,
+        metavar="SIZE|none",
+        help="largest single artifact (default: 1G)",
+    )
+    storage.add_argument(
+        "--artifact-storage-quota",
+        type=parse_size,
+        default=10 << 30,
+        metavar="SIZE|none",
+        help="all artifacts together (default: 10G)",
+    )
+    storage.add_argument(
+        "--artifact-spool-ttl",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="how long unfinished uploads are kept (default: 86400, one day)",
+    )
+
+    launch = p.add_argument_group("start-up")
+    launch.add_argument(
+        "--launch-config",
+        type=Path,
+        metavar="FILE",
+        help="launch.toml with startup agents and resident services (default: ~/.paglets/launch.toml)",
+    )
+    launch.add_argument(
         "--no-launch-config",
         action="store_true",
         help="start without a launch config: no resident services, no startup agents",
     )
-    p.add_argument("--sync-launch-config", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--yes", action="store_true", help="answer yes to launch-config updates")
-    p.add_argument("--auto-update-from-git", action="store_true", help="not supported by this version")
-    p.add_argument(
-        "--preload", action="append", default=[], metavar="MODULE", help="import into paglet processes"
+    launch.add_argument(
+        "--sync-launch-config",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="copy or update the launch config from the bundled template at start",
     )
-    p.add_argument("--version", action="version", version=f"paglets {__version__}")
+    launch.add_argument("--yes", action="store_true", help="answer yes to launch-config updates")
+    launch.add_argument(
+        "--preload",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module into the template process of paglet processes (repeatable)",
+    )
+
+    console = p.add_argument_group("console")
+    console.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only warnings and errors (same as --log-level warning)",
+    )
+    console.add_argument(
+        "-v", "--verbose", action="store_true", help="also print every host event (same as --log-level debug)"
+    )
+    console.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        type=str.lower,
+        metavar="LEVEL",
+        help="debug, info, warning or error (default: info)",
+    )
+
+    # Parsed so that using them gets a clear refusal, hidden from --help until they work.
+    p.add_argument("--connect-to", help=hidden)
+    p.add_argument("--relay-offline-after", type=float, help=hidden)
+    p.add_argument("--relay-delivery-timeout", type=float, help=hidden)
+    p.add_argument("--relay-queue-limit", type=int, help=hidden)
+    p.add_argument("--auto-update-from-git", action="store_true", help=hidden)
     return p
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The console level from ``--log-level``, ``-q`` and ``-v`` (``CliError`` when they disagree)."""
+    chosen = [name for name, on in (("-q", args.quiet), ("-v", args.verbose)) if on]
+    if args.log_level is not None:
+        chosen.append("--log-level")
+    if len(chosen) > 1:
+        raise CliError(f"{' and '.join(chosen)} contradict each other; use one")
+    if args.quiet:
+        return logging.WARNING
+    if args.verbose:
+        return logging.DEBUG
+    return int(getattr(logging, (args.log_level or "info").upper()))
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -179,9 +339,6 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         "artifact_max_bytes": args.artifact_max_size,
         "artifact_storage_quota_bytes": args.artifact_storage_quota,
         "artifact_spool_ttl_seconds": args.artifact_spool_ttl,
-        "relay_offline_after": args.relay_offline_after,
-        "relay_delivery_timeout": args.relay_delivery_timeout,
-        "relay_queue_limit": args.relay_queue_limit,
         "tags": args.tag,
         "properties": dict(args.property),
         "launch_config": args.launch_config,
@@ -196,6 +353,7 @@ def _prepare_launch_config(args: argparse.Namespace, options: dict[str, Any]) ->
         load_launch_config,
         sync_launch_config_result,
     )
+    from paglets.core.runtime_values import LaunchConfigSyncAction
 
     if args.no_launch_config:
         options["launch_config"] = None
@@ -203,9 +361,33 @@ def _prepare_launch_config(args: argparse.Namespace, options: dict[str, Any]) ->
     path = args.launch_config or default_launch_config_path()
     if args.sync_launch_config:
         result = sync_launch_config_result(path, assume_yes=args.yes, interactive=sys.stdin.isatty())
-        print(f"paglets-host: {result.describe()}", file=sys.stderr)
+        quiet = result.action is LaunchConfigSyncAction.UNCHANGED
+        _log.log(logging.DEBUG if quiet else logging.INFO, "%s", result.describe())
         options["launch_config_sync_result"] = result
     options["launch_config"] = load_launch_config(path) if path.exists() else None
+
+
+def importable_cwd() -> str | None:
+    """Put the working directory first on ``sys.path``, as ``python -m`` does, so that paglet modules
+    beside the place the host was started from import in the host and in its paglet processes (which
+    get the host's ``sys.path``). Returns the directory added, ``None`` when it was already there."""
+    cwd = os.getcwd()
+    if "" in sys.path or cwd in sys.path:
+        return None
+    sys.path.insert(0, cwd)
+    return cwd
+
+
+def mesh_version_warning(explicit: str | None, resolved: str) -> str | None:
+    """The start-up warning for a code version nobody chose (no ``--mesh-version``, no environment)."""
+    if (explicit and explicit.strip()) or os.environ.get(MESH_VERSION_ENV, "").strip():
+        return None
+    source = "(no git checkout found)" if resolved.endswith(NO_GIT_SUFFIX) else "(the git commit)"
+    return (
+        f"no --mesh-version given: this host uses code version {resolved!r} {source} and joins only "
+        f"hosts with the same version; start every host of the mesh with the same --mesh-version "
+        f"(or {MESH_VERSION_ENV})"
+    )
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> int:
@@ -213,30 +395,52 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
     args = parser.parse_args(argv)
     try:
         options = host_options(args)
+        level = log_level(args)
     except CliError as exc:
         parser.error(str(exc))
+    stop_console = configure_console(level)
+    try:
+        return _serve(args, options)
+    finally:
+        stop_console()
+
+
+def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from paglets.remote.mesh import resolve_code_version
     from paglets.runtime.host import Host
 
+    importable_cwd()
     try:
         _prepare_launch_config(args, options)
     except PagletError as exc:
-        print(f"paglets-host: {exc}", file=sys.stderr)
+        _log.error("%s", exc)
         return 1
+    ignored = [flag for flag in RELAY_TUNING if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if ignored:
+        _log.warning(
+            "%s: ignored, relay mode is not supported by this version of paglets", ", ".join(ignored)
+        )
+    options["mesh_version"] = resolve_code_version(args.mesh_version)
+    warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
+    if warning is not None:
+        _log.warning("%s", warning)
     name = options.pop("name")
     try:
         host = Host(name, **options)
+    except PagletError as exc:
+        _log.error("cannot start: %s", exc)
+        return 1
+    host.add_listener(ConsoleReporter(code_version=host.code_version))
+    try:
         host.start_background()
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            print(
-                f"paglets-host: port {args.port} is already in use (choose another with --port)",
-                file=sys.stderr,
-            )
+            _log.error("port %s is already in use (choose another with --port)", args.port)
         else:
-            print(f"paglets-host: cannot start: {exc}", file=sys.stderr)
+            _log.error("cannot start: %s", exc)
         return 1
     except PagletError as exc:
-        print(f"paglets-host: cannot start: {exc}", file=sys.stderr)
+        _log.error("cannot start: %s", exc)
         return 1
     peers = ", ".join(options["peers"]) or "none"
     print(
@@ -253,7 +457,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
     signal.signal(signal.SIGINT, on_signal)
     while not stopping.wait(3600):
         pass
-    print(f"paglets host {host.name} shutting down (saving paglets)", flush=True)
+    _log.info("host %s shutting down (saving paglets)", host.name)
     host.shutdown()
     return 0
 

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command in ("version", "--version"):
         print(f"paglets {__version__}")
         return 0
-    print(f"paglets: unknown command {command!r}\n\n{_usage()}", end="", file=sys.stderr)
+    print(f"paglets: error: unknown command {command!r} (see paglets --help)", file=sys.stderr)
     return 2
 
 

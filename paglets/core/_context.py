@@ -124,7 +124,8 @@ class HostFacade(Protocol):
         self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25
     ) -> ServiceValue: ...
     def resolve_host_url(self, name_or_url: str) -> str:
-        """A mesh host name's URL; anything else normalised as a URL."""
+        """An ``http(s)://`` URL (normalized), or the URL of the mesh member with that name;
+        ``UnknownHostError`` when no member has it (names are never looked up in DNS)."""
         ...
 
     # services

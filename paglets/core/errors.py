@@ -34,6 +34,7 @@ __all__ = [
     "PagletInactiveError",
     "ProtocolError",
     "RemoteHostError",
+    "RequestError",
     "ResourceCleanupError",
     "RouteNotFoundError",
     "SerializationError",
@@ -41,6 +42,7 @@ __all__ = [
     "ServiceNotFoundError",
     "StorageQuotaError",
     "TransferError",
+    "UnknownHostError",
     "error_class_for",
     "error_code_for",
 ]
@@ -78,6 +80,12 @@ class SerializationError(PagletError):
 
 class HostError(PagletError):
     code = "host"
+
+
+class RequestError(HostError):
+    """A request body that does not fit its route's schema; the message names the field (HTTP 400)."""
+
+    code = "bad_request"
 
 
 class ServiceContractError(HostError):
@@ -133,6 +141,15 @@ class ResourceCleanupError(LifecycleError):
 
 class TransferError(PagletError):
     code = "transfer"
+
+
+class UnknownHostError(HostError, TransferError):
+    """A host name that no member of the mesh has (names are never looked up outside the mesh).
+
+    Both a ``HostError`` (name resolution) and a ``TransferError`` (what a failed ``dispatch`` raises).
+    """
+
+    code = "unknown_host"
 
 
 class StorageQuotaError(PagletError):
@@ -206,10 +223,11 @@ class MethodNotAllowedError(ProtocolError):
 
 
 def _all_subclasses(cls: type[PagletError]) -> list[type[PagletError]]:
-    found: list[type[PagletError]] = [cls]
+    """``cls`` and every class below it, each once (a class with two parents is met twice)."""
+    found: dict[type[PagletError], None] = {cls: None}
     for sub in cls.__subclasses__():
-        found.extend(_all_subclasses(sub))
-    return found
+        found.update(dict.fromkeys(_all_subclasses(sub)))
+    return list(found)
 
 
 _BY_CODE: dict[str, type[PagletError]] = {}

@@ -39,9 +39,11 @@ __all__ = [
     "MAX_REF_ERROR",
     "MAX_TAG_LENGTH",
     "HostRef",
+    "explicit_url",
     "name_from_url",
     "normalize_host_url",
     "normalize_tags",
+    "peer_url",
 ]
 
 #: Longest host name. Names are labels for people and for ``dispatch_to``; 256 is plenty.
@@ -77,6 +79,56 @@ def normalize_host_url(url: str) -> str:
     if "://" not in value:
         value = f"http://{value}"
     return value
+
+
+#: The schemes that make a string a URL. Anything else with ``://`` is refused.
+URL_SCHEMES: Final = ("http", "https")
+
+
+def explicit_url(text: str) -> str | None:
+    """The normalized URL when ``text`` starts with ``http://`` or ``https://``; ``None`` when it has no
+    scheme (it is then a host *name*, looked up in the mesh only); ``HostError`` for another scheme or a
+    URL without a host.
+
+    This is the one rule for every argument that takes "a host name or URL" (``dispatch``, ``clone``,
+    ``retract``, ``create_remote``, ``resolve_host_url``, ``wait_for_host``, tickets): only a string with
+    an explicit scheme is a URL, so a mistyped name can never turn into a DNS lookup.
+    """
+    if not isinstance(text, str):
+        raise HostError(f"a host name or URL must be a string, got {type(text).__name__}")
+    value = text.strip()
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return None
+    if scheme.lower() not in URL_SCHEMES:
+        raise HostError(f"not an http:// or https:// URL: {value[:200]!r}")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1]
+    if not host or host.startswith(":"):
+        raise HostError(f"URL without a host: {value[:200]!r}")
+    return normalize_host_url(f"{scheme.lower()}://{rest}")
+
+
+def looks_like_address(text: str) -> bool:
+    """Whether a scheme-less string has the shape ``host:port`` (for hints in error messages)."""
+    host, sep, port = text.strip().rstrip("/").rpartition(":")
+    return bool(sep and host and port.isdigit())
+
+
+def peer_url(text: str) -> str:
+    """A URL for an argument that only takes URLs (``--peer``, ``peers=``, ``public_url``): an explicit
+    ``http(s)://`` URL, or ``host:port``, which paglets 2.0 also accepted and which means ``http://``.
+    A bare word is refused (``HostError``): it reads like a host name, and names are not URLs."""
+    url = explicit_url(text)
+    if url is not None:
+        return url
+    value = text.strip().rstrip("/")
+    if looks_like_address(value):
+        return normalize_host_url(value)
+    if not value:
+        raise HostError("empty host URL")
+    raise HostError(
+        f"{value[:200]!r} is not a URL: write it as http://HOST:PORT (e.g. http://127.0.0.1:8765)"
+    )
 
 
 def name_from_url(url: str) -> str:

@@ -54,7 +54,8 @@ STALE_ERROR: Final = "stale mesh peer"
 #: Error text of a peer we know of but have not reached yet.
 NOT_CONTACTED_ERROR: Final = "not contacted yet"
 
-#: ``(kind, data)`` of a context event to emit (``mesh-host-online``, ``-offline``, ``-rejected``).
+#: ``(kind, data)`` of a context event to emit (``mesh-host-online``, ``-offline``, ``-rejected``,
+#: ``mesh-peer-unreachable``).
 MeshEvent = tuple[str, dict[str, Any]]
 
 
@@ -75,6 +76,8 @@ class _Peer:
     alias_of: str | None = None
     refused: bool = False
     announced: bool = False
+    #: A ``mesh-peer-unreachable`` event was emitted since our last answered request.
+    unreachable_told: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +280,7 @@ class PeerTable:
             p.next_attempt = -math.inf
             p.error = None
             p.refused = False
+            p.unreachable_told = False
             if responder is not None:
                 if responder.url == url:
                     p.alias_of = None
@@ -293,12 +297,21 @@ class PeerTable:
             self._announce(p, now)
 
     def contact_failed(self, url: str, error: str, now: float) -> None:
-        """Our request to ``url`` failed: offline until answered again; back off."""
+        """Our request to ``url`` failed: offline until answered again; back off.
+
+        A peer that was not online (a ``--peer`` that never answered, one already offline) gets one
+        ``mesh-peer-unreachable`` event, then none until one of our requests is answered again; a peer
+        that was online gets ``mesh-host-offline`` instead.
+        """
         with self._lock:
             p = self._peers.get(url)
             if p is not None:
+                was_online = p.announced
                 self._fail(p, error, now)
                 self._announce(p, now)
+                if not was_online and not p.unreachable_told:
+                    p.unreachable_told = True
+                    self._event("mesh-peer-unreachable", p, now, error)
 
     def contact_refused(self, url: str, responder: HostRef | None, error: str, now: float) -> None:
         """``url`` answered that it will not have us (another code version); ``responder`` if it said."""

@@ -35,8 +35,10 @@ with the reason, and a join from such a host is answered 409 (:meth:`accept_join
 introduce hosts, which are then contacted over HTTP like any other.
 
 Context events (``on_event(kind, data)``, from the thread that made the change): ``mesh-host-online``,
-``mesh-host-offline`` (with ``error``) and ``mesh-host-rejected`` (with ``code_version`` and ``error``),
-``data`` holding ``name``, ``url`` and ``code_version``.
+``mesh-host-offline`` (with ``error``), ``mesh-host-rejected`` (with ``code_version`` and ``error``) and
+``mesh-peer-unreachable`` (with ``error``: a peer that was not online failed to answer us; once, until it
+answers again), ``data`` holding ``name``, ``url`` and ``code_version``. Each marks a change, never a
+heartbeat, so they are few and fit a console.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from typing import Any, Final
 import msgspec
 
 from paglets import __version__
-from paglets.core.errors import HostError, TransferError
+from paglets.core.errors import HostError, TransferError, UnknownHostError
 from paglets.http.aclient import AsyncHttpClient
 from paglets.http.errormap import error_payload
 from paglets.remote._mesh_beacon import BEACON_GROUP, BEACON_PORT
@@ -71,7 +73,14 @@ from paglets.remote._mesh_gossip import (
     PostJson,
     same_url,
 )
-from paglets.remote._mesh_ref import HostRef, normalize_host_url, normalize_tags
+from paglets.remote._mesh_ref import (
+    HostRef,
+    explicit_url,
+    looks_like_address,
+    normalize_host_url,
+    normalize_tags,
+    peer_url,
+)
 from paglets.remote._mesh_table import PeerTable
 
 __all__ = [
@@ -108,6 +117,8 @@ MAX_BACKOFF: Final = 30.0
 MAX_BACKOFF_INTERVALS: Final = 16
 #: Longest per-request timeout by default (the default is the interval, at most this).
 MAX_HEARTBEAT_TIMEOUT: Final = 5.0
+#: Host names listed in an "unknown host" error (a mesh may have thousands).
+MAX_NAMES_SHOWN: Final = 20
 #: Rejected (other code version) hosts kept for diagnostics.
 MAX_REJECTED_HOSTS: Final = 256
 #: Default ``forget_after`` as a multiple of ``offline_after``: long enough to ride out a restart.
@@ -294,7 +305,7 @@ class MeshRegistry:
         self._stopped = False
         now = clock()
         for seed in seeds:
-            self._table.add_seed(normalize_host_url(seed), now)
+            self._table.add_seed(peer_url(seed), now)
         self._gossip.force = bool(self._table.drain()[1])
 
     # --- queries (any thread) -----------------------------------------------------------------------------
@@ -333,9 +344,31 @@ class MeshRegistry:
         return self._table.lookup(target, self._clock(), self._wall())
 
     def resolve_url(self, name_or_url: str) -> str:
-        """The URL of a member name or URL; anything unknown is normalized as a URL."""
+        """The URL for a host name or URL: an ``http(s)://`` URL as it is (normalized), anything else is
+        a name looked up among the members (self included): ``UnknownHostError`` when no member has it.
+
+        Deviation from paglets 2.0, which turned an unknown name into ``http://<name>`` and so into a DNS
+        lookup: a name never leaves the mesh. A scheme-less ``host:port`` matches a member listed at that
+        address and is otherwise refused with a hint to write the scheme.
+        """
+        url = explicit_url(name_or_url)
+        if url is not None:
+            return url
         ref = self.lookup(name_or_url)
-        return ref.url if ref is not None else normalize_host_url(name_or_url)
+        if ref is not None:
+            return ref.url
+        raise UnknownHostError(self.unknown_host_text(name_or_url))
+
+    def unknown_host_text(self, name: str) -> str:
+        """``no host named 'zeta' in this mesh (known: alpha, beta)``, plus a hint for ``host:port``."""
+        names = sorted({ref.name for ref in self.hosts()})
+        shown = ", ".join(names[:MAX_NAMES_SHOWN])
+        if len(names) > MAX_NAMES_SHOWN:
+            shown += f" and {len(names) - MAX_NAMES_SHOWN} more"
+        text = f"no host named {name.strip()[:200]!r} in this mesh (known: {shown or 'none'})"
+        if looks_like_address(name):
+            text += f"; a URL needs its scheme: http://{name.strip().rstrip('/')}"
+        return text
 
     def is_online(self, name_or_url: str) -> bool:
         ref = self.lookup(name_or_url)
@@ -375,7 +408,7 @@ class MeshRegistry:
 
     def add_seed(self, url: str) -> None:
         """Contact ``url`` every round until it answers, and keep it for good (``--peer``)."""
-        self._table.add_seed(normalize_host_url(url), self._clock())
+        self._table.add_seed(peer_url(url), self._clock())
         self._after_change()
 
     def register(self, ref: HostRef) -> HostRef | None:
@@ -450,6 +483,7 @@ class MeshRegistry:
         """
         if not timeout >= 0:
             raise ValueError(f"timeout must be >= 0, got {timeout!r}")
+        explicit_url(name_or_url)  # refuses other schemes; a name is only ever matched against members
         loop = self._bind_loop()
         deadline = loop.time() + timeout
         kicked = False
@@ -468,7 +502,7 @@ class MeshRegistry:
                 self._kick()
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise HostError(f"timed out after {timeout:g} s waiting for host {name_or_url!r}")
+                raise HostError(self._wait_timeout_text(name_or_url, timeout, ref))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
@@ -489,7 +523,15 @@ class MeshRegistry:
             return future.result(timeout + SYNC_WAIT_GRACE)
         except TimeoutError as exc:  # the loop is stuck: give up, never wait for ever
             future.cancel()
-            raise HostError(f"timed out after {timeout:g} s waiting for host {name_or_url!r}") from exc
+            raise HostError(self._wait_timeout_text(name_or_url, timeout, None)) from exc
+
+    def _wait_timeout_text(self, name_or_url: str, timeout: float, ref: HostRef | None) -> str:
+        text = f"timed out after {timeout:g} s waiting for host {name_or_url!r}"
+        if ref is not None:
+            return f"{text} ({ref.url} is offline: {ref.error or 'no answer yet'})"
+        if explicit_url(name_or_url) is None:
+            return f"{text}: {self.unknown_host_text(name_or_url)}"
+        return text
 
     # --- lifecycle (on the loop) ----------------------------------------------------------------------------
 
@@ -526,7 +568,7 @@ class MeshRegistry:
     async def join(self, url: str) -> list[HostRef]:
         """Contact ``url`` once now (without making it a seed); the members we know afterwards."""
         self._bind_loop()
-        normalized = normalize_host_url(url)
+        normalized = peer_url(url)
         me = self.self_ref()
         if normalized != me.url:
             await self._gossip.contact(normalized, self._gossip.join_payload(me), admit=True)

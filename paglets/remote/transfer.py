@@ -1,7 +1,8 @@
 """``TransferTicket``: where and how a paglet moves (contract §1.10, §4.2).
 
-A ticket names a destination (a host URL or a mesh host name, resolved before preflight) and the
-rules of the move:
+A ticket names a destination and the rules of the move. The destination is an ``http://`` or
+``https://`` URL, or else the name of a mesh member, resolved by the moving host before preflight (a
+name no member has fails with ``UnknownHostError``; it is never looked up in DNS). The rules:
 
 - ``timeout`` — seconds for each delivery attempt (and for the preflight ``/health`` check), > 0;
 - ``retries`` — extra attempts after the first one, ≥ 0; ``retry_interval`` — seconds between them;
@@ -22,8 +23,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from paglets.core.errors import SerializationError
+from paglets.core.errors import HostError, SerializationError
 from paglets.core.runtime_values import ArrivalMode, enum_from_wire, require_enum
+from paglets.remote._mesh_ref import explicit_url
 
 __all__ = [
     "DEFAULT_RETRY_INTERVAL",
@@ -74,6 +76,10 @@ class TransferTicket:
             raise TypeError(f"destination must be a string, got {self.destination!r}")
         if not self.destination.strip():
             raise ValueError("destination must not be empty")
+        try:
+            explicit_url(self.destination)
+        except HostError as exc:
+            raise ValueError(f"destination: {exc}") from None
         _check_number(self.timeout, "timeout", minimum=0.0, maximum=MAX_TRANSFER_TIMEOUT, strict=True)
         if isinstance(self.retries, bool) or not isinstance(self.retries, int):
             raise TypeError(f"retries must be an integer, got {self.retries!r}")
@@ -99,9 +105,12 @@ class TransferTicket:
 
     @classmethod
     def from_target(cls, target: str | TransferTicket) -> TransferTicket:
-        """``target`` itself when it is a ticket, else a default ticket to that destination."""
+        """``target`` itself when it is a ticket, else a default ticket to that destination (``HostError``
+        for a URL whose scheme is not http or https)."""
         if isinstance(target, TransferTicket):
             return target
+        if isinstance(target, str):
+            explicit_url(target)
         return cls(destination=target)
 
     def to_wire(self) -> dict[str, Any]:

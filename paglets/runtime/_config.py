@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from paglets.core.errors import HostError
 from paglets.persistence.storage import sanitize_name
+from paglets.remote._mesh_ref import peer_url
 from paglets.wire.limits import GiB, MiB
 
 __all__ = ["HostConfig", "default_persistence_dir", "normalize_tags", "normalize_url", "sanitize_name"]
@@ -24,16 +24,10 @@ def default_persistence_dir(name: str) -> Path:
 
 
 def normalize_url(url: str) -> str:
-    """Trim, drop a trailing ``/`` and add ``http://`` when no scheme is given (contract §7.2)."""
-    text = url.strip().rstrip("/")
-    if not text:
-        raise HostError("empty host URL")
-    if "://" not in text:
-        text = "http://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HostError(f"not an http(s) URL: {url!r}")
-    return text
+    """A URL for an argument that only takes URLs (``peers``, ``public_url``, ``connect_to``): an
+    explicit ``http(s)://`` URL or ``host:port`` (``http://`` added, as paglets 2.0 did); a bare word is
+    a ``HostError`` (see ``paglets.remote._mesh_ref.peer_url``)."""
+    return peer_url(url)
 
 
 def normalize_tags(tags: Sequence[str] | None) -> tuple[str, ...]:

@@ -149,8 +149,10 @@ class MovementEngine:
         same = url.rstrip("/") == self._host.address.rstrip("/")
         return _Target(url=url.rstrip("/"), name=self._host.name if same else "", same_host=same)
 
-    async def preflight(self, ticket: TransferTicket, target: _Target) -> dict[str, Any]:
-        """Check the target can take the paglet (reachable, capabilities, code version)."""
+    async def preflight(
+        self, ticket: TransferTicket, target: _Target, *, agent_id: str | None = None
+    ) -> dict[str, Any]:
+        """Check the target can take the paglet ``agent_id`` (reachable, capabilities, code version)."""
         if target.same_host:
             health = self._host.health()
         else:
@@ -159,13 +161,19 @@ class MovementEngine:
                     "GET", target.url + "/health", timeout=ticket.timeout
                 )
             except (PagletError, OSError) as exc:
-                raise self._failed("preflight", f"target {target.url} is not reachable: {exc}") from exc
+                raise self._failed(
+                    "preflight", f"target {target.url} is not reachable: {exc}", agent_id=agent_id
+                ) from exc
             if not isinstance(health, dict):
-                raise self._failed("preflight", f"target {target.url} answered /health with {health!r}")
+                raise self._failed(
+                    "preflight", f"target {target.url} answered /health with {health!r}", agent_id=agent_id
+                )
         capabilities = set(health.get("capabilities") or ())
         missing = [c for c in ticket.required_capabilities if c not in capabilities]
         if missing:
-            raise self._failed("preflight", f"target {target.url} lacks capabilities {missing}")
+            raise self._failed(
+                "preflight", f"target {target.url} lacks capabilities {missing}", agent_id=agent_id
+            )
         version = str(health.get("code_version") or "")
         if ticket.expected_code_version is not None:
             if version != ticket.expected_code_version:
@@ -173,12 +181,14 @@ class MovementEngine:
                     "preflight",
                     f"target {target.url} runs code version {version!r}, "
                     f"the ticket expects {ticket.expected_code_version!r}",
+                    agent_id=agent_id,
                 )
         elif version != self._host.code_version:
             raise self._failed(
                 "preflight",
                 f"target {target.url} runs code version {version!r}, this host {self._host.code_version!r}; "
                 "set expected_code_version on the ticket to move anyway",
+                agent_id=agent_id,
             )
         return {
             "name": str(health.get("name") or ""),
@@ -188,8 +198,12 @@ class MovementEngine:
         }
 
     def _failed(self, stage: str, text: str, *, agent_id: str | None = None) -> TransferError:
-        self._host.events.emit("transfer-failed", agent_id=agent_id, error=text, data={"stage": stage})
+        self._report(stage, text, agent_id=agent_id)
         return TransferError(text)
+
+    def _report(self, stage: str, text: str, *, agent_id: str | None = None) -> None:
+        """A ``transfer-failed`` event (the host console shows it)."""
+        self._host.events.emit("transfer-failed", agent_id=agent_id, error=text, data={"stage": stage})
 
     def _paused(self, agent_id: str) -> PagletController:
         ctrl = self._host.manager.ready(agent_id)
@@ -218,9 +232,13 @@ class MovementEngine:
         """
         host = self._host
         ticket = TransferTicket.from_target(target if target is not None else host.address)
-        destination = await self._resolve(ticket)
+        try:
+            destination = await self._resolve(ticket)
+        except PagletError as exc:
+            self._report("resolve", str(exc), agent_id=agent_id)
+            raise
         ctrl = host.manager.ready(agent_id)
-        info = await self.preflight(ticket, destination)
+        info = await self.preflight(ticket, destination, agent_id=agent_id)
         ctrl = self._paused(agent_id)
         files: list[dict[str, Any]] = []
         try:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import os
 import re
 import sys
@@ -44,11 +43,11 @@ from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
+from paglets.wire.requests import MessageBody
 from paglets.wire.values import prepare_value
 
-__all__ = ["PagletManager", "Timeouts", "message_wire"]
+__all__ = ["PagletManager", "Timeouts", "message_from_request", "message_wire"]
 
-_log = logging.getLogger("paglets.runtime")
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
 CHILD_ENTRY: Final = "paglets.runtime.child.main:child_main"
@@ -438,7 +437,7 @@ class PagletManager:
                 class_name=ctrl.agent_class,
                 message_id=message.message_id,
                 error=error.message,
-                data={"error_type": error.type_name},
+                data={"error_type": error.type_name, "message_kind": message.kind},
             )
 
     # --- state and introspection -----------------------------------------------------------------
@@ -501,7 +500,6 @@ class PagletManager:
 
     def _crashed(self, ctrl: PagletController) -> None:
         self._on_agent_gone(ctrl.agent_id)
-        _log.warning("paglet %s (%s) crashed: %s", ctrl.agent_id, ctrl.agent_class, ctrl.error)
         self.events.emit(
             "paglet-crashed",
             agent_id=ctrl.agent_id,
@@ -537,6 +535,21 @@ class PagletManager:
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
         self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class)
+
+
+def message_from_request(body: MessageBody) -> MessageWire:
+    """The IPC form of a message that arrived in an HTTP request (already type-checked)."""
+    return MessageWire(
+        kind=body.kind,
+        args=prepare_value(body.args or {}),
+        arg=prepare_value(body.arg),
+        sender=body.sender,
+        reply_to=body.reply_to,
+        priority=NORMAL_PRIORITY if body.priority is None else body.priority,
+        message_type=body.message_type or 0,
+        timestamp=body.timestamp or time.time(),
+        message_id=body.message_id or uuid.uuid4().hex,
+    )
 
 
 def message_wire(wire: dict[str, Any]) -> MessageWire:

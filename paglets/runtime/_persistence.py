@@ -81,19 +81,22 @@ class Persistence:
         await loop.run_in_executor(None, self.store.load)
         self._schedule()
 
-    async def activate_startup(self) -> None:
-        """Activate every record whose policy says ``activate_on_startup`` (contract §5.2)."""
+    async def activate_startup(self) -> int:
+        """Activate every record whose policy says ``activate_on_startup`` (contract §5.2); returns how
+        many were activated."""
         due = [s.agent_id for s in self.summaries() if s.activate_on_startup]
         gate = asyncio.Semaphore(STARTUP_ACTIVATIONS)
 
-        async def one(agent_id: str) -> None:
+        async def one(agent_id: str) -> bool:
             async with gate:
                 try:
                     await self.activate(agent_id)
                 except PagletError as exc:
                     _log.error("startup activation of %s failed: %s", agent_id, exc)
+                    return False
+                return True
 
-        await asyncio.gather(*(one(a) for a in due))
+        return sum(await asyncio.gather(*(one(a) for a in due)))
 
     async def close(self) -> None:
         if self._timer is not None:
@@ -409,17 +412,21 @@ class Persistence:
 
     # --- shutdown -------------------------------------------------------------------------------------------
 
-    async def deactivate_all(self, budget: float) -> None:
-        """Shutdown: keep every active paglet (contract §5.3, without its losses)."""
+    async def deactivate_all(self, budget: float) -> tuple[int, int]:
+        """Shutdown: keep every active paglet (contract §5.3, without its losses); returns how many
+        paglets were saved and how many could not be."""
         host = self._host
         request = DeactivationRequest(
             reason="shutdown", source="host", policy=DeactivationPolicy(activate_on_startup=True)
         )
+        saved = 0
 
         async def one(ctrl: PagletController) -> None:
+            nonlocal saved
             try:
                 if ctrl.mailbox.in_flight == 0:
                     await self.deactivate(ctrl.agent_id, request)
+                    saved += 1
                     return
             except PagletError as exc:
                 _log.warning(
@@ -427,7 +434,8 @@ class Persistence:
                 )
                 if ctrl.status not in ("ready", "moving"):
                     return
-            await self._save_busy(ctrl, request)
+            if await self._save_busy(ctrl, request):
+                saved += 1
 
         ready = [c for c in host.manager.controllers.values() if c.status == "ready"]
         try:
@@ -435,9 +443,11 @@ class Persistence:
                 await asyncio.gather(*(one(c) for c in ready), return_exceptions=True)
         except TimeoutError:
             _log.error("host %s: shutdown budget of %.1f s ran out while saving paglets", host.name, budget)
+        return saved, len(ready) - saved
 
-    async def _save_busy(self, ctrl: PagletController, request: DeactivationRequest) -> None:
-        """A paglet busy in a handler: save its state now and re-queue the message it was handling."""
+    async def _save_busy(self, ctrl: PagletController, request: DeactivationRequest) -> bool:
+        """A paglet busy in a handler: save its state now and re-queue the message it was handling;
+        whether it was saved."""
         host = self._host
         ctrl.status = "moving"
         in_flight = ctrl.in_flight_item()
@@ -451,7 +461,7 @@ class Persistence:
                 )
         except (TimeoutError, PagletError) as exc:
             _log.error("paglet %s could not be saved at shutdown: %s", ctrl.agent_id, exc)
-            return
+            return False
         if in_flight is not None:
             host.events.emit(
                 "message-requeued",
@@ -464,3 +474,4 @@ class Persistence:
             in_flight.future.set_result({"queued": True, "message_id": in_flight.message.message_id})
         ctrl.kill()
         await self._retire(ctrl, saved=saved)
+        return True

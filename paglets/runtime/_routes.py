@@ -1,30 +1,56 @@
 """The HTTP control plane of a host (contract §6): a route table of handlers over the host's core.
 
-Handlers run on the host's event loop and call the async core directly (no thread hops). Bodies are
-JSON with the binary tag form of ``proto/PROTOCOL.md`` (``paglets.wire.jsonbin``). Errors are raised as
-``PagletError`` subclasses; the HTTP server turns them into ``{error_type, error}`` bodies with the
-status each class declares.
+Handlers run on the host's event loop and call the async core directly (no thread hops). JSON bodies
+are decoded once into the route's request Struct (``paglets.wire.requests``): a wrong type or a missing
+field is a 400 naming the field, before the handler runs. Binary values use the tag form of
+``proto/PROTOCOL.md``. Errors are raised as ``PagletError`` subclasses; the HTTP server turns them into
+``{error_type, error}`` bodies with the status each class declares.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from paglets.core.errors import HostError, PagletError, SerializationError
+import msgspec
+
+from paglets import __version__
+from paglets.core.errors import HostError, PagletError
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
 from paglets.remote._mesh_routes import build_mesh_routes
 from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
-from paglets.runtime._paglets import message_wire
+from paglets.runtime._paglets import message_from_request
 from paglets.services._routes import build_service_routes
-from paglets.wire.jsonbin import decode_json, encode_json
+from paglets.wire.jsonbin import encode_json
 from paglets.wire.limits import MAX_JSON_BODY, MAX_STATE_BYTES
+from paglets.wire.requests import (
+    CreateRequest,
+    EmptyRequest,
+    LeaseRequest,
+    MessageRequest,
+    MoveRequest,
+    decode_request,
+)
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
 
 __all__ = ["build_router"]
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+#: What ``GET /`` links to (relation -> path), for people and programs exploring a host.
+INDEX_LINKS: Final = {
+    "health": "/health",
+    "agents": "/agents",
+    "hosts": "/hosts",
+    "events": "/events",
+    "services": "/services",
+    "artifacts": "/artifacts",
+}
+#: Where the HTTP API is documented (in the source distribution).
+PROTOCOL_DOC: Final = "proto/PROTOCOL.md"
 
 #: Most events one ``GET /events`` returns.
 MAX_EVENTS_PER_REQUEST: Final = 1000
@@ -41,17 +67,12 @@ def _ok(obj: Any, status: int = 200) -> Response:
     return Response(status, encode_json(obj), "application/json")
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def _read(request: Request, cls: type[S]) -> S:
+    """The body of ``request`` decoded as ``cls`` (one typed decode; errors name the field)."""
     content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/x-paglets-pickle":
         raise UnsupportedMediaError("pickle bodies are refused: paglets hosts never unpickle network input")
-    raw = await request.body(MAX_JSON_BODY)
-    if not raw.strip():
-        return {}
-    data = decode_json(raw)
-    if not isinstance(data, dict):
-        raise HostError("request body must be a JSON object")
-    return data
+    return decode_request(await request.body(MAX_JSON_BODY), cls)
 
 
 def _int_query(request: Request, name: str, default: int, *, low: int, high: int) -> int:
@@ -68,6 +89,18 @@ def _int_query(request: Request, name: str, default: int, *, low: int, high: int
 def build_router(host: Host) -> Router:
     """Every route of ``host``."""
     router = Router()
+
+    async def index(request: Request) -> Response:
+        return _ok(
+            {
+                "name": host.name,
+                "address": host.address,
+                "paglets_version": __version__,
+                "code_version": host.code_version,
+                "protocol": PROTOCOL_DOC,
+                "links": {rel: f"{host.address}{path}" for rel, path in INDEX_LINKS.items()},
+            }
+        )
 
     async def health(request: Request) -> Response:
         return _ok(host.health())
@@ -93,29 +126,21 @@ def build_router(host: Host) -> Router:
         content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
         if content_type == ENVELOPE_CONTENT_TYPE:
             return _ok(await host.movement.receive(request.stream(), max_state_bytes=MAX_STATE_BYTES))
-        body = await _body(request)
-        if "envelope" in body:
+        body = await _read(request, CreateRequest)
+        if body.envelope is not msgspec.UNSET:
             raise UnsupportedMediaError(
                 f"paglets move as binary envelopes ({ENVELOPE_CONTENT_TYPE}), not as JSON or pickle"
             )
         from paglets.runtime.host import decode_creation_state
 
-        try:
-            agent_class = str(body["agent_class_name"])
-            state_class = str(body.get("state_class_name") or "")
-        except KeyError:
-            raise HostError("creation needs agent_class_name") from None
-        agent_class, state_class = _check_names(agent_class, state_class)
-        state = decode_creation_state(state_class, body.get("state"))
-        agent_id = body.get("agent_id")
-        if agent_id is not None and not isinstance(agent_id, str):
-            raise HostError("agent_id must be a string")
+        agent_class, state_class = _check_names(body.agent_class_name, body.state_class_name or "")
+        state = decode_creation_state(state_class, body.state)
         new_id = await host.create_async(
             agent_class=agent_class,
             state_class=state_class,
             state=state,
-            init=body.get("init"),
-            agent_id=agent_id,
+            init=body.init,
+            agent_id=body.agent_id,
         )
         return _ok({"proxy": {"host_url": host.address, "agent_id": new_id}})
 
@@ -132,59 +157,47 @@ def build_router(host: Host) -> Router:
 
     async def messages(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        body = await _body(request)
-        wire = body.get("message")
-        if not isinstance(wire, dict) or not isinstance(wire.get("kind"), str):
-            raise HostError("message must be an object with a string 'kind'")
-        try:
-            message = message_wire(wire)
-        except (TypeError, ValueError) as exc:
-            raise SerializationError(f"malformed message: {exc}") from exc
+        body = await _read(request, MessageRequest)
         result = await host.deliver_async(
             agent_id,
-            message,
-            oneway=bool(body.get("oneway")),
-            activate_if_inactive=bool(body.get("activate_if_inactive", True)),
-            no_delay=bool(body.get("no_delay")),
+            message_from_request(body.message),
+            oneway=body.oneway,
+            activate_if_inactive=body.activate_if_inactive,
+            no_delay=body.no_delay,
         )
         return _ok({"result": result})
 
     async def move(request: Request) -> Response:
         op = request.path.rstrip("/").rsplit("/", 1)[-1]
-        body = await _body(request)
-        return _ok(await host.agent_call_async(request.path_params["agent_id"], op, body))
+        body = await _read(request, MoveRequest)
+        return _ok(await host.agent_call_async(request.path_params["agent_id"], op, body.to_args()))
 
     async def lease(request: Request) -> Response:
-        body = await _body(request)
-        agent_id, service_name = body.get("agent_id"), body.get("service_name")
-        if not isinstance(agent_id, str) or not isinstance(service_name, str):
-            raise HostError("a lease needs agent_id and service_name")
-        ttl = body.get("ttl", 60.0)
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-            raise HostError("ttl must be a number of seconds")
-        return _ok(await host.resident.acquire_lease(agent_id, service_name, float(ttl)))
+        body = await _read(request, LeaseRequest)
+        return _ok(await host.resident.acquire_lease(body.agent_id, body.service_name, body.ttl))
 
     async def lease_release(request: Request) -> Response:
-        await _body(request)
+        await _read(request, EmptyRequest)
         return _ok({"released": host.resident.release_lease(request.path_params["lease_id"])})
 
     async def transfer_status(request: Request) -> Response:
         return _ok(host.movement.status(request.path_params["transfer_id"]))
 
     async def transfer_commit(request: Request) -> Response:
-        await _body(request)
+        await _read(request, EmptyRequest)
         return _ok(await host.movement.commit(request.path_params["transfer_id"]))
 
     async def transfer_abort(request: Request) -> Response:
-        await _body(request)
+        await _read(request, EmptyRequest)
         await host.movement.abort(request.path_params["transfer_id"])
         return _ok({"ok": True})
 
     async def dispose(request: Request) -> Response:
-        await _body(request)
+        await _read(request, EmptyRequest)
         await host.agent_call_async(request.path_params["agent_id"], "dispose", {})
         return _ok({"ok": True})
 
+    router.get("/", index)
     router.get("/health", health)
     router.get("/events", events)
     build_mesh_routes(router, host.mesh)

@@ -28,7 +28,7 @@ from typing import Any, Final, TypeVar
 from paglets.artifacts import ArtifactRef, PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
-from paglets.core.errors import HostError, InvalidAgentError, SerializationError
+from paglets.core.errors import HostError, InvalidAgentError, RequestError, SerializationError
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
@@ -40,7 +40,7 @@ from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._artifacts import ArtifactStore
 from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
-from paglets.runtime._config import HostConfig, normalize_url
+from paglets.runtime._config import HostConfig
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
@@ -50,6 +50,7 @@ from paglets.runtime._paglets import PagletManager, message_wire
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
+from paglets.serialization._from_wire import unknown_wire_fields
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceRecord
 from paglets.wire.ipc import MessageWire
@@ -272,11 +273,20 @@ class Host:
         self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
         if self.config.mesh:
             self.mesh.start()
-        self.events.emit("context-start", data={"address": self.address, "code_version": self.code_version})
         self.launch.report_sync()
         await self.launch.declare_resident_services()
-        await self.persistence.activate_startup()
+        restored = await self.persistence.activate_startup()
         await self.launch.start_startup_agents()
+        self.events.emit(
+            "context-start",
+            data={
+                "address": self.address,
+                "code_version": self.code_version,
+                "resident_services": sorted({d.contract.name for d in self.resident.declarations()}),
+                "restored": restored,
+                "inactive": len(self.persistence.summaries()),
+            },
+        )
 
     def _new_server(self) -> Any:
         from paglets.http.server import HttpServer
@@ -358,8 +368,10 @@ class Host:
         server, self._server = self._server, None
         if server is not None:
             await server.close(deadline=5.0)
+        shutdown: dict[str, Any] = {}
         if deactivate_active:
-            await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
+            saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
+            shutdown = {"saved": saved, "unsaved": unsaved}
         for task in list(self._tasks):
             task.cancel()
         await self.mesh.stop()
@@ -374,7 +386,7 @@ class Host:
         await self.manager.stop_all(STOP_GRACE)
         if self.aclient is not None:
             await self.aclient.aclose()
-        self.events.emit("context-shutdown")
+        self.events.emit("context-shutdown", data=shutdown)
 
     def __enter__(self) -> Host:
         return self.start_background()
@@ -444,7 +456,8 @@ class Host:
         init: Any = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
-        if self._same_host(normalize_url(target_url)):
+        url = self.resolve_host_url(target_url)
+        if self._same_host(url):
             return self.create(agent_cls, state, init=init, agent_id=agent_id)
         agent_name, state_name = _check_paglet_class(agent_cls)
         payload = {
@@ -454,11 +467,11 @@ class Host:
             "init": init,
             "agent_id": agent_id,
         }
-        reply = self.client.post_json(normalize_url(target_url) + "/agents", payload)
+        reply = self.client.post_json(url + "/agents", payload)
         return PagletProxy.from_wire(reply["proxy"], client=self.client)
 
     async def create_remote_async(self, target_url: str, **creation: Any) -> Any:
-        url = normalize_url(target_url)
+        url = self.resolve_host_url(target_url)
         if self._same_host(url):
             agent_id = await self.create_async(**creation)
             return {"host_url": self.address, "agent_id": agent_id}
@@ -491,8 +504,8 @@ class Host:
         return self._proxy_for(self._run(self.movement.move(agent_id, target, kind="clone"), None))
 
     def retract(self, remote_host_url: str, agent_id: str) -> PagletProxy:
-        """Pull ``agent_id`` from the host at ``remote_host_url`` to this one."""
-        url = normalize_url(remote_host_url)
+        """Pull ``agent_id`` from the host at ``remote_host_url`` (a URL or a mesh name) to this one."""
+        url = self.resolve_host_url(remote_host_url)
         if self._same_host(url):
             return self._proxy_for(
                 self._run(self.movement.move(agent_id, self.address, kind="retract"), None)
@@ -855,9 +868,11 @@ class Host:
         return ref
 
     def resolve_host_url(self, name_or_url: str) -> str:
+        """The URL of a mesh host name, or an ``http(s)://`` URL itself (normalized);
+        ``UnknownHostError`` for a name no member has: names are never looked up outside the mesh."""
         if name_or_url == self.name:
             return self.address
-        return self.mesh.resolve_url(name_or_url)
+        return self.mesh.resolve_url(name_or_url).rstrip("/")
 
     # --- services ----------------------------------------------------------------------------------
 
@@ -1099,4 +1114,8 @@ def decode_creation_state(state_class: str, state: Any) -> bytes | None:
     cls = resolve_qualified_name(state_class)
     if not isinstance(state, dict):
         raise SerializationError(f"state for {state_class} must be an object")
+    unknown = unknown_wire_fields(cls, state)
+    if unknown:
+        names = ", ".join(repr(f"state.{path}") for path in unknown)
+        raise RequestError(f"invalid request: unknown field {names} ({cls.__qualname__} has no such field)")
     return codec_for(cls).encode(dataclass_from_wire(cls, state))

@@ -50,7 +50,7 @@ from paglets.serialization._common import (
     untag,
 )
 
-__all__ = ["dataclass_from_wire", "value_from_wire"]
+__all__ = ["dataclass_from_wire", "unknown_wire_fields", "value_from_wire"]
 
 T = TypeVar("T")
 
@@ -82,6 +82,63 @@ def value_from_wire(annotation: Any, value: Any) -> Any:
         return _from_wire(annotation, value, 0)
     except Failure as failure:
         raise SerializationError(failure.describe("value")) from failure.__cause__
+
+
+def unknown_wire_fields(cls: type, data: object, *, limit: int = 10) -> list[str]:
+    """Keys of the wire dict ``data`` that no field of ``cls`` has, as field paths (``log``,
+    ``inner.nope``, ``items[2].nope``), also inside nested dataclasses reached through lists, tuples,
+    sets, dict values and optional fields; at most ``limit`` of them.
+
+    :func:`dataclass_from_wire` ignores such keys (paglets 2.0 does); a caller that wants them refused,
+    such as a creation request, asks here first.
+    """
+    found: list[str] = []
+    _unknown_in_dataclass(cls, data, "", found, 0, limit)
+    return found
+
+
+def _unknown_in_dataclass(
+    cls: type, data: object, path: str, found: list[str], depth: int, limit: int
+) -> None:
+    if not isinstance(data, dict) or depth > MAX_WIRE_NESTING:
+        return
+    specs = {spec.name: spec for spec in field_specs(cls)}
+    for key, value in data.items():
+        if len(found) >= limit:
+            return
+        where = f"{path}{key}"
+        spec = specs.get(key) if isinstance(key, str) else None
+        if spec is None:
+            found.append(where)
+        else:
+            _unknown_in_value(spec.annotation, value, where, found, depth + 1, limit)
+
+
+def _unknown_in_value(
+    annotation: Any, value: object, path: str, found: list[str], depth: int, limit: int
+) -> None:
+    if depth > MAX_WIRE_NESTING or len(found) >= limit:
+        return
+    if is_dataclass_type(annotation):
+        _unknown_in_dataclass(annotation, value, path + ".", found, depth, limit)
+        return
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Union or origin is types.UnionType:
+        members = [a for a in args if a is not _NONE_TYPE]
+        if len(members) == 1:  # Optional[X]: X decides
+            _unknown_in_value(members[0], value, path, found, depth, limit)
+        return  # a real union: the member is chosen by shape, unknown keys cannot be told apart
+    if isinstance(value, list) and args:
+        fixed = origin is tuple and not (len(args) == 2 and args[1] is Ellipsis)
+        for index, item in enumerate(value):
+            if fixed and index >= len(args):
+                return
+            _unknown_in_value(
+                args[index] if fixed else args[0], item, f"{path}[{index}]", found, depth + 1, limit
+            )
+    elif isinstance(value, dict) and origin in _DICT_ORIGINS and len(args) == 2:
+        for key, item in value.items():
+            _unknown_in_value(args[1], item, f"{path}[{key!r}]", found, depth + 1, limit)
 
 
 def _build_dataclass(cls: type[T], data: Any, depth: int) -> T:

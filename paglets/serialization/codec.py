@@ -24,6 +24,7 @@ field path.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Final
 
 from paglets.core.errors import SerializationError
@@ -85,6 +86,28 @@ def _dotted_identifiers(text: str) -> bool:
     return bool(text) and all(part.isidentifier() for part in text.split("."))
 
 
+#: ``sys.path`` entries quoted in an import error (the head is what decides).
+SYS_PATH_SHOWN: Final = 3
+
+
+def _import_failure(module_name: str, name: str, exc: ImportError) -> str:
+    """Why ``module_name`` did not import, where this process looked, and how to fix it."""
+    text = f"cannot import module {module_name!r} for class {name!r}: {exc}"
+    missing = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if missing is None or not (module_name == missing or module_name.startswith(missing + ".")):
+        return text  # the module was found; something it imports is missing
+    if "." in missing:
+        parent, _, leaf = missing.rpartition(".")
+        return f"{text}. Package {parent!r} was found but has no module {leaf!r}: check the class name"
+    head = [entry or "(the working directory)" for entry in sys.path[:SYS_PATH_SHOWN]]
+    more = ", ..." if len(sys.path) > SYS_PATH_SHOWN else ""
+    return (
+        f"{text}. This process imports from sys.path = [{', '.join(head)}{more}]. Start the host in the "
+        f"folder that holds {missing}.py (or the {missing}/ package), add that folder to PYTHONPATH, "
+        "or install it into the host's environment"
+    )
+
+
 def resolve_qualified_name(name: str) -> type:
     """The class a :func:`qualified_name` string names.
 
@@ -106,7 +129,7 @@ def resolve_qualified_name(name: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SerializationError(f"cannot import module {module_name!r} for class {name!r}: {exc}") from exc
+        raise SerializationError(_import_failure(module_name, name, exc)) from exc
     except Exception as exc:  # the module's own top-level code failed
         raise SerializationError(
             f"importing module {module_name!r} for class {name!r} failed: {type(exc).__name__}: {exc}"

@@ -13,8 +13,9 @@ Rules:
 - Advertising requires the paglet to be active on this host (``is_active``), else 404
   ``InvalidAgentError``; the record names this host (``host_name()``, ``host_address()``). Unadvertising
   does not: a record must stay removable after its paglet left.
-- Bodies are JSON objects with the binary tag form (``paglets.wire.jsonbin``), at most
-  ``MAX_SERVICE_BODY`` bytes; a malformed field is a 400 ``HostError``, a bound exceeded a 413.
+- Bodies are decoded once into their request Struct (``paglets.wire.requests``), at most
+  ``MAX_SERVICE_BODY`` bytes: a field of the wrong type is a 400 ``RequestError`` naming it, a bound
+  exceeded a 413.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from paglets.core.runtime_values import ServiceScope, enum_from_wire
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
 from paglets.services.registry import MAX_SERVICE_METADATA, ServiceRegistry
-from paglets.wire.jsonbin import decode_json, encode_json
+from paglets.wire.jsonbin import encode_json
 from paglets.wire.limits import KiB
+from paglets.wire.requests import AdvertiseRequest, UnadvertiseRequest, decode_request
 
 __all__ = ["MAX_SERVICE_BODY", "build_service_routes"]
 
@@ -40,23 +42,6 @@ def _json(obj: Any) -> Response:
     return Response(200, encode_json(obj), "application/json")
 
 
-async def _object_body(request: Request) -> dict[str, Any]:
-    raw = await request.body(MAX_SERVICE_BODY)
-    if not raw.strip():
-        return {}
-    data = decode_json(raw)
-    if not isinstance(data, dict):
-        raise HostError("request body must be a JSON object")
-    return data
-
-
-def _name(body: dict[str, Any]) -> str:
-    name = body.get("name")
-    if not isinstance(name, str) or not name:
-        raise HostError("'name' must be a non-empty string")
-    return name
-
-
 def _scope(value: object, *, default: ServiceScope = ServiceScope.LOCAL) -> ServiceScope:
     if value is None or value == "":
         return default
@@ -64,13 +49,6 @@ def _scope(value: object, *, default: ServiceScope = ServiceScope.LOCAL) -> Serv
         return enum_from_wire(ServiceScope, value, "scope")
     except ValueError as exc:
         raise HostError(str(exc)) from None
-
-
-def _optional(body: dict[str, Any], key: str, kind: type | tuple[type, ...], what: str) -> Any:
-    value = body.get(key)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-        raise HostError(f"'{key}' must be {what}")
-    return value
 
 
 def build_service_routes(
@@ -95,32 +73,30 @@ def build_service_routes(
 
     async def advertise(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        body = await _object_body(request)
-        name = _name(body)
-        capabilities = _optional(body, "capabilities", list, "a list of strings")
-        if capabilities is not None and not all(isinstance(c, str) for c in capabilities):
-            raise HostError("'capabilities' must be a list of strings")
-        metadata = _optional(body, "metadata", dict, "an object")
-        ttl = _optional(body, "ttl", (int, float), "a number of seconds")
-        scope = _scope(body.get("scope"))
+        body = decode_request(
+            await request.body(MAX_SERVICE_BODY), AdvertiseRequest, max_bytes=MAX_SERVICE_BODY
+        )
+        scope = _scope(body.scope)
         if not is_active(agent_id):
             raise InvalidAgentError(f"no active paglet {agent_id} on this host")
         record = registry.advertise_service(
             agent_id,
-            name,
+            body.name,
             host_name=host_name(),
             host_url=host_address(),
-            capabilities=capabilities,
-            metadata=metadata,
+            capabilities=body.capabilities,
+            metadata=body.metadata,
             scope=scope,
-            ttl=ttl,
+            ttl=body.ttl,
         )
         return _json({"service": record.to_wire()})
 
     async def unadvertise(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        body = await _object_body(request)
-        removed = registry.unadvertise(_name(body), agent_id)
+        body = decode_request(
+            await request.body(MAX_SERVICE_BODY), UnadvertiseRequest, max_bytes=MAX_SERVICE_BODY
+        )
+        removed = registry.unadvertise(body.name, agent_id)
         return _json({"services": [record.to_wire() for record in removed]})
 
     router.get("/services", list_services)

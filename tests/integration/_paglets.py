@@ -400,3 +400,21 @@ class ResidentEcho(EchoService):
     """``EchoService`` declared as a resident service of its class."""
 
     RESIDENT_SERVICES = _echo_resident()
+
+
+class NameUser(Paglet[EmptyState]):
+    """Uses host names and URLs from inside a paglet (each call's error comes back as the reply)."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        target = str(msg.arg)
+        if msg.kind == "dispatch_to":
+            return self.context.dispatch_to(self.agent_id, target).to_wire()
+        if msg.kind == "resolve":
+            return self.context.host.resolve_host_url(target)
+        if msg.kind == "wait_for":
+            return self.context.wait_for_host(target, timeout=0.3).name
+        if msg.kind == "create_remote":
+            return self.context.host.create_remote(target, NameUser).to_wire()
+        return self.not_handled()

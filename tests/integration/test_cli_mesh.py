@@ -141,7 +141,7 @@ def test_cli_errors(tmp_path: Path) -> None:
         )
 
     assert "--name" in run("--help").stdout
-    assert "not an http(s) URL" in run("--name", "x", "--peer", "ftp://nowhere").stderr
+    assert "not an http:// or https:// URL" in run("--name", "x", "--peer", "ftp://nowhere").stderr
     assert "not a size" in run("--name", "x", "--artifact-max-size", "12Q").stderr
     busy = HostProcess(tmp_path, "busy")
     try:

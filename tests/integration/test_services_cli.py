@@ -198,7 +198,8 @@ def rows(output: str, host: str) -> list[list[str]]:
 
 def test_hosts_synced_the_launch_config_and_run_the_eager_service(mesh: Mesh) -> None:
     for host in mesh.hosts.values():
-        assert any("is up to date (version 6)" in line for line in host.stderr), host.stderr
+        started = "resident services: mesh-info, server-info, user-info"
+        assert any(started in line for line in host.stderr), host.stderr
         agents = mesh.client.get_json(f"{host.url}/agents?state=all")["agents"]
         assert [a["agent_id"] for a in agents] == ["service.mesh-info"]  # the lazy ones wait for a call
         services = {s["name"] for s in mesh.client.get_json(f"{host.url}/services")["services"]}
@@ -268,7 +269,7 @@ def test_sys_bad_input_gives_one_line(mesh: Mesh) -> None:
     assert len(entry.stderr.splitlines()) == 1
     usage = mesh.cli("paglets", "sys", "ps", "--limit", "many")
     assert usage.returncode == 2
-    assert usage.stderr.startswith("paglets sys ps: argument --limit: invalid int value")
+    assert usage.stderr.startswith("paglets sys ps: error: argument --limit: invalid int value")
     assert len(usage.stderr.splitlines()) == 1
     dead = mesh.cli("paglets", "sys", "df", "--entry", "http://127.0.0.1:9")
     assert dead.returncode == 2

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import msgspec
 import pytest
 
-from paglets.core.errors import AuthenticationError, HostError, TransferError
+from paglets.core.errors import AuthenticationError, HostError, TransferError, UnknownHostError
 from paglets.http import AsyncHttpClient, HttpServer, Request, Response, Router, new_event_loop
 from paglets.remote._mesh_routes import build_mesh_routes
 from paglets.remote.mesh import HostRef, MeshRegistry
@@ -150,7 +150,9 @@ def test_three_hosts_converge_through_a_chain_of_seeds() -> None:
         assert peer.properties == {"n": "1"}
         assert peer.active_count == 1
         assert first.resolve_url("h2") == nodes[2].url
-        assert first.resolve_url("10.9.9.9:1/") == "http://10.9.9.9:1"
+        assert first.resolve_url("http://10.9.9.9:1/") == "http://10.9.9.9:1"
+        with pytest.raises(UnknownHostError, match=r"a URL needs its scheme: http://10\.9\.9\.9:1"):
+            first.resolve_url("10.9.9.9:1/")  # a scheme-less string is a name, and no member has it
         assert first.is_online(nodes[1].url + "/")
         assert not first.is_online("nobody")
         assert first.peer_urls() == sorted([nodes[1].url, nodes[2].url])

@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from paglets.core.errors import HostError, InvalidAgentError, LimitExceededError, MethodNotAllowedError
+from paglets.core.errors import (
+    HostError,
+    InvalidAgentError,
+    LimitExceededError,
+    MethodNotAllowedError,
+    RequestError,
+)
 from paglets.http import Router
 from paglets.remote.client import HostClient
 from paglets.services._routes import build_service_routes
@@ -111,10 +117,16 @@ def test_malformed_advertisements_are_400_or_413(
 def test_bad_requests(host: ServiceHost, client: HostClient) -> None:
     with pytest.raises(HostError, match="scope"):
         client.get_json(f"{host.url}/services?scope=everywhere")
-    with pytest.raises(HostError, match="JSON object"):
+    with pytest.raises(HostError, match="expected object, got array"):
         client.post_json(f"{host.url}/agents/a1/unadvertise-service", [1, 2])
-    with pytest.raises(HostError, match="name"):
+    with pytest.raises(RequestError, match="field 'name' is required"):
         client.post_json(f"{host.url}/agents/a1/unadvertise-service", {})
+    with pytest.raises(RequestError, match="field 'name': expected str of length >= 1"):
+        client.post_json(f"{host.url}/agents/a1/unadvertise-service", {"name": ""})
+    with pytest.raises(RequestError, match=r"field 'capabilities\[1\]': expected str, got int"):
+        client.post_json(f"{host.url}/agents/a1/services", {"name": "s", "capabilities": ["a", 2]})
+    with pytest.raises(RequestError, match="field 'ttl': expected float"):
+        client.post_json(f"{host.url}/agents/a1/services", {"name": "s", "ttl": True})
     with pytest.raises(MethodNotAllowedError):
         client.post_json(f"{host.url}/services", {})
 

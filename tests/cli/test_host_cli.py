@@ -1,0 +1,92 @@
+"""``paglets-host`` / ``paglets`` command lines: help texts, usage errors, hidden options."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from paglets.cli.host import HIDDEN_OPTIONS, CliError, build_parser, host_options, log_level
+
+
+def _run(*args: str, module: str = "paglets.cli.host") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_every_shown_option_has_help_and_no_empty_default() -> None:
+    parser = build_parser()
+    text = parser.format_help()
+    for action in parser._actions:
+        if action.help == argparse.SUPPRESS:
+            continue
+        assert (action.help or "").strip(), f"{action.option_strings} has no help"
+    assert "default: None" not in text
+    assert "default: False" not in text
+    assert "default: []" not in text
+    for option in HIDDEN_OPTIONS:
+        assert option not in text, option
+    for option in (
+        "--name",
+        "--peer",
+        "--mesh-version",
+        "--log-level",
+        "--quiet",
+        "--verbose",
+        "--public-url",
+    ):
+        assert option in text
+
+
+def test_hidden_options_are_still_parsed_and_refused_clearly() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["--name", "x", "--auto-update-from-git"])
+    with pytest.raises(CliError, match="--auto-update-from-git is not supported"):
+        host_options(args)
+    out = _run("--name", "x", "--connect-to", "http://127.0.0.1:9", "--api-key-env", "HOME")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "paglets-host: error: --connect-to (relay mode) is not supported by this version of paglets "
+        "(see paglets-host --help)"
+    ]
+
+
+def test_a_usage_error_is_one_line_that_points_at_help() -> None:
+    missing = _run()
+    assert missing.returncode == 2
+    assert missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        "paglets-host: error: the following arguments are required: --name (see paglets-host --help)"
+    ]
+    bogus = _run("--name", "x", "--bogus")
+    assert bogus.stderr.splitlines() == [
+        "paglets-host: error: unrecognized arguments: --bogus (see paglets-host --help)"
+    ]
+    peer = _run("--name", "x", "--peer", "alpha")
+    assert len(peer.stderr.splitlines()) == 1
+    assert "--peer alpha: 'alpha' is not a URL: write it as http://HOST:PORT" in peer.stderr
+    umbrella = _run("nope", module="paglets.cli.main")
+    assert umbrella.returncode == 2
+    assert umbrella.stderr.splitlines() == ["paglets: error: unknown command 'nope' (see paglets --help)"]
+    sub = _run("host", "--port", "x", module="paglets.cli.main")
+    assert len(sub.stderr.splitlines()) == 1
+    assert "(see paglets host --help)" in sub.stderr
+
+
+def test_log_level_options() -> None:
+    parser = build_parser()
+
+    def level(*extra: str) -> int:
+        return log_level(parser.parse_args(["--name", "x", *extra]))
+
+    assert level() == logging.INFO
+    assert level("-q") == logging.WARNING
+    assert level("-v") == logging.DEBUG
+    assert level("--log-level", "ERROR") == logging.ERROR
+    with pytest.raises(CliError, match="contradict"):
+        level("-q", "-v")
+    bad = _run("--name", "x", "--log-level", "loud")
+    assert len(bad.stderr.splitlines()) == 1
+    assert "invalid choice: 'loud'" in bad.stderr

@@ -1,0 +1,80 @@
+"""Run inside ``unshare -n`` (loopback only) in a checkout where ``uv sync`` already ran: the quick start
+of the project description, verbatim, with two ``uv run paglets-host`` processes on the fixed ports 8765
+and 8766. Waits for beta to list alpha online in ``/hosts``, stops both with SIGTERM and prints ``OK``.
+
+``python _netns_uv.py CHECKOUT 'uv run ...' 'uv run ...'``
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+DEADLINE = 90.0
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as answer:  # loopback inside the namespace only
+        return json.loads(answer.read())
+
+
+def wait(what: str, predicate: Any, procs: list[subprocess.Popen[str]]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        for proc in procs:
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise SystemExit(f"{proc.args} exited with {proc.returncode} before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def main() -> None:
+    checkout, alpha_line, beta_line = sys.argv[1:4]
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(line: str) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            shlex.split(line), cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        procs.append(proc)
+        return proc
+
+    try:
+        alpha = start(alpha_line)
+        wait("alpha to serve", lambda: get_json("http://127.0.0.1:8765/health")["name"] == "alpha", procs)
+        beta = start(beta_line)
+
+        def beta_lists_alpha() -> bool:
+            hosts = get_json("http://127.0.0.1:8766/hosts")["hosts"]
+            return any(h["name"] == "alpha" and h["online"] for h in hosts)
+
+        wait("beta to list alpha online in /hosts", beta_lists_alpha, procs)
+        for proc, name in ((beta, "beta"), (alpha, "alpha")):
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, (name, proc.returncode, out, err)
+            assert f"paglets host {name} serving on http://127.0.0.1:876" in out, (name, out, err)
+            assert f"host {name} stopped" in err, (name, out, err)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+    print("OK")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,13 @@ import time
 
 
 def _probe(port: int, out_file: str) -> None:
+    try:
+        _use_services(port, out_file)
+    finally:  # whatever happened, the host stops (the test then finds OUT_FILE, or not)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _use_services(port: int, out_file: str) -> None:
     from paglets.core.messages import Message
     from paglets.remote.client import HostClient
     from paglets.remote.proxy import PagletProxy
@@ -28,14 +35,12 @@ def _probe(port: int, out_file: str) -> None:
             break
         except Exception:
             if time.monotonic() > deadline:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+                raise
             time.sleep(0.05)
     PagletProxy(url, "service.server-info", client).send(Message("summary", {}), timeout=30)
     PagletProxy(url, "service.user-info", client).send(Message("notify", {"message": "hi"}), timeout=30)
     with open(out_file, "w") as fh:
         fh.write("\n".join(sorted(sys.modules)))
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main() -> int:

@@ -126,8 +126,8 @@ class ResidentServices:
             return
         try:
             await self.ensure_started(agent_id)
-        except PagletError as exc:
-            _log.error("eager resident service %s failed to start: %s", agent_id, exc)
+        except PagletError:
+            pass  # logged and reported as an event by ensure_started; the host starts without it
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -166,6 +166,7 @@ class ResidentServices:
                     )
                     kind = "resident-service-create"
             except PagletError as exc:
+                _log.error("resident service %s failed to start: %s", agent_id, exc)
                 host.events.emit(
                     "resident-service-failed",
                     agent_id=agent_id,

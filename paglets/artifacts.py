@@ -168,8 +168,8 @@ class ArtifactRef:
         }
 
     @classmethod
-    def from_wire(cls, data: Any) -> ArtifactRef:
-        d = _dict(data, "artifact")
+    def from_wire(cls, payload: Any) -> ArtifactRef:
+        d = _dict(payload, "artifact")
         return cls(
             host_url=_str(d, "host_url", "artifact"),
             artifact_id=_str(d, "artifact_id", "artifact", required=True),
@@ -221,8 +221,8 @@ class PagletFileRef:
         }
 
     @classmethod
-    def from_wire(cls, data: Any) -> PagletFileRef:
-        d = _dict(data, "registered file")
+    def from_wire(cls, payload: Any) -> PagletFileRef:
+        d = _dict(payload, "registered file")
         what = "registered file"
         try:
             mode = normalize_file_mode(d.get("mode"))

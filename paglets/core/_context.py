@@ -89,7 +89,7 @@ class HostFacade(Protocol):
     ) -> Proxy: ...
     def create_remote(
         self,
-        target_url: str,
+        target: str,
         agent_cls: type[Paglet[Any]],
         state: Any = None,
         *,
@@ -101,7 +101,7 @@ class HostFacade(Protocol):
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> Proxy: ...
     def multicast_message(
         self,
-        kind_or_message: str | Message,
+        kind: str | Message,
         args: dict[str, Any] | None = None,
         *,
         exclude: Collection[str] | None = None,

@@ -82,35 +82,35 @@ class ContextEvent:
         }
 
     @classmethod
-    def from_wire(cls, data: Any) -> ContextEvent:
+    def from_wire(cls, payload: Any) -> ContextEvent:
         """Rebuild an event; optional fields may be missing, malformed input raises ``SerializationError``."""
-        if not isinstance(data, dict):
-            raise SerializationError(f"context event must be a dict, got {type(data).__name__}")
-        event_id = data.get("event_id")
+        if not isinstance(payload, dict):
+            raise SerializationError(f"context event must be a dict, got {type(payload).__name__}")
+        event_id = payload.get("event_id")
         if isinstance(event_id, bool) or not isinstance(event_id, int):
             raise SerializationError("context event event_id must be an integer")
-        timestamp = data.get("timestamp")
+        timestamp = payload.get("timestamp")
         if timestamp is None:
             timestamp = time.time()
         elif isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
             raise SerializationError("context event timestamp must be a number")
-        details = data.get("data")
+        details = payload.get("data")
         if details is None:
             details = {}
         elif not isinstance(details, dict):
             raise SerializationError("context event data must be a dict")
         return cls(
             event_id=event_id,
-            kind=_required_str(data, "kind"),
-            host_name=_required_str(data, "host_name"),
-            host_address=_required_str(data, "host_address"),
+            kind=_required_str(payload, "kind"),
+            host_name=_required_str(payload, "host_name"),
+            host_address=_required_str(payload, "host_address"),
             timestamp=float(timestamp),
-            agent_id=_optional_str(data, "agent_id"),
-            class_name=_optional_str(data, "class_name"),
-            message_id=_optional_str(data, "message_id"),
-            service_name=_optional_str(data, "service_name"),
+            agent_id=_optional_str(payload, "agent_id"),
+            class_name=_optional_str(payload, "class_name"),
+            message_id=_optional_str(payload, "message_id"),
+            service_name=_optional_str(payload, "service_name"),
             data=dict(details),
-            error=_optional_str(data, "error"),
+            error=_optional_str(payload, "error"),
         )
 
 

@@ -118,8 +118,8 @@ class Message:
         self.args[name] = value
         return self
 
-    def same_kind(self, kind_or_message: str | Message) -> bool:
-        other = kind_or_message.kind if isinstance(kind_or_message, Message) else kind_or_message
+    def same_kind(self, kind: str | Message) -> bool:
+        other = kind.kind if isinstance(kind, Message) else kind
         return self.kind == other
 
     def increase_priority(self) -> None:
@@ -147,17 +147,17 @@ class Message:
         }
 
     @classmethod
-    def from_wire(cls, data: Any) -> Message:
+    def from_wire(cls, payload: Any) -> Message:
         """Rebuild a message; missing fields take their defaults and a missing id is regenerated.
 
         Malformed input (not a dict, no ``kind``, wrong field types) raises ``SerializationError``.
         """
-        if not isinstance(data, dict):
-            raise SerializationError(f"message must be a dict, got {type(data).__name__}")
-        kind = data.get("kind")
+        if not isinstance(payload, dict):
+            raise SerializationError(f"message must be a dict, got {type(payload).__name__}")
+        kind = payload.get("kind")
         if not isinstance(kind, str):
             raise SerializationError("message.kind must be a string")
-        args = data.get("args")
+        args = payload.get("args")
         if args is None:
             args = {}
         elif not isinstance(args, dict):
@@ -166,13 +166,13 @@ class Message:
             return cls(
                 kind=kind,
                 args=dict(args),
-                arg=data.get("arg"),
-                sender=_optional_str(data, "sender"),
-                reply_to=_optional_str(data, "reply_to"),
-                priority=_int(data, "priority", NORMAL_PRIORITY),
-                message_type=_int(data, "message_type", SYNCHRONOUS),
-                timestamp=_float(data, "timestamp", None),
-                message_id=_optional_str(data, "message_id") or new_message_id(),
+                arg=payload.get("arg"),
+                sender=_optional_str(payload, "sender"),
+                reply_to=_optional_str(payload, "reply_to"),
+                priority=_int(payload, "priority", NORMAL_PRIORITY),
+                message_type=_int(payload, "message_type", SYNCHRONOUS),
+                timestamp=_float(payload, "timestamp", None),
+                message_id=_optional_str(payload, "message_id") or new_message_id(),
             )
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"malformed message: {exc}") from exc
@@ -285,12 +285,19 @@ class ReplySet:
         reply.added_to(self)
 
     def _reply_done(self, reply: Future[Any]) -> None:
+        if isinstance(reply, FutureReply):
+            self.done(reply)
+
+    def done(self, reply: FutureReply) -> None:
+        """Mark ``reply`` completed: it can be taken now (its own callback does this; a reply not
+        tracked yet is added as completed, as in paglets 2.0)."""
         with self._condition:
-            if reply in self._pending and isinstance(reply, FutureReply):
-                self._pending.discard(reply)
-                self._done.append(reply)
-                self._done_set.add(reply)
-                self._condition.notify_all()
+            if reply in self._done_set:
+                return
+            self._pending.discard(reply)
+            self._done.append(reply)
+            self._done_set.add(reply)
+            self._condition.notify_all()
 
     def are_all_available(self) -> bool:
         with self._condition:

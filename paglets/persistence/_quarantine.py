@@ -58,12 +58,20 @@ class Quarantine:
     """The quarantine directory of one store; ``source_fd`` is the store directory's descriptor."""
 
     def __init__(
-        self, directory: Path, source_fd: int, *, durable: bool, on_quarantine: QuarantineCallback | None
+        self,
+        directory: Path,
+        source_fd: int,
+        *,
+        durable: bool,
+        on_quarantine: QuarantineCallback | None,
+        read_only: bool = False,
     ) -> None:
         self.directory: Final = directory
         self._source_fd = source_fd
         self._durable = durable
         self._on_quarantine = on_quarantine
+        #: A read-only store never moves files: the owner of the directory quarantines them at its start.
+        self.read_only: Final = read_only
         self._lock = threading.Lock()
         self._sequence = 0
 
@@ -75,7 +83,10 @@ class Quarantine:
     def move(
         self, names: list[str], label: str, agent_id: str | None, reason: str, *, copy: bool = False
     ) -> Report:
-        """Move (or copy) ``names`` from the store directory into quarantine; returns the report."""
+        """Move (or copy) ``names`` from the store directory into quarantine; returns the report.
+        Read-only: nothing is moved, the report says so."""
+        if self.read_only:
+            return (label, f"{reason} (left in place: read-only view)")
         with self._lock:
             self._sequence += 1
             sequence = self._sequence
@@ -113,6 +124,9 @@ class Quarantine:
     def report(self, reports: list[Report]) -> None:
         """Hand reports to the callback (call without holding store locks)."""
         for label, reason in reports:
+            if self.read_only:
+                _log.info("inactive record %s skipped by a read-only view: %s", label, reason)
+                continue
             if self._on_quarantine is None:
                 _log.warning("inactive record %s quarantined: %s", label, reason)
                 continue

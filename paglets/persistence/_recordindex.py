@@ -117,10 +117,14 @@ class IndexEntry:
 class RecordDirectory:
     """Scans and reads the record files of one store directory (the store holds the locks)."""
 
-    def __init__(self, dir_fd: int, quarantine: Quarantine, *, durable: bool) -> None:
+    def __init__(
+        self, dir_fd: int, quarantine: Quarantine, *, durable: bool, read_only: bool = False
+    ) -> None:
         self.dir_fd: Final = dir_fd
         self.quarantine: Final = quarantine
         self.durable: Final = durable
+        #: Scan without changing anything: no clean-up of debris, no quarantine, no truncation.
+        self.read_only: Final = read_only
 
     def scan(self, reports: list[Report]) -> tuple[dict[str, IndexEntry], int]:
         """Build the index from the files (rules in the module docstring); returns it and the number of
@@ -134,7 +138,7 @@ class RecordDirectory:
             names = [(e.name, e.is_file(follow_symlinks=False)) for e in entries]
         for name, is_file in names:
             if name.startswith("."):
-                if name.endswith(TEMP_SUFFIX):
+                if name.endswith(TEMP_SUFFIX) and not self.read_only:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=self.dir_fd)
                     removed += 1
@@ -153,8 +157,9 @@ class RecordDirectory:
         for name in logs:
             entry = by_stem.get(name[: -len(LOG_SUFFIX)])
             if entry is None:  # orphan: its record was deleted (the log is removed after the record)
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(name, dir_fd=self.dir_fd)
+                if not self.read_only:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(name, dir_fd=self.dir_fd)
             else:
                 self._load_log(name, entry, reports)
         return index, removed
@@ -217,8 +222,9 @@ class RecordDirectory:
             reports.append(self.quarantine.move([name], entry.agent_id, entry.agent_id, f"queue log: {exc}"))
             return
         if generation != entry.generation:  # stale: its record was replaced since
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=self.dir_fd)
+            if not self.read_only:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=self.dir_fd)
             return
         with memoryview(data) as view:
             scan = scan_entries(view, LOG_HEADER_SIZE, len(data), MAX_QUEUED_MESSAGES - entry.queued)
@@ -230,6 +236,8 @@ class RecordDirectory:
         """Quarantine a copy of a corrupt log, then cut it after its last valid entry."""
         name = entry.stem + LOG_SUFFIX
         report = self.quarantine.move([name], entry.agent_id, entry.agent_id, reason, copy=True)
+        if self.read_only:
+            return report
         with contextlib.suppress(OSError):
             fd = os.open(name, open_flags(os.O_WRONLY), dir_fd=self.dir_fd)
             try:

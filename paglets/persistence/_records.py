@@ -42,6 +42,12 @@ Threads: every method may be called from any thread. Operations on one record ar
 not block the others; the in-memory index has its own short-held lock. One store per directory: the
 constructor takes an exclusive ``flock`` and raises ``HostError`` when another store (in this process
 or another) holds it.
+
+A *read-only view* (``read_only=True``) indexes and reads the same files without the lock and without
+changing anything: no debris is removed, nothing is quarantined or truncated (corrupt files are skipped
+and logged), a missing directory is an empty store, and ``write``/``append_message``/``delete`` raise
+``HostError``. A host that is not started answers inspection from such a view; the store it opens when
+it starts takes the lock and does the repairs.
 """
 
 from __future__ import annotations
@@ -193,27 +199,41 @@ class RecordStore:
         *,
         durable: bool = True,
         on_quarantine: QuarantineCallback | None = None,
+        read_only: bool = False,
     ) -> None:
         self.root: Final = Path(root)
         self.directory: Final = self.root / "inactive"
         self.quarantine_directory: Final = self.root / "quarantine"
         self.durable: Final = durable
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._dir_fd = open_directory(self.directory)
-        try:
-            self._lock_fd = os.open(LOCK_NAME, open_flags(os.O_RDWR | os.O_CREAT), 0o600, dir_fd=self._dir_fd)
+        self.read_only: Final = read_only
+        self._lock_fd = -1
+        if read_only:
+            # a view for inspection: no lock (the owner may hold it), no directory created, nothing changed;
+            # a missing directory is an empty store (descriptor -1)
+            self._dir_fd = open_directory(self.directory) if self.directory.is_dir() else -1
+        else:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._dir_fd = open_directory(self.directory)
             try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                os.close(self._lock_fd)
-                raise HostError(f"record store {self.directory} is in use by another store") from exc
-        except BaseException:
-            os.close(self._dir_fd)
-            raise
+                self._lock_fd = os.open(
+                    LOCK_NAME, open_flags(os.O_RDWR | os.O_CREAT), 0o600, dir_fd=self._dir_fd
+                )
+                try:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError as exc:
+                    os.close(self._lock_fd)
+                    raise HostError(f"record store {self.directory} is in use by another store") from exc
+            except BaseException:
+                os.close(self._dir_fd)
+                raise
         self._quarantine = Quarantine(
-            self.quarantine_directory, self._dir_fd, durable=durable, on_quarantine=on_quarantine
+            self.quarantine_directory,
+            self._dir_fd,
+            durable=durable,
+            on_quarantine=on_quarantine,
+            read_only=read_only,
         )
-        self._files = RecordDirectory(self._dir_fd, self._quarantine, durable=durable)
+        self._files = RecordDirectory(self._dir_fd, self._quarantine, durable=durable, read_only=read_only)
         self._closed = False
         self._loaded = False
         self._index: dict[str, IndexEntry] = {}
@@ -230,8 +250,10 @@ class RecordStore:
             if self._closed:
                 return
             self._closed = True
-            os.close(self._lock_fd)
-            os.close(self._dir_fd)
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)
+            if self._dir_fd >= 0:
+                os.close(self._dir_fd)
 
     def __enter__(self) -> RecordStore:
         return self
@@ -255,6 +277,11 @@ class RecordStore:
         if not self._loaded:
             raise HostError("the record store is not loaded (call load() first)")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise HostError(f"the record store view of {self.directory} is read-only")
+
     def _count(self, name: str, n: int = 1) -> None:
         with self._index_lock:
             self._counts[name] += n
@@ -274,7 +301,7 @@ class RecordStore:
             with self._all_stripes():
                 if self._closed:
                     raise HostError("the record store is closed")
-                index, removed = self._files.scan(reports)
+                index, removed = self._files.scan(reports) if self._dir_fd >= 0 else ({}, 0)
                 with self._index_lock:
                     self._index = index
                     self._loaded = True
@@ -310,7 +337,7 @@ class RecordStore:
         reports: list[Report] = []
         try:
             with self._stripe(agent_id):
-                self._check_open()
+                self._check_writable()
                 old = self._index.get(agent_id)
                 messages = list(record.queued_messages)
                 if keep_messages and old is not None:
@@ -373,7 +400,7 @@ class RecordStore:
         framed = encode_entry(payload)
         try:
             with self._stripe(agent_id):
-                self._check_open()
+                self._check_writable()
                 entry = self._index.get(agent_id)
                 if entry is None:
                     raise InvalidAgentError(f"no inactive record for {agent_id!r}")
@@ -408,7 +435,7 @@ class RecordStore:
         """Remove a record and its queued messages durably; ``False`` when there was none."""
         try:
             with self._stripe(agent_id):
-                self._check_open()
+                self._check_writable()
                 entry = self._index.get(agent_id)
                 if entry is None:
                     return False

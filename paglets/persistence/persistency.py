@@ -92,11 +92,11 @@ class DeactivationPolicy:
         }
 
     @classmethod
-    def from_wire(cls, data: Any) -> DeactivationPolicy:
+    def from_wire(cls, payload: Any) -> DeactivationPolicy:
         """Rebuild a policy; ``None`` gives the default policy."""
-        if data is None:
+        if payload is None:
             return cls()
-        d = _require_dict(data, "policy")
+        d = _require_dict(payload, "policy")
         return cls(
             activate_on_message=_bool(d, "activate_on_message", True, "policy"),
             queue_messages_when_inactive=_bool(d, "queue_messages_when_inactive", True, "policy"),
@@ -123,11 +123,11 @@ class DeactivationRequest:
         }
 
     @classmethod
-    def from_wire(cls, data: Any) -> DeactivationRequest:
+    def from_wire(cls, payload: Any) -> DeactivationRequest:
         """Rebuild a request; ``None`` gives the default request."""
-        if data is None:
+        if payload is None:
             return cls()
-        d = _require_dict(data, "request")
+        d = _require_dict(payload, "request")
         policy = d.get("policy")
         metadata = d.get("metadata")
         if metadata is None:
@@ -154,8 +154,8 @@ class QueuedMessage:
         return {"message": self.message.to_wire(), "oneway": self.oneway, "queued_at": self.queued_at}
 
     @classmethod
-    def from_wire(cls, data: Any) -> QueuedMessage:
-        d = _require_dict(data, "queued message")
+    def from_wire(cls, payload: Any) -> QueuedMessage:
+        d = _require_dict(payload, "queued message")
         if "message" not in d:
             raise SerializationError("queued message has no 'message'")
         queued_at = _number(d, "queued_at", "queued message")

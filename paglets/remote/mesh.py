@@ -123,7 +123,7 @@ MAX_NAMES_SHOWN: Final = 20
 MAX_REJECTED_HOSTS: Final = 256
 #: Default ``forget_after`` as a multiple of ``offline_after``: long enough to ride out a restart.
 FORGET_AFTER_OFFLINE_MULTIPLE: Final = 10
-#: Extra seconds a blocking ``wait_for_host_sync`` waits for the loop to deliver the answer or the
+#: Extra seconds a blocking ``wait_for_host`` waits for the loop to deliver the answer or the
 #: timeout error (only a stuck loop needs it).
 SYNC_WAIT_GRACE: Final = 5.0
 
@@ -472,7 +472,7 @@ class MeshRegistry:
 
     # --- waiting (on the loop) ------------------------------------------------------------------------------
 
-    async def wait_for_host(
+    async def wait_for_host_async(
         self, name_or_url: str, *, timeout: float = 10.0, interval: float | None = None
     ) -> HostRef:
         """The member's ref once it is online; ``HostError`` after ``timeout`` seconds.
@@ -507,18 +507,21 @@ class MeshRegistry:
                 async with asyncio.timeout(remaining):
                     await changed.wait()
 
-    def wait_for_host_sync(
+    def wait_for_host(
         self, name_or_url: str, *, timeout: float = 10.0, interval: float | None = None
     ) -> HostRef:
-        """:meth:`wait_for_host` from any thread but the registry's loop (2.0's blocking signature)."""
+        """Block until the member is online (paglets 2.0's signature): :meth:`wait_for_host_async` run on
+        the registry's loop, from any other thread."""
         loop = self._loop
         if loop is None or loop.is_closed() or not loop.is_running():
             raise HostError("mesh registry is not running")
         if threading.get_ident() == self._loop_thread:
-            raise RuntimeError("wait_for_host_sync called on the registry's own loop; await wait_for_host")
+            raise RuntimeError("wait_for_host called on the registry's own loop; await wait_for_host_async")
         if not timeout >= 0:
             raise ValueError(f"timeout must be >= 0, got {timeout!r}")
-        future = asyncio.run_coroutine_threadsafe(self.wait_for_host(name_or_url, timeout=timeout), loop)
+        future = asyncio.run_coroutine_threadsafe(
+            self.wait_for_host_async(name_or_url, timeout=timeout), loop
+        )
         try:
             return future.result(timeout + SYNC_WAIT_GRACE)
         except TimeoutError as exc:  # the loop is stuck: give up, never wait for ever

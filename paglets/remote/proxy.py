@@ -344,8 +344,8 @@ class PagletProxy:
         return {"host_url": self.host_url, "agent_id": self.agent_id}
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any], client: HostClient | None = None) -> PagletProxy:
+    def from_wire(cls, payload: dict[str, Any], client: HostClient | None = None) -> PagletProxy:
         try:
-            return cls(str(data["host_url"]), str(data["agent_id"]), client)
+            return cls(str(payload["host_url"]), str(payload["agent_id"]), client)
         except (KeyError, TypeError) as exc:
-            raise PagletError(f"not a proxy: {data!r}") from exc
+            raise PagletError(f"not a proxy: {payload!r}") from exc

@@ -25,8 +25,8 @@ class PagletProxyRef:
         return {"host_url": self.host_url, "agent_id": self.agent_id}
 
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> PagletProxyRef:
-        return cls(host_url=str(data["host_url"]), agent_id=str(data["agent_id"]))
+    def from_wire(cls, payload: dict[str, Any]) -> PagletProxyRef:
+        return cls(host_url=str(payload["host_url"]), agent_id=str(payload["agent_id"]))
 
     @classmethod
     def from_proxy(cls, proxy: Any) -> PagletProxyRef:

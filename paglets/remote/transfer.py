@@ -125,23 +125,23 @@ class TransferTicket:
         }
 
     @classmethod
-    def from_wire(cls, data: Any) -> TransferTicket:
+    def from_wire(cls, payload: Any) -> TransferTicket:
         """Rebuild a ticket; missing fields take defaults, ``arrival_mode`` may be a string."""
-        if not isinstance(data, dict):
-            raise SerializationError(f"transfer ticket must be a dict, got {type(data).__name__}")
-        if "destination" not in data:
+        if not isinstance(payload, dict):
+            raise SerializationError(f"transfer ticket must be a dict, got {type(payload).__name__}")
+        if "destination" not in payload:
             raise SerializationError("transfer ticket has no 'destination'")
-        capabilities = data.get("required_capabilities")
+        capabilities = payload.get("required_capabilities")
         try:
             return cls(
-                destination=data["destination"],
-                timeout=_or_default(data, "timeout", DEFAULT_TRANSFER_TIMEOUT),
-                retries=_integral(_or_default(data, "retries", 0)),
-                retry_interval=_or_default(data, "retry_interval", DEFAULT_RETRY_INTERVAL),
+                destination=payload["destination"],
+                timeout=_or_default(payload, "timeout", DEFAULT_TRANSFER_TIMEOUT),
+                retries=_integral(_or_default(payload, "retries", 0)),
+                retry_interval=_or_default(payload, "retry_interval", DEFAULT_RETRY_INTERVAL),
                 required_capabilities=() if capabilities is None else capabilities,
-                expected_code_version=data.get("expected_code_version"),
+                expected_code_version=payload.get("expected_code_version"),
                 arrival_mode=enum_from_wire(
-                    ArrivalMode, data.get("arrival_mode") or ArrivalMode.ACTIVATE, "arrival_mode"
+                    ArrivalMode, payload.get("arrival_mode") or ArrivalMode.ACTIVATE, "arrival_mode"
                 ),
             )
         except (TypeError, ValueError) as exc:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
 
-from paglets.core.errors import HostError, PagletCrashedError, PagletError
+from paglets.core.errors import HostError, PagletCrashedError, PagletError, RemoteHostError
 from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
 from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
@@ -149,6 +149,10 @@ class PagletController:
         #: ``time.monotonic()`` of the last finished message (idle resident services are deactivated).
         self.last_activity = time.monotonic()
         self.moved_to: dict[str, str] | None = None
+        #: ``{name: suppress}`` of the paglet's resources as last reported by the process.
+        self.resource_status: dict[str, bool] = {}
+        #: Services advertised while prepared by an uncommitted move (published at the commit).
+        self.held_services: list[Any] = []
         process.add_exit_callback(self._exit_from_thread)
         channel.attach(loop, self._on_frames, self._on_closed)
 
@@ -184,7 +188,7 @@ class PagletController:
         except BaseException as exc:  # every failure goes back to the paglet as its error
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            self._send_quietly(HostReply(msg.call_id, False, NIL, error_info_from_exception(exc)))
+            self._send_quietly(HostReply(msg.call_id, False, NIL, host_call_error(exc)))
             return
         if len(payload) > _INLINE_LIMIT:
             segment = await self.loop.run_in_executor(None, _handoff.OutgoingSegment.from_payload, payload)
@@ -369,11 +373,24 @@ class PagletController:
         return await self.request_raw(GetState, timeout, urgent=True)
 
     async def resources(self, op: str, *, name: str = "", reason: str = "", timeout: float | None) -> Any:
-        return await self.request(
+        status = await self.request(
             lambda cid: ResourceCall(cid, op, name, reason),  # type: ignore[arg-type]
             timeout,
             urgent=op == "status",
         )
+        if isinstance(status, dict):  # every resource call answers the registry's status
+            self.resource_status = {str(k): bool(v) for k, v in status.items()}
+        return status
+
+    async def refresh_resource_status(self, timeout: float) -> dict[str, bool]:
+        """The resource status, asked of the process now (served even while a handler runs); the last
+        known one if the process cannot answer in ``timeout`` seconds or is not running."""
+        if self.status in ("ready", "moving", "starting") and not self._channel_closed:
+            try:
+                await self.resources("status", timeout=timeout)
+            except PagletError:
+                pass
+        return dict(self.resource_status)
 
     # --- the mailbox -----------------------------------------------------------------------------
 
@@ -516,6 +533,17 @@ class PagletController:
 
 
 _UNKNOWN: Final = ErrorInfo("remote_host", "RemoteHostError", "paglet process reported an unknown error")
+
+
+def host_call_error(exc: BaseException) -> ErrorInfo:
+    """How a failed host call reaches the paglet, as in paglets 2.0: paglets errors keep their class, a
+    ``ValueError`` (bad arguments, e.g. a storage path escaping its root) is rebuilt as ``ValueError`` by
+    the paglet process (code ``remote_host``, type ``ValueError``), anything else becomes ``HostError``."""
+    if isinstance(exc, PagletError):
+        return error_info_from_exception(exc)
+    if type(exc) is ValueError:
+        return error_info_from_exception(exc, foreign_code=RemoteHostError.code)
+    return error_info_from_exception(exc, foreign_code=HostError.code)
 
 
 def _raw(payload: bytes) -> msgspec.Raw:

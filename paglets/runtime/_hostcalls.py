@@ -52,6 +52,7 @@ class HostCalls:
             "create_remote": self._create_remote,
             "storage": self._storage,
             "available_hosts": self._available_hosts,
+            "mesh_code_version": self._mesh_code_version,
             "host_status": self._host_status,
             "is_host_online": self._is_host_online,
             "wait_for_host": self._wait_for_host,
@@ -161,7 +162,7 @@ class HostCalls:
         movement = self._host.movement
         if args.get("phase") == "preflight":
             target = await movement._resolve(ticket)
-            return await movement.preflight(ticket, target)
+            return await movement.preflight(ticket, target, agent_id=ctrl.agent_id)
         clone_id = args.get("clone_id")
         return await movement.move(
             ctrl.agent_id,
@@ -172,19 +173,30 @@ class HostCalls:
             snapshot=_sent_state(ctrl, args),
         )
 
+    def _held(self, ctrl: PagletController, agent_id: str) -> list[Any] | None:
+        """The held-services list of a paglet prepared by an uncommitted move (see ``_services``)."""
+        if agent_id == ctrl.agent_id and self._host.manager.is_prepared(ctrl):
+            return ctrl.held_services
+        return None
+
     async def _advertise_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        agent_id = str(args.get("agent_id") or ctrl.agent_id)
         record = self._host.services.advertise(
-            str(args.get("agent_id") or ctrl.agent_id),
+            agent_id,
             str(args["name"]),
             capabilities=args.get("capabilities") or (),
             metadata=args.get("metadata") or {},
             scope=str(args.get("scope") or "local"),
             ttl=args.get("ttl"),
+            held=self._held(ctrl, agent_id),
         )
         return record.to_wire()
 
     async def _unadvertise_service(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        removed = self._host.services.unadvertise(str(args["name"]), agent_id=args.get("agent_id") or None)
+        agent_id = args.get("agent_id") or None
+        removed = self._host.services.unadvertise(
+            str(args["name"]), agent_id=agent_id, held=self._held(ctrl, str(agent_id or ctrl.agent_id))
+        )
         return [r.to_wire() for r in removed]
 
     async def _lookup_services(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
@@ -255,21 +267,26 @@ class HostCalls:
     async def _storage(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return await self._host.storage_call_async(ctrl.agent_class, args)
 
-    # --- the mesh (this host only, until mesh membership is configured) --------------------------
+    # --- the mesh ---------------------------------------------------------------------------------
 
     async def _available_hosts(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        return self._host.list_hosts(
+        refs = self._host.mesh.hosts(
             online_only=bool(args.get("online_only", True)), include_self=bool(args.get("include_self", True))
         )
+        return [ref.to_wire() for ref in refs]
+
+    async def _mesh_code_version(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
+        return self._host.code_version
 
     async def _wait_for_host(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        ref = await self._host.mesh.wait_for_host(
+        ref = await self._host.mesh.wait_for_host_async(
             str(args["name_or_url"]), timeout=float(args.get("timeout", 10.0))
         )
         return ref.to_wire()
 
     async def _host_status(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        return self._host.host_status(str(args["name_or_url"]))
+        ref = self._host.mesh.lookup(str(args["name_or_url"]))
+        return None if ref is None else ref.to_wire()
 
     async def _is_host_online(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
         return self._host.is_host_online(str(args["name_or_url"]))

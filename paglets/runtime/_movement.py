@@ -152,7 +152,11 @@ class MovementEngine:
     async def preflight(
         self, ticket: TransferTicket, target: _Target, *, agent_id: str | None = None
     ) -> dict[str, Any]:
-        """Check the target can take the paglet ``agent_id`` (reachable, capabilities, code version)."""
+        """Check the target can take the paglet (reachable, capabilities, code version)."""
+
+        def failed(text: str) -> TransferError:
+            return self._failed("preflight", text, agent_id=agent_id, destination=target.url)
+
         if target.same_host:
             health = self._host.health()
         else:
@@ -161,34 +165,24 @@ class MovementEngine:
                     "GET", target.url + "/health", timeout=ticket.timeout
                 )
             except (PagletError, OSError) as exc:
-                raise self._failed(
-                    "preflight", f"target {target.url} is not reachable: {exc}", agent_id=agent_id
-                ) from exc
+                raise failed(f"target {target.url} is not reachable: {exc}") from exc
             if not isinstance(health, dict):
-                raise self._failed(
-                    "preflight", f"target {target.url} answered /health with {health!r}", agent_id=agent_id
-                )
+                raise failed(f"target {target.url} answered /health with {health!r}")
         capabilities = set(health.get("capabilities") or ())
         missing = [c for c in ticket.required_capabilities if c not in capabilities]
         if missing:
-            raise self._failed(
-                "preflight", f"target {target.url} lacks capabilities {missing}", agent_id=agent_id
-            )
+            raise failed(f"target {target.url} lacks capabilities {missing}")
         version = str(health.get("code_version") or "")
         if ticket.expected_code_version is not None:
             if version != ticket.expected_code_version:
-                raise self._failed(
-                    "preflight",
+                raise failed(
                     f"target {target.url} runs code version {version!r}, "
-                    f"the ticket expects {ticket.expected_code_version!r}",
-                    agent_id=agent_id,
+                    f"the ticket expects {ticket.expected_code_version!r}"
                 )
         elif version != self._host.code_version:
-            raise self._failed(
-                "preflight",
+            raise failed(
                 f"target {target.url} runs code version {version!r}, this host {self._host.code_version!r}; "
-                "set expected_code_version on the ticket to move anyway",
-                agent_id=agent_id,
+                "set expected_code_version on the ticket to move anyway"
             )
         return {
             "name": str(health.get("name") or ""),
@@ -197,13 +191,22 @@ class MovementEngine:
             "capabilities": sorted(capabilities),
         }
 
-    def _failed(self, stage: str, text: str, *, agent_id: str | None = None) -> TransferError:
-        self._report(stage, text, agent_id=agent_id)
+    def _failed(self, stage: str, text: str, *, agent_id: str | None = None, **data: Any) -> TransferError:
+        """Report a failure (``_report``) and return the error to raise."""
+        self._report(stage, text, agent_id=agent_id, **data)
         return TransferError(text)
 
-    def _report(self, stage: str, text: str, *, agent_id: str | None = None) -> None:
-        """A ``transfer-failed`` event (the host console shows it)."""
-        self._host.events.emit("transfer-failed", agent_id=agent_id, error=text, data={"stage": stage})
+    def _report(self, stage: str, text: str, *, agent_id: str | None = None, **data: Any) -> None:
+        """A ``transfer-failed`` event, which the host console shows (``data``: ``stage`` and, as 2.0 has
+        them, ``destination``, ``attempt``, ``attempts`` where they apply)."""
+        ctrl = self._host.manager.controllers.get(agent_id) if agent_id is not None else None
+        self._host.events.emit(
+            "transfer-failed",
+            agent_id=agent_id,
+            class_name=None if ctrl is None else ctrl.agent_class,
+            error=text,
+            data={"stage": stage, **data},
+        )
 
     def _paused(self, agent_id: str) -> PagletController:
         ctrl = self._host.manager.ready(agent_id)
@@ -281,8 +284,8 @@ class MovementEngine:
             if snapshot is not None:
                 snapshot.close()
         if kind == "clone":
-            return await self._finish_clone(ctrl, metadata, destination, prepared, hooks_in_child)
-        return await self._commit_source(ctrl, metadata, destination, prepared, kind)
+            return await self._finish_clone(ctrl, metadata, destination, prepared, hooks_in_child, info)
+        return await self._commit_source(ctrl, metadata, destination, prepared, kind, info)
 
     async def _stage_files(self, agent_id: str, new_id: str, destination: _Target) -> list[dict[str, Any]]:
         host = self._host
@@ -346,6 +349,7 @@ class MovementEngine:
         """Send the envelope (with retries under the same transfer id) until the target prepared it."""
         attempts = ticket.retries + 1
         last: BaseException | None = None
+        owner = metadata.clone_of or metadata.agent_id
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(ticket.retry_interval)
@@ -360,7 +364,12 @@ class MovementEngine:
             except (PagletError, OSError, TimeoutError) as exc:
                 last = exc
                 self._failed(
-                    "post", f"attempt {attempt + 1} to {url} failed: {exc}", agent_id=metadata.agent_id
+                    "post",
+                    f"attempt {attempt + 1} to {url} failed: {exc}",
+                    agent_id=owner,
+                    destination=url,
+                    attempt=attempt + 1,
+                    attempts=attempts,
                 )
                 continue
             data = response.json() if response.body else None
@@ -369,7 +378,14 @@ class MovementEngine:
             from paglets.remote.client import error_from_response
 
             error = error_from_response(url, response.status, data)
-            self._failed("post", f"{url} refused the paglet: {error}", agent_id=metadata.agent_id)
+            self._failed(
+                "post",
+                f"{url} refused the paglet: {error}",
+                agent_id=owner,
+                destination=url,
+                attempt=attempt + 1,
+                attempts=attempts,
+            )
             self._spawn_task(self._tell_abort(url, metadata.transfer_id))
             raise TransferError(f"{url} refused {metadata.agent_id}: {error}") from error
         self._spawn_task(self._tell_abort(url, metadata.transfer_id))
@@ -393,6 +409,7 @@ class MovementEngine:
         destination: _Target,
         prepared: _Transfer | None,
         kind: MoveKind,
+        info: dict[str, Any],
     ) -> dict[str, Any]:
         """The target prepared the paglet: drop the copy here, then commit there."""
         host = self._host
@@ -405,7 +422,7 @@ class MovementEngine:
             "retract" if kind == "retract" else "dispatch",
             agent_id=ctrl.agent_id,
             class_name=ctrl.agent_class,
-            data={"target": destination.url, "transfer_id": metadata.transfer_id},
+            data={"target": dict(info), "transfer_id": metadata.transfer_id},
         )
         self._spawn_task(host.manager.release_when_idle(ctrl))
         if not destination.same_host:
@@ -452,6 +469,7 @@ class MovementEngine:
         destination: _Target,
         prepared: _Transfer | None,
         hooks_in_child: bool,
+        info: dict[str, Any],
     ) -> dict[str, Any]:
         host = self._host
         self._remember(_Transfer(metadata.transfer_id, "source", "committed", ctrl.agent_id, destination.url))
@@ -479,7 +497,11 @@ class MovementEngine:
             "clone",
             agent_id=ctrl.agent_id,
             class_name=ctrl.agent_class,
-            data={"clone_agent_id": metadata.agent_id, "target": destination.url},
+            data={
+                "clone_agent_id": metadata.agent_id,
+                "target": dict(info),
+                "transfer_id": metadata.transfer_id,
+            },
         )
         return result
 
@@ -578,7 +600,11 @@ class MovementEngine:
             committed=asyncio.Event(),
             ready=asyncio.Event(),
         )
-        record.result = {"kind": metadata.kind, "class_name": metadata.agent_class_name}
+        record.result = {
+            "kind": metadata.kind,
+            "class_name": metadata.agent_class_name,
+            "clone_of": metadata.clone_of,
+        }
         self._remember(record)  # from here on, a duplicate of this envelope waits for this outcome
         assert record.ready is not None
         try:
@@ -694,7 +720,7 @@ class MovementEngine:
                 "clone" if kind == "clone" else "arrival",
                 agent_id=ctrl.agent_id,
                 class_name=ctrl.agent_class,
-                data={"source": record.peer, "transfer_id": record.transfer_id, "active": True},
+                data=_arrival_data(record, active=True),
             )
         proxy = {"host_url": host.address, "agent_id": ctrl.agent_id}
         if wait_run:
@@ -736,7 +762,7 @@ class MovementEngine:
                 "arrival",
                 agent_id=metadata.agent_id,
                 class_name=metadata.agent_class_name,
-                data={"source": record.peer, "transfer_id": record.transfer_id, "active": False},
+                data=_arrival_data(record, active=False),
             )
         return {
             "proxy": {"host_url": host.address, "agent_id": metadata.agent_id},
@@ -795,6 +821,22 @@ class _Waiting:
     message: Any
     oneway: bool
     future: None = None
+
+
+def _arrival_data(record: _Transfer, *, active: bool) -> dict[str, Any]:
+    """``data`` of a target's ``arrival``/``clone`` event: 2.0's fields (``kind``, ``source_agent_id`` of a
+    clone, ``active: false`` for an inactive arrival) and ours (``source`` host, ``transfer_id``)."""
+    result = record.result or {}
+    kind = str(result.get("kind") or "dispatch")
+    data: dict[str, Any] = {
+        "kind": kind,
+        "source": record.peer,
+        "transfer_id": record.transfer_id,
+        "active": active,
+    }
+    if kind == "clone":
+        data["source_agent_id"] = result.get("clone_of") or ""
+    return data
 
 
 def _still_prepared(record: _Transfer) -> bool:

@@ -46,7 +46,7 @@ from paglets.wire.messages import ErrorInfo
 from paglets.wire.requests import MessageBody
 from paglets.wire.values import prepare_value
 
-__all__ = ["PagletManager", "Timeouts", "message_from_request", "message_wire"]
+__all__ = ["PagletManager", "Timeouts", "mailbox_counts", "message_from_request", "message_wire"]
 
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
@@ -69,6 +69,8 @@ class Timeouts:
     hook: float = 60.0
     state: float = 30.0
     resources: float = 30.0
+    #: for listings: a process that does not answer in time is shown with its last known resources
+    resource_status: float = 2.0
     exit: float = 2.0
 
 
@@ -92,6 +94,7 @@ class PagletManager:
         host_calls: Callable[[PagletController, str, Any], Any],
         preload: tuple[str, ...] = (),
         on_agent_gone: Callable[[str], None] = lambda agent_id: None,
+        on_agent_live: Callable[[str, list[Any]], None] = lambda agent_id, held: None,
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
     ) -> None:
@@ -104,6 +107,7 @@ class PagletManager:
         self._host_calls = host_calls
         self._preload = preload
         self._on_agent_gone = on_agent_gone
+        self._on_agent_live = on_agent_live
         self._mailbox_depth = mailbox_depth
         self.controllers: dict[str, PagletController] = {}
         self.zygote: Zygote | None = None
@@ -161,6 +165,17 @@ class PagletManager:
 
     def ready_ids(self) -> list[str]:
         return [aid for aid, ctrl in self.controllers.items() if ctrl.status == "ready"]
+
+    def is_prepared(self, ctrl: PagletController) -> bool:
+        """Whether ``ctrl`` is a paglet prepared by a move that is not committed yet (see ``prepare``)."""
+        return ctrl.status == "starting" and self.controllers.get(ctrl.agent_id) is not ctrl
+
+    def _gone(self, ctrl: PagletController) -> None:
+        """``ctrl`` stopped being a paglet of this host: drop what was registered for its id, unless its id
+        now belongs to another copy (the live source of a move within this host)."""
+        ctrl.held_services.clear()
+        if self.controllers.get(ctrl.agent_id) in (None, ctrl):
+            self._on_agent_gone(ctrl.agent_id)
 
     # --- creation --------------------------------------------------------------------------------
 
@@ -307,6 +322,8 @@ class PagletManager:
         if previous is not None and previous is not ctrl and previous.status not in ("gone",):
             raise HostError(f"paglet {ctrl.agent_id} is already active on host {self.host_name}")
         self.controllers[ctrl.agent_id] = ctrl
+        held, ctrl.held_services = ctrl.held_services, []
+        self._on_agent_live(ctrl.agent_id, held)
         try:
             await ctrl.start_run(self.timeouts.hook)
         except BaseException:
@@ -317,9 +334,9 @@ class PagletManager:
     def detach(self, ctrl: PagletController) -> list[Any]:
         """Forget a paglet that left this host (its process ends later, see ``release_when_idle``);
         returns the messages that were still waiting for it, for forwarding."""
+        self._gone(ctrl)
         if self.controllers.get(ctrl.agent_id) is ctrl:
             del self.controllers[ctrl.agent_id]
-        self._on_agent_gone(ctrl.agent_id)
         return [delivery.item for delivery in ctrl.begin_stop()]
 
     async def release_when_idle(self, ctrl: PagletController) -> None:
@@ -370,11 +387,13 @@ class PagletManager:
             ctrl.mark_ready()
 
     async def _discard(self, ctrl: PagletController) -> None:
-        """Kill a process that must not live on and forget it."""
+        """Kill a process that must not live on (a start that failed, an aborted move) and forget it,
+        with every service it advertised."""
         ctrl.begin_stop()
         ctrl.kill()
         await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
+        self._gone(ctrl)
         if self.controllers.get(ctrl.agent_id) is ctrl:
             del self.controllers[ctrl.agent_id]
 
@@ -474,38 +493,46 @@ class PagletManager:
                 waiter.set_result(None)
 
     def summary(self, agent_id: str) -> dict[str, Any]:
+        """``GET /agents/{id}`` of an active (or crashed) paglet, with paglets 2.0's keys and types:
+        ``error`` is ``""`` when there is none, ``mailbox`` is ``None`` once the paglet crashed,
+        ``resources`` is the last known ``{name: suppress}`` (``describe`` asks the process first).
+        ``status`` is ours (``ready``, ``moving``, ``stopping``, ``crashed``)."""
         ctrl = self.get(agent_id)
-        stats = ctrl.mailbox.statistics()
+        crashed = ctrl.status == "crashed"
         return {
             "agent_id": agent_id,
             "class_name": ctrl.agent_class,
             "state_class_name": ctrl.state_class,
             "host": self.host_name,
             "address": self._address(),
-            "active": ctrl.status == "ready",
+            "active": ctrl.status in ("ready", "moving", "stopping"),
             "pid": ctrl.pid,
-            "crashed": ctrl.status == "crashed",
+            "crashed": crashed,
             "exitcode": ctrl.exitcode,
-            "error": ctrl.error,
+            "error": ctrl.error or "",
+            "mailbox": None if crashed else mailbox_counts(ctrl),
+            "resources": dict(ctrl.resource_status),
             "status": ctrl.status,
-            "mailbox": {
-                "queued_count": stats.queued_count,
-                "in_flight_count": stats.in_flight_count,
-                "delivered_count": stats.delivered_count,
-                "failed_count": stats.failed_count,
-            },
         }
+
+    async def describe(self, agent_ids: list[str]) -> list[dict[str, Any]]:
+        """Summaries of several paglets, each with a fresh resource status (asked concurrently, at most
+        ``timeouts.resource_status`` seconds; 2.0 asked each process in turn)."""
+        ctrls = [self.get(agent_id) for agent_id in agent_ids]
+        wait = self.timeouts.resource_status
+        await asyncio.gather(*(ctrl.refresh_resource_status(wait) for ctrl in ctrls))
+        return [self.summary(ctrl.agent_id) for ctrl in ctrls if self.controllers.get(ctrl.agent_id) is ctrl]
 
     # --- crashes and disposal --------------------------------------------------------------------
 
     def _crashed(self, ctrl: PagletController) -> None:
-        self._on_agent_gone(ctrl.agent_id)
+        self._gone(ctrl)
         self.events.emit(
             "paglet-crashed",
             agent_id=ctrl.agent_id,
             class_name=ctrl.agent_class,
             error=ctrl.error,
-            data={"exitcode": ctrl.exitcode},
+            data={"exitcode": ctrl.exitcode, "pid": ctrl.pid},
         )
 
     async def dispose(self, agent_id: str) -> None:
@@ -534,7 +561,18 @@ class PagletManager:
         ctrl.close()
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
-        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class)
+        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data={"active": True})
+
+
+def mailbox_counts(ctrl: PagletController) -> dict[str, int]:
+    """The ``mailbox`` field of a paglet's summary (``Host.mailbox_status``)."""
+    stats = ctrl.mailbox.statistics()
+    return {
+        "queued_count": stats.queued_count,
+        "in_flight_count": stats.in_flight_count,
+        "delivered_count": stats.delivered_count,
+        "failed_count": stats.failed_count,
+    }
 
 
 def message_from_request(body: MessageBody) -> MessageWire:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
@@ -64,6 +65,9 @@ class Persistence:
         self._activating: dict[str, asyncio.Future[dict[str, Any]]] = {}
         #: Queued messages of a just-activated paglet not yet handed to it (see ``_drain``).
         self._draining: dict[str, deque[StoredMessage]] = {}
+        #: A read-only view of the records while the host is not running (see ``inspected``).
+        self._view: RecordStore | None = None
+        self._view_lock = threading.Lock()
 
     # --- start and stop -----------------------------------------------------------------------------------
 
@@ -77,8 +81,14 @@ class Persistence:
                 lambda: host.events.emit("record-quarantined", data={"record": name, "reason": reason})
             )
 
-        self.store = RecordStore(host.persistence_dir, on_quarantine=quarantined)
-        await loop.run_in_executor(None, self.store.load)
+        self._drop_view()
+        store = RecordStore(host.persistence_dir, on_quarantine=quarantined)
+        try:
+            await loop.run_in_executor(None, store.load)
+        except BaseException:
+            store.close()
+            raise
+        self.store = store
         self._schedule()
 
     async def activate_startup(self) -> int:
@@ -105,6 +115,30 @@ class Persistence:
         store, self.store = self.store, None
         if store is not None:
             await asyncio.get_running_loop().run_in_executor(None, store.close)
+        self._drop_view()
+
+    def inspected(self) -> RecordStore:
+        """The records as a host that is not running sees them: the running store if there is one, else a
+        read-only view of the directory, loaded on first use (it takes no lock and changes nothing, so the
+        store opened at start is unaffected; that start drops the view). Call from any thread."""
+        with self._view_lock:
+            if self.store is not None:
+                return self.store
+            if self._view is None:
+                view = RecordStore(self._host.persistence_dir, read_only=True)
+                try:
+                    view.load()
+                except BaseException:
+                    view.close()
+                    raise
+                self._view = view
+            return self._view
+
+    def _drop_view(self) -> None:
+        with self._view_lock:
+            view, self._view = self._view, None
+        if view is not None:
+            view.close()
 
     def _store(self) -> RecordStore:
         if self.store is None:
@@ -131,6 +165,19 @@ class Persistence:
             "crashed": False,
             "deactivated_at": summary.deactivated_at,
             "queued_message_count": summary.queued_count,
+        }
+
+    def state_fields(self, record: StoredRecord) -> dict[str, Any]:
+        """What ``include_state`` adds to an inactive paglet's summary: its state (wire dict), its
+        deactivation policy and its number of queued messages (paglets 2.0's fields)."""
+        from paglets.serialization.codec import codec_for, dataclass_to_wire, resolve_qualified_name
+
+        state_cls = resolve_qualified_name(record.state_class)
+        policy = DeactivationPolicy.from_wire(record.policy) if record.policy else DeactivationPolicy()
+        return {
+            "state": dataclass_to_wire(codec_for(state_cls).decode(bytes(record.state))),
+            "deactivation_policy": policy.to_wire(),
+            "queued_message_count": len(record.queued_messages),
         }
 
     async def read(self, agent_id: str) -> StoredRecord:
@@ -256,8 +303,13 @@ class Persistence:
 
     # --- activation ---------------------------------------------------------------------------------------
 
+    def activating(self, agent_id: str) -> bool:
+        """Whether an activation of ``agent_id`` is under way."""
+        return agent_id in self._activating
+
     async def activate(self, agent_id: str) -> dict[str, Any]:
-        """Start an inactive paglet from its record (concurrent calls share one activation)."""
+        """Start an inactive paglet from its record (concurrent calls share one activation; a paglet that
+        is active already is answered with its proxy: the host's public ``activate`` refuses that)."""
         running = self._activating.get(agent_id)
         if running is not None:
             return await asyncio.shield(running)
@@ -373,11 +425,15 @@ class Persistence:
         return None if oneway else {"queued": True, "message_id": message.message_id}
 
     async def dispose(self, agent_id: str) -> bool:
-        if self.summary(agent_id) is None:
+        summary = self.summary(agent_id)
+        if summary is None:
             return False
         await asyncio.get_running_loop().run_in_executor(None, self._store().delete, agent_id)
         self._host.files.forget(agent_id, remove_work_dir=True)
         self._schedule()
+        self._host.events.emit(
+            "dispose", agent_id=agent_id, class_name=summary.agent_class, data={"active": False}
+        )
         return True
 
     async def write_arrival(self, record: StoredRecord) -> None:

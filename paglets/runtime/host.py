@@ -46,7 +46,7 @@ from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
-from paglets.runtime._paglets import PagletManager, message_wire
+from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
@@ -75,6 +75,7 @@ HOST_CAPABILITIES: Final[tuple[str, ...]] = (
     "agents:dispose",
     "events:list",
     "hosts:list",
+    "hosts:join",
     "messages:mailbox",
     "artifacts:upload",
     "artifacts:download",
@@ -204,6 +205,7 @@ class Host:
             host_address=lambda: self.address,
             is_active=self._is_active,
             peers=self._peer_urls,
+            emit=self.events.emit,
         )
         self.manager = PagletManager(
             host_name=self.name,
@@ -214,6 +216,7 @@ class Host:
             host_calls=HostCalls(self),
             preload=cfg.preload_modules,
             on_agent_gone=self.services.forget_agent,
+            on_agent_live=self.services.publish,
         )
 
     def __repr__(self) -> str:
@@ -449,14 +452,14 @@ class Host:
 
     def create_remote(
         self,
-        target_url: str,
+        target: str,
         agent_cls: type[Paglet[Any]],
         state: Any = None,
         *,
         init: Any = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
-        url = self.resolve_host_url(target_url)
+        url = self.resolve_host_url(target)
         if self._same_host(url):
             return self.create(agent_cls, state, init=init, agent_id=agent_id)
         agent_name, state_name = _check_paglet_class(agent_cls)
@@ -522,8 +525,9 @@ class Host:
         return self._proxy_for(self._run(self.persistence.deactivate(agent_id, request)))
 
     def activate(self, agent_id: str) -> PagletProxy:
-        """Start an inactive paglet from its record (contract §5.2)."""
-        return self._proxy_for(self._run(self.persistence.activate(agent_id)))
+        """Start an inactive paglet from its record (contract §5.2); ``InvalidAgentError`` when there is
+        no inactive paglet of that id (also when it is active already, as in 2.0)."""
+        return self._proxy_for(self._run(self.agent_call_async(agent_id, "activate", {})))
 
     def _proxy_for(self, data: Any) -> PagletProxy:
         if isinstance(data, dict) and "proxy" in data:
@@ -640,15 +644,13 @@ class Host:
 
     def multicast_message(
         self,
-        kind_or_message: str | Message,
+        kind: str | Message,
         args: dict[str, Any] | None = None,
         *,
         exclude: Collection[str] | None = None,
     ) -> ReplySet:
         """Send one message (same id) to every ready paglet of this host; replies arrive in a ``ReplySet``."""
-        message = (
-            kind_or_message if isinstance(kind_or_message, Message) else Message(kind_or_message, args or {})
-        )
+        message = kind if isinstance(kind, Message) else Message(kind, args or {})
         skip = set(exclude or ())
         replies = ReplySet()
         for agent_id in self._run(_value(self.manager.ready_ids)):
@@ -668,7 +670,8 @@ class Host:
         self._run(_value(lambda: self.manager.notify_message(agent_id, all_waiters=True)))
 
     def mailbox_status(self, agent_id: str) -> dict[str, Any]:
-        return dict(self._run(_value(lambda: self.manager.summary(agent_id)))["mailbox"])
+        counts: dict[str, Any] = self._run(_value(lambda: mailbox_counts(self.manager.get(agent_id))))
+        return counts
 
     # --- ProxyRoute: proxies from this process ---------------------------------------------------
 
@@ -707,7 +710,7 @@ class Host:
                 summary = self.persistence.summary(agent_id)
                 if summary is not None:
                     return self.persistence.describe(summary)
-            return self.manager.summary(agent_id)
+            return (await self.manager.describe([agent_id]))[0]
         if op == "dispose":
             if not await self.persistence.dispose(agent_id):
                 await self.manager.dispose(agent_id)
@@ -719,6 +722,12 @@ class Host:
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
             return {"proxy": await self.persistence.deactivate(agent_id, request), "ok": True}
         if op == "activate":
+            if (
+                agent_id in self.manager.controllers
+                and self.persistence.summary(agent_id) is None
+                and not self.persistence.activating(agent_id)
+            ):
+                raise InvalidAgentError(f"paglet {agent_id} is already active on host {self.name}")
             return {"proxy": await self.persistence.activate(agent_id)}
         kinds: dict[str, MoveKind] = {"dispatch": "dispatch", "clone": "clone", "retract": "retract"}
         if op in kinds:
@@ -739,11 +748,22 @@ class Host:
         ctrl = self.manager.controllers.get(agent_id)
         if ctrl is not None and ctrl.status == "ready":
             return self._proxy(agent_id)
-        if include_inactive and ctrl is None and self.persistence.summary(agent_id) is not None:
+        if include_inactive and ctrl is None and self._record_summary(agent_id) is not None:
             return self._proxy(agent_id)
         if include_inactive and ctrl is None and self.resident.is_resident(agent_id):
             return self._proxy(agent_id)  # a lazy resident service not started yet: a message starts it
         return None
+
+    def _record_summary(self, agent_id: str) -> Any:
+        """An inactive paglet's summary; a host that is not started reads its records (read-only)."""
+        if self._started:
+            return self.persistence.summary(agent_id)
+        return self.persistence.inspected().summary(agent_id)
+
+    def _record_summaries(self) -> list[Any]:
+        if self._started:
+            return self.persistence.summaries()
+        return self.persistence.inspected().summaries()
 
     def remote_proxy(self, host_url: str, agent_id: str) -> PagletProxy:
         if self._same_host(host_url):
@@ -753,12 +773,16 @@ class Host:
     def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
         proxies = [self._proxy(aid) for aid in list(self.manager.ready_ids())] if state & ACTIVE else []
         if state & INACTIVE:
-            proxies.extend(self._proxy(s.agent_id) for s in self.persistence.summaries())
+            proxies.extend(self._proxy(s.agent_id) for s in self._record_summaries())
         return proxies
 
     def get_state(self, agent_id: str, state_cls: type[T]) -> T:
-        """A fresh snapshot of a paglet's state (active or inactive), decoded as ``state_cls``."""
-        data = self._run(self._state_bytes(agent_id))
+        """A fresh snapshot of a paglet's state (active or inactive), decoded as ``state_cls``. A host that
+        is not started reads the state of an inactive paglet from its record."""
+        if not self._started:
+            data = bytes(self.persistence.inspected().read(agent_id).state)
+        else:
+            data = self._run(self._state_bytes(agent_id))
         return codec_for(state_cls).decode(data)
 
     async def _state_bytes(self, agent_id: str) -> bytes:
@@ -769,29 +793,43 @@ class Host:
     def list_agents(
         self, *, active: bool = True, inactive: bool = False, include_state: bool = False
     ) -> list[Any]:
+        """Summaries of the active paglets, then of the inactive ones (contract §6 ``GET /agents``). A
+        host that is not started lists its inactive paglets from their records."""
+        if not self._started:
+            return self._list_records(include_state) if inactive else []
         return list(
             self._run(self.list_agents_async(active=active, inactive=inactive, include_state=include_state))
         )
+
+    def _list_records(self, include_state: bool) -> list[dict[str, Any]]:
+        store = self.persistence.inspected()
+        out: list[dict[str, Any]] = []
+        for summary in store.summaries():
+            item = self.persistence.describe(summary)
+            if include_state:
+                try:
+                    item.update(self.persistence.state_fields(store.read(summary.agent_id)))
+                except Exception as exc:
+                    item["state_error"] = str(exc)
+            out.append(item)
+        return out
 
     async def list_agents_async(
         self, *, active: bool, inactive: bool, include_state: bool
     ) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        if active:
+            ids = [aid for aid, ctrl in list(self.manager.controllers.items()) if ctrl.status != "starting"]
+            out.extend(await self.manager.describe(ids))
+            if include_state:
+                for item in out:
+                    item.update(await self._state_item(item["agent_id"]))
         if inactive:
             for summary in self.persistence.summaries():
                 item = self.persistence.describe(summary)
                 if include_state:
                     item.update(await self._state_item(summary.agent_id))
                 out.append(item)
-        if not active:
-            return out
-        for agent_id, ctrl in list(self.manager.controllers.items()):
-            if ctrl.status == "starting":
-                continue
-            item = self.manager.summary(agent_id)
-            if include_state:
-                item.update(await self._state_item(agent_id))
-            out.append(item)
         return out
 
     async def _state_item(self, agent_id: str) -> dict[str, Any]:
@@ -800,22 +838,21 @@ class Host:
         try:
             ctrl = self.manager.controllers.get(agent_id)
             if ctrl is None:
-                record = await self.persistence.read(agent_id)
-                state_class, data = record.state_class, bytes(record.state)
-            else:
-                state_class, data = ctrl.state_class, await self.manager.state_bytes(agent_id)
-            state_cls = resolve_qualified_name(state_class)
+                return self.persistence.state_fields(await self.persistence.read(agent_id))
+            data = await self.manager.state_bytes(agent_id)
+            state_cls = resolve_qualified_name(ctrl.state_class)
             return {"state": dataclass_to_wire(codec_for(state_cls).decode(data))}
         except Exception as exc:
             return {"state_error": str(exc)}
 
     def health(self) -> dict[str, Any]:
+        """``GET /health`` (contract §6); a host that is not started counts its records."""
         controllers = list(self.manager.controllers.values())
         return {
             "name": self.name,
             "address": self.address,
             "active_count": sum(1 for c in controllers if c.status == "ready"),
-            "inactive_count": len(self.persistence.summaries()) if self.persistence.store is not None else 0,
+            "inactive_count": len(self._record_summaries()),
             "code_version": self.code_version,
             "capabilities": list(HOST_CAPABILITIES),
             "tags": list(self.tags),
@@ -830,7 +867,7 @@ class Host:
     def _mesh_self_ref(self) -> HostRef:
         """This host as the mesh sees it (called from any thread)."""
         controllers = list(self.manager.controllers.values())
-        store = self.persistence.store
+        store = self.persistence.store if self._started else self.persistence.inspected()
         return HostRef(
             name=self.name,
             url=self.address,
@@ -843,9 +880,10 @@ class Host:
             properties=dict(self.host_properties),
         )
 
-    def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[dict[str, Any]]:
-        """Known hosts of the mesh (wire dicts, sorted by name), this one included unless told not to."""
-        return [ref.to_wire() for ref in self.mesh.hosts(online_only=online_only, include_self=include_self)]
+    def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[HostRef]:
+        """Known hosts of the mesh (sorted by name), this one included unless told not to. ``GET /hosts``
+        answers the same refs as JSON."""
+        return self.mesh.hosts(online_only=online_only, include_self=include_self)
 
     def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[HostRef]:
         return self.mesh.hosts(online_only=online_only, include_self=include_self)
@@ -855,16 +893,15 @@ class Host:
         reply = self.mesh.accept_join(payload)
         return dict(reply.body)
 
-    def host_status(self, name_or_url: str) -> dict[str, Any] | None:
-        ref = self.mesh.lookup(name_or_url)
-        return None if ref is None else ref.to_wire()
+    def host_status(self, name_or_url: str) -> HostRef | None:
+        return self.mesh.lookup(name_or_url)
 
     def is_host_online(self, name_or_url: str) -> bool:
         return self.mesh.is_online(name_or_url)
 
     def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> HostRef:
         """Wait until a host is online in the mesh (woken by membership changes, no polling)."""
-        ref: HostRef = self._run(self.mesh.wait_for_host(name_or_url, timeout=timeout), timeout + 5.0)
+        ref: HostRef = self._run(self.mesh.wait_for_host_async(name_or_url, timeout=timeout), timeout + 5.0)
         return ref
 
     def resolve_host_url(self, name_or_url: str) -> str:
@@ -877,8 +914,10 @@ class Host:
     # --- services ----------------------------------------------------------------------------------
 
     def _is_active(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` lives on this host for its services: from the moment its process exists
+        and its starting hook runs (``on_creation``, ``on_activation``) until it leaves or stops."""
         ctrl = self.manager.controllers.get(agent_id)
-        return ctrl is not None and ctrl.status in ("ready", "moving")
+        return ctrl is not None and ctrl.status in ("starting", "ready", "moving")
 
     def _peer_urls(self) -> list[str]:
         return [ref.url for ref in self.mesh.hosts(online_only=True, include_self=False)]
@@ -893,7 +932,7 @@ class Host:
         scope: ServiceScope | str = ServiceScope.LOCAL,
         ttl: float | None = None,
     ) -> ServiceRecord:
-        """Advertise a service offered by an active paglet of this host."""
+        """Advertise a service offered by a paglet of this host (also while its starting hook runs)."""
         return self.services.advertise(
             agent_id, name, capabilities=capabilities, metadata=metadata, scope=scope, ttl=ttl
         )
@@ -963,6 +1002,8 @@ class Host:
     # --- storage ---------------------------------------------------------------------------------
 
     def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
+        """The scratch directory of an active paglet (``InvalidAgentError`` for others, as in 2.0)."""
+        self.manager.get(agent_id)
         path = self.manager.work_root / sanitize_name(agent_id)
         if create:
             path.mkdir(parents=True, exist_ok=True)
@@ -1016,6 +1057,16 @@ class Host:
     def delete_artifact(self, artifact: Any, *, timeout: float | None = None) -> None:
         self._artifact_access.delete_artifact(artifact, timeout=timeout)
 
+    def resources_for(self, agent_id: str) -> _ResourceView:
+        """The resource registry of an active paglet, operated from the host (``status``, ``remove``,
+        ``cleanup``); each call is answered by the paglet's process."""
+        self.manager.get(agent_id)
+        return _ResourceView(self, agent_id)
+
+    async def resource_call_async(self, agent_id: str, op: str, *, name: str = "", reason: str = "") -> Any:
+        ctrl = self.manager.ready(agent_id)
+        return await ctrl.resources(op, name=name, reason=reason, timeout=self.manager.timeouts.resources)
+
     def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
         ctrl = self.manager.controllers.get(agent_id)
         if ctrl is None:
@@ -1067,6 +1118,23 @@ class Host:
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+class _ResourceView:
+    """``Host.resources_for``: 2.0's host-side view of a paglet's ``ResourceRegistry``."""
+
+    def __init__(self, host: Host, agent_id: str) -> None:
+        self._host = host
+        self._agent_id = agent_id
+
+    def status(self) -> dict[str, bool]:
+        return dict(self._host._run(self._host.resource_call_async(self._agent_id, "status")))
+
+    def remove(self, name: str) -> None:
+        self._host._run(self._host.resource_call_async(self._agent_id, "remove", name=name))
+
+    def cleanup(self, *, reason: str = "lifecycle") -> None:
+        self._host._run(self._host.resource_call_async(self._agent_id, "cleanup", reason=reason))
 
 
 def message_dict(wire: MessageWire) -> dict[str, Any]:

@@ -62,12 +62,12 @@ _DICT_ORIGINS: Final = frozenset(
 _NONE_TYPE: Final = type(None)
 
 
-def dataclass_from_wire(cls: type[T], data: object) -> T:
+def dataclass_from_wire(cls: type[T], payload: object) -> T:
     """Rebuild a ``cls`` instance from a wire dict (see the module docstring for the rules)."""
     if not is_dataclass_type(cls):
         raise SerializationError(f"{cls!r} is not a dataclass class")
     try:
-        return _build_dataclass(cls, data, 0)
+        return _build_dataclass(cls, payload, 0)
     except Failure as failure:
         raise SerializationError(
             f"cannot rebuild {cls.__qualname__}: {failure.describe()}"

@@ -62,12 +62,12 @@ _SUPPORTED_HINT: Final = (
 )
 
 
-def dataclass_to_wire(obj: object) -> dict[str, Any]:
+def dataclass_to_wire(instance: object) -> dict[str, Any]:
     """The wire dict of a dataclass instance (see the module docstring for the rules)."""
-    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
-        raise SerializationError(f"expected a dataclass instance, got {type(obj).__name__!r}")
+    if not dataclasses.is_dataclass(instance) or isinstance(instance, type):
+        raise SerializationError(f"expected a dataclass instance, got {type(instance).__name__!r}")
     try:
-        return _dataclass_to_wire(obj, 0, binary=False)
+        return _dataclass_to_wire(instance, 0, binary=False)
     except Failure as failure:
         raise SerializationError(failure.describe()) from failure.__cause__
     except RecursionError as exc:

@@ -63,13 +63,13 @@ __all__ = [
 MAX_QUALIFIED_NAME: Final = 1024
 
 
-def qualified_name(obj_or_cls: object) -> str:
+def qualified_name(obj: object) -> str:
     """``"module.path:Qual.Name"`` of a class, or of the class of an instance.
 
     Raises ``SerializationError`` for classes another process could not import by that name: classes
     defined inside a function (``<locals>``) and objects without a module or qualname.
     """
-    cls = obj_or_cls if isinstance(obj_or_cls, type) else type(obj_or_cls)
+    cls = obj if isinstance(obj, type) else type(obj)
     module = getattr(cls, "__module__", None)
     qualname = getattr(cls, "__qualname__", None)
     if not isinstance(module, str) or not module or not isinstance(qualname, str) or not qualname:

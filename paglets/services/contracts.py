@@ -43,7 +43,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast, overload
 
 import msgspec
 
@@ -58,6 +58,9 @@ from paglets.serialization.codec import (
     resolve_qualified_name,
 )
 
+if TYPE_CHECKING:
+    from paglets.services._contract_registry import ServiceRegistry
+
 __all__ = [
     "CONTRACT_METADATA_KEY",
     "MAX_CONTRACT_OPERATIONS",
@@ -68,6 +71,7 @@ __all__ = [
     "ServiceHandle",
     "ServiceOperation",
     "ServiceRecord",
+    "ServiceRegistry",
 ]
 
 #: The record metadata key that holds a contract's metadata (reserved: callers cannot set it).
@@ -339,6 +343,10 @@ class ServiceContract:
         """The operation called ``name``, or None."""
         return self._by_name.get(name)
 
+    def operation_for(self, name: str) -> ServiceOperation[Any, Any] | None:
+        """The operation called ``name``, or None (paglets 2.0's name for :meth:`operation`)."""
+        return self._by_name.get(name)
+
     def require_operation(
         self, operation: ServiceOperation[ReqT, RepT] | str
     ) -> ServiceOperation[ReqT, RepT]:
@@ -357,9 +365,9 @@ class ServiceContract:
         """``{name, version, operations: [{name, request_type, reply_type}]}`` (a fresh copy)."""
         return self._build_metadata()
 
-    def advertise_metadata(self, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """``extra`` plus this contract's metadata under ``CONTRACT_METADATA_KEY`` (reserved)."""
-        merged = dict(extra or {})
+    def advertise_metadata(self, metadata: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``metadata`` plus this contract's metadata under ``CONTRACT_METADATA_KEY`` (reserved)."""
+        merged = dict(metadata or {})
         if CONTRACT_METADATA_KEY in merged:
             raise ServiceContractError(f"metadata key {CONTRACT_METADATA_KEY!r} is reserved")
         merged[CONTRACT_METADATA_KEY] = self._build_metadata()
@@ -492,13 +500,13 @@ class ServiceRecord:
         }
 
     @classmethod
-    def from_wire(cls, data: object) -> ServiceRecord:
+    def from_wire(cls, payload: object) -> ServiceRecord:
         """A record from its wire dict; missing optional fields take their defaults.
 
         Raises ``SerializationError`` for anything that is not a well-formed record.
         """
         try:
-            wire = msgspec.convert(data, _RecordWire)
+            wire = msgspec.convert(payload, _RecordWire)
             scope = enum_from_wire(ServiceScope, wire.scope or ServiceScope.LOCAL.value, "scope")
             return cls(
                 name=wire.name,
@@ -671,3 +679,12 @@ class ServiceHandle:
         self.proxy().send_oneway(
             message, activate_if_inactive=activate_if_inactive, no_delay=no_delay, timeout=timeout
         )
+
+
+def __getattr__(name: str) -> Any:
+    # ``ServiceRegistry`` lives beside the registry it adapts (which imports this module).
+    if name == "ServiceRegistry":
+        from paglets.services._contract_registry import ServiceRegistry
+
+        return ServiceRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

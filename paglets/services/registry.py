@@ -17,6 +17,10 @@ from the same paglet replaces its record (keeping its place in the order). Rules
   ``LimitExceededError``; a malformed advertisement raises ``HostError``.
 - *Threads.* Every method takes one lock; the registry may be used from the host's loop and from any
   thread.
+- *Changes.* An ``on_change(change, record)`` listener hears ``"advertise"`` for every record added or
+  replaced and ``"remove"`` for every record unadvertised or removed with its paglet (not for expiry),
+  after the change, outside the lock (the host turns them into ``service-advertise`` and
+  ``service-remove`` events, as paglets 2.0 does).
 
 **Mesh lookups.** :class:`MeshServiceLookup` answers ``lookup_services(scope=MESH)``: this host's records
 first (any scope), then the mesh-scoped records of every peer, fetched **in parallel** within one overall
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import logging
 import math
 import threading
 import time
@@ -78,6 +83,8 @@ __all__ = [
     "new_record",
     "services_url",
 ]
+
+_log = logging.getLogger("paglets.services")
 
 # --- limits ---------------------------------------------------------------------------------------------
 
@@ -235,10 +242,12 @@ class ServiceRegistry:
         max_records: int = MAX_SERVICE_RECORDS,
         max_per_agent: int = MAX_SERVICES_PER_AGENT,
         clock: Callable[[], float] = time.time,
+        on_change: Callable[[str, ServiceRecord], None] | None = None,
     ) -> None:
         if max_records <= 0 or max_per_agent <= 0:
             raise ValueError("registry bounds must be positive")
         self.clock = clock
+        self._on_change = on_change
         self._max_records = max_records
         self._max_per_agent = max_per_agent
         self._lock = threading.Lock()
@@ -284,6 +293,7 @@ class ServiceRegistry:
                 heapq.heappush(self._expiry, (record.expires_at, self._sequence, key, record))
                 if len(self._expiry) > 2 * len(self._records) + 64:
                     self._rebuild_expiry()
+        self._changed("advertise", [record])
         return record
 
     def advertise_service(
@@ -323,7 +333,8 @@ class ServiceRegistry:
             ids = list(agents) if agent_id is None else ([agent_id] if agent_id in agents else [])
             removed = [self._pop((name, aid)) for aid in ids]
             self._removed += len(removed)
-            return removed
+        self._changed("remove", removed)
+        return removed
 
     def remove_agent(
         self, agent_id: str, *, keep: Callable[[ServiceRecord], bool] | None = None
@@ -341,7 +352,8 @@ class ServiceRegistry:
                     continue
                 removed.append(self._pop((name, agent_id)))
             self._removed += len(removed)
-            return removed
+        self._changed("remove", removed)
+        return removed
 
     def purge_expired(self, now: float | None = None) -> list[ServiceRecord]:
         """Drop every record expired at ``now`` (default: ``clock()``); returns them."""
@@ -414,6 +426,17 @@ class ServiceRegistry:
                 expired=self._expired,
                 lookups=self._lookups,
             )
+
+    def _changed(self, change: str, records: list[ServiceRecord]) -> None:
+        """Tell the listener (lock not held); a failing listener never breaks the registry."""
+        listener = self._on_change
+        if listener is None:
+            return
+        for record in records:
+            try:
+                listener(change, record)
+            except Exception:
+                _log.exception("service registry listener failed on %s of %s", change, record.name)
 
     # --- internals (lock held) ----------------------------------------------------------------------------
 

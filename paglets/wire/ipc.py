@@ -195,7 +195,8 @@ class HostReply(msgspec.Struct, frozen=True, array_like=True, tag=6):
 
 
 class Start(msgspec.Struct, frozen=True, array_like=True, tag=7):
-    """Start the paglet's ``run()`` thread; answered by a Reply once the thread runs.
+    """Start the paglet's ``run()`` thread; answered by a Reply once ``run()`` is entered and reached its
+    first pause (see PROTOCOL.md §1.2).
 
     The host sends it when the paglet is committed here: right after a creation, activation or clone,
     and, for a move, only once the source has dropped its copy, so two copies never run at once.

@@ -287,7 +287,7 @@ def test_send_and_multicast(host: RecordingHost) -> None:
     assert host.last("multicast_message")["exclude"] is None
     paglet.multicast("k", include_self=False)
     assert host.last("multicast_message") == {
-        "kind_or_message": "k",
+        "kind": "k",
         "args": None,
         "exclude": {paglet.agent_id},
     }

@@ -93,7 +93,7 @@ def test_create_paglet_local_and_remote(host: RecordingHost, context: PagletCont
     assert host.methods() == ["create", "create"]
     context.create_paglet(P, None, init=1, host_url="http://beta:1")
     assert host.last("create_remote") == {
-        "target_url": "http://beta:1",
+        "target": "http://beta:1",
         "agent_cls": P,
         "state": None,
         "init": 1,
@@ -155,7 +155,7 @@ def test_send_to_a_foreign_host_and_to_nobody(host: RecordingHost, context: Pagl
 
 def test_multicast_and_message_conditions(host: RecordingHost, context: PagletContext) -> None:
     context.multicast("k", {"a": 1}, exclude={"x"})
-    assert host.last("multicast_message") == {"kind_or_message": "k", "args": {"a": 1}, "exclude": {"x"}}
+    assert host.last("multicast_message") == {"kind": "k", "args": {"a": 1}, "exclude": {"x"}}
     host.results["wait_message"] = lambda agent_id, timeout: False
     assert context.wait_message(0.5) is False
     assert host.last("wait_message") == {"agent_id": AGENT, "timeout": 0.5}

@@ -70,7 +70,7 @@ def main() -> None:
         beta = Host("beta", persistence_dir=tmp + "/b", peers=[alpha.address], **opts).start_background()
         client = HostClient(timeout=10)
         try:
-            wait(lambda: {"alpha", "beta"} <= {h["name"] for h in alpha.list_hosts(online_only=True)})
+            wait(lambda: {"alpha", "beta"} <= {h.name for h in alpha.list_hosts(online_only=True)})
             proxy = alpha.create(Traveller)
             aid = proxy.agent_id
             nope = "no host named 'zeta' in this mesh " + KNOWN

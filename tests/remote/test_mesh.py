@@ -328,19 +328,19 @@ def test_wait_for_host_wakes_as_soon_as_the_host_joins() -> None:
         # a long interval: only an event-driven wait can return quickly
         alpha = await Node("alpha", interval=2.0, offline_after=20.0).start()
         nodes.append(alpha)
-        waiter = asyncio.create_task(alpha.registry.wait_for_host("late", timeout=8.0))
+        waiter = asyncio.create_task(alpha.registry.wait_for_host_async("late", timeout=8.0))
         await asyncio.sleep(0)
         start = time.monotonic()
         late = await Node("late", seeds=(alpha.url,), interval=2.0, offline_after=20.0).start()
         nodes.append(late)
-        by_url = asyncio.create_task(alpha.registry.wait_for_host(late.url, timeout=8.0))
+        by_url = asyncio.create_task(alpha.registry.wait_for_host_async(late.url, timeout=8.0))
         ref = await waiter
         took = time.monotonic() - start
         assert ref.name == "late"
         assert ref.online
         assert (await by_url).name == "late"
         # and the other way round: late waits for alpha, known through its seed
-        assert (await late.registry.wait_for_host("alpha", timeout=8.0)).url == alpha.url
+        assert (await late.registry.wait_for_host_async("alpha", timeout=8.0)).url == alpha.url
         return took
 
     took = run(main)
@@ -353,10 +353,10 @@ def test_wait_for_host_times_out_with_host_error() -> None:
         nodes.append(alpha)
         start = time.monotonic()
         with pytest.raises(HostError, match="timed out"):
-            await alpha.registry.wait_for_host("ghost", timeout=0.2)
+            await alpha.registry.wait_for_host_async("ghost", timeout=0.2)
         assert 0.15 <= time.monotonic() - start < 2.0  # loop timers may fire a little early
-        assert (await alpha.registry.wait_for_host("alpha", timeout=0.0)).name == "alpha"
-        waiter = asyncio.create_task(alpha.registry.wait_for_host("ghost", timeout=8.0))
+        assert (await alpha.registry.wait_for_host_async("alpha", timeout=0.0)).name == "alpha"
+        waiter = asyncio.create_task(alpha.registry.wait_for_host_async("ghost", timeout=8.0))
         await asyncio.sleep(0)
         await alpha.registry.stop()
         with pytest.raises(HostError, match="stopped"):
@@ -565,7 +565,7 @@ def test_rejects_bad_parameters() -> None:
         MeshRegistry(lambda: HostRef("a", "http://a:1", "v", True, 0.0, 0, 0), code_version="")
 
 
-def test_wait_for_host_sync_from_another_thread() -> None:
+def test_wait_for_host_blocks_from_another_thread() -> None:
     loop = new_event_loop()
     thread = threading.Thread(target=loop.run_forever)
     thread.start()
@@ -580,16 +580,16 @@ def test_wait_for_host_sync_from_another_thread() -> None:
     beta = Node("beta", interval=2.0, offline_after=20.0)
     try:
         with pytest.raises(HostError, match="not running"):
-            alpha.registry.wait_for_host_sync("alpha", timeout=0.1)
+            alpha.registry.wait_for_host("alpha", timeout=0.1)
         on_loop(alpha.start())
         beta.registry.add_seed(alpha.url)
         on_loop(beta.start())
-        assert alpha.registry.wait_for_host_sync("beta", timeout=WAIT, interval=0.25).name == "beta"
+        assert alpha.registry.wait_for_host("beta", timeout=WAIT, interval=0.25).name == "beta"
         with pytest.raises(HostError, match="timed out"):
-            alpha.registry.wait_for_host_sync("ghost", timeout=0.1)
+            alpha.registry.wait_for_host("ghost", timeout=0.1)
 
         async def on_its_own_loop() -> None:
-            alpha.registry.wait_for_host_sync("beta", timeout=0.1)
+            alpha.registry.wait_for_host("beta", timeout=0.1)
 
         with pytest.raises(RuntimeError, match="own loop"):
             on_loop(on_its_own_loop())

@@ -92,6 +92,36 @@ class _HostStorage:
         )
 
 
+class _ChildMesh:
+    """``context.host.mesh`` inside a paglet: the query side of the host's ``MeshRegistry``, answered by
+    the host (results are ``HostRef`` objects, as on the host itself)."""
+
+    def __init__(self, host: ChildHost) -> None:
+        self._host = host
+        self._code_version: str | None = None
+
+    @property
+    def code_version(self) -> str:
+        if self._code_version is None:  # a host's code version never changes while it runs
+            self._code_version = str(self._host.call("mesh_code_version"))
+        return self._code_version
+
+    def hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[HostRef]:
+        return self._host.available_hosts(online_only=online_only, include_self=include_self)
+
+    def lookup(self, name_or_url: str) -> HostRef | None:
+        return self._host.host_status(name_or_url)
+
+    def is_online(self, name_or_url: str) -> bool:
+        return self._host.is_host_online(name_or_url)
+
+    def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> HostRef:
+        return self._host.wait_for_host(name_or_url, timeout=timeout, interval=interval)
+
+    def resolve_url(self, name_or_url: str) -> str:
+        return self._host.resolve_host_url(name_or_url)
+
+
 class ChildHost:
     """See the module docstring."""
 
@@ -105,6 +135,7 @@ class ChildHost:
             client=lambda: self.client,
             local=HostCallArtifacts(self.call),
         )
+        self.mesh = _ChildMesh(self)
         self._futures: ThreadPoolExecutor | None = None
         self._futures_lock = threading.Lock()
 
@@ -240,7 +271,7 @@ class ChildHost:
 
     def create_remote(
         self,
-        target_url: str,
+        target: str,
         agent_cls: type[Paglet[Any]],
         state: Any = None,
         *,
@@ -248,7 +279,7 @@ class ChildHost:
         agent_id: str | None = None,
     ) -> PagletProxy:
         args = self._creation_args(agent_cls, state, init, agent_id)
-        return self._required_proxy(self.call("create_remote", target_url=target_url, **args))
+        return self._required_proxy(self.call("create_remote", target_url=target, **args))
 
     def dispose(self, agent_id: str) -> None:
         self.call("agent_call", agent_id=agent_id, op="dispose", args={})
@@ -345,15 +376,13 @@ class ChildHost:
 
     def multicast_message(
         self,
-        kind_or_message: str | Message,
+        kind: str | Message,
         args: dict[str, Any] | None = None,
         *,
         exclude: Collection[str] | None = None,
     ) -> ReplySet:
         """Send to every active paglet on this host (unlike paglets 2.0, this works inside a paglet)."""
-        message = (
-            kind_or_message if isinstance(kind_or_message, Message) else Message(kind_or_message, args or {})
-        )
+        message = kind if isinstance(kind, Message) else Message(kind, args or {})
         skip = set(exclude or ())
         replies = ReplySet()
         for proxy in self.get_proxies(ACTIVE):
@@ -398,18 +427,18 @@ class ChildHost:
     def set_property(self, key: str, value: Any) -> None:
         self.call("set_property", key=key, value=value)
 
-    def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[Any]:
+    def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[HostRef]:
         refs = self.call("available_hosts", online_only=online_only, include_self=include_self)
         return [HostRef.from_wire(r) for r in refs]
 
-    def host_status(self, name_or_url: str) -> Any:
+    def host_status(self, name_or_url: str) -> HostRef | None:
         ref = self.call("host_status", name_or_url=name_or_url)
         return None if ref is None else HostRef.from_wire(ref)
 
     def is_host_online(self, name_or_url: str) -> bool:
         return bool(self.call("is_host_online", name_or_url=name_or_url))
 
-    def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> Any:
+    def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> HostRef:
         return HostRef.from_wire(
             self.call("wait_for_host", timeout + 5.0, name_or_url=name_or_url, timeout=timeout)
         )

@@ -19,6 +19,15 @@ Threads, and who reads the channel
     after the creation, clone or activation hook has answered, and for a paglet that moved here only
     once the move is committed, so two copies never run at once.
 
+    ``Start`` is answered once ``run()`` has been entered *and has run up to its first pause*, so that
+    when the host's ``create``/``clone``/``activate``/... returns, a state read issued afterwards sees what
+    ``run()`` did first. The main thread starts the run thread and answers only when it gets the
+    interpreter lock back: the run thread keeps that lock from its start into ``run()`` until ``run()``
+    first blocks (a wait, I/O), returns, or has computed for one switch interval (5 ms). If ``run()``
+    calls its host before that, the run thread answers ``Start`` itself first (the host must see the
+    answer before the call), and ``RunFinished`` always comes after the answer (``_StartGate``). A class
+    that does not override ``run()`` gets no thread: ``Start`` is answered and ``RunFinished`` sent at once.
+
 When the host disappears (channel EOF) the process exits at once: without a host nobody can reach the
 paglet. ``sys.exit(n)`` or ``os._exit(n)`` in a handler ends the process with that code, which the host
 reports as a crash.
@@ -39,7 +48,7 @@ from typing import Any, Final
 import msgspec
 
 from paglets.core.agent import NOT_HANDLED, Paglet, PagletContext
-from paglets.core.errors import HostError, NotHandledError, PagletError, SerializationError
+from paglets.core.errors import HostError, NotHandledError, PagletError, RemoteHostError, SerializationError
 from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
@@ -104,6 +113,24 @@ _HOOK_METHODS: Final = {
 }
 
 
+class _StartGate:
+    """The answer to ``Start``, sent once by whichever thread gets there first (see the module docstring)."""
+
+    __slots__ = ("_call_id", "_lock", "_runtime", "run_thread")
+
+    def __init__(self, runtime: ChildRuntime, call_id: int) -> None:
+        self._runtime = runtime
+        self._call_id: int | None = call_id
+        self._lock = threading.Lock()
+        self.run_thread: int | None = None
+
+    def answer(self) -> None:
+        with self._lock:
+            call_id, self._call_id = self._call_id, None
+            if call_id is not None:
+                self._runtime.reply_ok(call_id, bytes(NIL))
+
+
 class _Waiter:
     __slots__ = ("event", "reply")
 
@@ -135,6 +162,7 @@ class ChildRuntime:
         self._waiters_lock = threading.Lock()
         self._call_ids = iter(range(1, 2**63))
         self._run_thread: threading.Thread | None = None
+        self._start_gate: _StartGate | None = None
         self._stopping = False
         self.host = ChildHost(self)
         self.paglet: Paglet[Any] | None = None
@@ -184,6 +212,9 @@ class ChildRuntime:
     def call_host(self, op: str, args: Any = None, timeout: float | None = None) -> Any:
         """Ask the host to run ``op``; returns the decoded result or raises the host's error."""
         on_main = threading.get_ident() == self._main_ident
+        gate = self._start_gate
+        if gate is not None and gate.run_thread == threading.get_ident():
+            gate.answer()  # run() calls its host before its first pause: Start is answered first
         # odd ids ask the host to ring the service bell with the answer (see the module docstring)
         call_id = next(self._call_ids) * 2 + (0 if on_main else 1)
         waiter = _Waiter()
@@ -205,7 +236,10 @@ class ChildRuntime:
         reply = waiter.reply
         assert reply is not None
         if not reply.ok:
-            raise exception_from_error_info(reply.error or ErrorInfo("host", "HostError", "host call failed"))
+            error = reply.error or ErrorInfo("host", "HostError", "host call failed")
+            if error.type_name == "ValueError" and error.code == RemoteHostError.code:
+                raise ValueError(error.message)  # see _controller.host_call_error
+            raise exception_from_error_info(error)
         if reply.handoff is not None:
             ref = reply.handoff
             with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
@@ -310,16 +344,28 @@ class ChildRuntime:
             traceback.print_exc()
             os._exit(70)
 
-    def _start_run(self) -> None:
-        if self._run_thread is not None or self.paglet is None:
+    def _start_run(self, call_id: int) -> None:
+        """Start ``run()`` and answer ``Start`` (see the module docstring)."""
+        paglet = self.paglet
+        if self._run_thread is not None or paglet is None:
+            self.reply_ok(call_id, bytes(NIL))  # a repeated Start: run() was started already
             return
+        if type(paglet).run is Paglet.run:  # nothing to run: no thread
+            self._run_thread = threading.current_thread()
+            self.reply_ok(call_id, bytes(NIL))
+            self.send(RunFinished(None))
+            return
+        gate = self._start_gate = _StartGate(self, call_id)
         self._run_thread = threading.Thread(
-            target=self._run_main, name=f"paglets-run-{self.config.agent_id}", daemon=True
+            target=self._run_main, args=(gate,), name=f"paglets-run-{self.config.agent_id}", daemon=True
         )
+        # start() returns once this thread has the interpreter lock again: after run()'s first pause
         self._run_thread.start()
+        gate.answer()
 
-    def _run_main(self) -> None:
+    def _run_main(self, gate: _StartGate) -> None:
         assert self.paglet is not None
+        gate.run_thread = threading.get_ident()
         error: ErrorInfo | None = None
         try:
             self.paglet.run()
@@ -328,6 +374,7 @@ class ChildRuntime:
         except BaseException as exc:
             error = _user_error(exc)
         try:
+            gate.answer()  # Start is answered before the host hears that run() finished
             self.send(RunFinished(error))
         except ChannelClosedError:
             pass
@@ -347,7 +394,8 @@ class ChildRuntime:
                 case ResourceCall():
                     payload = self._resources(msg)
                 case Start():
-                    payload = bytes(NIL)
+                    self._start_run(call_id)  # answered by the run thread once run() is entered
+                    return
                 case _:
                     raise HostError(f"unexpected request {type(msg).__name__}")
         except SystemExit as exc:
@@ -356,8 +404,6 @@ class ChildRuntime:
             self.reply_error(call_id, _user_error(exc))
             return
         self.reply_ok(call_id, payload)
-        if isinstance(msg, Start):
-            self._start_run()
 
     def _deliver(self, msg: Deliver) -> bytes:
         assert self.paglet is not None

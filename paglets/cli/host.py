@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from paglets import __version__
-from paglets.cli._console import LOGGER_NAME, ConsoleReporter, configure_console
 from paglets.core.errors import PagletError
-from paglets.remote.mesh import MESH_VERSION_ENV, NO_GIT_SUFFIX
 
 __all__ = ["build_parser", "main", "parse_size"]
+
+# ``--help`` stays light: the console, the mesh and the runtime are imported once a host starts, so these
+# two names are spelled out here (a test checks them against paglets.cli._console and paglets.remote.mesh)
+LOGGER_NAME: Final = "paglets.console"
+MESH_VERSION_ENV: Final = "PAGLETS_MESH_VERSION"
 
 _log = logging.getLogger(LOGGER_NAME)
 
@@ -382,6 +385,8 @@ def mesh_version_warning(explicit: str | None, resolved: str) -> str | None:
     """The start-up warning for a code version nobody chose (no ``--mesh-version``, no environment)."""
     if (explicit and explicit.strip()) or os.environ.get(MESH_VERSION_ENV, "").strip():
         return None
+    from paglets.remote.mesh import NO_GIT_SUFFIX
+
     source = "(no git checkout found)" if resolved.endswith(NO_GIT_SUFFIX) else "(the git commit)"
     return (
         f"no --mesh-version given: this host uses code version {resolved!r} {source} and joins only "
@@ -398,6 +403,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
         level = log_level(args)
     except CliError as exc:
         parser.error(str(exc))
+    from paglets.cli._console import configure_console
+
     stop_console = configure_console(level)
     try:
         return _serve(args, options)
@@ -406,6 +413,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
 
 
 def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from paglets.cli._console import ConsoleReporter
     from paglets.remote.mesh import resolve_code_version
     from paglets.runtime.host import Host
 

@@ -96,3 +96,25 @@ def test_the_umbrella_command_knows_every_tree_command() -> None:
     from paglets.cli.tree import COMMANDS
 
     assert tuple(COMMANDS) == TREE_COMMANDS
+
+
+def test_the_host_command_spells_its_constants_like_their_modules() -> None:
+    from paglets.cli import _console, host
+    from paglets.remote import mesh
+
+    assert host.LOGGER_NAME == _console.LOGGER_NAME
+    assert host.MESH_VERSION_ENV == mesh.MESH_VERSION_ENV
+
+
+def test_the_host_help_imports_neither_the_runtime_nor_the_mesh() -> None:
+    code = (
+        "import sys\n"
+        "from paglets.cli.host import build_parser\n"
+        "build_parser()\n"
+        "heavy = ('paglets.remote.mesh', 'paglets.runtime.host', 'paglets.cli._console', 'asyncio')\n"
+        "print(','.join(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""

@@ -14,8 +14,12 @@ requests in flight finish (and their connections close) until ``deadline`` secon
 aborted and its handler cancelled. Outside a shutdown a handler is never cancelled, not even when its
 client disconnects (as in paglets 2.0): a handler that changes state always runs to its end.
 
-Admission: beyond ``ServerLimits.max_connections`` open connections a new one is answered ``503`` and
-closed; the counters of :meth:`HttpServer.statistics` say how many.
+Admission: a peer address that already holds ``ServerLimits.max_connections_per_address`` connections
+gets ``503`` for a new one, so one address cannot take every slot. With ``max_connections`` open, the
+connection idle the longest (waiting for a request with nothing of it received: one that never spoke,
+or an idle keep-alive connection) is closed to make room; only when no connection is idle is a new one
+answered ``503``. A connection must complete its first request head within ``first_request_timeout``
+of the accept. The counters of :meth:`HttpServer.statistics` say how often each rule fired.
 
 Usage::
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from paglets.core.errors import HostError
+from paglets.http.limits import ServerLimits
 from paglets.persistence.storage import sanitize_name
 from paglets.remote._mesh_ref import peer_url
 from paglets.wire.limits import GiB, MiB
@@ -76,6 +77,8 @@ class HostConfig:
     tags: tuple[str, ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
     preload_modules: tuple[str, ...] = ()
+    #: Limits and timeouts of the host's HTTP server (``None``: the defaults of ``ServerLimits``).
+    http_limits: ServerLimits | None = None
 
     @property
     def relay_mode(self) -> bool:
@@ -111,6 +114,9 @@ class HostConfig:
             options.pop("relay_delivery_timeout", None)
         if options.get("preload_modules") is not None:
             options["preload_modules"] = tuple(options["preload_modules"])
+        limits = options.get("http_limits")
+        if limits is not None and not isinstance(limits, ServerLimits):
+            raise HostError(f"http_limits must be a ServerLimits, not {type(limits).__name__}")
         if options.get("git_repo_root") is not None:
             options["git_repo_root"] = Path(options["git_repo_root"])
         unknown = set(options) - set(cls.__dataclass_fields__)

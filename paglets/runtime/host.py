@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from paglets.artifacts import ArtifactRef, PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
@@ -54,6 +54,9 @@ from paglets.serialization._from_wire import unknown_wire_fields
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceRecord
 from paglets.wire.ipc import MessageWire
+
+if TYPE_CHECKING:
+    from paglets.http.server import ServerStatistics
 
 __all__ = ["HOST_CAPABILITIES", "Host"]
 
@@ -295,7 +298,12 @@ class Host:
         from paglets.http.server import HttpServer
         from paglets.runtime._routes import build_router
 
-        return HttpServer(build_router(self), api_key=self.api_key, path_prefix=_prefix(self.public_url))
+        return HttpServer(
+            build_router(self),
+            api_key=self.api_key,
+            path_prefix=_prefix(self.public_url),
+            limits=self.config.http_limits,
+        )
 
     async def _watch_binding(self) -> None:
         """``--bind-public auto``: follow the LAN address (see ``paglets.runtime._binding``)."""
@@ -844,6 +852,11 @@ class Host:
             return {"state": dataclass_to_wire(codec_for(state_cls).decode(data))}
         except Exception as exc:
             return {"state_error": str(exc)}
+
+    def http_statistics(self) -> ServerStatistics | None:
+        """Counters of the host's HTTP server (connections, rejections, timeouts); ``None`` before start."""
+        server = self._server
+        return None if server is None else server.statistics()
 
     def health(self) -> dict[str, Any]:
         """``GET /health`` (contract §6); a host that is not started counts its records."""

@@ -9,7 +9,9 @@ with SIGTERM and prints ``OK``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -50,7 +52,12 @@ def main() -> None:
 
     def start(line: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            shlex.split(line), cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            shlex.split(line),
+            cwd=checkout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # ``uv run`` starts the host as its child: kill the whole group
         )
         procs.append(proc)
         return proc
@@ -79,9 +86,9 @@ def main() -> None:
             assert f"host {name} stopped" in err, (name, out, err)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group, even if it exited
+            proc.wait(30)
     print("OK")
 
 

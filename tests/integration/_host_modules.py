@@ -22,7 +22,7 @@ def _probe(port: int, out_file: str) -> None:
 
 
 def _use_services(port: int, out_file: str) -> None:
-    from paglets.core.messages import Message
+    from paglets.core.messages import Message  # imported by main() already (no import race)
     from paglets.remote.client import HostClient
     from paglets.remote.proxy import PagletProxy
 
@@ -45,6 +45,11 @@ def _use_services(port: int, out_file: str) -> None:
 
 def main() -> int:
     port, out_file = int(sys.argv[1]), sys.argv[2]
+    # what the helper thread uses is imported here first: two threads importing one package at once can
+    # see each other's half-initialised modules
+    import paglets.core.messages
+    import paglets.remote.client
+    import paglets.remote.proxy  # noqa: F401
     from paglets.cli.main import main as paglets_main
 
     threading.Thread(target=_probe, args=(port, out_file), daemon=True).start()

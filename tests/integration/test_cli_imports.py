@@ -80,7 +80,7 @@ def test_the_host_process_imports_neither_rich_nor_the_commands(tmp_path: Path) 
         timeout=120,
         check=False,
     )
-    assert out.exists(), done.stdout + done.stderr
+    assert out.exists(), (done.returncode, done.stdout, done.stderr)
     modules = set(out.read_text().split())
     assert "paglets.services.builtin.server_info" in modules  # the launch config was resolved
     assert "rich" not in modules

@@ -757,6 +757,8 @@ class Host:
             return self._proxy(agent_id)
         if include_inactive and ctrl is None and self._record_summary(agent_id) is not None:
             return self._proxy(agent_id)
+        if include_inactive and ctrl is None and self.resident.is_resident(agent_id):
+            return self._proxy(agent_id)  # a lazy resident service not started yet: a message starts it
         return None
 
     def _record_summary(self, agent_id: str) -> Any:

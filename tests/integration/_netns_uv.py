@@ -1,8 +1,10 @@
 """Run inside ``unshare -n`` (loopback only) in a checkout where ``uv sync`` already ran: the quick start
 of the project description, verbatim, with two ``uv run paglets-host`` processes on the fixed ports 8765
-and 8766. Waits for beta to list alpha online in ``/hosts``, stops both with SIGTERM and prints ``OK``.
+and 8766. Waits for beta to list alpha online in ``/hosts``, runs the further command lines given (each
+must succeed; its output is checked by the caller's expectations: it names both hosts), stops both hosts
+with SIGTERM and prints ``OK``.
 
-``python _netns_uv.py CHECKOUT 'uv run ...' 'uv run ...'``
+``python _netns_uv.py CHECKOUT 'uv run ...' 'uv run ...' ['uv run paglets-sysinfo df' ...]``
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def wait(what: str, predicate: Any, procs: list[subprocess.Popen[str]]) -> None:
 
 def main() -> None:
     checkout, alpha_line, beta_line = sys.argv[1:4]
+    commands = sys.argv[4:]
     procs: list[subprocess.Popen[str]] = []
 
     def start(line: str) -> subprocess.Popen[str]:
@@ -69,6 +72,12 @@ def main() -> None:
             return any(h["name"] == "alpha" and h["online"] for h in hosts)
 
         wait("beta to list alpha online in /hosts", beta_lists_alpha, procs)
+        for line in commands:
+            done = subprocess.run(
+                shlex.split(line), cwd=checkout, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert done.returncode == 0, (line, done.returncode, done.stdout, done.stderr)
+            assert "alpha" in done.stdout or line.endswith("artifacts list"), (line, done.stdout)
         for proc, name in ((beta, "beta"), (alpha, "alpha")):
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)

@@ -33,7 +33,7 @@ from paglets.core.errors import (
     PagletInactiveError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
-from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
+from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY, Message
 from paglets.persistence.storage import sanitize_name
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
@@ -43,10 +43,17 @@ from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
-from paglets.wire.requests import MessageBody
+from paglets.wire.requests import MessageBody, check_message
 from paglets.wire.values import prepare_value
 
-__all__ = ["PagletManager", "Timeouts", "mailbox_counts", "message_from_request", "message_wire"]
+__all__ = [
+    "PagletManager",
+    "Timeouts",
+    "mailbox_counts",
+    "message_from_request",
+    "message_wire",
+    "message_wire_of",
+]
 
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
@@ -590,16 +597,26 @@ def message_from_request(body: MessageBody) -> MessageWire:
     )
 
 
-def message_wire(wire: dict[str, Any]) -> MessageWire:
-    """The IPC form of a ``Message.to_wire()`` dict."""
-    return MessageWire(
-        kind=str(wire["kind"]),
-        args=prepare_value(wire.get("args") or {}),
-        arg=prepare_value(wire.get("arg")),
-        sender=wire.get("sender"),
-        reply_to=wire.get("reply_to"),
-        priority=int(wire.get("priority", NORMAL_PRIORITY)),
-        message_type=int(wire.get("message_type", 0)),
-        timestamp=float(wire.get("timestamp") or time.time()),
-        message_id=str(wire.get("message_id") or uuid.uuid4().hex),
+def message_wire(wire: Any) -> MessageWire:
+    """The IPC form of a ``Message.to_wire()`` dict that did not come through the HTTP route (a host
+    call, a stored or forwarded message), checked field by field: ``SerializationError`` names a wrong
+    field, so a paglet process never gets a message it cannot decode."""
+    return message_from_request(check_message(wire))
+
+
+def message_wire_of(message: Message) -> MessageWire:
+    """The IPC form of a ``Message`` built in this process, checked like any other (``to_wire`` would
+    coerce a non-dict ``args``; the check refuses it and names the field)."""
+    return message_wire(
+        {
+            "kind": message.kind,
+            "args": message.args,
+            "arg": message.arg,
+            "sender": message.sender,
+            "reply_to": message.reply_to,
+            "priority": message.priority,
+            "message_type": message.message_type,
+            "timestamp": message.timestamp,
+            "message_id": message.message_id,
+        }
     )

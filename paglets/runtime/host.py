@@ -46,7 +46,7 @@ from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
-from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire
+from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire_of
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
@@ -603,7 +603,7 @@ class Host:
             raise HostError(f"host {self.name} is not started (call start_background())")
         if self._loop.in_loop_thread():
             raise HostError("a blocking host call was made from the host's event loop thread")
-        wire = message_wire(message.to_wire())
+        wire = message_wire_of(message)
         ctrl = self.manager.controllers.get(agent_id)
         if message.kind == DEACTIVATE_KIND or ctrl is None or ctrl.status != "ready":
             return asyncio.run_coroutine_threadsafe(

@@ -418,3 +418,17 @@ class NameUser(Paglet[EmptyState]):
         if msg.kind == "create_remote":
             return self.context.host.create_remote(target, NameUser).to_wire()
         return self.not_handled()
+
+
+class RawSender(Paglet[EmptyState]):
+    """Sends message dicts through its host call as they are (the checks of a paglet's own ``Message``
+    are skipped), to test the host's side."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "raw":
+            return self.context.host.call(  # type: ignore[attr-defined]  # the paglet process's host
+                "deliver", 30.0, agent_id=str(msg.get_arg("to")), message=msg.get_arg("message")
+            )
+        return self.not_handled()

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from paglets.core.errors import (
     InvalidAgentError,
+    InvalidAgentIdError,
     PagletError,
     TransferError,
 )
@@ -48,6 +49,7 @@ from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._handoff import OutgoingSegment
 from paglets.wire.envelope import EnvelopeDecoder, EnvelopeEncoder, EnvelopeMetadata, MemoryviewSink
+from paglets.wire.ids import check_agent_id
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -235,6 +237,8 @@ class MovementEngine:
         """
         host = self._host
         ticket = TransferTicket.from_target(target if target is not None else host.address)
+        if clone_id is not None:
+            check_agent_id(clone_id)  # a paglet chose its clone's id
         try:
             destination = await self._resolve(ticket)
         except PagletError as exc:
@@ -563,6 +567,13 @@ class MovementEngine:
         if known is not None and known.role == "target":
             segment.close()
             return self._answer(known)
+        try:
+            check_agent_id(metadata.agent_id)  # ids from the network: never a paglet named "", "/tmp/x", ...
+            if metadata.clone_of is not None:
+                check_agent_id(metadata.clone_of)
+        except InvalidAgentIdError:
+            segment.close()
+            raise
         record = await self._prepare_record(metadata, segment, length)
         self._spawn_task(self._await_commit(record, metadata.source_host_address))
         return self._answer(record)

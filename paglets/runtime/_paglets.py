@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import re
 import sys
 import time
 import uuid
@@ -40,6 +39,7 @@ from paglets.runtime._controller import PagletController
 from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
+from paglets.wire.ids import check_agent_id
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
@@ -65,8 +65,6 @@ INLINE_STATE: Final = 32 * 1024
 #: Most paglet-class modules the host asks its zygote to import (each stays loaded in the template).
 MAX_PRELOADED_MODULES: Final = 256
 
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -79,12 +77,6 @@ class Timeouts:
     #: for listings: a process that does not answer in time is shown with its last known resources
     resource_status: float = 2.0
     exit: float = 2.0
-
-
-def check_agent_id(agent_id: str) -> str:
-    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
-        raise InvalidAgentError(f"invalid agent id {agent_id!r}")
-    return agent_id
 
 
 class PagletManager:
@@ -243,6 +235,7 @@ class PagletManager:
         state_segment: OutgoingSegment | None = None,
         register: bool = True,
     ) -> PagletController:
+        check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
         zygote = self.zygote
         if zygote is None:
             raise HostError(f"host {self.host_name} is not started")

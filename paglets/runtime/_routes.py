@@ -26,6 +26,7 @@ from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_from_request
 from paglets.services._routes import build_service_routes
+from paglets.wire.ids import check_agent_id
 from paglets.wire.ipc import MessageWire
 from paglets.wire.jsonbin import encode_json
 from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
@@ -104,7 +105,7 @@ def _int_query(request: Request, name: str, default: int, *, low: int, high: int
 
 def build_router(host: Host) -> Router:
     """Every route of ``host``."""
-    router = Router()
+    router = Router(param_checks={"agent_id": check_agent_id})  # a bad id in a path is a 400
 
     async def index(request: Request) -> Response:
         return _ok(
@@ -156,7 +157,7 @@ def build_router(host: Host) -> Router:
             state_class=state_class,
             state=state,
             init=body.init,
-            agent_id=body.agent_id,
+            agent_id=None if body.agent_id is None else check_agent_id(body.agent_id),
         )
         return _ok({"proxy": {"host_url": host.address, "agent_id": new_id}})
 
@@ -191,7 +192,8 @@ def build_router(host: Host) -> Router:
 
     async def lease(request: Request) -> Response:
         body = await _read(request, LeaseRequest)
-        return _ok(await host.resident.acquire_lease(body.agent_id, body.service_name, body.ttl))
+        agent_id = check_agent_id(body.agent_id)
+        return _ok(await host.resident.acquire_lease(agent_id, body.service_name, body.ttl))
 
     async def lease_release(request: Request) -> Response:
         await _read(request, EmptyRequest)

@@ -31,9 +31,9 @@ from paglets.wire.jsonbin import BINARY_TAG, untag_binary
 from paglets.wire.limits import MAX_JSON_BODY
 
 __all__ = [
+    "INT_RANGE",
     "AdvertiseRequest",
     "CreateRequest",
-    "INT_RANGE",
     "EmptyRequest",
     "Int64",
     "LeaseRequest",

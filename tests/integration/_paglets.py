@@ -421,14 +421,15 @@ class NameUser(Paglet[EmptyState]):
 
 
 class RawSender(Paglet[EmptyState]):
-    """Sends message dicts through its host call as they are (the checks of a paglet's own ``Message``
-    are skipped), to test the host's side."""
+    """Makes host calls with arguments as they are (the checks of a paglet's own API are skipped), to
+    test the host's side."""
 
     State = EmptyState
 
     def handle_message(self, msg: Message) -> Any:
+        host: Any = self.context.host  # the paglet process's host (its ``call`` sends a host call)
         if msg.kind == "raw":
-            return self.context.host.call(  # type: ignore[attr-defined]  # the paglet process's host
-                "deliver", 30.0, agent_id=str(msg.get_arg("to")), message=msg.get_arg("message")
-            )
+            return host.call("deliver", 30.0, agent_id=str(msg.get_arg("to")), message=msg.get_arg("message"))
+        if msg.kind == "call":
+            return host.call(str(msg.get_arg("op")), 30.0, **msg.get_arg("args"))
         return self.not_handled()

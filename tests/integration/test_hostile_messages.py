@@ -55,14 +55,12 @@ def test_malformed_http_messages_are_refused_naming_the_field(host: Host, oneway
     client = HttpClient()
     try:
         url = f"{host.address}/agents/{agent_id}/messages"
-        count = 0
-        for fields, path in BAD_MESSAGES:
+        for count, (fields, path) in enumerate(BAD_MESSAGES, start=1):
             status, answer = _post(client, url, {"message": {"kind": "add", **fields}, "oneway": oneway})
             assert status == 400, (fields, answer)
             assert answer["error_type"] == "RequestError", answer
             assert repr(path) in answer["error"], (path, answer)
             status, answer = _post(client, url, {"message": {"kind": "add"}})
-            count += 1
             assert (status, answer) == (200, {"result": count}), fields
     finally:
         client.close()
@@ -144,7 +142,8 @@ def test_malformed_messages_do_not_reach_an_inactive_paglet(make_host: Callable[
         url = f"{host.address}/agents/{agent_id}/messages"
         for fields, path in BAD_MESSAGES[:4]:
             status, answer = _post(client, url, {"message": {"kind": "add", **fields}, "oneway": True})
-            assert status == 400 and repr(path) in answer["error"], answer
+            assert status == 400, answer
+            assert repr(path) in answer["error"], answer
     finally:
         client.close()
     assert host.deliver_message(agent_id, Message("add"), timeout=30) == 1

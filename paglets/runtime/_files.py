@@ -34,7 +34,7 @@ from paglets.artifacts import (
     normalize_file_mode,
 )
 from paglets.core.errors import HostError, TransferError
-from paglets.persistence.storage import sanitize_name
+from paglets.persistence.storage import path_component
 
 if TYPE_CHECKING:
     from paglets.remote.client import HostClient
@@ -66,7 +66,7 @@ class FileRegistry:
         self._lock = threading.Lock()
 
     def work_dir(self, agent_id: str) -> Path:
-        return self._work_root / sanitize_name(agent_id)
+        return self._work_root / path_component(agent_id)
 
     # --- registration ---------------------------------------------------------------------------------
 
@@ -205,7 +205,7 @@ class FileRegistry:
                 ref = PagletFileRef.from_wire(entry["file"])
                 artifact = ArtifactRef.from_wire(entry["artifact"])
                 work.mkdir(parents=True, exist_ok=True)
-                target = work / sanitize_name(ref.name)
+                target = work / path_component(ref.name)
                 part = target.with_name(f".{target.name}.part")
                 shutil.copyfile(store.blob_path(artifact.artifact_id), part)
                 if part.stat().st_size != ref.size_bytes or sha256_of(part) != ref.sha256:

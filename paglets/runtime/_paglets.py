@@ -33,7 +33,7 @@ from paglets.core.errors import (
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY, Message
-from paglets.persistence.storage import sanitize_name
+from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
 from paglets.runtime._handoff import OutgoingSegment
@@ -260,7 +260,7 @@ class PagletManager:
                 state=inline,
                 state_handoff=handoff,
                 api_key=self.api_key,
-                work_dir=str(self.work_root / sanitize_name(agent_id)),
+                work_dir=str(self.work_root / path_component(agent_id)),
                 sys_path=list(sys.path),
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"

@@ -32,7 +32,7 @@ from paglets.core.errors import HostError, InvalidAgentError, RequestError, Seri
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
-from paglets.persistence.storage import ManagedStorage, sanitize_name
+from paglets.persistence.storage import ManagedStorage, class_storage_name, path_component
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_code_version
 from paglets.remote.proxy import PagletProxy
@@ -1015,7 +1015,7 @@ class Host:
     def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
         """The scratch directory of an active paglet (``InvalidAgentError`` for others, as in 2.0)."""
         self.manager.get(agent_id)
-        path = self.manager.work_root / sanitize_name(agent_id)
+        path = self.manager.work_root / path_component(agent_id)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
@@ -1090,7 +1090,7 @@ class Host:
         with self._properties_lock:
             storage = self._storages.get(key)
             if storage is None:
-                root = self.persistence_dir / "storage" / sanitize_name(agent_class.replace(":", "."))
+                root = self.persistence_dir / "storage" / class_storage_name(agent_class)
                 storage = ManagedStorage(root, quota_bytes=quota)
                 self._storages[key] = storage
             return storage

@@ -279,13 +279,14 @@ class FileCarrier(Paglet[TravelState]):
     def handle_message(self, msg: Message) -> Any:
         from pathlib import Path
 
+        name = msg.get_arg("name", "data")
         if msg.kind == "register":
-            ref = self.register_file(str(msg.arg), name="data", mode=msg.get_arg("mode", "copy"))
+            ref = self.register_file(str(msg.arg), name=name, mode=msg.get_arg("mode", "copy"))
             return ref.sha256
         if msg.kind == "where":
-            return str(self.file_path("data"))
+            return str(self.file_path(name))
         if msg.kind == "read":
-            return Path(self.file_path("data")).read_bytes()
+            return Path(self.file_path(name)).read_bytes()
         if msg.kind == "log":
             return list(self.state.log)
         if msg.kind == "work":

@@ -79,6 +79,9 @@ class HostConfig:
     preload_modules: tuple[str, ...] = ()
     #: Limits and timeouts of the host's HTTP server (``None``: the defaults of ``ServerLimits``).
     http_limits: ServerLimits | None = None
+    #: Send ``remote_traceback`` (file paths and code of this host) in HTTP error bodies. Off by default
+    #: (``proto/PROTOCOL.md`` §3.1): the traceback goes to the host's log instead.
+    expose_tracebacks: bool = False
 
     @property
     def relay_mode(self) -> bool:

@@ -37,7 +37,7 @@ from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
 from paglets.runtime._handoff import OutgoingSegment
-from paglets.runtime._zygote import Zygote
+from paglets.runtime._zygote import Zygote, scrubbed_environment
 from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ids import check_agent_id
 from paglets.wire.ipc import HandoffRef, MessageWire
@@ -119,7 +119,10 @@ class PagletManager:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the zygote. Call on the loop thread: the zygote lives as long as this thread."""
         self._loop = loop
-        self.zygote = Zygote.start(preload=self._preload)
+        # the template and every paglet process start without the host's secrets in their environment;
+        # a paglet process gets the key it needs through its ChildConfig
+        env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
+        self.zygote = Zygote.start(preload=self._preload, env=env)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

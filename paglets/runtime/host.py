@@ -303,6 +303,7 @@ class Host:
             api_key=self.api_key,
             path_prefix=_prefix(self.public_url),
             limits=self.config.http_limits,
+            expose_tracebacks=self.config.expose_tracebacks,
         )
 
     async def _watch_binding(self) -> None:

@@ -434,3 +434,23 @@ class RawSender(Paglet[EmptyState]):
         if msg.kind == "call":
             return host.call(str(msg.get_arg("op")), 30.0, **msg.get_arg("args"))
         return self.not_handled()
+
+
+class EnvReporter(Paglet[EmptyState]):
+    """Reports what of a secret its process can see, and calls its own host over HTTP."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "secret-seen":
+            secret = str(msg.arg)
+            with open("/proc/self/environ", "rb") as fh:
+                raw = fh.read()
+            return {
+                "environ": sorted(name for name, value in os.environ.items() if secret in value),
+                "proc": secret.encode() in raw,
+            }
+        if msg.kind == "health":
+            host: Any = self.context.host
+            return host.client.get_json(f"{self.context.address}/health")["name"]
+        return self.not_handled()

@@ -37,6 +37,7 @@ from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
 from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._zygote import Zygote, scrubbed_environment
 from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ids import check_agent_id
@@ -96,8 +97,11 @@ class PagletManager:
         on_agent_live: Callable[[str, list[Any]], None] = lambda agent_id, held: None,
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
+        spawn: Callable[..., object] | None = None,
     ) -> None:
         self.host_name = host_name
+        #: How controllers start their background tasks (``BackgroundTasks.spawn``: failures reported).
+        self._spawn_task = spawn if spawn is not None else BackgroundTasks(events).spawn
         self._address = address
         self.events = events
         self.work_root = work_root
@@ -295,6 +299,7 @@ class PagletManager:
             on_crash=self._crashed,
             on_message_done=self._message_done,
             mailbox_depth=self._mailbox_depth,
+            spawn=self._spawn_task,
         )
         if register:
             self.controllers[agent_id] = ctrl

@@ -118,7 +118,7 @@ class ResidentServices:
             except PagletError as exc:
                 _log.error("eager resident service %s failed to start: %s", declaration.agent_id, exc)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._tick())
+            self._task = self._host.tasks.spawn(self._tick())  # a failure is reported, never lost
         return record
 
     async def stop(self) -> None:

@@ -454,3 +454,28 @@ class EnvReporter(Paglet[EmptyState]):
             host: Any = self.context.host
             return host.client.get_json(f"{self.context.address}/health")["name"]
         return self.not_handled()
+
+
+class LeavesWithMail(Paglet[GateState]):
+    """Dispatches itself from a handler once a file exists (messages queue up meanwhile); its ``run()``
+    raises on beta, so messages forwarded there fail."""
+
+    State = GateState
+
+    def run(self) -> None:
+        if self.context.name == "beta":
+            raise RuntimeError("no run() on beta")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "wait_then_go":
+            path = str(msg.get_arg("gate"))
+            gate = threading.Event()
+            for _ in range(2000):
+                if os.path.exists(path):
+                    break
+                gate.wait(0.01)
+            self.dispatch(str(msg.get_arg("to")))
+            return None
+        if msg.kind == "rec":
+            return None
+        return self.not_handled()

@@ -62,7 +62,7 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from paglets.core.errors import FrameError, LimitExceededError, ProtocolError
+from paglets.core.errors import FrameError, LimitExceededError, ProtocolError, SerializationError
 from paglets.wire.limits import MAX_HANDOFF_BYTES, MAX_IPC_FRAME
 from paglets.wire.messages import ErrorInfo
 
@@ -284,8 +284,16 @@ _decoder: Final = msgspec.msgpack.Decoder(IpcMessage, ext_hook=_ext_hook)  # byt
 
 
 def encode_body(msg: IpcMessage) -> bytes:
-    """The MessagePack body of ``msg`` (no length prefix)."""
-    return _encoder.encode(msg)
+    """The MessagePack body of ``msg`` (no length prefix).
+
+    A value MessagePack cannot hold (an integer beyond -2**63..2**64-1, an object of an unknown type in
+    message arguments) is a ``SerializationError`` naming the message type: the sender's values are at
+    fault, not the stream.
+    """
+    try:
+        return _encoder.encode(msg)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"cannot encode {type(msg).__name__}: {exc}") from exc
 
 
 def encode_frame(msg: IpcMessage) -> bytes:

@@ -31,7 +31,6 @@ from paglets.wire.jsonbin import BINARY_TAG, untag_binary
 from paglets.wire.limits import MAX_JSON_BODY
 
 __all__ = [
-    "INT_RANGE",
     "AdvertiseRequest",
     "CreateRequest",
     "EmptyRequest",
@@ -66,9 +65,6 @@ class CreateRequest(msgspec.Struct, kw_only=True):
 
 #: A signed 64-bit integer: what a MessagePack int field of an IPC frame holds.
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-
-#: Integers a free-form MessagePack value (message arguments, ``init``, states) can hold.
-INT_RANGE: Final = (-(2**63), 2**64 - 1)
 
 
 class MessageBody(msgspec.Struct, kw_only=True):
@@ -183,45 +179,7 @@ def decode_request(raw: bytes | bytearray | memoryview, cls: type[S], *, max_byt
         raise FrameError(f"invalid JSON: {exc}") from exc
     if _TAG_KEY_BYTES in data or b"\\u" in data:
         _untag_fields(obj, "")
-    if _LONG_NUMBER.search(data) is not None:
-        _check_struct_ints(obj, "")
     return obj
-
-
-#: A run of digits long enough to be an integer outside ``INT_RANGE`` (19 digits and more).
-_LONG_NUMBER: Final = re.compile(rb"[0-9]{19}")
-
-
-def _check_struct_ints(obj: msgspec.Struct, prefix: str) -> None:
-    """``RequestError`` naming the field when a free-form value of ``obj`` holds an integer that
-    MessagePack cannot carry (JSON numbers have no bound; IPC frames do)."""
-    for info in msgspec.structs.fields(obj):
-        value = getattr(obj, info.name)
-        if isinstance(value, msgspec.Struct):
-            _check_struct_ints(value, f"{prefix}{info.name}.")
-        else:
-            _check_ints(value, prefix + info.name)
-
-
-def _check_ints(value: Any, path: str) -> None:
-    """Walk ``value`` (iteratively: the depth is the JSON's) for an integer outside ``INT_RANGE``."""
-    low, high = INT_RANGE
-    stack: list[tuple[Any, str]] = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        kind = type(item)
-        if kind is int:
-            if not low <= item <= high:
-                raise RequestError(
-                    f"invalid request: field {where!r}: integer out of range (-2**63 .. 2**64-1)"
-                )
-        elif kind is dict:
-            stack.extend((v, f"{where}.{k}") for k, v in item.items() if type(v) in _CONTAINERS_OR_INT)
-        elif kind is list:
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(item) if type(v) in _CONTAINERS_OR_INT)
-
-
-_CONTAINERS_OR_INT: Final = frozenset({int, dict, list})
 
 
 def _untag_fields(obj: msgspec.Struct, prefix: str) -> None:

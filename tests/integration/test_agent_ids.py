@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -156,3 +158,30 @@ def test_launch_file_ids_follow_the_same_rule() -> None:
     for bad in BAD_IDS:
         with pytest.raises(ValueError, match="agent_id"):
             AutoStartSpec(agent_id=bad)
+
+
+def test_a_record_with_a_bad_id_is_never_activated(make_host: Callable[..., Host], tmp_path: Path) -> None:
+    """A record written before ids were checked (here by hand, with the id ``"ok\\n"``) is listed but
+    never becomes a live paglet; the host keeps serving."""
+    from paglets.persistence._records import RecordStore, StoredRecord
+
+    directory = tmp_path / "records-host"
+    store = RecordStore(directory)
+    store.load()
+    state = codec_for(CounterState).encode(CounterState(count=7))
+    for agent_id in ("ok\n", "fine"):
+        store.write(
+            StoredRecord(
+                agent_id=agent_id,
+                agent_class=qualified_name(Counter),
+                state_class=qualified_name(CounterState),
+                state=state,
+            )
+        )
+    store.close()
+    host = make_host("alpha", persistence_dir=directory)
+    with pytest.raises(InvalidAgentIdError):
+        host.activate("ok\n")
+    assert _live_ids(host) == set()
+    assert host.activate("fine").send(Message("add")) == 8
+    assert _live_ids(host) == {"fine"}

@@ -25,9 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from paglets.core._ids import MAX_AGENT_ID_LENGTH, is_agent_id
 from paglets.core.errors import HostError
 from paglets.serialization.codec import MAX_QUALIFIED_NAME
-from paglets.wire.ids import MAX_AGENT_ID_LENGTH, is_agent_id
 
 __all__ = [
     "BUNDLED_LAUNCH_CONFIG",

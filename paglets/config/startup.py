@@ -73,13 +73,13 @@ from paglets.config._launch_sync import (
     sync_launch_config,
     sync_launch_config_result,
 )
+from paglets.core._ids import is_agent_id
 from paglets.core.agent import Paglet
 from paglets.core.errors import HostError, PagletError, SerializationError
 from paglets.core.runtime_values import ResidentLifecycle, ServiceScope
 from paglets.serialization.codec import dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceContract
 from paglets.services.resident import RESIDENT_SERVICE_METADATA_KEY, ResidentServiceSpec
-from paglets.wire.ids import is_agent_id
 
 __all__ = [
     "BUNDLED_LAUNCH_CONFIG",

@@ -120,7 +120,7 @@ class InvalidAgentError(PagletError):
 
 
 class InvalidAgentIdError(InvalidAgentError):
-    """A string that cannot be an agent id (``paglets.wire.ids``): the request is malformed (HTTP 400),
+    """A string that cannot be an agent id (``paglets.core._ids``): the request is malformed (HTTP 400),
     whereas its parent means "no such paglet" (404)."""
 
     http_status = 400

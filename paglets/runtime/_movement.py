@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from paglets.core._ids import check_agent_id
 from paglets.core.errors import (
     InvalidAgentError,
     InvalidAgentIdError,
@@ -50,7 +51,6 @@ from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._tasks import BackgroundTasks
 from paglets.wire.envelope import EnvelopeDecoder, EnvelopeEncoder, EnvelopeMetadata, MemoryviewSink
-from paglets.wire.ids import check_agent_id
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from paglets.core._ids import check_agent_id
 from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import (
     HostError,
@@ -40,7 +41,6 @@ from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._zygote import Zygote, scrubbed_environment
 from paglets.wire.boot import ChildConfig, encode_child_config
-from paglets.wire.ids import check_agent_id
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo

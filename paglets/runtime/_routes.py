@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 
 from paglets import __version__
+from paglets.core._ids import check_agent_id
 from paglets.core.errors import HostError, PagletError
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
@@ -26,7 +27,6 @@ from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_from_request
 from paglets.services._routes import build_service_routes
-from paglets.wire.ids import check_agent_id
 from paglets.wire.ipc import MessageWire
 from paglets.wire.jsonbin import encode_json
 from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES

@@ -10,6 +10,5 @@ threading or subprocess (``tests/test_project.py`` checks it). The byte formats 
 - ``envelope``  movement envelope: streaming ``EnvelopeEncoder``, incremental ``EnvelopeDecoder``
 - ``jsonbin``   control-plane JSON with the binary tag form of paglets 2.0
 - ``checksum``  CRC-32 and ``crc32_combine``
-- ``ids``       the agent id rule (``check_agent_id``)
 - ``requests``  typed JSON request bodies of the control plane
 """

@@ -95,12 +95,6 @@ IDLE_TIMEOUT: Final = 60.0
 #: Seconds the server waits for the next bytes of a started request (slow-client guard).
 READ_TIMEOUT: Final = 30.0
 
-# --- names -------------------------------------------------------------------------------------------------
-
-#: Longest agent id (``paglets.wire.ids``). A uuid in hex is 32 characters; 128 leaves room for readable
-#: prefixes and keeps ids fit for URL paths, file names, process titles and log lines.
-MAX_AGENT_ID_LENGTH: Final = 128
-
 # --- mailboxes ----------------------------------------------------------------------------------------------
 
 #: Messages waiting in one paglet's mailbox before senders get ``MailboxFullError``.

@@ -19,9 +19,12 @@ import re
 from typing import Final
 
 from paglets.core.errors import InvalidAgentIdError
-from paglets.wire.limits import MAX_AGENT_ID_LENGTH
 
 __all__ = ["AGENT_ID_PATTERN", "MAX_AGENT_ID_LENGTH", "check_agent_id", "is_agent_id"]
+
+#: Longest agent id. A uuid in hex is 32 characters; 128 leaves room for readable prefixes and keeps ids
+#: fit for URL paths, file names, process titles and log lines.
+MAX_AGENT_ID_LENGTH: Final = 128
 
 #: The agent id rule as a regular expression (match it with ``fullmatch``).
 AGENT_ID_PATTERN: Final = rf"[A-Za-z0-9][A-Za-z0-9._:-]{{0,{MAX_AGENT_ID_LENGTH - 1}}}"

@@ -1,11 +1,11 @@
-"""The agent id rule (``paglets.wire.ids``): whole-string match, one definition for every user."""
+"""The agent id rule (``paglets.core._ids``): whole-string match, one definition for every user."""
 
 from __future__ import annotations
 
 import pytest
 
+from paglets.core._ids import MAX_AGENT_ID_LENGTH, check_agent_id, is_agent_id
 from paglets.core.errors import InvalidAgentError, InvalidAgentIdError
-from paglets.wire.ids import MAX_AGENT_ID_LENGTH, check_agent_id, is_agent_id
 
 GOOD = ["a", "0", "c0ffee", "counter-1", "svc:echo", "a.b_c-d:e", "f" * 32, "x" * MAX_AGENT_ID_LENGTH]
 BAD = [

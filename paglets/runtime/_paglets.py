@@ -38,8 +38,9 @@ from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
 from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._procutil import scrubbed_environment
 from paglets.runtime._tasks import BackgroundTasks
-from paglets.runtime._zygote import Zygote, scrubbed_environment
+from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH

@@ -53,7 +53,6 @@ from typing import Final, Literal
 import msgspec
 
 from paglets.core.errors import FrameError, HostError, LimitExceededError
-from paglets.http.errormap import API_KEY_ENV
 from paglets.runtime._channel import IpcTimeoutError
 from paglets.runtime._procutil import TITLE_ROOM
 from paglets.wire.limits import KiB
@@ -66,7 +65,6 @@ __all__ = [
     "Zygote",
     "ZygoteError",
     "ZygoteStatistics",
-    "scrubbed_environment",
 ]
 
 Mode = Literal["fork", "spawn"]
@@ -128,21 +126,6 @@ RUNTIME_MODULES: Final = (
 
 class ZygoteError(HostError):
     """The zygote could not start, spawn, or went away."""
-
-
-#: Environment variables never passed to a zygote (nor, so, to any paglet process): the host's API key.
-SECRET_ENV_NAMES: Final = frozenset({API_KEY_ENV})
-
-
-def scrubbed_environment(environ: Mapping[str, str], *, secrets: Sequence[str] = ()) -> dict[str, str]:
-    """``environ`` without the host's secrets: the variables of ``SECRET_ENV_NAMES`` and every variable
-    whose value is one of ``secrets`` (the API key, whichever variable it came from, e.g.
-    ``--api-key-env``). The zygote is started with it, so neither the template process nor any paglet
-    process forked from it ever has them, not even in ``/proc/<pid>/environ``."""
-    hidden = {secret for secret in secrets if secret}
-    return {
-        name: value for name, value in environ.items() if name not in SECRET_ENV_NAMES and value not in hidden
-    }
 
 
 # --- control protocol ----------------------------------------------------------------------------------

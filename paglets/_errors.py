@@ -30,6 +30,7 @@ __all__ = [
     "HeadersTooLargeError",
     "HostError",
     "InvalidAgentError",
+    "InvalidAgentIdError",
     "LifecycleError",
     "LimitExceededError",
     "MailboxFullError",
@@ -123,6 +124,14 @@ class RemoteHostError(PagletError):
 class InvalidAgentError(PagletError):
     http_status = 404
     code = "invalid_agent"
+
+
+class InvalidAgentIdError(InvalidAgentError):
+    """A string that cannot be an agent id (``paglets.core._ids``): the request is malformed (HTTP 400),
+    whereas its parent means "no such paglet" (404)."""
+
+    http_status = 400
+    code = "invalid_agent_id"
 
 
 class PagletInactiveError(PagletError):

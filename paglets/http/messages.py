@@ -323,6 +323,9 @@ def error_response(
     *,
     status: int | None = None,
     headers: list[tuple[str, str]] | None = None,
+    traceback: bool = False,
 ) -> Response:
-    """The JSON error response for ``exc`` (status from the error unless ``status`` overrides it)."""
-    return json_response(error_payload(exc), error_status(exc) if status is None else status, headers=headers)
+    """The JSON error response for ``exc`` (status from the error unless ``status`` overrides it); its
+    ``remote_traceback`` only with ``traceback=True`` (see ``paglets.http.errormap.error_payload``)."""
+    payload = error_payload(exc, traceback=traceback)
+    return json_response(payload, error_status(exc) if status is None else status, headers=headers)

@@ -13,7 +13,7 @@ from typing import Any
 
 from paglets.core.errors import HostError
 from paglets.http.limits import ServerLimits
-from paglets.persistence.storage import sanitize_name
+from paglets.persistence.storage import path_component, sanitize_name
 from paglets.remote._mesh_ref import peer_url
 from paglets.wire.limits import GiB, MiB
 
@@ -21,7 +21,7 @@ __all__ = ["HostConfig", "default_persistence_dir", "normalize_tags", "normalize
 
 
 def default_persistence_dir(name: str) -> Path:
-    return Path.home() / ".paglets" / "hosts" / sanitize_name(name)
+    return Path.home() / ".paglets" / "hosts" / path_component(name)
 
 
 def normalize_url(url: str) -> str:
@@ -79,6 +79,9 @@ class HostConfig:
     preload_modules: tuple[str, ...] = ()
     #: Limits and timeouts of the host's HTTP server (``None``: the defaults of ``ServerLimits``).
     http_limits: ServerLimits | None = None
+    #: Send ``remote_traceback`` (file paths and code of this host) in HTTP error bodies. Off by default
+    #: (``proto/PROTOCOL.md`` §3.1): the traceback goes to the host's log instead.
+    expose_tracebacks: bool = False
 
     @property
     def relay_mode(self) -> bool:

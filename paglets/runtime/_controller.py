@@ -118,6 +118,7 @@ class PagletController:
         on_crash: Callable[[PagletController], None],
         on_message_done: Callable[[PagletController, MessageWire, ErrorInfo | None], None],
         mailbox_depth: int,
+        spawn: Callable[..., object],
     ) -> None:
         self.agent_id = agent_id
         self.agent_class = agent_class
@@ -126,6 +127,8 @@ class PagletController:
         self._service_bell = service_bell
         self.process = process
         self.loop = loop
+        #: Starts a background task whose failure is reported (``paglets.runtime._tasks``).
+        self._spawn = spawn
         self.status: Status = "starting"
         self.mailbox: Mailbox[_Item] = Mailbox(mailbox_depth)
         #: Guards the mailbox, which user threads push to directly (``submit_threadsafe``).
@@ -171,7 +174,7 @@ class PagletController:
                 if callback is not None:
                     callback(msg)
             elif isinstance(msg, HostCall):
-                self.loop.create_task(self._serve_host_call(msg))
+                self._spawn(self._serve_host_call(msg), agent_id=self.agent_id)
             elif isinstance(msg, RunFinished):
                 self.run_finished = True
                 self.settled.set()
@@ -222,7 +225,7 @@ class PagletController:
         if self.status in ("stopping", "gone"):
             self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} stopped"))
             return
-        self.loop.create_task(self._report_crash())
+        self._spawn(self._report_crash(), agent_id=self.agent_id)
 
     async def _report_crash(self) -> None:
         try:

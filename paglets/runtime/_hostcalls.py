@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from paglets.artifacts import require_artifact_id
 from paglets.core.errors import HostError
 from paglets.runtime._controller import PagletController, Snapshot
@@ -83,12 +85,12 @@ class HostCalls:
     # --- messages and paglets --------------------------------------------------------------------
 
     async def _deliver(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        wire = args["message"]
-        if not wire.get("sender"):
-            wire["sender"] = self._host.address
+        message = message_wire(args.get("message"))  # checked: SerializationError names a wrong field
+        if not message.sender:
+            message = msgspec.structs.replace(message, sender=self._host.address)
         return await self._host.deliver_async(
             str(args["agent_id"]),
-            message_wire(wire),
+            message,
             oneway=bool(args.get("oneway")),
             activate_if_inactive=bool(args.get("activate_if_inactive", True)),
             no_delay=bool(args.get("no_delay")),

@@ -35,8 +35,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from paglets.core._ids import check_agent_id
 from paglets.core.errors import (
     InvalidAgentError,
+    InvalidAgentIdError,
     PagletError,
     TransferError,
 )
@@ -47,6 +49,7 @@ from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequ
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._tasks import BackgroundTasks
 from paglets.wire.envelope import EnvelopeDecoder, EnvelopeEncoder, EnvelopeMetadata, MemoryviewSink
 
 if TYPE_CHECKING:
@@ -108,7 +111,7 @@ class MovementEngine:
     def __init__(self, host: Host) -> None:
         self._host = host
         self._transfers: dict[str, _Transfer] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(host.events)
 
     # --- bookkeeping ------------------------------------------------------------------------------------
 
@@ -123,9 +126,7 @@ class MovementEngine:
                     del self._transfers[tid]
 
     def _spawn_task(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)  # a failure is reported (task-failed), never lost
 
     def status(self, transfer_id: str) -> dict[str, Any]:
         record = self._transfers.get(transfer_id)
@@ -136,8 +137,7 @@ class MovementEngine:
         }
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         for record in list(self._transfers.values()):
             if record.ctrl is not None and record.outcome == "prepared":
                 await self._host.manager.discard(record.ctrl)
@@ -235,6 +235,8 @@ class MovementEngine:
         """
         host = self._host
         ticket = TransferTicket.from_target(target if target is not None else host.address)
+        if clone_id is not None:
+            check_agent_id(clone_id)  # a paglet chose its clone's id
         try:
             destination = await self._resolve(ticket)
         except PagletError as exc:
@@ -274,7 +276,7 @@ class MovementEngine:
         except BaseException as exc:
             self._resume(ctrl)
             if files:
-                self._spawn_task(self._unstage_files(files, destination))
+                self._spawn_task(self._unstage_files(files, destination, agent_id))
             if isinstance(exc, PagletError) and not isinstance(exc, TransferError):
                 raise
             if isinstance(exc, TransferError):
@@ -304,12 +306,12 @@ class MovementEngine:
             ),
         )
 
-    async def _unstage_files(self, files: list[dict[str, Any]], destination: _Target) -> None:
+    async def _unstage_files(self, files: list[dict[str, Any]], destination: _Target, agent_id: str) -> None:
         host = self._host
         local = host.artifacts if destination.same_host else None
-        await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(host.files.unstage, files, host.client, local_store=local)
-        )
+        unstage = functools.partial(host.files.unstage, local_store=local, agent_id=agent_id)
+        # a file that cannot be deleted is reported by unstage (file-unstage-failed)
+        await asyncio.get_running_loop().run_in_executor(None, unstage, files, host.client)
 
     async def _leaving_hooks(
         self, ctrl: PagletController, kind: MoveKind, info: dict[str, Any], new_id: str
@@ -563,6 +565,13 @@ class MovementEngine:
         if known is not None and known.role == "target":
             segment.close()
             return self._answer(known)
+        try:
+            check_agent_id(metadata.agent_id)  # ids from the network: never a paglet named "", "/tmp/x", ...
+            if metadata.clone_of is not None:
+                check_agent_id(metadata.clone_of)
+        except InvalidAgentIdError:
+            segment.close()
+            raise
         record = await self._prepare_record(metadata, segment, length)
         self._spawn_task(self._await_commit(record, metadata.source_host_address))
         return self._answer(record)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import re
 import sys
 import time
 import uuid
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from paglets.core._ids import check_agent_id
 from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import (
     HostError,
@@ -33,20 +33,29 @@ from paglets.core.errors import (
     PagletInactiveError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
-from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
-from paglets.persistence.storage import sanitize_name
+from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY, Message
+from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
 from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._procutil import scrubbed_environment
+from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
-from paglets.wire.requests import MessageBody
+from paglets.wire.requests import MessageBody, check_message
 from paglets.wire.values import prepare_value
 
-__all__ = ["PagletManager", "Timeouts", "mailbox_counts", "message_from_request", "message_wire"]
+__all__ = [
+    "PagletManager",
+    "Timeouts",
+    "mailbox_counts",
+    "message_from_request",
+    "message_wire",
+    "message_wire_of",
+]
 
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
@@ -57,8 +66,6 @@ INLINE_STATE: Final = 32 * 1024
 
 #: Most paglet-class modules the host asks its zygote to import (each stays loaded in the template).
 MAX_PRELOADED_MODULES: Final = 256
-
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +79,6 @@ class Timeouts:
     #: for listings: a process that does not answer in time is shown with its last known resources
     resource_status: float = 2.0
     exit: float = 2.0
-
-
-def check_agent_id(agent_id: str) -> str:
-    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
-        raise InvalidAgentError(f"invalid agent id {agent_id!r}")
-    return agent_id
 
 
 class PagletManager:
@@ -97,8 +98,11 @@ class PagletManager:
         on_agent_live: Callable[[str, list[Any]], None] = lambda agent_id, held: None,
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
+        spawn: Callable[..., object] | None = None,
     ) -> None:
         self.host_name = host_name
+        #: How controllers start their background tasks (``BackgroundTasks.spawn``: failures reported).
+        self._spawn_task = spawn if spawn is not None else BackgroundTasks(events).spawn
         self._address = address
         self.events = events
         self.work_root = work_root
@@ -120,7 +124,10 @@ class PagletManager:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the zygote. Call on the loop thread: the zygote lives as long as this thread."""
         self._loop = loop
-        self.zygote = Zygote.start(preload=self._preload)
+        # the template and every paglet process start without the host's secrets in their environment;
+        # a paglet process gets the key it needs through its ChildConfig
+        env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
+        self.zygote = Zygote.start(preload=self._preload, env=env)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -236,6 +243,7 @@ class PagletManager:
         state_segment: OutgoingSegment | None = None,
         register: bool = True,
     ) -> PagletController:
+        check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
         zygote = self.zygote
         if zygote is None:
             raise HostError(f"host {self.host_name} is not started")
@@ -260,7 +268,7 @@ class PagletManager:
                 state=inline,
                 state_handoff=handoff,
                 api_key=self.api_key,
-                work_dir=str(self.work_root / sanitize_name(agent_id)),
+                work_dir=str(self.work_root / path_component(agent_id)),
                 sys_path=list(sys.path),
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
@@ -292,6 +300,7 @@ class PagletManager:
             on_crash=self._crashed,
             on_message_done=self._message_done,
             mailbox_depth=self._mailbox_depth,
+            spawn=self._spawn_task,
         )
         if register:
             self.controllers[agent_id] = ctrl
@@ -590,16 +599,26 @@ def message_from_request(body: MessageBody) -> MessageWire:
     )
 
 
-def message_wire(wire: dict[str, Any]) -> MessageWire:
-    """The IPC form of a ``Message.to_wire()`` dict."""
-    return MessageWire(
-        kind=str(wire["kind"]),
-        args=prepare_value(wire.get("args") or {}),
-        arg=prepare_value(wire.get("arg")),
-        sender=wire.get("sender"),
-        reply_to=wire.get("reply_to"),
-        priority=int(wire.get("priority", NORMAL_PRIORITY)),
-        message_type=int(wire.get("message_type", 0)),
-        timestamp=float(wire.get("timestamp") or time.time()),
-        message_id=str(wire.get("message_id") or uuid.uuid4().hex),
+def message_wire(wire: Any) -> MessageWire:
+    """The IPC form of a ``Message.to_wire()`` dict that did not come through the HTTP route (a host
+    call, a stored or forwarded message), checked field by field: ``SerializationError`` names a wrong
+    field, so a paglet process never gets a message it cannot decode."""
+    return message_from_request(check_message(wire))
+
+
+def message_wire_of(message: Message) -> MessageWire:
+    """The IPC form of a ``Message`` built in this process, checked like any other (``to_wire`` would
+    coerce a non-dict ``args``; the check refuses it and names the field)."""
+    return message_wire(
+        {
+            "kind": message.kind,
+            "args": message.args,
+            "arg": message.arg,
+            "sender": message.sender,
+            "reply_to": message.reply_to,
+            "priority": message.priority,
+            "message_type": message.message_type,
+            "timestamp": message.timestamp,
+            "message_id": message.message_id,
+        }
     )

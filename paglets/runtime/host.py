@@ -32,7 +32,7 @@ from paglets.core.errors import HostError, InvalidAgentError, RequestError, Seri
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
-from paglets.persistence.storage import ManagedStorage, sanitize_name
+from paglets.persistence.storage import ManagedStorage, class_storage_name, path_component
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_code_version
 from paglets.remote.proxy import PagletProxy
@@ -45,10 +45,11 @@ from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
-from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire
+from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire_of
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
+from paglets.runtime._tasks import MESSAGE_FORWARD_FAILED, BackgroundTasks, report_failure
 from paglets.serialization._from_wire import unknown_wire_fields
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceRecord
@@ -192,16 +193,18 @@ class Host:
             client=lambda: self.client,
             local=StoreArtifacts(self.artifacts),
         )
+        #: Fire-and-forget tasks of the host; a failure becomes a ``task-failed`` event and a log line.
+        self.tasks = BackgroundTasks(self.events)
         self.files = FileRegistry(
             host_name=lambda: self.name,
             host_url=lambda: self.address,
             work_root=self.persistence_dir / "work",
+            events=self.events,
         )
         self.movement = MovementEngine(self)
         self.persistence = Persistence(self)
         self.resident = ResidentServices(self)
         self.launch = LaunchRunner(self, cfg.launch_config, cfg.launch_config_sync_result)
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.services = HostServices(
             host_name=lambda: self.name,
             host_address=lambda: self.address,
@@ -219,6 +222,7 @@ class Host:
             preload=cfg.preload_modules,
             on_agent_gone=self.services.forget_agent,
             on_agent_live=self.services.publish,
+            spawn=self.tasks.spawn,
         )
 
     def __repr__(self) -> str:
@@ -275,7 +279,7 @@ class Host:
         self.events.host_address = self.address
         if AUTO in self.config.bind_hosts and not self.public_url:
             self.spawn_task(self._watch_binding())
-        self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
+        self._artifact_cleanup = self.tasks.spawn(self._clean_artifacts())
         if self.config.mesh:
             self.mesh.start()
         self.launch.report_sync()
@@ -302,6 +306,7 @@ class Host:
             api_key=self.api_key,
             path_prefix=_prefix(self.public_url),
             limits=self.config.http_limits,
+            expose_tracebacks=self.config.expose_tracebacks,
         )
 
     async def _watch_binding(self) -> None:
@@ -334,10 +339,9 @@ class Host:
             )
 
     def spawn_task(self, coro: Any) -> None:
-        """Run ``coro`` in the background on the loop; the host cancels it when it stops."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run ``coro`` in the background on the loop; the host cancels it when it stops, and reports it
+        (``task-failed`` event, log line) if it fails (``paglets.runtime._tasks``)."""
+        self.tasks.spawn(coro)
 
     async def _clean_artifacts(self) -> None:
         """Drop expired artifacts and stale partial uploads, every ``cleanup_interval`` seconds."""
@@ -382,8 +386,7 @@ class Host:
         if deactivate_active:
             saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
             shutdown = {"saved": saved, "unsaved": unsaved}
-        for task in list(self._tasks):
-            task.cancel()
+        self.tasks.cancel_all()
         await self.mesh.stop()
         await self.resident.stop()
         await self.movement.stop()
@@ -547,11 +550,15 @@ class Host:
         return PagletProxy(url.rstrip("/"), agent_id, self.client)
 
     async def forward_waiting(self, items: list[Any], where: dict[str, Any]) -> None:
-        """Deliver messages that were waiting for a paglet that moved to its new place."""
+        """Deliver messages that were waiting for a paglet that moved to its new place.
+
+        A sender that waits gets the error of its message; the error of a message nobody waits for
+        (oneway) is reported as a ``message-forward-failed`` event and a log line. If the host stops
+        meanwhile, the senders still waiting get a ``HostError``."""
         if not items:
             return
         url, agent_id = str(where["host_url"]), str(where["agent_id"])
-        for item in items:
+        for index, item in enumerate(items):
             future = item.future
             try:
                 if self._same_host(url):
@@ -563,9 +570,26 @@ class Host:
                         {"message": message_dict(item.message), "oneway": item.oneway},
                     )
                     result = reply.get("result") if isinstance(reply, dict) else None
-            except BaseException as exc:
+            except asyncio.CancelledError:
+                stopped = HostError(f"host {self.name} stopped before forwarding the message to {url}")
+                for rest in items[index:]:
+                    if rest.future is not None and not rest.future.done():
+                        rest.future.set_exception(stopped)
+                raise
+            except Exception as exc:
                 if future is not None and not future.done():
                     future.set_exception(exc)
+                elif future is None:
+                    report_failure(
+                        self.events,
+                        MESSAGE_FORWARD_FAILED,
+                        f"forwarding a oneway message to paglet {agent_id} at {url}",
+                        exc,
+                        agent_id=agent_id,
+                        message_id=item.message.message_id,
+                        target=url,
+                        message_kind=item.message.kind,
+                    )
                 continue
             if future is not None and not future.done():
                 future.set_result(result)
@@ -602,7 +626,7 @@ class Host:
             raise HostError(f"host {self.name} is not started (call start_background())")
         if self._loop.in_loop_thread():
             raise HostError("a blocking host call was made from the host's event loop thread")
-        wire = message_wire(message.to_wire())
+        wire = message_wire_of(message)
         ctrl = self.manager.controllers.get(agent_id)
         if message.kind == DEACTIVATE_KIND or ctrl is None or ctrl.status != "ready":
             return asyncio.run_coroutine_threadsafe(
@@ -1016,7 +1040,7 @@ class Host:
     def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
         """The scratch directory of an active paglet (``InvalidAgentError`` for others, as in 2.0)."""
         self.manager.get(agent_id)
-        path = self.manager.work_root / sanitize_name(agent_id)
+        path = self.manager.work_root / path_component(agent_id)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
@@ -1091,7 +1115,7 @@ class Host:
         with self._properties_lock:
             storage = self._storages.get(key)
             if storage is None:
-                root = self.persistence_dir / "storage" / sanitize_name(agent_class.replace(":", "."))
+                root = self.persistence_dir / "storage" / class_storage_name(agent_class)
                 storage = ManagedStorage(root, quota_bytes=quota)
                 self._storages[key] = storage
             return storage

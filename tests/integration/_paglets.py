@@ -279,13 +279,14 @@ class FileCarrier(Paglet[TravelState]):
     def handle_message(self, msg: Message) -> Any:
         from pathlib import Path
 
+        name = msg.get_arg("name", "data")
         if msg.kind == "register":
-            ref = self.register_file(str(msg.arg), name="data", mode=msg.get_arg("mode", "copy"))
+            ref = self.register_file(str(msg.arg), name=name, mode=msg.get_arg("mode", "copy"))
             return ref.sha256
         if msg.kind == "where":
-            return str(self.file_path("data"))
+            return str(self.file_path(name))
         if msg.kind == "read":
-            return Path(self.file_path("data")).read_bytes()
+            return Path(self.file_path(name)).read_bytes()
         if msg.kind == "log":
             return list(self.state.log)
         if msg.kind == "work":
@@ -417,4 +418,64 @@ class NameUser(Paglet[EmptyState]):
             return self.context.wait_for_host(target, timeout=0.3).name
         if msg.kind == "create_remote":
             return self.context.host.create_remote(target, NameUser).to_wire()
+        return self.not_handled()
+
+
+class RawSender(Paglet[EmptyState]):
+    """Makes host calls with arguments as they are (the checks of a paglet's own API are skipped), to
+    test the host's side."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        host: Any = self.context.host  # the paglet process's host (its ``call`` sends a host call)
+        if msg.kind == "raw":
+            return host.call("deliver", 30.0, agent_id=str(msg.get_arg("to")), message=msg.get_arg("message"))
+        if msg.kind == "call":
+            return host.call(str(msg.get_arg("op")), 30.0, **msg.get_arg("args"))
+        return self.not_handled()
+
+
+class EnvReporter(Paglet[EmptyState]):
+    """Reports what of a secret its process can see, and calls its own host over HTTP."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "secret-seen":
+            secret = str(msg.arg)
+            with open("/proc/self/environ", "rb") as fh:
+                raw = fh.read()
+            return {
+                "environ": sorted(name for name, value in os.environ.items() if secret in value),
+                "proc": secret.encode() in raw,
+            }
+        if msg.kind == "health":
+            host: Any = self.context.host
+            return host.client.get_json(f"{self.context.address}/health")["name"]
+        return self.not_handled()
+
+
+class LeavesWithMail(Paglet[GateState]):
+    """Dispatches itself from a handler once a file exists (messages queue up meanwhile); its ``run()``
+    raises on beta, so messages forwarded there fail."""
+
+    State = GateState
+
+    def run(self) -> None:
+        if self.context.name == "beta":
+            raise RuntimeError("no run() on beta")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "wait_then_go":
+            path = str(msg.get_arg("gate"))
+            gate = threading.Event()
+            for _ in range(2000):
+                if os.path.exists(path):
+                    break
+                gate.wait(0.01)
+            self.dispatch(str(msg.get_arg("to")))
+            return None
+        if msg.kind == "rec":
+            return None
         return self.not_handled()

@@ -32,6 +32,7 @@ from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
 from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
 from paglets.wire.ipc import (
+    EMPTY_MESSAGE,
     NIL,
     Deliver,
     GetState,
@@ -49,6 +50,7 @@ from paglets.wire.ipc import (
     Start,
     decode_body,
     encode_body,
+    encode_message,
 )
 from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
 from paglets.wire.values import decode_value, encode_value
@@ -186,7 +188,13 @@ class PagletController:
 
     async def _serve_host_call(self, msg: HostCall) -> None:
         try:
-            result = await self._host_calls(self, msg.op, decode_value(msg.args))
+            if msg.args_segment is not None:
+                carried = msg.args_segment
+                with self.channel.open_handoff(carried.segment, carried.length) as incoming:
+                    args = decode_value(incoming.view)
+            else:
+                args = decode_value(msg.args)
+            result = await self._host_calls(self, msg.op, args)
             payload = encode_value(result)
         except BaseException as exc:  # every failure goes back to the paglet as its error
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -286,10 +294,22 @@ class PagletController:
         call_id = next(self._ids)
         self._pending[call_id] = callback
         try:
-            self.channel.send(encode_body(build(call_id)))
+            msg = build(call_id)
+            body = encode_body(msg)
+            if len(body) > _INLINE_LIMIT and isinstance(msg, Deliver):
+                body = self._deliver_through_segment(msg)
+            self.channel.send(body)
         except BaseException:
             self._pending.pop(call_id, None)
             raise
+
+    def _deliver_through_segment(self, msg: Deliver) -> bytes:
+        """The frame of a ``Deliver`` whose message is too large for the ring: the message goes into a
+        handoff segment (one copy, as a large reply's result does) and the frame names it."""
+        segment = _handoff.OutgoingSegment.from_payload(encode_message(msg.message))
+        ref = self.channel.send_segment(segment)
+        carried = HandoffRef(ref.segment_id, ref.length, 0)
+        return encode_body(Deliver(msg.call_id, EMPTY_MESSAGE, msg.oneway, carried))
 
     async def _exchange(
         self, build: Callable[[int], HostToChild], timeout: float | None, urgent: bool

@@ -68,6 +68,7 @@ from paglets.wire.messages import ErrorInfo
 
 __all__ = [
     "BYTEARRAY_EXT",
+    "EMPTY_MESSAGE",
     "FRAME_HEADER_SIZE",
     "NIL",
     "ChildToHost",
@@ -91,9 +92,11 @@ __all__ = [
     "Shutdown",
     "Start",
     "decode_body",
+    "decode_message",
     "encode_body",
     "encode_frame",
     "encode_frame_into",
+    "encode_message",
     "message_tag",
 ]
 
@@ -164,11 +167,16 @@ class Lifecycle(msgspec.Struct, frozen=True, array_like=True, tag=1):
 
 
 class Deliver(msgspec.Struct, frozen=True, array_like=True, tag=2):
-    """Deliver ``message``; a oneway delivery is still answered (with an empty result) to free the slot."""
+    """Deliver ``message``; a oneway delivery is still answered (with an empty result) to free the slot.
+
+    A message too large for a frame travels in a handoff segment instead: ``message_segment`` names it
+    (it holds the message encoded by :func:`encode_message`) and ``message`` is :data:`EMPTY_MESSAGE`.
+    """
 
     call_id: CallId
     message: MessageWire
     oneway: bool = False
+    message_segment: HandoffRef | None = None
 
 
 class GetState(msgspec.Struct, frozen=True, array_like=True, tag=3):
@@ -237,11 +245,16 @@ class Reply(msgspec.Struct, frozen=True, array_like=True, tag=33):
 
 
 class HostCall(msgspec.Struct, frozen=True, array_like=True, tag=34):
-    """Ask the host to run operation ``op`` with encoded arguments ``args``; answered by a HostReply."""
+    """Ask the host to run operation ``op`` with encoded arguments ``args``; answered by a HostReply.
+
+    Arguments too large for a frame travel in a handoff segment: ``args_segment`` names it and ``args``
+    is ``NIL``.
+    """
 
     call_id: CallId
     op: str
     args: msgspec.Raw = NIL
+    args_segment: HandoffRef | None = None
 
 
 class RunFinished(msgspec.Struct, frozen=True, array_like=True, tag=35):
@@ -278,6 +291,10 @@ def _ext_hook(code: int, data: memoryview) -> object:
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(IpcMessage, ext_hook=_ext_hook)  # bytearray values stay bytearray
+_message_decoder: Final = msgspec.msgpack.Decoder(MessageWire, ext_hook=_ext_hook)
+
+#: The ``message`` of a ``Deliver`` whose message travels in a handoff segment.
+EMPTY_MESSAGE: Final = MessageWire(kind="")
 
 
 # --- encoding --------------------------------------------------------------------------------------------
@@ -294,6 +311,23 @@ def encode_body(msg: IpcMessage) -> bytes:
         return _encoder.encode(msg)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(f"cannot encode {type(msg).__name__}: {exc}") from exc
+
+
+def encode_message(message: MessageWire) -> bytes:
+    """A message alone, for a ``Deliver.message_segment`` (the same MessagePack as inside a frame)."""
+    try:
+        return _encoder.encode(message)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"cannot encode message {message.kind!r}: {exc}") from exc
+
+
+def decode_message(data: bytes | bytearray | memoryview) -> MessageWire:
+    """The message a ``Deliver.message_segment`` holds; ``FrameError`` if it is not exactly one."""
+    try:
+        message: MessageWire = _message_decoder.decode(data)
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        raise FrameError(f"invalid message in a handoff segment: {exc}") from exc
+    return message
 
 
 def encode_frame(msg: IpcMessage) -> bytes:

@@ -59,7 +59,6 @@ from paglets.core.errors import (
     NotHandledError,
     PagletError,
     RemoteHostError,
-    SerializationError,
 )
 from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import Message
@@ -86,6 +85,7 @@ from paglets.wire.ipc import (
     Shutdown,
     Start,
     decode_body,
+    decode_message,
     encode_body,
     message_tag,
 )
@@ -248,11 +248,11 @@ class ChildRuntime:
             self._waiters[call_id] = waiter
         try:
             payload = encode_value(args)
-            if len(payload) > INLINE_THRESHOLD:
-                raise SerializationError(
-                    f"arguments of host call {op!r} are too large ({len(payload)} bytes)"
-                )
-            self.send(HostCall(call_id, op, msgspec.Raw(payload)))
+            if len(payload) > INLINE_THRESHOLD:  # a large message to send, say: through a segment
+                sent = self.channel.send_large(payload)
+                self.send(HostCall(call_id, op, NIL, HandoffRef(sent.segment_id, sent.length, 0)))
+            else:
+                self.send(HostCall(call_id, op, msgspec.Raw(payload)))
             limit = self.config.host_call_timeout if timeout is None else timeout
             if not self._wait(waiter, limit, on_main):
                 raise HostError(f"host did not answer {op!r} within {limit} s")
@@ -458,6 +458,10 @@ class ChildRuntime:
     def _deliver(self, msg: Deliver) -> bytes:
         assert self.paglet is not None
         wire = msg.message
+        if msg.message_segment is not None:  # too large for a frame: it came in a handoff segment
+            ref = msg.message_segment
+            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
+                wire = decode_message(segment.view)
         message = Message(
             kind=wire.kind,
             args=wire.args,

@@ -22,6 +22,7 @@ __all__ = [
     "ForbiddenError",
     "FrameError",
     "HeadersTooLargeError",
+    "HostBusyError",
     "HostError",
     "InvalidAgentError",
     "LifecycleError",
@@ -80,6 +81,20 @@ class SerializationError(PagletError):
 
 class HostError(PagletError):
     code = "host"
+
+
+class HostBusyError(HostError):
+    """The host cannot take this request now, for want of a shared resource (HTTP 503); try again later.
+
+    ``retry_after``: seconds after which a retry is worth it (sent as the ``Retry-After`` header).
+    """
+
+    http_status = 503
+    code = "host_busy"
+
+    def __init__(self, *args: object, retry_after: float | None = None, **kwargs: str | None) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
 
 
 class RequestError(HostError):

@@ -15,6 +15,7 @@ from paglets.core.errors import HostError
 from paglets.http.limits import ServerLimits
 from paglets.persistence.storage import sanitize_name
 from paglets.remote._mesh_ref import peer_url
+from paglets.runtime._inbound import INBOUND_BUDGET_WAIT, INBOUND_MOVE_BUDGET
 from paglets.wire.limits import GiB, MiB
 
 __all__ = ["HostConfig", "default_persistence_dir", "normalize_tags", "normalize_url", "sanitize_name"]
@@ -79,6 +80,10 @@ class HostConfig:
     preload_modules: tuple[str, ...] = ()
     #: Limits and timeouts of the host's HTTP server (``None``: the defaults of ``ServerLimits``).
     http_limits: ServerLimits | None = None
+    #: Bytes of decoded state unfinished inbound moves may hold together (``paglets.runtime._inbound``).
+    inbound_move_budget: int = INBOUND_MOVE_BUDGET
+    #: Seconds an inbound move waits for that budget before it is refused with 503.
+    inbound_budget_wait: float = INBOUND_BUDGET_WAIT
 
     @property
     def relay_mode(self) -> bool:
@@ -117,6 +122,12 @@ class HostConfig:
         limits = options.get("http_limits")
         if limits is not None and not isinstance(limits, ServerLimits):
             raise HostError(f"http_limits must be a ServerLimits, not {type(limits).__name__}")
+        budget = options.get("inbound_move_budget", INBOUND_MOVE_BUDGET)
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+            raise HostError(f"inbound_move_budget must be a positive number of bytes, not {budget!r}")
+        wait = options.get("inbound_budget_wait", INBOUND_BUDGET_WAIT)
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < float("inf"):
+            raise HostError(f"inbound_budget_wait must be a number of seconds >= 0, not {wait!r}")
         if options.get("git_repo_root") is not None:
             options["git_repo_root"] = Path(options["git_repo_root"])
         unknown = set(options) - set(cls.__dataclass_fields__)

@@ -406,6 +406,14 @@ class PagletController:
         self.pump()
         return future
 
+    def accept_queued(self, messages: list[tuple[MessageWire, bool]]) -> None:
+        """Put messages queued while the paglet was inactive into its mailbox, in their order, before it is
+        ready: nothing sent later can be handled before them (unless the mailbox's rule says so: a later
+        message of a higher priority). Their results are dropped."""
+        with self.lock:
+            for message, oneway in messages:
+                self.mailbox.push_accepted(_Item(message, oneway, None), message.priority)
+
     def submit_threadsafe(
         self, message: MessageWire, *, oneway: bool, future: concurrent.futures.Future[Any] | None
     ) -> None:

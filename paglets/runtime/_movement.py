@@ -442,10 +442,7 @@ class MovementEngine:
         """The target prepared the paglet: drop the copy here, then commit there."""
         host = self._host
         self._remember(_Transfer(metadata.transfer_id, "source", "committed", ctrl.agent_id, destination.url))
-        undrained = [
-            _Waiting(message, oneway) for message, oneway in host.persistence.take_undrained(ctrl.agent_id)
-        ]
-        waiting = undrained + host.manager.detach(ctrl)
+        waiting = host.manager.detach(ctrl)
         host.events.emit(
             "retract" if kind == "retract" else "dispatch",
             agent_id=ctrl.agent_id,
@@ -838,15 +835,6 @@ class MovementEngine:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, MAX_RECOVERY_BACKOFF)
-
-
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    """A message to forward that nobody waits for (queued while the paglet was inactive)."""
-
-    message: Any
-    oneway: bool
-    future: None = None
 
 
 def _arrival_data(record: _Transfer, *, active: bool) -> dict[str, Any]:

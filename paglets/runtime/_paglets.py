@@ -20,7 +20,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -180,13 +180,25 @@ class PagletManager:
     # --- creation --------------------------------------------------------------------------------
 
     async def start_from_state(
-        self, *, agent_id: str, agent_class: str, state_class: str, state: bytes, hook: str, event: Any
+        self,
+        *,
+        agent_id: str,
+        agent_class: str,
+        state_class: str,
+        state: bytes,
+        hook: str,
+        event: Any,
+        queued: Sequence[tuple[MessageWire, bool]] = (),
     ) -> PagletController:
-        """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation)."""
+        """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation).
+
+        ``queued`` (messages queued while it was inactive, with their ``oneway`` flags) enter its mailbox
+        in one step just before it becomes ready, so they come before any message sent later.
+        """
         if agent_id in self.controllers:
             raise HostError(f"paglet {agent_id} is already active on host {self.host_name}")
         ctrl = await self._spawn(agent_id, agent_class, state_class, state)
-        await self._start_hook(ctrl, hook, event)
+        await self._start_hook(ctrl, hook, event, queued=list(queued))
         self._preload_class_modules(agent_class, state_class)
         return ctrl
 
@@ -372,9 +384,17 @@ class PagletManager:
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
 
-    async def _start_hook(self, ctrl: PagletController, hook: str, event: Any, *, start: bool = True) -> None:
+    async def _start_hook(
+        self,
+        ctrl: PagletController,
+        hook: str,
+        event: Any,
+        *,
+        start: bool = True,
+        queued: list[tuple[MessageWire, bool]] | None = None,
+    ) -> None:
         """Run a starting hook (and, with ``start``, ``run()``); on any failure remove the process
-        completely and re-raise."""
+        completely and re-raise. ``queued`` messages go into the mailbox right before it is ready."""
         try:
             # no wait for the process's hello: the request waits in the ring until the process reads it
             await ctrl.lifecycle(hook, event, self.timeouts.spawn + self.timeouts.hook)
@@ -383,6 +403,16 @@ class PagletManager:
         except BaseException:
             await self._discard(ctrl)
             raise
+        if queued:
+            ctrl.accept_queued(queued)
+            for message, _ in queued:
+                if message.priority != UNQUEUED_PRIORITY:
+                    self.events.emit(
+                        "message-queued",
+                        agent_id=ctrl.agent_id,
+                        class_name=ctrl.agent_class,
+                        message_id=message.message_id,
+                    )
         if start:
             ctrl.mark_ready()
 

@@ -418,3 +418,42 @@ class NameUser(Paglet[EmptyState]):
         if msg.kind == "create_remote":
             return self.context.host.create_remote(target, NameUser).to_wire()
         return self.not_handled()
+
+
+@dataclass
+class SeenState(PagletState):
+    seen: list[str] = field(default_factory=list)
+    #: a path: ``SlowActivation.on_activation`` creates ``<gate>.started``, then waits until ``gate`` exists
+    gate: str = ""
+
+
+class Sequenced(Paglet[SeenState]):
+    """Records the messages it handles, in order: ``seq`` appends ``seq:<arg>:p<priority>``; ``stats``
+    answers what it has seen so far (and is recorded too)."""
+
+    State = SeenState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "seq":
+            self.state.seen.append(f"seq:{msg.arg}:p{msg.priority}")
+            return len(self.state.seen)
+        if msg.kind == "stats":
+            seen = list(self.state.seen)
+            self.state.seen.append(f"stats:p{msg.priority}")
+            return {"count": len(seen), "seen": seen}
+        return self.not_handled()
+
+
+class SlowActivation(Sequenced):
+    """A ``Sequenced`` whose activation hook waits (30 s at most) for the test to open a gate (a file)."""
+
+    def on_activation(self, event: Any) -> None:
+        if not self.state.gate:
+            return
+        with open(self.state.gate + ".started", "w"):
+            pass
+        deadline = threading.Event()
+        for _ in range(3000):
+            if os.path.exists(self.state.gate):
+                return
+            deadline.wait(0.01)

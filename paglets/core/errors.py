@@ -38,6 +38,7 @@ __all__ = [
     "RequestError",
     "ResourceCleanupError",
     "RouteNotFoundError",
+    "SendTimeoutError",
     "SerializationError",
     "ServiceContractError",
     "ServiceNotFoundError",
@@ -144,6 +145,15 @@ class PagletCrashedError(PagletError):
 class NotHandledError(PagletError):
     http_status = 422
     code = "not_handled"
+
+
+class SendTimeoutError(PagletError, TimeoutError):
+    """A synchronous send got no reply within its deadline (HTTP 504). The handler may still be running:
+    the message is not withdrawn. Also a ``TimeoutError``, which is what a paglets 2.0 client raised when
+    its socket timed out."""
+
+    http_status = 504
+    code = "send_timeout"
 
 
 class LifecycleError(PagletError):

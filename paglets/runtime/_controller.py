@@ -263,6 +263,10 @@ class PagletController:
         if not was_stopping:
             self._on_crash(self)
 
+    def fail_pending(self, error: PagletError) -> None:
+        """Answer every request in flight to the process with ``error`` (it will not answer them)."""
+        self._fail_pending(error)
+
     def _fail_pending(self, error: PagletError) -> None:
         pending, self._pending = self._pending, {}
         for callback in pending.values():

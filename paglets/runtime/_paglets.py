@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import re
 import sys
@@ -31,6 +32,7 @@ from paglets.core.errors import (
     InvalidAgentError,
     PagletCrashedError,
     PagletInactiveError,
+    SendTimeoutError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
@@ -46,7 +48,18 @@ from paglets.wire.messages import ErrorInfo
 from paglets.wire.requests import MessageBody
 from paglets.wire.values import prepare_value
 
-__all__ = ["PagletManager", "Timeouts", "mailbox_counts", "message_from_request", "message_wire"]
+__all__ = [
+    "DEFAULT_SEND_TIMEOUT",
+    "DISPOSE_GRACE",
+    "PagletManager",
+    "Timeouts",
+    "mailbox_counts",
+    "message_from_request",
+    "message_wire",
+    "send_timeout_error",
+]
+
+_log = logging.getLogger("paglets.runtime")
 
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
@@ -57,6 +70,18 @@ INLINE_STATE: Final = 32 * 1024
 
 #: Most paglet-class modules the host asks its zygote to import (each stays loaded in the template).
 MAX_PRELOADED_MODULES: Final = 256
+
+#: Seconds ``dispose`` waits for a paglet to finish the handler it is in and to run ``on_disposing`` and
+#: its resource cleanup before its process is ended without them (``Host(dispose_grace=...)``). Those
+#: hooks take milliseconds; 5 s also covers a hook that flushes a file or says goodbye over the network,
+#: while a paglet whose handler never returns cannot keep a dispose (and its callers) waiting for long.
+DISPOSE_GRACE: Final = 5.0
+
+#: Seconds a synchronous send waits for the handler's reply when the caller gives no deadline
+#: (``Host(send_timeout=...)``; ``None``: no default deadline). A minute covers handlers that do real work
+#: while a caller stuck behind a handler that never returns learns it within a minute; handlers that
+#: legitimately run longer get a longer deadline per call (``timeout=``) or per host.
+DEFAULT_SEND_TIMEOUT: Final = 60.0
 
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -72,6 +97,19 @@ class Timeouts:
     #: for listings: a process that does not answer in time is shown with its last known resources
     resource_status: float = 2.0
     exit: float = 2.0
+    #: dispose: the handler in progress, ``on_disposing`` and the cleanup, together (``DISPOSE_GRACE``)
+    dispose: float = DISPOSE_GRACE
+    #: a synchronous send's reply when the caller gives no deadline (``DEFAULT_SEND_TIMEOUT``; ``None``:
+    #: no limit)
+    send: float | None = DEFAULT_SEND_TIMEOUT
+
+
+def send_timeout_error(agent_id: str, kind: str, timeout: float) -> SendTimeoutError:
+    """The error of a synchronous send to ``agent_id`` that got no reply within ``timeout`` seconds."""
+    return SendTimeoutError(
+        f"paglet {agent_id} did not answer message {kind!r} within {timeout:g} s (its handler may still be "
+        "running; a send may wait longer with timeout=..., every send with Host(send_timeout=...))"
+    )
 
 
 def check_agent_id(agent_id: str) -> str:
@@ -274,6 +312,7 @@ class PagletManager:
                 api_key=self.api_key,
                 work_dir=str(self.work_root / sanitize_name(agent_id)),
                 sys_path=list(sys.path),
+                send_timeout=self.timeouts.send,
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
             process = await loop.run_in_executor(
@@ -465,11 +504,21 @@ class PagletManager:
                 message_id=message.message_id,
             )
 
-    async def deliver(self, agent_id: str, message: MessageWire, *, oneway: bool) -> Any:
+    async def deliver(
+        self, agent_id: str, message: MessageWire, *, oneway: bool, timeout: float | None = None
+    ) -> Any:
+        """Queue ``message`` and, unless oneway, wait for the reply at most ``timeout`` seconds (``None``:
+        no limit); then ``SendTimeoutError``, while the handler, if it started, goes on."""
         future = self.submit(agent_id, message, oneway=oneway)
         if future is None:
             return None
-        return await future
+        if timeout is None:
+            return await future
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise send_timeout_error(agent_id, message.kind, timeout) from None
 
     def _message_done(self, ctrl: PagletController, message: MessageWire, error: ErrorInfo | None) -> None:
         if error is None:
@@ -568,30 +617,55 @@ class PagletManager:
     async def dispose(self, agent_id: str) -> None:
         """Run ``on_disposing`` and the resource cleanup, then end the process (contract §1.3, §1.13).
 
-        A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and
-        the paglet stays active (``LifecycleError``).
+        A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and the
+        paglet stays active (``LifecycleError``). A paglet that does not finish the handler it is in, its
+        ``on_disposing`` and its cleanup within ``timeouts.dispose`` seconds (``DISPOSE_GRACE``) is ended
+        without them: its process is killed, which frees what the process held. Callers waiting for it get
+        ``PagletCrashedError`` (the message in progress) or ``InvalidAgentError`` (messages still queued).
         """
         ctrl = self.get(agent_id)
+        forced = False
         if ctrl.status == "ready":
             event = PersistencyEvent(
                 agent_id=agent_id, host_name=self.host_name, host_address=self._address(), reason="dispose"
             )
-            await ctrl.lifecycle("disposing", event, self.timeouts.hook)
-            await ctrl.resources("cleanup", reason="dispose", timeout=self.timeouts.resources)
+            try:
+                async with asyncio.timeout(self.timeouts.dispose):
+                    await ctrl.lifecycle("disposing", event, None)
+                    await ctrl.resources("cleanup", reason="dispose", timeout=None)
+            except TimeoutError:
+                forced = True
         elif ctrl.status not in ("crashed", "starting"):
             raise InvalidAgentError(f"paglet {agent_id} is {ctrl.status}")
         for delivery in ctrl.begin_stop():
             future = delivery.item.future
             if future is not None and not future.done():
                 future.set_exception(InvalidAgentError(f"paglet {agent_id} was disposed"))
-        ctrl.shutdown()
+        if forced:
+            _log.warning(
+                "paglet %s did not finish its handler and on_disposing within %g s: its process is ended",
+                agent_id,
+                self.timeouts.dispose,
+            )
+            ctrl.fail_pending(
+                PagletCrashedError(
+                    f"paglet {agent_id} was disposed while it handled this message (it did not return "
+                    f"within the dispose grace period of {self.timeouts.dispose:g} s)"
+                )
+            )
+            ctrl.kill()
+        else:
+            ctrl.shutdown()
         if await ctrl.wait_exit(self.timeouts.exit) is None:
             ctrl.kill()
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
-        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data={"active": True})
+        data: dict[str, Any] = {"active": True}
+        if forced:
+            data["forced"] = True
+        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data=data)
 
 
 def mailbox_counts(ctrl: PagletController) -> dict[str, int]:

@@ -396,19 +396,28 @@ class Persistence:
     # --- messages to inactive paglets ----------------------------------------------------------------------
 
     async def deliver(
-        self, agent_id: str, message: MessageWire, *, oneway: bool, activate_if_inactive: bool, no_delay: bool
+        self,
+        agent_id: str,
+        message: MessageWire,
+        *,
+        oneway: bool,
+        activate_if_inactive: bool,
+        no_delay: bool,
+        timeout: float | None = None,
     ) -> Any:
+        """A message to an inactive paglet (contract §2.4); ``timeout`` bounds the wait for the reply of a
+        synchronous message once it is in the mailbox of the activated paglet."""
         summary = self.summary(agent_id)
         if summary is None:
             raise InvalidAgentError(f"no paglet {agent_id} on host {self._host.name}")
         if activate_if_inactive and summary.activate_on_message:
             await self.activate(agent_id)
-            return await self._host.manager.deliver(agent_id, message, oneway=oneway)
+            return await self._host.manager.deliver(agent_id, message, oneway=oneway, timeout=timeout)
         if no_delay or not summary.queue_messages_when_inactive:
             raise PagletInactiveError(f"paglet {agent_id} is inactive and does not take queued messages")
         async with self._record_lock(agent_id):
             if self.summary(agent_id) is None:  # activated (or gone) while we waited: deliver, or fail
-                return await self._host.manager.deliver(agent_id, message, oneway=oneway)
+                return await self._host.manager.deliver(agent_id, message, oneway=oneway, timeout=timeout)
             await self._append(agent_id, message, oneway=oneway)
         self._host.events.emit(
             "message-queued", agent_id=agent_id, class_name=summary.agent_class, message_id=message.message_id

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import shutil
 import signal
 import threading
@@ -28,7 +29,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from paglets.artifacts import ArtifactRef, PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
-from paglets.core.errors import HostError, InvalidAgentError, RequestError, SerializationError
+from paglets.core.errors import (
+    HostError,
+    InvalidAgentError,
+    RequestError,
+    SendTimeoutError,
+    SerializationError,
+)
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
@@ -46,7 +53,7 @@ from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
-from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire
+from paglets.runtime._paglets import PagletManager, Timeouts, mailbox_counts, message_wire, send_timeout_error
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
@@ -220,6 +227,7 @@ class Host:
             preload=cfg.preload_modules,
             on_agent_gone=self.services.forget_agent,
             on_agent_live=self.services.publish,
+            timeouts=Timeouts(dispose=cfg.dispose_grace, send=cfg.send_timeout),
         )
 
     def __repr__(self) -> str:
@@ -581,13 +589,48 @@ class Host:
         oneway: bool = False,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = _UNSET,
     ) -> Any:
-        """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway)."""
+        """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway).
+
+        A synchronous send waits at most ``timeout`` seconds for the reply (default: the host's
+        ``send_timeout``; ``None``: no limit), then raises ``SendTimeoutError``.
+        """
+        deadline = self.send_timeout if timeout is _UNSET else timeout
         future = self._submit(
-            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            deadline=deadline,
         )
-        return future.result(timeout)
+        return self._reply(future, agent_id, message, oneway, deadline)
+
+    @property
+    def send_timeout(self) -> float | None:
+        """Seconds a synchronous send waits for its reply when the caller gives no deadline
+        (``Host(send_timeout=...)``; ``None``: no limit)."""
+        return self.manager.timeouts.send
+
+    def _reply(
+        self,
+        future: concurrent.futures.Future[Any],
+        agent_id: str,
+        message: Message,
+        oneway: bool,
+        deadline: float | None,
+    ) -> Any:
+        """Wait for a send's outcome in the caller's thread (a oneway send returns once it is queued)."""
+        if oneway:
+            return future.result(DEFAULT_TIMEOUT)
+        try:
+            return future.result(deadline)
+        except SendTimeoutError:
+            raise
+        except TimeoutError:
+            # not cancelled: the message stays with the paglet, as a late reply would have
+            raise send_timeout_error(agent_id, message.kind, deadline or 0.0) from None
 
     def _submit(
         self,
@@ -597,6 +640,7 @@ class Host:
         oneway: bool,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
+        deadline: float | None = None,
     ) -> concurrent.futures.Future[Any]:
         """Queue ``message`` from a user thread; an active paglet's mailbox is fed directly (no task)."""
         if not self._started:
@@ -613,6 +657,7 @@ class Host:
                     oneway=oneway,
                     activate_if_inactive=activate_if_inactive,
                     no_delay=no_delay,
+                    timeout=deadline if deadline is not None else math.inf,
                 ),
                 self._loop.loop,
             )
@@ -630,7 +675,15 @@ class Host:
         oneway: bool,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
+        timeout: float | None = None,
     ) -> Any:
+        """Deliver a message on the loop. A synchronous send waits at most ``timeout`` seconds for the
+        handler's reply once the message is in the mailbox (``None``: the host's ``send_timeout``;
+        ``math.inf``: no limit), then raises ``SendTimeoutError``."""
+        if timeout is None:
+            timeout = self.send_timeout
+        elif timeout == math.inf:
+            timeout = None
         if wire.kind == DEACTIVATE_KIND:  # the reserved message (contract §2.6)
             raw = wire.args.get("request") if isinstance(wire.args, dict) else None
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
@@ -648,9 +701,14 @@ class Host:
             )  # a lazy resident service starts on its first message
         if agent_id not in self.manager.controllers and self.persistence.summary(agent_id) is not None:
             return await self.persistence.deliver(
-                agent_id, wire, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+                agent_id,
+                wire,
+                oneway=oneway,
+                activate_if_inactive=activate_if_inactive,
+                no_delay=no_delay,
+                timeout=timeout,
             )
-        return await self.manager.deliver(agent_id, wire, oneway=oneway)
+        return await self.manager.deliver(agent_id, wire, oneway=oneway, timeout=timeout)
 
     def multicast_message(
         self,
@@ -695,10 +753,17 @@ class Host:
         no_delay: bool,
         timeout: float | None,
     ) -> Any:
+        """A proxy's send (``timeout=None``: the host's ``send_timeout``)."""
+        deadline = self.send_timeout if timeout is None else timeout
         future = self._submit(
-            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            deadline=deadline,
         )
-        return future.result(timeout)
+        return self._reply(future, agent_id, message, oneway, deadline)
 
     def route_message_future(
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool

@@ -457,3 +457,56 @@ class SlowActivation(Sequenced):
             if os.path.exists(self.state.gate):
                 return
             deadline.wait(0.01)
+
+
+@dataclass
+class BlockerState(PagletState):
+    pings: int = 0
+    #: a file ``on_disposing`` creates (to tell whether it ran)
+    marker: str = ""
+
+
+class Blocker(Paglet[BlockerState]):
+    """``block`` never returns (an hour); ``slow`` takes ``arg`` seconds; ``setup`` gives it a work file, an
+    artifact and a service; ``send_to`` sends a message to another paglet from inside this one."""
+
+    State = BlockerState
+
+    def on_disposing(self, event: Any) -> None:
+        if self.state.marker:
+            with open(self.state.marker, "w") as fh:
+                fh.write("disposed")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "block":
+            threading.Event().wait(3600)
+            return "unblocked"
+        if msg.kind == "slow":
+            threading.Event().wait(float(msg.arg))
+            return "slow-done"
+        if msg.kind == "ping":
+            with self.locked():
+                self.state.pings += 1
+            return "pong"
+        if msg.kind == "pings":
+            return self.state.pings
+        if msg.kind == "setup":
+            work = self.work_dir()
+            (work / "scratch.txt").write_text("scratch")
+            artifact = self.upload_artifact(work / "scratch.txt", name="scratch")
+            self.advertise_service("blocker-service")
+            return {"work": str(work), "artifact": artifact.artifact_id}
+        if msg.kind == "send_to":
+            proxy = self.context.get_proxy(str(msg.get_arg("to")))
+            assert proxy is not None
+            try:
+                return {
+                    "result": proxy.send(Message(str(msg.get_arg("kind"))), timeout=msg.get_arg("timeout"))
+                }
+            except Exception as exc:
+                return {
+                    "error": type(exc).__name__,
+                    "timeout": isinstance(exc, TimeoutError),
+                    "message": str(exc),
+                }
+        return self.not_handled()

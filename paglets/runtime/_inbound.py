@@ -346,7 +346,16 @@ class InboundMove:
             if on_loop:
                 rest = self._feed_on_loop(rest)
             else:
-                rest = await loop.run_in_executor(self._executor, self._feed, rest)
+                job = loop.run_in_executor(self._executor, self._feed, rest)
+                try:
+                    rest = await asyncio.shield(job)
+                except asyncio.CancelledError:
+                    # the move is going away: let the running job end (it is bounded by the batch and the
+                    # budget) before ``release`` gives back what it may still take
+                    await asyncio.wait({job})
+                    if not job.cancelled():
+                        job.exception()  # retrieved: whatever it ended with, the move is over
+                    raise
             if not rest:
                 return
             sink = self.sink

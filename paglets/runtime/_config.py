@@ -15,8 +15,8 @@ from paglets.core.errors import HostError
 from paglets.http.limits import ServerLimits
 from paglets.persistence.storage import sanitize_name
 from paglets.remote._mesh_ref import peer_url
+from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE
 from paglets.runtime._inbound import INBOUND_BUDGET_WAIT, INBOUND_MOVE_BUDGET
-from paglets.runtime._paglets import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE
 from paglets.wire.limits import GiB, MiB
 
 __all__ = ["HostConfig", "default_persistence_dir", "normalize_tags", "normalize_url", "sanitize_name"]

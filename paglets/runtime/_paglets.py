@@ -32,13 +32,13 @@ from paglets.core.errors import (
     InvalidAgentError,
     PagletCrashedError,
     PagletInactiveError,
-    SendTimeoutError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
 from paglets.persistence.storage import sanitize_name
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
+from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
 from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
@@ -48,16 +48,7 @@ from paglets.wire.messages import ErrorInfo
 from paglets.wire.requests import MessageBody
 from paglets.wire.values import prepare_value
 
-__all__ = [
-    "DEFAULT_SEND_TIMEOUT",
-    "DISPOSE_GRACE",
-    "PagletManager",
-    "Timeouts",
-    "mailbox_counts",
-    "message_from_request",
-    "message_wire",
-    "send_timeout_error",
-]
+__all__ = ["PagletManager", "Timeouts", "mailbox_counts", "message_from_request", "message_wire"]
 
 _log = logging.getLogger("paglets.runtime")
 
@@ -70,18 +61,6 @@ INLINE_STATE: Final = 32 * 1024
 
 #: Most paglet-class modules the host asks its zygote to import (each stays loaded in the template).
 MAX_PRELOADED_MODULES: Final = 256
-
-#: Seconds ``dispose`` waits for a paglet to finish the handler it is in and to run ``on_disposing`` and
-#: its resource cleanup before its process is ended without them (``Host(dispose_grace=...)``). Those
-#: hooks take milliseconds; 5 s also covers a hook that flushes a file or says goodbye over the network,
-#: while a paglet whose handler never returns cannot keep a dispose (and its callers) waiting for long.
-DISPOSE_GRACE: Final = 5.0
-
-#: Seconds a synchronous send waits for the handler's reply when the caller gives no deadline
-#: (``Host(send_timeout=...)``; ``None``: no default deadline). A minute covers handlers that do real work
-#: while a caller stuck behind a handler that never returns learns it within a minute; handlers that
-#: legitimately run longer get a longer deadline per call (``timeout=``) or per host.
-DEFAULT_SEND_TIMEOUT: Final = 60.0
 
 _AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -102,14 +81,6 @@ class Timeouts:
     #: a synchronous send's reply when the caller gives no deadline (``DEFAULT_SEND_TIMEOUT``; ``None``:
     #: no limit)
     send: float | None = DEFAULT_SEND_TIMEOUT
-
-
-def send_timeout_error(agent_id: str, kind: str, timeout: float) -> SendTimeoutError:
-    """The error of a synchronous send to ``agent_id`` that got no reply within ``timeout`` seconds."""
-    return SendTimeoutError(
-        f"paglet {agent_id} did not answer message {kind!r} within {timeout:g} s (its handler may still be "
-        "running; a send may wait longer with timeout=..., every send with Host(send_timeout=...))"
-    )
 
 
 def check_agent_id(agent_id: str) -> str:

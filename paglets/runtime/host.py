@@ -29,13 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from paglets.artifacts import ArtifactRef, PagletFileRef
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet
 from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
-from paglets.core.errors import (
-    HostError,
-    InvalidAgentError,
-    RequestError,
-    SendTimeoutError,
-    SerializationError,
-)
+from paglets.core.errors import HostError, InvalidAgentError, RequestError, SerializationError
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
@@ -48,12 +42,13 @@ from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._artifacts import ArtifactStore
 from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
 from paglets.runtime._config import HostConfig
+from paglets.runtime._deadlines import wait_reply
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
-from paglets.runtime._paglets import PagletManager, Timeouts, mailbox_counts, message_wire, send_timeout_error
+from paglets.runtime._paglets import PagletManager, Timeouts, mailbox_counts, message_wire
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
@@ -605,32 +600,13 @@ class Host:
             no_delay=no_delay,
             deadline=deadline,
         )
-        return self._reply(future, agent_id, message, oneway, deadline)
+        return wait_reply(future, agent_id, message.kind, oneway=oneway, deadline=deadline)
 
     @property
     def send_timeout(self) -> float | None:
         """Seconds a synchronous send waits for its reply when the caller gives no deadline
         (``Host(send_timeout=...)``; ``None``: no limit)."""
         return self.manager.timeouts.send
-
-    def _reply(
-        self,
-        future: concurrent.futures.Future[Any],
-        agent_id: str,
-        message: Message,
-        oneway: bool,
-        deadline: float | None,
-    ) -> Any:
-        """Wait for a send's outcome in the caller's thread (a oneway send returns once it is queued)."""
-        if oneway:
-            return future.result(DEFAULT_TIMEOUT)
-        try:
-            return future.result(deadline)
-        except SendTimeoutError:
-            raise
-        except TimeoutError:
-            # not cancelled: the message stays with the paglet, as a late reply would have
-            raise send_timeout_error(agent_id, message.kind, deadline or 0.0) from None
 
     def _submit(
         self,
@@ -763,7 +739,7 @@ class Host:
             no_delay=no_delay,
             deadline=deadline,
         )
-        return self._reply(future, agent_id, message, oneway, deadline)
+        return wait_reply(future, agent_id, message.kind, oneway=oneway, deadline=deadline)
 
     def route_message_future(
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool

@@ -429,11 +429,20 @@ class SeenState(PagletState):
 
 class Sequenced(Paglet[SeenState]):
     """Records the messages it handles, in order: ``seq`` appends ``seq:<arg>:p<priority>``; ``stats``
-    answers what it has seen so far (and is recorded too)."""
+    answers what it has seen so far (and is recorded too); ``hold`` waits (30 s at most) until the file
+    ``arg`` exists, then appends ``hold:p<priority>``."""
 
     State = SeenState
 
     def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "hold":
+            gate = threading.Event()
+            for _ in range(3000):
+                if os.path.exists(str(msg.arg)):
+                    break
+                gate.wait(0.01)
+            self.state.seen.append(f"hold:p{msg.priority}")
+            return len(self.state.seen)
         if msg.kind == "seq":
             self.state.seen.append(f"seq:{msg.arg}:p{msg.priority}")
             return len(self.state.seen)

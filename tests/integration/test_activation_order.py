@@ -49,39 +49,54 @@ def test_a_queued_message_runs_before_the_one_that_activates(make_host: Callable
 
 
 def test_queued_messages_keep_the_mailbox_order_before_a_later_message(
-    make_host: Callable[..., Host],
+    make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
     """Several queued messages, oneway and synchronous, of several priorities: they run highest priority
     first and in arrival order within a priority; the activating message, sent after them, runs after
-    every queued message of its priority or higher, and before lower ones (as any later message would)."""
+    every queued message of its priority or higher, and before lower ones (as any later message would).
+    The first queued message holds the paglet until the activating message is waiting too."""
     host = make_host("alpha")
     agent_id = host.create(Sequenced).agent_id
     host.deactivate(agent_id)
     url = f"{host.address}/agents/{agent_id}/messages"
-    queued = [(1, 1, True), (2, 10, False), (3, 5, True), (4, 10, True), (5, 5, False), (6, 1, False)]
+    gate = tmp_path / "gate"
+    queued = [
+        ("hold", str(gate), 10, True),
+        ("seq", 1, 1, True),
+        ("seq", 2, 10, False),
+        ("seq", 3, 5, True),
+        ("seq", 4, 5, False),
+        ("seq", 5, 1, False),
+    ]
     client = HostClient(api_key="")
     try:
-        for seq, priority, oneway in queued:
-            body = {
-                "message": _message("seq", seq, priority),
-                "activate_if_inactive": False,
-                "oneway": oneway,
-            }
+        for kind, arg, priority, oneway in queued:
+            body = {"message": _message(kind, arg, priority), "activate_if_inactive": False, "oneway": oneway}
             result = client.post_json(url, body)["result"]
             assert result is None if oneway else result["queued"] is True
-        answer = client.post_json(url, {"message": _message("stats")})
+        answers: list[Any] = []
+        sender = threading.Thread(
+            target=lambda: answers.append(client.post_json(url, {"message": _message("stats")}, timeout=30.0))
+        )
+        sender.start()
+        try:  # once the activating message waits behind the held one with the other five, let them go
+            wait_until(lambda: agent_id in host.manager.controllers, timeout=30)
+            wait_until(lambda: host.mailbox_status(agent_id)["queued_count"] == 6, timeout=30)
+        finally:
+            gate.touch()
+            sender.join(30)
     finally:
         client.close()
-    assert answer["result"]["seen"] == ["seq:2:p10", "seq:4:p10", "seq:3:p5", "seq:5:p5"]
+    assert answers[0]["result"]["seen"] == ["hold:p10", "seq:2:p10", "seq:3:p5", "seq:4:p5"]
     wait_until(lambda: len(_seen(host, agent_id)) == 7)
     assert _seen(host, agent_id) == [
+        "hold:p10",
         "seq:2:p10",
-        "seq:4:p10",
         "seq:3:p5",
-        "seq:5:p5",
+        "seq:4:p5",
         "stats:p5",
         "seq:1:p1",
-        "seq:6:p1",
+        "seq:5:p1",
     ]
 
 

@@ -411,9 +411,9 @@ class PagletController:
         return future
 
     def accept_queued(self, messages: list[tuple[MessageWire, bool]]) -> None:
-        """Put messages queued while the paglet was inactive into its mailbox, in their order, before it is
-        ready: nothing sent later can be handled before them (unless the mailbox's rule says so: a later
-        message of a higher priority). Their results are dropped."""
+        """Put messages queued while the paglet was inactive into its mailbox, in their order, before
+        anything else can reach it: nothing sent later is handled before them (unless the mailbox's rule
+        says so: a later message of a higher priority). Their results are dropped."""
         with self.lock:
             for message, oneway in messages:
                 self.mailbox.push_accepted(_Item(message, oneway, None), message.priority)

@@ -31,7 +31,6 @@ from paglets.core.errors import (
     HostError,
     InvalidAgentError,
     PagletCrashedError,
-    PagletInactiveError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
@@ -202,12 +201,23 @@ class PagletManager:
         """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation).
 
         ``queued`` (messages queued while it was inactive, with their ``oneway`` flags) enter its mailbox
-        in one step just before it becomes ready, so they come before any message sent later.
+        in one step as soon as its process exists, before anyone can send it anything, so they come
+        before any message sent later; they are handled once it is ready.
         """
         if agent_id in self.controllers:
             raise HostError(f"paglet {agent_id} is already active on host {self.host_name}")
         ctrl = await self._spawn(agent_id, agent_class, state_class, state)
-        await self._start_hook(ctrl, hook, event, queued=list(queued))
+        if queued:
+            ctrl.accept_queued(list(queued))
+            for message, _ in queued:
+                if message.priority != UNQUEUED_PRIORITY:
+                    self.events.emit(
+                        "message-queued",
+                        agent_id=agent_id,
+                        class_name=agent_class,
+                        message_id=message.message_id,
+                    )
+        await self._start_hook(ctrl, hook, event)
         self._preload_class_modules(agent_class, state_class)
         return ctrl
 
@@ -394,17 +404,9 @@ class PagletManager:
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
 
-    async def _start_hook(
-        self,
-        ctrl: PagletController,
-        hook: str,
-        event: Any,
-        *,
-        start: bool = True,
-        queued: list[tuple[MessageWire, bool]] | None = None,
-    ) -> None:
+    async def _start_hook(self, ctrl: PagletController, hook: str, event: Any, *, start: bool = True) -> None:
         """Run a starting hook (and, with ``start``, ``run()``); on any failure remove the process
-        completely and re-raise. ``queued`` messages go into the mailbox right before it is ready."""
+        completely and re-raise."""
         try:
             # no wait for the process's hello: the request waits in the ring until the process reads it
             await ctrl.lifecycle(hook, event, self.timeouts.spawn + self.timeouts.hook)
@@ -413,23 +415,16 @@ class PagletManager:
         except BaseException:
             await self._discard(ctrl)
             raise
-        if queued:
-            ctrl.accept_queued(queued)
-            for message, _ in queued:
-                if message.priority != UNQUEUED_PRIORITY:
-                    self.events.emit(
-                        "message-queued",
-                        agent_id=ctrl.agent_id,
-                        class_name=ctrl.agent_class,
-                        message_id=message.message_id,
-                    )
         if start:
             ctrl.mark_ready()
 
     async def _discard(self, ctrl: PagletController) -> None:
         """Kill a process that must not live on (a start that failed, an aborted move) and forget it,
-        with every service it advertised."""
-        ctrl.begin_stop()
+        with every service it advertised; messages sent to it while it was starting fail."""
+        for delivery in ctrl.begin_stop():
+            future = delivery.item.future
+            if future is not None and not future.done():
+                future.set_exception(InvalidAgentError(f"paglet {ctrl.agent_id} did not start"))
         ctrl.kill()
         await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
@@ -440,10 +435,10 @@ class PagletManager:
     # --- messages --------------------------------------------------------------------------------
 
     def submit(self, agent_id: str, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
-        """Queue a message for an active paglet (see ``PagletController.submit``)."""
+        """Queue a message for an active paglet (see ``PagletController.submit``). A paglet still starting
+        (its creation or activation hook runs) takes it too: it is handled once the paglet is ready, after
+        the messages its activation brought from its record; if the start fails, it fails with it."""
         ctrl = self.get(agent_id)
-        if ctrl.status == "starting":
-            raise PagletInactiveError(f"paglet {agent_id} is still starting")
         future = ctrl.submit(message, oneway=oneway)
         if message.priority != UNQUEUED_PRIORITY:
             self.events.emit(
@@ -464,8 +459,6 @@ class PagletManager:
     ) -> None:
         """``submit`` from a thread other than the loop's (the embedded fast path)."""
         ctrl = self.get(agent_id)
-        if ctrl.status == "starting":
-            raise PagletInactiveError(f"paglet {agent_id} is still starting")
         ctrl.submit_threadsafe(message, oneway=oneway, future=future)
         if message.priority != UNQUEUED_PRIORITY:
             self.events.emit(

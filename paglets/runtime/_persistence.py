@@ -9,9 +9,9 @@
 - **Activate**: a process is started from the record, ``on_activation`` runs, then ``run()``; only then
   is the record deleted (a crash in between leaves the record, and the active copy died with the host:
   never two copies, never none). The messages queued in the record enter the paglet's mailbox in one
-  step just before it becomes ready, so they come before anything sent later (the message that
-  activated it, messages that arrived during the activation, which wait for it); from there the
-  mailbox's rule orders them (priority, then arrival). Their results are dropped.
+  step as soon as its process exists, so they come before anything sent later (the message that
+  activated it, messages sent while its activation hook runs, which are accepted and wait); from there
+  the mailbox's rule orders them (priority, then arrival). Their results are dropped.
 - **Messages to inactive paglets** follow the record's policy: activate and deliver, queue (an O(message)
   append) and answer ``{"queued": true, "message_id": ...}``, or refuse with ``PagletInactiveError``.
 - **Timed activation** uses one loop timer for the earliest ``activate_at`` (no polling).
@@ -306,15 +306,6 @@ class Persistence:
     def activating(self, agent_id: str) -> bool:
         """Whether an activation of ``agent_id`` is under way."""
         return agent_id in self._activating
-
-    async def activated(self, agent_id: str) -> None:
-        """Wait for an activation of ``agent_id`` under way (if any) to end, whatever its outcome."""
-        running = self._activating.get(agent_id)
-        if running is not None:
-            try:
-                await asyncio.shield(running)
-            except PagletError:
-                pass  # it stays inactive; the caller finds its record
 
     def _record_lock(self, agent_id: str) -> asyncio.Lock:
         lock = self._record_locks.get(agent_id)

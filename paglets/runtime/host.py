@@ -665,8 +665,6 @@ class Host:
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
             proxy = await self.persistence.deactivate(agent_id, request)
             return None if oneway else {"deactivated": True, "proxy": proxy}
-        # during an activation, wait for it: the queued messages enter the mailbox first
-        await self.persistence.activated(agent_id)
         if (
             agent_id not in self.manager.controllers
             and self.persistence.summary(agent_id) is None

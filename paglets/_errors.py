@@ -28,6 +28,7 @@ __all__ = [
     "ForbiddenError",
     "FrameError",
     "HeadersTooLargeError",
+    "HostBusyError",
     "HostError",
     "InvalidAgentError",
     "InvalidAgentIdError",
@@ -44,6 +45,7 @@ __all__ = [
     "RequestError",
     "ResourceCleanupError",
     "RouteNotFoundError",
+    "SendTimeoutError",
     "SerializationError",
     "ServiceContractError",
     "ServiceNotFoundError",
@@ -88,6 +90,20 @@ class SerializationError(PagletError):
 
 class HostError(PagletError):
     code = "host"
+
+
+class HostBusyError(HostError):
+    """The host cannot take this request now, for want of a shared resource (HTTP 503); try again later.
+
+    ``retry_after``: seconds after which a retry is worth it (sent as the ``Retry-After`` header).
+    """
+
+    http_status = 503
+    code = "host_busy"
+
+    def __init__(self, *args: object, retry_after: float | None = None, **kwargs: str | None) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
 
 
 class RequestError(HostError):
@@ -145,6 +161,15 @@ class PagletCrashedError(PagletError):
 class NotHandledError(PagletError):
     http_status = 422
     code = "not_handled"
+
+
+class SendTimeoutError(PagletError, TimeoutError):
+    """A synchronous send got no reply within its deadline (HTTP 504). The handler may still be running:
+    the message is not withdrawn. Also a ``TimeoutError``, which is what a paglets 2.0 client raised when
+    its socket timed out."""
+
+    http_status = 504
+    code = "send_timeout"
 
 
 class LifecycleError(PagletError):

@@ -274,6 +274,10 @@ class PagletController:
         if not was_stopping:
             self._on_crash(self)
 
+    def fail_pending(self, error: PagletError) -> None:
+        """Answer every request in flight to the process with ``error`` (it will not answer them)."""
+        self._fail_pending(error)
+
     def _fail_pending(self, error: PagletError) -> None:
         pending, self._pending = self._pending, {}
         for callback in pending.values():
@@ -428,6 +432,14 @@ class PagletController:
             self.mailbox.push(_Item(message, oneway, future), message.priority)
         self.pump()
         return future
+
+    def accept_queued(self, messages: list[tuple[MessageWire, bool]]) -> None:
+        """Put messages queued while the paglet was inactive into its mailbox, in their order, before
+        anything else can reach it: nothing sent later is handled before them (unless the mailbox's rule
+        says so: a later message of a higher priority). Their results are dropped."""
+        with self.lock:
+            for message, oneway in messages:
+                self.mailbox.push_accepted(_Item(message, oneway, None), message.priority)
 
     def submit_threadsafe(
         self, message: MessageWire, *, oneway: bool, future: concurrent.futures.Future[Any] | None

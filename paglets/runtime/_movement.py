@@ -27,6 +27,7 @@ Moves to this host's own address never use HTTP: the same two phases run in-proc
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import time
@@ -49,8 +50,9 @@ from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequ
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._inbound import INBOUND_DECODE_WORKERS, InboundBudget, InboundMove
 from paglets.runtime._tasks import BackgroundTasks
-from paglets.wire.envelope import EnvelopeDecoder, EnvelopeEncoder, EnvelopeMetadata, MemoryviewSink
+from paglets.wire.envelope import EnvelopeEncoder, EnvelopeMetadata
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -74,6 +76,8 @@ MAX_TRANSFER_RECORDS: Final = 4096
 TRANSFER_RECORD_TTL: Final = 3600.0
 #: Attempts at delivering a commit before leaving it to the target's own recovery.
 COMMIT_ATTEMPTS: Final = 5
+#: Longest wait a target's ``Retry-After`` may ask of a retrying source (a peer's number, so bounded).
+MAX_RETRY_AFTER: Final = 30.0
 
 Outcome = Literal["preparing", "prepared", "committed", "aborted"]
 MoveKind = Literal["dispatch", "clone", "retract"]
@@ -112,6 +116,11 @@ class MovementEngine:
         self._host = host
         self._transfers: dict[str, _Transfer] = {}
         self._tasks = BackgroundTasks(host.events)
+        #: Bytes of decoded state that unfinished inbound moves may hold (``Host(inbound_move_budget=...)``).
+        self.budget = InboundBudget(host.config.inbound_move_budget)
+        #: Seconds an inbound move waits for budget before it is refused with 503.
+        self.budget_wait = host.config.inbound_budget_wait
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # --- bookkeeping ------------------------------------------------------------------------------------
 
@@ -141,6 +150,9 @@ class MovementEngine:
         for record in list(self._transfers.values()):
             if record.ctrl is not None and record.outcome == "prepared":
                 await self._host.manager.discard(record.ctrl)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # --- the source side ---------------------------------------------------------------------------------
 
@@ -352,9 +364,11 @@ class MovementEngine:
         attempts = ticket.retries + 1
         last: BaseException | None = None
         owner = metadata.clone_of or metadata.agent_id
+        busy_wait = 0.0
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(ticket.retry_interval)
+                await asyncio.sleep(max(ticket.retry_interval, busy_wait))
+            busy_wait = 0.0
             try:
                 response = await self._host.aclient.request(
                     "POST",
@@ -380,6 +394,20 @@ class MovementEngine:
             from paglets.remote.client import error_from_response
 
             error = error_from_response(url, response.status, data)
+            if response.status == 503 and attempt + 1 < attempts:
+                # busy (its inbound move budget is taken): it kept nothing of this attempt, so retry
+                # under the same transfer id after its Retry-After
+                last = error
+                busy_wait = _retry_after(response.header("retry-after"))
+                self._failed(
+                    "post",
+                    f"attempt {attempt + 1} to {url} found it busy: {error}",
+                    agent_id=owner,
+                    destination=url,
+                    attempt=attempt + 1,
+                    attempts=attempts,
+                )
+                continue
             self._failed(
                 "post",
                 f"{url} refused the paglet: {error}",
@@ -416,10 +444,7 @@ class MovementEngine:
         """The target prepared the paglet: drop the copy here, then commit there."""
         host = self._host
         self._remember(_Transfer(metadata.transfer_id, "source", "committed", ctrl.agent_id, destination.url))
-        undrained = [
-            _Waiting(message, oneway) for message, oneway in host.persistence.take_undrained(ctrl.agent_id)
-        ]
-        waiting = undrained + host.manager.detach(ctrl)
+        waiting = host.manager.detach(ctrl)
         host.events.emit(
             "retract" if kind == "retract" else "dispatch",
             agent_id=ctrl.agent_id,
@@ -510,38 +535,35 @@ class MovementEngine:
     # --- the target side ---------------------------------------------------------------------------------
 
     async def receive(self, chunks: AsyncIterator[Any], *, max_state_bytes: int) -> dict[str, Any]:
-        """An envelope arrives over HTTP: verify it while it streams, then prepare the paglet."""
-        segments: list[OutgoingSegment] = []
-        sinks: list[MemoryviewSink] = []
+        """An envelope arrives over HTTP: verify it while it streams, under the host's inbound move budget
+        and off the event loop (``paglets/runtime/_inbound.py``), then prepare the paglet."""
+        move = InboundMove(
+            self.budget, self._decode_pool(), max_state_bytes=max_state_bytes, wait=self.budget_wait
+        )
+        seen: list[_Transfer] = []
 
-        def sink(metadata: EnvelopeMetadata, declared: int) -> MemoryviewSink:
-            known = self._transfers.get(metadata.transfer_id)
-            if known is not None and known.role == "target":
-                raise _Known(known)
-            segment = OutgoingSegment.allocate(declared)
-            segments.append(segment)
-            assert segment.view is not None
-            sinks.append(MemoryviewSink(segment.view))
-            return sinks[-1]
+        def known(metadata: EnvelopeMetadata) -> bool:
+            record = self._transfers.get(metadata.transfer_id)
+            if record is not None and record.role == "target":
+                seen.append(record)
+                return True
+            return False
 
-        decoder = EnvelopeDecoder(max_state_bytes=max_state_bytes, sink_factory=sink)
         try:
-            async for piece in chunks:
-                decoder.feed(piece)
-            decoded = decoder.finish()
-        except _Known as known:
-            return await self._answer_when_ready(known.record)
-        except BaseException:
-            for written in sinks:
-                written.release()
-            for segment in segments:
-                segment.close()
-            raise
+            decoded = await move.run(chunks, known)
+            if decoded is None:
+                return await self._answer_when_ready(seen[0])
+            segment = move.take_segment()
+            return await self._prepare(decoded.metadata, segment, length=decoded.state_length)
         finally:
-            for written in sinks:
-                written.release()
-        segment = segments[0] if segments else OutgoingSegment.allocate(0)
-        return await self._prepare(decoded.metadata, segment, length=decoded.state_length)
+            move.release()
+
+    def _decode_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=INBOUND_DECODE_WORKERS, thread_name_prefix=f"paglets-inbound-{self._host.name}"
+            )
+        return self._pool
 
     async def _answer_when_ready(self, record: _Transfer) -> dict[str, Any]:
         """Answer a retried or duplicated envelope with the outcome of the first one."""
@@ -590,9 +612,10 @@ class MovementEngine:
             if host.persistence.summary(metadata.agent_id) is not None:
                 segment.close()
                 raise TransferError(f"paglet {metadata.agent_id} is already stored on host {host.name}")
-            view = segment.view
-            inactive_state = b"" if view is None else bytes(view[:length])
-            segment.close()
+            try:
+                inactive_state = segment.read(length)
+            finally:
+                segment.close()
         else:
             try:
                 segment.seal(length)
@@ -823,15 +846,6 @@ class MovementEngine:
             backoff = min(backoff * 2, MAX_RECOVERY_BACKOFF)
 
 
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    """A message to forward that nobody waits for (queued while the paglet was inactive)."""
-
-    message: Any
-    oneway: bool
-    future: None = None
-
-
 def _arrival_data(record: _Transfer, *, active: bool) -> dict[str, Any]:
     """``data`` of a target's ``arrival``/``clone`` event: 2.0's fields (``kind``, ``source_agent_id`` of a
     clone, ``active: false`` for an inactive arrival) and ours (``source`` host, ``transfer_id``)."""
@@ -848,14 +862,15 @@ def _arrival_data(record: _Transfer, *, active: bool) -> dict[str, Any]:
     return data
 
 
+def _retry_after(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header (delta-seconds only), within ``[0, MAX_RETRY_AFTER]``."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if seconds == seconds else 0.0
+
+
 def _still_prepared(record: _Transfer) -> bool:
     """Whether a transfer is still undecided (another task may have decided it during an await)."""
     return record.outcome == "prepared"
-
-
-class _Known(Exception):
-    """A retried envelope whose transfer this host already knows (stops decoding early)."""
-
-    def __init__(self, record: _Transfer) -> None:
-        super().__init__(record.transfer_id)
-        self.record = record

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -30,13 +31,13 @@ from paglets.core.errors import (
     HostError,
     InvalidAgentError,
     PagletCrashedError,
-    PagletInactiveError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY, Message
 from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
+from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
 from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._procutil import scrubbed_environment
 from paglets.runtime._tasks import BackgroundTasks
@@ -56,6 +57,8 @@ __all__ = [
     "message_wire",
     "message_wire_of",
 ]
+
+_log = logging.getLogger("paglets.runtime")
 
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
@@ -79,6 +82,11 @@ class Timeouts:
     #: for listings: a process that does not answer in time is shown with its last known resources
     resource_status: float = 2.0
     exit: float = 2.0
+    #: dispose: the handler in progress, ``on_disposing`` and the cleanup, together (``DISPOSE_GRACE``)
+    dispose: float = DISPOSE_GRACE
+    #: a synchronous send's reply when the caller gives no deadline (``DEFAULT_SEND_TIMEOUT``; ``None``:
+    #: no limit)
+    send: float | None = DEFAULT_SEND_TIMEOUT
 
 
 class PagletManager:
@@ -187,12 +195,35 @@ class PagletManager:
     # --- creation --------------------------------------------------------------------------------
 
     async def start_from_state(
-        self, *, agent_id: str, agent_class: str, state_class: str, state: bytes, hook: str, event: Any
+        self,
+        *,
+        agent_id: str,
+        agent_class: str,
+        state_class: str,
+        state: bytes,
+        hook: str,
+        event: Any,
+        queued: Sequence[tuple[MessageWire, bool]] = (),
     ) -> PagletController:
-        """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation)."""
+        """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation).
+
+        ``queued`` (messages queued while it was inactive, with their ``oneway`` flags) enter its mailbox
+        in one step as soon as its process exists, before anyone can send it anything, so they come
+        before any message sent later; they are handled once it is ready.
+        """
         if agent_id in self.controllers:
             raise HostError(f"paglet {agent_id} is already active on host {self.host_name}")
         ctrl = await self._spawn(agent_id, agent_class, state_class, state)
+        if queued:
+            ctrl.accept_queued(list(queued))
+            for message, _ in queued:
+                if message.priority != UNQUEUED_PRIORITY:
+                    self.events.emit(
+                        "message-queued",
+                        agent_id=agent_id,
+                        class_name=agent_class,
+                        message_id=message.message_id,
+                    )
         await self._start_hook(ctrl, hook, event)
         self._preload_class_modules(agent_class, state_class)
         return ctrl
@@ -270,6 +301,7 @@ class PagletManager:
                 api_key=self.api_key,
                 work_dir=str(self.work_root / path_component(agent_id)),
                 sys_path=list(sys.path),
+                send_timeout=self.timeouts.send,
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
             process = await loop.run_in_executor(
@@ -397,8 +429,11 @@ class PagletManager:
 
     async def _discard(self, ctrl: PagletController) -> None:
         """Kill a process that must not live on (a start that failed, an aborted move) and forget it,
-        with every service it advertised."""
-        ctrl.begin_stop()
+        with every service it advertised; messages sent to it while it was starting fail."""
+        for delivery in ctrl.begin_stop():
+            future = delivery.item.future
+            if future is not None and not future.done():
+                future.set_exception(InvalidAgentError(f"paglet {ctrl.agent_id} did not start"))
         ctrl.kill()
         await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
@@ -409,10 +444,10 @@ class PagletManager:
     # --- messages --------------------------------------------------------------------------------
 
     def submit(self, agent_id: str, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
-        """Queue a message for an active paglet (see ``PagletController.submit``)."""
+        """Queue a message for an active paglet (see ``PagletController.submit``). A paglet still starting
+        (its creation or activation hook runs) takes it too: it is handled once the paglet is ready, after
+        the messages its activation brought from its record; if the start fails, it fails with it."""
         ctrl = self.get(agent_id)
-        if ctrl.status == "starting":
-            raise PagletInactiveError(f"paglet {agent_id} is still starting")
         future = ctrl.submit(message, oneway=oneway)
         if message.priority != UNQUEUED_PRIORITY:
             self.events.emit(
@@ -433,8 +468,6 @@ class PagletManager:
     ) -> None:
         """``submit`` from a thread other than the loop's (the embedded fast path)."""
         ctrl = self.get(agent_id)
-        if ctrl.status == "starting":
-            raise PagletInactiveError(f"paglet {agent_id} is still starting")
         ctrl.submit_threadsafe(message, oneway=oneway, future=future)
         if message.priority != UNQUEUED_PRIORITY:
             self.events.emit(
@@ -444,11 +477,21 @@ class PagletManager:
                 message_id=message.message_id,
             )
 
-    async def deliver(self, agent_id: str, message: MessageWire, *, oneway: bool) -> Any:
+    async def deliver(
+        self, agent_id: str, message: MessageWire, *, oneway: bool, timeout: float | None = None
+    ) -> Any:
+        """Queue ``message`` and, unless oneway, wait for the reply at most ``timeout`` seconds (``None``:
+        no limit); then ``SendTimeoutError``, while the handler, if it started, goes on."""
         future = self.submit(agent_id, message, oneway=oneway)
         if future is None:
             return None
-        return await future
+        if timeout is None:
+            return await future
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise send_timeout_error(agent_id, message.kind, timeout) from None
 
     def _message_done(self, ctrl: PagletController, message: MessageWire, error: ErrorInfo | None) -> None:
         if error is None:
@@ -547,30 +590,55 @@ class PagletManager:
     async def dispose(self, agent_id: str) -> None:
         """Run ``on_disposing`` and the resource cleanup, then end the process (contract §1.3, §1.13).
 
-        A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and
-        the paglet stays active (``LifecycleError``).
+        A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and the
+        paglet stays active (``LifecycleError``). A paglet that does not finish the handler it is in, its
+        ``on_disposing`` and its cleanup within ``timeouts.dispose`` seconds (``DISPOSE_GRACE``) is ended
+        without them: its process is killed, which frees what the process held. Callers waiting for it get
+        ``PagletCrashedError`` (the message in progress) or ``InvalidAgentError`` (messages still queued).
         """
         ctrl = self.get(agent_id)
+        forced = False
         if ctrl.status == "ready":
             event = PersistencyEvent(
                 agent_id=agent_id, host_name=self.host_name, host_address=self._address(), reason="dispose"
             )
-            await ctrl.lifecycle("disposing", event, self.timeouts.hook)
-            await ctrl.resources("cleanup", reason="dispose", timeout=self.timeouts.resources)
+            try:
+                async with asyncio.timeout(self.timeouts.dispose):
+                    await ctrl.lifecycle("disposing", event, None)
+                    await ctrl.resources("cleanup", reason="dispose", timeout=None)
+            except TimeoutError:
+                forced = True
         elif ctrl.status not in ("crashed", "starting"):
             raise InvalidAgentError(f"paglet {agent_id} is {ctrl.status}")
         for delivery in ctrl.begin_stop():
             future = delivery.item.future
             if future is not None and not future.done():
                 future.set_exception(InvalidAgentError(f"paglet {agent_id} was disposed"))
-        ctrl.shutdown()
+        if forced:
+            _log.warning(
+                "paglet %s did not finish its handler and on_disposing within %g s: its process is ended",
+                agent_id,
+                self.timeouts.dispose,
+            )
+            ctrl.fail_pending(
+                PagletCrashedError(
+                    f"paglet {agent_id} was disposed while it handled this message (it did not return "
+                    f"within the dispose grace period of {self.timeouts.dispose:g} s)"
+                )
+            )
+            ctrl.kill()
+        else:
+            ctrl.shutdown()
         if await ctrl.wait_exit(self.timeouts.exit) is None:
             ctrl.kill()
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
-        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data={"active": True})
+        data: dict[str, Any] = {"active": True}
+        if forced:
+            data["forced"] = True
+        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data=data)
 
 
 def mailbox_counts(ctrl: PagletController) -> dict[str, int]:

@@ -182,6 +182,7 @@ def build_router(host: Host) -> Router:
             oneway=body.oneway,
             activate_if_inactive=body.activate_if_inactive,
             no_delay=body.no_delay,
+            timeout=body.timeout,
         )
         return _ok({"result": result})
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import shutil
 import signal
 import threading
@@ -40,12 +41,13 @@ from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
 from paglets.runtime._config import HostConfig
+from paglets.runtime._deadlines import wait_reply
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
-from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire_of
+from paglets.runtime._paglets import PagletManager, Timeouts, mailbox_counts, message_wire_of
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
@@ -223,6 +225,7 @@ class Host:
             on_agent_gone=self.services.forget_agent,
             on_agent_live=self.services.publish,
             spawn=self.tasks.spawn,
+            timeouts=Timeouts(dispose=cfg.dispose_grace, send=cfg.send_timeout),
         )
 
     def __repr__(self) -> str:
@@ -604,13 +607,29 @@ class Host:
         oneway: bool = False,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = _UNSET,
     ) -> Any:
-        """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway)."""
+        """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway).
+
+        A synchronous send waits at most ``timeout`` seconds for the reply (default: the host's
+        ``send_timeout``; ``None``: no limit), then raises ``SendTimeoutError``.
+        """
+        deadline = self.send_timeout if timeout is _UNSET else timeout
         future = self._submit(
-            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            deadline=deadline,
         )
-        return future.result(timeout)
+        return wait_reply(future, agent_id, message.kind, oneway=oneway, deadline=deadline)
+
+    @property
+    def send_timeout(self) -> float | None:
+        """Seconds a synchronous send waits for its reply when the caller gives no deadline
+        (``Host(send_timeout=...)``; ``None``: no limit)."""
+        return self.manager.timeouts.send
 
     def _submit(
         self,
@@ -620,6 +639,7 @@ class Host:
         oneway: bool,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
+        deadline: float | None = None,
     ) -> concurrent.futures.Future[Any]:
         """Queue ``message`` from a user thread; an active paglet's mailbox is fed directly (no task)."""
         if not self._started:
@@ -636,6 +656,7 @@ class Host:
                     oneway=oneway,
                     activate_if_inactive=activate_if_inactive,
                     no_delay=no_delay,
+                    timeout=deadline if deadline is not None else math.inf,
                 ),
                 self._loop.loop,
             )
@@ -653,7 +674,15 @@ class Host:
         oneway: bool,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
+        timeout: float | None = None,
     ) -> Any:
+        """Deliver a message on the loop. A synchronous send waits at most ``timeout`` seconds for the
+        handler's reply once the message is in the mailbox (``None``: the host's ``send_timeout``;
+        ``math.inf``: no limit), then raises ``SendTimeoutError``."""
+        if timeout is None:
+            timeout = self.send_timeout
+        elif timeout == math.inf:
+            timeout = None
         if wire.kind == DEACTIVATE_KIND:  # the reserved message (contract §2.6)
             raw = wire.args.get("request") if isinstance(wire.args, dict) else None
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
@@ -669,9 +698,14 @@ class Host:
             )  # a lazy resident service starts on its first message
         if agent_id not in self.manager.controllers and self.persistence.summary(agent_id) is not None:
             return await self.persistence.deliver(
-                agent_id, wire, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+                agent_id,
+                wire,
+                oneway=oneway,
+                activate_if_inactive=activate_if_inactive,
+                no_delay=no_delay,
+                timeout=timeout,
             )
-        return await self.manager.deliver(agent_id, wire, oneway=oneway)
+        return await self.manager.deliver(agent_id, wire, oneway=oneway, timeout=timeout)
 
     def multicast_message(
         self,
@@ -716,10 +750,17 @@ class Host:
         no_delay: bool,
         timeout: float | None,
     ) -> Any:
+        """A proxy's send (``timeout=None``: the host's ``send_timeout``)."""
+        deadline = self.send_timeout if timeout is None else timeout
         future = self._submit(
-            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            deadline=deadline,
         )
-        return future.result(timeout)
+        return wait_reply(future, agent_id, message.kind, oneway=oneway, deadline=deadline)
 
     def route_message_future(
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool

@@ -28,7 +28,7 @@ import msgspec
 
 from paglets._errors import FrameError, LimitExceededError, RequestError, SerializationError
 from paglets.wire.jsonbin import BINARY_TAG, untag_binary
-from paglets.wire.limits import MAX_JSON_BODY
+from paglets.wire.limits import MAX_JSON_BODY, MAX_SEND_TIMEOUT
 
 __all__ = [
     "AdvertiseRequest",
@@ -94,6 +94,8 @@ class MessageRequest(msgspec.Struct, kw_only=True):
     oneway: bool = False
     activate_if_inactive: bool = True
     no_delay: bool = False
+    #: Seconds a synchronous send waits for the handler's reply (``None``: the host's ``send_timeout``).
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=MAX_SEND_TIMEOUT)] | None = None
 
 
 class MoveRequest(msgspec.Struct, kw_only=True):

@@ -478,4 +478,104 @@ class LeavesWithMail(Paglet[GateState]):
             return None
         if msg.kind == "rec":
             return None
+
+
+@dataclass
+class SeenState(PagletState):
+    seen: list[str] = field(default_factory=list)
+    #: a path: ``SlowActivation.on_activation`` creates ``<gate>.started``, then waits until ``gate`` exists
+    gate: str = ""
+
+
+class Sequenced(Paglet[SeenState]):
+    """Records the messages it handles, in order: ``seq`` appends ``seq:<arg>:p<priority>``; ``stats``
+    answers what it has seen so far (and is recorded too); ``hold`` waits (30 s at most) until the file
+    ``arg`` exists, then appends ``hold:p<priority>``."""
+
+    State = SeenState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "hold":
+            gate = threading.Event()
+            for _ in range(3000):
+                if os.path.exists(str(msg.arg)):
+                    break
+                gate.wait(0.01)
+            self.state.seen.append(f"hold:p{msg.priority}")
+            return len(self.state.seen)
+        if msg.kind == "seq":
+            self.state.seen.append(f"seq:{msg.arg}:p{msg.priority}")
+            return len(self.state.seen)
+        if msg.kind == "stats":
+            seen = list(self.state.seen)
+            self.state.seen.append(f"stats:p{msg.priority}")
+            return {"count": len(seen), "seen": seen}
+        return self.not_handled()
+
+
+class SlowActivation(Sequenced):
+    """A ``Sequenced`` whose activation hook waits (30 s at most) for the test to open a gate (a file)."""
+
+    def on_activation(self, event: Any) -> None:
+        if not self.state.gate:
+            return
+        with open(self.state.gate + ".started", "w"):
+            pass
+        deadline = threading.Event()
+        for _ in range(3000):
+            if os.path.exists(self.state.gate):
+                return
+            deadline.wait(0.01)
+
+
+@dataclass
+class BlockerState(PagletState):
+    pings: int = 0
+    #: a file ``on_disposing`` creates (to tell whether it ran)
+    marker: str = ""
+
+
+class Blocker(Paglet[BlockerState]):
+    """``block`` never returns (an hour); ``slow`` takes ``arg`` seconds; ``setup`` gives it a work file, an
+    artifact and a service; ``send_to`` sends a message to another paglet from inside this one."""
+
+    State = BlockerState
+
+    def on_disposing(self, event: Any) -> None:
+        if self.state.marker:
+            with open(self.state.marker, "w") as fh:
+                fh.write("disposed")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "block":
+            threading.Event().wait(3600)
+            return "unblocked"
+        if msg.kind == "slow":
+            threading.Event().wait(float(msg.arg))
+            return "slow-done"
+        if msg.kind == "ping":
+            with self.locked():
+                self.state.pings += 1
+            return "pong"
+        if msg.kind == "pings":
+            return self.state.pings
+        if msg.kind == "setup":
+            work = self.work_dir()
+            (work / "scratch.txt").write_text("scratch")
+            artifact = self.upload_artifact(work / "scratch.txt", name="scratch")
+            self.advertise_service("blocker-service")
+            return {"work": str(work), "artifact": artifact.artifact_id}
+        if msg.kind == "send_to":
+            proxy = self.context.get_proxy(str(msg.get_arg("to")))
+            assert proxy is not None
+            try:
+                return {
+                    "result": proxy.send(Message(str(msg.get_arg("kind"))), timeout=msg.get_arg("timeout"))
+                }
+            except Exception as exc:
+                return {
+                    "error": type(exc).__name__,
+                    "timeout": isinstance(exc, TimeoutError),
+                    "message": str(exc),
+                }
         return self.not_handled()

@@ -25,8 +25,9 @@ tag       type               direction and meaning
 7         ``Start``          host -> child: start ``run()`` (the paglet is committed on this host)
 32        ``Hello``          child -> host: first frame of a child, carries its pid
 33        ``Reply``          child -> host: answer to a host request with the same ``call_id``
-34        ``HostCall``       child -> host: ask the host for a service (op + encoded args)
+34        (retired)          child -> host: the untyped host call (``UntypedHostCall``; refused)
 35        ``RunFinished``    child -> host: ``run()`` returned (``error`` set if it raised)
+36        ``HostCall``       child -> host: a typed control request (``paglets.wire.control``)
 ========  =================  ====================================================================
 
 Tags 1-31 are host -> child, 32-63 child -> host, 64-127 are free for either direction. Adding a message:
@@ -34,8 +35,9 @@ define a frozen ``array_like`` Struct with a new tag, add it to :data:`IpcMessag
 ``proto/vectors/generate.py``; the tests check tags are unique and that every type has a golden vector.
 
 Payload fields typed ``msgspec.Raw`` hold already-encoded MessagePack (events, results, host-call
-arguments) so routing code can pass them on without decoding them. ``NIL`` (MessagePack ``nil``) is the
-empty payload.
+requests) so routing code can pass them on without decoding them; ``NIL`` (MessagePack ``nil``) is the
+empty payload. Messages stay encoded on their way through a host (:class:`EncodedMessage`): checked once
+where they enter, then carried as bytes.
 
 Free-form values (``MessageWire.args``/``arg``) keep their Python types as far as MessagePack can: binary
 stays ``bytes``; a ``bytearray`` travels as extension type ``BYTEARRAY_EXT`` (encode it as
@@ -63,6 +65,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from paglets._errors import FrameError, LimitExceededError, ProtocolError, SerializationError
+from paglets.wire._paths import describe_array_error
 from paglets.wire.limits import MAX_HANDOFF_BYTES, MAX_IPC_FRAME
 from paglets.wire.messages import ErrorInfo
 
@@ -73,6 +76,7 @@ __all__ = [
     "NIL",
     "ChildToHost",
     "Deliver",
+    "EncodedMessage",
     "FrameBodyError",
     "FrameDecoder",
     "FrameDecoderStatistics",
@@ -88,15 +92,20 @@ __all__ = [
     "MessageWire",
     "Reply",
     "ResourceCall",
+    "ResourceOp",
     "RunFinished",
     "Shutdown",
     "Start",
+    "UntypedHostCall",
+    "check_message",
     "decode_body",
     "decode_message",
     "encode_body",
+    "encode_deliver",
     "encode_frame",
     "encode_frame_into",
     "encode_message",
+    "message_head",
     "message_tag",
 ]
 
@@ -111,6 +120,8 @@ _HEADER: Final = struct.Struct("<I")
 FRAME_HEADER_SIZE: Final = _HEADER.size
 
 CallId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: A signed 64-bit integer (message priorities and types).
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 """Correlates a request with its reply; unique among the requests in flight in one direction."""
 
 LifecycleHook = Literal[
@@ -149,10 +160,32 @@ class MessageWire(msgspec.Struct, frozen=True, array_like=True):
     arg: Any = None
     sender: str | None = None
     reply_to: str | None = None
-    priority: int = 5
-    message_type: int = 0
+    priority: Int64 = 5
+    message_type: Int64 = 0
     timestamp: float = 0.0
     message_id: str = ""
+
+
+class EncodedMessage(msgspec.Struct, frozen=True, gc=False):
+    """A message on its way through a host: checked where it entered, encoded once, carried as bytes.
+
+    ``body`` is the MessagePack of one :class:`MessageWire` (what a ``Deliver`` frame or its handoff
+    segment carries); ``kind``, ``priority`` and ``message_id`` are copies of its fields for the host's
+    mailbox and events, so the host never decodes the arguments (they can be large) on its way.
+    """
+
+    kind: str
+    priority: int
+    message_id: str
+    body: msgspec.Raw
+
+    @classmethod
+    def of(cls, message: MessageWire) -> EncodedMessage:
+        """Encode ``message`` (``SerializationError`` for a value MessagePack cannot hold)."""
+        return cls(message.kind, message.priority, message.message_id, msgspec.Raw(encode_message(message)))
+
+    def decode(self) -> MessageWire:
+        return decode_message(self.body)
 
 
 # --- host -> child (tags 1..31) --------------------------------------------------------------------------
@@ -185,11 +218,15 @@ class GetState(msgspec.Struct, frozen=True, array_like=True, tag=3):
     call_id: CallId
 
 
+#: The operations of a paglet's resource registry the host can ask for.
+ResourceOp = Literal["status", "cleanup", "remove"]
+
+
 class ResourceCall(msgspec.Struct, frozen=True, array_like=True, tag=4):
     """Resource registry operation: ``status``, ``cleanup`` (with ``reason``) or ``remove`` (``name``)."""
 
     call_id: CallId
-    op: Literal["status", "cleanup", "remove"]
+    op: ResourceOp
     name: str = ""
     reason: str = ""
 
@@ -244,11 +281,11 @@ class Reply(msgspec.Struct, frozen=True, array_like=True, tag=33):
     handoff: HandoffRef | None = None
 
 
-class HostCall(msgspec.Struct, frozen=True, array_like=True, tag=34):
-    """Ask the host to run operation ``op`` with encoded arguments ``args``; answered by a HostReply.
+class UntypedHostCall(msgspec.Struct, frozen=True, array_like=True, tag=34):
+    """Retired: the untyped host call of the first releases (an operation name and a map of arguments).
 
-    Arguments too large for a frame travel in a handoff segment: ``args_segment`` names it and ``args``
-    is ``NIL``.
+    Kept so that its golden vectors still decode (PROTOCOL.md §5); tag 34 is never reused. A host answers
+    it with a ``HostError``; paglet processes send :class:`HostCall`.
     """
 
     call_id: CallId
@@ -263,8 +300,22 @@ class RunFinished(msgspec.Struct, frozen=True, array_like=True, tag=35):
     error: ErrorInfo | None = None
 
 
+class HostCall(msgspec.Struct, frozen=True, array_like=True, tag=36):
+    """Ask the host to run ``request``, one encoded ``paglets.wire.control`` request (its own tag says
+    which); answered by a ``HostReply`` whose ``result`` is the request's reply type.
+
+    A request too large for a frame travels in a handoff segment: ``request_segment`` names it (it holds
+    the encoded request alone) and ``request`` is ``NIL``. The request is kept encoded here and decoded
+    by ``paglets.wire.control.decode_control``, so one that does not decode fails that call only.
+    """
+
+    call_id: CallId
+    request: msgspec.Raw = NIL
+    request_segment: HandoffRef | None = None
+
+
 HostToChild = Lifecycle | Deliver | GetState | ResourceCall | Shutdown | HostReply | Start
-ChildToHost = Hello | Reply | HostCall | RunFinished
+ChildToHost = Hello | Reply | UntypedHostCall | RunFinished | HostCall
 IpcMessage = HostToChild | ChildToHost
 
 #: Every IPC message type, in tag order.
@@ -278,8 +329,9 @@ IPC_MESSAGE_TYPES: Final[tuple[type[IpcMessage], ...]] = (
     Start,
     Hello,
     Reply,
-    HostCall,
+    UntypedHostCall,
     RunFinished,
+    HostCall,
 )
 
 
@@ -321,13 +373,68 @@ def encode_message(message: MessageWire) -> bytes:
         raise SerializationError(f"cannot encode message {message.kind!r}: {exc}") from exc
 
 
-def decode_message(data: bytes | bytearray | memoryview) -> MessageWire:
+def decode_message(data: bytes | bytearray | memoryview | msgspec.Raw) -> MessageWire:
     """The message a ``Deliver.message_segment`` holds; ``FrameError`` if it is not exactly one."""
     try:
         message: MessageWire = _message_decoder.decode(data)
     except (msgspec.DecodeError, ValueError, RecursionError) as exc:
         raise FrameError(f"invalid message in a handoff segment: {exc}") from exc
     return message
+
+
+def check_message(data: bytes | bytearray | memoryview | msgspec.Raw) -> MessageWire:
+    """A message that entered a host encoded (a paglet's ``DeliverMessage``) checked against the
+    ``MessageWire`` schema, so that no paglet gets a message it cannot decode: ``SerializationError``
+    names the field (``invalid message: field 'args': expected object, got array``)."""
+    try:
+        message: MessageWire = _message_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise SerializationError(f"invalid message: {describe_array_error(str(exc), MessageWire)}") from None
+    except (msgspec.DecodeError, ValueError, RecursionError, FrameError) as exc:
+        raise SerializationError(f"invalid message: {exc}") from None
+    return message
+
+
+class _MessageHead(msgspec.Struct, frozen=True, array_like=True):
+    """The fields of a ``MessageWire`` a host reads; the arguments stay encoded (``Raw``: no copy)."""
+
+    kind: str
+    args: msgspec.Raw = NIL
+    arg: msgspec.Raw = NIL
+    sender: msgspec.Raw = NIL
+    reply_to: msgspec.Raw = NIL
+    priority: int = 5
+    message_type: msgspec.Raw = NIL
+    timestamp: msgspec.Raw = NIL
+    message_id: str = ""
+
+
+_head_message_decoder: Final = msgspec.msgpack.Decoder(_MessageHead)
+
+
+def message_head(data: msgspec.Raw) -> EncodedMessage:
+    """An encoded message that was checked already (by the host that encoded it), as an
+    :class:`EncodedMessage`: only its kind, priority and id are decoded. ``FrameError`` if even those
+    do not decode."""
+    try:
+        head = _head_message_decoder.decode(data)
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        raise FrameError(f"invalid message: {exc}") from None
+    return EncodedMessage(head.kind, head.priority, head.message_id, data)
+
+
+class _DeliverEncoded(msgspec.Struct, frozen=True, array_like=True, tag=2):
+    """A ``Deliver`` whose message is already encoded (same bytes as ``Deliver``; never decoded)."""
+
+    call_id: int
+    message: msgspec.Raw
+    oneway: bool = False
+    message_segment: None = None
+
+
+def encode_deliver(call_id: int, message: EncodedMessage, oneway: bool) -> bytes:
+    """The body of ``Deliver(call_id, <message>, oneway)`` from an encoded message (no re-encoding)."""
+    return _encoder.encode(_DeliverEncoded(call_id, message.body, oneway))
 
 
 def encode_frame(msg: IpcMessage) -> bytes:

@@ -40,7 +40,7 @@ __all__ = [
     "MessageRequest",
     "MoveRequest",
     "UnadvertiseRequest",
-    "check_message",
+    "check_message_dict",
     "decode_request",
     "describe_validation_error",
 ]
@@ -71,8 +71,8 @@ class MessageBody(msgspec.Struct, kw_only=True):
     """A ``Message.to_wire()`` dict (contract §1.5), every field typed as the IPC ``MessageWire`` needs it.
 
     Every way a message enters a host is checked against this Struct (the HTTP route by its typed
-    decode, the others by :func:`check_message`), so a paglet process never receives a message it
-    cannot decode.
+    decode, the others by :func:`check_message_dict`) or, encoded, against ``MessageWire``
+    (``paglets.wire.ipc.check_message``), so a paglet process never receives a message it cannot decode.
     """
 
     kind: str
@@ -144,7 +144,7 @@ class EmptyRequest(msgspec.Struct):
     """Routes that take no arguments (``{}`` or an empty body; keys are ignored)."""
 
 
-def check_message(wire: Any) -> MessageBody:
+def check_message_dict(wire: Any) -> MessageBody:
     """A message wire dict that did not come through the HTTP route (a paglet's host call, a stored or
     forwarded message, a ``Message`` built in the host's process) checked like one: a wrong field is a
     ``SerializationError`` naming it (``invalid message: field 'args': expected object | null, got

@@ -1,0 +1,127 @@
+"""Small adapters the ``Host`` wires between its collaborators, so that each depends on a narrow shape.
+
+- :class:`HostNames`: mesh names and URLs to URLs (this host's own name included);
+- :class:`PeerHttp`: the host's async HTTP client of the current run (made at start, closed at stop);
+- :class:`MovementPort`: the movement engine's operations in the control plane's types;
+- :class:`Leftovers`: what a disposed paglet leaves behind (registered files, work dir, artifacts).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from paglets.core.errors import HostError
+from paglets.http.aclient import AsyncHttpClient
+from paglets.remote.transfer import TransferTicket
+from paglets.wire.control import MoveKind, ProxyRef, TargetInfo
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from paglets.artifacts import ArtifactStore
+    from paglets.remote.mesh import HostRef
+    from paglets.runtime._controller import Snapshot
+    from paglets.runtime._files import FileRegistry
+    from paglets.runtime._movement import MovementEngine
+
+__all__ = ["HostNames", "Leftovers", "MovementPort", "PeerHttp"]
+
+
+class _Mesh(Protocol):
+    def resolve_url(self, name_or_url: str) -> str: ...
+    def hosts(self, *, online_only: bool, include_self: bool) -> list[HostRef]: ...
+
+
+class HostNames:
+    """``resolve``: the URL of a mesh host name, or an ``http(s)://`` URL itself (normalized);
+    ``UnknownHostError`` for a name no member has (names are never looked up outside the mesh)."""
+
+    def __init__(self, name: str, address: Callable[[], str], mesh: _Mesh) -> None:
+        self._name = name
+        self._address = address
+        self._mesh = mesh
+
+    def resolve(self, name_or_url: str) -> str:
+        if name_or_url == self._name:
+            return self._address()
+        return self._mesh.resolve_url(name_or_url).rstrip("/")
+
+    def same_host(self, url: str) -> bool:
+        return url.rstrip("/") == self._address().rstrip("/")
+
+    def peer_urls(self) -> list[str]:
+        """The URLs of the online peers of the mesh."""
+        return [ref.url for ref in self._mesh.hosts(online_only=True, include_self=False)]
+
+
+class PeerHttp:
+    """The host's ``AsyncHttpClient`` for talking to other hosts, one per run of the host's loop."""
+
+    def __init__(self, api_key: str | None) -> None:
+        self._api_key = api_key
+        self.client: AsyncHttpClient | None = None
+
+    def open(self) -> AsyncHttpClient:
+        self.client = AsyncHttpClient(api_key=self._api_key)
+        return self.client
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.aclose()
+
+    async def post_json(self, url: str, body: dict[str, object]) -> object:
+        if self.client is None:
+            raise HostError("host is not started")
+        reply: object = await self.client.request_json("POST", url, body)
+        return reply
+
+
+class MovementPort:
+    """The movement engine in the control plane's types (replies as ``ProxyRef``/``TargetInfo``)."""
+
+    def __init__(self, engine: MovementEngine) -> None:
+        self._engine = engine
+
+    async def move_agent(self, agent_id: str, target: str | TransferTicket | None, kind: str) -> ProxyRef:
+        if kind not in ("dispatch", "clone", "retract"):
+            raise HostError(f"{kind!r} is not a move")
+        where = await self._engine.move(agent_id, target, kind=kind)  # type: ignore[arg-type]  # checked above
+        return ProxyRef(str(where["host_url"]), str(where["agent_id"]))
+
+    async def preflight_self(self, agent_id: str, ticket: TransferTicket) -> TargetInfo:
+        engine = self._engine
+        info = await engine.preflight(ticket, await engine._resolve(ticket), agent_id=agent_id)
+        return TargetInfo(
+            name=str(info["name"]),
+            address=str(info["address"]),
+            code_version=str(info.get("code_version") or ""),
+            capabilities=[str(c) for c in info.get("capabilities") or ()],
+        )
+
+    async def move_self(
+        self,
+        agent_id: str,
+        ticket: TransferTicket,
+        kind: MoveKind,
+        clone_id: str | None,
+        snapshot: Snapshot | None,
+    ) -> ProxyRef:
+        where = await self._engine.move(
+            agent_id, ticket, kind=kind, hooks_in_child=False, clone_id=clone_id, snapshot=snapshot
+        )
+        return ProxyRef(str(where["host_url"]), str(where["agent_id"]))
+
+
+class Leftovers:
+    """Registered files (with the work dir) and owned artifacts of a disposed paglet."""
+
+    def __init__(self, files: FileRegistry, artifacts: ArtifactStore) -> None:
+        self._files = files
+        self._artifacts = artifacts
+
+    def forget_files(self, agent_id: str) -> None:
+        self._files.forget(agent_id, remove_work_dir=True)
+
+    async def delete_artifacts(self, agent_id: str) -> None:
+        await self._artifacts.delete_owned_by_async(agent_id)

@@ -3,28 +3,33 @@
 - :class:`HostNames`: mesh names and URLs to URLs (this host's own name included);
 - :class:`PeerHttp`: the host's async HTTP client of the current run (made at start, closed at stop);
 - :class:`MovementPort`: the movement engine's operations in the control plane's types;
-- :class:`Leftovers`: what a disposed paglet leaves behind (registered files, work dir, artifacts).
+- :class:`Leftovers`: what a disposed paglet leaves behind (registered files, work dir, artifacts);
+- :class:`ResourceView`: ``Host.resources_for``, 2.0's host-side view of a paglet's resources.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from paglets.core.errors import HostError
 from paglets.http.aclient import AsyncHttpClient
 from paglets.remote.transfer import TransferTicket
 from paglets.wire.control import MoveKind, ProxyRef, TargetInfo
+from paglets.wire.ipc import ResourceOp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from paglets.artifacts import ArtifactStore
     from paglets.remote.mesh import HostRef
-    from paglets.runtime._controller import Snapshot
+    from paglets.runtime._controller import PagletController, Snapshot
     from paglets.runtime._files import FileRegistry
     from paglets.runtime._movement import MovementEngine
+    from paglets.runtime._paglets import Timeouts
 
-__all__ = ["HostNames", "Leftovers", "MovementPort", "PeerHttp"]
+    _StatusCall: TypeAlias = Coroutine[Any, Any, dict[str, bool]]
+
+__all__ = ["HostNames", "Leftovers", "MovementPort", "PeerHttp", "ResourceView"]
 
 
 class _Mesh(Protocol):
@@ -125,3 +130,45 @@ class Leftovers:
 
     async def delete_artifacts(self, agent_id: str) -> None:
         await self._artifacts.delete_owned_by_async(agent_id)
+
+
+class _Ready(Protocol):
+    """The active paglets (``PagletManager``)."""
+
+    @property
+    def timeouts(self) -> Timeouts: ...
+    def ready(self, agent_id: str) -> PagletController: ...
+
+
+class ResourceView:
+    """2.0's host-side view of a paglet's ``ResourceRegistry`` (``status``, ``remove``, ``cleanup``); each
+    call is answered by the paglet's process. ``run`` runs a coroutine on the host's loop and waits."""
+
+    def __init__(
+        self,
+        agents: _Ready,
+        run: Callable[[Coroutine[Any, Any, dict[str, bool]]], dict[str, bool]],
+        agent_id: str,
+    ) -> None:
+        self._agents = agents
+        self._run = run
+        self._agent_id = agent_id
+
+    def _call(self, op: ResourceOp, *, name: str = "", reason: str = "") -> dict[str, bool]:
+        agents = self._agents
+
+        async def call() -> dict[str, bool]:
+            ctrl = agents.ready(self._agent_id)
+            await ctrl.resources(op, name=name, reason=reason, timeout=agents.timeouts.resources)
+            return dict(ctrl.resource_status)  # every resource call answers the registry's status
+
+        return self._run(call())
+
+    def status(self) -> dict[str, bool]:
+        return self._call("status")
+
+    def remove(self, name: str) -> None:
+        self._call("remove", name=name)
+
+    def cleanup(self, *, reason: str = "lifecycle") -> None:
+        self._call("cleanup", reason=reason)

@@ -35,6 +35,7 @@ __all__ = [
     "Creator",
     "check_class_names",
     "check_paglet_class",
+    "creation_of",
     "decode_creation_state",
     "encode_state",
 ]
@@ -83,6 +84,14 @@ def encode_state(agent_cls: type[Paglet[Any]], state: object) -> bytes | None:
             f"state for {agent_cls.__qualname__} must be a {state_cls.__qualname__}, got {state!r}"
         )
     return codec_for(state_cls).encode(state)
+
+
+def creation_of(
+    agent_cls: type[Paglet[Any]], state: object, init: object, agent_id: str | None
+) -> CreateAgent:
+    """The creation request of a paglet class with an initial state (``None``: its defaults)."""
+    agent_name, state_name = check_paglet_class(agent_cls)
+    return CreateAgent(agent_name, state_name, encode_state(agent_cls, state), init, agent_id)
 
 
 def decode_creation_state(state_class: str, state: object) -> bytes | None:

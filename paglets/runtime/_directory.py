@@ -95,8 +95,8 @@ class AgentDirectory:
         self._name = name
         self._address = address
         self._code_version = code_version
-        self._tags = list(tags)
-        self._properties = dict(properties)
+        self._tags = tags  # the host's own (the facade exposes them; read at every answer)
+        self._properties = properties
         self._started = started
         self._agents = agents
         self._records = records

@@ -19,67 +19,50 @@ from a host in this process talks to it directly (no HTTP).
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import logging
-import shutil
 import signal
 import threading
 from collections.abc import Callable, Collection, Coroutine, Sequence
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
-from paglets.artifacts import ArtifactRef, ArtifactStore, PagletFileRef
+from paglets.artifacts import ArtifactRef, PagletFileRef
 from paglets.core.agent import ACTIVE, Paglet
-from paglets.core.context_events import ContextEvent, ContextEventLog, ContextListener
+from paglets.core.context_events import ContextEvent, ContextListener
 from paglets.core.errors import HostError
 from paglets.core.messages import FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
 from paglets.persistence.storage import ManagedStorage, path_component
 from paglets.remote.client import HostClient
-from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_code_version
+from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, resolve_code_version
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
-from paglets.runtime._adapters import HostNames, Leftovers, MovementPort, PeerHttp
-from paglets.runtime._agent_ops import AgentOps
-from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
-from paglets.runtime._binding import AUTO, BindingWatcher, HostAddress, resolve_bind_hosts
+from paglets.runtime._adapters import MovementPort, ResourceView
+from paglets.runtime._assembly import SHUTDOWN_BUDGET, HostParts
 from paglets.runtime._config import HostConfig
-from paglets.runtime._control import ControlTable
-from paglets.runtime._creation import Creator, check_paglet_class, encode_state
-from paglets.runtime._directory import HOST_CAPABILITIES, AgentDirectory
-from paglets.runtime._files import FileRegistry
-from paglets.runtime._launch import LaunchRunner
-from paglets.runtime._loop import LoopThread
+from paglets.runtime._creation import creation_of
+from paglets.runtime._directory import HOST_CAPABILITIES
 from paglets.runtime._movement import MovementEngine
-from paglets.runtime._paglet_ops import HostProperties, PagletOps
-from paglets.runtime._paglets import PagletManager, Timeouts, mailbox_counts
-from paglets.runtime._persistence import Persistence
-from paglets.runtime._resident import ResidentDeclaration, ResidentServices
-from paglets.runtime._routing import MessageRouter
-from paglets.runtime._services import HostServices
-from paglets.runtime._storage import StorageShelf
-from paglets.runtime._tasks import BackgroundTasks
+from paglets.runtime._paglets import mailbox_counts
+from paglets.runtime._resident import ResidentDeclaration
 from paglets.serialization.codec import codec_for
 from paglets.services.contracts import ServiceRecord
 from paglets.wire.control import (
     ActivateAgent,
     AgentRequest,
-    CreateAgent,
     DeactivateAgent,
     DisposeAgent,
     ProxyRef,
     ProxyReply,
 )
-from paglets.wire.ipc import ResourceOp
 
 if TYPE_CHECKING:
     from paglets.http.aclient import AsyncHttpClient
-    from paglets.http.server import HttpServer, ServerStatistics
+    from paglets.http.server import ServerStatistics
     from paglets.runtime._controller import MailboxItem
 
 __all__ = ["HOST_CAPABILITIES", "Host"]
@@ -94,11 +77,6 @@ DEFAULT_TIMEOUT: Final = 300.0
 #: Seconds ``start_background`` and ``stop`` may take.
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 30.0
-#: Seconds paglet processes get to exit after ``stop()`` asked them before they are killed (a handler
-#: still running then is interrupted; ``shutdown()`` saves such paglets first).
-STOP_GRACE: Final = 1.0
-#: Seconds ``shutdown()`` gives all paglets together to be saved (they are saved in parallel).
-SHUTDOWN_BUDGET: Final = 30.0
 
 _UNSET: Final[Any] = object()
 
@@ -116,13 +94,10 @@ class Host:
         **options: Any,
     ) -> None:
         self.config = cfg = HostConfig.build(name, host, port, **options)
-        self.name = cfg.name
-        self.binding = HostAddress(resolve_bind_hosts(cfg.bind_hosts), cfg.port, cfg.public_url)
+        self.name, self.persistence_dir, self.tags = cfg.name, cfg.persistence_dir, cfg.tags
         self.connect_to, self.relay_mode, self.api_key = cfg.connect_to, cfg.relay_mode, cfg.api_key
-        self.tags, self.host_properties = cfg.tags, dict(cfg.properties)
-        self.persistence_dir = root = cfg.persistence_dir
         # the host's own key only ("": none); a bare HostClient() would read PAGLETS_API_KEY
-        self.client = client = client if client is not None else HostClient(api_key=cfg.api_key or "")
+        self.client = client if client is not None else HostClient(api_key=cfg.api_key or "")
         self.code_version = resolve_code_version(cfg.mesh_version)
         if self.code_version.endswith(NO_GIT_SUFFIX):
             _log.warning(
@@ -131,145 +106,21 @@ class Host:
                 cfg.name,
                 self.code_version,
             )
-        address = self.binding.current
-        self.events = events = ContextEventLog(host_name=self.name, host_address=self.address)
-        self._loop = LoopThread(self.name)
-        self._server: HttpServer | None = None
-        self._started = False
-        self._serving = threading.Event()  # set while started: what collaborators read
-        self._stopped = threading.Event()
-        self.peers = PeerHttp(cfg.api_key)
-        #: Fire-and-forget tasks of the host; a failure becomes a ``task-failed`` event and a log line.
-        self.tasks = BackgroundTasks(events)
-        self.artifacts = ArtifactStore(
-            root / "artifacts",
-            host_url=address,
-            max_artifact_bytes=cfg.artifact_max_bytes,  # 2.0's rules: None or 0 means unlimited
-            quota_bytes=cfg.artifact_storage_quota_bytes,
-            spool_ttl_seconds=cfg.artifact_spool_ttl_seconds,
+        #: The collaborators, built and wired by the composition root (``paglets.runtime._assembly``).
+        self.parts = parts = HostParts(cfg, self.client, self.code_version)
+        self.binding, self.events, self.tasks = parts.binding, parts.events, parts.tasks
+        self.manager, self.persistence, self.resident = parts.manager, parts.persistence, parts.resident
+        self.mesh, self.services, self.launch = parts.mesh, parts.services, parts.launch
+        self.files, self.artifacts, self.host_properties = parts.files, parts.artifacts, parts.host_properties
+        self.control, self.router, self.directory, self.names = (
+            parts.control,
+            parts.router,
+            parts.directory,
+            parts.names,
         )
-        self.files = FileRegistry(
-            host_name=lambda: cfg.name, host_url=address, work_root=root / "work", events=events
-        )
-        self.properties = HostProperties()
-        self.storages = StorageShelf(root / "storage", cfg.persistent_storage_quota_bytes)
-        self.control = ControlTable()
-        self.manager = PagletManager(
-            host_name=self.name,
-            address=address,
-            events=events,
-            work_root=root / "work",
-            api_key=cfg.api_key,
-            host_calls=self.control.serve,
-            preload=cfg.preload_modules,
-            spawn=self.tasks.spawn,
-            timeouts=Timeouts(dispose=cfg.dispose_grace, send=cfg.send_timeout),
-        )
-        self.persistence = Persistence(
-            name=self.name,
-            address=address,
-            root=root,
-            events=events,
-            agents=self.manager,
-            files=self.files,
-            spawn=self.tasks.spawn,
-        )
-        self.services = HostServices(
-            host_name=lambda: cfg.name, host_address=address, is_active=self.manager.is_live, emit=events.emit
-        )
-        self.manager.observe(gone=self.services.forget_agent, live=self.services.publish)
-        self.creator = Creator(
-            address=address, agents=self.manager, stored=self.persistence.stored, client=client
-        )
-        self.resident = ResidentServices(
-            name=self.name,
-            address=address,
-            events=events,
-            spawn=self.tasks.spawn,
-            registry=self.services.registry,
-            agents=self.manager,
-            records=self.persistence,
-            create=self.creator.create,
-        )
-        self.directory = AgentDirectory(
-            name=self.name,
-            address=address,
-            code_version=self.code_version,
-            tags=self.tags,
-            properties=self.host_properties,
-            started=self._serving.is_set,
-            agents=self.manager,
-            records=self.persistence,
-            is_resident=self.resident.is_resident,
-        )
-        self.mesh = MeshRegistry(
-            self.directory.self_ref,
-            code_version=self.code_version,
-            seeds=cfg.peers,
-            interval=cfg.mesh_gossip_interval,
-            offline_after=cfg.mesh_offline_after,
-            api_key=cfg.api_key,
-            on_event=partial(_mesh_event, events),
-            multicast=cfg.mesh_multicast,
-        )
-        self.names = HostNames(self.name, address, self.mesh)
-        self._artifact_access = ArtifactAccess(
-            address=address,
-            resolve=self.names.resolve,
-            client=lambda: client,
-            local=StoreArtifacts(self.artifacts),
-        )
-        self.router = MessageRouter(
-            host_name=self.name,
-            address=address,
-            loop=self._loop,
-            started=self._serving.is_set,
-            agents=self.manager,
-            records=self.persistence,
-            residents=self.resident,
-            post=self.peers.post_json,
-            events=events,
-        )
+        self._loop, self._stopped = parts.loop, threading.Event()
         self.movement = MovementEngine(self)
-        self.launch = LaunchRunner(
-            cfg.launch_config,
-            cfg.launch_config_sync_result,
-            name=self.name,
-            events=events,
-            resident=self.resident,
-            agents=self.manager,
-            records=self.persistence,
-            create=self.creator.create,
-        )
-        moves = MovementPort(self.movement)
-        AgentOps(
-            host_name=self.name,
-            address=address,
-            directory=self.directory,
-            messages=self.router,
-            creation=self.creator,
-            lifecycle=self.persistence,
-            active=self.manager,
-            leftovers=Leftovers(self.files, self.artifacts),
-            mover=moves,
-            leases=self.resident,
-            resolve=self.names.resolve,
-        ).register(self.control)
-        PagletOps(
-            address=address,
-            code_version=self.code_version,
-            resolve=self.names.resolve,
-            directory=self.directory,
-            properties=self.properties,
-            mesh=self.mesh,
-            mover=moves,
-            deactivation=self.persistence,
-            storages=self.storages,
-            files=self.files,
-            artifacts=self.artifacts,
-            services=self.services,
-            is_prepared=self.manager.is_prepared,
-        ).register(self.control)
+        parts.serve_operations(self.movement)
 
     def __repr__(self) -> str:
         return f"Host(name={self.name!r}, address={self.address!r})"
@@ -295,11 +146,15 @@ class Host:
     @property
     def aclient(self) -> AsyncHttpClient:
         """The host's HTTP client to other hosts (while it runs)."""
-        if self.peers.client is None:
+        if self.parts.peers.client is None:
             raise HostError(f"host {self.name} is not started")
-        return self.peers.client
+        return self.parts.peers.client
 
     # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def _started(self) -> bool:
+        return self.parts.running.is_set()
 
     def start_background(self) -> Host:
         """Start the loop thread, the zygote and the HTTP server; returns when the host serves."""
@@ -307,106 +162,17 @@ class Host:
             return self
         self._loop.start()
         try:
-            self._loop.run(self._start_async(), START_TIMEOUT)
+            self._loop.run(self.parts.start(), START_TIMEOUT)
         except BaseException:
             self._loop.stop()
             raise
-        self._started = True
-        self._serving.set()
+        self.parts.running.set()
         return self
-
-    async def _start_async(self) -> None:
-        from paglets.http.server import HttpServer
-        from paglets.runtime._routes import build_router
-
-        # scratch space starts empty at every start (contract §1.14)
-        shutil.rmtree(self.manager.work_root, ignore_errors=True)
-        self.manager.work_root.mkdir(parents=True, exist_ok=True)
-        self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)
-        self.manager.start(asyncio.get_running_loop())
-        await self.persistence.start()
-        router = build_router(
-            name=self.name,
-            address=self.binding.current,
-            code_version=self.code_version,
-            control=self.control,
-            events=self.events,
-            movement=self.movement,
-            mesh=self.mesh,
-            services=self.services.registry,
-            is_active=self.manager.is_live,
-            artifacts=self.artifacts,
-        )
-        server = HttpServer(
-            router,
-            api_key=self.api_key,
-            path_prefix=_prefix(self.public_url),
-            limits=self.config.http_limits,
-            expose_tracebacks=self.config.expose_tracebacks,
-        )
-        try:
-            self.binding.port = await server.start(self.bind_hosts, self.port)
-        except BaseException:
-            await self.manager.stop_all(STOP_GRACE)
-            await self.persistence.close()
-            raise
-        self._server = server
-        self.events.host_address = self.address
-        if AUTO in self.config.bind_hosts and not self.public_url:
-            watcher = BindingWatcher(
-                specs=self.config.bind_hosts,
-                interval=self.config.bind_watch_interval,
-                address=self.binding,
-                server=server,
-                changed=self._rebound,
-                name=self.name,
-            )
-            self.tasks.spawn(watcher.run())
-        self.tasks.spawn(self._clean_artifacts())
-        if self.config.mesh:
-            self.mesh.start()
-        self.launch.report_sync()
-        await self.launch.declare_resident_services()
-        restored = await self.persistence.activate_startup()
-        await self.launch.start_startup_agents()
-        residents = sorted({d.contract.name for d in self.resident.declarations()})
-        self.events.emit(
-            "context-start",
-            data={
-                "address": self.address,
-                "code_version": self.code_version,
-                "resident_services": residents,
-                "restored": restored,
-                "inactive": len(self.persistence.summaries()),
-            },
-        )
-
-    def _rebound(self, old_address: str) -> None:
-        """The watcher moved the server to new addresses (see ``paglets.runtime._binding``)."""
-        self.events.host_address = self.address
-        self.mesh.address_changed(old_address)
-        self.events.emit(
-            "context-rebind",
-            data={
-                "old_address": old_address,
-                "new_address": self.address,
-                "bind_hosts": list(self.bind_hosts),
-            },
-        )
 
     def spawn_task(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run ``coro`` in the background on the loop; the host cancels it when it stops, and reports it
         (``task-failed`` event, log line) if it fails (``paglets.runtime._tasks``)."""
         self.tasks.spawn(coro)
-
-    async def _clean_artifacts(self) -> None:
-        """Drop expired artifacts and stale partial uploads, every ``cleanup_interval`` seconds."""
-        while True:
-            await asyncio.sleep(self.artifacts.cleanup_interval)
-            try:
-                await self.artifacts.cleanup_async()
-            except Exception:
-                _log.exception("artifact cleanup failed on host %s", self.name)
 
     def serve_forever(self) -> None:
         """Start (if needed) and block until ``stop()``; SIGINT/SIGTERM in the main thread shut down."""
@@ -422,10 +188,9 @@ class Host:
         saved first (``shutdown()``). A host that never started does nothing."""
         if not self._started:
             return
-        self._started = False
-        self._serving.clear()
+        self.parts.running.clear()
         try:
-            self._loop.run(self._stop_async(deactivate_active), STOP_TIMEOUT + SHUTDOWN_BUDGET + 10)
+            self._loop.run(self.parts.stop(deactivate_active), STOP_TIMEOUT + SHUTDOWN_BUDGET + 10)
         finally:
             self._loop.stop()
             self.client.close()
@@ -434,25 +199,6 @@ class Host:
     def shutdown(self) -> None:
         """Stop the host (``stop(deactivate_active=True)``)."""
         self.stop(deactivate_active=True)
-
-    async def _stop_async(self, deactivate_active: bool = False) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            await server.close(deadline=5.0)
-        shutdown: dict[str, object] = {}
-        if deactivate_active:
-            saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
-            shutdown = {"saved": saved, "unsaved": unsaved}
-        self.tasks.cancel_all()
-        await self.mesh.stop()
-        await self.resident.stop()
-        await self.movement.stop()
-        await self.services.aclose()
-        await asyncio.get_running_loop().run_in_executor(None, self.artifacts.close)
-        await self.persistence.close()
-        await self.manager.stop_all(STOP_GRACE)
-        await self.peers.close()
-        self.events.emit("context-shutdown", data=shutdown)
 
     def __enter__(self) -> Host:
         return self.start_background()
@@ -477,7 +223,7 @@ class Host:
         agent_id: str | None = None,
     ) -> PagletProxy:
         """Start a new paglet on this host; returns once ``on_creation`` ran (``run()`` may still run)."""
-        creation = _creation(agent_cls, state, init, agent_id)
+        creation = creation_of(agent_cls, state, init, agent_id)
         return self._proxy_for(self._run(self.control.call(creation)))
 
     def create_remote(
@@ -493,7 +239,7 @@ class Host:
         if self.names.same_host(url):
             return self.create(agent_cls, state, init=init, agent_id=agent_id)
         return self._proxy_for(
-            self.creator.create_remote_blocking(url, _creation(agent_cls, state, init, agent_id))
+            self.parts.creator.create_remote_blocking(url, creation_of(agent_cls, state, init, agent_id))
         )
 
     def dispose(self, agent_id: str) -> None:
@@ -680,7 +426,7 @@ class Host:
 
     def http_statistics(self) -> ServerStatistics | None:
         """Counters of the host's HTTP server (connections, rejections, timeouts); ``None`` before start."""
-        server = self._server
+        server = self.parts.server
         return None if server is None else server.statistics()
 
     server_statistics = http_statistics
@@ -788,10 +534,10 @@ class Host:
         self.events.remove_listener(listener)
 
     def get_property(self, key: str, default: Any = None) -> Any:
-        return self.properties.get(key, default)
+        return self.parts.properties.get(key, default)
 
     def set_property(self, key: str, value: Any) -> None:
-        self.properties.set(key, value)
+        self.parts.properties.set(key, value)
 
     # --- storage, files, artifacts, resources ------------------------------------------------------
 
@@ -831,7 +577,7 @@ class Host:
         timeout: float | None = None,
     ) -> ArtifactRef:
         """Store a file as an artifact here (no HTTP) or on ``host_url`` (a URL or a mesh name)."""
-        return self._artifact_access.upload_artifact(
+        return self.parts.artifact_access.upload_artifact(
             path,
             host_url=host_url,
             owner_agent_id=owner_agent_id,
@@ -844,66 +590,19 @@ class Host:
     def download_artifact(
         self, artifact: Any, target: str | Path, *, move: bool = False, timeout: float | None = None
     ) -> ArtifactRef:
-        return self._artifact_access.download_artifact(artifact, target, move=move, timeout=timeout)
+        return self.parts.artifact_access.download_artifact(artifact, target, move=move, timeout=timeout)
 
     def delete_artifact(self, artifact: Any, *, timeout: float | None = None) -> None:
-        self._artifact_access.delete_artifact(artifact, timeout=timeout)
+        self.parts.artifact_access.delete_artifact(artifact, timeout=timeout)
 
-    def resources_for(self, agent_id: str) -> _ResourceView:
+    def resources_for(self, agent_id: str) -> ResourceView:
         """The resource registry of an active paglet, operated from the host (``status``, ``remove``,
         ``cleanup``); each call is answered by the paglet's process."""
         self.manager.get(agent_id)
-        return _ResourceView(self, agent_id)
+        return ResourceView(self.manager, self._run, agent_id)
 
     def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
-        return self.storages.storage(self.directory.require(agent_id).agent_class, quota_bytes)
-
-
-# --- helpers ------------------------------------------------------------------------------------
-
-
-class _ResourceView:
-    """``Host.resources_for``: 2.0's host-side view of a paglet's ``ResourceRegistry``."""
-
-    def __init__(self, host: Host, agent_id: str) -> None:
-        self._host = host
-        self._agent_id = agent_id
-
-    def _call(self, op: ResourceOp, *, name: str = "", reason: str = "") -> dict[str, bool]:
-        manager = self._host.manager
-
-        async def call() -> dict[str, bool]:
-            ctrl = manager.ready(self._agent_id)
-            await ctrl.resources(op, name=name, reason=reason, timeout=manager.timeouts.resources)
-            return dict(ctrl.resource_status)  # every resource call answers the registry's status
-
-        return self._host._run(call())
-
-    def status(self) -> dict[str, bool]:
-        return dict(self._call("status"))
-
-    def remove(self, name: str) -> None:
-        self._call("remove", name=name)
-
-    def cleanup(self, *, reason: str = "lifecycle") -> None:
-        self._call("cleanup", reason=reason)
-
-
-def _creation(agent_cls: type[Paglet[Any]], state: object, init: object, agent_id: str | None) -> CreateAgent:
-    agent_name, state_name = check_paglet_class(agent_cls)
-    return CreateAgent(agent_name, state_name, encode_state(agent_cls, state), init, agent_id)
-
-
-def _mesh_event(events: ContextEventLog, kind: str, data: dict[str, Any]) -> None:
-    events.emit(kind, data=dict(data))
-
-
-def _prefix(public_url: str | None) -> str:
-    if not public_url:
-        return ""
-    from urllib.parse import urlsplit
-
-    return urlsplit(public_url).path.rstrip("/")
+        return self.parts.storages.storage(self.directory.require(agent_id).agent_class, quota_bytes)
 
 
 async def _value(fn: Callable[[], T]) -> T:

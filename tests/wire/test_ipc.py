@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paglets.core.errors import FrameError, LimitExceededError, ProtocolError
+from paglets.core.errors import FrameError, LimitExceededError, ProtocolError, SerializationError
 from paglets.wire import ipc
 from paglets.wire.ipc import (
     FRAME_HEADER_SIZE,
@@ -98,7 +98,8 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         error=st.none() | error_infos,
         handoff=st.none() | handoffs,
     ),
-    HostCall: st.builds(HostCall, call_id=call_ids, op=text, args=raws),
+    ipc.UntypedHostCall: st.builds(ipc.UntypedHostCall, call_id=call_ids, op=text, args=raws),
+    HostCall: st.builds(HostCall, call_id=call_ids, request=raws, request_segment=st.none() | handoffs),
     RunFinished: st.builds(RunFinished, error=st.none() | error_infos),
 }
 messages = st.one_of(*STRATEGIES.values())
@@ -209,7 +210,7 @@ def test_oversized_frame_is_refused_from_its_length_alone() -> None:
 
 def test_frame_of_exactly_the_limit_is_accepted() -> None:
     payload = b"x" * (MAX_IPC_FRAME - 16)
-    msg = HostCall(call_id=1, op="", args=msgspec.Raw(msgspec.msgpack.encode(payload)))
+    msg = HostCall(call_id=1, request=msgspec.Raw(msgspec.msgpack.encode(payload)))
     frame = encode_frame(msg)
     assert len(frame) - FRAME_HEADER_SIZE <= MAX_IPC_FRAME
     decoder = FrameDecoder()
@@ -218,7 +219,7 @@ def test_frame_of_exactly_the_limit_is_accepted() -> None:
 
 
 def test_encoding_too_large_a_message_is_a_local_limit_error() -> None:
-    msg = HostCall(call_id=1, op="x", args=msgspec.Raw(msgspec.msgpack.encode(b"x" * MAX_IPC_FRAME)))
+    msg = HostCall(call_id=1, request=msgspec.Raw(msgspec.msgpack.encode(b"x" * MAX_IPC_FRAME)))
     buf = bytearray(b"keep")
     with pytest.raises(LimitExceededError) as caught:
         encode_frame_into(msg, buf, 4)
@@ -293,7 +294,7 @@ def test_truncated_stream_is_reported_by_finish() -> None:
 
 
 def test_deep_nesting_is_a_frame_error() -> None:
-    deep = b"\x91" * 100_000 + b"\xc0"  # [[[[...]]]] 100k levels as HostCall.op
+    deep = b"\x91" * 100_000 + b"\xc0"  # [[[[...]]]] 100k levels as the retired HostCall's args
     with pytest.raises(FrameError):
         decode_body(b"\x94\x22\x01\xa1x" + deep)
 
@@ -363,3 +364,50 @@ def test_bytearray_extension_code_matches_the_value_codec() -> None:
     from paglets.wire import values  # the runtime's value codec writes the same extension type
 
     assert values.BYTEARRAY_EXT == ipc.BYTEARRAY_EXT
+
+
+# --- messages carried encoded ------------------------------------------------------------------------------
+
+
+@given(message_wires, call_ids, st.booleans())
+def test_an_encoded_message_makes_the_same_deliver_frame(
+    message: MessageWire, call_id: int, oneway: bool
+) -> None:
+    encoded = ipc.EncodedMessage.of(message)
+    assert ipc.encode_deliver(call_id, encoded, oneway) == ipc.encode_body(Deliver(call_id, message, oneway))
+    assert (encoded.kind, encoded.priority, encoded.message_id) == (
+        message.kind,
+        message.priority,
+        message.message_id,
+    )
+    assert _same(encoded.decode(), message)
+    assert ipc.message_head(encoded.body) == encoded
+
+
+@given(message_wires)
+def test_a_valid_encoded_message_passes_the_check(message: MessageWire) -> None:
+    assert _same(ipc.check_message(ipc.encode_message(message)), message)
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [
+        (MessageWire("add", args=[1]), "args"),  # type: ignore[arg-type]
+        (MessageWire("add", args={1: 2}), "args"),  # type: ignore[dict-item]
+        (MessageWire("add", sender=1), "sender"),  # type: ignore[arg-type]
+        (MessageWire("add", priority=2**63), "priority"),
+        (MessageWire("add", message_id=5), "message_id"),  # type: ignore[arg-type]
+        (MessageWire(5), "kind"),  # type: ignore[arg-type]
+    ],
+)
+def test_the_message_check_names_the_wrong_field(message: MessageWire, field: str) -> None:
+    with pytest.raises(SerializationError, match=f"invalid message: field '{field}'"):
+        ipc.check_message(ipc.encode_message(message))
+
+
+@given(st.binary(max_size=64))
+def test_the_message_check_of_random_bytes_is_a_serialization_error(data: bytes) -> None:
+    try:
+        ipc.check_message(data)
+    except SerializationError:
+        pass

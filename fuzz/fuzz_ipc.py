@@ -22,8 +22,7 @@ if _ROOT not in sys.path:  # run from a checkout without installing
 
 import msgspec
 
-from paglets.core.errors import ProtocolError
-from paglets.core.errors import FrameError
+from paglets.core.errors import FrameError, ProtocolError
 from paglets.wire.control import decode_control, encode_control
 from paglets.wire.ipc import FrameDecoder, HostCall, IpcMessage, decode_body, encode_frame
 from paglets.wire.limits import MAX_IPC_FRAME

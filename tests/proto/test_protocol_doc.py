@@ -117,7 +117,7 @@ def _control_rows() -> dict[int, list[str]]:
 
 
 def test_control_request_table_matches_the_code() -> None:
-    """§1.4 lists every request of ``paglets.wire.control`` with its tag, its fields in order and its reply."""
+    """§1.4 lists every request of ``paglets.wire.control``: its tag, its fields in order, its reply."""
     from paglets.wire import control
 
     rows = _control_rows()

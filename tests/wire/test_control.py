@@ -87,7 +87,7 @@ def _same(a: Any, b: Any) -> bool:
     return msgspec.msgpack.encode(a) == msgspec.msgpack.encode(b)
 
 
-# --- the set of requests -------------------------------------------------------------------------------------
+# --- the set of requests ---------------------------------------------------------------------------------
 
 
 def test_tags_are_unique_and_in_their_range() -> None:
@@ -104,7 +104,8 @@ def test_tags_are_unique_and_in_their_range() -> None:
 def test_requests_are_frozen_array_structs_and_declare_a_reply() -> None:
     for cls in CONTROL_REQUEST_TYPES:
         config = cls.__struct_config__
-        assert config.frozen and config.array_like, cls
+        assert config.frozen, cls
+        assert config.array_like, cls
         reply_type(cls)  # raises when the class has none
 
 

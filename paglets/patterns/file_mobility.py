@@ -337,7 +337,7 @@ class FileMobilityMixin(NotificationMixin):
         if destination.is_dir():
             raise IsADirectoryError(f"destination is a directory: {destination}")
         if destination.exists() and not overwrite:
-            raise FileExistsError(f"destination already exists: {destination} (use overwrite to replace it)")
+            raise FileExistsError(f"destination already exists: {destination}")
         destination.parent.mkdir(parents=True, exist_ok=True)
         temporary = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
         digest = hashlib.sha256()

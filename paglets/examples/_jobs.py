@@ -97,7 +97,9 @@ def watch_children(paglet: Any, *, finished: Any, interval: float = 0.5) -> None
         for host, wire in pending.items():
             problem = gone(host, wire)
             if problem:
-                paglet.fanout_record_error(host, problem)
+                with paglet.locked_state() as state:  # it may have reported while we looked
+                    if host in state.pending_hosts:
+                        paglet.fanout_record_error(host, problem)
         if finished():
             return
         time.sleep(interval)  # the pace of the liveness checks

@@ -12,8 +12,9 @@ and drives itself from ``run()``, which runs on every host it arrives at:
 
 A dispatch that fails (the target went away) marks that host dead: the pairs with it are dropped and the
 traveller goes on from where it is, with an extra move if the next remaining pair starts elsewhere. The
-coordinator keeps the hops as they come (the command reads them with a cursor to show progress),
-notices a traveller that was lost with its host, and computes the summary at the end.
+coordinator keeps the hops as they come (the command reads them with a cursor to show progress) and
+computes the summary at the end. When the traveller is lost with a host that went away, the coordinator
+sends a new one from the entry host for the pairs not measured yet (without that host).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ MAX_PROBES: Final = 50
 MAX_READ: Final = 2000
 #: Seconds without news from the traveller after which the coordinator checks it is still somewhere.
 STALL_CHECK: Final = 3.0
+#: New travellers started after one was lost with a host, at most.
+MAX_RELAUNCHES: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,7 @@ class MeshBenchmarkCoordinatorAgent(NotificationMixin, OperationPaglet[MeshBench
         return self.read(MeshReadRequest(0))
 
     def _launch(self, traveller: MeshBenchmarkTravellerState) -> None:
+        self._template = traveller
         try:
             proxy = self.context.create_paglet(MeshBenchmarkTraveller, traveller)
             with self.locked_state() as state:
@@ -239,6 +243,46 @@ class MeshBenchmarkCoordinatorAgent(NotificationMixin, OperationPaglet[MeshBench
             self._watch()
         except Exception as exc:
             self._finish(_jobs.FAILED, f"the traveller could not start: {exc}")
+
+    def _relaunch(self, lost_on: list[str]) -> bool:
+        """A new traveller, from here, for the pairs not measured yet without the hosts that went away;
+        False when there is nothing left to measure or it cannot start."""
+        with self.locked_state() as state:
+            done: dict[tuple[str, str], int] = {}
+            for record in state.records:
+                if not record.extra:
+                    done[(record.source, record.target)] = done.get((record.source, record.target), 0) + 1
+            dead = {h: e for h, e in state.errors.items()}
+            for host in lost_on:
+                dead.setdefault(host, "went away with the traveller on it")
+        remaining = []
+        for edge in self._template.route:
+            pair = (edge["source"], edge["target"])
+            if done.get(pair, 0) > 0:
+                done[pair] -= 1
+            elif pair[0] not in dead and pair[1] not in dead:
+                remaining.append(edge)
+        if not remaining:
+            return False
+        traveller = MeshBenchmarkTravellerState(
+            job_id=self._template.job_id,
+            coordinator_id=self.agent_id,
+            coordinator_url=self.context.address,
+            route=remaining,
+            payload_size=self._template.payload_size,
+            clock_probes=self._template.clock_probes,
+            urls=dict(self._template.urls),
+            dead=dead,
+        )
+        try:
+            proxy = self.context.create_paglet(MeshBenchmarkTraveller, traveller)
+        except Exception:
+            return False
+        self._last_news = time.monotonic()
+        with self.locked_state() as state:
+            state.traveller_id = proxy.agent_id
+            state.at_host, state.next_host = self.context.name, ""
+        return True
 
     def read(self, request: MeshReadRequest) -> MeshBenchmarkProgress:
         after = max(0, request.after)
@@ -288,7 +332,7 @@ class MeshBenchmarkCoordinatorAgent(NotificationMixin, OperationPaglet[MeshBench
     def _watch(self) -> None:
         """Until the job ends: the deadline, and a traveller lost with a host that went away (it is on
         neither the host it last reported from nor the one it was moving to, three checks in a row)."""
-        misses = 0
+        misses = relaunches = 0
         while self.state.status == _jobs.RUNNING:
             if time.monotonic() >= self._deadline:
                 self._finish(_jobs.FAILED, "timed out before the traveller finished")
@@ -301,9 +345,15 @@ class MeshBenchmarkCoordinatorAgent(NotificationMixin, OperationPaglet[MeshBench
                     gone = [h for h in where if not self.context.is_host_online(h)] or where
                     with self.locked_state() as state:
                         for host in gone:
-                            state.errors.setdefault(host, "the traveller was lost there")
-                    self._finish(_jobs.FAILED, f"the traveller was lost on {' or '.join(gone)}")
-                    return
+                            state.errors.setdefault(host, "went away with the traveller on it")
+                    relaunches += 1
+                    if relaunches > MAX_RELAUNCHES or not self._relaunch(gone):
+                        self._finish(
+                            _jobs.DONE if relaunches <= MAX_RELAUNCHES else _jobs.FAILED,
+                            "" if relaunches <= MAX_RELAUNCHES else "the traveller was lost too often",
+                        )
+                        return
+                    misses = 0
             time.sleep(0.25)  # the pace of the deadline and liveness checks
 
     def _traveller_on(self, host: str) -> bool:

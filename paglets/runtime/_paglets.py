@@ -559,6 +559,7 @@ class PagletManager:
             ctrl.kill()
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
+        ctrl.settled.set()  # a commit waiting for its run() (it disposed itself there) is answered now
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
         self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data={"active": True})

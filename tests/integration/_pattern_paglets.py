@@ -192,3 +192,61 @@ class Notifier(NotificationMixin, Paglet[NotifierState]):
                 metadata={"k": "v"},
             )
         return self.not_handled()
+
+
+@dataclass
+class GonerState(PagletState):
+    moved: bool = False
+
+
+class DisposesOnArrival(Paglet[GonerState]):
+    """Moves when told to and disposes itself in ``run()`` on the host it arrived at (a worker that
+    delivered its result, a traveller at the end of its route)."""
+
+    State = GonerState
+
+    def run(self) -> None:
+        if self.state.moved:
+            host: Any = self.context.host
+            host.dispose(self.agent_id)
+
+    def handle_message(self, message: Message) -> Any:
+        if message.kind == "go":
+            self.state.moved = True
+            return self.dispatch(str(message.arg)).to_wire()
+        return self.not_handled()
+
+
+@dataclass
+class CallerState(PagletState):
+    role: str = "parent"
+    parent_id: str = ""
+    heard: list[str] = field(default_factory=list)
+
+
+class CallsParentFromRun(Paglet[CallerState]):
+    """Clones itself to this host a few times in one handler; each clone's ``run()`` at once messages
+    the parent, which may be paused for the next clone's snapshot by then."""
+
+    State = CallerState
+
+    def run(self) -> None:
+        if self.state.role == "clone":
+            self.send(self.state.parent_id, Message("hello", arg=self.agent_id))
+
+    def handle_message(self, message: Message) -> Any:
+        if message.kind == "clone":
+            made = []
+            for _ in range(int(message.get_arg("count", 3))):
+                self.state.role, self.state.parent_id = "clone", self.agent_id
+                try:
+                    made.append(self.clone(self.context.address).agent_id)
+                finally:
+                    self.state.role = "parent"
+            return made
+        if message.kind == "hello":
+            self.state.heard.append(str(message.arg))
+            return True
+        if message.kind == "heard":
+            return list(self.state.heard)
+        return self.not_handled()

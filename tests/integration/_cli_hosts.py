@@ -159,6 +159,15 @@ class Mesh:
             check=False,
         )
 
+    def many(
+        self, *commands: Sequence[str], cwd: Path | None = None
+    ) -> list[subprocess.CompletedProcess[str]]:
+        """Run independent commands three at a time; their results in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(3) as pool:
+            return list(pool.map(lambda argv: self.cli(*argv, cwd=cwd), commands))
+
     def popen(self, *argv: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             self.command(*argv),

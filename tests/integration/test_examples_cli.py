@@ -81,14 +81,15 @@ def test_pi_digits_are_printed_verified_and_written(mesh: Mesh, tmp_path: Path) 
 
 
 def test_pi_bad_input_is_one_line(mesh: Mesh) -> None:
-    for argv, text in (
+    cases = (
         (("--digits", "0"), "--digits must be 1 or more, got 0"),
         (("--digits", "-5"), "--digits must be 1 or more, got -5"),
         (("--start", "-1"), "--start must be 0 or more, got -1"),
         (("--digits", "300000"), "--start + --digits must be at most 200000"),
         (("--host", "nowhere"), "unknown host 'nowhere' (known: alpha, beta, gamma)"),
-    ):
-        done = mesh.cli("paglets-pi-compute", *argv)
+    )
+    results = mesh.many(*(("paglets-pi-compute", *argv) for argv, _text in cases))
+    for (argv, text), done in zip(cases, results, strict=True):
         assert done.returncode == 2, (argv, done.stderr)
         assert done.stderr.startswith("paglets-pi-compute: "), done.stderr
         assert text in done.stderr
@@ -270,44 +271,41 @@ def test_search_grep_and_find(mesh: Mesh) -> None:
     (tree / "build" / "out.txt").write_text("hello from a build\n")
     (tree / ".hidden" / "h.txt").write_text("hello hidden\n")
     (tree / ".gitignore").write_text("build/\n")
-    done = mesh.cli("paglets", "search", "grep", "-i", "hello", "tree", "--host", "beta", "-g", "!*.py")
+    (done, every, context, counted, found, dirs, lines, none, bad, kind, missing, types) = mesh.many(
+        ("paglets", "search", "grep", "-i", "hello", "tree", "--host", "beta", "-g", "!*.py"),
+        ("paglets-search", "grep", "hello", "tree", "--hidden", "--no-ignore", "-l"),
+        ("paglets", "search", "grep", "Greet", "tree", "-t", "py", "-A", "1", "--host", "gamma"),
+        ("paglets", "search", "grep", "-c", "-S", "hello", "tree", "--host", "alpha"),
+        ("paglets", "search", "find", r"\.txt$", "tree", "--host", "alpha"),
+        ("paglets", "search", "find", "--kind", "dir", "-H", "--no-ignore", "", "tree", "--host", "alpha"),
+        ("paglets", "search", "grep", "world", "tree", "--jsonl", "--host", "beta"),
+        ("paglets", "search", "grep", "zzz-not-there", "tree"),
+        ("paglets", "search", "grep", "foo(", "tree"),
+        ("paglets", "search", "grep", "x", "-t", "cobol"),
+        ("paglets", "search", "grep", "x", "no/such/dir", "--host", "alpha"),
+        ("paglets", "search", "--type-list"),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "beta:tree/notes.txt:1:1:hello world\nbeta:tree/notes.txt:3:1:HELLO again\n"
-    every = mesh.cli("paglets-search", "grep", "hello", "tree", "--hidden", "--no-ignore", "-l")
     assert every.returncode == 0, every.stderr
     assert sorted(every.stdout.splitlines()) == sorted(
         f"{h}:tree/{p}" for h in HOSTS for p in ("notes.txt", "src/app.py", "build/out.txt", ".hidden/h.txt")
     )
     assert "12 results from 3 of 3 hosts" in every.stderr
-    context = mesh.cli("paglets", "search", "grep", "Greet", "tree", "-t", "py", "-A", "1", "--host", "gamma")
-    assert (
-        context.stdout
-        == "gamma:tree/src/app.py:3:5:def Greet(name):\ngamma-tree/src/app.py-4-    return 'hello ' + name\n"
+    assert context.stdout == (
+        "gamma:tree/src/app.py:3:5:def Greet(name):\ngamma-tree/src/app.py-4-    return 'hello ' + name\n"
     )
-    counted = mesh.cli("paglets", "search", "grep", "-c", "-S", "hello", "tree", "--host", "alpha")
     assert sorted(counted.stdout.splitlines()) == ["alpha:tree/notes.txt:2", "alpha:tree/src/app.py:1"]
-    found = mesh.cli("paglets", "search", "find", r"\.txt$", "tree", "--host", "alpha")
     assert found.stdout == "alpha:tree/notes.txt\n"
-    dirs = mesh.cli(
-        "paglets", "search", "find", "--kind", "dir", "-H", "--no-ignore", "", "tree", "--host", "alpha"
-    )
     assert sorted(dirs.stdout.splitlines()) == ["alpha:tree/.hidden/", "alpha:tree/build/", "alpha:tree/src/"]
-    lines = mesh.cli(
-        "paglets", "search", "grep", "world", "tree", "--jsonl", "--host", "beta"
-    ).stdout.splitlines()
-    assert [json.loads(line)["path"] for line in lines] == ["tree/notes.txt"]
-    none = mesh.cli("paglets", "search", "grep", "zzz-not-there", "tree")
+    assert [json.loads(line)["path"] for line in lines.stdout.splitlines()] == ["tree/notes.txt"]
     assert none.returncode == 1
     assert none.stdout == ""
-    bad = mesh.cli("paglets", "search", "grep", "foo(", "tree")
     assert bad.returncode == 2
     assert bad.stderr.startswith("paglets search grep: bad pattern 'foo(':")
-    kind = mesh.cli("paglets", "search", "grep", "x", "-t", "cobol")
     assert kind.returncode == 2
     assert kind.stderr == "paglets search grep: unknown file type 'cobol' (see --type-list)\n"
-    missing = mesh.cli("paglets", "search", "grep", "x", "no/such/dir", "--host", "alpha")
     assert "alpha: error: no/such/dir: No such file or directory" in missing.stderr
-    types = mesh.cli("paglets", "search", "--type-list")
     assert "py: *.py, *.pyi" in types.stdout.splitlines()
 
 

@@ -52,15 +52,33 @@ state = { echo = false }
 """
 
 
-@pytest.fixture
-def pair(make_host: Callable[..., Host], tmp_path: Path) -> tuple[Host, Host]:
-    config = tmp_path / "launch.toml"
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host, Host]]:
+    """alpha and beta, each with a user-info service, shared by the module's tests."""
+    root = tmp_path_factory.mktemp("pair")
+    config = root / "launch.toml"
     config.write_text(USER_INFO_CONFIG)
-    alpha = make_host("alpha", launch_config=config)
-    beta = make_host("beta", peers=[alpha.address], launch_config=config)
-    wait_until(lambda: {h.name for h in alpha.list_hosts(online_only=True)} == {"alpha", "beta"}, 20)
-    wait_until(lambda: {h.name for h in beta.list_hosts(online_only=True)} == {"alpha", "beta"}, 20)
-    return alpha, beta
+    options: dict[str, object] = {
+        "mesh_lan_discovery": False,
+        "mesh_multicast": False,
+        "launch_config": config,
+    }
+    alpha = Host("alpha", persistence_dir=root / "alpha", **options)  # type: ignore[arg-type]
+    alpha.start_background()
+    beta = Host("beta", persistence_dir=root / "beta", peers=[alpha.address], **options)  # type: ignore[arg-type]
+    try:
+        beta.start_background()
+        wait_until(lambda: {h.name for h in alpha.list_hosts(online_only=True)} == {"alpha", "beta"}, 20)
+        wait_until(lambda: {h.name for h in beta.list_hosts(online_only=True)} == {"alpha", "beta"}, 20)
+        yield alpha, beta
+    finally:
+        beta.stop()
+        alpha.stop()
+
+
+@pytest.fixture
+def host(pair: tuple[Host, Host]) -> Host:
+    return pair[0]
 
 
 _HTTP: list[HostClient] = []
@@ -142,6 +160,7 @@ def test_operation_paglet_routes_typed_operations(host: Host) -> None:
 
 def test_fanout_clones_collects_expires_and_cleans_up(pair: tuple[Host, Host]) -> None:
     alpha, _beta = pair
+    before = {a["agent_id"] for a in alpha.list_agents()}
     proxy = _client(alpha.create(Survey, SurveyState(silent=["beta"])))
     assert proxy.send(Message("start", {"timeout": 0.5})) == ["alpha", "beta"]
     summary: dict[str, object] = {}
@@ -156,10 +175,10 @@ def test_fanout_clones_collects_expires_and_cleans_up(pair: tuple[Host, Host]) -
     assert summary["children"] == ["alpha", "beta"]
     assert summary["pending"] == ["beta"]
     wait_until(lambda: proxy.send(Message("expire")) == {"beta": "no report before the deadline"})
-    clones = [a for a in alpha.list_agents() if a["agent_id"] != proxy.agent_id]
+    clones = {a["agent_id"] for a in alpha.list_agents()} - before - {proxy.agent_id}
     assert len(clones) == 1
     assert proxy.send(Message("cleanup")) == {}
-    assert [a["agent_id"] for a in alpha.list_agents()] == [proxy.agent_id]
+    assert {a["agent_id"] for a in alpha.list_agents()} == before | {proxy.agent_id}
     after = proxy.send(Message("summary"))
     assert after["children"] == []
     assert after["pending"] == []

@@ -168,3 +168,7 @@ def _local(path: str) -> str:
     expanded = os.path.expanduser(path)
     absolute = os.path.abspath(expanded)
     return absolute + os.sep if path.endswith(("/", os.sep)) else absolute
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -345,3 +345,7 @@ class _Bar:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -248,3 +248,7 @@ def _tables(args: argparse.Namespace, final: BenchmarkProgress) -> None:
     )
     _render.print_section("Notes", notes)
     _render.print_section("Errors", errors, style="bold red")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

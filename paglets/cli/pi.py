@@ -326,3 +326,7 @@ class _DigitPrinter:
             sys.stdout.write("\n")
             sys.stdout.flush()
             self._started = False
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -372,3 +372,7 @@ class _Printer:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paglets.core.agent import Paglet, PagletState
+from paglets.core.events import CreationEvent, MobilityEvent
 from paglets.core.messages import Message
 from paglets.core.runtime_values import ServiceScope
 
@@ -22,12 +23,19 @@ class PrinterState(PagletState):
 
 class Printer(Paglet[PrinterState]):
     """Offers the ``printer`` service on whichever host it runs (a record belongs to its host, so it
-    advertises again after every arrival)."""
+    advertises again after every arrival). The hooks finish before ``create`` and ``dispatch`` return,
+    so the service is there as soon as the caller goes on."""
 
     State = PrinterState
 
-    def run(self) -> None:
+    def _advertise(self) -> None:
         self.advertise_service("printer", capabilities=["print"], scope=ServiceScope.MESH)
+
+    def on_creation(self, event: CreationEvent) -> None:
+        self._advertise()
+
+    def on_arrival(self, event: MobilityEvent) -> None:
+        self._advertise()
 
     def handle_message(self, message: Message) -> Any:
         if message.kind == "print":

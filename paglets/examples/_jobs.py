@@ -113,7 +113,3 @@ def host_cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
-
-
-def now() -> float:
-    return time.time()

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from paglets.core.events import PersistencyEvent
-from paglets.core.messages import Message
 from paglets.examples import _jobs
 from paglets.examples.performance import kernels
 from paglets.patterns import (
@@ -263,9 +262,6 @@ class PerformanceBenchmarkAgent(MeshFanoutMixin, NotificationMixin, OperationPag
             host.dispose(self.agent_id)
         except Exception:
             pass
-
-    def handle_operation_message(self, message: Message) -> Any | None:
-        return None
 
 
 def measure(request: BenchmarkRequest, host: str, url: str) -> HostBenchmarkResult:

@@ -111,11 +111,11 @@ class AgentDirectory:
         return ctrl is not None and ctrl.status in _LIVE
 
     def reachable(self, agent_id: str, *, include_inactive: bool) -> bool:
-        """Whether ``get_proxy`` finds ``agent_id``: ready, or (``include_inactive``) stored or a lazy
-        resident service not started yet (a message starts it)."""
+        """Whether ``get_proxy`` finds ``agent_id``: ready or paused by a move, or (``include_inactive``)
+        stored or a lazy resident service not started yet (a message starts it)."""
         ctrl = self._agents.controllers.get(agent_id)
         if ctrl is not None:
-            return ctrl.status == "ready"
+            return ctrl.status in ("ready", "moving")  # "moving": paused, messages wait
         return include_inactive and (self._summary(agent_id) is not None or self._is_resident(agent_id))
 
     def agent_ids(self, state: int) -> list[str]:

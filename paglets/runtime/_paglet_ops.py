@@ -377,13 +377,16 @@ class PagletOps:
         return to_file_ref_wire(ref)
 
     async def registered_files(self, request: RegisteredFiles, caller: Caller) -> list[FileRefWire]:
-        return [to_file_ref_wire(ref) for ref in self._files.refs(paglet_caller(caller, request).agent_id)]
+        agent_id = paglet_caller(caller, request).agent_id
+        return [to_file_ref_wire(ref) for ref in self._files.refs(agent_id)]
 
     async def unregister_file(self, request: UnregisterFile, caller: Caller) -> None:
-        self._files.unregister(paglet_caller(caller, request).agent_id, request.name)
+        agent_id = paglet_caller(caller, request).agent_id
+        self._files.unregister(agent_id, request.name)
 
     async def registered_file_path(self, request: RegisteredFilePath, caller: Caller) -> str:
-        return str(self._files.path(paglet_caller(caller, request).agent_id, request.name))
+        agent_id = paglet_caller(caller, request).agent_id
+        return str(self._files.path(agent_id, request.name))
 
     # --- the host's artifact store (by path; see the module docstring) ---------------------------------
 

@@ -439,7 +439,7 @@ def test_queries_and_leases(tmp_path: Path) -> None:
         run(table, control.AcquireLease("", "echo"))
 
 
-# --- host calls of a paglet process ----------------------------------------------------------------------
+# --- host calls of a paglet process --------------------------------------------------------------------
 
 
 def test_operations_on_the_calling_paglet_need_a_paglet(tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from paglets.wire.control import (
     RetractAgent,
     WireDict,
 )
-from paglets.wire.ipc import EncodedMessage, message_head
+from paglets.wire.encoded import EncodedMessage, message_head
 
 __all__ = ["AgentOps"]
 

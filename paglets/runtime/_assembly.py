@@ -24,14 +24,16 @@ import asyncio
 import logging
 import shutil
 import threading
+from collections.abc import Coroutine
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
 from paglets.artifacts import ArtifactStore
 from paglets.core.context_events import ContextEventLog
+from paglets.core.errors import HostError
 from paglets.remote.client import HostClient
-from paglets.remote.mesh import MeshRegistry
+from paglets.remote.mesh import NO_GIT_SUFFIX, MeshRegistry, resolve_code_version
 from paglets.runtime._adapters import HostNames, Leftovers, MovementPort, PeerHttp
 from paglets.runtime._agent_ops import AgentOps
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
@@ -47,7 +49,7 @@ from paglets.runtime._paglet_ops import HostProperties, PagletOps
 from paglets.runtime._paglets import PagletManager, Timeouts
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentServices
-from paglets.runtime._routing import MessageRouter
+from paglets.runtime._routing import LocalRoute, MessageRouter
 from paglets.runtime._services import HostServices
 from paglets.runtime._storage import StorageShelf
 from paglets.runtime._tasks import BackgroundTasks
@@ -61,6 +63,10 @@ __all__ = ["HostParts"]
 
 _log = logging.getLogger("paglets.runtime")
 
+T = TypeVar("T")
+
+#: Seconds a synchronous host operation waits by default (``None`` passed explicitly means no limit).
+DEFAULT_TIMEOUT: Final = 300.0
 #: Seconds paglet processes get to exit after ``stop()`` asked them before they are killed (a handler
 #: still running then is interrupted; ``shutdown()`` saves such paglets first).
 STOP_GRACE: Final = 1.0
@@ -73,7 +79,16 @@ SERVER_CLOSE_DEADLINE: Final = 5.0
 class HostParts:
     """The collaborators of one host, wired (see the module docstring)."""
 
-    def __init__(self, cfg: HostConfig, client: HostClient, code_version: str) -> None:
+    def __init__(self, cfg: HostConfig, client: HostClient) -> None:
+        code_version = resolve_code_version(cfg.mesh_version)
+        if code_version.endswith(NO_GIT_SUFFIX):
+            _log.warning(
+                "host %s: no mesh version given and no git checkout found; using %s (set --mesh-version or "
+                "PAGLETS_MESH_VERSION so that hosts of different code never mix)",
+                cfg.name,
+                code_version,
+            )
+        self.code_version = code_version
         self.config = cfg
         self.host_properties = dict(cfg.properties)
         self.binding = HostAddress(resolve_bind_hosts(cfg.bind_hosts), cfg.port, cfg.public_url)
@@ -184,13 +199,30 @@ class HostParts:
             records=records,
             create=self.creator.create,
         )
+        #: The route of proxies this host hands out in its own process (no HTTP).
+        self.route = LocalRoute(
+            address=address,
+            router=self.router,
+            control=self.control,
+            run=self.run,
+            artifacts=self.artifact_access,
+            default_timeout=DEFAULT_TIMEOUT,
+        )
         self.movement: MovementEngine | None = None
-        self._code_version = code_version
+        self.code_version = code_version
+
+    def run(self, coro: Coroutine[object, None, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
+        """Run ``coro`` on the host's loop from another thread and wait (``HostError`` when stopped)."""
+        if not self.running.is_set():
+            coro.close()
+            raise HostError(f"host {self.config.name} is not started (call start_background())")
+        return self.loop.run(coro, timeout)
 
     def serve_operations(self, movement: MovementEngine) -> None:
         """Register the handlers of every control operation (the movement engine is made by ``Host``)."""
         self.movement = movement
         address, moves = self.binding.current, MovementPort(movement)
+        self.moves = moves
         AgentOps(
             host_name=self.config.name,
             address=address,
@@ -206,7 +238,7 @@ class HostParts:
         ).register(self.control)
         PagletOps(
             address=address,
-            code_version=self._code_version,
+            code_version=self.code_version,
             resolve=self.names.resolve,
             directory=self.directory,
             properties=self.properties,
@@ -228,7 +260,7 @@ class HostParts:
         return build_router(
             name=self.config.name,
             address=self.binding.current,
-            code_version=self._code_version,
+            code_version=self.code_version,
             control=self.control,
             events=self.events,
             movement=self.movement,
@@ -287,7 +319,7 @@ class HostParts:
             "context-start",
             data={
                 "address": self.binding.url,
-                "code_version": self._code_version,
+                "code_version": self.code_version,
                 "resident_services": sorted({d.contract.name for d in self.resident.declarations()}),
                 "restored": restored,
                 "inactive": len(self.persistence.summaries()),

@@ -32,11 +32,11 @@ from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
 from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
 from paglets.wire.control import ControlRequest, StateSegment, decode_control, encode_reply
+from paglets.wire.encoded import EncodedMessage, encode_deliver
 from paglets.wire.ipc import (
     EMPTY_MESSAGE,
     NIL,
     Deliver,
-    EncodedMessage,
     GetState,
     HandoffRef,
     Hello,
@@ -52,7 +52,6 @@ from paglets.wire.ipc import (
     UntypedHostCall,
     decode_body,
     encode_body,
-    encode_deliver,
 )
 from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
 from paglets.wire.values import decode_value, encode_value
@@ -220,7 +219,7 @@ class PagletController:
                 HostReply(msg.call_id, True, NIL, None, HandoffRef(ref.segment_id, ref.length, 0))
             )
         else:
-            self._send_quietly(HostReply(msg.call_id, True, _raw(payload)))
+            self._send_quietly(HostReply(msg.call_id, True, msgspec.Raw(payload)))
 
     def sent_state(self, ref: StateSegment) -> Snapshot:
         """The state the paglet sent ahead of a self-initiated move or deactivation (a handoff segment);
@@ -408,7 +407,7 @@ class PagletController:
             raise HostError(f"paglet process for {self.agent_id} did not start within {timeout} s") from None
 
     async def lifecycle(self, hook: str, event: Any, timeout: float | None) -> Any:
-        payload = _raw(encode_value(event.to_wire()))
+        payload = msgspec.Raw(encode_value(event.to_wire()))
         return await self.request(lambda cid: Lifecycle(cid, hook, payload), timeout)  # type: ignore[arg-type]
 
     async def start_run(self, timeout: float | None) -> None:
@@ -598,7 +597,3 @@ def host_call_error(exc: BaseException) -> ErrorInfo:
     if type(exc) is ValueError:
         return error_info_from_exception(exc, foreign_code=RemoteHostError.code)
     return error_info_from_exception(exc, foreign_code=HostError.code)
-
-
-def _raw(payload: bytes) -> msgspec.Raw:
-    return msgspec.Raw(payload)

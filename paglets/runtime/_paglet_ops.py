@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from paglets.artifacts import ArtifactRef, PagletFileRef, require_artifact_id
 from paglets.core.errors import HostError
@@ -187,7 +187,7 @@ class Services(Protocol):
         name: str,
         *,
         capabilities: Collection[str] | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: dict[str, object] | None = None,
         scope: str = "local",
         ttl: float | None = None,
         held: list[ServiceRecord] | None = None,
@@ -283,7 +283,7 @@ class PagletOps:
         address = self._address()
         return [ProxyRef(address, agent_id) for agent_id in self._directory.agent_ids(request.state)]
 
-    async def get_property(self, request: GetProperty, caller: Caller) -> Any:
+    async def get_property(self, request: GetProperty, caller: Caller) -> object:
         return self._properties.get(request.key, request.default)
 
     async def set_property(self, request: SetProperty, caller: Caller) -> None:

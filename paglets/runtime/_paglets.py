@@ -47,7 +47,8 @@ from paglets.wire.boot import ChildConfig, encode_child_config
 if TYPE_CHECKING:
     from paglets.runtime._control import PagletCaller
     from paglets.services.contracts import ServiceRecord
-from paglets.wire.ipc import EncodedMessage, HandoffRef
+from paglets.wire.encoded import EncodedMessage
+from paglets.wire.ipc import HandoffRef
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
 

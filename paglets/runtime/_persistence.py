@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from paglets.core.context_events import ContextEventLog
     from paglets.runtime._controller import MailboxItem
     from paglets.runtime._paglets import Timeouts
-    from paglets.wire.ipc import EncodedMessage
+    from paglets.wire.encoded import EncodedMessage
 
 __all__ = ["Persistence"]
 

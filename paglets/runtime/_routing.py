@@ -25,8 +25,9 @@ import concurrent.futures
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Final, Protocol
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import msgspec
 
@@ -35,18 +36,22 @@ from paglets.core.messages import DEACTIVATE_KIND, NORMAL_PRIORITY, Message
 from paglets.persistence.persistency import DeactivationRequest
 from paglets.runtime._deadlines import wait_reply
 from paglets.runtime._tasks import MESSAGE_FORWARD_FAILED, report_failure
-from paglets.wire.control import ProxyRef
-from paglets.wire.ipc import EncodedMessage, MessageWire, check_message
+from paglets.wire.control import AgentRequest, ProxyRef
+from paglets.wire.encoded import EncodedMessage, check_message
+from paglets.wire.ipc import MessageWire
 from paglets.wire.requests import MessageBody, check_message_dict
 from paglets.wire.values import decode_value, encode_value, prepare_value
 
 if TYPE_CHECKING:
+    from paglets.artifacts import ArtifactRef
     from paglets.core.context_events import ContextEventLog
+    from paglets.runtime._control import ControlTable
     from paglets.runtime._controller import MailboxItem, PagletController
     from paglets.runtime._loop import LoopThread
     from paglets.runtime._paglets import Timeouts
 
 __all__ = [
+    "LocalRoute",
     "MessageRouter",
     "admit_message",
     "encode_local_message",
@@ -54,6 +59,8 @@ __all__ = [
     "encode_request_message",
     "message_dict",
 ]
+
+T = TypeVar("T")
 
 #: Messages from a paglet up to this size are checked on the event loop; larger ones in a worker thread.
 ADMIT_INLINE: Final = 256 * 1024
@@ -361,3 +368,110 @@ class MessageRouter:
                 continue
             if future is not None and not future.done():
                 future.set_result(result)
+
+
+class Runner(Protocol):
+    """Runs a coroutine on the host's loop from another thread and waits at most ``timeout`` seconds."""
+
+    def __call__(self, coro: Coroutine[object, None, T], timeout: float | None, /) -> T: ...
+
+
+class _Artifacts(Protocol):
+    """This host's artifacts as its own process reaches them (``ArtifactAccess``)."""
+
+    def upload_artifact(
+        self,
+        path: Path | str,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        timeout: float | None = None,
+    ) -> ArtifactRef: ...
+    def delete_artifact(self, artifact: ArtifactRef, *, timeout: float | None = None) -> None: ...
+
+
+class LocalRoute:
+    """The ``ProxyRoute`` of proxies a host hands out in its own process: messages go straight to the
+    router (a user thread feeds an active paglet's mailbox), control operations to the control table on
+    the loop (``run`` crosses into it and waits), artifacts to the host's store; no HTTP."""
+
+    def __init__(
+        self,
+        *,
+        address: Callable[[], str],
+        router: MessageRouter,
+        control: ControlTable,
+        run: Runner,
+        artifacts: _Artifacts,
+        default_timeout: float,
+    ) -> None:
+        self._address = address
+        self._router = router
+        self._control = control
+        self._run = run
+        self._artifacts = artifacts
+        self._default_timeout = default_timeout
+
+    @property
+    def address(self) -> str:
+        return self._address()
+
+    def route_message(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        oneway: bool,
+        activate_if_inactive: bool,
+        no_delay: bool,
+        timeout: float | None,
+    ) -> object:
+        """A proxy's send (``timeout=None``: the host's ``send_timeout``)."""
+        router = self._router
+        deadline = router.send_timeout if timeout is None else timeout
+        return router.send(
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            deadline=deadline,
+        )
+
+    def route_message_future(
+        self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
+    ) -> concurrent.futures.Future[object]:
+        return self._router.submit(
+            agent_id, message, oneway=False, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+        )
+
+    def route_call(self, request: AgentRequest[T], timeout: float | None) -> T:
+        """A proxy's control operation (info, dispose, deactivate, activate, dispatch, clone)."""
+        return self._run(self._control.call(request), timeout or self._default_timeout)
+
+    def upload_artifact(
+        self,
+        path: Path | str,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str = "",
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+        timeout: float | None = None,
+    ) -> ArtifactRef:
+        return self._artifacts.upload_artifact(
+            path,
+            host_url=host_url,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+            timeout=timeout,
+        )
+
+    def delete_artifact(self, artifact: ArtifactRef, *, timeout: float | None = None) -> None:
+        self._artifacts.delete_artifact(artifact, timeout=timeout)

@@ -1,31 +1,20 @@
 """``Host``: a paglets host, embedded in a program or run by ``paglets-host`` (contract §1.9).
 
-The host is the composition root of its collaborators, each owning one concern and depending only on
-the narrow protocols it declares (never on ``Host``); the module map is in ``docs/design.md``:
-
-- ``LoopThread`` — the asyncio loop (uvloop) everything below runs on;
-- ``PagletManager`` — paglet processes (zygote forks), controllers, mailboxes;
-- ``Persistence`` — inactive paglets and their records; ``ResidentServices``; ``MovementEngine``;
-- ``MessageRouter`` — where a message goes (active, inactive, resident, a paglet that moved on);
-- ``Creator`` — creations here and on other hosts; ``AgentDirectory`` — what lives here;
-- ``ControlTable`` — every control operation, for paglet processes, HTTP routes and proxies;
-- ``HttpServer`` + routes — the HTTP control plane; ``BindingWatcher`` — ``auto`` bind addresses;
-- ``ContextEventLog`` — the host's event log and listeners.
-
-Its own methods are the public 2.0 API, each a thin delegation. Synchronous methods may be called from
-any thread except the loop's own; they cross into the loop and wait with a timeout. A proxy obtained
-from a host in this process talks to it directly (no HTTP).
+``Host`` is the public facade of 2.0's API over the collaborators that ``HostParts``
+(``paglets.runtime._assembly``, the composition root) builds and wires; each of its methods is a thin
+delegation, and the module map is in ``docs/design.md``. Synchronous methods may be called from any
+thread except the loop's own; they cross into the loop and wait with a timeout. A proxy obtained from a
+host in this process talks to it directly (no HTTP).
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import signal
 import threading
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import msgspec
 
@@ -38,11 +27,11 @@ from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
 from paglets.persistence.storage import ManagedStorage, path_component
 from paglets.remote.client import HostClient
-from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, resolve_code_version
+from paglets.remote.mesh import HostRef
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
-from paglets.runtime._adapters import MovementPort, ResourceView
-from paglets.runtime._assembly import SHUTDOWN_BUDGET, HostParts
+from paglets.runtime._adapters import ResourceView
+from paglets.runtime._assembly import DEFAULT_TIMEOUT, SHUTDOWN_BUDGET, HostParts
 from paglets.runtime._config import HostConfig
 from paglets.runtime._creation import creation_of
 from paglets.runtime._directory import HOST_CAPABILITIES
@@ -50,10 +39,10 @@ from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglets import mailbox_counts
 from paglets.runtime._resident import ResidentDeclaration
 from paglets.serialization.codec import codec_for
-from paglets.services.contracts import ServiceRecord
+from paglets.services.contracts import ServiceHandle, ServiceRecord
+from paglets.services.resident import ServiceLease
 from paglets.wire.control import (
     ActivateAgent,
-    AgentRequest,
     DeactivateAgent,
     DisposeAgent,
     ProxyRef,
@@ -72,13 +61,11 @@ _log = logging.getLogger("paglets.runtime")
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: Seconds a synchronous host operation waits by default (``None`` passed explicitly means no limit).
-DEFAULT_TIMEOUT: Final = 300.0
 #: Seconds ``start_background`` and ``stop`` may take.
 START_TIMEOUT: Final = 60.0
 STOP_TIMEOUT: Final = 30.0
 
-_UNSET: Final[Any] = object()
+_UNSET: Final = cast(float, object())  # "no timeout given" (None means no limit)
 
 
 class Host:
@@ -91,33 +78,20 @@ class Host:
         port: int = 0,
         *,
         client: HostClient | None = None,
-        **options: Any,
+        **options: object,
     ) -> None:
         self.config = cfg = HostConfig.build(name, host, port, **options)
         self.name, self.persistence_dir, self.tags = cfg.name, cfg.persistence_dir, cfg.tags
         self.connect_to, self.relay_mode, self.api_key = cfg.connect_to, cfg.relay_mode, cfg.api_key
         # the host's own key only ("": none); a bare HostClient() would read PAGLETS_API_KEY
         self.client = client if client is not None else HostClient(api_key=cfg.api_key or "")
-        self.code_version = resolve_code_version(cfg.mesh_version)
-        if self.code_version.endswith(NO_GIT_SUFFIX):
-            _log.warning(
-                "host %s: no mesh version given and no git checkout found; using %s (set --mesh-version or "
-                "PAGLETS_MESH_VERSION so that hosts of different code never mix)",
-                cfg.name,
-                self.code_version,
-            )
         #: The collaborators, built and wired by the composition root (``paglets.runtime._assembly``).
-        self.parts = parts = HostParts(cfg, self.client, self.code_version)
+        self.parts = parts = HostParts(cfg, self.client)
+        self.code_version = parts.code_version
         self.binding, self.events, self.tasks = parts.binding, parts.events, parts.tasks
         self.manager, self.persistence, self.resident = parts.manager, parts.persistence, parts.resident
         self.mesh, self.services, self.launch = parts.mesh, parts.services, parts.launch
         self.files, self.artifacts, self.host_properties = parts.files, parts.artifacts, parts.host_properties
-        self.control, self.router, self.directory, self.names = (
-            parts.control,
-            parts.router,
-            parts.directory,
-            parts.names,
-        )
         self._loop, self._stopped = parts.loop, threading.Event()
         self.movement = MovementEngine(self)
         parts.serve_operations(self.movement)
@@ -169,7 +143,7 @@ class Host:
         self.parts.running.set()
         return self
 
-    def spawn_task(self, coro: Coroutine[Any, Any, object]) -> None:
+    def spawn_task(self, coro: Coroutine[object, None, object]) -> None:
         """Run ``coro`` in the background on the loop; the host cancels it when it stops, and reports it
         (``task-failed`` event, log line) if it fails (``paglets.runtime._tasks``)."""
         self.tasks.spawn(coro)
@@ -206,37 +180,34 @@ class Host:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
-        if not self._started:
-            coro.close()
-            raise HostError(f"host {self.name} is not started (call start_background())")
-        return self._loop.run(coro, timeout)
+    def _run(self, coro: Coroutine[object, None, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
+        return self.parts.run(coro, timeout)
 
     # --- creating, disposing, moving, deactivating ----------------------------------------------
 
     def create(
         self,
         agent_cls: type[Paglet[Any]],
-        state: Any = None,
+        state: object = None,
         *,
         init: Any = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
         """Start a new paglet on this host; returns once ``on_creation`` ran (``run()`` may still run)."""
         creation = creation_of(agent_cls, state, init, agent_id)
-        return self._proxy_for(self._run(self.control.call(creation)))
+        return self._proxy_for(self._run(self.parts.control.call(creation)))
 
     def create_remote(
         self,
         target: str,
         agent_cls: type[Paglet[Any]],
-        state: Any = None,
+        state: object = None,
         *,
         init: Any = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
-        url = self.names.resolve(target)
-        if self.names.same_host(url):
+        url = self.parts.names.resolve(target)
+        if self.parts.names.same_host(url):
             return self.create(agent_cls, state, init=init, agent_id=agent_id)
         return self._proxy_for(
             self.parts.creator.create_remote_blocking(url, creation_of(agent_cls, state, init, agent_id))
@@ -244,7 +215,7 @@ class Host:
 
     def dispose(self, agent_id: str) -> None:
         """Run ``on_disposing`` and the cleanup, end the paglet's process, delete the artifacts it owns."""
-        self._run(self.control.call(DisposeAgent(agent_id)))
+        self._run(self.parts.control.call(DisposeAgent(agent_id)))
 
     def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
         """Move a paglet to ``target`` (URL, mesh name or ticket); returns the proxy of where it is once
@@ -257,8 +228,8 @@ class Host:
 
     def retract(self, remote_host_url: str, agent_id: str) -> PagletProxy:
         """Pull ``agent_id`` from the host at ``remote_host_url`` (a URL or a mesh name) to this one."""
-        url = self.names.resolve(remote_host_url)
-        if self.names.same_host(url):
+        url = self.parts.names.resolve(remote_host_url)
+        if self.parts.names.same_host(url):
             return self._moved(agent_id, self.address, "retract")
         reply = self.client.post_json(
             f"{url}/agents/{agent_id}/retract", {"target": self.address}, timeout=DEFAULT_TIMEOUT
@@ -266,31 +237,31 @@ class Host:
         return self._proxy_for(msgspec.convert(reply, ProxyReply).proxy)
 
     def _moved(self, agent_id: str, target: str | TransferTicket | None, kind: str) -> PagletProxy:
-        return self._proxy_for(
-            self._run(MovementPort(self.movement).move_agent(agent_id, target, kind), None)
-        )
+        return self._proxy_for(self._run(self.parts.moves.move_agent(agent_id, target, kind), None))
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
         """Save a paglet to disk and end its process (contract §5.1); returns its (inactive) proxy."""
         wire = None if request is None else request.to_wire()
-        return self._proxy_for(self._run(self.control.call(DeactivateAgent(agent_id, wire))).proxy)
+        return self._proxy_for(self._run(self.parts.control.call(DeactivateAgent(agent_id, wire))).proxy)
 
     def activate(self, agent_id: str) -> PagletProxy:
         """Start an inactive paglet from its record (contract §5.2); ``InvalidAgentError`` when there is
         no inactive paglet of that id (also when it is active already, as in 2.0)."""
-        return self._proxy_for(self._run(self.control.call(ActivateAgent(agent_id))).proxy)
+        return self._proxy_for(self._run(self.parts.control.call(ActivateAgent(agent_id))).proxy)
 
     def _proxy_for(self, where: ProxyRef) -> PagletProxy:
-        if self.names.same_host(where.host_url):
+        if self.parts.names.same_host(where.host_url):
             return self._proxy(where.agent_id)
         return PagletProxy(where.host_url.rstrip("/"), where.agent_id, self.client)
 
     def _proxy(self, agent_id: str) -> PagletProxy:
-        return PagletProxy(self.address, agent_id, self.client, self)
+        return PagletProxy(self.address, agent_id, self.client, self.parts.route)
 
     async def forward_waiting(self, items: list[MailboxItem], where: dict[str, str]) -> None:
         """Deliver messages that were waiting for a paglet that moved (see ``MessageRouter``)."""
-        await self.router.forward_waiting(items, ProxyRef(str(where["host_url"]), str(where["agent_id"])))
+        await self.parts.router.forward_waiting(
+            items, ProxyRef(str(where["host_url"]), str(where["agent_id"]))
+        )
 
     # --- messages --------------------------------------------------------------------------------
 
@@ -310,7 +281,7 @@ class Host:
         ``send_timeout``; ``None``: no limit), then raises ``SendTimeoutError``.
         """
         deadline = self.send_timeout if timeout is _UNSET else timeout
-        return self.router.send(
+        return self.parts.router.send(
             agent_id,
             message,
             oneway=oneway,
@@ -323,7 +294,7 @@ class Host:
     def send_timeout(self) -> float | None:
         """Seconds a synchronous send waits for its reply when the caller gives no deadline
         (``Host(send_timeout=...)``; ``None``: no limit)."""
-        return self.router.send_timeout
+        return self.parts.router.send_timeout
 
     def multicast_message(
         self,
@@ -339,7 +310,7 @@ class Host:
         for agent_id in self._run(_value(self.manager.ready_ids)):
             if agent_id not in skip:
                 copy = Message.from_wire(message.to_wire())
-                replies.add_future_reply(FutureReply(self.router.submit(agent_id, copy, oneway=False)))
+                replies.add_future_reply(FutureReply(self.parts.router.submit(agent_id, copy, oneway=False)))
         return replies
 
     def wait_message(self, agent_id: str, timeout: float | None = None) -> bool:
@@ -352,64 +323,30 @@ class Host:
     def notify_all_messages(self, agent_id: str) -> None:
         self._run(_value(lambda: self.manager.notify_message(agent_id, all_waiters=True)))
 
-    def mailbox_status(self, agent_id: str) -> dict[str, Any]:
+    def mailbox_status(self, agent_id: str) -> dict[str, int]:
         return dict(self._run(_value(lambda: mailbox_counts(self.manager.get(agent_id)))))
-
-    # --- ProxyRoute: proxies from this process ---------------------------------------------------
-
-    def route_message(
-        self,
-        agent_id: str,
-        message: Message,
-        *,
-        oneway: bool,
-        activate_if_inactive: bool,
-        no_delay: bool,
-        timeout: float | None,
-    ) -> Any:
-        """A proxy's send (``timeout=None``: the host's ``send_timeout``)."""
-        deadline = self.send_timeout if timeout is None else timeout
-        return self.router.send(
-            agent_id,
-            message,
-            oneway=oneway,
-            activate_if_inactive=activate_if_inactive,
-            no_delay=no_delay,
-            deadline=deadline,
-        )
-
-    def route_message_future(
-        self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
-    ) -> concurrent.futures.Future[object]:
-        return self.router.submit(
-            agent_id, message, oneway=False, activate_if_inactive=activate_if_inactive, no_delay=no_delay
-        )
-
-    def route_call(self, request: AgentRequest[R], timeout: float | None) -> R:
-        """A proxy's control operation (info, dispose, deactivate, activate, dispatch, clone)."""
-        return self._run(self.control.call(request), timeout or DEFAULT_TIMEOUT)
 
     # --- queries ---------------------------------------------------------------------------------
 
     def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
-        found = self.directory.reachable(agent_id, include_inactive=include_inactive)
+        found = self.parts.directory.reachable(agent_id, include_inactive=include_inactive)
         return self._proxy(agent_id) if found else None
 
     def remote_proxy(self, host_url: str, agent_id: str) -> PagletProxy:
-        if self.names.same_host(host_url):
+        if self.parts.names.same_host(host_url):
             return self._proxy(agent_id)
         return PagletProxy(host_url.rstrip("/"), agent_id, self.client)
 
     def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
-        return [self._proxy(agent_id) for agent_id in self.directory.agent_ids(state)]
+        return [self._proxy(agent_id) for agent_id in self.parts.directory.agent_ids(state)]
 
     def get_state(self, agent_id: str, state_cls: type[T]) -> T:
         """A fresh snapshot of a paglet's state (active or inactive), decoded as ``state_cls``. A host that
         is not started reads the state of an inactive paglet from its record."""
         if not self._started:
-            data = self.directory.stored_state(agent_id)
+            data = self.parts.directory.stored_state(agent_id)
         else:
-            data = self._run(self.directory.state_bytes(agent_id))
+            data = self._run(self.parts.directory.state_bytes(agent_id))
         return codec_for(state_cls).decode(data)
 
     def list_agents(
@@ -418,11 +355,11 @@ class Host:
         """Summaries of the active paglets, then of the inactive ones (contract §6 ``GET /agents``). A
         host that is not started lists its inactive paglets from their records."""
         if not self._started:
-            return self.directory.list_records(include_state) if inactive else []
-        directory = self.directory
-        return list(
-            self._run(directory.list_agents(active=active, inactive=inactive, include_state=include_state))
+            return self.parts.directory.list_records(include_state) if inactive else []
+        listing = self.parts.directory.list_agents(
+            active=active, inactive=inactive, include_state=include_state
         )
+        return list(self._run(listing))
 
     def http_statistics(self) -> ServerStatistics | None:
         """Counters of the host's HTTP server (connections, rejections, timeouts); ``None`` before start."""
@@ -433,7 +370,7 @@ class Host:
 
     def health(self) -> dict[str, Any]:
         """``GET /health`` (contract §6); a host that is not started counts its records."""
-        return msgspec.structs.asdict(self.directory.health())
+        return msgspec.structs.asdict(self.parts.directory.health())
 
     def statistics(self) -> dict[str, int]:
         return {"created_total": self.manager.created_total, "paglets": len(self.manager.controllers)}
@@ -465,7 +402,7 @@ class Host:
     def resolve_host_url(self, name_or_url: str) -> str:
         """The URL of a mesh host name, or an ``http(s)://`` URL itself (normalized);
         ``UnknownHostError`` for a name no member has: names are never looked up outside the mesh."""
-        return self.names.resolve(name_or_url)
+        return self.parts.names.resolve(name_or_url)
 
     # --- services --------------------------------------------------------------------------------
 
@@ -516,10 +453,8 @@ class Host:
     def release_resident_service_lease(self, lease_id: str) -> bool:
         return self._run(_value(lambda: self.resident.release_lease(lease_id)))
 
-    def lease_service_handle(self, handle: Any, *, ttl: float = 60.0) -> Any:
+    def lease_service_handle(self, handle: ServiceHandle, *, ttl: float = 60.0) -> ServiceLease:
         """A ``ServiceLease`` on the paglet behind ``handle`` (released by a context manager)."""
-        from paglets.services.resident import ServiceLease
-
         return ServiceLease.acquire(handle, ttl=ttl, client=self.client)
 
     # --- events, listeners, properties -----------------------------------------------------------
@@ -588,11 +523,18 @@ class Host:
         )
 
     def download_artifact(
-        self, artifact: Any, target: str | Path, *, move: bool = False, timeout: float | None = None
+        self,
+        artifact: ArtifactRef | Mapping[str, object],
+        target: str | Path,
+        *,
+        move: bool = False,
+        timeout: float | None = None,
     ) -> ArtifactRef:
         return self.parts.artifact_access.download_artifact(artifact, target, move=move, timeout=timeout)
 
-    def delete_artifact(self, artifact: Any, *, timeout: float | None = None) -> None:
+    def delete_artifact(
+        self, artifact: ArtifactRef | Mapping[str, object], *, timeout: float | None = None
+    ) -> None:
         self.parts.artifact_access.delete_artifact(artifact, timeout=timeout)
 
     def resources_for(self, agent_id: str) -> ResourceView:
@@ -602,7 +544,7 @@ class Host:
         return ResourceView(self.manager, self._run, agent_id)
 
     def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
-        return self.parts.storages.storage(self.directory.require(agent_id).agent_class, quota_bytes)
+        return self.parts.storages.storage(self.parts.directory.require(agent_id).agent_class, quota_bytes)
 
 
 async def _value(fn: Callable[[], T]) -> T:

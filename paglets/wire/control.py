@@ -14,7 +14,8 @@ three kinds of callers:
 Because a request declares its reply type (``Request[R]``), mypy checks that a paglet process that sends
 ``GetProxy`` reads a ``ProxyRef | None``, and that the host's handler of ``GetProxy`` returns one.
 
-Encoding: requests are ``array_like`` Structs, ``[tag, field, ...]``; their tags are fixed forever and
+The reply Structs live in ``paglets.wire.replies`` (re-exported here). Encoding: requests are
+``array_like`` Structs, ``[tag, field, ...]``; their tags are fixed forever and
 never reused (PROTOCOL.md §5). Tags 1-31 are operations on one paglet or on the host that any caller may
 ask (HTTP routes, proxies, paglets); 32-127 are host calls only a paglet process makes (they act on the
 calling paglet or offer it its host). Replies are map-encoded Structs (their JSON form is the HTTP body).
@@ -35,6 +36,23 @@ import msgspec
 from paglets._errors import FrameError, SerializationError
 from paglets.wire._paths import describe_array_error
 from paglets.wire.limits import MAX_SEND_TIMEOUT
+from paglets.wire.replies import (
+    ArtifactLocation,
+    ArtifactRefWire,
+    DeactivatedReply,
+    FileRefWire,
+    HealthReply,
+    HostRefWire,
+    LeaseReply,
+    OkReply,
+    ProxyRef,
+    ProxyReply,
+    ReleasedReply,
+    ServiceRecordWire,
+    StateSegment,
+    StorageStatusReply,
+    TargetInfo,
+)
 from paglets.wire.values import encode_value, ext_hook
 
 __all__ = [
@@ -132,146 +150,6 @@ class AgentRequest(Request[R], frozen=True):
     """An operation on one paglet, named by ``agent_id`` (the ``{agent_id}`` of its HTTP path)."""
 
     agent_id: str
-
-
-# --- replies (their JSON form is the body of the HTTP route of the same operation) -------------------------
-
-
-class ProxyRef(msgspec.Struct, frozen=True):
-    """Where a paglet is: a ``PagletProxy`` as data."""
-
-    host_url: str
-    agent_id: str
-
-
-class ProxyReply(msgspec.Struct, frozen=True):
-    proxy: ProxyRef
-
-
-class DeactivatedReply(msgspec.Struct, frozen=True):
-    proxy: ProxyRef
-    ok: bool = True
-
-
-class OkReply(msgspec.Struct, frozen=True):
-    ok: bool = True
-
-
-class LeaseReply(msgspec.Struct, frozen=True):
-    lease_id: str
-    expires_at: float
-
-
-class ReleasedReply(msgspec.Struct, frozen=True):
-    released: bool
-
-
-class HealthReply(msgspec.Struct, frozen=True):
-    """``GET /health`` (paglets 2.0's keys)."""
-
-    name: str
-    address: str
-    active_count: int
-    inactive_count: int
-    code_version: str
-    capabilities: list[str]
-    tags: list[str]
-    properties: dict[str, str]
-    auto_update_from_git: bool = False
-    auto_update_restart_scheduled: bool = False
-
-
-class TargetInfo(msgspec.Struct, frozen=True):
-    """What a move's preflight learnt about its target."""
-
-    name: str
-    address: str
-    code_version: str = ""
-    capabilities: list[str] = []
-
-
-class StorageStatusReply(msgspec.Struct, frozen=True):
-    root: str
-    used_bytes: int
-    quota_bytes: int | None
-    available_bytes: int | None
-
-
-class HostRefWire(msgspec.Struct, frozen=True):
-    """A ``HostRef`` (``paglets.remote.mesh``)."""
-
-    name: str
-    url: str
-    code_version: str
-    online: bool
-    last_seen: float
-    active_count: int
-    inactive_count: int
-    tags: list[str] = []
-    properties: dict[str, str] = {}
-    error: str | None = None
-    age: float | None = None
-
-
-class ServiceRecordWire(msgspec.Struct, frozen=True):
-    """A ``ServiceRecord`` (``paglets.services.contracts``)."""
-
-    name: str
-    proxy: ProxyRef
-    capabilities: list[str] = []
-    metadata: dict[str, Any] = {}
-    scope: str = "local"
-    host_name: str = ""
-    host_url: str = ""
-    advertised_at: float = 0.0
-    expires_at: float | None = None
-
-
-class FileRefWire(msgspec.Struct, frozen=True):
-    """A ``PagletFileRef`` (``paglets.artifacts``)."""
-
-    name: str
-    mode: str = "copy"
-    source_host_name: str = ""
-    source_host_url: str = ""
-    source_path: str = ""
-    source_created_at: float = 0.0
-    source_modified_at: float = 0.0
-    size_bytes: int = 0
-    sha256: str = ""
-    current_host_name: str = ""
-    current_host_url: str = ""
-    current_path: str = ""
-    status: str = "registered"
-    last_error: str = ""
-
-
-class ArtifactRefWire(msgspec.Struct, frozen=True):
-    """An ``ArtifactRef`` (``paglets.artifacts``)."""
-
-    host_url: str
-    artifact_id: str
-    name: str = ""
-    size_bytes: int = 0
-    sha256: str = ""
-    compression: str = ""
-    created_at: float = 0.0
-    expires_at: float = 0.0
-    owner_agent_id: str = ""
-
-
-class ArtifactLocation(msgspec.Struct, frozen=True):
-    """Where a blob of the host's artifact store is (the paglet process copies it itself)."""
-
-    artifact: ArtifactRefWire
-    path: str
-
-
-class StateSegment(msgspec.Struct, frozen=True, array_like=True):
-    """A paglet's encoded state, sent ahead in handoff segment ``segment`` (``length`` bytes)."""
-
-    segment: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
-    length: Annotated[int, msgspec.Meta(ge=0)]
 
 
 # --- operations any caller may ask (tags 1..31) ------------------------------------------------------------

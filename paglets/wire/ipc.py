@@ -36,8 +36,7 @@ define a frozen ``array_like`` Struct with a new tag, add it to :data:`IpcMessag
 
 Payload fields typed ``msgspec.Raw`` hold already-encoded MessagePack (events, results, host-call
 requests) so routing code can pass them on without decoding them; ``NIL`` (MessagePack ``nil``) is the
-empty payload. Messages stay encoded on their way through a host (:class:`EncodedMessage`): checked once
-where they enter, then carried as bytes.
+empty payload. Messages stay encoded on their way through a host (``paglets.wire.encoded``).
 
 Free-form values (``MessageWire.args``/``arg``) keep their Python types as far as MessagePack can: binary
 stays ``bytes``; a ``bytearray`` travels as extension type ``BYTEARRAY_EXT`` (encode it as
@@ -65,7 +64,6 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from paglets._errors import FrameError, LimitExceededError, ProtocolError, SerializationError
-from paglets.wire._paths import describe_array_error
 from paglets.wire.limits import MAX_HANDOFF_BYTES, MAX_IPC_FRAME
 from paglets.wire.messages import ErrorInfo
 
@@ -76,7 +74,6 @@ __all__ = [
     "NIL",
     "ChildToHost",
     "Deliver",
-    "EncodedMessage",
     "FrameBodyError",
     "FrameDecoder",
     "FrameDecoderStatistics",
@@ -97,15 +94,12 @@ __all__ = [
     "Shutdown",
     "Start",
     "UntypedHostCall",
-    "check_message",
     "decode_body",
     "decode_message",
     "encode_body",
-    "encode_deliver",
     "encode_frame",
     "encode_frame_into",
     "encode_message",
-    "message_head",
     "message_tag",
 ]
 
@@ -164,28 +158,6 @@ class MessageWire(msgspec.Struct, frozen=True, array_like=True):
     message_type: Int64 = 0
     timestamp: float = 0.0
     message_id: str = ""
-
-
-class EncodedMessage(msgspec.Struct, frozen=True, gc=False):
-    """A message on its way through a host: checked where it entered, encoded once, carried as bytes.
-
-    ``body`` is the MessagePack of one :class:`MessageWire` (what a ``Deliver`` frame or its handoff
-    segment carries); ``kind``, ``priority`` and ``message_id`` are copies of its fields for the host's
-    mailbox and events, so the host never decodes the arguments (they can be large) on its way.
-    """
-
-    kind: str
-    priority: int
-    message_id: str
-    body: msgspec.Raw
-
-    @classmethod
-    def of(cls, message: MessageWire) -> EncodedMessage:
-        """Encode ``message`` (``SerializationError`` for a value MessagePack cannot hold)."""
-        return cls(message.kind, message.priority, message.message_id, msgspec.Raw(encode_message(message)))
-
-    def decode(self) -> MessageWire:
-        return decode_message(self.body)
 
 
 # --- host -> child (tags 1..31) --------------------------------------------------------------------------
@@ -380,61 +352,6 @@ def decode_message(data: bytes | bytearray | memoryview | msgspec.Raw) -> Messag
     except (msgspec.DecodeError, ValueError, RecursionError) as exc:
         raise FrameError(f"invalid message in a handoff segment: {exc}") from exc
     return message
-
-
-def check_message(data: bytes | bytearray | memoryview | msgspec.Raw) -> MessageWire:
-    """A message that entered a host encoded (a paglet's ``DeliverMessage``) checked against the
-    ``MessageWire`` schema, so that no paglet gets a message it cannot decode: ``SerializationError``
-    names the field (``invalid message: field 'args': expected object, got array``)."""
-    try:
-        message: MessageWire = _message_decoder.decode(data)
-    except msgspec.ValidationError as exc:
-        raise SerializationError(f"invalid message: {describe_array_error(str(exc), MessageWire)}") from None
-    except (msgspec.DecodeError, ValueError, RecursionError, FrameError) as exc:
-        raise SerializationError(f"invalid message: {exc}") from None
-    return message
-
-
-class _MessageHead(msgspec.Struct, frozen=True, array_like=True):
-    """The fields of a ``MessageWire`` a host reads; the arguments stay encoded (``Raw``: no copy)."""
-
-    kind: str
-    args: msgspec.Raw = NIL
-    arg: msgspec.Raw = NIL
-    sender: msgspec.Raw = NIL
-    reply_to: msgspec.Raw = NIL
-    priority: int = 5
-    message_type: msgspec.Raw = NIL
-    timestamp: msgspec.Raw = NIL
-    message_id: str = ""
-
-
-_head_message_decoder: Final = msgspec.msgpack.Decoder(_MessageHead)
-
-
-def message_head(data: msgspec.Raw) -> EncodedMessage:
-    """An encoded message that was checked already (by the host that encoded it), as an
-    :class:`EncodedMessage`: only its kind, priority and id are decoded. ``FrameError`` if even those
-    do not decode."""
-    try:
-        head = _head_message_decoder.decode(data)
-    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
-        raise FrameError(f"invalid message: {exc}") from None
-    return EncodedMessage(head.kind, head.priority, head.message_id, data)
-
-
-class _DeliverEncoded(msgspec.Struct, frozen=True, array_like=True, tag=2):
-    """A ``Deliver`` whose message is already encoded (same bytes as ``Deliver``; never decoded)."""
-
-    call_id: int
-    message: msgspec.Raw
-    oneway: bool = False
-    message_segment: None = None
-
-
-def encode_deliver(call_id: int, message: EncodedMessage, oneway: bool) -> bytes:
-    """The body of ``Deliver(call_id, <message>, oneway)`` from an encoded message (no re-encoding)."""
-    return _encoder.encode(_DeliverEncoded(call_id, message.body, oneway))
 
 
 def encode_frame(msg: IpcMessage) -> bytes:

@@ -18,7 +18,8 @@ from paglets.core.errors import FrameError, SerializationError
 from paglets.core.messages import Message
 from paglets.http.client import HttpClient
 from paglets.runtime.host import Host
-from paglets.wire.ipc import EncodedMessage, MessageWire
+from paglets.wire.encoded import EncodedMessage
+from paglets.wire.ipc import MessageWire
 
 #: (bad field values of ``message``, the field path the 400 must name)
 BAD_MESSAGES: list[tuple[dict[str, Any], str]] = [

@@ -52,7 +52,8 @@ from paglets.wire.control import (
     UploadArtifact,
     reply_type,
 )
-from paglets.wire.ipc import EncodedMessage, MessageWire, encode_message
+from paglets.wire.encoded import EncodedMessage
+from paglets.wire.ipc import MessageWire, encode_message
 
 ADDRESS = "http://127.0.0.1:8701"
 

@@ -17,10 +17,10 @@ import msgspec
 from paglets.core.errors import HostError
 from paglets.runtime._controller import PagletController
 from paglets.wire.control import GetProxy, ProxyRef, encode_control, reply_decoder
+from paglets.wire.encoded import EncodedMessage
 from paglets.wire.ipc import (
     EMPTY_MESSAGE,
     Deliver,
-    EncodedMessage,
     HostCall,
     HostReply,
     MessageWire,

@@ -15,7 +15,8 @@ from paglets.runtime._controller import MailboxItem
 from paglets.runtime._paglets import Timeouts
 from paglets.runtime._routing import MessageRouter
 from paglets.wire.control import ProxyRef
-from paglets.wire.ipc import EncodedMessage, MessageWire
+from paglets.wire.encoded import EncodedMessage
+from paglets.wire.ipc import MessageWire
 
 ADDRESS = "http://127.0.0.1:8701"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paglets.core.errors import FrameError, LimitExceededError, ProtocolError, SerializationError
+from paglets.core.errors import FrameError, LimitExceededError, ProtocolError
 from paglets.wire import ipc
 from paglets.wire.ipc import (
     FRAME_HEADER_SIZE,
@@ -364,50 +364,3 @@ def test_bytearray_extension_code_matches_the_value_codec() -> None:
     from paglets.wire import values  # the runtime's value codec writes the same extension type
 
     assert values.BYTEARRAY_EXT == ipc.BYTEARRAY_EXT
-
-
-# --- messages carried encoded ------------------------------------------------------------------------------
-
-
-@given(message_wires, call_ids, st.booleans())
-def test_an_encoded_message_makes_the_same_deliver_frame(
-    message: MessageWire, call_id: int, oneway: bool
-) -> None:
-    encoded = ipc.EncodedMessage.of(message)
-    assert ipc.encode_deliver(call_id, encoded, oneway) == ipc.encode_body(Deliver(call_id, message, oneway))
-    assert (encoded.kind, encoded.priority, encoded.message_id) == (
-        message.kind,
-        message.priority,
-        message.message_id,
-    )
-    assert _same(encoded.decode(), message)
-    assert ipc.message_head(encoded.body) == encoded
-
-
-@given(message_wires)
-def test_a_valid_encoded_message_passes_the_check(message: MessageWire) -> None:
-    assert _same(ipc.check_message(ipc.encode_message(message)), message)
-
-
-@pytest.mark.parametrize(
-    ("message", "field"),
-    [
-        (MessageWire("add", args=[1]), "args"),  # type: ignore[arg-type]
-        (MessageWire("add", args={1: 2}), "args"),  # type: ignore[dict-item]
-        (MessageWire("add", sender=1), "sender"),  # type: ignore[arg-type]
-        (MessageWire("add", priority=2**63), "priority"),
-        (MessageWire("add", message_id=5), "message_id"),  # type: ignore[arg-type]
-        (MessageWire(5), "kind"),  # type: ignore[arg-type]
-    ],
-)
-def test_the_message_check_names_the_wrong_field(message: MessageWire, field: str) -> None:
-    with pytest.raises(SerializationError, match=f"invalid message: field '{field}'"):
-        ipc.check_message(ipc.encode_message(message))
-
-
-@given(st.binary(max_size=64))
-def test_the_message_check_of_random_bytes_is_a_serialization_error(data: bytes) -> None:
-    try:
-        ipc.check_message(data)
-    except SerializationError:
-        pass

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 
 from paglets.artifacts import ArtifactRef, PagletFileRef
-from paglets.core.agent import ACTIVE, Paglet
+from paglets.core.agent import ACTIVE, Paglet, PagletState
 from paglets.core.errors import HostError, InvalidAgentError
 from paglets.core.events import CloneEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import FutureReply, Message, ReplySet
@@ -35,7 +35,8 @@ from paglets.runtime._movement import RUN_SETTLE_WAIT
 from paglets.runtime._wireforms import file_ref_from, host_ref_from, service_record_from
 from paglets.runtime.resources import ResourceRegistry
 from paglets.serialization.codec import codec_for, qualified_name
-from paglets.services.contracts import ServiceRecord
+from paglets.services.contracts import ServiceHandle, ServiceRecord
+from paglets.services.resident import ServiceLease
 from paglets.wire.control import (
     AdvertiseService,
     AgentRequest,
@@ -194,7 +195,7 @@ class ChildHost:
         """Ask the host (``paglets.wire.control``); its reply, of the type the request declares."""
         return self._runtime.call_host(request, timeout)
 
-    def _sent_state(self, paglet: Paglet[Any]) -> StateSegment:
+    def _sent_state(self, paglet: Paglet[PagletState]) -> StateSegment:
         """The paglet's state, snapshotted here in the calling thread (which may hold the paglet's lock)
         and sent ahead in a handoff segment; the host call names the segment."""
         with paglet.locked():
@@ -220,7 +221,7 @@ class ChildHost:
         activate_if_inactive: bool,
         no_delay: bool,
         timeout: float | None,
-    ) -> Any:
+    ) -> object:
         # the host bounds a synchronous send (``timeout``, or its send_timeout when None) and answers
         # SendTimeoutError; this process waits a little longer, so that it gets that answer
         deadline = timeout if timeout is not None else self._config.send_timeout
@@ -251,7 +252,7 @@ class ChildHost:
 
     def route_message_future(
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
-    ) -> Future[Any]:
+    ) -> Future[object]:
         with self._futures_lock:
             if self._futures is None:
                 self._futures = ThreadPoolExecutor(FUTURE_THREADS, thread_name_prefix="paglets-future")
@@ -284,10 +285,10 @@ class ChildHost:
 
     def list_agents(
         self, *, active: bool = True, inactive: bool = False, include_state: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[dict[str, object]]:
         return self.call(ListAgents(active, inactive, include_state))
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         reply: HealthReply = self.call(HostHealth())
         return msgspec.structs.asdict(reply)
 
@@ -303,9 +304,9 @@ class ChildHost:
     def create(
         self,
         agent_cls: type[Paglet[Any]],
-        state: Any = None,
+        state: object = None,
         *,
-        init: Any = None,
+        init: object = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
         return self._proxy(self.call(self._creation(agent_cls, state, init, agent_id)))
@@ -314,9 +315,9 @@ class ChildHost:
         self,
         target: str,
         agent_cls: type[Paglet[Any]],
-        state: Any = None,
+        state: object = None,
         *,
-        init: Any = None,
+        init: object = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
         return self._proxy(self.call(CreateRemote(target, self._creation(agent_cls, state, init, agent_id))))
@@ -400,7 +401,7 @@ class ChildHost:
     def multicast_message(
         self,
         kind: str | Message,
-        args: dict[str, Any] | None = None,
+        args: dict[str, object] | None = None,
         *,
         exclude: Collection[str] | None = None,
     ) -> ReplySet:
@@ -435,7 +436,7 @@ class ChildHost:
     def notify_all_messages(self, agent_id: str) -> None:
         self._own_paglet(agent_id).notify_all_messages()
 
-    def _own_paglet(self, agent_id: str) -> Paglet[Any]:
+    def _own_paglet(self, agent_id: str) -> Paglet[PagletState]:
         self._own(agent_id, "wait for messages of")
         paglet = self._runtime.paglet
         if paglet is None:
@@ -444,10 +445,10 @@ class ChildHost:
 
     # --- properties, mesh ------------------------------------------------------------------------
 
-    def get_property(self, key: str, default: Any = None) -> Any:
+    def get_property(self, key: str, default: object = None) -> object:
         return self.call(GetProperty(key, prepare_value(default)))
 
-    def set_property(self, key: str, value: Any) -> None:
+    def set_property(self, key: str, value: object) -> None:
         self.call(SetProperty(key, prepare_value(value)))
 
     def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[HostRef]:
@@ -474,7 +475,7 @@ class ChildHost:
         name: str,
         *,
         capabilities: Collection[str] | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: Mapping[str, object] | None = None,
         scope: ServiceScope = ServiceScope.LOCAL,
         ttl: float | None = None,
     ) -> ServiceRecord:
@@ -508,9 +509,7 @@ class ChildHost:
         found = self.call(LookupServices(name, capability, ServiceScope(scope).value))
         return [service_record_from(r) for r in found]
 
-    def lease_service_handle(self, handle: Any, *, ttl: float = 60.0) -> Any:
-        from paglets.services.resident import ServiceLease
-
+    def lease_service_handle(self, handle: ServiceHandle, *, ttl: float = 60.0) -> ServiceLease:
         return ServiceLease.acquire(handle, ttl=ttl, client=self.client)
 
     # --- resources, storage, files ---------------------------------------------------------------
@@ -572,7 +571,7 @@ class ChildHost:
 
     def download_artifact(
         self,
-        artifact: ArtifactRef | Mapping[str, Any],
+        artifact: ArtifactRef | Mapping[str, object],
         target: Path | str,
         *,
         move: bool = False,
@@ -581,6 +580,6 @@ class ChildHost:
         return self._artifacts.download_artifact(artifact, target, move=move, timeout=timeout)
 
     def delete_artifact(
-        self, artifact: ArtifactRef | Mapping[str, Any], *, timeout: float | None = None
+        self, artifact: ArtifactRef | Mapping[str, object], *, timeout: float | None = None
     ) -> None:
         self._artifacts.delete_artifact(artifact, timeout=timeout)

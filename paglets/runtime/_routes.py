@@ -62,7 +62,7 @@ from paglets.wire.control import (
 from paglets.wire.control import (
     Request as ControlRequest,
 )
-from paglets.wire.jsonbin import encode_json
+from paglets.wire.jsonbin import BINARY_TAG, encode_json
 from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
 from paglets.wire.requests import (
     CreateRequest,
@@ -93,6 +93,9 @@ PROTOCOL_DOC: Final = "proto/PROTOCOL.md"
 MAX_EVENTS_PER_REQUEST: Final = 1000
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+#: A JSON body without this key (nor a ``\u`` escape that could spell it) holds no binary values
+#: (``proto/PROTOCOL.md`` §3.2), so no ``bytearray``.
+_BINARY_TAG_BYTES: Final = BINARY_TAG.encode()
 
 
 class UnsupportedMediaError(PagletError):
@@ -133,7 +136,8 @@ def _decode_message(raw: bytes, *, agent_id: str) -> DeliverMessage:
     """A message request as the typed request, its message checked and encoded (in a decoder thread
     when the body is large: the objects of a large argument are made and freed there)."""
     body = decode_request(raw, MessageRequest)
-    message = encode_request_message(body.message)
+    tagged = _BINARY_TAG_BYTES in raw or b"\\u" in raw  # what makes decode_request restore binary values
+    message = encode_request_message(body.message, may_hold_bytearray=tagged)
     return DeliverMessage(
         agent_id,
         message.body,

@@ -68,14 +68,18 @@ ADMIT_INLINE: Final = 256 * 1024
 # --- where messages enter ------------------------------------------------------------------------------
 
 
-def encode_request_message(body: MessageBody) -> EncodedMessage:
+def encode_request_message(body: MessageBody, *, may_hold_bytearray: bool = True) -> EncodedMessage:
     """The encoded form of a message that arrived in an HTTP request (already type-checked); missing
-    fields get their defaults (priority 5, type 0, now, a new id)."""
+    fields get their defaults (priority 5, type 0, now, a new id). ``may_hold_bytearray=False`` (a JSON
+    body without binary tags) skips the walk that marks ``bytearray`` values (``prepare_value``)."""
+    args, arg = body.args or {}, body.arg
+    if may_hold_bytearray:
+        args, arg = prepare_value(args), prepare_value(arg)
     return EncodedMessage.of(
         MessageWire(
             kind=body.kind,
-            args=prepare_value(body.args or {}),
-            arg=prepare_value(body.arg),
+            args=args,
+            arg=arg,
             sender=body.sender,
             reply_to=body.reply_to,
             priority=NORMAL_PRIORITY if body.priority is None else body.priority,

@@ -108,9 +108,6 @@ class MoveRequest(msgspec.Struct, kw_only=True):
     #: A ``DeactivationRequest`` wire dict (deactivate); checked by ``DeactivationRequest.from_wire``.
     request: dict[str, Any] | None = None
 
-    def to_args(self) -> dict[str, Any]:
-        return {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not None}
-
 
 class LeaseRequest(msgspec.Struct, kw_only=True):
     """``POST /services/leases``."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 from paglets.core.errors import HostError
 from paglets.http.aclient import AsyncHttpClient
 from paglets.remote.transfer import TransferTicket
-from paglets.wire.control import MoveKind, ProxyRef, TargetInfo
+from paglets.wire.control import MoveAction, MoveKind, ProxyRef, TargetInfo
 from paglets.wire.ipc import ResourceOp
 
 if TYPE_CHECKING:
@@ -88,10 +88,10 @@ class MovementPort:
     def __init__(self, engine: MovementEngine) -> None:
         self._engine = engine
 
-    async def move_agent(self, agent_id: str, target: str | TransferTicket | None, kind: str) -> ProxyRef:
-        if kind not in ("dispatch", "clone", "retract"):
-            raise HostError(f"{kind!r} is not a move")
-        where = await self._engine.move(agent_id, target, kind=kind)  # type: ignore[arg-type]  # checked above
+    async def move_agent(
+        self, agent_id: str, target: str | TransferTicket | None, kind: MoveAction
+    ) -> ProxyRef:
+        where = await self._engine.move(agent_id, target, kind=kind)
         return ProxyRef(str(where["host_url"]), str(where["agent_id"]))
 
     async def preflight_self(self, agent_id: str, ticket: TransferTicket) -> TargetInfo:

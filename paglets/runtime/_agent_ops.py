@@ -35,7 +35,7 @@ from paglets.wire.control import (
     HostHealth,
     LeaseReply,
     ListAgents,
-    MoveKind,
+    MoveAction,
     OkReply,
     ProxyRef,
     ProxyReply,
@@ -104,7 +104,9 @@ class Leftovers(Protocol):
 
 
 class Mover(Protocol):
-    async def move_agent(self, agent_id: str, target: str | TransferTicket | None, kind: str) -> ProxyRef: ...
+    async def move_agent(
+        self, agent_id: str, target: str | TransferTicket | None, kind: MoveAction
+    ) -> ProxyRef: ...
 
 
 class Leases(Protocol):
@@ -195,7 +197,7 @@ class AgentOps:
         return ProxyReply(await lifecycle.activate(agent_id))
 
     async def _move(
-        self, agent_id: str, target: str | None, ticket: WireDict | None, kind: MoveKind | str
+        self, agent_id: str, target: str | None, ticket: WireDict | None, kind: MoveAction
     ) -> ProxyReply:
         where: str | TransferTicket | None = (
             TransferTicket.from_wire(ticket) if ticket is not None else target

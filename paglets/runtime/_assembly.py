@@ -218,11 +218,11 @@ class HostParts:
             raise HostError(f"host {self.config.name} is not started (call start_background())")
         return self.loop.run(coro, timeout)
 
-    def serve_operations(self, movement: MovementEngine) -> None:
-        """Register the handlers of every control operation (the movement engine is made by ``Host``)."""
+    def serve_operations(self, movement: MovementEngine) -> MovementPort:
+        """Register the handlers of every control operation (the movement engine is made by ``Host``);
+        returns the engine in the control plane's types."""
         self.movement = movement
         address, moves = self.binding.current, MovementPort(movement)
-        self.moves = moves
         AgentOps(
             host_name=self.config.name,
             address=address,
@@ -251,6 +251,7 @@ class HostParts:
             services=self.services,
             is_prepared=self.manager.is_prepared,
         ).register(self.control)
+        return moves
 
     def http_router(self) -> Router:
         """The host's route table (``paglets.runtime._routes``)."""

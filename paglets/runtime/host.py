@@ -45,6 +45,7 @@ from paglets.wire.control import (
     ActivateAgent,
     DeactivateAgent,
     DisposeAgent,
+    MoveAction,
     ProxyRef,
     ProxyReply,
 )
@@ -94,7 +95,7 @@ class Host:
         self.files, self.artifacts, self.host_properties = parts.files, parts.artifacts, parts.host_properties
         self._loop, self._stopped = parts.loop, threading.Event()
         self.movement = MovementEngine(self)
-        parts.serve_operations(self.movement)
+        self._moves = parts.serve_operations(self.movement)
 
     def __repr__(self) -> str:
         return f"Host(name={self.name!r}, address={self.address!r})"
@@ -236,8 +237,8 @@ class Host:
         )
         return self._proxy_for(msgspec.convert(reply, ProxyReply).proxy)
 
-    def _moved(self, agent_id: str, target: str | TransferTicket | None, kind: str) -> PagletProxy:
-        return self._proxy_for(self._run(self.parts.moves.move_agent(agent_id, target, kind), None))
+    def _moved(self, agent_id: str, target: str | TransferTicket | None, kind: MoveAction) -> PagletProxy:
+        return self._proxy_for(self._run(self._moves.move_agent(agent_id, target, kind), None))
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
         """Save a paglet to disk and end its process (contract §5.1); returns its (inactive) proxy."""

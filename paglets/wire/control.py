@@ -93,6 +93,7 @@ __all__ = [
     "LookupService",
     "LookupServices",
     "MeshCodeVersion",
+    "MoveAction",
     "MoveKind",
     "MovePreflight",
     "MoveSelf",
@@ -138,7 +139,10 @@ WireDict: TypeAlias = dict[str, Any]
 #: (``proto/PROTOCOL.md`` §6), so it stays a JSON object.
 AgentSummary: TypeAlias = dict[str, Any]
 
+#: What a paglet may do to itself (``MovePreflight``, ``MoveSelf``).
 MoveKind = Literal["dispatch", "clone"]
+#: What a host may do to one of its paglets.
+MoveAction = Literal["dispatch", "clone", "retract"]
 SendDeadline = Annotated[float, msgspec.Meta(gt=0, le=MAX_SEND_TIMEOUT)]
 
 

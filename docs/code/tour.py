@@ -9,14 +9,18 @@ from paglets.core.itinerary import ItineraryPlan
 from paglets.core.messages import Message
 
 
+# --8<-- [start:state]
 @dataclass
 class TourState(PagletState):
     itinerary: ItineraryPlan = field(default_factory=ItineraryPlan)  # the route travels with the paglet
     notes: list[str] = field(default_factory=list)
+    # --8<-- [end:state]
 
 
+# --8<-- [start:class]
 class Tour(Paglet[TourState]):
     State = TourState
+    # --8<-- [end:class]
 
     def handle_message(self, msg: Message) -> Any:
         if msg.kind == "start":

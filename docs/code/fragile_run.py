@@ -58,9 +58,10 @@ with tempfile.TemporaryDirectory() as tmp, Host("alpha", persistence_dir=f"{tmp}
 
     # --8<-- [start:run]
     doomed = alpha.create(Fragile, FragileState(fail_in_run=True))
-    deadline = time.monotonic() + 10
-    while not doomed.info()["crashed"] and time.monotonic() < deadline:
+    crashes, deadline = [], time.monotonic() + 10
+    while not crashes and time.monotonic() < deadline:  # run() fails a moment after create returned
+        events = alpha.list_events(limit=1000)
+        crashes = [e for e in events if e.kind == "paglet-crashed" and e.agent_id == doomed.agent_id]
         time.sleep(0.05)
-    crash = [e for e in alpha.list_events(limit=1000) if e.agent_id == doomed.agent_id][-1]
-    print(f"{crash.kind}: {crash.error}")
+    print(f"paglet-crashed: {crashes[0].error}")
     # --8<-- [end:run]

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -27,19 +28,36 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+#: Examples run at the same time (each mostly waits: for hosts to start, join and stop).
+PARALLEL_RUNS = 4
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every example run once, ``python X.py`` in docs/code as a reader runs it, a few at a time."""
+    home = tmp_path_factory.mktemp("examples")
+
+    def run(output: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, output.replace(".out", ".py")],
+            cwd=CODE,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+            env=_env(home),
+        )
+
+    with ThreadPoolExecutor(PARALLEL_RUNS) as pool:
+        return dict(zip(EXAMPLES, pool.map(run, EXAMPLES), strict=True))
+
+
 @pytest.mark.parametrize("output", EXAMPLES)
-def test_example_prints_its_documented_output(output: str, tmp_path: Path) -> None:
-    """``python docs/code/X.py`` in its folder (as a reader runs it) prints exactly ``X.out``."""
-    script = CODE / output.replace(".out", ".py")
-    assert script.exists(), f"{output} has no {script.name}"
-    done = subprocess.run(
-        [sys.executable, script.name],
-        cwd=CODE,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT,
-        env=_env(tmp_path),
-    )
+def test_example_prints_its_documented_output(
+    output: str, example_runs: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    """``python docs/code/X.py`` in its folder prints exactly ``X.out``."""
+    assert (CODE / output.replace(".out", ".py")).exists(), f"{output} has no script"
+    done = example_runs[output]
     assert done.returncode == 0, done.stderr
     assert done.stdout == (CODE / output).read_text(), done.stderr
 

@@ -8,7 +8,7 @@ parsers imports nothing heavy, so every ``--help`` is fast.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from paglets.cli._common import Parser, dispatch
 
@@ -22,6 +22,8 @@ COMMANDS: Final = {
     "hosts": "the hosts of the mesh",
     "agents": "list and manage paglets across the mesh",
     "user-info": "read notifications and output that paglets sent to a host's user-info service",
+    "examples": "run the example agents: pi, file, perf, mesh-benchmark",
+    "search": "grep and find over the files of every host",
     "completion": "print a shell completion script (bash, zsh or fish)",
 }
 
@@ -56,12 +58,41 @@ def build_parser(prog: str = "paglets") -> Parser:
     agents.add_agents_commands(group, f"{prog} agents")
 
     userinfo.add_command(sub, prog)
+    _examples(sub, prog)
 
     text = COMMANDS["completion"]
     leaf: Parser = sub.add_parser("completion", help=text, description=text)
     leaf.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     leaf.set_defaults(func=_completion, prog=f"{prog} completion")
     return parser
+
+
+def _examples(sub: Any, prog: str) -> None:
+    """``examples pi|file|perf|mesh-benchmark`` and ``search grep|find``."""
+    from paglets.cli import filegrabber, meshbench, perf, pi, search
+
+    group: Parser = sub.add_parser("examples", help=COMMANDS["examples"], description=COMMANDS["examples"])
+    group.set_defaults(group_parser=group)
+    examples = group.add_subparsers(title="examples", metavar="EXAMPLE")
+    leaf: Parser = examples.add_parser("pi", help=pi._description(), description=pi.__doc__)
+    pi.add_arguments(leaf)
+    leaf.set_defaults(func=pi._run, prog=f"{prog} examples pi")
+    text = "copy or move one file between hosts with a paglet that carries it"
+    files: Parser = examples.add_parser("file", help=text, description=filegrabber.__doc__)
+    files.set_defaults(group_parser=files)
+    filegrabber.add_commands(
+        files.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} examples file"
+    )
+    leaf = examples.add_parser("perf", help=perf.DESCRIPTION, description=perf.__doc__)
+    perf.add_arguments(leaf)
+    leaf.set_defaults(func=perf._run, prog=f"{prog} examples perf")
+    leaf = examples.add_parser("mesh-benchmark", help=meshbench.DESCRIPTION, description=meshbench.__doc__)
+    meshbench.add_arguments(leaf)
+    leaf.set_defaults(func=meshbench._run, prog=f"{prog} examples mesh-benchmark")
+    group = sub.add_parser("search", help=COMMANDS["search"], description=search.__doc__)
+    group.add_argument("--type-list", action="store_true", help="list the file types and exit")
+    group.set_defaults(group_parser=group, func=search._type_list, prog=f"{prog} search")
+    search.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} search")
 
 
 def _network(parser: Parser, timeout: float) -> None:

@@ -633,6 +633,7 @@ class PagletManager:
             ctrl.kill()
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
+        ctrl.settled.set()  # a commit waiting for its run() (it disposed itself there) is answered now
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
         data: dict[str, Any] = {"active": True}

@@ -818,7 +818,7 @@ class Host:
 
     def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
         ctrl = self.manager.controllers.get(agent_id)
-        if ctrl is not None and ctrl.status == "ready":
+        if ctrl is not None and ctrl.status in ("ready", "moving"):  # "moving": paused, messages wait
             return self._proxy(agent_id)
         if include_inactive and ctrl is None and self._record_summary(agent_id) is not None:
             return self._proxy(agent_id)

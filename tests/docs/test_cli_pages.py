@@ -4,6 +4,7 @@ does not accept (nor does the README)."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import shlex
 import tomllib
@@ -42,15 +43,38 @@ def test_every_subcommand_has_a_section() -> None:
             assert f"# `{prog}`" in page.markdown, (page.path, prog)
 
 
+def _scripts() -> dict[str, str]:
+    scripts: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    return scripts
+
+
 def test_every_console_script_is_documented() -> None:
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     titles = {page.title for page in cli_pages.pages()}
-    for script in scripts:
+    for script in _scripts():
         alias = cli_pages.SCRIPT_ALIASES.get(script)
-        assert script == "paglets" or (alias is not None and f"paglets {alias}" in titles), (
+        assert script == "paglets" or (alias is not None and f"paglets {alias.split()[0]}" in titles), (
             f"console script {script} has no page: give its module a build_parser() and add it to "
-            "docs/_hooks/cli_pages.py"
+            "SCRIPT_ALIASES in docs/_hooks/cli_pages.py"
         )
+
+
+def _option_tree(parser: argparse.ArgumentParser, path: str = "") -> dict[str, set[str]]:
+    tree = {path: cli_pages.visible_options(parser)}
+    for name, _aliases, _text, child in cli_pages._subparsers(parser):
+        tree.update(_option_tree(child, f"{path} {name}".strip()))
+    return tree
+
+
+def test_script_aliases_take_the_same_options_as_their_paglets_command() -> None:
+    """What the reference says of every alias: "the same command with the same options"."""
+    parsers = _parsers()
+    for script, alias in cli_pages.SCRIPT_ALIASES.items():
+        module_name = _scripts()[script].split(":")[0]
+        module = importlib.import_module(module_name)
+        own = module.build_parser()
+        chain = list(_chain(alias.split(), parsers))
+        assert chain, alias
+        assert _option_tree(own) == _option_tree(chain[-1]), script
 
 
 def test_hidden_options_stay_hidden() -> None:
@@ -63,7 +87,7 @@ def test_hidden_options_stay_hidden() -> None:
 
 #: How a command starts where docs show it: ``paglets-host``, ``.venv/bin/paglets sys df``, ``uv run ...``.
 COMMAND = re.compile(
-    r"(?:^|[\s`(])(?:\S*/)?(?:uv run )?(?P<cmd>paglets(?:-host|-sysinfo|-mesh-info|-artifacts|-demo)?)"
+    r"(?:^|[\s`(])(?:\S*/)?(?:uv run )?(?P<cmd>paglets(?:-[a-z]+(?:-[a-z]+)*)?)\b"
     r"(?P<args>(?: +[^\s`|;&#)]+)*)"
 )
 
@@ -128,8 +152,10 @@ def _mentions() -> Iterator[tuple[Path, str, list[str]]]:
                 except ValueError:
                     args = match["args"].split()
                 command = match["cmd"]
+                if command != "paglets" and command not in cli_pages.SCRIPT_ALIASES:
+                    continue  # not a command of this version (a file name, a command of 2.0)
                 if command != "paglets":
-                    args = [cli_pages.SCRIPT_ALIASES[command], *args]
+                    args = [*cli_pages.SCRIPT_ALIASES[command].split(), *args]
                 yield path, f"{command}{match['args']}", args
 
 

@@ -1,4 +1,4 @@
-"""``PagletProxy``: a handle on a paglet, wherever it lives (contract §1.8).
+"""``PagletProxy``: a handle on a paglet, wherever it lives (docs/implementing/proxies.md).
 
 A proxy names a paglet by host URL and agent id. When it was obtained from a host in this process (or,
 inside a paglet process, from that paglet's own host) it carries a *route* to that host and its calls
@@ -45,8 +45,8 @@ _log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
-#: The HTTP route of each control operation a proxy runs without an in-process route (contract §6):
-#: the body is the request's fields other than ``agent_id`` (unset ones left out).
+#: The HTTP route of each control operation a proxy runs without an in-process route
+#: (``proto/PROTOCOL.md`` §6); the body is the request's fields other than ``agent_id`` (unset ones left out).
 _HTTP_ROUTES: Final[dict[type[AgentRequest[Any]], tuple[str, str]]] = {
     AgentInfo: ("GET", ""),
     DispatchAgent: ("POST", "/dispatch"),

@@ -277,7 +277,7 @@ class HostParts:
         from paglets.http.server import HttpServer
 
         cfg = self.config
-        # scratch space starts empty at every start (contract §1.14)
+        # scratch space starts empty at every start
         shutil.rmtree(self.manager.work_root, ignore_errors=True)
         self.manager.work_root.mkdir(parents=True, exist_ok=True)
         self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)

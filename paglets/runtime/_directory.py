@@ -155,7 +155,7 @@ class AgentDirectory:
         return summary
 
     async def list_agents(self, *, active: bool, inactive: bool, include_state: bool) -> list[AgentSummary]:
-        """Summaries of the active paglets, then of the inactive ones (contract §6 ``GET /agents``)."""
+        """Summaries of the active paglets, then of the inactive ones (``GET /agents``)."""
         out: list[AgentSummary] = []
         if active:
             controllers = list(self._agents.controllers.items())
@@ -222,7 +222,7 @@ class AgentDirectory:
         return sum(1 for c in list(self._agents.controllers.values()) if c.status == "ready")
 
     def health(self) -> HealthReply:
-        """``GET /health`` (contract §6); a host that is not started counts its records."""
+        """``GET /health``; a host that is not started counts its records."""
         return HealthReply(
             name=self._name,
             address=self._address(),

@@ -313,7 +313,7 @@ class PagletOps:
     async def resolve_host_url(self, request: ResolveHostUrl, caller: Caller) -> str:
         return self._resolve(request.name_or_url)
 
-    # --- the calling paglet's own move and deactivation (contract §4.3, §5.1) -------------------------
+    # --- the calling paglet's own move and deactivation ----------------------------------------------
 
     async def move_preflight(self, request: MovePreflight, caller: Caller) -> TargetInfo:
         """Self-initiated dispatch or clone, step 1; the paglet runs its leaving hook next."""

@@ -1,4 +1,4 @@
-"""The HTTP control plane of a host (contract §6): a route table over the host's control table.
+"""The HTTP control plane of a host (``proto/PROTOCOL.md`` §6): a route table over its control table.
 
 An HTTP route that is a control operation (``GET /agents``, ``/agents/{id}``, ``/state``, ``/messages``,
 ``/dispatch``, ``/clone``, ``/retract``, ``/deactivate``, ``/activate``, ``/dispose``, ``POST /agents``,

@@ -15,7 +15,7 @@ schema, then carried encoded (``EncodedMessage``) until the paglet's process dec
 feeds it directly, without a loop task), to an inactive paglet's record (activate and deliver, queue, or
 refuse, by its policy), to a lazy resident service (started by its first message), or, for messages
 that were waiting for a paglet that moved away, on to its new host over HTTP. The reserved deactivation
-message (contract §2.6) deactivates the paglet instead.
+message deactivates the paglet instead.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ class MessageRouter:
             timeout = self.send_timeout
         elif timeout == math.inf:
             timeout = None
-        if message.kind == DEACTIVATE_KIND:  # the reserved message (contract §2.6)
+        if message.kind == DEACTIVATE_KIND:  # the reserved message
             args = message.decode().args
             raw = args.get("request") if isinstance(args, dict) else None
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None

@@ -1,6 +1,6 @@
 """Managed persistent storage of a host: one ``ManagedStorage`` per paglet class and quota.
 
-Paglets of one class share a directory under ``<persistence_dir>/storage/`` (contract §1.13). The host
+Paglets of one class share a directory under ``<persistence_dir>/storage/``. The host
 keeps the storage objects (which track the quota) and its paglet processes use them through host calls
 (``Storage*`` requests), so a quota holds across all processes of a class.
 """

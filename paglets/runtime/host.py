@@ -1,4 +1,4 @@
-"""``Host``: a paglets host, embedded in a program or run by ``paglets-host`` (contract §1.9).
+"""``Host``: a paglets host, embedded in a program or run by ``paglets-host`` (docs/operations/hosts.md).
 
 ``Host`` is the public facade of 2.0's API over the collaborators that ``HostParts``
 (``paglets.runtime._assembly``, the composition root) builds and wires; each of its methods is a thin
@@ -70,7 +70,7 @@ _UNSET: Final = cast(float, object())  # "no timeout given" (None means no limit
 
 
 class Host:
-    """A paglets host. See the module docstring and contract §1.9 for every parameter."""
+    """A paglets host. See the module docstring, and docs/operations/hosts.md for its options."""
 
     def __init__(
         self,
@@ -220,7 +220,7 @@ class Host:
 
     def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
         """Move a paglet to ``target`` (URL, mesh name or ticket); returns the proxy of where it is once
-        its ``run()`` returned there or it moved on (contract §4.2)."""
+        its ``run()`` returned there or it moved on."""
         return self._moved(agent_id, target, "dispatch")
 
     def clone(self, agent_id: str, *, target: str | TransferTicket | None = None) -> PagletProxy:
@@ -241,12 +241,12 @@ class Host:
         return self._proxy_for(self._run(self._moves.move_agent(agent_id, target, kind), None))
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
-        """Save a paglet to disk and end its process (contract §5.1); returns its (inactive) proxy."""
+        """Save a paglet to disk and end its process; returns its (inactive) proxy."""
         wire = None if request is None else request.to_wire()
         return self._proxy_for(self._run(self.parts.control.call(DeactivateAgent(agent_id, wire))).proxy)
 
     def activate(self, agent_id: str) -> PagletProxy:
-        """Start an inactive paglet from its record (contract §5.2); ``InvalidAgentError`` when there is
+        """Start an inactive paglet from its record; ``InvalidAgentError`` when there is
         no inactive paglet of that id (also when it is active already, as in 2.0)."""
         return self._proxy_for(self._run(self.parts.control.call(ActivateAgent(agent_id))).proxy)
 
@@ -353,7 +353,7 @@ class Host:
     def list_agents(
         self, *, active: bool = True, inactive: bool = False, include_state: bool = False
     ) -> list[dict[str, Any]]:
-        """Summaries of the active paglets, then of the inactive ones (contract §6 ``GET /agents``). A
+        """Summaries of the active paglets, then of the inactive ones (``GET /agents``). A
         host that is not started lists its inactive paglets from their records."""
         if not self._started:
             return self.parts.directory.list_records(include_state) if inactive else []
@@ -370,7 +370,7 @@ class Host:
     server_statistics = http_statistics
 
     def health(self) -> dict[str, Any]:
-        """``GET /health`` (contract §6); a host that is not started counts its records."""
+        """``GET /health``; a host that is not started counts its records."""
         return msgspec.structs.asdict(self.parts.directory.health())
 
     def statistics(self) -> dict[str, int]:
@@ -442,7 +442,7 @@ class Host:
         return found[0] if found else None
 
     def declare_resident_service(self, declaration: ResidentDeclaration) -> ServiceRecord:
-        """Keep a service available on this host (contract §5.4): advertised now, started on demand."""
+        """Keep a service available on this host: advertised now, started on demand."""
         return self._run(self.resident.declare(declaration))
 
     def acquire_resident_service_lease(

@@ -125,6 +125,7 @@ class Event(StrEnum):
     SOURCE_COMMITTED = "source_committed"
     SOURCE_ABORTED = "source_aborted"
     SOURCE_PENDING = "source_pending"
+    SOURCE_RELEASED = "source_released"  # the source knows the target executed
     SOURCE_UNKNOWN_SAME = "source_unknown_same"  # the source ran all along: presumed abort
     SOURCE_UNKNOWN_RESTARTED = "source_unknown_restarted"  # the source restarted before deciding
     # target: driver events
@@ -238,6 +239,8 @@ TRANSITIONS: Final[dict[tuple[Role, str], dict[Event, str]]] = {
         E.ENVELOPE: T.EXECUTED,
         E.COMMIT: T.EXECUTED,
         E.FORGET: T.FORGOTTEN,
+        E.SOURCE_RELEASED: T.FORGOTTEN,
+        E.SOURCE_ABORTED: T.FORGOTTEN,  # only after a stale record of the source came back
         E.SOURCE_UNKNOWN_SAME: T.FORGOTTEN,
         E.SOURCE_UNKNOWN_RESTARTED: T.FORGOTTEN,
         E.SOURCE_COMMITTED: T.EXECUTED,
@@ -292,6 +295,8 @@ ACTIONS: Final[dict[tuple[Role, str, Event], tuple[Action, ...]]] = {
     (Role.TARGET, T.EXECUTED, E.ENVELOPE): (A.ANSWER_PREPARED,),
     (Role.TARGET, T.EXECUTED, E.COMMIT): (A.ANSWER_EXECUTED,),
     (Role.TARGET, T.EXECUTED, E.FORGET): (A.DROP_RECORD,),
+    (Role.TARGET, T.EXECUTED, E.SOURCE_RELEASED): (A.DROP_RECORD,),
+    (Role.TARGET, T.EXECUTED, E.SOURCE_ABORTED): (A.DROP_RECORD,),
     (Role.TARGET, T.EXECUTED, E.SOURCE_UNKNOWN_SAME): (A.DROP_RECORD,),
     (Role.TARGET, T.EXECUTED, E.SOURCE_UNKNOWN_RESTARTED): (A.DROP_RECORD,),
     (Role.TARGET, T.EXECUTED, E.TIMEOUT): (A.QUERY_SOURCE,),
@@ -316,6 +321,7 @@ PEER_EVENTS: Final = frozenset(
         E.SOURCE_COMMITTED,
         E.SOURCE_ABORTED,
         E.SOURCE_PENDING,
+        E.SOURCE_RELEASED,
         E.SOURCE_UNKNOWN_SAME,
         E.SOURCE_UNKNOWN_RESTARTED,
         E.NO_ANSWER,
@@ -330,7 +336,7 @@ SOURCE_STATUS: Final[dict[SourceState, str]] = {
     S.ABORT_DECIDING: "pending",
     S.COMMITTING: "committed",
     S.IN_DOUBT: "committed",
-    S.RELEASED: "committed",
+    S.RELEASED: "released",
     S.ABORTING: "aborted",
     S.ABORTED: "aborted",
 }
@@ -373,6 +379,8 @@ def source_answer_event(transfer_id: str, status: str, incarnation: str) -> Even
         return E.SOURCE_ABORTED
     if status == "pending":
         return E.SOURCE_PENDING
+    if status == "released":
+        return E.SOURCE_RELEASED
     if status == "unknown":
         if incarnation and incarnation == incarnation_of(transfer_id):
             return E.SOURCE_UNKNOWN_SAME

@@ -107,11 +107,11 @@ class TransferWorld(RuleBasedStateMachine):
     # --- helpers -----------------------------------------------------------------------------------------
 
     @property
-    def S(self) -> HostModel:  # noqa: N802
+    def S(self) -> HostModel:
         return self.hosts[S_HOST]
 
     @property
-    def T(self) -> HostModel:  # noqa: N802
+    def T(self) -> HostModel:
         return self.hosts[T_HOST]
 
     def _send(self, src: str, dst: str, kind: str, *data: Any) -> None:
@@ -125,7 +125,8 @@ class TransferWorld(RuleBasedStateMachine):
 
     def _run(self, copy: Copy) -> None:
         assert copy.version >= self.latest[copy.ident], (
-            f"{copy.ident} on {copy.host} would run an older state ({copy.version} < {self.latest[copy.ident]})"
+            f"{copy.ident} on {copy.host} would run an older state "
+            f"({copy.version} < {self.latest[copy.ident]})"
         )
         copy.status = "running"
         copy.version = self.latest[copy.ident] = copy.version + 1
@@ -153,7 +154,7 @@ class TransferWorld(RuleBasedStateMachine):
             self._target_action(action)
 
     def _source_action(self, action: Action) -> None:
-        S, T = self.S, self.T  # noqa: N806
+        S, T = self.S, self.T
         if action is A.SEND_ENVELOPE:
             self._send(S_HOST, T_HOST, "envelope", self.snapshot)
         elif action in (A.WRITE_COMMIT, A.WRITE_ABORT):
@@ -169,11 +170,13 @@ class TransferWorld(RuleBasedStateMachine):
                 "released the source copy before the target executed"
             )
             copy = self._copy(S_HOST, "orig")
-            assert copy is not None and copy.status == "paused"
+            assert copy is not None
+            assert copy.status == "paused"
             self.copies.remove(copy)
         elif action in (A.FINISH_CLONE, A.RESUME_COPY):
             copy = self._copy(S_HOST, "orig")
-            assert copy is not None and copy.status == "paused"
+            assert copy is not None
+            assert copy.status == "paused"
             if action is A.RESUME_COPY and self.kind != "clone":
                 assert T.durable.get("target") != "executed", "resumed a copy that the target executed"
             self._run(copy)
@@ -195,7 +198,7 @@ class TransferWorld(RuleBasedStateMachine):
             raise AssertionError(f"unexpected source action {action}")
 
     def _target_action(self, action: Action) -> None:
-        T = self.T  # noqa: N806
+        T = self.T
         if action is A.ANSWER_PREPARED or action is A.ANSWER_REFUSED:
             answer = "prepared" if action is A.ANSWER_PREPARED else "refused"
             for inc in T.deferred_env:
@@ -205,7 +208,8 @@ class TransferWorld(RuleBasedStateMachine):
             T.pending_write = "executed"
         elif action is A.START_RUN:
             copy = self._copy(T_HOST, self.moved)
-            assert copy is not None and copy.status == "prepared"
+            assert copy is not None
+            assert copy.status == "prepared"
             self._run(copy)
         elif action is A.ANSWER_EXECUTED:
             for inc in T.deferred_commit:
@@ -213,7 +217,8 @@ class TransferWorld(RuleBasedStateMachine):
             T.deferred_commit.clear()
         elif action is A.DISCARD_COPY:
             copy = self._copy(T_HOST, self.moved)
-            assert copy is not None and copy.status == "prepared"
+            assert copy is not None
+            assert copy.status == "prepared"
             self.copies.remove(copy)
         elif action is A.QUERY_SOURCE:
             self._send(T_HOST, S_HOST, "query")
@@ -234,7 +239,7 @@ class TransferWorld(RuleBasedStateMachine):
         handler(msg)
 
     def _on_envelope(self, msg: Msg) -> None:
-        T = self.T  # noqa: N806
+        T = self.T
         machine = self._target()
         if machine is None:
             T.machine = TargetTransfer(self.tid, "p", S_HOST, self.kind)  # type: ignore[arg-type]
@@ -316,7 +321,7 @@ class TransferWorld(RuleBasedStateMachine):
     @precondition(lambda self: self.T.up and self.T.preparing is not None)
     @rule(ok=st.booleans())
     def finish_prepare(self, ok: bool) -> None:
-        T = self.T  # noqa: N806
+        T = self.T
         version, T.preparing = T.preparing, None
         assert version is not None
         if ok:

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import hypothesis
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -144,12 +145,14 @@ class TransferWorld(RuleBasedStateMachine):
     def _feed_source(self, event: Event) -> None:
         machine = self._source()
         assert machine is not None
+        hypothesis.event(f"source {machine.state.value} <- {event.value}")
         for action in machine.handle(event):
             self._source_action(action)
 
     def _feed_target(self, event: Event) -> None:
         machine = self._target()
         assert machine is not None
+        hypothesis.event(f"target {machine.state.value} <- {event.value}")
         for action in machine.handle(event):
             self._target_action(action)
 
@@ -268,10 +271,10 @@ class TransferWorld(RuleBasedStateMachine):
 
     def _on_abort(self, msg: Msg) -> None:
         machine = self._target()
-        if machine is not None:
-            self._feed_target(E.ABORT)
-        status = "unknown" if machine is None else machine.status
-        self._reply(msg, "abort_reply", status)
+        if machine is None:  # a tombstone: an envelope that comes later is refused
+            machine = self.T.machine = TargetTransfer(self.tid, "p", S_HOST, state=TargetState.ABORTED)
+        self._feed_target(E.ABORT)
+        self._reply(msg, "abort_reply", machine.status)
 
     def _on_forget(self, msg: Msg) -> None:
         if self._target() is not None:

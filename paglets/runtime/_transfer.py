@@ -76,8 +76,6 @@ INCARNATION_DIGITS: Final = 16
 class TransferStateError(TransferError):
     """An event that the transfer table does not allow in the machine's state (a driver bug)."""
 
-    code = "transfer_state"
-
 
 class Role(StrEnum):
     SOURCE = "source"

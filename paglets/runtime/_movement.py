@@ -210,13 +210,11 @@ class MovementEngine:
 
     def _paused(self, agent_id: str) -> PagletController:
         ctrl = self._host.manager.ready(agent_id)
-        ctrl.status = "moving"
+        ctrl.pause()
         return ctrl
 
     def _resume(self, ctrl: PagletController) -> None:
-        if ctrl.status == "moving":
-            ctrl.status = "ready"
-            ctrl.pump()
+        ctrl.resume()
 
     async def move(
         self,

@@ -350,7 +350,7 @@ class PagletManager:
                     await waiter
             except TimeoutError:
                 break
-        ctrl.status = "gone"
+        ctrl.transition("gone")
         ctrl.shutdown()
         if await ctrl.wait_exit(self.timeouts.exit) is None:
             ctrl.kill()

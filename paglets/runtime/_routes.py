@@ -27,6 +27,7 @@ from paglets.wire.limits import MAX_JSON_BODY, MAX_STATE_BYTES
 from paglets.wire.requests import (
     CreateRequest,
     EmptyRequest,
+    ForgetRequest,
     LeaseRequest,
     MessageRequest,
     MoveRequest,
@@ -189,8 +190,12 @@ def build_router(host: Host) -> Router:
 
     async def transfer_abort(request: Request) -> Response:
         await _read(request, EmptyRequest)
-        await host.movement.abort(request.path_params["transfer_id"])
-        return _ok({"ok": True})
+        answer = await host.movement.abort(request.path_params["transfer_id"])
+        return _ok({"ok": True, **answer})
+
+    async def transfer_forget(request: Request) -> Response:
+        body = await _read(request, ForgetRequest)
+        return _ok(await host.movement.forget(request.path_params["transfer_id"], settle=body.settle))
 
     async def dispose(request: Request) -> Response:
         await _read(request, EmptyRequest)
@@ -222,6 +227,7 @@ def build_router(host: Host) -> Router:
     router.get("/transfers/{transfer_id}", transfer_status)
     router.post("/transfers/{transfer_id}/commit", transfer_commit)
     router.post("/transfers/{transfer_id}/abort", transfer_abort)
+    router.post("/transfers/{transfer_id}/forget", transfer_forget)
     return router
 
 

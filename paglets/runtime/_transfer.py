@@ -143,7 +143,7 @@ class Action(StrEnum):
     WRITE_ABORT = "write_abort"  # durable decision "aborted", then feed WRITTEN
     SEND_COMMIT = "send_commit"
     SEND_ABORT = "send_abort"
-    SEND_FORGET = "send_forget"
+    SEND_FORGET = "send_forget"  # also asks where the paglet settled (its run() returned or it moved on)
     RELEASE_COPY = "release_copy"  # dispatch: end the paused process, forward its waiting messages
     FINISH_CLONE = "finish_clone"  # clone: run the ``cloned`` hook and resume the source copy
     RESUME_COPY = "resume_copy"  # the paused copy runs on (abort; clone in doubt)
@@ -152,7 +152,6 @@ class Action(StrEnum):
     ANSWER_FAILURE = "answer_failure"
     ANSWER_IN_DOUBT = "answer_in_doubt"
     # target
-    PREPARE = "prepare"  # start the process and run the arrival hook, then feed READY or FAILED
     ANSWER_PREPARED = "answer_prepared"
     ANSWER_REFUSED = "answer_refused"
     WRITE_EXECUTED = "write_executed"  # durable record "executed" (write #2), then feed WRITTEN
@@ -263,8 +262,8 @@ ACTIONS: Final[dict[tuple[Role, str, Event], tuple[Action, ...]]] = {
     (Role.SOURCE, S.COMMITTING, E.EXECUTED): (
         A.RELEASE_COPY,
         A.FINISH_CLONE,
-        A.ANSWER_SUCCESS,
         A.SEND_FORGET,
+        A.ANSWER_SUCCESS,
         A.DROP_RECORD,
     ),
     (Role.SOURCE, S.COMMITTING, E.UNKNOWN): (A.RESUME_COPY, A.ANSWER_FAILURE, A.DROP_RECORD),
@@ -347,7 +346,7 @@ TARGET_STATUS: Final[dict[TargetState, str]] = {
     T.EXECUTING: "pending",
     T.EXECUTED: "executed",
     T.ABORTED: "aborted",
-    T.FORGOTTEN: "unknown",
+    T.FORGOTTEN: "executed",  # while remembered in memory; "unknown" once that is gone too
 }
 
 SOURCE_FINAL: Final = frozenset({S.RELEASED, S.ABORTED})
@@ -440,6 +439,11 @@ class SourceTransfer:
     def status(self) -> str:
         return SOURCE_STATUS[self.state]
 
+    def at(self, *states: SourceState) -> bool:
+        """Whether the machine is in one of ``states`` (a call, so that checks after an await are not
+        narrowed away by a type checker)."""
+        return self.state in states
+
     @property
     def final(self) -> bool:
         return self.state in SOURCE_FINAL
@@ -499,6 +503,10 @@ class TargetTransfer:
     @property
     def status(self) -> str:
         return TARGET_STATUS[self.state]
+
+    def at(self, *states: TargetState) -> bool:
+        """Whether the machine is in one of ``states`` (see ``SourceTransfer.at``)."""
+        return self.state in states
 
     @property
     def final(self) -> bool:

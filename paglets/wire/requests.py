@@ -34,6 +34,7 @@ __all__ = [
     "AdvertiseRequest",
     "CreateRequest",
     "EmptyRequest",
+    "ForgetRequest",
     "LeaseRequest",
     "MessageBody",
     "MessageRequest",
@@ -128,6 +129,12 @@ class UnadvertiseRequest(msgspec.Struct, kw_only=True):
 
 class EmptyRequest(msgspec.Struct):
     """Routes that take no arguments (``{}`` or an empty body; keys are ignored)."""
+
+
+class ForgetRequest(msgspec.Struct):
+    """``POST /transfers/{id}/forget``: ``settle`` waits for the arrived paglet's ``run()`` (bounded)."""
+
+    settle: bool = False
 
 
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}

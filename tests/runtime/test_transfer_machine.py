@@ -591,7 +591,7 @@ def test_the_happy_path_has_two_writes() -> None:
     actions = target.handle(E.COMMIT)
     writes += actions.count(A.WRITE_EXECUTED)
     assert target.handle(E.WRITTEN) == [A.START_RUN, A.ANSWER_EXECUTED]
-    assert source.handle(E.EXECUTED) == [A.RELEASE_COPY, A.ANSWER_SUCCESS, A.SEND_FORGET, A.DROP_RECORD]
+    assert source.handle(E.EXECUTED) == [A.RELEASE_COPY, A.SEND_FORGET, A.ANSWER_SUCCESS, A.DROP_RECORD]
     assert target.handle(E.FORGET) == [A.DROP_RECORD]
     assert writes == 2
 

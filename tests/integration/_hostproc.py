@@ -1,4 +1,4 @@
-"""Run one host in this process until stdin closes: ``python _hostproc.py NAME PERSISTENCE_DIR``.
+"""Run one host in this process until stdin closes: ``python _hostproc.py NAME PERSISTENCE_DIR [PORT]``.
 
 Prints ``READY <address>`` once serving. Used by tests that kill a host process.
 """
@@ -15,7 +15,8 @@ from paglets.runtime.host import Host
 
 def main() -> None:
     name, persistence = sys.argv[1], sys.argv[2]
-    host = Host(name, persistence_dir=persistence, mesh_lan_discovery=False, mesh_multicast=False)
+    port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    host = Host(name, port=port, persistence_dir=persistence, mesh_lan_discovery=False, mesh_multicast=False)
     host.start_background()
     print(f"READY {host.address}", flush=True)
     sys.stdin.read()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +58,10 @@ class HostProcess:
         proc.wait(10)
         self._close_pipes(proc)
 
-    def restart(self) -> None:
+    def restart(self, while_down: Callable[[], None] | None = None) -> None:
         self.kill()
+        if while_down is not None:
+            while_down()
         deadline = time.monotonic() + 10
         while any(os.path.exists(f"/proc/{pid}") for pid in self.doomed):  # its paglets died with it
             assert time.monotonic() < deadline, "paglet processes outlived their host"
@@ -122,6 +125,12 @@ def create_hopper(client: HttpClient, host: HostProcess, marks: Path, payload_si
         timeout=30,
     )
     return str(reply["proxy"]["agent_id"])
+
+
+def executed_records(host: HostProcess) -> set[str]:
+    """Transfer ids of the ``executed`` records in ``host``'s directory (read while it is down)."""
+    directory = host.directory / "transfers"
+    return {name.split(".")[0] for name in os.listdir(directory) if name.endswith(".target")}
 
 
 def marks_of(marks: Path, agent_id: str) -> list[tuple[int, str]]:

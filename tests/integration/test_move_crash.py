@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import pytest
 from _faultproxy import FaultProxy
-from _movehosts import HostProcess, copies, create_hopper, marks_of
+from _movehosts import HostProcess, copies, create_hopper, executed_records, marks_of
 from conftest import wait_until
 
 from paglets.core.errors import PagletError, TransferError, TransferInDoubtError
@@ -165,7 +165,9 @@ def test_target_killed_after_executing(
 # --- soak: move back and forth, kill the target at random moments ---------------------------------------
 
 
-def soak(tmp: Path, rounds: int, *, seed: int, payload: int = 0, deadline: float = 90.0) -> dict[str, int]:
+def soak(
+    tmp: Path, rounds: int, *, seed: int, payload: int = 0, kill_window: float = 0.03, deadline: float = 90.0
+) -> dict[str, int]:
     """Move one paglet back and forth between two host processes for ``rounds`` rounds, killing (then
     restarting) the target at a random moment in about half of them; returns the counts."""
     rng = random.Random(seed)
@@ -190,10 +192,16 @@ def soak(tmp: Path, rounds: int, *, seed: int, payload: int = 0, deadline: float
                 target = b if source is a else a
                 hop = marks_of(marks, agent_id)[-1][0] + 1
                 killer = None
+                before = executed_records(target)
+                executed: set[str] = set()
                 if rng.random() < 0.5:
                     counts["kills"] += 1
-                    delay = rng.uniform(0.0, 0.06)
-                    killer = threading.Timer(delay, target.restart)
+                    delay = rng.uniform(0.0, kill_window)
+
+                    def seen(t: HostProcess = target, b: set[str] = before, e: set[str] = executed) -> None:
+                        e.update(executed_records(t) - b)  # the record of this round's commit, if written
+
+                    killer = threading.Timer(delay, target.restart, kwargs={"while_down": seen})
                     killer.start()
                 outcome = _dispatch(client, source, agent_id, target.url)
                 if killer is not None:
@@ -206,13 +214,27 @@ def soak(tmp: Path, rounds: int, *, seed: int, payload: int = 0, deadline: float
                 else:
                     counts["failure"] += 1
                 found = _settle(client, agent_id, a, b)
-                ran_on_target = (hop, target.name) in marks_of(marks, agent_id)
+                # evidence that the target executed this hop: run() left its mark, or the target had written
+                # its executed record when it was killed (run() was starting)
+                ran_on_target = (hop, target.name) in marks_of(marks, agent_id) or bool(executed)
                 if len(found) > 1:
                     counts["duplicates"] += 1
                 if not found:
                     counts["losses"] += 1
                     if not (killer is not None and ran_on_target):
                         counts["losses_outside_case"] += 1
+                        print(
+                            "LOST",
+                            _round,
+                            source.name,
+                            "->",
+                            target.name,
+                            repr(outcome),
+                            killer is not None,
+                            marks_of(marks, agent_id),
+                            os.listdir(a.directory / "transfers"),
+                            os.listdir(b.directory / "transfers"),
+                        )
                     if isinstance(outcome, dict) and not ran_on_target:
                         counts["success_for_lost"] += 1
                     agent_id = create_hopper(client, a, marks, payload)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
@@ -38,7 +40,13 @@ class HostProcess:
 
     def start(self) -> None:
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "_hostproc.py"), self.name, str(self.directory), str(self.port)],
+            [
+                sys.executable,
+                str(HERE / "_hostproc.py"),
+                self.name,
+                str(self.directory),
+                json.dumps({"port": self.port}),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -113,7 +121,8 @@ def copies(client: HttpClient, agent_id: str, *hosts: HostProcess) -> list[tuple
 def create_hopper(client: HttpClient, host: HostProcess, marks: Path, payload_size: int = 0) -> str:
     state: dict[str, Any] = {"marks": str(marks)}
     if payload_size:
-        state["payload"] = {"__paglets_binary__": "bytes", "base64": ""}
+        encoded = base64.b64encode(os.urandom(payload_size)).decode()
+        state["payload"] = {"__paglets_binary__": "bytes", "base64": encoded}
     reply = client.request_json(
         "POST",
         f"{host.url}/agents",

@@ -210,6 +210,9 @@ class SourceDriver:
         engine.remember_source(run)
         try:
             event = await self._send_envelope(run, snapshot)
+        except Exception as exc:  # an unexpected failure: the target may hold a copy, decide abort
+            self._fail(run, TransferError(f"moving {agent_id} failed: {exc}"))
+            event = E.PREPARE_FAILED
         finally:
             snapshot.close()
         await self._feed(run, event)

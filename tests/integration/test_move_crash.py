@@ -179,6 +179,7 @@ def soak(
         losses_outside_case=0, success_for_lost=0, failure_but_moved=0,
     )  # fmt: skip
     started = time.monotonic()
+    verbose = bool(os.environ.get("PAGLETS_MOVE_SOAK_VERBOSE"))
     try:
         with HttpClient() as client:
             agent_id = create_hopper(client, a, marks, payload)
@@ -213,6 +214,8 @@ def soak(
                     counts["in_doubt"] += 1
                 else:
                     counts["failure"] += 1
+                if verbose:
+                    print(_round, source.name, "->", target.name, killer is not None, repr(outcome)[:200])
                 found = _settle(client, agent_id, a, b)
                 # evidence that the target executed this hop: run() left its mark, or the target had written
                 # its executed record when it was killed (run() was starting)

@@ -1,10 +1,11 @@
 """What does a move's durable bookkeeping cost? ``TransferStore.write`` against the fsync floor, same run.
 
 A move writes two small records (the source's decision, the target's ``executed`` mark) and drops them
-later without a sync (``paglets/persistence/_transfers.py``). This measures, in the same directory:
+later without a sync (``paglets/persistence/_transfers.py``: one 512-byte slot of a preallocated file,
+overwritten, then ``fdatasync``). This measures, in the same directory:
 
 - the floor: ``fdatasync`` after appending ~150 bytes to an open file;
-- one atomic small file: write, ``fdatasync``, rename, directory ``fsync`` (what a record write does);
+- the alternative not taken: one atomic small file (write, ``fdatasync``, rename, directory ``fsync``);
 - ``TransferStore.write`` and ``TransferStore.drop`` themselves.
 
     .venv/bin/python bench/bench_transfer_records.py [--count 500] [--dir PATH] [--json out.json]
@@ -66,6 +67,7 @@ def main() -> int:
             os.fsync(dir_fd)
 
         store = TransferStore(root)
+        store.load()
         records = [
             TransferRecord(
                 transfer_id=f"{i:032x}",

@@ -125,7 +125,7 @@ class MovementEngine:
             )
 
     async def write_record(self, record: TransferRecord) -> None:
-        """A durable write (about 0.2 ms here: one file of ~150 bytes, two syncs), off the loop."""
+        """A durable write (about 0.05 ms here: one 512-byte slot, one ``fdatasync``), off the loop."""
         store, io = self.store, self._io
         if store is None or io is None:
             raise TransferError(f"host {self.host.name} is not started")

@@ -13,8 +13,9 @@ Layout:
     ipc/<tag>_<name>.json         {"type", "tag", "fields"}: the decoded message
     envelope/<name>.bin           one whole envelope
     envelope/<name>.json          metadata, state (base64), frames, encoder settings
-    transfer/<name>.bin           one transfer record file (PROTOCOL.md §6.2)
-    transfer/<name>.json          {"file_name", "record"}: the decoded record and its file name
+    transfer/header.bin           the header slot of a transfer record file (PROTOCOL.md §6.2)
+    transfer/<name>.bin           one record slot
+    transfer/<name>.json          {"sequence", "record"}: the decoded slot
     invalid/<name>.bin            bytes a decoder must refuse
     invalid/<name>.json           {"decoder": "ipc"|"envelope", "error": "<error class name>"}
 
@@ -37,7 +38,7 @@ from typing import Any
 import msgspec
 import zstandard
 
-from paglets.persistence._transfers import TransferRecord, encode_record
+from paglets.persistence._transfers import TransferRecord, encode_header, encode_slot
 from paglets.wire.envelope import EnvelopeMetadata, encode_envelope
 from paglets.wire.ipc import (
     Deliver,
@@ -272,11 +273,10 @@ def build() -> dict[Path, bytes]:
     for name, (decoder, error, data) in invalid_vectors(raw_envelope).items():
         out[HERE / "invalid" / f"{name}.bin"] = data
         out[HERE / "invalid" / f"{name}.json"] = _json({"decoder": decoder, "error": error})
-    for name, record in transfer_vectors().items():
-        out[HERE / "transfer" / f"{name}.bin"] = encode_record(record)
-        out[HERE / "transfer" / f"{name}.json"] = _json(
-            {"file_name": record.file_name, "record": describe(record)}
-        )
+    out[HERE / "transfer" / "header.bin"] = encode_header()
+    for sequence, (name, record) in enumerate(transfer_vectors().items(), 1):
+        out[HERE / "transfer" / f"{name}.bin"] = encode_slot(record, sequence)
+        out[HERE / "transfer" / f"{name}.json"] = _json({"sequence": sequence, "record": describe(record)})
     return out
 
 

@@ -18,6 +18,7 @@ from conftest import HERE, children_of
 
 from paglets.core.errors import PagletError
 from paglets.http.client import HttpClient
+from paglets.persistence._transfers import FILE_NAME, SLOT_SIZE, decode_slot
 
 
 def free_port() -> int:
@@ -136,10 +137,27 @@ def create_hopper(client: HttpClient, host: HostProcess, marks: Path, payload_si
     return str(reply["proxy"]["agent_id"])
 
 
+def transfer_records(directory: Path) -> set[tuple[str, str]]:
+    """``(transfer id, role)`` of the transfer records in a persistence directory (read from outside)."""
+    path = directory / FILE_NAME
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    newest: dict[tuple[str, str], int] = {}
+    for start in range(SLOT_SIZE, len(data) - SLOT_SIZE + 1, SLOT_SIZE):
+        try:
+            decoded = decode_slot(data[start : start + SLOT_SIZE])
+        except ValueError:
+            continue
+        if decoded is not None:
+            record, sequence = decoded
+            newest[record.key] = max(sequence, newest.get(record.key, 0))
+    return set(newest)  # type: ignore[arg-type]
+
+
 def executed_records(host: HostProcess) -> set[str]:
     """Transfer ids of the ``executed`` records in ``host``'s directory (read while it is down)."""
-    directory = host.directory / "transfers"
-    return {name.split(".")[0] for name in os.listdir(directory) if name.endswith(".target")}
+    return {tid for tid, role in transfer_records(host.directory) if role == "target"}
 
 
 def marks_of(marks: Path, agent_id: str) -> list[tuple[int, str]]:

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import pytest
 from _faultproxy import FaultProxy
-from _movehosts import HostProcess, copies, create_hopper, executed_records, marks_of
+from _movehosts import HostProcess, copies, create_hopper, executed_records, marks_of, transfer_records
 from conftest import wait_until
 
 from paglets.core.errors import PagletError, TransferError, TransferInDoubtError
@@ -92,8 +92,8 @@ def test_source_killed_after_deciding_commit(
         alpha.restart()  # its decision is durable: it pushes the commit again
         _runs_once_on(client, agent_id, "beta", alpha, beta)
         assert marks_of(marks, agent_id) == [(1, "alpha"), (2, "beta")]
-        wait_until(lambda: not os.listdir(alpha.directory / "transfers"), timeout=SETTLE)
-        wait_until(lambda: not os.listdir(beta.directory / "transfers"), timeout=SETTLE)
+        wait_until(lambda: not transfer_records(alpha.directory), timeout=SETTLE)
+        wait_until(lambda: not transfer_records(beta.directory), timeout=SETTLE)
     finally:
         proxy.close()
 
@@ -110,7 +110,7 @@ def test_source_killed_before_deciding(
         outcome = _dispatch(client, alpha, agent_id, proxy.url)
         assert not isinstance(outcome, dict), outcome  # the source died
         wait_until(lambda: not alpha.alive)
-        assert not os.listdir(alpha.directory / "transfers")  # nothing was decided
+        assert not transfer_records(alpha.directory)  # nothing was decided
         alpha.restart()  # a new incarnation that knows nothing: the target commits its prepared copy
         _runs_once_on(client, agent_id, "beta", alpha, beta)
         assert marks_of(marks, agent_id) == [(1, "alpha"), (2, "beta")]
@@ -137,7 +137,7 @@ def test_target_killed_before_the_commit(
         assert isinstance(outcome, TransferError), outcome
         _runs_once_on(client, agent_id, "alpha", alpha, beta)
         assert marks_of(marks, agent_id) == [(1, "alpha")]
-        wait_until(lambda: not os.listdir(alpha.directory / "transfers"), timeout=SETTLE)
+        wait_until(lambda: not transfer_records(alpha.directory), timeout=SETTLE)
     finally:
         proxy.close()
 
@@ -156,7 +156,7 @@ def test_target_killed_after_executing(
         assert isinstance(outcome, dict | TransferInDoubtError), outcome
         # the paglet ran on beta and died with it (an active paglet); the source released its copy
         wait_until(lambda: beta.alive and copies(client, agent_id, alpha, beta) == [], timeout=SETTLE)
-        wait_until(lambda: not os.listdir(alpha.directory / "transfers"), timeout=SETTLE)
+        wait_until(lambda: not transfer_records(alpha.directory), timeout=SETTLE)
         assert copies(client, agent_id, alpha, beta) == []
     finally:
         proxy.close()
@@ -226,18 +226,7 @@ def soak(
                     counts["losses"] += 1
                     if not (killer is not None and ran_on_target):
                         counts["losses_outside_case"] += 1
-                        print(
-                            "LOST",
-                            _round,
-                            source.name,
-                            "->",
-                            target.name,
-                            repr(outcome),
-                            killer is not None,
-                            marks_of(marks, agent_id),
-                            os.listdir(a.directory / "transfers"),
-                            os.listdir(b.directory / "transfers"),
-                        )
+                        print("lost outside the stated case:", _round, source.name, target.name, outcome)
                     if isinstance(outcome, dict) and not ran_on_target:
                         counts["success_for_lost"] += 1
                     agent_id = create_hopper(client, a, marks, payload)
@@ -270,7 +259,7 @@ def _settle(client: HttpClient, agent_id: str, *hosts: HostProcess) -> list[tupl
 
 
 def _no_open_records(*hosts: HostProcess) -> bool:
-    return not any(name.endswith(".source") for h in hosts for name in os.listdir(h.directory / "transfers"))
+    return not any(role == "source" for h in hosts for _tid, role in transfer_records(h.directory))
 
 
 @pytest.mark.timeout(300)

@@ -178,7 +178,7 @@ def test_a_commit_in_doubt_waits_then_settles_on_the_source(
     """The target stops between prepare and commit and stays away past the caller's window: the caller
     gets ``TransferInDoubtError`` (never success), the paglet stays paused on the source with its
     messages waiting, and once the target is back (without the prepared copy) the paglet runs on."""
-    from _movehosts import free_port
+    from _movehosts import free_port, transfer_records
 
     from paglets.core.errors import TransferInDoubtError
 
@@ -197,7 +197,7 @@ def test_a_commit_in_doubt_waits_then_settles_on_the_source(
         transfer_id = caught.value.transfer_id
         assert len(transfer_id) == 32
         assert transfer_id in str(caught.value)
-        assert (tmp_path / "alpha" / "transfers" / f"{transfer_id}.source").is_file()
+        assert (transfer_id, "source") in transfer_records(tmp_path / "alpha")
         assert [a["status"] for a in alpha.list_agents() if a["agent_id"] == paglet.agent_id] == ["moving"]
         waiting = alpha.route_message_future(  # waits in the paused mailbox
             paglet.agent_id, Message("log"), activate_if_inactive=False, no_delay=False
@@ -206,7 +206,7 @@ def test_a_commit_in_doubt_waits_then_settles_on_the_source(
         make_host("beta", port=port)  # back, without the prepared copy: the source resumes its own
         assert waiting.result(30)[-1] == "dispatching:alpha->beta"
         _settled_one(alpha, paglet.agent_id)
-        wait_until(lambda: not (tmp_path / "alpha" / "transfers" / f"{transfer_id}.source").exists(), 30)
+        wait_until(lambda: (transfer_id, "source") not in transfer_records(tmp_path / "alpha"), 30)
     finally:
         proxy.close()
 

@@ -45,9 +45,10 @@ if str(ROOT) not in sys.path:
 
 import msgspec  # noqa: E402
 
-from paglets.runtime._channel import Channel, ChildChannel, HostChannel  # noqa: E402
+from paglets.runtime._channel import Channel, HostChannel  # noqa: E402
 from paglets.runtime._handoff import HandoffRef  # noqa: E402
 from paglets.runtime._zygote import ChildProcess, Zygote  # noqa: E402
+from paglets.runtime.child._channel import ChildChannel  # noqa: E402
 
 # The zygote preloads this module for its children: host-only modules (asyncio, uvloop,
 # multiprocessing) are imported lazily so the measured children stay as lean as real ones.

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 from hypothesis import HealthCheck, settings
+
+# The whole run gets its own HOME: hosts started by tests read and write ~/.paglets (the launch config,
+# default persistence directories), which must be neither the user's nor left over from another run.
+_HOME = tempfile.mkdtemp(prefix="paglets-test-home-")
+os.environ["HOME"] = _HOME
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 settings.register_profile(
     "ci",

@@ -3,8 +3,10 @@
 The host records everything that happens as context events (``paglets.core.context_events``); this
 module listens to them and writes a line for the ones an operator wants to see: the start (resident
 services, paglets restored), a paglet crashed, a handler raised, a move failed, mesh trouble (a peer
-unreachable, a peer refused for another code version), the shutdown (paglets saved). Everything else
-is a debug line (``-v``).
+unreachable, a peer refused for another code version), the shutdown (paglets saved), and any other
+event that carries an error (``KIND (agent=..., service=..., class=..., stage=...): ERROR``; resident
+services and startup agents that fail are logged by the runtime itself, once). Everything else is a
+debug line (``-v``).
 
 Lines go through :mod:`logging` (logger ``paglets.console``) to stderr, formatted ``HH:MM:SS text``
 (``HH:MM:SS warning: text`` from warnings up). Two rules keep the console readable and the host safe:
@@ -248,6 +250,32 @@ def _listener_failed(e: ContextEvent) -> Line:
     return logging.WARNING, f"an event listener failed: {_error(e.error)}", "listener"
 
 
+def _error_event(e: ContextEvent) -> Line:
+    """Any other event that carries an error: ``KIND (agent=..., service=..., ...): ERROR``."""
+    d = e.data
+    parts = [
+        f"{label}={value}"
+        for label, value in (
+            ("agent", e.agent_id),
+            ("service", e.service_name),
+            ("class", _class(e.class_name) if e.class_name else None),
+            ("message", d.get("message_kind")),
+            ("destination", d.get("destination") or d.get("target")),
+            ("stage", d.get("stage")),
+        )
+        if value
+    ]
+    where = f" ({', '.join(parts)})" if parts else ""
+    return (
+        logging.WARNING,
+        f"{e.kind}{where}: {_error(e.error)}",
+        f"error:{e.kind}:{e.agent_id}:{e.service_name}",
+    )
+
+
+#: Failures the runtime logs itself (with more detail than the event): no second line for their events.
+LOGGED_BY_RUNTIME: Final = frozenset({"resident-service-failed", "startup-agent-failed"})
+
 _LINES: Final[dict[str, Callable[[ContextEvent], Line]]] = {
     "context-start": _start,
     "context-shutdown": _shutdown,
@@ -287,6 +315,8 @@ class ConsoleReporter:
 
     def __call__(self, event: ContextEvent) -> None:
         render = _LINES.get(event.kind)
+        if render is None and event.error and event.kind not in LOGGED_BY_RUNTIME:
+            render = _error_event
         if render is None:
             if self._logger.isEnabledFor(logging.DEBUG):
                 self._logger.debug("%s", _generic(event))

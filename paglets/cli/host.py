@@ -22,11 +22,14 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 
 from paglets import __version__
-from paglets.cli._console import LOGGER_NAME, ConsoleReporter, configure_console
 from paglets.core.errors import PagletError
-from paglets.remote.mesh import MESH_VERSION_ENV, NO_GIT_SUFFIX
 
 __all__ = ["build_parser", "main", "parse_size"]
+
+# ``--help`` stays light: the console, the mesh and the runtime are imported once a host starts, so these
+# two names are spelled out here (a test checks them against paglets.cli._console and paglets.remote.mesh)
+LOGGER_NAME: Final = "paglets.console"
+MESH_VERSION_ENV: Final = "PAGLETS_MESH_VERSION"
 
 _log = logging.getLogger(LOGGER_NAME)
 
@@ -133,6 +136,12 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"read the API key from this environment variable instead of {API_KEY_ENV}",
     )
+    p.add_argument(
+        "--expose-tracebacks",
+        action="store_true",
+        help="send the traceback of a failed request (this host's file paths and code) to the client; "
+        "without it the traceback only goes to this host's log",
+    )
     p.add_argument("--version", action="version", version=f"paglets {__version__}")
 
     mesh = p.add_argument_group("mesh")
@@ -228,6 +237,11 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         help="launch.toml with startup agents and resident services (default: ~/.paglets/launch.toml)",
     )
     launch.add_argument(
+        "--no-launch-config",
+        action="store_true",
+        help="start without a launch config: no resident services, no startup agents",
+    )
+    launch.add_argument(
         "--sync-launch-config",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -305,6 +319,8 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--auto-update-from-git is not supported by this version of paglets")
     if args.connect_to:
         raise CliError("--connect-to (relay mode) is not supported by this version of paglets")
+    if args.launch_config is not None and args.no_launch_config:
+        raise CliError("--launch-config and --no-launch-config exclude each other")
     if not 0 <= args.port <= 65535:
         raise CliError(f"--port {args.port}: not a TCP port")
     peers = []
@@ -336,6 +352,7 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         "properties": dict(args.property),
         "launch_config": args.launch_config,
         "preload_modules": args.preload,
+        "expose_tracebacks": args.expose_tracebacks,
     }
 
 
@@ -348,6 +365,9 @@ def _prepare_launch_config(args: argparse.Namespace, options: dict[str, Any]) ->
     )
     from paglets.core.runtime_values import LaunchConfigSyncAction
 
+    if args.no_launch_config:
+        options["launch_config"] = None
+        return
     path = args.launch_config or default_launch_config_path()
     if args.sync_launch_config:
         result = sync_launch_config_result(path, assume_yes=args.yes, interactive=sys.stdin.isatty())
@@ -372,6 +392,8 @@ def mesh_version_warning(explicit: str | None, resolved: str) -> str | None:
     """The start-up warning for a code version nobody chose (no ``--mesh-version``, no environment)."""
     if (explicit and explicit.strip()) or os.environ.get(MESH_VERSION_ENV, "").strip():
         return None
+    from paglets.remote.mesh import NO_GIT_SUFFIX
+
     source = "(no git checkout found)" if resolved.endswith(NO_GIT_SUFFIX) else "(the git commit)"
     return (
         f"no --mesh-version given: this host uses code version {resolved!r} {source} and joins only "
@@ -388,6 +410,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
         level = log_level(args)
     except CliError as exc:
         parser.error(str(exc))
+    from paglets.cli._console import configure_console
+
     stop_console = configure_console(level)
     try:
         return _serve(args, options)
@@ -396,6 +420,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
 
 
 def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from paglets.cli._console import ConsoleReporter
     from paglets.remote.mesh import resolve_code_version
     from paglets.runtime.host import Host
 

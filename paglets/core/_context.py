@@ -22,18 +22,17 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
-from paglets.artifacts import ARTIFACT_COPY, ArtifactRef, PagletFileRef
+from paglets.core._artifact_refs import ARTIFACT_COPY, ArtifactRef, PagletFileRef
+from paglets.core._persistency import DeactivationRequest
+from paglets.core._resources import ResourceRegistry
+from paglets.core._transfer import TransferTicket
 from paglets.core.errors import HostError, ServiceContractError, ServiceNotFoundError
 from paglets.core.messages import Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
-from paglets.persistence.persistency import DeactivationRequest
-from paglets.remote.transfer import TransferTicket
-from paglets.runtime.resources import ResourceRegistry
 
 if TYPE_CHECKING:
     from paglets.core.agent import Paglet
@@ -191,11 +190,6 @@ class HostFacade(Protocol):
 
 def _same_url(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
-
-
-def _service_handle_class() -> Any:
-    # Imported on use: the services layer sits above this one and imports it.
-    return importlib.import_module("paglets.services.contracts").ServiceHandle
 
 
 def _operation_name(operation: ServiceValue | str) -> str:
@@ -416,9 +410,9 @@ class PagletContext:
             capability = _operation_name(operation)
             if capability not in tuple(contract.capabilities):
                 raise ServiceContractError(f"contract {contract.name!r} has no operation {capability!r}")
-        handle_cls = _service_handle_class()
+        # The contract builds the ``ServiceHandle``: the services layer sits above this one.
         return [
-            handle_cls(contract, record, self)
+            contract._handle_for(record, self)
             for record in self.lookup_services(contract.name, capability=capability, scope=scope)
             if contract.matches_record(record)
         ]

@@ -29,7 +29,7 @@ from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar, cast, final
 
-from paglets.artifacts import ARTIFACT_COPY, ArtifactRef, PagletFileRef
+from paglets.core._artifact_refs import ARTIFACT_COPY, ArtifactRef, PagletFileRef
 from paglets.core._context import (
     ACTIVE,
     INACTIVE,
@@ -39,12 +39,12 @@ from paglets.core._context import (
     ServiceValue,
     Target,
 )
+from paglets.core._persistency import DeactivationPolicy, DeactivationRequest
+from paglets.core._resources import ResourceRegistry
 from paglets.core.errors import HostError, NotHandledError
 from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
-from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
-from paglets.runtime.resources import ResourceRegistry
 
 __all__ = [
     "ACTIVE",

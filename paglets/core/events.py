@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Final, TypeVar
 
+from paglets.core._persistency import DeactivationPolicy, DeactivationRequest
 from paglets.core.errors import SerializationError
-from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 
 __all__ = [
     "EVENT_TYPE_KEY",

@@ -30,7 +30,7 @@ import enum
 from collections import deque
 from typing import Final
 
-from paglets.core.errors import FrameError, LimitExceededError
+from paglets._errors import FrameError, LimitExceededError
 from paglets.http.limits import MAX_CHUNK_LINE
 
 __all__ = [

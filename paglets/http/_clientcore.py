@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import h11
 import msgspec
 
-from paglets.core.errors import HeadersTooLargeError, ProtocolError, RemoteHostError
+from paglets._errors import HeadersTooLargeError, ProtocolError, RemoteHostError
 from paglets.http._body import (
     BodyDecoder,
     ByteQueue,

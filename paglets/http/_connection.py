@@ -23,6 +23,12 @@ connection's task does the work, one request at a time, so pipelined requests ar
    (half-close, discard input for ``close_linger`` seconds) so the client reads our last response
    instead of a reset.
 
+Admission (``connection_made``): a peer address at its ``max_connections_per_address`` share is
+answered 503; a full server first closes the connection idle the longest (``ServerContext.make_room``)
+and answers 503 only when none is idle. While the task waits for a request with nothing of it received,
+the connection is listed as idle. The first request must be complete within ``first_request_timeout``
+of the accept; later ones get ``idle_timeout`` to start and ``header_timeout`` to finish their head.
+
 Timeouts use one lazily re-armed timer per connection (setting a later deadline costs an attribute
 store); see :mod:`paglets.http.limits` for the rules. Nothing a peer sends can raise out of the task:
 protocol errors become 4xx answers, unexpected failures are logged and close only this connection.
@@ -40,7 +46,7 @@ from typing import TYPE_CHECKING, Final, cast
 import h11
 import msgspec
 
-from paglets.core.errors import (
+from paglets._errors import (
     FrameError,
     HeadersTooLargeError,
     LimitExceededError,
@@ -95,6 +101,10 @@ class ServerConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
         self._peer: tuple[str, int] | None = None
+        #: The peer's address while the connection holds a slot (the key of the per-address count).
+        self.address: str | None = None
+        self._accepted_at = self._loop.time()
+        self._requests = 0
         self._lost = False
         self._reading_paused = False
         self._write_paused = False
@@ -131,18 +141,41 @@ class ServerConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple) and len(peer) >= 2:
             self._peer = (str(peer[0]), int(peer[1]))
-        if len(context.connections) >= limits.max_connections or context.closing:
-            context.rejected += 1
-            if context.lingering >= limits.max_connections:
-                transport.abort()
-                return
-            transport.write(_SERVICE_UNAVAILABLE)
-            self._linger_close()
+        address = self._peer[0] if self._peer is not None else None
+        if context.closing:
+            self._reject(_SERVICE_UNAVAILABLE)
             return
-        context.accepted += 1
-        context.connections.add(self)
+        if context.address_full(address):
+            context.rejected_per_address += 1
+            self._reject(_ADDRESS_BUSY)
+            return
+        if not context.make_room():
+            self._reject(_SERVICE_UNAVAILABLE)
+            return
+        self.address = address
+        self._accepted_at = self._loop.time()
+        context.admit(self, address)
         transport.set_write_buffer_limits(high=limits.write_high_water)
         self._task = self._loop.create_task(self._run())
+
+    def _reject(self, answer: bytes) -> None:
+        context = self.context
+        context.rejected += 1
+        assert self._transport is not None
+        if context.lingering >= context.limits.max_connections:
+            self._transport.abort()
+            return
+        self._transport.write(answer)
+        self._linger_close()
+
+    def evict(self) -> bool:
+        """Close this idle connection to make room for a new one; ``False`` when it is already gone."""
+        if self._lost or self._transport is None:
+            return False
+        self.eof = True  # the task sees the end of input and finishes quietly
+        self._transport.close()
+        self.wake()
+        return True
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -324,6 +357,7 @@ class ServerConnection(asyncio.Protocol):
         fed = 0
         line_end = -1  # offset of the request line's "\n", once fed
         head_deadline = 0.0
+        first = self._requests == 0
         while True:
             try:
                 event = conn.next_event() if fed else h11.NEED_DATA
@@ -342,6 +376,9 @@ class ServerConnection(asyncio.Protocol):
                     self.consumed()
                     if not fed:
                         head_deadline = self._loop.time() + limits.header_timeout
+                        if first:
+                            first_deadline = self._accepted_at + limits.first_request_timeout
+                            head_deadline = min(head_deadline, first_deadline)
                     if line_end < 0:
                         newline = data.find(b"\n")
                         if newline >= 0:
@@ -356,17 +393,30 @@ class ServerConnection(asyncio.Protocol):
                     continue
                 if context.closing and not fed:
                     return False
+                if fed:
+                    deadline = head_deadline
+                elif first:
+                    deadline = self._accepted_at + limits.first_request_timeout
+                else:
+                    deadline = self._loop.time() + limits.idle_timeout
+                if not fed:
+                    context.idle[self] = None
                 try:
-                    await self._wait(head_deadline if fed else self._loop.time() + limits.idle_timeout)
+                    await self._wait(deadline)
                 except _TimedOut:
                     if not fed:
-                        return False  # idle keep-alive connection: close quietly
+                        if first:
+                            context.first_request_timeouts += 1
+                        return False  # a connection that never spoke, or idle keep-alive: close quietly
                     context.timeouts += 1
                     return await self._refuse(ProtocolError("timed out waiting for the request head"), 408)
+                finally:
+                    context.idle.pop(self, None)
                 continue
             if type(event) is h11.Request:
                 break
             return False  # ConnectionClosed
+        self._requests += 1
         leftover = conn.trailing_data[0]
         if leftover:
             self.inbox.push_front(leftover)
@@ -446,6 +496,8 @@ class ServerConnection(asyncio.Protocol):
                 source=body,
                 json_limit=limits.max_json_body,
                 stream_limit=limits.max_stream_body,
+                offload=context.offload,
+                offload_threshold=limits.json_offload_threshold,
             )
             try:
                 response = await found.route.handler(request)
@@ -454,7 +506,7 @@ class ServerConnection(asyncio.Protocol):
             except _Gone:
                 raise
             except PagletError as exc:
-                response = error_response(exc)
+                response = self._error(exc, method, path)
             except Exception as exc:
                 context.internal_errors += 1
                 logger.exception("handler for %s %s failed", method, path)
@@ -482,6 +534,23 @@ class ServerConnection(asyncio.Protocol):
             except PagletError:
                 return False
         return True
+
+    def _error(self, exc: PagletError, method: str, path: str) -> Response:
+        """The response for a handler's error. Its traceback (from a paglet process or another host,
+        with their file paths) is sent only when the server exposes tracebacks; otherwise it goes to the
+        log, where the host's operator finds it."""
+        expose = self.context.expose_tracebacks
+        if exc.remote_traceback and not expose:
+            logger.info(
+                "%s %s answered %s %s: %s\n%s",
+                method,
+                path,
+                exc.http_status,
+                type(exc).__name__,
+                exc,
+                exc.remote_traceback.rstrip(),
+            )
+        return error_response(exc, traceback=expose)
 
     async def _refuse(self, exc: PagletError, status: int) -> bool:
         """Answer a request we will not serve (bad head, timeout) and close."""
@@ -636,6 +705,15 @@ _SERVICE_UNAVAILABLE: Final = _standalone(
     {
         "error_type": "RemoteHostError",
         "error": "server busy: too many open connections",
+        "code": "remote_host",
+    },
+)
+
+_ADDRESS_BUSY: Final = _standalone(
+    503,
+    {
+        "error_type": "RemoteHostError",
+        "error": "server busy: too many open connections from your address",
         "code": "remote_host",
     },
 )

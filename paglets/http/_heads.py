@@ -21,7 +21,7 @@ import re
 from http import HTTPStatus
 from typing import Final, NamedTuple
 
-from paglets.core.errors import ProtocolError
+from paglets._errors import ProtocolError
 
 __all__ = [
     "CONTINUE",

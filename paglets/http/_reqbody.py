@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from paglets.core.errors import PagletError, ProtocolError
+from paglets._errors import PagletError, ProtocolError
 from paglets.http._body import END, ByteQueue, ChunkedDecoder, FixedLengthDecoder, Piece, Signal
 from paglets.http._context import ServerContext
 from paglets.http._heads import CONTINUE

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterab
 from contextlib import asynccontextmanager
 from typing import Any
 
-from paglets.core.errors import BodyTooLargeError, PagletError, RemoteHostError
+from paglets._errors import BodyTooLargeError, PagletError, RemoteHostError
 from paglets.http._body import END, ByteQueue, Piece, Signal
 from paglets.http._clientcore import (
     ClientExchange,

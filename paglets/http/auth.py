@@ -17,7 +17,7 @@ import hmac
 import os
 from typing import Final, Literal
 
-from paglets.core.errors import AuthenticationError
+from paglets._errors import AuthenticationError
 from paglets.http.errormap import API_KEY_ENV
 from paglets.http.messages import Response, json_response
 

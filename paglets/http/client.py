@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-from paglets.core.errors import BodyTooLargeError, PagletError, RemoteHostError
+from paglets._errors import BodyTooLargeError, PagletError, RemoteHostError
 from paglets.http._body import END, ByteQueue, Piece, Signal
 from paglets.http._clientcore import (
     BodyArg,

@@ -7,6 +7,9 @@ can lower any of them (tests shrink the timeouts to milliseconds).
 
 Slow-client rules enforced by the server (all measured on the loop's monotonic clock):
 
+- **first request**: a new connection must deliver the complete head of its first request within
+  ``first_request_timeout`` of being accepted; one that sent nothing by then is closed silently, one
+  that sent part of a head gets 408 (connections that never speak cannot hold slots for long);
 - **idle**: a keep-alive connection with no byte of a next request for ``idle_timeout`` is closed
   silently;
 - **header**: once the first byte of a request arrived, the whole head must arrive within
@@ -19,6 +22,14 @@ Slow-client rules enforced by the server (all measured on the loop's monotonic c
   (time the handler spends on its own work, when reading is paused by backpressure, does not count);
 - **write**: a client that does not read its response (the transport stays above its write high-water
   mark) for ``write_timeout`` is disconnected.
+
+Admission rules (see :mod:`paglets.http.server`): at most ``max_connections_per_address`` connections
+from one peer address and ``max_connections`` in all; when all slots are taken, the connection idle the
+longest (waiting for a request, with no byte of it received) is closed to make room, and only when none
+is idle is a new connection answered 503.
+
+JSON bodies of ``json_offload_threshold`` bytes or more are decoded in a small thread pool of
+``json_decode_workers`` threads instead of on the event loop.
 """
 
 from __future__ import annotations
@@ -49,11 +60,15 @@ __all__ = [
     "CLOSE_LINGER",
     "DOWNLOAD_CHUNK",
     "DRAIN_LIMIT",
+    "FIRST_REQUEST_TIMEOUT",
     "HEADER_TIMEOUT",
     "HEAD_FEED",
+    "JSON_DECODE_WORKERS",
+    "JSON_OFFLOAD_THRESHOLD",
     "LINGER_MAX_BYTES",
     "LISTEN_BACKLOG",
     "MAX_CHUNK_LINE",
+    "MAX_CONNECTIONS_PER_ADDRESS",
     "MAX_RESPONSE_BODY",
     "MAX_RESPONSE_HEAD",
     "MIN_BODY_RATE",
@@ -65,6 +80,29 @@ __all__ = [
 ]
 
 # --- server ---------------------------------------------------------------------------------------------
+
+#: Seconds from accepting a connection to the end of the head of its first request. Our clients connect
+#: only when they have a request to send and write it at once, so a working client needs one round trip;
+#: 10 s leaves room for a few TCP retransmissions on a lossy link while a connection that never speaks
+#: frees its slot six times sooner than the keep-alive ``IDLE_TIMEOUT`` would.
+FIRST_REQUEST_TIMEOUT: Final = 10.0
+
+#: Connections one peer address may hold open at once (a quarter of ``MAX_CONNECTIONS``). Legitimate
+#: heavy users stay far below it: a mesh peer keeps at most ``CLIENT_MAX_IDLE_PER_HOST`` idle
+#: connections plus one per request in flight, a machine running 16 client processes holds 16, and a
+#: relay or a NAT gateway in front of many clients still fits; one address can take at most a quarter of
+#: the slots, so it cannot lock everyone else out.
+MAX_CONNECTIONS_PER_ADDRESS: Final = 256
+
+#: JSON bodies of this many bytes or more are decoded in a worker thread, not on the event loop. A
+#: decode costs 5-30 ns per byte (dense small objects are the slow case), so a body below the threshold
+#: holds the loop for at most a few milliseconds, less than the hop to a thread and back is worth.
+JSON_OFFLOAD_THRESHOLD: Final = 256 * KiB
+
+#: Worker threads decoding large JSON bodies (one server's pool). Decoding holds the interpreter lock for
+#: its C part, so more threads add no speed; two let one decode start while another finishes, and the
+#: queue behind them is bounded by the connection count.
+JSON_DECODE_WORKERS: Final = 2
 
 #: Seconds from the first byte of a request to the end of its head. A real client sends its head in one
 #: packet; the total bound stops a client from holding a slot by trickling header bytes.
@@ -147,6 +185,8 @@ class ServerLimits(msgspec.Struct, frozen=True, kw_only=True):
     #: Default limit of ``Request.stream()``.
     max_stream_body: int = MAX_STREAM_BODY
     max_connections: int = MAX_CONNECTIONS
+    max_connections_per_address: int = MAX_CONNECTIONS_PER_ADDRESS
+    first_request_timeout: float = FIRST_REQUEST_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
     header_timeout: float = HEADER_TIMEOUT
     read_timeout: float = READ_TIMEOUT
@@ -157,6 +197,8 @@ class ServerLimits(msgspec.Struct, frozen=True, kw_only=True):
     write_high_water: int = WRITE_HIGH_WATER
     drain_limit: int = DRAIN_LIMIT
     close_linger: float = CLOSE_LINGER
+    json_offload_threshold: int = JSON_OFFLOAD_THRESHOLD
+    json_decode_workers: int = JSON_DECODE_WORKERS
 
     def __post_init__(self) -> None:
         for name in self.__struct_fields__:

@@ -9,14 +9,19 @@ Request bodies are read on demand and never more than once:
 - ``await request.body(limit)`` reads the whole body into ``bytes`` (413 ``BodyTooLargeError`` beyond
   ``limit``; a declared ``Content-Length`` above it is refused before anything is read);
 - ``await request.json(limit)`` decodes it with msgspec (an empty body is ``{}``; bad JSON is 400
-  ``SerializationError``);
+  ``SerializationError``), or with ``decode`` when given (``decode(body)`` may raise any ``PagletError``
+  for a 4xx). A body of ``ServerLimits.json_offload_threshold`` bytes or more is decoded in the server's
+  decoder threads, so the event loop keeps serving meanwhile: put every costly step of turning the body
+  into what the handler needs into ``decode`` (only the C part of a decode still holds the interpreter
+  lock, see ``docs/design.md``);
 - ``async for piece in request.stream(limit)`` yields pieces (``bytes`` or ``memoryview`` slices of the
   received data, valid as long as you hold them) as they arrive. The server stops reading from the socket
   while the handler is behind, so memory stays bounded whatever the body size.
 
 ``limit=None`` means the server's configured limit (``ServerLimits.max_json_body`` or
-``max_stream_body``). Errors raised while reading the body (too large, malformed, timed out, client gone)
-are *sticky*: the server answers with them even if the handler catches them.
+``max_stream_body``); a handler's own ``limit`` for ``body``/``json`` never raises the configured one.
+Errors raised while reading the body (too large, malformed, timed out, client gone) are *sticky*: the
+server answers with them even if the handler catches them.
 
 A :class:`StreamResponse` sends ``chunks`` (an async or plain iterable of bytes-like pieces) with
 ``Content-Length`` when ``content_length`` is given (the server checks the count) and chunked otherwise.
@@ -25,16 +30,18 @@ Plain iterables run on the event loop: they must not block.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import msgspec
 
-from paglets.core.errors import BodyTooLargeError, PagletError, SerializationError
+from paglets._errors import BodyTooLargeError, PagletError, SerializationError
 from paglets.http._body import Piece
 from paglets.http.errormap import error_payload, error_status
+from paglets.http.limits import JSON_OFFLOAD_THRESHOLD
 from paglets.wire.limits import MAX_JSON_BODY, MAX_STREAM_BODY
 
 __all__ = [
@@ -48,6 +55,33 @@ __all__ = [
 
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder()
+
+#: Runs ``decode(body)`` away from the event loop (the server's decoder threads).
+Offload = Callable[[Callable[[Any], Any], Any], Awaitable[Any]]
+
+
+def _join(parts: list[Piece]) -> bytes:
+    return parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
+
+
+class _JoinAndDecode:
+    """Join a body's pieces and decode them, in one trip to a decoder thread."""
+
+    __slots__ = ("_decode",)
+
+    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+        self._decode = decode
+
+    def __call__(self, parts: list[Piece]) -> tuple[bytes, Any]:
+        body = _join(parts)
+        return body, self._decode(body)
+
+
+def _plain_json(body: bytes) -> Any:
+    try:
+        return _DECODER.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the latter: invalid UTF-8
+        raise SerializationError(f"request body is not valid JSON: {exc}") from exc
 
 
 class BodySource(Protocol):
@@ -84,6 +118,8 @@ class Request:
     __slots__ = (
         "_body",
         "_json_limit",
+        "_offload",
+        "_offload_threshold",
         "_query",
         "_source",
         "_stream_limit",
@@ -111,6 +147,8 @@ class Request:
         source: BodySource | None = None,
         json_limit: int = MAX_JSON_BODY,
         stream_limit: int = MAX_STREAM_BODY,
+        offload: Offload | None = None,
+        offload_threshold: int = JSON_OFFLOAD_THRESHOLD,
     ) -> None:
         self.method = method
         #: Path with the server's prefix stripped, still percent-encoded, no query string.
@@ -129,6 +167,8 @@ class Request:
         self._source: BodySource = source if source is not None else _BytesSource(b"")
         self._json_limit = json_limit
         self._stream_limit = stream_limit
+        self._offload = offload
+        self._offload_threshold = offload_threshold
         self._query: dict[str, str] | None = None
         self._body: bytes | None = None
 
@@ -187,9 +227,29 @@ class Request:
 
     async def body(self, limit: int | None = None) -> bytes:
         """The whole body (see the module docstring); later calls return the same bytes."""
-        if self._body is not None:
-            return self._body
-        limit = self._json_limit if limit is None else limit
+        if self._body is None:
+            self._body = _join(await self._read_all(limit))
+        return self._body
+
+    async def json(self, limit: int | None = None, *, decode: Callable[[bytes], Any] | None = None) -> Any:
+        """The body decoded as JSON (``{}`` when empty), or ``decode(body)`` (see the module docstring)."""
+        decoder: Callable[[bytes], Any] = _plain_json if decode is None else decode
+        if self._body is None:
+            parts = await self._read_all(limit)
+            size = sum(map(len, parts))
+            if self._offload is not None and size >= self._offload_threshold:
+                # joining tens of MiB costs tens of milliseconds (copy and fresh pages): also off the loop
+                self._body, value = await self._offload(_JoinAndDecode(decoder), parts)
+                return value
+            self._body = _join(parts)
+        if decode is None and not self._body:
+            return {}
+        if self._offload is not None and len(self._body) >= self._offload_threshold:
+            return await self._offload(decoder, self._body)
+        return decoder(self._body)
+
+    async def _read_all(self, limit: int | None) -> list[Piece]:
+        limit = self._json_limit if limit is None else min(limit, self._json_limit)
         source = self._source
         declared = source.declared_length
         if declared is not None and declared > limit:
@@ -201,19 +261,7 @@ class Request:
             if total > limit:
                 raise source.fail(BodyTooLargeError(f"request body exceeds {limit} bytes"))
             parts.append(piece)
-        body = parts[0] if len(parts) == 1 and isinstance(parts[0], bytes) else b"".join(parts)
-        self._body = body
-        return body
-
-    async def json(self, limit: int | None = None) -> Any:
-        """The body decoded as JSON (``{}`` when empty)."""
-        body = await self.body(limit)
-        if not body:
-            return {}
-        try:
-            return _DECODER.decode(body)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # the latter: invalid UTF-8
-            raise SerializationError(f"request body is not valid JSON: {exc}") from exc
+        return parts
 
     def stream(self, limit: int | None = None) -> AsyncIterator[Piece]:
         """The body as pieces, with backpressure (see the module docstring)."""
@@ -276,6 +324,13 @@ def error_response(
     *,
     status: int | None = None,
     headers: list[tuple[str, str]] | None = None,
+    traceback: bool = False,
 ) -> Response:
-    """The JSON error response for ``exc`` (status from the error unless ``status`` overrides it)."""
-    return json_response(error_payload(exc), error_status(exc) if status is None else status, headers=headers)
+    """The JSON error response for ``exc`` (status from the error unless ``status`` overrides it); its
+    ``remote_traceback`` only with ``traceback=True`` (see ``paglets.http.errormap.error_payload``). An
+    error with a ``retry_after`` (seconds, e.g. ``HostBusyError``) adds a ``Retry-After`` header."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and retry_after >= 0:
+        headers = [*(headers or []), ("Retry-After", str(math.ceil(retry_after)))]
+    payload = error_payload(exc, traceback=traceback)
+    return json_response(payload, error_status(exc) if status is None else status, headers=headers)

@@ -14,8 +14,12 @@ requests in flight finish (and their connections close) until ``deadline`` secon
 aborted and its handler cancelled. Outside a shutdown a handler is never cancelled, not even when its
 client disconnects (as in paglets 2.0): a handler that changes state always runs to its end.
 
-Admission: beyond ``ServerLimits.max_connections`` open connections a new one is answered ``503`` and
-closed; the counters of :meth:`HttpServer.statistics` say how many.
+Admission: a peer address that already holds ``ServerLimits.max_connections_per_address`` connections
+gets ``503`` for a new one, so one address cannot take every slot. With ``max_connections`` open, the
+connection idle the longest (waiting for a request with nothing of it received: one that never spoke,
+or an idle keep-alive connection) is closed to make room; only when no connection is idle is a new one
+answered ``503``. A connection must complete its first request head within ``first_request_timeout``
+of the accept. The counters of :meth:`HttpServer.statistics` say how often each rule fired.
 
 Usage::
 
@@ -33,7 +37,7 @@ import asyncio
 import socket
 from collections.abc import Sequence
 
-from paglets.core.errors import HostError
+from paglets._errors import HostError
 from paglets.http._connection import ServerConnection
 from paglets.http._context import ServerContext, ServerStatistics
 from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, ServerLimits
@@ -62,12 +66,14 @@ class HttpServer:
         api_key: str | None = None,
         path_prefix: str = "",
         limits: ServerLimits | None = None,
+        expose_tracebacks: bool = False,
     ) -> None:
         self._context = ServerContext(
             router,
             api_key=api_key,
             path_prefix=normalize_prefix(path_prefix),
             limits=limits if limits is not None else ServerLimits(),
+            expose_tracebacks=expose_tracebacks,
         )
         self._servers: list[asyncio.AbstractServer] = []
         self._addresses: list[tuple[str, int]] = []

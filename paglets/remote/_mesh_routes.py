@@ -34,6 +34,12 @@ def _json(obj: object, status: int = 200) -> Response:
     return Response(status, encode_json(obj), "application/json")
 
 
+def _decode_join(raw: bytes) -> object:
+    if not raw.strip():
+        raise HostError("POST /hosts/join needs the caller's host ref as a JSON object")
+    return decode_json(raw)
+
+
 def build_mesh_routes(router: Router, registry: MeshRegistry) -> None:
     """Register the mesh routes of ``registry`` on ``router``."""
 
@@ -41,10 +47,7 @@ def build_mesh_routes(router: Router, registry: MeshRegistry) -> None:
         return _json({"hosts": [ref.to_wire() for ref in registry.hosts()]})
 
     async def join(request: Request) -> Response:
-        raw = await request.body(MAX_JOIN_BODY)
-        if not raw.strip():
-            raise HostError("POST /hosts/join needs the caller's host ref as a JSON object")
-        payload = decode_json(raw)
+        payload = await request.json(MAX_JOIN_BODY, decode=_decode_join)  # large ones in a worker thread
         reply = registry.accept_join(payload)
         return _json(reply.body, reply.status)
 

@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from paglets.artifacts import ArtifactRef, require_artifact_id
+from paglets.artifacts._io import copy_verified
 from paglets.core.errors import TransferError
-from paglets.runtime._artifact_io import copy_verified
 from paglets.wire.limits import MiB
 
 if TYPE_CHECKING:
+    from paglets.artifacts import ArtifactStore
     from paglets.remote.client import HostClient
-    from paglets.runtime._artifacts import ArtifactStore
 
 __all__ = [
     "LOCAL_COPY_BASE",

@@ -25,11 +25,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Final
 
-from paglets.artifacts import ArtifactRef, require_artifact_id
+from paglets.artifacts import ArtifactRef, ArtifactStore, require_artifact_id
 from paglets.core.errors import TransferError
 from paglets.http.messages import Request, Response, StreamResponse, json_response
 from paglets.http.routing import Router
-from paglets.runtime._artifacts import ArtifactStore
 
 __all__ = ["SHA256_HEADER", "build_artifact_routes"]
 

@@ -1,8 +1,9 @@
 """Starting what ``launch.toml`` asks for (contract §5.6, §8.1): resident services and startup agents.
 
-Order at host start: the launch-config sync result is reported as an event, resident services are
-declared (eager ones start), records with ``activate_on_startup`` are activated, then startup agents run:
-a singleton with an agent id is skipped when active, activated when inactive, created otherwise. A failed
+Order at host start: the launch-config sync result is reported as an event, every resident service is
+declared (its record advertised, with no await in between, so no request can find one missing), then
+the eager ones start, records with ``activate_on_startup`` are activated, then startup agents run: a
+singleton with an agent id is skipped when active, activated when inactive, created otherwise. A failed
 entry is reported (event and log line) and skipped; it never stops the host.
 """
 
@@ -62,11 +63,17 @@ class LaunchRunner:
         def failed(entry: Any, exc: HostError) -> None:
             self._failed("resident-service-failed", getattr(entry, "class_name", "?"), exc)
 
+        declared: list[str] = []
+        # every record first, so that a message to any of them finds it while eager ones start
         for service in resolve_resident_services(self.config, on_error=failed):
             try:
-                await host.resident.declare(_declaration(service))
+                await host.resident.declare(_declaration(service), start=False)
             except PagletError as exc:
                 self._failed("resident-service-failed", service.class_name, exc)
+            else:
+                declared.append(service.agent_id)
+        for agent_id in declared:
+            await host.resident.start_eager(agent_id)
 
     async def start_startup_agents(self) -> None:
         if self.config is None:

@@ -10,18 +10,26 @@ the background (``paglets/runtime/_move_recovery.py``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from paglets.core._ids import check_agent_id
 from paglets.core.errors import PagletError, TransferError, TransferInDoubtError
-from paglets.core.events import CloneEvent, MobilityEvent
+from paglets.core.events import CloneEvent
 from paglets.persistence._transfers import TransferRecord
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import PagletController, Snapshot
+from paglets.runtime._move_depart import (
+    Target,
+    leaving_hooks,
+    preflight,
+    resolve,
+    stage_files,
+    unstage_files,
+)
 from paglets.runtime._move_target import RUN_SETTLE_WAIT
 from paglets.runtime._transfer import (
     Action,
@@ -48,18 +56,13 @@ COMMIT_ATTEMPTS: Final = 5
 #: Seconds the commit attempts may take at least before the move is in doubt (a restarting target
 #: usually answers within them); the ticket's ``timeout * (retries + 1)`` when longer.
 MIN_COMMIT_WINDOW: Final = 3.0
+#: Longest wait a target's ``Retry-After`` may ask of a retrying source (a peer's number, so bounded).
+MAX_RETRY_AFTER: Final = 30.0
 #: First and longest pause between two commit attempts.
 COMMIT_BACKOFF: Final = 0.05
 MAX_COMMIT_BACKOFF: Final = 1.0
 
 A, E, S = Action, Event, SourceState
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    url: str
-    name: str
-    same_host: bool
 
 
 @dataclass(slots=True)
@@ -91,51 +94,12 @@ class SourceDriver:
     # --- before the envelope ------------------------------------------------------------------------------
 
     async def resolve(self, ticket: TransferTicket) -> Target:
-        url = self._host.resolve_host_url(ticket.destination)
-        same = url.rstrip("/") == self._host.address.rstrip("/")
-        return Target(url=url.rstrip("/"), name=self._host.name if same else "", same_host=same)
+        return await resolve(self._host, ticket)
 
     async def preflight(
         self, ticket: TransferTicket, target: Target, *, agent_id: str | None = None
     ) -> dict[str, Any]:
-        """Check the target can take the paglet (reachable, capabilities, code version)."""
-
-        def failed(text: str) -> TransferError:
-            return self._engine.failed("preflight", text, agent_id=agent_id, destination=target.url)
-
-        if target.same_host:
-            health = self._host.health()
-        else:
-            try:
-                health = await self._host.aclient.request_json(
-                    "GET", target.url + "/health", timeout=ticket.timeout
-                )
-            except (PagletError, OSError) as exc:
-                raise failed(f"target {target.url} is not reachable: {exc}") from exc
-            if not isinstance(health, dict):
-                raise failed(f"target {target.url} answered /health with {health!r}")
-        capabilities = set(health.get("capabilities") or ())
-        missing = [c for c in ticket.required_capabilities if c not in capabilities]
-        if missing:
-            raise failed(f"target {target.url} lacks capabilities {missing}")
-        version = str(health.get("code_version") or "")
-        if ticket.expected_code_version is not None:
-            if version != ticket.expected_code_version:
-                raise failed(
-                    f"target {target.url} runs code version {version!r}, "
-                    f"the ticket expects {ticket.expected_code_version!r}"
-                )
-        elif version != self._host.code_version:
-            raise failed(
-                f"target {target.url} runs code version {version!r}, this host {self._host.code_version!r}; "
-                "set expected_code_version on the ticket to move anyway"
-            )
-        return {
-            "name": str(health.get("name") or ""),
-            "address": str(health.get("address") or target.url),
-            "code_version": version,
-            "capabilities": sorted(capabilities),
-        }
+        return await preflight(self._engine, ticket, target, agent_id=agent_id)
 
     async def move(
         self,
@@ -159,6 +123,8 @@ class SourceDriver:
         except PagletError as exc:
             engine.report("resolve", str(exc), agent_id=agent_id)
             raise
+        if clone_id is not None:
+            check_agent_id(clone_id)  # a paglet chose its clone's id
         ctrl = host.manager.ready(agent_id)
         info = await self.preflight(ticket, destination, agent_id=agent_id)
         ctrl = host.manager.ready(agent_id)
@@ -168,17 +134,17 @@ class SourceDriver:
             engine.check_capacity()
             new_id = (clone_id or uuid.uuid4().hex) if kind == "clone" else agent_id
             if hooks_in_child:
-                await self._leaving_hooks(ctrl, kind, info, new_id)
+                await leaving_hooks(host, ctrl, kind, info, new_id)
             if snapshot is None:
                 snapshot = await ctrl.snapshot(host.manager.timeouts.state)
             if not destination.same_host or kind == "clone":
-                files = await self._stage_files(agent_id, new_id, destination)
+                files = await stage_files(host, agent_id, new_id, destination)
         except BaseException as exc:
             if snapshot is not None:
                 snapshot.close()
             ctrl.resume()
             if files:
-                engine.spawn(self._unstage_files(files, destination.same_host))
+                engine.spawn(unstage_files(host, files, destination.same_host, agent_id))
             if isinstance(exc, PagletError):
                 raise
             raise TransferError(f"moving {agent_id} failed: {exc}") from exc
@@ -219,62 +185,6 @@ class SourceDriver:
         assert run.answer is not None
         return await run.answer
 
-    async def _stage_files(self, agent_id: str, new_id: str, destination: Target) -> list[dict[str, Any]]:
-        host = self._host
-        if not host.files.refs(agent_id):
-            return []
-        local = host.artifacts if destination.same_host else None
-        return await asyncio.get_running_loop().run_in_executor(
-            None,
-            functools.partial(
-                host.files.stage,
-                agent_id,
-                destination.url,
-                host.client,
-                new_agent_id=new_id,
-                local_store=local,
-            ),
-        )
-
-    async def _unstage_files(self, files: list[dict[str, Any]], same_host: bool) -> None:
-        host = self._host
-        local = host.artifacts if same_host else None
-        await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(host.files.unstage, files, host.client, local_store=local)
-        )
-
-    async def _leaving_hooks(
-        self, ctrl: PagletController, kind: MoveKind, info: dict[str, Any], new_id: str
-    ) -> None:
-        host = self._host
-        timeout = host.manager.timeouts.hook
-        if kind == "clone":
-            event: Any = CloneEvent(
-                agent_id=ctrl.agent_id,
-                host_name=host.name,
-                host_address=host.address,
-                source_agent_id=ctrl.agent_id,
-                clone_agent_id=new_id,
-                source_host_name=host.name,
-                source_host_address=host.address,
-                target_host_name=info["name"],
-                target_host_address=info["address"],
-            )
-            await ctrl.lifecycle("cloning", event, timeout)
-            return
-        event = MobilityEvent(
-            agent_id=ctrl.agent_id,
-            host_name=host.name,
-            host_address=host.address,
-            source_host_name=host.name,
-            source_host_address=host.address,
-            target_host_name=info["name"],
-            target_host_address=info["address"],
-            reason="retract" if kind == "retract" else "dispatch",
-        )
-        await ctrl.lifecycle("reverting" if kind == "retract" else "dispatching", event, timeout)
-        await ctrl.resources("cleanup", reason=kind, timeout=host.manager.timeouts.resources)
-
     # --- prepare: the envelope ----------------------------------------------------------------------------
 
     async def _send_envelope(self, run: SourceRun, snapshot: Snapshot) -> Event:
@@ -294,9 +204,11 @@ class SourceDriver:
         attempts = ticket.retries + 1
         last: BaseException | None = None
         owner = metadata.clone_of or metadata.agent_id
+        busy_wait = 0.0
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(ticket.retry_interval)
+                await asyncio.sleep(max(ticket.retry_interval, busy_wait))
+            busy_wait = 0.0
             try:
                 response = await self._host.aclient.request(
                     "POST",
@@ -322,6 +234,20 @@ class SourceDriver:
             from paglets.remote.client import error_from_response
 
             error = error_from_response(url, response.status, data)
+            if response.status == 503 and attempt + 1 < attempts:
+                # busy (its inbound move budget is taken): it kept nothing of this attempt, so retry
+                # under the same transfer id after its Retry-After
+                last = error
+                busy_wait = _retry_after(response.header("retry-after"))
+                self._engine.failed(
+                    "post",
+                    f"attempt {attempt + 1} to {url} found it busy: {error}",
+                    agent_id=owner,
+                    destination=url,
+                    attempt=attempt + 1,
+                    attempts=attempts,
+                )
+                continue
             if response.status >= 500:  # the target failed while answering: it may hold a copy
                 last = error
                 self._engine.failed(
@@ -505,10 +431,7 @@ class SourceDriver:
         if ctrl is None or metadata is None:
             return
         kind = run.machine.kind
-        undrained = [
-            _Waiting(message, oneway) for message, oneway in host.persistence.take_undrained(ctrl.agent_id)
-        ]
-        waiting = undrained + host.manager.detach(ctrl)
+        waiting = host.manager.detach(ctrl)
         host.events.emit(
             "retract" if kind == "retract" else "dispatch",
             agent_id=ctrl.agent_id,
@@ -557,7 +480,7 @@ class SourceDriver:
         if ctrl is not None:
             ctrl.resume()
         if run.files and not run.machine.at(S.IN_DOUBT):
-            self._engine.spawn(self._unstage_files(run.files, run.local))
+            self._engine.spawn(unstage_files(self._host, run.files, run.local, run.machine.agent_id))
 
     async def _finish_clone(self, run: SourceRun) -> None:
         """The clone exists: the ``cloned`` hook runs (if the caller still waits), the source copy resumes."""
@@ -594,10 +517,10 @@ class SourceDriver:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    """A message to forward that nobody waits for (queued while the paglet was inactive)."""
-
-    message: Any
-    oneway: bool
-    future: None = None
+def _retry_after(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header (delta-seconds only), within ``[0, MAX_RETRY_AFTER]``."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if seconds == seconds else 0.0

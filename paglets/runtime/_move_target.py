@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from paglets.core.errors import PagletError, TransferError
+from paglets.core._ids import check_agent_id
+from paglets.core.errors import InvalidAgentIdError, PagletError, TransferError
 from paglets.core.events import CloneEvent, MobilityEvent
 from paglets.core.runtime_values import ArrivalMode
 from paglets.persistence._recordformat import StoredRecord
@@ -88,6 +89,13 @@ class TargetDriver:
             segment.close()
             await self._feed(known, E.ENVELOPE)
             return known
+        try:
+            check_agent_id(metadata.agent_id)  # ids from the network: never a paglet named "", "/tmp/x", ...
+            if metadata.clone_of is not None:
+                check_agent_id(metadata.clone_of)
+        except InvalidAgentIdError:
+            segment.close()
+            raise
         machine = TargetTransfer(
             metadata.transfer_id,
             metadata.agent_id,
@@ -148,9 +156,10 @@ class TargetDriver:
             if (metadata.ticket or {}).get("arrival_mode") == ArrivalMode.INACTIVE.value:
                 if host.persistence.summary(metadata.agent_id) is not None:
                     raise TransferError(f"paglet {metadata.agent_id} is already stored on host {host.name}")
-                view = segment.view
-                inactive_state = b"" if view is None else bytes(view[:length])
-                segment.close()
+                try:
+                    inactive_state = segment.read(length)
+                finally:
+                    segment.close()
             else:
                 segment.seal(length)
         except BaseException as exc:

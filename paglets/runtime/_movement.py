@@ -37,12 +37,13 @@ from paglets.core.errors import TransferError
 from paglets.persistence._transfers import MAX_OPEN_TRANSFERS, TransferRecord, TransferStore
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import Snapshot
-from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._inbound import INBOUND_DECODE_WORKERS, InboundBudget, InboundMove
 from paglets.runtime._move_recovery import Recovery
 from paglets.runtime._move_source import ENVELOPE_CONTENT_TYPE, SourceDriver, SourceRun, Target
 from paglets.runtime._move_target import RUN_SETTLE_WAIT, TargetDriver, TargetRun
+from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._transfer import MoveKind, new_incarnation
-from paglets.wire.envelope import EnvelopeDecoder, EnvelopeMetadata, MemoryviewSink
+from paglets.wire.envelope import EnvelopeMetadata
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -70,7 +71,12 @@ class MovementEngine:
         self.targets: OrderedDict[str, TargetRun] = OrderedDict()
         self.store: TransferStore | None = None
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(host.events)
+        #: Bytes of decoded state that unfinished inbound moves may hold (``Host(inbound_move_budget=...)``).
+        self.budget = InboundBudget(host.config.inbound_move_budget)
+        #: Seconds an inbound move waits for budget before it is refused with 503.
+        self.budget_wait = host.config.inbound_budget_wait
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.source = SourceDriver(self)
         self.target = TargetDriver(self)
         self.recovery = Recovery(self)
@@ -92,8 +98,10 @@ class MovementEngine:
         self.recovery.load(records)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         await self.target.stop()
         store, self.store = self.store, None
         io, self._io = self._io, None
@@ -105,9 +113,7 @@ class MovementEngine:
     # --- bookkeeping --------------------------------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)  # a failure is reported (task-failed), never lost
 
     def remember_source(self, run: SourceRun) -> None:
         self.sources[run.transfer_id] = run
@@ -202,47 +208,36 @@ class MovementEngine:
     # --- the target side: receiving an envelope -------------------------------------------------------------
 
     async def receive(self, chunks: AsyncIterator[Any], *, max_state_bytes: int) -> dict[str, Any]:
-        """An envelope arrives over HTTP: verify it while it streams, then prepare the paglet."""
-        segments: list[OutgoingSegment] = []
-        sinks: list[MemoryviewSink] = []
+        """An envelope arrives over HTTP: verify it while it streams, under the host's inbound move budget
+        and off the event loop (``paglets/runtime/_inbound.py``), then prepare the paglet."""
+        move = InboundMove(
+            self.budget, self._decode_pool(), max_state_bytes=max_state_bytes, wait=self.budget_wait
+        )
+        seen: list[TargetRun] = []
 
-        def sink(metadata: EnvelopeMetadata, declared: int) -> MemoryviewSink:
-            known = self.targets.get(metadata.transfer_id)
-            if known is not None:
-                raise _Known(known)
-            segment = OutgoingSegment.allocate(declared)
-            segments.append(segment)
-            assert segment.view is not None
-            sinks.append(MemoryviewSink(segment.view))
-            return sinks[-1]
+        def known(metadata: EnvelopeMetadata) -> bool:
+            run = self.targets.get(metadata.transfer_id)
+            if run is not None:
+                seen.append(run)
+                return True
+            return False
 
-        decoder = EnvelopeDecoder(max_state_bytes=max_state_bytes, sink_factory=sink)
         try:
-            async for piece in chunks:
-                decoder.feed(piece)
-            decoded = decoder.finish()
-        except _Known as known:
-            return await self.target.answer_envelope(known.record)
-        except BaseException:
-            for written in sinks:
-                written.release()
-            for segment in segments:
-                segment.close()
-            raise
+            decoded = await move.run(chunks, known)
+            if decoded is None:
+                return await self.target.answer_envelope(seen[0])
+            segment = move.take_segment()
+            run = await self.target.prepare(decoded.metadata, segment, length=decoded.state_length)
+            return self.target.envelope_answer(run)
         finally:
-            for written in sinks:
-                written.release()
-        segment = segments[0] if segments else OutgoingSegment.allocate(0)
-        run = await self.target.prepare(decoded.metadata, segment, length=decoded.state_length)
-        return self.target.envelope_answer(run)
+            move.release()
 
-
-class _Known(Exception):
-    """A retried envelope whose transfer this host already knows (stops decoding early)."""
-
-    def __init__(self, record: TargetRun) -> None:
-        super().__init__(record.transfer_id)
-        self.record = record
+    def _decode_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=INBOUND_DECODE_WORKERS, thread_name_prefix=f"paglets-inbound-{self.host.name}"
+            )
+        return self._pool
 
 
 def _evict(runs: OrderedDict[str, Any], final: Any) -> None:

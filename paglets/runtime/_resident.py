@@ -81,8 +81,9 @@ class ResidentServices:
 
     # --- declaration ---------------------------------------------------------------------------------
 
-    async def declare(self, declaration: ResidentDeclaration) -> ServiceRecord:
-        """Advertise a resident service now; start it if it is eager."""
+    async def declare(self, declaration: ResidentDeclaration, *, start: bool = True) -> ServiceRecord:
+        """Advertise a resident service now; start it if it is eager (unless ``start`` is false: the
+        caller then starts it with :meth:`start_eager` once every service is declared)."""
         host = self._host
         self._declared[declaration.agent_id] = declaration
         metadata = declaration.contract.advertise_metadata(
@@ -112,14 +113,21 @@ class ResidentServices:
             service_name=declaration.contract.name,
             data={"lifecycle": declaration.lifecycle.value},
         )
-        if declaration.lifecycle is ResidentLifecycle.EAGER:
-            try:
-                await self.ensure_started(declaration.agent_id)
-            except PagletError as exc:
-                _log.error("eager resident service %s failed to start: %s", declaration.agent_id, exc)
+        if start:
+            await self.start_eager(declaration.agent_id)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._tick())
+            self._task = self._host.tasks.spawn(self._tick())  # a failure is reported, never lost
         return record
+
+    async def start_eager(self, agent_id: str) -> None:
+        """Start the declared service ``agent_id`` if it is eager (a failure is logged and reported)."""
+        declaration = self._declared.get(agent_id)
+        if declaration is None or declaration.lifecycle is not ResidentLifecycle.EAGER:
+            return
+        try:
+            await self.ensure_started(agent_id)
+        except PagletError:
+            pass  # logged and reported as an event by ensure_started; the host starts without it
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -158,6 +166,7 @@ class ResidentServices:
                     )
                     kind = "resident-service-create"
             except PagletError as exc:
+                _log.error("resident service %s failed to start: %s", agent_id, exc)
                 host.events.emit(
                     "resident-service-failed",
                     agent_id=agent_id,

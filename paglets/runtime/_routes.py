@@ -1,19 +1,24 @@
 """The HTTP control plane of a host (contract §6): a route table of handlers over the host's core.
 
-Handlers run on the host's event loop and call the async core directly (no thread hops). JSON bodies
-are decoded once into the route's request Struct (``paglets.wire.requests``): a wrong type or a missing
-field is a 400 naming the field, before the handler runs. Binary values use the tag form of
-``proto/PROTOCOL.md``. Errors are raised as ``PagletError`` subclasses; the HTTP server turns them into
+Handlers run on the host's event loop and call the async core directly. JSON bodies are decoded once
+into the route's request Struct (``paglets.wire.requests``): a wrong type or a missing field is a 400
+naming the field, before the handler runs. Binary values use the tag form of ``proto/PROTOCOL.md``.
+Bodies are at most ``MAX_CONTROL_BODY`` bytes, except on the two routes that carry user values
+(messages, creations with an inline state: ``MAX_JSON_BODY``); large ones are decoded (and a message
+converted to its IPC form) in the server's decoder threads (``Request.json(decode=...)``), so the loop
+keeps serving meanwhile. Errors are raised as ``PagletError`` subclasses; the HTTP server turns them into
 ``{error_type, error}`` bodies with the status each class declares.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import msgspec
 
 from paglets import __version__
+from paglets.core._ids import check_agent_id
 from paglets.core.errors import HostError, PagletError
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
@@ -22,8 +27,9 @@ from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._paglets import message_from_request
 from paglets.services._routes import build_service_routes
+from paglets.wire.ipc import MessageWire
 from paglets.wire.jsonbin import encode_json
-from paglets.wire.limits import MAX_JSON_BODY, MAX_STATE_BYTES
+from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
 from paglets.wire.requests import (
     CreateRequest,
     EmptyRequest,
@@ -68,12 +74,23 @@ def _ok(obj: Any, status: int = 200) -> Response:
     return Response(status, encode_json(obj), "application/json")
 
 
-async def _read(request: Request, cls: type[S]) -> S:
-    """The body of ``request`` decoded as ``cls`` (one typed decode; errors name the field)."""
+def _refuse_pickle(request: Request) -> None:
     content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/x-paglets-pickle":
         raise UnsupportedMediaError("pickle bodies are refused: paglets hosts never unpickle network input")
-    return decode_request(await request.body(MAX_JSON_BODY), cls)
+
+
+async def _read(request: Request, cls: type[S], limit: int = MAX_CONTROL_BODY) -> S:
+    """The body of ``request`` decoded as ``cls`` (one typed decode; errors name the field)."""
+    _refuse_pickle(request)
+    body: S = await request.json(limit, decode=partial(decode_request, cls=cls, max_bytes=limit))
+    return body
+
+
+def _decode_message(raw: bytes) -> tuple[MessageRequest, MessageWire]:
+    """A message request and the IPC form of its message (in a decoder thread when the body is large)."""
+    body = decode_request(raw, MessageRequest)
+    return body, message_from_request(body.message)
 
 
 def _int_query(request: Request, name: str, default: int, *, low: int, high: int) -> int:
@@ -89,7 +106,7 @@ def _int_query(request: Request, name: str, default: int, *, low: int, high: int
 
 def build_router(host: Host) -> Router:
     """Every route of ``host``."""
-    router = Router()
+    router = Router(param_checks={"agent_id": check_agent_id})  # a bad id in a path is a 400
 
     async def index(request: Request) -> Response:
         return _ok(
@@ -127,7 +144,7 @@ def build_router(host: Host) -> Router:
         content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
         if content_type == ENVELOPE_CONTENT_TYPE:
             return _ok(await host.movement.receive(request.stream(), max_state_bytes=MAX_STATE_BYTES))
-        body = await _read(request, CreateRequest)
+        body = await _read(request, CreateRequest, MAX_JSON_BODY)
         if body.envelope is not msgspec.UNSET:
             raise UnsupportedMediaError(
                 f"paglets move as binary envelopes ({ENVELOPE_CONTENT_TYPE}), not as JSON or pickle"
@@ -141,7 +158,7 @@ def build_router(host: Host) -> Router:
             state_class=state_class,
             state=state,
             init=body.init,
-            agent_id=body.agent_id,
+            agent_id=None if body.agent_id is None else check_agent_id(body.agent_id),
         )
         return _ok({"proxy": {"host_url": host.address, "agent_id": new_id}})
 
@@ -158,13 +175,15 @@ def build_router(host: Host) -> Router:
 
     async def messages(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        body = await _read(request, MessageRequest)
+        _refuse_pickle(request)
+        body, message = await request.json(MAX_JSON_BODY, decode=_decode_message)
         result = await host.deliver_async(
             agent_id,
-            message_from_request(body.message),
+            message,
             oneway=body.oneway,
             activate_if_inactive=body.activate_if_inactive,
             no_delay=body.no_delay,
+            timeout=body.timeout,
         )
         return _ok({"result": result})
 
@@ -175,7 +194,8 @@ def build_router(host: Host) -> Router:
 
     async def lease(request: Request) -> Response:
         body = await _read(request, LeaseRequest)
-        return _ok(await host.resident.acquire_lease(body.agent_id, body.service_name, body.ttl))
+        agent_id = check_agent_id(body.agent_id)
+        return _ok(await host.resident.acquire_lease(agent_id, body.service_name, body.ttl))
 
     async def lease_release(request: Request) -> Response:
         await _read(request, EmptyRequest)

@@ -23,14 +23,9 @@ from typing import Any
 
 from paglets.core.errors import InvalidAgentError, LimitExceededError
 from paglets.core.runtime_values import ServiceScope
+from paglets.services._mesh_lookup import MeshServiceLookup, http_fetch
 from paglets.services.contracts import ServiceRecord
-from paglets.services.registry import (
-    MAX_SERVICES_PER_AGENT,
-    MeshServiceLookup,
-    ServiceRegistry,
-    http_fetch,
-    new_record,
-)
+from paglets.services.registry import MAX_SERVICES_PER_AGENT, ServiceRegistry, new_record
 from paglets.services.resident import RESIDENT_SERVICE_METADATA_KEY
 
 __all__ = ["HostServices"]

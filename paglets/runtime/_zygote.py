@@ -53,7 +53,7 @@ from typing import Final, Literal
 import msgspec
 
 from paglets.core.errors import FrameError, HostError, LimitExceededError
-from paglets.runtime._channel import IpcTimeoutError
+from paglets.runtime._channel_layout import IpcTimeoutError
 from paglets.runtime._procutil import TITLE_ROOM
 from paglets.wire.limits import KiB
 
@@ -110,7 +110,8 @@ RUNTIME_MODULES: Final = (
     "paglets.serialization.codec",
     "paglets.runtime._ring",
     "paglets.runtime._handoff",
-    "paglets.runtime._channel",
+    "paglets.runtime._channel_layout",
+    "paglets.runtime.child._channel",
     "paglets.runtime._procutil",
     "paglets.wire.values",
     "paglets.wire.boot",

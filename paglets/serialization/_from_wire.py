@@ -36,7 +36,7 @@ from typing import Any, Final, Literal, TypeVar, Union, get_args, get_origin
 
 import msgspec
 
-from paglets.core.errors import SerializationError
+from paglets._errors import SerializationError
 from paglets.serialization._common import (
     MAX_WIRE_NESTING,
     MSGSPEC_SCALARS,

@@ -46,7 +46,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from paglets.core.errors import SerializationError
+from paglets._errors import SerializationError
 from paglets.serialization._cache import ClassCache
 from paglets.serialization._from_wire import dataclass_from_wire, value_from_wire
 from paglets.serialization._to_wire import find_encoding_problem

@@ -39,7 +39,7 @@ from typing import Any, Final
 
 import msgspec
 
-from paglets.core.errors import SerializationError
+from paglets._errors import SerializationError
 from paglets.serialization._common import (
     MAX_WIRE_NESTING,
     MSGSPEC_SCALARS,

@@ -27,7 +27,7 @@ import importlib
 import sys
 from typing import Final
 
-from paglets.core.errors import SerializationError
+from paglets._errors import SerializationError
 from paglets.serialization._common import MAX_WIRE_NESTING
 from paglets.serialization._from_wire import dataclass_from_wire, value_from_wire
 from paglets.serialization._state import (

@@ -21,7 +21,10 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Final
+from functools import partial
+from typing import Any, Final, TypeVar
+
+import msgspec
 
 from paglets.core.errors import HostError, InvalidAgentError
 from paglets.core.runtime_values import ServiceScope, enum_from_wire
@@ -34,12 +37,22 @@ from paglets.wire.requests import AdvertiseRequest, UnadvertiseRequest, decode_r
 
 __all__ = ["MAX_SERVICE_BODY", "build_service_routes"]
 
+S = TypeVar("S", bound=msgspec.Struct)
+
 #: Largest advertisement body: the metadata bound plus room for the name and the capabilities.
 MAX_SERVICE_BODY: Final = MAX_SERVICE_METADATA + 192 * KiB
 
 
 def _json(obj: Any) -> Response:
     return Response(200, encode_json(obj), "application/json")
+
+
+async def _read(request: Request, cls: type[S]) -> S:
+    """The body decoded as ``cls`` (large bodies in the server's decoder threads)."""
+    body: S = await request.json(
+        MAX_SERVICE_BODY, decode=partial(decode_request, cls=cls, max_bytes=MAX_SERVICE_BODY)
+    )
+    return body
 
 
 def _scope(value: object, *, default: ServiceScope = ServiceScope.LOCAL) -> ServiceScope:
@@ -73,9 +86,7 @@ def build_service_routes(
 
     async def advertise(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        body = decode_request(
-            await request.body(MAX_SERVICE_BODY), AdvertiseRequest, max_bytes=MAX_SERVICE_BODY
-        )
+        body = await _read(request, AdvertiseRequest)
         scope = _scope(body.scope)
         if not is_active(agent_id):
             raise InvalidAgentError(f"no active paglet {agent_id} on this host")
@@ -93,9 +104,7 @@ def build_service_routes(
 
     async def unadvertise(request: Request) -> Response:
         agent_id = request.path_params["agent_id"]
-        body = decode_request(
-            await request.body(MAX_SERVICE_BODY), UnadvertiseRequest, max_bytes=MAX_SERVICE_BODY
-        )
+        body = await _read(request, UnadvertiseRequest)
         removed = registry.unadvertise(body.name, agent_id)
         return _json({"services": [record.to_wire() for record in removed]})
 

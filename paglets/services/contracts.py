@@ -381,6 +381,11 @@ class ServiceContract:
             and record.metadata.get(CONTRACT_METADATA_KEY) == self._metadata
         )
 
+    def _handle_for(self, record: ServiceRecord, source: Any) -> ServiceHandle:
+        """A ``ServiceHandle`` for ``record`` through ``source``: how ``PagletContext.lookup_contracts``
+        builds handles without importing this package (it sits below it)."""
+        return ServiceHandle(self, record, source)
+
     def route(
         self,
         message: Message,

@@ -25,7 +25,7 @@ from typing import Final
 
 import zstandard
 
-from paglets.core.errors import ChecksumError, FrameError
+from paglets._errors import ChecksumError, FrameError
 
 __all__ = [
     "KEEP_RATIO",

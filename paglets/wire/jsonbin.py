@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import msgspec
 
-from paglets.core.errors import FrameError, LimitExceededError, SerializationError
+from paglets._errors import FrameError, LimitExceededError, SerializationError
 from paglets.wire.limits import MAX_JSON_BODY, MAX_JSON_DEPTH
 
 __all__ = ["BINARY_TAG", "decode_json", "encode_json", "tag_binary", "untag_binary"]

@@ -70,8 +70,14 @@ MAX_HEADER_BYTES: Final = 16 * KiB
 #: Number of request headers. Real clients send fewer than 20.
 MAX_HEADER_COUNT: Final = 100
 
-#: Largest JSON request body read whole (messages, creations with inline state, control calls).
+#: Largest JSON request body read whole: the routes that carry user values (messages with their
+#: arguments, creations with an inline state). Bulk data belongs in envelopes and artifacts.
 MAX_JSON_BODY: Final = 64 * MiB
+
+#: Largest JSON body of every other control route (dispose, moves, transfers, leases). They carry ids,
+#: a ticket or a request of a few hundred bytes; 1 MiB leaves three orders of magnitude of room, and a
+#: body at the bound decodes in milliseconds, so it cannot stall a host.
+MAX_CONTROL_BODY: Final = 1 * MiB
 
 #: Deepest nesting of lists and objects the JSON binary-tag walk follows. Real control bodies nest a
 #: few levels; the bound keeps the walk far from the interpreter's recursion limit.
@@ -88,6 +94,11 @@ IDLE_TIMEOUT: Final = 60.0
 
 #: Seconds the server waits for the next bytes of a started request (slow-client guard).
 READ_TIMEOUT: Final = 30.0
+
+#: Longest deadline a client may ask for a synchronous message (``"timeout"`` of ``POST .../messages``).
+#: A day: handlers that run longer should answer at once and report later (a oneway message back, or
+#: their state).
+MAX_SEND_TIMEOUT: Final = 86400.0
 
 # --- mailboxes ----------------------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from paglets.core.errors import PagletError, RemoteHostError, error_class_for, error_code_for
+from paglets._errors import PagletError, RemoteHostError, error_class_for, error_code_for
 from paglets.wire.limits import MAX_ERROR_MESSAGE, MAX_ERROR_TRACEBACK, MAX_ERROR_TYPE_NAME
 
 __all__ = [
@@ -45,7 +45,7 @@ __all__ = [
 _CUT_MARK = " [...]"
 #: Types from these modules are named without their module (``RuntimeError``, ``TransferError``); any
 #: other type is named ``module.QualName`` so a user exception says where it comes from.
-_BARE_MODULES = frozenset({"builtins", "paglets.core.errors"})
+_BARE_MODULES = frozenset({"builtins", "paglets._errors"})
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, array_like=True, gc=False):

@@ -24,7 +24,7 @@ from typing import Any
 
 import msgspec
 
-from paglets.core.errors import SerializationError
+from paglets._errors import SerializationError
 
 __all__ = ["BYTEARRAY_EXT", "decode_value", "encode_value", "ext_hook", "prepare_value"]
 

@@ -174,3 +174,37 @@ def test_a_console_nobody_reads_never_blocks_the_host() -> None:
         stream.release.set()
         stop()
     assert 0 < stream.written <= MAX_QUEUED_LINES + 2  # the rest was dropped, not queued without bound
+
+
+def test_every_other_event_with_an_error_is_one_warning(
+    lines: tuple[list[tuple[int, str]], logging.Logger],
+) -> None:
+    got, logger = lines
+    report = ConsoleReporter(logger=logger, clock=Clock())
+    report(
+        _event(
+            "relay-delivery-failed",
+            agent_id="0123456789ab",
+            class_name="counter:Counter",
+            error="hub unreachable",
+            data={"destination": "beta", "stage": "forward"},
+        )
+    )
+    report(_event("service-call-failed", service_name="server-info", error="line one\nline two"))
+    # failures the runtime logs itself get no second line; events without an error stay debug lines
+    report(_event("resident-service-failed", service_name="mesh-info", error="cannot import"))
+    report(_event("startup-agent-failed", class_name="x:Y", error="bad state"))
+    report(_event("resident-service-create", service_name="mesh-info"))
+    assert [(level, text) for level, text in got if level >= logging.WARNING] == [
+        (
+            logging.WARNING,
+            "relay-delivery-failed (agent=0123456789ab, class=Counter, destination=beta, stage=forward): "
+            "hub unreachable",
+        ),
+        (logging.WARNING, "service-call-failed (service=server-info): line one line two"),
+    ]
+    assert [text for level, text in got if level < logging.WARNING] == [
+        "resident-service-failed service mesh-info error: cannot import",
+        "startup-agent-failed error: bad state",
+        "resident-service-create service mesh-info",
+    ]

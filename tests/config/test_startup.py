@@ -370,10 +370,16 @@ def test_bundled_template_is_package_data_and_loads() -> None:
     assert bundled_launch_config_text() == text
     config = parse_launch_config(text, path="default_launch.toml")
     assert config.demo_config_id == "paglets-default-launch"
-    assert config.demo_config_version == "1"
+    assert config.demo_config_version == "6"
     assert config.sync_demo_config is True
-    assert config.resident_services == ()
+    services = {entry.agent_id: entry for entry in config.resident_services}
+    assert list(services) == ["service.server-info", "service.mesh-info", "service.user-info"]
+    assert services["service.mesh-info"].lifecycle is ResidentLifecycle.EAGER
+    assert services["service.server-info"].lifecycle is ResidentLifecycle.LAZY
+    assert all(entry.scope is ServiceScope.MESH and entry.enabled for entry in services.values())
     assert config.startup_agents == ()
+    resolved = resolve_resident_services(config)
+    assert [r.contract.name for r in resolved] == ["server-info", "mesh-info", "user-info"]
 
 
 def test_bundled_template_comments_show_valid_syntax() -> None:
@@ -386,7 +392,7 @@ def test_bundled_template_comments_show_valid_syntax() -> None:
         lines.append(line)
     config = parse_launch_config("\n".join(lines))
     assert config.sync_demo_config is False
-    (resident,) = config.resident_services
+    *_, resident = config.resident_services
     assert resident.lifecycle is ResidentLifecycle.LAZY
     assert resident.scope is ServiceScope.MESH
     assert resident.idle_timeout == 30.0

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from paglets.artifacts import ArtifactRef
-from paglets.core import _context
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet, PagletContext, PagletState
 from paglets.core.errors import HostError, ServiceContractError, ServiceNotFoundError
 from paglets.core.messages import Message
@@ -215,6 +214,9 @@ class FakeContract:
     def matches_record(self, record: Any) -> bool:
         return bool(record.get("ok"))
 
+    def _handle_for(self, record: Any, source: Any) -> FakeHandle:
+        return FakeHandle(self, record, source)
+
 
 class FakeOperation:
     name = "add"
@@ -233,8 +235,7 @@ class FakeLease:
         self.released = True
 
 
-def test_contracts(host: RecordingHost, context: PagletContext, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_context, "_service_handle_class", lambda: FakeHandle)
+def test_contracts(host: RecordingHost, context: PagletContext) -> None:
     contract = FakeContract()
     context.advertise_contract(contract, metadata={"x": 1})
     advertised = host.last("advertise_service")

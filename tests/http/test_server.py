@@ -225,10 +225,14 @@ def test_garbage_gets_400_and_others_are_unaffected(server: ServerThread) -> Non
 def test_idle_connections_are_closed_after_the_idle_timeout(make_server: Callable[..., ServerThread]) -> None:
     srv = make_server(limits=fast_limits(idle_timeout=0.2))
     with connect(srv.port) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
         started = time.monotonic()
         assert sock.recv(100) == b""
         assert 0.15 < time.monotonic() - started < WAIT
     assert srv.stats().timeouts == 0  # an idle close is not a slow client
+    assert srv.stats().first_request_timeouts == 0
 
 
 def test_slowloris_headers_are_cut_by_the_header_deadline(make_server: Callable[..., ServerThread]) -> None:
@@ -291,7 +295,12 @@ def test_connections_beyond_the_limit_get_503(make_server: Callable[..., ServerT
     srv = make_server(limits=ServerLimits(max_connections=3))
     held = [connect(srv.port) for _ in range(3)]
     try:
-        wait_for(lambda: srv.stats().connections_open == 3, "three open connections")
+        for sock in held:  # busy (a request head under way), so none can be closed to make room
+            sock.sendall(b"GET /health HTTP/1.1\r\n")
+        wait_for(
+            lambda: srv.stats().connections_open == 3 and srv.stats().connections_idle == 0,
+            "three busy connections",
+        )
         with connect(srv.port) as extra:
             extra.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
             responses = parse_responses(read_until_closed(extra))

@@ -13,10 +13,10 @@ import re
 import sys
 from pathlib import Path
 
+from paglets.artifacts import ArtifactStore
 from paglets.http import HttpServer, Request, Response, Router, json_response
 from paglets.http.server import new_event_loop
 from paglets.runtime._artifact_routes import build_artifact_routes
-from paglets.runtime._artifacts import ArtifactStore
 
 
 def status_kib(field: str) -> int:

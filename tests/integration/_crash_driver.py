@@ -105,6 +105,7 @@ class KillableHost:
                 str(directory),
                 "--mesh-version",
                 "crash-test",
+                "--no-launch-config",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

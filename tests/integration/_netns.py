@@ -1,6 +1,10 @@
 """Run a command in a network namespace of its own (``unshare -n``), loopback up, nothing else.
 
-With ``dns_sentinel=True`` the namespace also gets a mount namespace in which ``/etc/resolv.conf`` names
+The command also runs as pid 1 of a pid namespace of its own (``-p -f --kill-child``, with its own
+``/proc``): when it ends, or the test kills ``unshare`` on a timeout, the kernel ends every process left
+inside (hosts, their template processes and paglets), so nothing started there can outlive the test.
+
+With ``dns_sentinel=True``, in the namespace's own mount namespace, ``/etc/resolv.conf`` names
 ``127.0.0.1`` as the only nameserver, so any DNS lookup made inside is a UDP datagram to 127.0.0.1:53
 that a :class:`DnsSentinel` can catch: a test proves no lookup happened without patching anything, and
 no lookup can ever leave the machine.
@@ -20,18 +24,17 @@ from pathlib import Path
 from typing import Any
 
 RESOLV_CONF = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+#: New network, mount and pid namespaces; the command is pid 1 there and everything dies with it.
+_UNSHARE = ("unshare", "-n", "-m", "-p", "-f", "--kill-child", "--mount-proc")
 
 
 @functools.cache
-def can_unshare(*, mount: bool = False) -> bool:
+def can_unshare() -> bool:
     """Whether this machine lets us create the namespaces (root or user namespaces needed)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return False
-    flags = ["-n", "-m"] if mount else ["-n"]
     try:
-        probe = subprocess.run(
-            ["unshare", *flags, "ip", "link", "set", "lo", "up"], capture_output=True, timeout=10
-        )
+        probe = subprocess.run([*_UNSHARE, "ip", "link", "set", "lo", "up"], capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return probe.returncode == 0
@@ -40,12 +43,12 @@ def can_unshare(*, mount: bool = False) -> bool:
 def netns_argv(argv: Sequence[str], *, dns_sentinel: bool = False, workdir: Path | None = None) -> list[str]:
     """``argv`` wrapped to run in a fresh network namespace with only ``lo`` up."""
     if not dns_sentinel:
-        return ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+        return [*_UNSHARE, "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
     base = Path(workdir or tempfile.mkdtemp(prefix="paglets-netns-"))
     resolv = base / "resolv.conf"
     resolv.write_text(RESOLV_CONF)
     script = 'mount --bind "$1" /etc/resolv.conf && ip link set lo up && shift && exec "$@"'
-    return ["unshare", "-n", "-m", "sh", "-c", script, "sh", str(resolv), *argv]
+    return [*_UNSHARE, "sh", "-c", script, "sh", str(resolv), *argv]
 
 
 def run_in_netns(

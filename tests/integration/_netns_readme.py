@@ -8,6 +8,8 @@ snippet with the same interpreter, prints its output, then stops both hosts with
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import signal
 import subprocess
@@ -22,7 +24,12 @@ def main() -> None:
 
     def start(line: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            shlex.split(line), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            shlex.split(line),
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # the host and its paglet processes go with the group
         )
         procs.append(proc)
         return proc
@@ -49,9 +56,9 @@ def main() -> None:
             assert proc.returncode == 0, (proc.args, proc.returncode)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group, even if it exited
+            proc.wait(30)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Run inside ``unshare -n`` (loopback only) in a checkout where ``uv sync`` already ran: the quick start
 of the project description, verbatim, with two ``uv run paglets-host`` processes on the fixed ports 8765
-and 8766. Waits for beta to list alpha online in ``/hosts``, stops both with SIGTERM and prints ``OK``.
+and 8766. Waits for beta to list alpha online in ``/hosts``, runs the further command lines given (each
+must succeed; its output is checked by the caller's expectations: it names both hosts), stops both hosts
+with SIGTERM and prints ``OK``.
 
-``python _netns_uv.py CHECKOUT 'uv run ...' 'uv run ...'``
+``python _netns_uv.py CHECKOUT 'uv run ...' 'uv run ...' ['uv run paglets-sysinfo df' ...]``
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shlex
 import signal
 import subprocess
@@ -43,11 +47,17 @@ def wait(what: str, predicate: Any, procs: list[subprocess.Popen[str]]) -> None:
 
 def main() -> None:
     checkout, alpha_line, beta_line = sys.argv[1:4]
+    commands = sys.argv[4:]
     procs: list[subprocess.Popen[str]] = []
 
     def start(line: str) -> subprocess.Popen[str]:
         proc = subprocess.Popen(
-            shlex.split(line), cwd=checkout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            shlex.split(line),
+            cwd=checkout,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # ``uv run`` starts the host as its child: kill the whole group
         )
         procs.append(proc)
         return proc
@@ -62,6 +72,12 @@ def main() -> None:
             return any(h["name"] == "alpha" and h["online"] for h in hosts)
 
         wait("beta to list alpha online in /hosts", beta_lists_alpha, procs)
+        for line in commands:
+            done = subprocess.run(
+                shlex.split(line), cwd=checkout, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert done.returncode == 0, (line, done.returncode, done.stdout, done.stderr)
+            assert "alpha" in done.stdout or line.endswith("artifacts list"), (line, done.stdout)
         for proc, name in ((beta, "beta"), (alpha, "alpha")):
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)
@@ -70,9 +86,9 @@ def main() -> None:
             assert f"host {name} stopped" in err, (name, out, err)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of its group, even if it exited
+            proc.wait(30)
     print("OK")
 
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from paglets.artifacts import ArtifactRef
+from paglets.artifacts import ArtifactRef, ArtifactStore
 from paglets.core.errors import LimitExceededError, StorageQuotaError, TransferError
 from paglets.http import HttpClient, HttpServer, Router, new_event_loop
 from paglets.remote._artifact_client import (
@@ -30,7 +30,6 @@ from paglets.remote._artifact_client import (
     upload_artifact,
 )
 from paglets.runtime._artifact_routes import SHA256_HEADER, build_artifact_routes
-from paglets.runtime._artifacts import ArtifactStore
 
 T = TypeVar("T")
 

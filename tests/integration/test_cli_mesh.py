@@ -17,7 +17,7 @@ from paglets.core.messages import Message
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
 
-FAST = ["--mesh-gossip-interval", "0.2", "--mesh-offline-after", "1.5", "--no-sync-launch-config"]
+FAST = ["--mesh-gossip-interval", "0.2", "--mesh-offline-after", "1.5", "--no-launch-config"]
 
 
 class HostProcess:
@@ -166,6 +166,7 @@ def test_sigterm_to_the_whole_process_group_keeps_paglets(tmp_path: Path) -> Non
         str(tmp_path / "g"),
         "--mesh-version",
         "v1",
+        "--no-launch-config",
     ]
     proc = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True

@@ -13,7 +13,7 @@ from paglets.remote._mesh_ref import explicit_url, peer_url
 from paglets.remote.transfer import TransferTicket
 
 
-@pytest.mark.skipif(not can_unshare(mount=True), reason="cannot create network and mount namespaces")
+@pytest.mark.skipif(not can_unshare(), reason="cannot create network and mount namespaces")
 def test_unknown_host_names_never_reach_dns() -> None:
     done = run_in_netns([sys.executable, str(HERE / "_netns_names.py")], dns_sentinel=True, timeout=110)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -21,6 +21,13 @@ QUICK_START = (
     "uv run paglets-host --name alpha --port 8765 --mesh-version dev",
     "uv run paglets-host --name beta --port 8766 --peer http://127.0.0.1:8765 --mesh-version dev",
 )
+#: The description's first inspection commands, as written there (and the built-in services they need).
+INSPECTION = (
+    "uv run paglets-sysinfo df",
+    "uv run paglets-sysinfo load",
+    "uv run paglets-mesh-info summary",
+    "uv run paglets-artifacts list",
+)
 #: Text of a ``uv sync`` that failed because the package index cannot be reached (then we skip).
 OFFLINE_HINTS = (
     "dns error",
@@ -81,7 +88,9 @@ def test_the_uv_quick_start_runs_verbatim(tmp_path: Path) -> None:
             pytest.skip(f"uv sync cannot reach the package index: {synced.stderr.strip()[-300:]}")
     assert synced.returncode == 0, synced.stderr
     done = run_in_netns(
-        [sys.executable, str(HERE / "_netns_uv.py"), str(checkout), *QUICK_START], env=env, timeout=300
+        [sys.executable, str(HERE / "_netns_uv.py"), str(checkout), *QUICK_START, *INSPECTION],
+        env=env,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("OK"), done.stdout + done.stderr

@@ -28,14 +28,28 @@ def _table_rows(text: str) -> list[list[str]]:
     return rows
 
 
-def _documented_limits() -> dict[str, float]:
+def _limit_rows(text: str) -> dict[str, float]:
     found: dict[str, float] = {}
-    for cells in _table_rows(_section(4)):
+    for cells in _table_rows(text):
         name = re.fullmatch(r"`([A-Z_]+)`", cells[0])
         if name:
             value = cells[1]
             found[name.group(1)] = float(value) if "." in value else int(value)
     return found
+
+
+def _wire_table() -> str:
+    return _section(4).split("### 4.1 ")[0]
+
+
+def _server_table() -> str:
+    parts = _section(4).split("### 4.1 ")
+    assert len(parts) == 2, "section 4.1 (HTTP server) missing"
+    return parts[1]
+
+
+def _documented_limits() -> dict[str, float]:
+    return _limit_rows(_wire_table())
 
 
 def _module_limits() -> dict[str, float]:
@@ -53,8 +67,24 @@ def test_limits_table_matches_the_module() -> None:
 
 def test_limits_table_parses_every_row() -> None:
     # guard against a table edit that the parser would silently skip
-    rows = [r for r in _table_rows(_section(4)) if r[0] != "name"]
-    assert len(rows) == len(_documented_limits())
+    for table in (_wire_table(), _server_table()):
+        rows = [r for r in _table_rows(table) if r[0] != "name"]
+        assert len(rows) == len(_limit_rows(table))
+
+
+def test_every_server_limit_is_documented_with_its_default() -> None:
+    from paglets.http import limits as http_limits
+    from paglets.http.limits import ServerLimits
+
+    wire, server = _documented_limits(), _limit_rows(_server_table())
+    defaults = ServerLimits()
+    expected_server_rows = {}
+    for field in ServerLimits.__struct_fields__:
+        name = field.upper()  # every field's default is the module constant of the same name
+        assert getattr(http_limits, name) == getattr(defaults, field), name
+        if name not in wire:
+            expected_server_rows[name] = getattr(http_limits, name)
+    assert server == expected_server_rows
 
 
 def test_ipc_tag_table_matches_the_structs() -> None:

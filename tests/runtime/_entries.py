@@ -31,8 +31,9 @@ import sys
 
 import msgspec
 
-from paglets.runtime._channel import ChannelClosedError, ChildChannel
+from paglets.runtime._channel_layout import ChannelClosedError
 from paglets.runtime._handoff import HandoffRef
+from paglets.runtime.child._channel import ChildChannel
 
 RECEIVE_TIMEOUT = 60.0
 _REF = msgspec.msgpack.Decoder(HandoffRef)

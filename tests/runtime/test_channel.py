@@ -27,17 +27,11 @@ import pytest
 import uvloop
 
 from paglets.core.errors import FrameError, LimitExceededError
-from paglets.runtime._channel import (
-    HOST_QUEUE_LIMIT,
-    Channel,
-    ChannelClosedError,
-    ChildChannel,
-    ChildFds,
-    HostChannel,
-    IpcTimeoutError,
-)
+from paglets.runtime._channel import HOST_QUEUE_LIMIT, Channel, HostChannel
+from paglets.runtime._channel_layout import ChannelClosedError, ChildFds, IpcTimeoutError
 from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, OutgoingSegment
 from paglets.runtime._zygote import ChildProcess, Zygote
+from paglets.runtime.child._channel import ChildChannel
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 20.0

@@ -155,7 +155,7 @@ def test_preload_reports_failures_and_statistics() -> None:
     zygote = Zygote.start(env=child_env(), preload=["_entries", "_no_such_module_xyz"])
     try:
         assert "_entries" in zygote.preloaded
-        assert "paglets.runtime._channel" in zygote.preloaded
+        assert "paglets.runtime.child._channel" in zygote.preloaded
         assert "_no_such_module_xyz" in zygote.failed
         child = zygote.spawn("_entries:returns", b"3", [], title="x")
         assert child.wait_exit(TIMEOUT) == 3

@@ -14,8 +14,7 @@ from paglets.core.errors import RemoteHostError
 from paglets.core.runtime_values import ServiceScope
 from paglets.http import AsyncHttpClient
 from paglets.remote.references import PagletProxyRef
-from paglets.services.contracts import ServiceRecord
-from paglets.services.registry import (
+from paglets.services._mesh_lookup import (
     MAX_MESH_LOOKUP_PEERS,
     Fetch,
     MeshServiceLookup,
@@ -23,6 +22,7 @@ from paglets.services.registry import (
     lookup_mesh,
     services_url,
 )
+from paglets.services.contracts import ServiceRecord
 
 from .conftest import ServiceHost, run_async
 

@@ -1,4 +1,4 @@
-"""File-level helpers of the artifact store (``paglets.runtime._artifacts``) and of same-host copies.
+"""File-level helpers of the artifact store (``paglets.artifacts._store``) and of same-host copies.
 
 - :class:`BlobReader` streams an open blob: ``async for`` reads ``READ_CHUNK`` pieces with ``os.pread`` in
   an executor, one piece ahead of the consumer; ``iter_chunks()`` reads on the calling thread.
@@ -29,7 +29,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from paglets.artifacts import ArtifactRef
+from paglets.core._artifact_refs import ArtifactRef
 from paglets.core.errors import PagletError, StorageQuotaError, TransferError
 from paglets.wire.limits import KiB, MiB
 
@@ -49,7 +49,7 @@ __all__ = [
     "write_all",
 ]
 
-logger = logging.getLogger("paglets.runtime._artifacts")
+logger = logging.getLogger("paglets.artifacts")
 
 #: Pieces in one ``writev`` (the kernel refuses more than ``IOV_MAX``, 1024 on Linux).
 MAX_BATCH_PIECES: Final = 512

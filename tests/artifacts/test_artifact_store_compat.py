@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from paglets.artifacts import ArtifactStore, ArtifactWriteResult
+from paglets.artifacts import _store as _artifacts
 from paglets.core.errors import LimitExceededError, TransferError
-from paglets.runtime import _artifacts
 
 HOST = "http://127.0.0.1:4711"
 MiB = 1024 * 1024

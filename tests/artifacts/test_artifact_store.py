@@ -15,14 +15,14 @@ from typing import TypeVar
 import pytest
 
 from paglets.artifacts import is_valid_artifact_id
-from paglets.core.errors import LimitExceededError, StorageQuotaError, TransferError
-from paglets.http.server import new_event_loop
-from paglets.runtime._artifacts import (
+from paglets.artifacts._store import (
     MAX_BATCH_PIECES,
     READ_CHUNK,
     WRITE_BATCH,
     ArtifactStore,
 )
+from paglets.core.errors import LimitExceededError, StorageQuotaError, TransferError
+from paglets.http.server import new_event_loop
 
 T = TypeVar("T")
 

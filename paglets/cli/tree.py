@@ -1,0 +1,82 @@
+"""The ``paglets`` command tree below ``host`` and ``demo``: inspection and administration commands.
+
+``paglets sys ...``, ``paglets mesh ...``, ``paglets artifacts ...``, ``paglets hosts``,
+``paglets agents ...``, ``paglets user-info`` and ``paglets completion bash|zsh|fish``. Building the
+parsers imports nothing heavy, so every ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from paglets.cli._common import Parser, dispatch
+
+__all__ = ["COMMANDS", "build_parser", "run"]
+
+#: Subcommands of ``paglets`` this module runs, with their one-line help.
+COMMANDS: Final = {
+    "sys": "load, disk usage, processes and summary of every host",
+    "mesh": "resource snapshots of the mesh and placement targets",
+    "artifacts": "list, inspect, download and delete stored artifacts",
+    "hosts": "the hosts of the mesh",
+    "agents": "list and manage paglets across the mesh",
+    "user-info": "read notifications and output that paglets sent to a host's user-info service",
+    "completion": "print a shell completion script (bash, zsh or fish)",
+}
+
+
+def build_parser(prog: str = "paglets") -> Parser:
+    """The parser of the commands in :data:`COMMANDS` (``host`` and ``demo`` are parsed elsewhere)."""
+    from paglets.cli import agents, artifacts, meshinfo, sysinfo, userinfo
+
+    parser = Parser(prog=prog, description="Inspect and manage a paglets mesh.")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    group: Parser = sub.add_parser("sys", help=COMMANDS["sys"], description=COMMANDS["sys"])
+    group.set_defaults(group_parser=group)
+    sysinfo._host_option(group)
+    _network(group, sysinfo.DEFAULT_TIMEOUT)
+    sysinfo.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} sys")
+
+    group = sub.add_parser("mesh", help=COMMANDS["mesh"], description=COMMANDS["mesh"])
+    group.set_defaults(group_parser=group)
+    _network(group, meshinfo.DEFAULT_TIMEOUT)
+    meshinfo.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} mesh")
+
+    group = sub.add_parser("artifacts", help=COMMANDS["artifacts"], description=COMMANDS["artifacts"])
+    group.set_defaults(group_parser=group)
+    artifacts._host_option(group)
+    _network(group, artifacts.DEFAULT_TIMEOUT)
+    artifacts.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} artifacts")
+
+    agents.add_hosts_command(sub, prog)
+    group = sub.add_parser("agents", help=COMMANDS["agents"], description=agents.DESCRIPTION)
+    group.set_defaults(group_parser=group)
+    agents.add_agents_commands(group, f"{prog} agents")
+
+    userinfo.add_command(sub, prog)
+
+    text = COMMANDS["completion"]
+    leaf: Parser = sub.add_parser("completion", help=text, description=text)
+    leaf.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
+    leaf.set_defaults(func=_completion, prog=f"{prog} completion")
+    return parser
+
+
+def _network(parser: Parser, timeout: float) -> None:
+    from paglets.cli._common import add_network_options
+
+    add_network_options(parser, timeout=timeout)
+
+
+def _completion(args: object) -> int:
+    from paglets.cli.completion import script
+
+    print(script(str(getattr(args, "shell", "bash"))), end="")
+    return 0
+
+
+def run(argv: Sequence[str], prog: str = "paglets") -> int:
+    """Run ``paglets <argv>`` for a command of :data:`COMMANDS`."""
+    return dispatch(build_parser(prog), list(argv), prog)

@@ -1,0 +1,325 @@
+"""The child side of a channel: ``ChildChannel``, for the paglet process's blocking loop.
+
+The layout, the fd order and every rule both sides follow are in ``paglets.runtime._channel_layout``;
+the host side is ``paglets.runtime._channel``. The child blocks in ``send`` for at most its timeout while
+the ring to the host is full (asking for space, and retrying on a capped poll timeout), and keeps taking
+handoff fds from the socket meanwhile. ``send*`` and ``receive`` are thread-safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import mmap
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
+
+from paglets.runtime._channel_layout import (
+    FD_COUNT,
+    MAX_FRAMES_PER_WAKE,
+    RETRY_FIRST,
+    RETRY_MAX,
+    ChannelClosedError,
+    ChannelStatistics,
+    Ends,
+    IpcTimeoutError,
+    clear_bell,
+    recv_segment,
+    ref_parts,
+    ring_bell,
+)
+from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, OutgoingSegment, Segment, SegmentTable
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+__all__ = ["SEND_TIMEOUT", "ChildChannel"]
+
+#: Default seconds a child ``send`` waits for ring space before ``IpcTimeoutError``.
+SEND_TIMEOUT: Final = 10.0
+
+
+class ChildChannel:
+    """The child side of a channel, for a ``selectors``-driven child (rules: ``_channel_layout``)."""
+
+    def __init__(self, ends: Ends, bell_in: int, bell_out: int, space_bell: int, sock: socket.socket) -> None:
+        self._ends = ends
+        self._writer = ends.writer
+        self._reader = ends.reader
+        self._bell_in = bell_in
+        self._bell_out = bell_out
+        self._space_bell = space_bell
+        self._sock = sock
+        self._segments = SegmentTable()
+        self._segment_ids = itertools.count(1)
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.RLock()
+        self._local = threading.local()
+        self._closed = False
+        self._peer_closed = False
+        self._frames_sent = 0
+        self._frames_received = 0
+        self._ring_full = 0
+        self._segments_sent = 0
+
+    @classmethod
+    def from_fds(cls, fds: Sequence[int]) -> ChildChannel:
+        """Rebuild the child side from ``ChildFds.fds`` as received; takes ownership of all of them
+        (the memfd is closed once mapped)."""
+        if len(fds) != FD_COUNT:
+            raise ValueError(f"a channel needs {FD_COUNT} fds, got {len(fds)}")
+        memfd, to_child, to_host, space, sock_fd = fds
+        mapping: mmap.mmap | None = None
+        try:
+            size = os.fstat(memfd).st_size
+            mapping = mmap.mmap(memfd, size, flags=mmap.MAP_SHARED)
+            ends = Ends(mapping, size // 2, 0)
+            sock = socket.socket(fileno=sock_fd)
+        except BaseException:
+            if mapping is not None:
+                mapping.close()
+            for fd in (to_child, to_host, space, sock_fd):
+                os.close(fd)
+            raise
+        finally:
+            os.close(memfd)
+        sock.setblocking(False)
+        return cls(ends, to_child, to_host, space, sock)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def max_frame(self) -> int:
+        return self._writer.max_frame
+
+    def filenos(self) -> tuple[int, int]:
+        """(doorbell, socket): register both for reading in the child's selector, then call
+        ``receive(0)`` when either is ready."""
+        return self._bell_in, self._sock.fileno()
+
+    # --- sending ------------------------------------------------------------------------------------
+
+    def send(self, frame: Buffer, timeout: float = SEND_TIMEOUT) -> None:
+        """Send one frame; waits at most ``timeout`` seconds for ring space (``IpcTimeoutError``).
+        Raises ``ChannelClosedError`` when the host is gone. Thread-safe."""
+        with self._send_lock:
+            self._check_open()
+            if not self._writer.try_write(frame):
+                self._wait_and_write(frame, timeout)
+            ring_bell(self._bell_out)
+            self._frames_sent += 1
+
+    def send_batch(self, frames: Sequence[Buffer], timeout: float = SEND_TIMEOUT) -> None:
+        """Send several frames in order with one doorbell per ring-full wait. Thread-safe."""
+        with self._send_lock:
+            self._check_open()
+            writer = self._writer
+            deadline = time.monotonic() + timeout
+            unrung = 0
+            try:
+                for frame in frames:
+                    if not writer.try_write(frame):
+                        if unrung:
+                            ring_bell(self._bell_out)
+                            unrung = 0
+                        self._wait_and_write(frame, deadline - time.monotonic())
+                    unrung += 1
+                    self._frames_sent += 1
+            finally:  # ring for what was written even if a later frame failed
+                if unrung:
+                    ring_bell(self._bell_out)
+
+    def _wait_and_write(self, frame: Buffer, timeout: float) -> None:
+        self._ring_full += 1
+        deadline = time.monotonic() + timeout
+        delay = RETRY_FIRST
+        poller = select.poll()
+        poller.register(self._space_bell, select.POLLIN)
+        poller.register(self._sock.fileno(), select.POLLIN)
+        writer = self._writer
+        while True:
+            writer.request_space()
+            if writer.try_write(frame):
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise IpcTimeoutError(f"no ring space for {timeout:.3f}s (host not reading)")
+            for fd, _events in poller.poll(min(delay, remaining) * 1000):
+                if fd == self._space_bell:
+                    clear_bell(fd)
+                else:
+                    self._pump_socket()
+            self._check_open()
+            delay = min(delay * 2, RETRY_MAX)
+
+    def send_large(self, payload: Buffer | Sequence[Buffer], timeout: float = SEND_TIMEOUT) -> HandoffRef:
+        """Copy ``payload`` into a sealed segment and send its fd; embed the reference in a frame."""
+        return self.send_segment(OutgoingSegment.from_payload(payload), timeout=timeout)
+
+    def create_segment(self, size: int) -> OutgoingSegment:
+        """A writable segment to fill, then ``send_segment``."""
+        return OutgoingSegment.allocate(size)
+
+    def send_segment(
+        self, segment: OutgoingSegment, length: int | None = None, timeout: float = SEND_TIMEOUT
+    ) -> HandoffRef:
+        """Seal ``segment`` (trimmed to ``length``), send its fd and free it. Thread-safe."""
+        try:
+            self._check_open()
+            segment.seal(length)
+            ref = HandoffRef(next(self._segment_ids), segment.length)
+            message = SEGMENT_MESSAGE.pack(ref.segment_id, ref.length)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    socket.send_fds(self._sock, [message], [segment.fileno()])
+                    break
+                except BlockingIOError:
+                    self._wait_fd(self._sock.fileno(), select.POLLOUT, deadline)
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    self._peer_closed = True
+                    raise ChannelClosedError("host closed the channel") from exc
+        finally:
+            segment.close()
+        self._segments_sent += 1
+        return ref
+
+    # --- receiving ----------------------------------------------------------------------------------
+
+    def receive(self, timeout: float, max_frames: int = MAX_FRAMES_PER_WAKE) -> list[bytes]:
+        """Frames from the host, waiting up to ``timeout`` seconds for the first; [] on timeout.
+
+        ``receive(0)`` never blocks: call it when the child's own selector reports one of ``filenos()``
+        readable. Before it returns [] it clears the doorbell and takes pending socket messages, so a
+        level-triggered selector does not report the same wakeup again. Several threads may call
+        ``receive`` (each frame goes to exactly one of them, in order). Raises ``ChannelClosedError``
+        once the host is gone and every frame it wrote was returned.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self._drain(max_frames)
+            if frames:
+                return frames
+            if self._peer_closed:
+                raise ChannelClosedError("host closed the channel")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                # Clear, then look once more: a frame that raced in is returned, not left unannounced.
+                clear_bell(self._bell_in)
+                self._pump_socket()
+                frames = self._drain(max_frames)
+                if frames:
+                    return frames
+                if self._peer_closed:
+                    raise ChannelClosedError("host closed the channel")
+                return []
+            for fd, _events in self._poller().poll(remaining * 1000):
+                if fd == self._bell_in:
+                    clear_bell(fd)
+                else:
+                    self._pump_socket()
+
+    def _drain(self, max_frames: int) -> list[bytes]:
+        with self._recv_lock:
+            self._check_usable()
+            frames = self._reader.read_batch(max_frames)
+            if self._reader.space_requested():
+                ring_bell(self._bell_out)
+            self._frames_received += len(frames)
+        return frames
+
+    def _poller(self) -> select.poll:
+        """This thread's poll object on (doorbell, socket): ``poll`` objects must not be shared by
+        threads waiting at the same time."""
+        poller: select.poll | None = getattr(self._local, "poller", None)
+        if poller is None:
+            poller = select.poll()
+            poller.register(self._bell_in, select.POLLIN)
+            poller.register(self._sock.fileno(), select.POLLIN)
+            self._local.poller = poller
+        return poller
+
+    def pump(self) -> None:
+        """Take every handoff message waiting on the socket and notice EOF, without blocking (for a
+        child that polls ``filenos()`` itself). A closed peer shows in the next ``receive``/``send``."""
+        self._pump_socket()
+
+    def open_handoff(
+        self, ref: HandoffRef | int, length: int | None = None, *, timeout: float = SEND_TIMEOUT
+    ) -> Segment:
+        """Map the segment a received frame names (``open_handoff(ref)`` or
+        ``open_handoff(segment_id, length)``), waiting up to ``timeout`` for its fd to arrive."""
+        segment_id, length = ref_parts(ref, length)
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._recv_lock:
+                self._check_usable()
+                if not self._segments.has(segment_id):
+                    self._pump_socket()
+                if self._segments.has(segment_id):
+                    return self._segments.open(segment_id, length)
+                if self._peer_closed:
+                    raise ChannelClosedError(f"host closed the channel before segment {segment_id}")
+            self._wait_fd(self._sock.fileno(), select.POLLIN, deadline)
+
+    def _pump_socket(self) -> None:
+        with self._recv_lock:
+            if self._peer_closed or self._closed:
+                return
+            try:
+                while recv_segment(self._sock, self._segments):
+                    pass
+                self._peer_closed = True
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                self._peer_closed = True
+
+    def _wait_fd(self, fd: int, events: int, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise IpcTimeoutError("IPC wait timed out")
+        poller = select.poll()
+        poller.register(fd, events)
+        poller.poll(remaining * 1000)
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ChannelClosedError("channel is closed")
+
+    def _check_open(self) -> None:
+        if self._closed or self._peer_closed:
+            raise ChannelClosedError("channel is closed" if self._closed else "host closed the channel")
+
+    # --- closing ------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release every fd and mapping (the host sees EOF). Idempotent."""
+        with self._send_lock, self._recv_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._ends.release()
+            for fd in (self._bell_in, self._bell_out, self._space_bell):
+                os.close(fd)
+            self._sock.close()
+            self._segments.close_all()
+
+    def statistics(self) -> ChannelStatistics:
+        return ChannelStatistics(
+            frames_sent=self._frames_sent,
+            frames_received=self._frames_received,
+            ring_full_events=self._ring_full,
+            queued_frames=0,
+            queued_bytes=0,
+            segments_sent=self._segments_sent,
+            segments_pending=self._segments.pending_count,
+            segments_open=self._segments.open_count,
+            closed=self._closed,
+        )

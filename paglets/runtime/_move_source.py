@@ -79,6 +79,7 @@ class SourceRun:
     ticket: TransferTicket | None = None
     answer: asyncio.Future[dict[str, Any]] | None = None
     proxy: dict[str, Any] | None = None  # where the target says the paglet is
+    waiting: list[Any] = field(default_factory=list)  # messages of the released copy, to forward
     created: float = field(default_factory=time.monotonic)
 
     @property
@@ -445,7 +446,7 @@ class SourceDriver:
         if not run.local:
             host.files.finish_source(list(metadata.registered_files), kind=kind)
             host.files.forget(ctrl.agent_id, remove_work_dir=True)
-        self._engine.spawn(host.forward_waiting(waiting, run.proxy or self._fallback_proxy(run)))
+        run.waiting = waiting  # forwarded once the target said where the paglet settled (``_forget``)
 
     async def _forget(self, run: SourceRun) -> None:
         """Tell the target it may drop its record; a dispatch whose caller waits also learns there where the
@@ -474,6 +475,9 @@ class SourceDriver:
         if ctrl is not None and run.machine.kind != "clone":
             ctrl.moved_to = run.proxy or self._fallback_proxy(run)
             ctrl.settled.set()  # a commit on this host waiting for this paglet's run() learns where it went
+        waiting, run.waiting = run.waiting, []
+        if waiting:
+            engine.spawn(self._host.forward_waiting(waiting, run.proxy or self._fallback_proxy(run)))
 
     def _resume(self, run: SourceRun) -> None:
         ctrl = run.ctrl

@@ -23,6 +23,7 @@ from paglets.persistence._transfers import TransferRecord
 from paglets.runtime._move_source import SourceRun
 from paglets.runtime._move_target import RUN_SETTLE_WAIT, TargetRun
 from paglets.runtime._transfer import Event, MoveKind, SourceState, SourceTransfer, TargetTransfer
+from paglets.wire.requests import MAX_FORGET_BATCH
 
 if TYPE_CHECKING:
     from paglets.runtime._movement import MovementEngine
@@ -36,6 +37,8 @@ FIRST_BACKOFF: Final = 0.2
 MAX_BACKOFF: Final = 60.0
 #: Seconds one background request may take.
 REQUEST_TIMEOUT: Final = 10.0
+#: Seconds ``forget`` requests for one peer are gathered before they go out in one request.
+FORGET_BATCH_DELAY: Final = 0.25
 
 E, S = Event, SourceState
 
@@ -44,6 +47,8 @@ class Recovery:
     def __init__(self, engine: MovementEngine) -> None:
         self._engine = engine
         self._host = engine.host
+        #: Transfer ids waiting to be forgotten by each peer (see ``tell_forget``).
+        self._forgets: dict[str, list[str]] = {}
 
     def load(self, records: list[TransferRecord]) -> None:
         """Turn the records found at start into machines and start finishing them."""
@@ -108,11 +113,25 @@ class Recovery:
             backoff = min(backoff * 2, MAX_BACKOFF)
             run.machine.handle(E.TIMEOUT)
 
-    async def tell_forget(self, run: SourceRun) -> None:
-        """Best effort: the target may drop its record (it asks us later otherwise)."""
-        try:
-            await self._host.aclient.request_json(
-                "POST", f"{run.machine.peer}/transfers/{run.transfer_id}/forget", {}, timeout=REQUEST_TIMEOUT
-            )
-        except (PagletError, OSError, TimeoutError) as exc:
-            _log.info("forget of transfer %s not delivered: %s", run.transfer_id, exc)
+    def tell_forget(self, run: SourceRun) -> None:
+        """Best effort, batched: the target may drop its record (it asks us later otherwise). Forgets for
+        one peer are gathered for ``FORGET_BATCH_DELAY`` and sent in one request, so a burst of moves (a
+        clone fan-out) costs one request, not one each."""
+        peer = run.machine.peer
+        pending = self._forgets.setdefault(peer, [])
+        pending.append(run.transfer_id)
+        if len(pending) == 1:
+            self._engine.spawn(self._flush_forgets(peer))
+
+    async def _flush_forgets(self, peer: str) -> None:
+        await asyncio.sleep(FORGET_BATCH_DELAY)
+        while self._forgets.get(peer):
+            batch = self._forgets[peer][:MAX_FORGET_BATCH]
+            del self._forgets[peer][: len(batch)]
+            try:
+                await self._host.aclient.request_json(
+                    "POST", f"{peer}/transfers/forget", {"transfer_ids": batch}, timeout=REQUEST_TIMEOUT
+                )
+            except (PagletError, OSError, TimeoutError) as exc:
+                _log.info("forget of %d transfer(s) at %s not delivered: %s", len(batch), peer, exc)
+        self._forgets.pop(peer, None)

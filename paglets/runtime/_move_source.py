@@ -457,7 +457,7 @@ class SourceDriver:
             answer = await engine.target.forget(run.transfer_id, settle=settle)
             self._take_proxy(run, answer)
         elif not settle:
-            engine.spawn(engine.recovery.tell_forget(run))
+            engine.recovery.tell_forget(run)
         else:
             timeout = (run.ticket.timeout if run.ticket is not None else 30.0) + RUN_SETTLE_WAIT
             try:

@@ -213,3 +213,19 @@ def test_a_commit_in_doubt_waits_then_settles_on_the_source(
 
 def _settled_one(alpha: Host, agent_id: str) -> None:
     wait_until(lambda: [a["status"] for a in alpha.list_agents() if a["agent_id"] == agent_id] == ["ready"])
+
+
+def test_records_are_dropped_once_both_sides_know(make_host: Callable[..., Host], tmp_path: Path) -> None:
+    """A dispatch and a fan-out of clones leave no transfer record behind on either host (the clones'
+    forgets go out in one batch), and a move within one host writes none."""
+    from _movehosts import transfer_records
+
+    alpha, beta = make_host("alpha"), make_host("beta")
+    original = alpha.create(Traveller)
+    clones = [alpha.clone(original.agent_id, target=beta.address) for _ in range(3)]
+    moved = alpha.dispatch(original.agent_id, beta.address)
+    assert moved.host_url == beta.address
+    wait_until(lambda: not transfer_records(tmp_path / "alpha") and not transfer_records(tmp_path / "beta"))
+    assert all(clone.send(Message("log"))[-1] == "run:beta" for clone in clones)
+    beta.dispatch(original.agent_id, beta.address)  # within one host
+    assert not transfer_records(tmp_path / "beta")

@@ -478,6 +478,7 @@ class SourceDriver:
         waiting, run.waiting = run.waiting, []
         if waiting:
             engine.spawn(self._host.forward_waiting(waiting, run.proxy or self._fallback_proxy(run)))
+        run.ctrl = None  # released: the remembered transfer holds nothing of the process
 
     def _resume(self, run: SourceRun) -> None:
         ctrl = run.ctrl

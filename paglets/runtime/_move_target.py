@@ -292,6 +292,8 @@ class TargetDriver:
         answer: dict[str, Any] = {"transfer_id": transfer_id, "status": run.machine.status}
         if settle and run.machine.at(T.FORGOTTEN):
             answer["proxy"] = await self.settled_proxy(run)
+        if run.machine.at(T.FORGOTTEN):
+            run.ctrl = None  # the tombstone outlives the paglet's process: hold nothing of it
         return answer
 
     # --- waiting for the commit -----------------------------------------------------------------------------

@@ -540,7 +540,7 @@ class TransferWorld(RuleBasedStateMachine):
 _EXAMPLES = int(os.environ.get("PAGLETS_TRANSFER_EXAMPLES", "2000"))
 TransferWorld.TestCase.settings = settings(
     max_examples=_EXAMPLES,
-    stateful_step_count=40,
+    stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -40,6 +40,7 @@ def main() -> int:
     parser.add_argument("--payload-mib", type=float, default=16.0)
     parser.add_argument("--kill-window", type=float, default=0.15)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--ticket-timeout", type=float, default=10.0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     started = time.monotonic()
@@ -51,6 +52,7 @@ def main() -> int:
             payload=int(args.payload_mib * (1 << 20)),
             kill_window=args.kill_window,
             deadline=float("inf"),
+            ticket_timeout=args.ticket_timeout,
         )
     elapsed = time.monotonic() - started
     shown = f"{args.rounds} rounds, {args.payload_mib:g} MiB state, kill window {args.kill_window:g} s"

@@ -58,14 +58,16 @@ def hosts(tmp_path: Path) -> Iterator[tuple[HostProcess, HostProcess]]:
     beta.stop()
 
 
-def _dispatch(client: HttpClient, source: HostProcess, agent_id: str, destination: str) -> Any:
+def _dispatch(
+    client: HttpClient, source: HostProcess, agent_id: str, destination: str, timeout: float = 2.0
+) -> Any:
     """Dispatch over HTTP; returns the proxy dict, or the error raised (a dead source: ``OSError``)."""
     try:
         reply = client.request_json(
             "POST",
             f"{source.url}/agents/{agent_id}/dispatch",
-            {"ticket": {"destination": destination, "timeout": 2.0}},
-            timeout=60,
+            {"ticket": {"destination": destination, "timeout": timeout}},
+            timeout=60 + 2 * timeout,
         )
     except (PagletError, OSError) as exc:
         return exc
@@ -166,10 +168,19 @@ def test_target_killed_after_executing(
 
 
 def soak(
-    tmp: Path, rounds: int, *, seed: int, payload: int = 0, kill_window: float = 0.03, deadline: float = 90.0
+    tmp: Path,
+    rounds: int,
+    *,
+    seed: int,
+    payload: int = 0,
+    kill_window: float = 0.03,
+    deadline: float = 90.0,
+    ticket_timeout: float = 5.0,
 ) -> dict[str, int]:
     """Move one paglet back and forth between two host processes for ``rounds`` rounds, killing (then
-    restarting) the target at a random moment in about half of them; returns the counts."""
+    restarting) the target at a random moment in about half of them; returns the counts. The ticket's
+    timeout is generous: on a loaded machine a short one makes healthy rounds fail (as failures, never
+    as duplicates or losses)."""
     rng = random.Random(seed)
     marks = tmp / "marks"
     marks.mkdir()
@@ -204,7 +215,7 @@ def soak(
 
                     killer = threading.Timer(delay, target.restart, kwargs={"while_down": seen})
                     killer.start()
-                outcome = _dispatch(client, source, agent_id, target.url)
+                outcome = _dispatch(client, source, agent_id, target.url, ticket_timeout)
                 if killer is not None:
                     killer.join()
                     wait_until(lambda t=target: t.alive, timeout=30)

@@ -10,7 +10,7 @@ public facade over them. Where two collaborators need each other, the cycle is b
 - the service directory's mesh lookups need the mesh's peers and an HTTP client, both of which exist
   only while the host runs: they are bound at start (``bind_client``).
 
-Start order: the zygote and the records, then the HTTP server (so that nothing is served before the
+Start order: the zygote, the records and the transfer records, then the HTTP server (so that nothing is served before the
 records are loaded), the ``auto`` bind watcher, the artifact cleanup, the mesh, resident services
 (every record first, then the eager ones), ``activate_on_startup`` records, startup agents. Stop order:
 the server first (no new requests), then, for ``shutdown()``, every paglet is saved, then background
@@ -283,6 +283,8 @@ class HostParts:
         self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)
         self.manager.start(asyncio.get_running_loop())
         await self.persistence.start()
+        assert self.movement is not None
+        await self.movement.start()  # transfer records are back before anyone can ask about them
         prefix = urlsplit(cfg.public_url).path.rstrip("/") if cfg.public_url else ""
         server = HttpServer(
             self.http_router(),
@@ -294,6 +296,7 @@ class HostParts:
         try:
             self.binding.port = await server.start(self.binding.bind_hosts, self.binding.port)
         except BaseException:
+            await self.movement.stop()
             await self.manager.stop_all(STOP_GRACE)
             await self.persistence.close()
             raise

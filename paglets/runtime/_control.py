@@ -41,9 +41,11 @@ class PagletCaller(Protocol):
 
     agent_id: str
     agent_class: str
-    status: Status
     #: Services the paglet advertised while a move that is not committed yet prepared it here.
     held_services: list[ServiceRecord]
+
+    @property
+    def status(self) -> Status: ...
 
     def sent_state(self, ref: StateSegment) -> Snapshot:
         """The state the paglet sent ahead of its request (closed by whoever uses it)."""

@@ -261,7 +261,7 @@ class Persistence:
         ``deactivation_policy`` and ``on_deactivating`` itself (self-initiated)."""
         request = request or DeactivationRequest()
         ctrl = self._agents.ready(agent_id)
-        ctrl.status = "moving"
+        ctrl.pause()
         try:
             if decided_policy is None:
                 event = PersistencyEvent(
@@ -278,9 +278,7 @@ class Persistence:
                 policy = decided_policy
             saved = await self._save(ctrl, policy, request, snapshot=snapshot)
         except BaseException:
-            if ctrl.status == "moving":
-                ctrl.status = "ready"
-                ctrl.pump()
+            ctrl.resume()
             raise
         await self._retire(ctrl, saved=saved, wait=decided_policy is None)
         self._events.emit(
@@ -543,7 +541,9 @@ class Persistence:
     async def _save_busy(self, ctrl: PagletController, request: DeactivationRequest) -> bool:
         """A paglet busy in a handler: save its state now and re-queue the message it was handling;
         whether it was saved."""
-        ctrl.status = "moving"
+        if ctrl.status not in ("ready", "moving"):
+            return False  # it crashed or left meanwhile
+        ctrl.transition("moving")
         in_flight = ctrl.in_flight_item()
         try:
             async with asyncio.timeout(SHUTDOWN_SNAPSHOT_WAIT):

@@ -67,6 +67,8 @@ from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
 from paglets.wire.requests import (
     CreateRequest,
     EmptyRequest,
+    ForgetBatchRequest,
+    ForgetRequest,
     LeaseRequest,
     MessageRequest,
     MoveRequest,
@@ -109,7 +111,8 @@ class Movement(Protocol):
     async def receive(self, chunks: AsyncIterator[Any], *, max_state_bytes: int) -> Any: ...
     def status(self, transfer_id: str) -> Any: ...
     async def commit(self, transfer_id: str) -> Any: ...
-    async def abort(self, transfer_id: str) -> Any: ...
+    async def abort(self, transfer_id: str) -> dict[str, Any]: ...
+    async def forget(self, transfer_id: str, *, settle: bool = False) -> Any: ...
 
 
 def _ok(obj: object, status: int = 200) -> Response:
@@ -272,8 +275,18 @@ def build_router(
 
     async def transfer_abort(request: Request) -> Response:
         await _read(request, EmptyRequest)
-        await movement.abort(request.path_params["transfer_id"])
-        return _ok({"ok": True})
+        answer = await movement.abort(request.path_params["transfer_id"])
+        return _ok({"ok": True, **answer})
+
+    async def transfer_forget_batch(request: Request) -> Response:
+        body = await _read(request, ForgetBatchRequest)
+        for transfer_id in body.transfer_ids:
+            await movement.forget(transfer_id)
+        return _ok({"ok": True, "forgotten": len(body.transfer_ids)})
+
+    async def transfer_forget(request: Request) -> Response:
+        body = await _read(request, ForgetRequest)
+        return _ok(await movement.forget(request.path_params["transfer_id"], settle=body.settle))
 
     router.get("/", index)
     router.get("/health", health)
@@ -299,4 +312,6 @@ def build_router(
     router.get("/transfers/{transfer_id}", transfer_status)
     router.post("/transfers/{transfer_id}/commit", transfer_commit)
     router.post("/transfers/{transfer_id}/abort", transfer_abort)
+    router.post("/transfers/{transfer_id}/forget", transfer_forget)
+    router.post("/transfers/forget", transfer_forget_batch)
     return router

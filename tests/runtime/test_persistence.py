@@ -70,6 +70,20 @@ class FakeController:
     def pump(self) -> None:
         self.pumped += 1
 
+    def pause(self) -> None:
+        assert self.status == "ready"
+        self.status = "moving"
+
+    def resume(self) -> bool:
+        if self.status != "moving":
+            return False
+        self.status = "ready"
+        self.pump()
+        return True
+
+    def transition(self, status: str) -> None:
+        self.status = status
+
 
 class FakeAgents:
     def __init__(self) -> None:

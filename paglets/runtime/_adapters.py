@@ -2,6 +2,7 @@
 
 - :class:`HostNames`: mesh names and URLs to URLs (this host's own name included);
 - :class:`PeerHttp`: the host's async HTTP client of the current run (made at start, closed at stop);
+- :class:`HostSite`: the ``MovementSite`` the movement engine works with (``_move_site.py``);
 - :class:`MovementPort`: the movement engine's operations in the control plane's types;
 - :class:`Leftovers`: what a disposed paglet leaves behind (registered files, work dir, artifacts);
 - :class:`ResourceView`: ``Host.resources_for``, 2.0's host-side view of a paglet's resources.
@@ -9,27 +10,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+
+import msgspec
 
 from paglets.core.errors import HostError
 from paglets.http.aclient import AsyncHttpClient
 from paglets.remote.transfer import TransferTicket
-from paglets.wire.control import MoveAction, MoveKind, ProxyRef, TargetInfo
+from paglets.wire.control import HealthReply, MoveAction, MoveKind, ProxyRef, TargetInfo
 from paglets.wire.ipc import ResourceOp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
     from paglets.artifacts import ArtifactStore
+    from paglets.core.context_events import ContextEventLog
+    from paglets.remote.client import HostClient
     from paglets.remote.mesh import HostRef
-    from paglets.runtime._controller import PagletController, Snapshot
+    from paglets.runtime._config import HostConfig
+    from paglets.runtime._controller import MailboxItem, PagletController, Snapshot
     from paglets.runtime._files import FileRegistry
+    from paglets.runtime._move_site import MoveAgents, MoveRecords
     from paglets.runtime._movement import MovementEngine
     from paglets.runtime._paglets import Timeouts
 
     _StatusCall: TypeAlias = Coroutine[Any, Any, dict[str, bool]]
 
-__all__ = ["HostNames", "Leftovers", "MovementPort", "PeerHttp", "ResourceView"]
+__all__ = ["HostNames", "HostSite", "Leftovers", "MovementPort", "PeerHttp", "ResourceView"]
 
 
 class _Mesh(Protocol):
@@ -80,6 +88,71 @@ class PeerHttp:
             raise HostError("host is not started")
         reply: object = await self.client.request_json("POST", url, body)
         return reply
+
+
+class _Directory(Protocol):
+    def health(self) -> HealthReply: ...
+
+
+class _Forwarder(Protocol):
+    async def forward_waiting(self, items: Sequence[MailboxItem], where: ProxyRef) -> None: ...
+
+
+class HostSite:
+    """The host as the movement engine sees it (``MovementSite``), made of the host's collaborators."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        address: Callable[[], str],
+        code_version: str,
+        config: HostConfig,
+        events: ContextEventLog,
+        manager: MoveAgents,
+        persistence: MoveRecords,
+        files: FileRegistry,
+        artifacts: ArtifactStore,
+        client: HostClient,
+        peers: PeerHttp,
+        names: HostNames,
+        directory: _Directory,
+        router: _Forwarder,
+    ) -> None:
+        self.name = name
+        self._address = address
+        self.code_version = code_version
+        self.config = config
+        self.persistence_dir = config.persistence_dir
+        self.events = events
+        self.manager = manager
+        self.persistence = persistence
+        self.files = files
+        self.artifacts = artifacts
+        self.client = client
+        self._peers = peers
+        self._names = names
+        self._directory = directory
+        self._router = router
+
+    @property
+    def address(self) -> str:
+        return self._address()
+
+    @property
+    def aclient(self) -> AsyncHttpClient:
+        if self._peers.client is None:
+            raise HostError(f"host {self.name} is not started")
+        return self._peers.client
+
+    def resolve_host_url(self, name_or_url: str) -> str:
+        return self._names.resolve(name_or_url)
+
+    def health(self) -> dict[str, Any]:
+        return msgspec.structs.asdict(self._directory.health())
+
+    async def forward_waiting(self, items: Sequence[MailboxItem], where: dict[str, str]) -> None:
+        await self._router.forward_waiting(items, ProxyRef(str(where["host_url"]), str(where["agent_id"])))
 
 
 class MovementPort:

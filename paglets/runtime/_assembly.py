@@ -34,7 +34,7 @@ from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import HostError
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, MeshRegistry, resolve_code_version
-from paglets.runtime._adapters import HostNames, Leftovers, MovementPort, PeerHttp
+from paglets.runtime._adapters import HostNames, HostSite, Leftovers, MovementPort, PeerHttp
 from paglets.runtime._agent_ops import AgentOps
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._binding import AUTO, BindingWatcher, HostAddress, resolve_bind_hosts
@@ -45,6 +45,7 @@ from paglets.runtime._directory import AgentDirectory
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
+from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglet_ops import HostProperties, PagletOps
 from paglets.runtime._paglets import PagletManager, Timeouts
 from paglets.runtime._persistence import Persistence
@@ -57,7 +58,6 @@ from paglets.runtime._tasks import BackgroundTasks
 if TYPE_CHECKING:
     from paglets.http.routing import Router
     from paglets.http.server import HttpServer
-    from paglets.runtime._movement import MovementEngine
 
 __all__ = ["HostParts"]
 
@@ -208,7 +208,54 @@ class HostParts:
             artifacts=self.artifact_access,
             default_timeout=DEFAULT_TIMEOUT,
         )
-        self.movement: MovementEngine | None = None
+        self.movement = MovementEngine(
+            HostSite(
+                name=name,
+                address=address,
+                code_version=code_version,
+                config=cfg,
+                events=events,
+                manager=manager,
+                persistence=records,
+                files=self.files,
+                artifacts=self.artifacts,
+                client=client,
+                peers=self.peers,
+                names=self.names,
+                directory=self.directory,
+                router=self.router,
+            )
+        )
+        #: The movement engine in the control plane's types.
+        self.moves = moves = MovementPort(self.movement)
+        AgentOps(
+            host_name=name,
+            address=address,
+            directory=self.directory,
+            messages=self.router,
+            creation=self.creator,
+            lifecycle=records,
+            active=manager,
+            leftovers=Leftovers(self.files, self.artifacts),
+            mover=moves,
+            leases=self.resident,
+            resolve=self.names.resolve,
+        ).register(self.control)
+        PagletOps(
+            address=address,
+            code_version=code_version,
+            resolve=self.names.resolve,
+            directory=self.directory,
+            properties=self.properties,
+            mesh=self.mesh,
+            mover=moves,
+            deactivation=records,
+            storages=self.storages,
+            files=self.files,
+            artifacts=self.artifacts,
+            services=self.services,
+            is_prepared=manager.is_prepared,
+        ).register(self.control)
         self.code_version = code_version
 
     def run(self, coro: Coroutine[object, None, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
@@ -218,46 +265,10 @@ class HostParts:
             raise HostError(f"host {self.config.name} is not started (call start_background())")
         return self.loop.run(coro, timeout)
 
-    def serve_operations(self, movement: MovementEngine) -> MovementPort:
-        """Register the handlers of every control operation (the movement engine is made by ``Host``);
-        returns the engine in the control plane's types."""
-        self.movement = movement
-        address, moves = self.binding.current, MovementPort(movement)
-        AgentOps(
-            host_name=self.config.name,
-            address=address,
-            directory=self.directory,
-            messages=self.router,
-            creation=self.creator,
-            lifecycle=self.persistence,
-            active=self.manager,
-            leftovers=Leftovers(self.files, self.artifacts),
-            mover=moves,
-            leases=self.resident,
-            resolve=self.names.resolve,
-        ).register(self.control)
-        PagletOps(
-            address=address,
-            code_version=self.code_version,
-            resolve=self.names.resolve,
-            directory=self.directory,
-            properties=self.properties,
-            mesh=self.mesh,
-            mover=moves,
-            deactivation=self.persistence,
-            storages=self.storages,
-            files=self.files,
-            artifacts=self.artifacts,
-            services=self.services,
-            is_prepared=self.manager.is_prepared,
-        ).register(self.control)
-        return moves
-
     def http_router(self) -> Router:
         """The host's route table (``paglets.runtime._routes``)."""
         from paglets.runtime._routes import build_router
 
-        assert self.movement is not None
         return build_router(
             name=self.config.name,
             address=self.binding.current,
@@ -283,7 +294,6 @@ class HostParts:
         self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)
         self.manager.start(asyncio.get_running_loop())
         await self.persistence.start()
-        assert self.movement is not None
         await self.movement.start()  # transfer records are back before anyone can ask about them
         prefix = urlsplit(cfg.public_url).path.rstrip("/") if cfg.public_url else ""
         server = HttpServer(
@@ -364,8 +374,7 @@ class HostParts:
         self.tasks.cancel_all()
         await self.mesh.stop()
         await self.resident.stop()
-        if self.movement is not None:
-            await self.movement.stop()
+        await self.movement.stop()
         await self.services.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.artifacts.close)
         await self.persistence.close()

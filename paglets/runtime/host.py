@@ -35,7 +35,6 @@ from paglets.runtime._assembly import DEFAULT_TIMEOUT, SHUTDOWN_BUDGET, HostPart
 from paglets.runtime._config import HostConfig
 from paglets.runtime._creation import creation_of
 from paglets.runtime._directory import HOST_CAPABILITIES
-from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglets import mailbox_counts
 from paglets.runtime._resident import ResidentDeclaration
 from paglets.serialization.codec import codec_for
@@ -94,8 +93,7 @@ class Host:
         self.mesh, self.services, self.launch = parts.mesh, parts.services, parts.launch
         self.files, self.artifacts, self.host_properties = parts.files, parts.artifacts, parts.host_properties
         self._loop, self._stopped = parts.loop, threading.Event()
-        self.movement = MovementEngine(self)
-        self._moves = parts.serve_operations(self.movement)
+        self.movement = parts.movement
 
     def __repr__(self) -> str:
         return f"Host(name={self.name!r}, address={self.address!r})"
@@ -238,7 +236,7 @@ class Host:
         return self._proxy_for(msgspec.convert(reply, ProxyReply).proxy)
 
     def _moved(self, agent_id: str, target: str | TransferTicket | None, kind: MoveAction) -> PagletProxy:
-        return self._proxy_for(self._run(self._moves.move_agent(agent_id, target, kind), None))
+        return self._proxy_for(self._run(self.parts.moves.move_agent(agent_id, target, kind), None))
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
         """Save a paglet to disk and end its process; returns its (inactive) proxy."""

@@ -232,7 +232,8 @@ class ChildHost:
             oneway=oneway,
             activate_if_inactive=activate_if_inactive,
             no_delay=no_delay,
-            deadline=timeout,
+            # a deadline outside (0, MAX_SEND_TIMEOUT] means the host's send_timeout, as it always did
+            deadline=timeout if timeout is not None and 0 < timeout <= MAX_SEND_TIMEOUT else None,
         )
         return self.call(request, wait)
 

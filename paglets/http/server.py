@@ -7,7 +7,10 @@ It runs on whatever loop calls :meth:`HttpServer.start` — uvloop when the call
 
 Binding: ``start(["127.0.0.1", "::1"], port)`` binds every address on the same port; with port 0 the
 first socket's random port is reused for the others. ``SO_REUSEADDR`` is set (restarts do not wait for
-TIME_WAIT); IPv6 sockets are v6-only so that ``0.0.0.0`` and ``::`` can coexist.
+TIME_WAIT); IPv6 sockets are v6-only so that ``0.0.0.0`` and ``::`` can coexist. ``rebind(addresses)``
+changes the addresses of a running server: it binds the new ones first and closes the ones no longer
+wanted only once every new one is bound, so a failed rebind leaves the server as it was; connections
+keep running throughout.
 
 Shutdown (:meth:`HttpServer.close`): stop accepting at once; idle keep-alive connections close at once;
 requests in flight finish (and their connections close) until ``deadline`` seconds; whatever is left is
@@ -75,8 +78,8 @@ class HttpServer:
             limits=limits if limits is not None else ServerLimits(),
             expose_tracebacks=expose_tracebacks,
         )
-        self._servers: list[asyncio.AbstractServer] = []
-        self._addresses: list[tuple[str, int]] = []
+        self._servers: dict[str, asyncio.AbstractServer] = {}
+        self._addresses: dict[str, tuple[str, int]] = {}
         self._port: int | None = None
 
     @property
@@ -95,7 +98,7 @@ class HttpServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """``(host, port)`` of every bound socket."""
-        return list(self._addresses)
+        return list(self._addresses.values())
 
     async def start(self, bind_hosts: Sequence[str], port: int = 0) -> int:
         """Bind every host of ``bind_hosts`` on ``port`` and start accepting; returns the port.
@@ -107,8 +110,26 @@ class HttpServer:
             raise RuntimeError("server already started")
         if not bind_hosts:
             raise ValueError("bind_hosts is empty")
-        loop = asyncio.get_running_loop()
         self._context.closing = False
+        self._port = await self._listen(bind_hosts, port)
+        return self._port
+
+    async def rebind(self, bind_hosts: Sequence[str]) -> None:
+        """Listen on exactly ``bind_hosts`` (same port): bind the new addresses first, then close the
+        listeners of addresses no longer wanted. If a new address cannot be bound (``HostError``), the
+        ones bound for this call are closed again and the server keeps its old addresses."""
+        if self._port is None or not self._servers:
+            raise RuntimeError("server not started")
+        if not bind_hosts:
+            raise ValueError("bind_hosts is empty")
+        added = [host for host in dict.fromkeys(bind_hosts) if host not in self._servers]
+        await self._listen(added, self._port)
+        await self._close_listeners([host for host in self._servers if host not in bind_hosts])
+
+    async def _listen(self, bind_hosts: Sequence[str], port: int) -> int:
+        """Bind and serve ``bind_hosts`` (all or none: on failure the new ones are closed again)."""
+        loop = asyncio.get_running_loop()
+        added: list[str] = []
         try:
             for host in bind_hosts:
                 sock = _bind(host, port)
@@ -117,24 +138,26 @@ class HttpServer:
                 except BaseException:
                     sock.close()
                     raise
-                self._servers.append(server)
+                self._servers[host] = server
+                added.append(host)
                 bound = sock.getsockname()
-                self._addresses.append((str(bound[0]), int(bound[1])))
+                self._addresses[host] = (str(bound[0]), int(bound[1]))
                 port = int(bound[1])
         except BaseException:
-            await self._close_listeners()
+            await self._close_listeners(added)
             raise
-        self._port = port
         return port
 
     async def close(self, *, deadline: float = SHUTDOWN_DEADLINE) -> None:
         """Graceful shutdown (see the module docstring); idempotent."""
-        await self._close_listeners()
+        await self._close_listeners(list(self._servers))
         loop = asyncio.get_running_loop()
         await self._context.shutdown(loop.time() + deadline)
 
-    async def _close_listeners(self) -> None:
-        servers, self._servers = self._servers, []
+    async def _close_listeners(self, hosts: Sequence[str]) -> None:
+        servers = [self._servers.pop(host) for host in hosts if host in self._servers]
+        for host in hosts:
+            self._addresses.pop(host, None)
         for server in servers:
             server.close()
         for server in servers:

@@ -13,14 +13,27 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 from urllib.parse import quote
+
+import msgspec
 
 from paglets.core.errors import InvalidAgentError, PagletError
 from paglets.core.messages import ONEWAY, FutureReply, Message
 from paglets.remote.client import HostClient
 from paglets.remote.references import PagletProxyRef
 from paglets.remote.transfer import TransferTicket
+from paglets.wire.control import (
+    ActivateAgent,
+    AgentInfo,
+    AgentRequest,
+    CloneAgent,
+    DeactivateAgent,
+    DeactivatedReply,
+    DispatchAgent,
+    DisposeAgent,
+    ProxyReply,
+)
 
 if TYPE_CHECKING:
     from paglets.artifacts import ArtifactRef
@@ -29,6 +42,19 @@ if TYPE_CHECKING:
 __all__ = ["PagletProxy", "ProxyRoute"]
 
 _log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+#: The HTTP route of each control operation a proxy runs without an in-process route
+#: (``proto/PROTOCOL.md`` §6); the body is the request's fields other than ``agent_id`` (unset ones left out).
+_HTTP_ROUTES: Final[dict[type[AgentRequest[Any]], tuple[str, str]]] = {
+    AgentInfo: ("GET", ""),
+    DispatchAgent: ("POST", "/dispatch"),
+    CloneAgent: ("POST", "/clone"),
+    DeactivateAgent: ("POST", "/deactivate"),
+    ActivateAgent: ("POST", "/activate"),
+    DisposeAgent: ("POST", "/dispose"),
+}
 
 #: Threads that run ``send_future`` calls of proxies without an in-process route (HTTP proxies).
 FUTURE_WORKERS: Final = 32
@@ -71,8 +97,8 @@ class ProxyRoute(Protocol):
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
     ) -> Future[Any]: ...
 
-    def route_call(self, agent_id: str, op: str, args: dict[str, Any], timeout: float | None) -> Any:
-        """Run control operation ``op`` (info, dispatch, clone, deactivate, activate, dispose)."""
+    def route_call(self, request: AgentRequest[R], timeout: float | None) -> R:
+        """Run a control operation on a paglet (info, dispatch, clone, deactivate, activate, dispose)."""
         ...
 
     def upload_artifact(
@@ -256,31 +282,37 @@ class PagletProxy:
 
     # --- control --------------------------------------------------------------------------------------
 
-    def _control(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
+    def _control(self, request: AgentRequest[R], timeout: float | None = None) -> object:
+        """Run ``request`` through the route, or as the HTTP route of the same operation."""
         if self.route is not None:
-            return self.route.route_call(self.agent_id, op, args, timeout)
-        if op == "info":
-            return self._http().get_json(self._url(), timeout=timeout)
-        return self._http().post_json(self._url(f"/{op}"), args, timeout=timeout)
+            return self.route.route_call(request, timeout)
+        method, suffix = _HTTP_ROUTES[type(request)]
+        if method == "GET":
+            return self._http().get_json(self._url(suffix), timeout=timeout)
+        body = {k: v for k, v in msgspec.structs.asdict(request).items() if k != "agent_id" and v is not None}
+        return self._http().post_json(self._url(suffix), body, timeout=timeout)
 
-    def _proxy_from(self, reply: Any) -> PagletProxy:
-        if isinstance(reply, PagletProxy):
-            return reply
-        data = reply.get("proxy", reply) if isinstance(reply, dict) else None
-        if not isinstance(data, dict):
-            raise PagletError(f"unexpected reply {reply!r}")
-        return PagletProxy.from_wire(data, client=self.client)
+    def _proxy_from(self, reply: object) -> PagletProxy:
+        """The proxy of a move's answer: a reply Struct (through a route) or its JSON form (HTTP)."""
+        if isinstance(reply, ProxyReply | DeactivatedReply):
+            where = reply.proxy
+        else:
+            data = reply.get("proxy", reply) if isinstance(reply, dict) else None
+            if not isinstance(data, dict):
+                raise PagletError(f"unexpected reply {reply!r}")
+            return PagletProxy.from_wire(data, client=self.client)
+        route = self.route
+        local = route is not None and where.host_url.rstrip("/") == route.address.rstrip("/")
+        return PagletProxy(where.host_url.rstrip("/"), where.agent_id, self.client, route if local else None)
 
     def dispatch(self, target: str | TransferTicket) -> PagletProxy:
         ticket = TransferTicket.from_target(target)
         timeout = ticket.timeout * (ticket.retries + 1) + 30.0
-        return self._proxy_from(self._control("dispatch", {"ticket": ticket.to_wire()}, timeout))
+        return self._proxy_from(self._control(DispatchAgent(self.agent_id, ticket=ticket.to_wire()), timeout))
 
     def clone(self, target: str | TransferTicket | None = None) -> PagletProxy:
-        args: dict[str, Any] = {"target": None}
-        if target is not None:
-            args = {"ticket": TransferTicket.from_target(target).to_wire()}
-        return self._proxy_from(self._control("clone", args))
+        ticket = None if target is None else TransferTicket.from_target(target).to_wire()
+        return self._proxy_from(self._control(CloneAgent(self.agent_id, ticket=ticket)))
 
     def deactivate(
         self,
@@ -294,19 +326,19 @@ class PagletProxy:
         request: DeactivationRequest = DeactivationRequest(
             reason=reason, source="external", policy=policy, metadata=dict(metadata or {})
         )
-        return self._proxy_from(self._control("deactivate", {"request": request.to_wire()}))
+        return self._proxy_from(self._control(DeactivateAgent(self.agent_id, request.to_wire())))
 
     def activate(self) -> PagletProxy:
-        return self._proxy_from(self._control("activate", {}))
+        return self._proxy_from(self._control(ActivateAgent(self.agent_id)))
 
     def dispose(self) -> None:
-        self._control("dispose", {})
+        self._control(DisposeAgent(self.agent_id))
 
     # --- introspection ---------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         """The host's summary of this paglet (``GET /agents/{id}``)."""
-        data = self._control("info", {})
+        data = self._control(AgentInfo(self.agent_id))
         if not isinstance(data, dict):
             raise PagletError(f"unexpected reply {data!r}")
         return data

@@ -6,7 +6,7 @@ Where the work happens:
 
 - an artifact of **this host** never travels over HTTP. The in-process host works on its store directly
   (:class:`StoreArtifacts`); a paglet process asks its host with a host call that carries a *path*, never
-  the bytes (:class:`HostCallArtifacts`, ops in ``paglets.runtime._hostcalls``): for an upload the host
+  the bytes (:class:`HostCallArtifacts`, requests of ``paglets.wire.control``): for an upload the host
   copies the file (the paglet and its host share the filesystem) into the store in an executor; for a
   download the host answers where the blob is and the paglet process copies it itself
   (``copy_verified``: size and SHA-256 checked, temp file, atomic rename), so a large copy costs the
@@ -32,12 +32,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from paglets.artifacts import ArtifactRef, require_artifact_id
 from paglets.artifacts._io import copy_verified
 from paglets.core.errors import TransferError
+from paglets.runtime._wireforms import artifact_ref_from
+from paglets.wire.control import DeleteArtifact, LocateArtifact, Request, UploadArtifact
 from paglets.wire.limits import MiB
+
+R = TypeVar("R")
 
 if TYPE_CHECKING:
     from paglets.artifacts import ArtifactStore
@@ -107,10 +111,17 @@ class StoreArtifacts:
         self._store.delete(artifact_id)
 
 
-class HostCallArtifacts:
-    """The store of a paglet process's host, through host calls (``call(op, timeout, **args)``)."""
+class HostCaller(Protocol):
+    """Sends a control request to the paglet process's host and returns its reply."""
 
-    def __init__(self, call: Callable[..., Any]) -> None:
+    def __call__(self, request: Request[R], timeout: float | None = None, /) -> R: ...
+
+
+class HostCallArtifacts:
+    """The store of a paglet process's host, through host calls (``UploadArtifact``, ``LocateArtifact``,
+    ``DeleteArtifact``)."""
+
+    def __init__(self, call: HostCaller) -> None:
         self._call = call
 
     def create(
@@ -128,22 +139,17 @@ class HostCallArtifacts:
         except OSError as exc:
             raise TransferError(f"cannot read {path}: {exc}") from exc
         wire = self._call(
-            "upload_artifact",
+            UploadArtifact(str(path), owner_agent_id, name, compression, expires_at),
             timeout if timeout is not None else LOCAL_COPY_BASE + size / LOCAL_COPY_RATE,
-            path=str(path),
-            owner_agent_id=owner_agent_id,
-            name=name,
-            compression=compression,
-            expires_at=expires_at,
         )
-        return ArtifactRef.from_wire(wire)
+        return artifact_ref_from(wire)
 
     def locate(self, artifact_id: str, timeout: float | None) -> tuple[ArtifactRef, Path]:
-        data = self._call("locate_artifact", timeout, artifact_id=artifact_id)
-        return ArtifactRef.from_wire(data["artifact"]), Path(str(data["path"]))
+        found = self._call(LocateArtifact(artifact_id), timeout)
+        return artifact_ref_from(found.artifact), Path(found.path)
 
     def delete(self, artifact_id: str, timeout: float | None) -> None:
-        self._call("delete_artifact", timeout, artifact_id=artifact_id)
+        self._call(DeleteArtifact(artifact_id), timeout)
 
 
 def _as_ref(artifact: ArtifactRef | Mapping[str, Any]) -> ArtifactRef:

@@ -12,11 +12,18 @@ old servers (a failed rebind keeps the old binding), updates its address, tells 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-__all__ = ["AUTO", "resolve_auto_address", "resolve_bind_hosts"]
+from paglets.core.errors import PagletError
+
+__all__ = ["AUTO", "BindingWatcher", "HostAddress", "resolve_auto_address", "resolve_bind_hosts"]
+
+_log = logging.getLogger("paglets.runtime")
 
 AUTO = "auto"
 
@@ -47,3 +54,89 @@ def resolve_bind_hosts(specs: Sequence[str]) -> list[str]:
         if address not in resolved:
             resolved.append(address)
     return resolved
+
+
+class HostAddress:
+    """Where a host is: its bind addresses and port, and the URL it publishes (``address``)."""
+
+    def __init__(self, bind_hosts: Sequence[str], port: int, public_url: str | None) -> None:
+        self.bind_hosts = list(bind_hosts)
+        self.port = port
+        self.public_url = public_url
+
+    def current(self) -> str:
+        """``url`` as a callable (collaborators read the address when they need it)."""
+        return self.url
+
+    @property
+    def url(self) -> str:
+        """``public_url`` if set, else ``http://<first bind address>:<port>`` (``0.0.0.0`` shows the LAN
+        address; IPv6 addresses in brackets)."""
+        if self.public_url:
+            return self.public_url
+        bind = self.bind_hosts[0]
+        shown = resolve_auto_address() if bind in ("0.0.0.0", "") else bind
+        if ":" in shown and not shown.startswith("["):
+            shown = f"[{shown}]"
+        return f"http://{shown}:{self.port}"
+
+
+class Rebindable(Protocol):
+    """A running server whose addresses can change (``paglets.http.server.HttpServer``)."""
+
+    async def rebind(self, bind_hosts: Sequence[str]) -> None: ...
+
+
+class BindingWatcher:
+    """Follows the LAN address for ``auto`` bind specs (see the module docstring).
+
+    ``changed(old_url)`` runs after a successful rebind, once ``address`` holds the new addresses.
+    """
+
+    def __init__(
+        self,
+        *,
+        specs: Sequence[str],
+        interval: float,
+        address: HostAddress,
+        server: Rebindable,
+        changed: Callable[[str], None],
+        resolve: Callable[[Sequence[str]], list[str]] = resolve_bind_hosts,
+        name: str = "",
+    ) -> None:
+        self._specs = list(specs)
+        self._interval = interval
+        self._address = address
+        self._server = server
+        self._changed = changed
+        self._resolve = resolve
+        self._name = name
+
+    async def run(self) -> None:
+        """Check every ``interval`` seconds, until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._interval)
+            wanted = await loop.run_in_executor(None, self._resolve, self._specs)
+            if wanted != self._address.bind_hosts:
+                await self.rebind(wanted)
+
+    async def rebind(self, wanted: list[str]) -> bool:
+        """Serve on ``wanted`` instead of the current addresses; whether it worked. The new addresses
+        are bound before the old ones are closed; if one cannot be bound, nothing changes (the next
+        check tries again)."""
+        try:
+            await self._server.rebind(wanted)
+        except (OSError, PagletError) as exc:
+            _log.error(
+                "host %s cannot rebind to %s: %s; keeping %s",
+                self._name,
+                wanted,
+                exc,
+                self._address.bind_hosts,
+            )
+            return False
+        old_url = self._address.url
+        self._address.bind_hosts = list(wanted)
+        self._changed(old_url)
+        return True

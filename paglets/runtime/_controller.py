@@ -1,8 +1,8 @@
 """The host side of one paglet process: its channel, its mailbox and the requests in flight.
 
 A controller lives on the host's event loop and is only touched there. It turns host operations into
-IPC requests (``request``), answers the process's host calls (through the host's ``HostCalls`` table),
-feeds the mailbox to the process one queued message at a time (strictly serial,
+IPC requests (``request``), answers the process's host calls (typed requests, through the host's control
+table), feeds the mailbox to the process one queued message at a time (strictly serial,
 highest priority first, FIFO within a priority, unqueued messages bypass the queue), and notices when
 the process dies.
 
@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import msgspec
@@ -31,6 +31,8 @@ from paglets.core.errors import HostError, PagletCrashedError, PagletError, Remo
 from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
 from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
+from paglets.wire.control import ControlRequest, StateSegment, decode_control, encode_reply
+from paglets.wire.encoded import EncodedMessage, encode_deliver
 from paglets.wire.ipc import (
     EMPTY_MESSAGE,
     NIL,
@@ -42,15 +44,14 @@ from paglets.wire.ipc import (
     HostReply,
     HostToChild,
     Lifecycle,
-    MessageWire,
     Reply,
     ResourceCall,
     RunFinished,
     Shutdown,
     Start,
+    UntypedHostCall,
     decode_body,
     encode_body,
-    encode_message,
 )
 from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
 from paglets.wire.values import decode_value, encode_value
@@ -58,7 +59,15 @@ from paglets.wire.values import decode_value, encode_value
 if TYPE_CHECKING:
     from paglets.runtime._zygote import ChildProcess
 
-__all__ = ["STATUS_TRANSITIONS", "PagletController", "Snapshot", "Status", "StatusTransitionError"]
+__all__ = [
+    "STATUS_TRANSITIONS",
+    "HostCalls",
+    "MailboxItem",
+    "PagletController",
+    "Snapshot",
+    "Status",
+    "StatusTransitionError",
+]
 
 _log = logging.getLogger("paglets.runtime")
 
@@ -88,15 +97,19 @@ EXIT_CODE_WAIT: Final = 2.0
 #: Payloads above this size leave the loop thread for the copy into a handoff segment.
 _INLINE_LIMIT: Final = 64 * 1024
 
+#: How a controller has its paglet's host calls answered: the host's control table
+#: (``paglets.runtime._control.ControlTable.serve``), given the calling controller and the request.
+HostCalls = Callable[["PagletController", ControlRequest], Awaitable[object]]
 
-class _Item:
+
+class MailboxItem:
     """One message in a mailbox: what to deliver, and where its reply goes."""
 
     __slots__ = ("future", "message", "oneway")
 
     def __init__(
         self,
-        message: MessageWire,
+        message: EncodedMessage,
         oneway: bool,
         future: asyncio.Future[Any] | concurrent.futures.Future[Any] | None,
     ) -> None:
@@ -133,9 +146,9 @@ class PagletController:
         service_bell: int,
         process: ChildProcess,
         loop: asyncio.AbstractEventLoop,
-        host_calls: Callable[[PagletController, str, Any], Any],
+        host_calls: HostCalls,
         on_crash: Callable[[PagletController], None],
-        on_message_done: Callable[[PagletController, MessageWire, ErrorInfo | None], None],
+        on_message_done: Callable[[PagletController, EncodedMessage, ErrorInfo | None], None],
         mailbox_depth: int,
         spawn: Callable[..., object],
     ) -> None:
@@ -149,7 +162,7 @@ class PagletController:
         #: Starts a background task whose failure is reported (``paglets.runtime._tasks``).
         self._spawn = spawn
         self._status: Status = "starting"
-        self.mailbox: Mailbox[_Item] = Mailbox(mailbox_depth)
+        self.mailbox: Mailbox[MailboxItem] = Mailbox(mailbox_depth)
         #: Guards the mailbox, which user threads push to directly (``submit_threadsafe``).
         self.lock = threading.Lock()
         self._pump_scheduled = False
@@ -222,6 +235,9 @@ class PagletController:
                     callback(msg)
             elif isinstance(msg, HostCall):
                 self._spawn(self._serve_host_call(msg), agent_id=self.agent_id)
+            elif isinstance(msg, UntypedHostCall):
+                retired = HostError("untyped host calls (IPC tag 34) are retired; send a HostCall request")
+                self._send_quietly(HostReply(msg.call_id, False, NIL, host_call_error(retired)))
             elif isinstance(msg, RunFinished):
                 self.run_finished = True
                 self.settled.set()
@@ -233,14 +249,14 @@ class PagletController:
 
     async def _serve_host_call(self, msg: HostCall) -> None:
         try:
-            if msg.args_segment is not None:
-                carried = msg.args_segment
+            if msg.request_segment is not None:
+                carried = msg.request_segment
                 with self.channel.open_handoff(carried.segment, carried.length) as incoming:
-                    args = decode_value(incoming.view)
+                    request = decode_control(bytes(incoming.view))  # Raw fields must outlive the segment
             else:
-                args = decode_value(msg.args)
-            result = await self._host_calls(self, msg.op, args)
-            payload = encode_value(result)
+                request = decode_control(msg.request)
+            result = await self._host_calls(self, request)
+            payload = encode_reply(result)
         except BaseException as exc:  # every failure goes back to the paglet as its error
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -256,7 +272,13 @@ class PagletController:
                 HostReply(msg.call_id, True, NIL, None, HandoffRef(ref.segment_id, ref.length, 0))
             )
         else:
-            self._send_quietly(HostReply(msg.call_id, True, _raw(payload)))
+            self._send_quietly(HostReply(msg.call_id, True, msgspec.Raw(payload)))
+
+    def sent_state(self, ref: StateSegment) -> Snapshot:
+        """The state the paglet sent ahead of a self-initiated move or deactivation (a handoff segment);
+        closed by its user, or with the channel."""
+        segment = self.channel.open_handoff(ref.segment, ref.length)
+        return Snapshot(segment.view, segment.close)
 
     def _send_quietly(self, msg: HostToChild) -> None:
         if not self.channel.closed:
@@ -339,26 +361,30 @@ class PagletController:
     def _send_request(
         self, build: Callable[[int], HostToChild], callback: Callable[[Reply | BaseException], None]
     ) -> None:
+        self._send_body(lambda call_id: encode_body(build(call_id)), callback)
+
+    def _send_body(
+        self, build: Callable[[int], bytes], callback: Callable[[Reply | BaseException], None]
+    ) -> None:
         self._check_usable()
         call_id = next(self._ids)
         self._pending[call_id] = callback
         try:
-            msg = build(call_id)
-            body = encode_body(msg)
-            if len(body) > _INLINE_LIMIT and isinstance(msg, Deliver):
-                body = self._deliver_through_segment(msg)
-            self.channel.send(body)
+            self.channel.send(build(call_id))
         except BaseException:
             self._pending.pop(call_id, None)
             raise
 
-    def _deliver_through_segment(self, msg: Deliver) -> bytes:
-        """The frame of a ``Deliver`` whose message is too large for the ring: the message goes into a
-        handoff segment (one copy, as a large reply's result does) and the frame names it."""
-        segment = _handoff.OutgoingSegment.from_payload(encode_message(msg.message))
+    def _deliver_body(self, call_id: int, item: MailboxItem) -> bytes:
+        """The ``Deliver`` frame of a mailbox item; a message too large for the ring goes into a handoff
+        segment (one copy of its bytes, as a large reply's result does) and the frame names it."""
+        message = item.message
+        if len(message.body) <= _INLINE_LIMIT:
+            return encode_deliver(call_id, message, item.oneway)
+        segment = _handoff.OutgoingSegment.from_payload(message.body)
         ref = self.channel.send_segment(segment)
         carried = HandoffRef(ref.segment_id, ref.length, 0)
-        return encode_body(Deliver(msg.call_id, EMPTY_MESSAGE, msg.oneway, carried))
+        return encode_body(Deliver(call_id, EMPTY_MESSAGE, item.oneway, carried))
 
     async def _exchange(
         self, build: Callable[[int], HostToChild], timeout: float | None, urgent: bool
@@ -434,7 +460,7 @@ class PagletController:
             raise HostError(f"paglet process for {self.agent_id} did not start within {timeout} s") from None
 
     async def lifecycle(self, hook: str, event: Any, timeout: float | None) -> Any:
-        payload = _raw(encode_value(event.to_wire()))
+        payload = msgspec.Raw(encode_value(event.to_wire()))
         return await self.request(lambda cid: Lifecycle(cid, hook, payload), timeout)  # type: ignore[arg-type]
 
     async def start_run(self, timeout: float | None) -> None:
@@ -466,7 +492,7 @@ class PagletController:
 
     # --- the mailbox -----------------------------------------------------------------------------
 
-    def submit(self, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
+    def submit(self, message: EncodedMessage, *, oneway: bool) -> asyncio.Future[Any] | None:
         """Queue ``message`` (loop thread); returns a future for its result (``None`` if oneway).
 
         Raises ``MailboxFullError`` past the mailbox bound and ``PagletCrashedError`` for a dead paglet.
@@ -474,20 +500,20 @@ class PagletController:
         self._check_usable()
         future = None if oneway else self.loop.create_future()
         with self.lock:
-            self.mailbox.push(_Item(message, oneway, future), message.priority)
+            self.mailbox.push(MailboxItem(message, oneway, future), message.priority)
         self.pump()
         return future
 
-    def accept_queued(self, messages: list[tuple[MessageWire, bool]]) -> None:
+    def accept_queued(self, messages: list[tuple[EncodedMessage, bool]]) -> None:
         """Put messages queued while the paglet was inactive into its mailbox, in their order, before
         anything else can reach it: nothing sent later is handled before them (unless the mailbox's rule
         says so: a later message of a higher priority). Their results are dropped."""
         with self.lock:
             for message, oneway in messages:
-                self.mailbox.push_accepted(_Item(message, oneway, None), message.priority)
+                self.mailbox.push_accepted(MailboxItem(message, oneway, None), message.priority)
 
     def submit_threadsafe(
-        self, message: MessageWire, *, oneway: bool, future: concurrent.futures.Future[Any] | None
+        self, message: EncodedMessage, *, oneway: bool, future: concurrent.futures.Future[Any] | None
     ) -> None:
         """Queue ``message`` from any thread; ``future`` (if given) receives the result.
 
@@ -498,7 +524,7 @@ class PagletController:
         with self.lock:
             self._check_usable()
             mailbox = self.mailbox
-            mailbox.push(_Item(message, oneway, future), message.priority)
+            mailbox.push(MailboxItem(message, oneway, future), message.priority)
             if self._pump_scheduled or (mailbox.in_flight and message.priority != UNQUEUED_PRIORITY):
                 return
             self._pump_scheduled = True
@@ -520,7 +546,7 @@ class PagletController:
                 return
             self._start(delivery)
 
-    def _start(self, delivery: Delivery[_Item]) -> None:
+    def _start(self, delivery: Delivery[MailboxItem]) -> None:
         item = delivery.item
 
         def done(outcome: Reply | BaseException) -> None:
@@ -532,11 +558,11 @@ class PagletController:
             self.pump()
 
         try:
-            self._send_request(lambda cid: Deliver(cid, item.message, item.oneway), done)
+            self._send_body(lambda cid: self._deliver_body(cid, item), done)
         except BaseException as exc:
             done(exc)
 
-    def _finish_item(self, item: _Item, outcome: Reply | BaseException) -> None:
+    def _finish_item(self, item: MailboxItem, outcome: Reply | BaseException) -> None:
         error: ErrorInfo | None = None
         if isinstance(outcome, BaseException):
             error = error_info_from_exception(outcome, with_traceback=False)
@@ -557,7 +583,7 @@ class PagletController:
         except BaseException as exc:
             future.set_exception(exc)
 
-    def in_flight_item(self) -> _Item | None:
+    def in_flight_item(self) -> MailboxItem | None:
         """The queued message being handled now, if any."""
         with self.lock:
             delivery = self.mailbox.queued_in_flight()
@@ -576,7 +602,7 @@ class PagletController:
             self.transition("ready")
             self.pump()
 
-    def begin_stop(self) -> list[Delivery[_Item]]:
+    def begin_stop(self) -> list[Delivery[MailboxItem]]:
         """Stop taking messages; returns the ones still waiting (the caller re-queues or fails them)."""
         if self.status not in ("crashed", "gone"):
             self.transition("stopping")
@@ -625,7 +651,3 @@ def host_call_error(exc: BaseException) -> ErrorInfo:
     if type(exc) is ValueError:
         return error_info_from_exception(exc, foreign_code=RemoteHostError.code)
     return error_info_from_exception(exc, foreign_code=HostError.code)
-
-
-def _raw(payload: bytes) -> msgspec.Raw:
-    return msgspec.Raw(payload)

@@ -10,8 +10,9 @@ entry is reported (event and log line) and skipped; it never stops the host.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from paglets.config.startup import (
     LaunchConfig,
@@ -23,10 +24,31 @@ from paglets.config.startup import (
 )
 from paglets.core.errors import HostError, PagletError
 from paglets.core.runtime_values import LaunchConfigSyncAction
+from paglets.runtime._creation import decode_creation_state
 from paglets.runtime._resident import ResidentDeclaration
+from paglets.wire.control import CreateAgent, ProxyRef
 
 if TYPE_CHECKING:
-    from paglets.runtime.host import Host
+    from paglets.core.context_events import ContextEventLog
+    from paglets.runtime._controller import PagletController
+
+
+class Residents(Protocol):
+    """The resident services (``ResidentServices``)."""
+
+    async def declare(self, declaration: ResidentDeclaration, *, start: bool = True) -> object: ...
+    async def start_eager(self, agent_id: str) -> None: ...
+
+
+class Agents(Protocol):
+    @property
+    def controllers(self) -> dict[str, PagletController]: ...
+
+
+class Records(Protocol):
+    def summary(self, agent_id: str) -> object | None: ...
+    async def activate(self, agent_id: str) -> ProxyRef: ...
+
 
 __all__ = ["LaunchRunner"]
 
@@ -36,8 +58,24 @@ _log = logging.getLogger("paglets.runtime")
 class LaunchRunner:
     """See the module docstring."""
 
-    def __init__(self, host: Host, launch_config: LaunchConfig | str | Path | None, sync_result: Any) -> None:
-        self._host = host
+    def __init__(
+        self,
+        launch_config: LaunchConfig | str | Path | None,
+        sync_result: Any,
+        *,
+        name: str,
+        events: ContextEventLog,
+        resident: Residents,
+        agents: Agents,
+        records: Records,
+        create: Callable[[CreateAgent], Awaitable[ProxyRef]],
+    ) -> None:
+        self._name = name
+        self._events = events
+        self._resident = resident
+        self._agents = agents
+        self._records = records
+        self._create = create
         self._sync_result = sync_result
         self.config: LaunchConfig | None
         if launch_config is None or isinstance(launch_config, LaunchConfig):
@@ -53,12 +91,11 @@ class LaunchRunner:
             LaunchConfigSyncAction.UPDATED: "launch-config-update",
         }
         if action in kinds:
-            self._host.events.emit(kinds[action], data={"path": str(getattr(result, "path", ""))})
+            self._events.emit(kinds[action], data={"path": str(getattr(result, "path", ""))})
 
     async def declare_resident_services(self) -> None:
         if self.config is None:
             return
-        host = self._host
 
         def failed(entry: Any, exc: HostError) -> None:
             self._failed("resident-service-failed", getattr(entry, "class_name", "?"), exc)
@@ -67,13 +104,13 @@ class LaunchRunner:
         # every record first, so that a message to any of them finds it while eager ones start
         for service in resolve_resident_services(self.config, on_error=failed):
             try:
-                await host.resident.declare(_declaration(service), start=False)
+                await self._resident.declare(_declaration(service), start=False)
             except PagletError as exc:
                 self._failed("resident-service-failed", service.class_name, exc)
             else:
                 declared.append(service.agent_id)
         for agent_id in declared:
-            await host.resident.start_eager(agent_id)
+            await self._resident.start_eager(agent_id)
 
     async def start_startup_agents(self) -> None:
         if self.config is None:
@@ -89,31 +126,31 @@ class LaunchRunner:
                 self._failed("startup-agent-failed", agent.class_name, exc)
 
     async def _start_agent(self, agent: ResolvedStartupAgent) -> None:
-        host = self._host
         agent_id = agent.agent_id
         if agent_id is not None and agent.singleton:
-            ctrl = host.manager.controllers.get(agent_id)
+            ctrl = self._agents.controllers.get(agent_id)
             if ctrl is not None and ctrl.status in ("ready", "moving", "starting"):
-                host.events.emit("startup-agent-skip", agent_id=agent_id, class_name=agent.class_name)
+                self._events.emit("startup-agent-skip", agent_id=agent_id, class_name=agent.class_name)
                 return
-            if host.persistence.summary(agent_id) is not None:
-                await host.persistence.activate(agent_id)
-                host.events.emit("startup-agent-activate", agent_id=agent_id, class_name=agent.class_name)
+            if self._records.summary(agent_id) is not None:
+                await self._records.activate(agent_id)
+                self._events.emit("startup-agent-activate", agent_id=agent_id, class_name=agent.class_name)
                 return
-        from paglets.runtime.host import decode_creation_state
-
-        new_id = await host.create_async(
-            agent_class=agent.class_name,
-            state_class=agent.state_class_name,
-            state=decode_creation_state(agent.state_class_name, agent.state or None),
-            init=agent.init,
-            agent_id=agent_id,
+        created = await self._create(
+            CreateAgent(
+                agent_class=agent.class_name,
+                state_class=agent.state_class_name,
+                state=decode_creation_state(agent.state_class_name, agent.state or None),
+                init=agent.init,
+                agent_id=agent_id,
+            )
         )
-        host.events.emit("startup-agent-create", agent_id=new_id, class_name=agent.class_name)
+        new_id = created.agent_id
+        self._events.emit("startup-agent-create", agent_id=new_id, class_name=agent.class_name)
 
     def _failed(self, kind: str, class_name: str, exc: BaseException) -> None:
-        _log.error("host %s: %s for %s: %s", self._host.name, kind, class_name, exc)
-        self._host.events.emit(kind, class_name=class_name, error=str(exc))
+        _log.error("host %s: %s for %s: %s", self._name, kind, class_name, exc)
+        self._events.emit(kind, class_name=class_name, error=str(exc))
 
 
 def _declaration(service: ResolvedResidentService) -> ResidentDeclaration:

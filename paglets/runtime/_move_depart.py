@@ -18,8 +18,8 @@ from paglets.runtime._controller import PagletController
 from paglets.runtime._transfer import MoveKind
 
 if TYPE_CHECKING:
+    from paglets.runtime._move_site import MovementSite
     from paglets.runtime._movement import MovementEngine
-    from paglets.runtime.host import Host
 
 __all__ = ["Target", "leaving_hooks", "preflight", "resolve", "stage_files", "unstage_files"]
 
@@ -31,7 +31,7 @@ class Target:
     same_host: bool
 
 
-async def resolve(host: Host, ticket: TransferTicket) -> Target:
+async def resolve(host: MovementSite, ticket: TransferTicket) -> Target:
     """The ticket's destination as a URL, and whether it is this host."""
     url = host.resolve_host_url(ticket.destination)
     same = url.rstrip("/") == host.address.rstrip("/")
@@ -81,7 +81,9 @@ async def preflight(
     }
 
 
-async def stage_files(host: Host, agent_id: str, new_id: str, destination: Target) -> list[dict[str, Any]]:
+async def stage_files(
+    host: MovementSite, agent_id: str, new_id: str, destination: Target
+) -> list[dict[str, Any]]:
     """Stage the paglet's registered files for the target (nothing when it has none)."""
     if not host.files.refs(agent_id):
         return []
@@ -99,7 +101,9 @@ async def stage_files(host: Host, agent_id: str, new_id: str, destination: Targe
     )
 
 
-async def unstage_files(host: Host, files: list[dict[str, Any]], same_host: bool, agent_id: str) -> None:
+async def unstage_files(
+    host: MovementSite, files: list[dict[str, Any]], same_host: bool, agent_id: str
+) -> None:
     """Remove a staging whose move did not happen."""
     local = host.artifacts if same_host else None
     unstage = functools.partial(host.files.unstage, local_store=local, agent_id=agent_id)
@@ -108,7 +112,7 @@ async def unstage_files(host: Host, files: list[dict[str, Any]], same_host: bool
 
 
 async def leaving_hooks(
-    host: Host, ctrl: PagletController, kind: MoveKind, info: dict[str, Any], new_id: str
+    host: MovementSite, ctrl: PagletController, kind: MoveKind, info: dict[str, Any], new_id: str
 ) -> None:
     """The leaving hook (``on_cloning``, ``on_dispatching`` or ``on_reverting``) and, for a move, the
     resource cleanup, in the paglet's process."""

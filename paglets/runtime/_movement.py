@@ -46,7 +46,7 @@ from paglets.runtime._transfer import MoveKind, new_incarnation
 from paglets.wire.envelope import EnvelopeMetadata
 
 if TYPE_CHECKING:
-    from paglets.runtime.host import Host
+    from paglets.runtime._move_site import MovementSite
 
 __all__ = ["ENVELOPE_CONTENT_TYPE", "RUN_SETTLE_WAIT", "MoveKind", "MovementEngine"]
 
@@ -63,7 +63,8 @@ TOMBSTONE_MIN_AGE: Final = 600.0
 class MovementEngine:
     """The transfers of one host, both roles. Lives on the host's event loop."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: MovementSite) -> None:
+        #: What the engine uses of its host (``paglets.runtime._move_site``).
         self.host = host
         #: Drawn at every start: transfer ids begin with it (see ``paglets.runtime._transfer``).
         self.incarnation = new_incarnation()

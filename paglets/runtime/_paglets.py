@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from paglets.core._ids import check_agent_id
 from paglets.core.context_events import ContextEventLog
@@ -33,30 +33,26 @@ from paglets.core.errors import (
     PagletCrashedError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
-from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY, Message
+from paglets.core.messages import UNQUEUED_PRIORITY
 from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
-from paglets.runtime._controller import PagletController
+from paglets.runtime._controller import HostCalls, PagletController
 from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
 from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._procutil import scrubbed_environment
 from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
-from paglets.wire.ipc import HandoffRef, MessageWire
+
+if TYPE_CHECKING:
+    from paglets.runtime._control import PagletCaller
+    from paglets.services.contracts import ServiceRecord
+from paglets.wire.encoded import EncodedMessage
+from paglets.wire.ipc import HandoffRef
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
-from paglets.wire.requests import MessageBody, check_message
-from paglets.wire.values import prepare_value
 
-__all__ = [
-    "PagletManager",
-    "Timeouts",
-    "mailbox_counts",
-    "message_from_request",
-    "message_wire",
-    "message_wire_of",
-]
+__all__ = ["PagletManager", "Timeouts", "mailbox_counts"]
 
 _log = logging.getLogger("paglets.runtime")
 
@@ -100,10 +96,10 @@ class PagletManager:
         events: ContextEventLog,
         work_root: Path,
         api_key: str | None,
-        host_calls: Callable[[PagletController, str, Any], Any],
+        host_calls: HostCalls,
         preload: tuple[str, ...] = (),
         on_agent_gone: Callable[[str], None] = lambda agent_id: None,
-        on_agent_live: Callable[[str, list[Any]], None] = lambda agent_id, held: None,
+        on_agent_live: Callable[[str, list[ServiceRecord]], None] = lambda agent_id, held: None,
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
         spawn: Callable[..., object] | None = None,
@@ -126,6 +122,15 @@ class PagletManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
         self._preloaded: set[str] = set(preload)
+
+    def observe(
+        self, *, gone: Callable[[str], None], live: Callable[[str, list[ServiceRecord]], None]
+    ) -> None:
+        """Have ``gone(agent_id)`` called when a paglet stops being one of this host's (it left, stopped,
+        crashed or failed to start), and ``live(agent_id, held)`` when a paglet prepared by a move goes
+        live here (``held``: the services it advertised meanwhile)."""
+        self._on_agent_gone = gone
+        self._on_agent_live = live
 
     # --- start and stop --------------------------------------------------------------------------
 
@@ -178,10 +183,19 @@ class PagletManager:
             raise InvalidAgentError(f"paglet {agent_id} is not ready ({ctrl.status})")
         return ctrl
 
+    def __contains__(self, agent_id: object) -> bool:
+        return agent_id in self.controllers
+
+    def is_live(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` lives on this host for its services: from the moment its process exists
+        and its starting hook runs (``on_creation``, ``on_activation``) until it leaves or stops."""
+        ctrl = self.controllers.get(agent_id)
+        return ctrl is not None and ctrl.status in ("starting", "ready", "moving")
+
     def ready_ids(self) -> list[str]:
         return [aid for aid, ctrl in self.controllers.items() if ctrl.status == "ready"]
 
-    def is_prepared(self, ctrl: PagletController) -> bool:
+    def is_prepared(self, ctrl: PagletCaller) -> bool:
         """Whether ``ctrl`` is a paglet prepared by a move that is not committed yet (see ``prepare``)."""
         return ctrl.status == "starting" and self.controllers.get(ctrl.agent_id) is not ctrl
 
@@ -203,7 +217,7 @@ class PagletManager:
         state: bytes,
         hook: str,
         event: Any,
-        queued: Sequence[tuple[MessageWire, bool]] = (),
+        queued: Sequence[tuple[EncodedMessage, bool]] = (),
     ) -> PagletController:
         """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation).
 
@@ -446,7 +460,7 @@ class PagletManager:
 
     # --- messages --------------------------------------------------------------------------------
 
-    def submit(self, agent_id: str, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
+    def submit(self, agent_id: str, message: EncodedMessage, *, oneway: bool) -> asyncio.Future[Any] | None:
         """Queue a message for an active paglet (see ``PagletController.submit``). A paglet still starting
         (its creation or activation hook runs) takes it too: it is handled once the paglet is ready, after
         the messages its activation brought from its record; if the start fails, it fails with it."""
@@ -464,7 +478,7 @@ class PagletManager:
     def submit_threadsafe(
         self,
         agent_id: str,
-        message: MessageWire,
+        message: EncodedMessage,
         *,
         oneway: bool,
         future: concurrent.futures.Future[Any] | None,
@@ -481,7 +495,7 @@ class PagletManager:
             )
 
     async def deliver(
-        self, agent_id: str, message: MessageWire, *, oneway: bool, timeout: float | None = None
+        self, agent_id: str, message: EncodedMessage, *, oneway: bool, timeout: float | None = None
     ) -> Any:
         """Queue ``message`` and, unless oneway, wait for the reply at most ``timeout`` seconds (``None``:
         no limit); then ``SendTimeoutError``, while the handler, if it started, goes on."""
@@ -496,7 +510,7 @@ class PagletManager:
         except TimeoutError:
             raise send_timeout_error(agent_id, message.kind, timeout) from None
 
-    def _message_done(self, ctrl: PagletController, message: MessageWire, error: ErrorInfo | None) -> None:
+    def _message_done(self, ctrl: PagletController, message: EncodedMessage, error: ErrorInfo | None) -> None:
         if error is None:
             self.events.emit(
                 "message-delivered",
@@ -654,43 +668,3 @@ def mailbox_counts(ctrl: PagletController) -> dict[str, int]:
         "delivered_count": stats.delivered_count,
         "failed_count": stats.failed_count,
     }
-
-
-def message_from_request(body: MessageBody) -> MessageWire:
-    """The IPC form of a message that arrived in an HTTP request (already type-checked)."""
-    return MessageWire(
-        kind=body.kind,
-        args=prepare_value(body.args or {}),
-        arg=prepare_value(body.arg),
-        sender=body.sender,
-        reply_to=body.reply_to,
-        priority=NORMAL_PRIORITY if body.priority is None else body.priority,
-        message_type=body.message_type or 0,
-        timestamp=body.timestamp or time.time(),
-        message_id=body.message_id or uuid.uuid4().hex,
-    )
-
-
-def message_wire(wire: Any) -> MessageWire:
-    """The IPC form of a ``Message.to_wire()`` dict that did not come through the HTTP route (a host
-    call, a stored or forwarded message), checked field by field: ``SerializationError`` names a wrong
-    field, so a paglet process never gets a message it cannot decode."""
-    return message_from_request(check_message(wire))
-
-
-def message_wire_of(message: Message) -> MessageWire:
-    """The IPC form of a ``Message`` built in this process, checked like any other (``to_wire`` would
-    coerce a non-dict ``args``; the check refuses it and names the field)."""
-    return message_wire(
-        {
-            "kind": message.kind,
-            "args": message.args,
-            "arg": message.arg,
-            "sender": message.sender,
-            "reply_to": message.reply_to,
-            "priority": message.priority,
-            "message_type": message.message_type,
-            "timestamp": message.timestamp,
-            "message_id": message.message_id,
-        }
-    )

@@ -29,7 +29,9 @@ import logging
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from paglets.artifacts import PagletFileRef
 from paglets.core.errors import (
@@ -43,10 +45,14 @@ from paglets.persistence._recordformat import RecordSummary, StoredMessage, Stor
 from paglets.persistence._records import RecordStore
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.runtime._controller import PagletController, Snapshot
+from paglets.runtime._routing import encode_message_dict, message_dict
+from paglets.wire.control import ProxyRef
 
 if TYPE_CHECKING:
-    from paglets.runtime.host import Host
-    from paglets.wire.ipc import MessageWire
+    from paglets.core.context_events import ContextEventLog
+    from paglets.runtime._controller import MailboxItem
+    from paglets.runtime._paglets import Timeouts
+    from paglets.wire.encoded import EncodedMessage
 
 __all__ = ["Persistence"]
 
@@ -58,14 +64,64 @@ STARTUP_ACTIVATIONS: Final = 8
 SHUTDOWN_SNAPSHOT_WAIT: Final = 2.0
 
 
+class Agents(Protocol):
+    """The active paglets (``PagletManager``)."""
+
+    @property
+    def controllers(self) -> dict[str, PagletController]: ...
+    @property
+    def timeouts(self) -> Timeouts: ...
+    def ready(self, agent_id: str) -> PagletController: ...
+    def detach(self, ctrl: PagletController) -> list[MailboxItem]: ...
+    async def release_when_idle(self, ctrl: PagletController) -> None: ...
+    async def start_from_state(
+        self,
+        *,
+        agent_id: str,
+        agent_class: str,
+        state_class: str,
+        state: bytes,
+        hook: str,
+        event: PersistencyEvent,
+        queued: Sequence[tuple[EncodedMessage, bool]] = (),
+    ) -> PagletController: ...
+    async def deliver(
+        self, agent_id: str, message: EncodedMessage, *, oneway: bool, timeout: float | None = None
+    ) -> object: ...
+
+
+class Files(Protocol):
+    """Registered files (``FileRegistry``)."""
+
+    def refs(self, agent_id: str) -> list[PagletFileRef]: ...
+    def forget(self, agent_id: str, *, remove_work_dir: bool) -> None: ...
+    def restore(self, agent_id: str, refs: list[PagletFileRef]) -> None: ...
+
+
 class Persistence:
     """See the module docstring. Lives on the host's event loop."""
 
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(
+        self,
+        *,
+        name: str,
+        address: Callable[[], str],
+        root: Path,
+        events: ContextEventLog,
+        agents: Agents,
+        files: Files,
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+    ) -> None:
+        self._name = name
+        self._address = address
+        self._root = root
+        self._events = events
+        self._agents = agents
+        self._files = files
+        self._spawn = spawn
         self.store: RecordStore | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._activating: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._activating: dict[str, asyncio.Future[ProxyRef]] = {}
         #: Per inactive paglet: held while a message is appended to its record's queue, and by an
         #: activation from reading the record until it is deleted, so that no message is appended to a
         #: record that an activation has already read (it would be deleted with it).
@@ -77,17 +133,16 @@ class Persistence:
     # --- start and stop -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        host = self._host
         loop = asyncio.get_running_loop()
 
         def quarantined(name: str, reason: str) -> None:
-            _log.error("host %s quarantined inactive record %s: %s", host.name, name, reason)
+            _log.error("host %s quarantined inactive record %s: %s", self._name, name, reason)
             loop.call_soon_threadsafe(
-                lambda: host.events.emit("record-quarantined", data={"record": name, "reason": reason})
+                lambda: self._events.emit("record-quarantined", data={"record": name, "reason": reason})
             )
 
         self._drop_view()
-        store = RecordStore(host.persistence_dir, on_quarantine=quarantined)
+        store = RecordStore(self._root, on_quarantine=quarantined)
         try:
             await loop.run_in_executor(None, store.load)
         except BaseException:
@@ -130,7 +185,7 @@ class Persistence:
             if self.store is not None:
                 return self.store
             if self._view is None:
-                view = RecordStore(self._host.persistence_dir, read_only=True)
+                view = RecordStore(self._root, read_only=True)
                 try:
                     view.load()
                 except BaseException:
@@ -147,7 +202,7 @@ class Persistence:
 
     def _store(self) -> RecordStore:
         if self.store is None:
-            raise HostError(f"host {self._host.name} is not started")
+            raise HostError(f"host {self._name} is not started")
         return self.store
 
     # --- queries -------------------------------------------------------------------------------------------
@@ -158,14 +213,18 @@ class Persistence:
     def summary(self, agent_id: str) -> RecordSummary | None:
         return None if self.store is None else self.store.summary(agent_id)
 
+    def stored(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` is an inactive paglet of this host."""
+        return self.summary(agent_id) is not None
+
     def describe(self, summary: RecordSummary) -> dict[str, Any]:
         """The ``GET /agents/{id}`` form of an inactive paglet."""
         return {
             "agent_id": summary.agent_id,
             "class_name": summary.agent_class,
             "state_class_name": summary.state_class,
-            "host": self._host.name,
-            "address": self._host.address,
+            "host": self._name,
+            "address": self._address(),
             "active": False,
             "crashed": False,
             "deactivated_at": summary.deactivated_at,
@@ -197,25 +256,24 @@ class Persistence:
         *,
         decided_policy: DeactivationPolicy | None = None,
         snapshot: Snapshot | None = None,
-    ) -> dict[str, Any]:
+    ) -> ProxyRef:
         """Deactivate an active paglet; ``decided_policy`` means the paglet already ran its
         ``deactivation_policy`` and ``on_deactivating`` itself (self-initiated)."""
-        host = self._host
         request = request or DeactivationRequest()
-        ctrl = host.manager.ready(agent_id)
+        ctrl = self._agents.ready(agent_id)
         ctrl.pause()
         try:
             if decided_policy is None:
                 event = PersistencyEvent(
                     agent_id=agent_id,
-                    host_name=host.name,
-                    host_address=host.address,
+                    host_name=self._name,
+                    host_address=self._address(),
                     reason=request.reason,
                     request=request,
                 )
-                answer = await ctrl.lifecycle("deactivating", event, host.manager.timeouts.hook)
+                answer = await ctrl.lifecycle("deactivating", event, self._agents.timeouts.hook)
                 policy = DeactivationPolicy.from_wire(answer["policy"])
-                await ctrl.resources("cleanup", reason="deactivate", timeout=host.manager.timeouts.resources)
+                await ctrl.resources("cleanup", reason="deactivate", timeout=self._agents.timeouts.resources)
             else:
                 policy = decided_policy
             saved = await self._save(ctrl, policy, request, snapshot=snapshot)
@@ -223,11 +281,11 @@ class Persistence:
             ctrl.resume()
             raise
         await self._retire(ctrl, saved=saved, wait=decided_policy is None)
-        host.events.emit(
+        self._events.emit(
             "deactivate", agent_id=agent_id, class_name=ctrl.agent_class, data={"reason": request.reason}
         )
         self._schedule()
-        return {"host_url": host.address, "agent_id": agent_id}
+        return ProxyRef(self._address(), agent_id)
 
     async def _save(
         self,
@@ -241,11 +299,8 @@ class Persistence:
         """Write the record: the state and, in the same atomic write, every message still owed to the
         paglet (``requeue_first``, the undelivered queued messages of its activation, its mailbox).
         Returns the ids of the mailbox items it included (``_retire`` appends any that came later)."""
-        host = self._host
         if snapshot is None:
-            snapshot = await ctrl.snapshot(host.manager.timeouts.state)
-        from paglets.runtime.host import message_dict
-
+            snapshot = await ctrl.snapshot(self._agents.timeouts.state)
         now = time.time()
         with ctrl.lock:
             waiting = [delivery.item for delivery in ctrl.mailbox]
@@ -262,7 +317,7 @@ class Persistence:
                 state=snapshot.view,
                 policy=policy.to_wire(),
                 request=request.to_wire(),
-                registered_files=[ref.to_wire() for ref in host.files.refs(ctrl.agent_id)],
+                registered_files=[ref.to_wire() for ref in self._files.refs(ctrl.agent_id)],
                 queued_messages=pending,
             )
             await asyncio.get_running_loop().run_in_executor(None, self._store().write, record)
@@ -273,8 +328,7 @@ class Persistence:
     async def _retire(self, ctrl: PagletController, *, saved: set[int], wait: bool = True) -> None:
         """The record is durable: answer the messages it holds, queue those that came since, end the
         process."""
-        host = self._host
-        for item in host.manager.detach(ctrl):
+        for item in self._agents.detach(ctrl):
             if id(item) not in saved:
                 try:
                     await self._append(ctrl.agent_id, item.message, oneway=item.oneway)
@@ -284,15 +338,13 @@ class Persistence:
                     continue
             if item.future is not None and not item.future.done():
                 item.future.set_result({"queued": True, "message_id": item.message.message_id})
-        self._host.files.forget(ctrl.agent_id, remove_work_dir=False)
+        self._files.forget(ctrl.agent_id, remove_work_dir=False)
         if wait:
-            await host.manager.release_when_idle(ctrl)
+            await self._agents.release_when_idle(ctrl)
         else:  # self-initiated: the handler that asked is waiting for this answer
-            host.spawn_task(host.manager.release_when_idle(ctrl))
+            self._spawn(self._agents.release_when_idle(ctrl))
 
-    async def _append(self, agent_id: str, message: MessageWire, *, oneway: bool) -> int:
-        from paglets.runtime.host import message_dict
-
+    async def _append(self, agent_id: str, message: EncodedMessage, *, oneway: bool) -> int:
         wire = message_dict(message)
         store = self._store()
         return await asyncio.get_running_loop().run_in_executor(
@@ -311,13 +363,13 @@ class Persistence:
             lock = self._record_locks[agent_id] = asyncio.Lock()
         return lock
 
-    async def activate(self, agent_id: str) -> dict[str, Any]:
+    async def activate(self, agent_id: str) -> ProxyRef:
         """Start an inactive paglet from its record (concurrent calls share one activation; a paglet that
         is active already is answered with its proxy: the host's public ``activate`` refuses that)."""
         running = self._activating.get(agent_id)
         if running is not None:
             return await asyncio.shield(running)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ProxyRef] = asyncio.get_running_loop().create_future()
         self._activating[agent_id] = future
         try:
             result = await self._activate(agent_id)
@@ -331,63 +383,60 @@ class Persistence:
         finally:
             del self._activating[agent_id]
 
-    async def _activate(self, agent_id: str) -> dict[str, Any]:
+    async def _activate(self, agent_id: str) -> ProxyRef:
         async with self._record_lock(agent_id):
             return await self._activate_locked(agent_id)
 
-    async def _activate_locked(self, agent_id: str) -> dict[str, Any]:
-        host = self._host
+    async def _activate_locked(self, agent_id: str) -> ProxyRef:
         summary = self.summary(agent_id)
         if summary is None:
-            if agent_id in host.manager.controllers:
-                return {"host_url": host.address, "agent_id": agent_id}
-            raise InvalidAgentError(f"no inactive paglet {agent_id} on host {host.name}")
+            if agent_id in self._agents.controllers:
+                return ProxyRef(self._address(), agent_id)
+            raise InvalidAgentError(f"no inactive paglet {agent_id} on host {self._name}")
         record = await self.read(agent_id)
         policy = DeactivationPolicy.from_wire(record.policy) if record.policy else DeactivationPolicy()
         request = DeactivationRequest.from_wire(record.request) if record.request else DeactivationRequest()
         files = [PagletFileRef.from_wire(f) for f in record.registered_files]
-        host.files.restore(agent_id, files)
+        self._files.restore(agent_id, files)
         event = PersistencyEvent(
             agent_id=agent_id,
-            host_name=host.name,
-            host_address=host.address,
+            host_name=self._name,
+            host_address=self._address(),
             reason="activate",
             request=request,
             policy=policy,
         )
-        from paglets.runtime._paglets import message_wire
-
         queued = record.queued_messages
         try:
-            await host.manager.start_from_state(
+            await self._agents.start_from_state(
                 agent_id=agent_id,
                 agent_class=record.agent_class,
                 state_class=record.state_class,
                 state=bytes(record.state),
                 hook="activation",
                 event=event,
-                queued=[(message_wire(stored.message), stored.oneway) for stored in queued],
+                queued=[(encode_message_dict(stored.message), stored.oneway) for stored in queued],
             )
         except BaseException:
-            host.files.forget(agent_id, remove_work_dir=False)
+            self._files.forget(agent_id, remove_work_dir=False)
             raise
         store = self._store()
         await asyncio.get_running_loop().run_in_executor(None, store.delete, agent_id)
-        host.events.emit(
+        self._events.emit(
             "activate",
             agent_id=agent_id,
             class_name=record.agent_class,
             data={"queued_message_count": len(queued)},
         )
         self._schedule()
-        return {"host_url": host.address, "agent_id": agent_id}
+        return ProxyRef(self._address(), agent_id)
 
     # --- messages to inactive paglets ----------------------------------------------------------------------
 
     async def deliver(
         self,
         agent_id: str,
-        message: MessageWire,
+        message: EncodedMessage,
         *,
         oneway: bool,
         activate_if_inactive: bool,
@@ -398,17 +447,17 @@ class Persistence:
         synchronous message once it is in the mailbox of the activated paglet."""
         summary = self.summary(agent_id)
         if summary is None:
-            raise InvalidAgentError(f"no paglet {agent_id} on host {self._host.name}")
+            raise InvalidAgentError(f"no paglet {agent_id} on host {self._name}")
         if activate_if_inactive and summary.activate_on_message:
             await self.activate(agent_id)
-            return await self._host.manager.deliver(agent_id, message, oneway=oneway, timeout=timeout)
+            return await self._agents.deliver(agent_id, message, oneway=oneway, timeout=timeout)
         if no_delay or not summary.queue_messages_when_inactive:
             raise PagletInactiveError(f"paglet {agent_id} is inactive and does not take queued messages")
         async with self._record_lock(agent_id):
             if self.summary(agent_id) is None:  # activated (or gone) while we waited: deliver, or fail
-                return await self._host.manager.deliver(agent_id, message, oneway=oneway, timeout=timeout)
+                return await self._agents.deliver(agent_id, message, oneway=oneway, timeout=timeout)
             await self._append(agent_id, message, oneway=oneway)
-        self._host.events.emit(
+        self._events.emit(
             "message-queued", agent_id=agent_id, class_name=summary.agent_class, message_id=message.message_id
         )
         return None if oneway else {"queued": True, "message_id": message.message_id}
@@ -418,9 +467,9 @@ class Persistence:
         if summary is None:
             return False
         await asyncio.get_running_loop().run_in_executor(None, self._store().delete, agent_id)
-        self._host.files.forget(agent_id, remove_work_dir=True)
+        self._files.forget(agent_id, remove_work_dir=True)
         self._schedule()
-        self._host.events.emit(
+        self._events.emit(
             "dispose", agent_id=agent_id, class_name=summary.agent_class, data={"active": False}
         )
         return True
@@ -442,7 +491,7 @@ class Persistence:
             return
         loop = asyncio.get_running_loop()
         delay = max(0.0, min(due) - time.time())
-        self._timer = loop.call_later(delay, lambda: self._host.spawn_task(self._activate_due()))
+        self._timer = loop.call_later(delay, lambda: self._spawn(self._activate_due()))
 
     async def _activate_due(self) -> None:
         self._timer = None
@@ -460,7 +509,6 @@ class Persistence:
     async def deactivate_all(self, budget: float) -> tuple[int, int]:
         """Shutdown: keep every active paglet (unlike paglets 2.0, without losing any); returns how many
         paglets were saved and how many could not be."""
-        host = self._host
         request = DeactivationRequest(
             reason="shutdown", source="host", policy=DeactivationPolicy(activate_on_startup=True)
         )
@@ -482,18 +530,17 @@ class Persistence:
             if await self._save_busy(ctrl, request):
                 saved += 1
 
-        ready = [c for c in host.manager.controllers.values() if c.status == "ready"]
+        ready = [c for c in self._agents.controllers.values() if c.status == "ready"]
         try:
             async with asyncio.timeout(budget):
                 await asyncio.gather(*(one(c) for c in ready), return_exceptions=True)
         except TimeoutError:
-            _log.error("host %s: shutdown budget of %.1f s ran out while saving paglets", host.name, budget)
+            _log.error("host %s: shutdown budget of %.1f s ran out while saving paglets", self._name, budget)
         return saved, len(ready) - saved
 
     async def _save_busy(self, ctrl: PagletController, request: DeactivationRequest) -> bool:
         """A paglet busy in a handler: save its state now and re-queue the message it was handling;
         whether it was saved."""
-        host = self._host
         if ctrl.status not in ("ready", "moving"):
             return False  # it crashed or left meanwhile
         ctrl.transition("moving")
@@ -510,7 +557,7 @@ class Persistence:
             _log.error("paglet %s could not be saved at shutdown: %s", ctrl.agent_id, exc)
             return False
         if in_flight is not None:
-            host.events.emit(
+            self._events.emit(
                 "message-requeued",
                 agent_id=ctrl.agent_id,
                 class_name=ctrl.agent_class,

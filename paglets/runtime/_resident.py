@@ -18,17 +18,22 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from paglets.core.errors import HostError, InvalidAgentError, PagletError
 from paglets.core.runtime_values import ResidentLifecycle, ServiceScope
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
+from paglets.runtime._creation import decode_creation_state
 from paglets.services.contracts import ServiceContract, ServiceRecord
 from paglets.services.resident import MAX_LEASE_TTL, RESIDENT_SERVICE_METADATA_KEY
+from paglets.wire.control import CreateAgent, LeaseReply, ProxyRef
 
 if TYPE_CHECKING:
-    from paglets.runtime.host import Host
+    from paglets.core.context_events import ContextEventLog
+    from paglets.runtime._controller import PagletController
+    from paglets.services.registry import ServiceRegistry
 
 __all__ = ["ResidentDeclaration", "ResidentServices"]
 
@@ -63,11 +68,45 @@ class _Lease:
     expires_at: float
 
 
+class Agents(Protocol):
+    """The active paglets (``PagletManager``)."""
+
+    @property
+    def controllers(self) -> dict[str, PagletController]: ...
+    async def dispose(self, agent_id: str) -> None: ...
+
+
+class Records(Protocol):
+    """The inactive paglets (``Persistence``)."""
+
+    def summary(self, agent_id: str) -> object | None: ...
+    async def activate(self, agent_id: str) -> ProxyRef: ...
+    async def deactivate(self, agent_id: str, request: DeactivationRequest | None) -> ProxyRef: ...
+
+
 class ResidentServices:
     """See the module docstring. Lives on the host's event loop."""
 
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(
+        self,
+        *,
+        name: str,
+        address: Callable[[], str],
+        events: ContextEventLog,
+        spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[None]],
+        registry: ServiceRegistry,
+        agents: Agents,
+        records: Records,
+        create: Callable[[CreateAgent], Awaitable[ProxyRef]],
+    ) -> None:
+        self._name = name
+        self._address = address
+        self._events = events
+        self._spawn = spawn
+        self._registry = registry
+        self._agents = agents
+        self._records = records
+        self._create = create
         self._declared: dict[str, ResidentDeclaration] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._leases: dict[str, _Lease] = {}
@@ -84,7 +123,6 @@ class ResidentServices:
     async def declare(self, declaration: ResidentDeclaration, *, start: bool = True) -> ServiceRecord:
         """Advertise a resident service now; start it if it is eager (unless ``start`` is false: the
         caller then starts it with :meth:`start_eager` once every service is declared)."""
-        host = self._host
         self._declared[declaration.agent_id] = declaration
         metadata = declaration.contract.advertise_metadata(
             {
@@ -96,17 +134,17 @@ class ResidentServices:
                 }
             }
         )
-        record = host.services.registry.advertise_service(
+        record = self._registry.advertise_service(
             declaration.agent_id,
             declaration.contract.name,
-            host_name=host.name,
-            host_url=host.address,
+            host_name=self._name,
+            host_url=self._address(),
             capabilities=declaration.contract.capabilities,
             metadata=metadata,
             scope=declaration.scope,
             ttl=None,
         )
-        host.events.emit(
+        self._events.emit(
             "resident-service-declare",
             agent_id=declaration.agent_id,
             class_name=declaration.agent_class,
@@ -116,7 +154,7 @@ class ResidentServices:
         if start:
             await self.start_eager(declaration.agent_id)
         if self._task is None:
-            self._task = self._host.tasks.spawn(self._tick())  # a failure is reported, never lost
+            self._task = self._spawn(self._tick())  # a failure is reported, never lost
         return record
 
     async def start_eager(self, agent_id: str) -> None:
@@ -140,34 +178,33 @@ class ResidentServices:
         """Make a resident service's paglet active (activate its record or create it)."""
         declaration = self._declared.get(agent_id)
         if declaration is None:
-            raise InvalidAgentError(f"{agent_id} is not a resident service of host {self._host.name}")
+            raise InvalidAgentError(f"{agent_id} is not a resident service of host {self._name}")
         lock = self._starting.setdefault(agent_id, asyncio.Lock())
         async with lock:
-            host = self._host
-            ctrl = host.manager.controllers.get(agent_id)
+            ctrl = self._agents.controllers.get(agent_id)
             if ctrl is not None and ctrl.status in ("ready", "moving", "starting"):
                 return
             if ctrl is not None and ctrl.status == "crashed":
-                await host.manager.dispose(agent_id)
+                await self._agents.dispose(agent_id)
             try:
-                if host.persistence.summary(agent_id) is not None:
-                    await host.persistence.activate(agent_id)
+                if self._records.summary(agent_id) is not None:
+                    await self._records.activate(agent_id)
                     kind = "resident-service-activate"
                 else:
-                    from paglets.runtime.host import decode_creation_state
-
                     state = decode_creation_state(declaration.state_class, declaration.state or None)
-                    await host.create_async(
-                        agent_class=declaration.agent_class,
-                        state_class=declaration.state_class,
-                        state=state,
-                        init=declaration.init,
-                        agent_id=agent_id,
+                    await self._create(
+                        CreateAgent(
+                            agent_class=declaration.agent_class,
+                            state_class=declaration.state_class,
+                            state=state,
+                            init=declaration.init,
+                            agent_id=agent_id,
+                        )
                     )
                     kind = "resident-service-create"
             except PagletError as exc:
                 _log.error("resident service %s failed to start: %s", agent_id, exc)
-                host.events.emit(
+                self._events.emit(
                     "resident-service-failed",
                     agent_id=agent_id,
                     class_name=declaration.agent_class,
@@ -175,7 +212,7 @@ class ResidentServices:
                     error=str(exc),
                 )
                 raise
-            host.events.emit(
+            self._events.emit(
                 kind,
                 agent_id=agent_id,
                 class_name=declaration.agent_class,
@@ -184,13 +221,13 @@ class ResidentServices:
 
     # --- leases --------------------------------------------------------------------------------------
 
-    async def acquire_lease(self, agent_id: str, service_name: str, ttl: float) -> dict[str, Any]:
+    async def acquire_lease(self, agent_id: str, service_name: str, ttl: float) -> LeaseReply:
         if not 0 < ttl <= MAX_LEASE_TTL:
             raise HostError(f"lease ttl must be in (0, {MAX_LEASE_TTL}] seconds, got {ttl}")
         if len(self._leases) >= MAX_LEASES:
-            raise HostError(f"host {self._host.name} holds {MAX_LEASES} leases already")
-        if not self.is_resident(agent_id) and agent_id not in self._host.manager.controllers:
-            raise InvalidAgentError(f"no service paglet {agent_id} on host {self._host.name}")
+            raise HostError(f"host {self._name} holds {MAX_LEASES} leases already")
+        if not self.is_resident(agent_id) and agent_id not in self._agents.controllers:
+            raise InvalidAgentError(f"no service paglet {agent_id} on host {self._name}")
         lease = _Lease(uuid.uuid4().hex, agent_id, service_name, time.time() + ttl)
         self._leases[lease.lease_id] = lease  # recorded first: an idle check running now sees it
         if self.is_resident(agent_id):
@@ -199,19 +236,19 @@ class ResidentServices:
             except BaseException:
                 self._leases.pop(lease.lease_id, None)
                 raise
-        self._host.events.emit(
+        self._events.emit(
             "service-lease-acquire",
             agent_id=agent_id,
             service_name=service_name,
             data={"lease_id": lease.lease_id},
         )
-        return {"lease_id": lease.lease_id, "expires_at": lease.expires_at}
+        return LeaseReply(lease.lease_id, lease.expires_at)
 
     def release_lease(self, lease_id: str) -> bool:
         lease = self._leases.pop(lease_id, None)
         if lease is None:
             return False
-        self._host.events.emit(
+        self._events.emit(
             "service-lease-release",
             agent_id=lease.agent_id,
             service_name=lease.service_name,
@@ -228,7 +265,7 @@ class ResidentServices:
             for lease_id, lease in list(self._leases.items()):
                 if lease.expires_at <= now:
                     del self._leases[lease_id]
-                    self._host.events.emit(
+                    self._events.emit(
                         "service-lease-expire",
                         agent_id=lease.agent_id,
                         service_name=lease.service_name,
@@ -244,7 +281,7 @@ class ResidentServices:
         return max(0.05, min(TICK, shortest / 2 if shortest > 0 else TICK))
 
     def _idle(self, declaration: ResidentDeclaration) -> bool:
-        ctrl = self._host.manager.controllers.get(declaration.agent_id)
+        ctrl = self._agents.controllers.get(declaration.agent_id)
         if ctrl is None or ctrl.status != "ready":
             return False
         if ctrl.mailbox.in_flight or len(ctrl.mailbox):
@@ -268,11 +305,11 @@ class ResidentServices:
             ),
         )
         try:
-            await self._host.persistence.deactivate(declaration.agent_id, request)
+            await self._records.deactivate(declaration.agent_id, request)
         except PagletError as exc:
             _log.warning("idle deactivation of %s failed: %s", declaration.agent_id, exc)
             return
-        self._host.events.emit(
+        self._events.emit(
             "resident-service-idle-deactivate",
             agent_id=declaration.agent_id,
             class_name=declaration.agent_class,

@@ -1,34 +1,68 @@
-"""The HTTP control plane of a host (proto/PROTOCOL.md §6): a route table of handlers over the host's core.
+"""The HTTP control plane of a host (``proto/PROTOCOL.md`` §6): a route table over its control table.
 
-Handlers run on the host's event loop and call the async core directly. JSON bodies are decoded once
-into the route's request Struct (``paglets.wire.requests``): a wrong type or a missing field is a 400
-naming the field, before the handler runs. Binary values use the tag form of ``proto/PROTOCOL.md``.
-Bodies are at most ``MAX_CONTROL_BODY`` bytes, except on the two routes that carry user values
-(messages, creations with an inline state: ``MAX_JSON_BODY``); large ones are decoded (and a message
-converted to its IPC form) in the server's decoder threads (``Request.json(decode=...)``), so the loop
-keeps serving meanwhile. Errors are raised as ``PagletError`` subclasses; the HTTP server turns them into
+An HTTP route that is a control operation (``GET /agents``, ``/agents/{id}``, ``/state``, ``/messages``,
+``/dispatch``, ``/clone``, ``/retract``, ``/deactivate``, ``/activate``, ``/dispose``, ``POST /agents``,
+``/health``, leases) decodes its JSON body once into its HTTP request Struct (``paglets.wire.requests``;
+a wrong type or a missing field is a 400 naming the field, before anything runs), builds the typed
+request of ``paglets.wire.control`` and calls the host's ``ControlTable``, the same handler that serves
+paglet processes and in-process proxies; the reply Struct is the JSON answer. Binary values use the tag
+form of ``proto/PROTOCOL.md``. Bodies are at most ``MAX_CONTROL_BODY`` bytes, except on the two routes
+that carry user values (messages, creations with an inline state: ``MAX_JSON_BODY``); large ones are
+decoded, checked and encoded for the paglet (a message) or its process (a state) in the server's decoder
+threads (``Request.json(decode=...)``), so the loop keeps serving meanwhile and never holds a large
+value as objects. Errors are raised as ``PagletError`` subclasses; the HTTP server turns them into
 ``{error_type, error}`` bodies with the status each class declares.
+
+Routes that are not control operations of the table: ``GET /``, ``/events``, the movement hand-over
+(envelopes, ``/transfers``), the mesh (``paglets.remote._mesh_routes``), the service registry
+(``paglets.services._routes``) and artifacts (``paglets.runtime._artifact_routes``).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
 from paglets import __version__
+from paglets.artifacts import ArtifactStore
 from paglets.core._ids import check_agent_id
+from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import HostError, PagletError
 from paglets.http.messages import Request, Response
-from paglets.http.routing import Router
+from paglets.http.routing import Handler, Router
 from paglets.remote._mesh_routes import build_mesh_routes
+from paglets.remote.mesh import MeshRegistry
 from paglets.runtime._artifact_routes import build_artifact_routes
+from paglets.runtime._control import ControlTable
+from paglets.runtime._creation import check_class_names, decode_creation_state
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
-from paglets.runtime._paglets import message_from_request
+from paglets.runtime._routing import encode_request_message
 from paglets.services._routes import build_service_routes
-from paglets.wire.ipc import MessageWire
-from paglets.wire.jsonbin import encode_json
+from paglets.services.registry import ServiceRegistry
+from paglets.wire.control import (
+    AcquireLease,
+    ActivateAgent,
+    AgentInfo,
+    AgentStateInfo,
+    CloneAgent,
+    CreateAgent,
+    DeactivateAgent,
+    DeliverMessage,
+    DispatchAgent,
+    DisposeAgent,
+    HostHealth,
+    ListAgents,
+    ProxyReply,
+    ReleaseLease,
+    RetractAgent,
+)
+from paglets.wire.control import (
+    Request as ControlRequest,
+)
+from paglets.wire.jsonbin import BINARY_TAG, encode_json
 from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
 from paglets.wire.requests import (
     CreateRequest,
@@ -40,9 +74,6 @@ from paglets.wire.requests import (
     MoveRequest,
     decode_request,
 )
-
-if TYPE_CHECKING:
-    from paglets.runtime.host import Host
 
 __all__ = ["build_router"]
 
@@ -64,6 +95,9 @@ PROTOCOL_DOC: Final = "proto/PROTOCOL.md"
 MAX_EVENTS_PER_REQUEST: Final = 1000
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+#: A JSON body without this key (nor a ``\u`` escape that could spell it) holds no binary values
+#: (``proto/PROTOCOL.md`` §3.2), so no ``bytearray``.
+_BINARY_TAG_BYTES: Final = BINARY_TAG.encode()
 
 
 class UnsupportedMediaError(PagletError):
@@ -71,13 +105,26 @@ class UnsupportedMediaError(PagletError):
     code = "unsupported_media"
 
 
-def _ok(obj: Any, status: int = 200) -> Response:
+class Movement(Protocol):
+    """The hand-over routes of the movement engine (``MovementEngine``)."""
+
+    async def receive(self, chunks: AsyncIterator[Any], *, max_state_bytes: int) -> Any: ...
+    def status(self, transfer_id: str) -> Any: ...
+    async def commit(self, transfer_id: str) -> Any: ...
+    async def abort(self, transfer_id: str) -> dict[str, Any]: ...
+    async def forget(self, transfer_id: str, *, settle: bool = False) -> Any: ...
+
+
+def _ok(obj: object, status: int = 200) -> Response:
     return Response(status, encode_json(obj), "application/json")
 
 
+def _content_type(request: Request) -> str:
+    return (request.header("content-type") or "").split(";")[0].strip().lower()
+
+
 def _refuse_pickle(request: Request) -> None:
-    content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-    if content_type == "application/x-paglets-pickle":
+    if _content_type(request) == "application/x-paglets-pickle":
         raise UnsupportedMediaError("pickle bodies are refused: paglets hosts never unpickle network input")
 
 
@@ -88,10 +135,33 @@ async def _read(request: Request, cls: type[S], limit: int = MAX_CONTROL_BODY) -
     return body
 
 
-def _decode_message(raw: bytes) -> tuple[MessageRequest, MessageWire]:
-    """A message request and the IPC form of its message (in a decoder thread when the body is large)."""
+def _decode_message(raw: bytes, *, agent_id: str) -> DeliverMessage:
+    """A message request as the typed request, its message checked and encoded (in a decoder thread
+    when the body is large: the objects of a large argument are made and freed there)."""
     body = decode_request(raw, MessageRequest)
-    return body, message_from_request(body.message)
+    tagged = _BINARY_TAG_BYTES in raw or b"\\u" in raw  # what makes decode_request restore binary values
+    message = encode_request_message(body.message, may_hold_bytearray=tagged)
+    return DeliverMessage(
+        agent_id,
+        message.body,
+        oneway=body.oneway,
+        activate_if_inactive=body.activate_if_inactive,
+        no_delay=body.no_delay,
+        deadline=body.timeout,
+    )
+
+
+def _decode_creation(raw: bytes) -> CreateAgent:
+    """A JSON creation as the typed request: class names checked, the state encoded (in a decoder thread
+    when the body is large)."""
+    body = decode_request(raw, CreateRequest, max_bytes=MAX_JSON_BODY)
+    if body.envelope is not msgspec.UNSET:
+        raise UnsupportedMediaError(
+            f"paglets move as binary envelopes ({ENVELOPE_CONTENT_TYPE}), not as JSON or pickle"
+        )
+    agent_class, state_class = check_class_names(body.agent_class_name, body.state_class_name or "")
+    state = decode_creation_state(state_class, body.state)
+    return CreateAgent(agent_class, state_class, state, body.init, body.agent_id)
 
 
 def _int_query(request: Request, name: str, default: int, *, low: int, high: int) -> int:
@@ -105,150 +175,138 @@ def _int_query(request: Request, name: str, default: int, *, low: int, high: int
     return max(low, min(high, value))
 
 
-def build_router(host: Host) -> Router:
-    """Every route of ``host``."""
+def build_router(
+    *,
+    name: str,
+    address: Callable[[], str],
+    code_version: str,
+    control: ControlTable,
+    events: ContextEventLog,
+    movement: Movement,
+    mesh: MeshRegistry,
+    services: ServiceRegistry,
+    is_active: Callable[[str], bool],
+    artifacts: ArtifactStore,
+) -> Router:
+    """Every route of a host (see the module docstring)."""
     router = Router(param_checks={"agent_id": check_agent_id})  # a bad id in a path is a 400
 
     async def index(request: Request) -> Response:
+        here = address()
         return _ok(
             {
-                "name": host.name,
-                "address": host.address,
+                "name": name,
+                "address": here,
                 "paglets_version": __version__,
-                "code_version": host.code_version,
+                "code_version": code_version,
                 "protocol": PROTOCOL_DOC,
-                "links": {rel: f"{host.address}{path}" for rel, path in INDEX_LINKS.items()},
+                "links": {rel: f"{here}{path}" for rel, path in INDEX_LINKS.items()},
             }
         )
 
     async def health(request: Request) -> Response:
-        return _ok(host.health())
+        reply = await control.call(HostHealth())
+        return _ok(reply)
 
-    async def events(request: Request) -> Response:
+    async def list_events(request: Request) -> Response:
         since = _int_query(request, "since", 0, low=0, high=2**62)
         limit = _int_query(request, "limit", 100, low=0, high=MAX_EVENTS_PER_REQUEST)
-        return _ok({"events": [e.to_wire() for e in host.events.events_since(since, limit)]})
+        return _ok({"events": [e.to_wire() for e in events.events_since(since, limit)]})
 
     async def list_agents(request: Request) -> Response:
         state = request.query.get("state", "active")
         if state not in ("active", "inactive", "all"):
             raise HostError(f"state must be active, inactive or all, not {state!r}")
         include_state = request.query.get("include_state", "").lower() in _TRUE
-        agents = await host.list_agents_async(
-            active=state in ("active", "all"),
-            inactive=state in ("inactive", "all"),
-            include_state=include_state,
-        )
-        return _ok({"agents": agents})
+        query = ListAgents(state in ("active", "all"), state in ("inactive", "all"), include_state)
+        return _ok({"agents": await control.call(query)})
 
     async def create_agent(request: Request) -> Response:
-        content_type = (request.header("content-type") or "").split(";")[0].strip().lower()
-        if content_type == ENVELOPE_CONTENT_TYPE:
-            return _ok(await host.movement.receive(request.stream(), max_state_bytes=MAX_STATE_BYTES))
-        body = await _read(request, CreateRequest, MAX_JSON_BODY)
-        if body.envelope is not msgspec.UNSET:
-            raise UnsupportedMediaError(
-                f"paglets move as binary envelopes ({ENVELOPE_CONTENT_TYPE}), not as JSON or pickle"
-            )
-        from paglets.runtime.host import decode_creation_state
-
-        agent_class, state_class = _check_names(body.agent_class_name, body.state_class_name or "")
-        state = decode_creation_state(state_class, body.state)
-        new_id = await host.create_async(
-            agent_class=agent_class,
-            state_class=state_class,
-            state=state,
-            init=body.init,
-            agent_id=None if body.agent_id is None else check_agent_id(body.agent_id),
-        )
-        return _ok({"proxy": {"host_url": host.address, "agent_id": new_id}})
+        if _content_type(request) == ENVELOPE_CONTENT_TYPE:
+            return _ok(await movement.receive(request.stream(), max_state_bytes=MAX_STATE_BYTES))
+        _refuse_pickle(request)
+        creation: CreateAgent = await request.json(MAX_JSON_BODY, decode=_decode_creation)
+        return _ok(ProxyReply(await control.call(creation)))
 
     async def agent_info(request: Request) -> Response:
-        return _ok(await host.agent_call_async(request.path_params["agent_id"], "info", {}))
+        reply = await control.call(AgentInfo(request.path_params["agent_id"]))
+        return _ok(reply)
 
     async def agent_state(request: Request) -> Response:
-        agent_id = request.path_params["agent_id"]
-        summary = await host.agent_call_async(agent_id, "info", {})
-        summary.update(await host._state_item(agent_id))
-        if "state_error" in summary and summary.get("crashed"):
-            summary.pop("state_error")
-        return _ok(summary)
+        reply = await control.call(AgentStateInfo(request.path_params["agent_id"]))
+        return _ok(reply)
 
     async def messages(request: Request) -> Response:
-        agent_id = request.path_params["agent_id"]
         _refuse_pickle(request)
-        body, message = await request.json(MAX_JSON_BODY, decode=_decode_message)
-        result = await host.deliver_async(
-            agent_id,
-            message,
-            oneway=body.oneway,
-            activate_if_inactive=body.activate_if_inactive,
-            no_delay=body.no_delay,
-            timeout=body.timeout,
-        )
-        return _ok({"result": result})
+        decode = partial(_decode_message, agent_id=request.path_params["agent_id"])
+        deliver: DeliverMessage = await request.json(MAX_JSON_BODY, decode=decode)
+        return _ok({"result": await control.call(deliver)})
 
-    async def move(request: Request) -> Response:
-        op = request.path.rstrip("/").rsplit("/", 1)[-1]
-        body = await _read(request, MoveRequest)
-        return _ok(await host.agent_call_async(request.path_params["agent_id"], op, body.to_args()))
+    def move(build: Callable[[str, MoveRequest], ControlRequest[Any]]) -> Handler:
+        """A movement or persistence route: its body, with the agent id of its path, is the request."""
+
+        async def handler(request: Request) -> Response:
+            body = await _read(request, MoveRequest)
+            return _ok(await control.call(build(request.path_params["agent_id"], body)))
+
+        return handler
+
+    async def dispose(request: Request) -> Response:
+        await _read(request, EmptyRequest)
+        reply = await control.call(DisposeAgent(request.path_params["agent_id"]))
+        return _ok(reply)
 
     async def lease(request: Request) -> Response:
         body = await _read(request, LeaseRequest)
-        agent_id = check_agent_id(body.agent_id)
-        return _ok(await host.resident.acquire_lease(agent_id, body.service_name, body.ttl))
+        reply = await control.call(AcquireLease(body.agent_id, body.service_name, body.ttl))
+        return _ok(reply)
 
     async def lease_release(request: Request) -> Response:
         await _read(request, EmptyRequest)
-        return _ok({"released": host.resident.release_lease(request.path_params["lease_id"])})
+        reply = await control.call(ReleaseLease(request.path_params["lease_id"]))
+        return _ok(reply)
 
     async def transfer_status(request: Request) -> Response:
-        return _ok(host.movement.status(request.path_params["transfer_id"]))
+        return _ok(movement.status(request.path_params["transfer_id"]))
 
     async def transfer_commit(request: Request) -> Response:
         await _read(request, EmptyRequest)
-        return _ok(await host.movement.commit(request.path_params["transfer_id"]))
+        return _ok(await movement.commit(request.path_params["transfer_id"]))
 
     async def transfer_abort(request: Request) -> Response:
         await _read(request, EmptyRequest)
-        answer = await host.movement.abort(request.path_params["transfer_id"])
+        answer = await movement.abort(request.path_params["transfer_id"])
         return _ok({"ok": True, **answer})
 
     async def transfer_forget_batch(request: Request) -> Response:
         body = await _read(request, ForgetBatchRequest)
         for transfer_id in body.transfer_ids:
-            await host.movement.forget(transfer_id)
+            await movement.forget(transfer_id)
         return _ok({"ok": True, "forgotten": len(body.transfer_ids)})
 
     async def transfer_forget(request: Request) -> Response:
         body = await _read(request, ForgetRequest)
-        return _ok(await host.movement.forget(request.path_params["transfer_id"], settle=body.settle))
-
-    async def dispose(request: Request) -> Response:
-        await _read(request, EmptyRequest)
-        await host.agent_call_async(request.path_params["agent_id"], "dispose", {})
-        return _ok({"ok": True})
+        return _ok(await movement.forget(request.path_params["transfer_id"], settle=body.settle))
 
     router.get("/", index)
     router.get("/health", health)
-    router.get("/events", events)
-    build_mesh_routes(router, host.mesh)
+    router.get("/events", list_events)
+    build_mesh_routes(router, mesh)
     router.get("/agents", list_agents)
     router.post("/agents", create_agent)
     router.get("/agents/{agent_id}", agent_info)
     router.get("/agents/{agent_id}/state", agent_state)
     router.post("/agents/{agent_id}/messages", messages)
     router.post("/agents/{agent_id}/dispose", dispose)
-    for op in ("dispatch", "clone", "retract", "deactivate", "activate"):
-        router.post(f"/agents/{{agent_id}}/{op}", move)
-    build_service_routes(
-        router,
-        host.services.registry,
-        host_name=lambda: host.name,
-        host_address=lambda: host.address,
-        is_active=host._is_active,
+    router.post(
+        "/agents/{agent_id}/dispatch", move(lambda a, body: DispatchAgent(a, body.target, body.ticket))
     )
-    build_artifact_routes(router, host.artifacts)
+    router.post("/agents/{agent_id}/clone", move(lambda a, body: CloneAgent(a, body.target, body.ticket)))
+    router.post("/agents/{agent_id}/retract", move(lambda a, body: RetractAgent(a, body.target)))
+    router.post("/agents/{agent_id}/deactivate", move(lambda a, body: DeactivateAgent(a, body.request)))
+    router.post("/agents/{agent_id}/activate", move(lambda a, body: ActivateAgent(a)))
+    build_service_routes(router, services, host_name=lambda: name, host_address=address, is_active=is_active)
+    build_artifact_routes(router, artifacts)
     router.post("/services/leases", lease)
     router.post("/services/leases/{lease_id}/release", lease_release)
     router.get("/transfers/{transfer_id}", transfer_status)
@@ -257,17 +315,3 @@ def build_router(host: Host) -> Router:
     router.post("/transfers/{transfer_id}/forget", transfer_forget)
     router.post("/transfers/forget", transfer_forget_batch)
     return router
-
-
-def _check_names(agent_class: str, state_class: str) -> tuple[str, str]:
-    """Resolve and check a creation request's class names (unknown class → 400 with the reason)."""
-    from paglets.runtime.host import _check_paglet_class
-    from paglets.serialization.codec import qualified_name, resolve_qualified_name
-
-    cls = resolve_qualified_name(agent_class)
-    agent_name, state_name = _check_paglet_class(cls)
-    if state_class and state_class != state_name:
-        state_cls = resolve_qualified_name(state_class)
-        if qualified_name(state_cls) != state_name:
-            raise HostError(f"{agent_name} has state class {state_name}, not {state_class}")
-    return agent_name, state_name

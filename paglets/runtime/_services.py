@@ -47,7 +47,6 @@ class HostServices:
         host_name: Callable[[], str],
         host_address: Callable[[], str],
         is_active: Callable[[str], bool],
-        peers: Callable[[], list[str]],
         emit: Emit | None = None,
     ) -> None:
         self.registry = ServiceRegistry(on_change=self._changed)
@@ -55,13 +54,15 @@ class HostServices:
         self._host_name = host_name
         self._host_address = host_address
         self._is_active = is_active
-        self._peers = peers
+        self._peers: Callable[[], list[str]] = list
         self._emit = emit
         self._fetch: Any = None
 
-    def bind_client(self, client: Any) -> None:
-        """Use ``client`` (the host's ``AsyncHttpClient``) for mesh lookups."""
+    def bind_client(self, client: Any, *, peers: Callable[[], list[str]]) -> None:
+        """Use ``client`` (the host's ``AsyncHttpClient``) for mesh lookups, asking ``peers()`` (the
+        URLs of the online peers, from the mesh)."""
         self._fetch = http_fetch(client)
+        self._peers = peers
 
     async def aclose(self) -> None:
         await self.mesh.aclose()

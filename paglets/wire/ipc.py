@@ -25,8 +25,9 @@ tag       type               direction and meaning
 7         ``Start``          host -> child: start ``run()`` (the paglet is committed on this host)
 32        ``Hello``          child -> host: first frame of a child, carries its pid
 33        ``Reply``          child -> host: answer to a host request with the same ``call_id``
-34        ``HostCall``       child -> host: ask the host for a service (op + encoded args)
+34        (retired)          child -> host: the untyped host call (``UntypedHostCall``; refused)
 35        ``RunFinished``    child -> host: ``run()`` returned (``error`` set if it raised)
+36        ``HostCall``       child -> host: a typed control request (``paglets.wire.control``)
 ========  =================  ====================================================================
 
 Tags 1-31 are host -> child, 32-63 child -> host, 64-127 are free for either direction. Adding a message:
@@ -34,8 +35,8 @@ define a frozen ``array_like`` Struct with a new tag, add it to :data:`IpcMessag
 ``proto/vectors/generate.py``; the tests check tags are unique and that every type has a golden vector.
 
 Payload fields typed ``msgspec.Raw`` hold already-encoded MessagePack (events, results, host-call
-arguments) so routing code can pass them on without decoding them. ``NIL`` (MessagePack ``nil``) is the
-empty payload.
+requests) so routing code can pass them on without decoding them; ``NIL`` (MessagePack ``nil``) is the
+empty payload. Messages stay encoded on their way through a host (``paglets.wire.encoded``).
 
 Free-form values (``MessageWire.args``/``arg``) keep their Python types as far as MessagePack can: binary
 stays ``bytes``; a ``bytearray`` travels as extension type ``BYTEARRAY_EXT`` (encode it as
@@ -88,9 +89,11 @@ __all__ = [
     "MessageWire",
     "Reply",
     "ResourceCall",
+    "ResourceOp",
     "RunFinished",
     "Shutdown",
     "Start",
+    "UntypedHostCall",
     "decode_body",
     "decode_message",
     "encode_body",
@@ -111,6 +114,8 @@ _HEADER: Final = struct.Struct("<I")
 FRAME_HEADER_SIZE: Final = _HEADER.size
 
 CallId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: A signed 64-bit integer (message priorities and types).
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 """Correlates a request with its reply; unique among the requests in flight in one direction."""
 
 LifecycleHook = Literal[
@@ -149,8 +154,8 @@ class MessageWire(msgspec.Struct, frozen=True, array_like=True):
     arg: Any = None
     sender: str | None = None
     reply_to: str | None = None
-    priority: int = 5
-    message_type: int = 0
+    priority: Int64 = 5
+    message_type: Int64 = 0
     timestamp: float = 0.0
     message_id: str = ""
 
@@ -185,11 +190,15 @@ class GetState(msgspec.Struct, frozen=True, array_like=True, tag=3):
     call_id: CallId
 
 
+#: The operations of a paglet's resource registry the host can ask for.
+ResourceOp = Literal["status", "cleanup", "remove"]
+
+
 class ResourceCall(msgspec.Struct, frozen=True, array_like=True, tag=4):
     """Resource registry operation: ``status``, ``cleanup`` (with ``reason``) or ``remove`` (``name``)."""
 
     call_id: CallId
-    op: Literal["status", "cleanup", "remove"]
+    op: ResourceOp
     name: str = ""
     reason: str = ""
 
@@ -244,11 +253,11 @@ class Reply(msgspec.Struct, frozen=True, array_like=True, tag=33):
     handoff: HandoffRef | None = None
 
 
-class HostCall(msgspec.Struct, frozen=True, array_like=True, tag=34):
-    """Ask the host to run operation ``op`` with encoded arguments ``args``; answered by a HostReply.
+class UntypedHostCall(msgspec.Struct, frozen=True, array_like=True, tag=34):
+    """Retired: the untyped host call of the first releases (an operation name and a map of arguments).
 
-    Arguments too large for a frame travel in a handoff segment: ``args_segment`` names it and ``args``
-    is ``NIL``.
+    Kept so that its golden vectors still decode (PROTOCOL.md §5); tag 34 is never reused. A host answers
+    it with a ``HostError``; paglet processes send :class:`HostCall`.
     """
 
     call_id: CallId
@@ -263,8 +272,22 @@ class RunFinished(msgspec.Struct, frozen=True, array_like=True, tag=35):
     error: ErrorInfo | None = None
 
 
+class HostCall(msgspec.Struct, frozen=True, array_like=True, tag=36):
+    """Ask the host to run ``request``, one encoded ``paglets.wire.control`` request (its own tag says
+    which); answered by a ``HostReply`` whose ``result`` is the request's reply type.
+
+    A request too large for a frame travels in a handoff segment: ``request_segment`` names it (it holds
+    the encoded request alone) and ``request`` is ``NIL``. The request is kept encoded here and decoded
+    by ``paglets.wire.control.decode_control``, so one that does not decode fails that call only.
+    """
+
+    call_id: CallId
+    request: msgspec.Raw = NIL
+    request_segment: HandoffRef | None = None
+
+
 HostToChild = Lifecycle | Deliver | GetState | ResourceCall | Shutdown | HostReply | Start
-ChildToHost = Hello | Reply | HostCall | RunFinished
+ChildToHost = Hello | Reply | UntypedHostCall | RunFinished | HostCall
 IpcMessage = HostToChild | ChildToHost
 
 #: Every IPC message type, in tag order.
@@ -278,8 +301,9 @@ IPC_MESSAGE_TYPES: Final[tuple[type[IpcMessage], ...]] = (
     Start,
     Hello,
     Reply,
-    HostCall,
+    UntypedHostCall,
     RunFinished,
+    HostCall,
 )
 
 
@@ -321,7 +345,7 @@ def encode_message(message: MessageWire) -> bytes:
         raise SerializationError(f"cannot encode message {message.kind!r}: {exc}") from exc
 
 
-def decode_message(data: bytes | bytearray | memoryview) -> MessageWire:
+def decode_message(data: bytes | bytearray | memoryview | msgspec.Raw) -> MessageWire:
     """The message a ``Deliver.message_segment`` holds; ``FrameError`` if it is not exactly one."""
     try:
         message: MessageWire = _message_decoder.decode(data)

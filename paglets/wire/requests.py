@@ -43,7 +43,7 @@ __all__ = [
     "MessageRequest",
     "MoveRequest",
     "UnadvertiseRequest",
-    "check_message",
+    "check_message_dict",
     "decode_request",
     "describe_validation_error",
 ]
@@ -74,8 +74,8 @@ class MessageBody(msgspec.Struct, kw_only=True):
     """A ``Message.to_wire()`` dict, every field typed as the IPC ``MessageWire`` needs it.
 
     Every way a message enters a host is checked against this Struct (the HTTP route by its typed
-    decode, the others by :func:`check_message`), so a paglet process never receives a message it
-    cannot decode.
+    decode, the others by :func:`check_message_dict`) or, encoded, against ``MessageWire``
+    (``paglets.wire.ipc.check_message``), so a paglet process never receives a message it cannot decode.
     """
 
     kind: str
@@ -110,9 +110,6 @@ class MoveRequest(msgspec.Struct, kw_only=True):
     ticket: dict[str, Any] | None = None
     #: A ``DeactivationRequest`` wire dict (deactivate); checked by ``DeactivationRequest.from_wire``.
     request: dict[str, Any] | None = None
-
-    def to_args(self) -> dict[str, Any]:
-        return {name: value for name in self.__struct_fields__ if (value := getattr(self, name)) is not None}
 
 
 class LeaseRequest(msgspec.Struct, kw_only=True):
@@ -166,7 +163,7 @@ class ForgetBatchRequest(msgspec.Struct):
     ] = msgspec.field(default_factory=list)
 
 
-def check_message(wire: Any) -> MessageBody:
+def check_message_dict(wire: Any) -> MessageBody:
     """A message wire dict that did not come through the HTTP route (a paglet's host call, a stored or
     forwarded message, a ``Message`` built in the host's process) checked like one: a wrong field is a
     ``SerializationError`` naming it (``invalid message: field 'args': expected object | null, got

@@ -11,6 +11,8 @@ new files.
 Layout:
     ipc/<tag>_<name>.bin          one IPC frame (length prefix + body)
     ipc/<tag>_<name>.json         {"type", "tag", "fields"}: the decoded message
+    control/<tag>_<name>.bin      one control request (the ``request`` of a ``HostCall``, PROTOCOL.md §1.4)
+    control/<tag>_<name>.json     {"type", "tag", "fields"}: the decoded request
     envelope/<name>.bin           one whole envelope
     envelope/<name>.json          metadata, state (base64), frames, encoder settings
     transfer/header.bin           the header slot of a transfer record file (PROTOCOL.md §6.2)
@@ -39,8 +41,10 @@ import msgspec
 import zstandard
 
 from paglets.persistence._transfers import TransferRecord, encode_header, encode_slot
+from paglets.wire import control
 from paglets.wire.envelope import EnvelopeMetadata, encode_envelope
 from paglets.wire.ipc import (
+    NIL,
     Deliver,
     GetState,
     HandoffRef,
@@ -55,7 +59,9 @@ from paglets.wire.ipc import (
     RunFinished,
     Shutdown,
     Start,
+    UntypedHostCall,
     encode_frame,
+    encode_message,
 )
 from paglets.wire.messages import ErrorInfo
 
@@ -147,16 +153,98 @@ def ipc_vectors() -> dict[str, IpcMessage]:
         "33_reply_error": Reply(
             call_id=8, ok=False, error=ErrorInfo("host", "RuntimeError", "boom", traceback)
         ),
-        "34_host_call": HostCall(call_id=9, op="lookup_service", args=msgspec.Raw(_pack({"name": "echo"}))),
-        "34_host_call_segment": HostCall(
+        # retired (tag 34): written before host calls were typed; they must still decode
+        "34_host_call": UntypedHostCall(
+            call_id=9, op="lookup_service", args=msgspec.Raw(_pack({"name": "echo"}))
+        ),
+        "34_host_call_segment": UntypedHostCall(
             call_id=11,
             op="deliver",
             args=msgspec.Raw(b"\xc0"),
             args_segment=HandoffRef(segment=2, length=2097384, checksum=0),
         ),
+        "36_host_call": HostCall(
+            call_id=12, request=msgspec.Raw(control.encode_control(control.LookupServices(name="echo")))
+        ),
+        "36_host_call_segment": HostCall(
+            call_id=14, request=NIL, request_segment=HandoffRef(segment=2, length=2097384, checksum=0)
+        ),
         "35_run_finished": RunFinished(),
         "35_run_finished_error": RunFinished(error=ErrorInfo("paglet_crashed", "MemoryError", "")),
     }
+
+
+#: The name a type had when its vectors were written, where it was renamed since (the JSON keeps it).
+WRITTEN_AS: dict[type[Any], str] = {UntypedHostCall: "HostCall"}
+
+
+def control_vectors() -> dict[str, control.Request[Any]]:
+    """One request of every type of ``paglets.wire.control`` (name: ``<tag>_<type>``)."""
+    agent = "5f0c4a3e9b2d4c1f8e7a6b5c4d3e2f10"
+    ticket = {"destination": "http://127.0.0.1:8702", "timeout": 10.0, "retries": 1}
+    message = encode_message(
+        MessageWire(
+            kind="add", args={"n": 3, "blob": b"\x00\xff"}, sender="http://127.0.0.1:8701", message_id="m-1"
+        )
+    )
+    creation = control.CreateAgent(
+        agent_class="examples.counter:Counter",
+        state_class="examples.counter:CounterState",
+        state=b"\x81\xa5count\x0a",
+        init={"start": 1},
+        agent_id="c0ffee",
+    )
+    requests: list[control.Request[Any]] = [
+        control.AgentInfo(agent),
+        control.AgentStateInfo(agent),
+        control.DisposeAgent(agent),
+        control.DeactivateAgent(agent, {"reason": "maintenance", "source": "external"}),
+        control.ActivateAgent(agent),
+        control.DispatchAgent(agent, ticket=ticket),
+        control.CloneAgent(agent, target="beta"),
+        control.RetractAgent(agent, target="http://127.0.0.1:8701"),
+        control.DeliverMessage(agent, msgspec.Raw(message), oneway=False, deadline=30.0),
+        creation,
+        control.CreateRemote("beta", creation),
+        control.ListAgents(active=True, inactive=True, include_state=False),
+        control.HostHealth(),
+        control.AcquireLease(agent, "echo", ttl=120.0),
+        control.ReleaseLease("0123456789abcdef0123456789abcdef"),
+        control.GetProxy(agent, include_inactive=True),
+        control.GetProxies(3),
+        control.GetProperty("color", default="blue"),
+        control.SetProperty("color", value=b"\x01\x02"),
+        control.AvailableHosts(online_only=False, include_self=True),
+        control.MeshCodeVersion(),
+        control.HostStatus("beta"),
+        control.IsHostOnline("http://127.0.0.1:8702"),
+        control.WaitForHost("beta", timeout=5.0),
+        control.ResolveHostUrl("beta"),
+        control.MovePreflight("dispatch", ticket),
+        control.MoveSelf("clone", ticket, clone_id="6a" * 16, state_segment=control.StateSegment(3, 4096)),
+        control.DeactivateSelf(
+            {"reason": "idle", "source": "self"},
+            {"activate_on_message": True, "queue_messages_when_inactive": True},
+            control.StateSegment(5, 128),
+        ),
+        control.StorageRead("notes/today.txt"),
+        control.StorageWrite("notes/today.txt", b"hello", quota_bytes=1 << 20),
+        control.StorageDelete("notes/today.txt"),
+        control.StorageClear(),
+        control.StorageStatusRequest(quota_bytes=1 << 20),
+        control.RegisterFile("/srv/alpha/notes.txt", name="notes", mode="move"),
+        control.RegisteredFiles(),
+        control.UnregisterFile("notes"),
+        control.RegisteredFilePath("notes"),
+        control.UploadArtifact("/srv/alpha/model.bin", owner_agent_id=None, name="model", compression="zstd"),
+        control.LocateArtifact("f" * 32),
+        control.DeleteArtifact("f" * 32),
+        control.AdvertiseService("echo", None, ["ping"], {"version": 2}, "mesh", ttl=30.0),
+        control.UnadvertiseService("echo", agent_id=agent),
+        control.LookupServices("echo", capability="ping", scope="mesh"),
+        control.LookupService(capability="ping"),
+    ]
+    return {f"{control.request_tag(type(r)):03d}_{type(r).__name__}": r for r in requests}
 
 
 def _metadata(kind: str = "dispatch", **extra: Any) -> EnvelopeMetadata:
@@ -263,8 +351,14 @@ def build() -> dict[Path, bytes]:
     for name, msg in ipc_vectors().items():
         out[HERE / "ipc" / f"{name}.bin"] = encode_frame(msg)
         tag = type(msg).__struct_config__.tag
-        description = {"type": type(msg).__name__, "tag": tag, "fields": describe(msg)}
+        name_of = WRITTEN_AS.get(type(msg), type(msg).__name__)
+        description = {"type": name_of, "tag": tag, "fields": describe(msg)}
         out[HERE / "ipc" / f"{name}.json"] = _json(description)
+    for name, request in control_vectors().items():
+        out[HERE / "control" / f"{name}.bin"] = control.encode_control(request)
+        tag = control.request_tag(type(request))
+        description = {"type": type(request).__name__, "tag": tag, "fields": describe(request)}
+        out[HERE / "control" / f"{name}.json"] = _json(description)
     raw_envelope = b""
     for name, (metadata, state, frame_size) in envelope_vectors().items():
         data = encode_envelope(metadata, state, frame_size=frame_size, level=1)

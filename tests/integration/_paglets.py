@@ -423,16 +423,32 @@ class NameUser(Paglet[EmptyState]):
 
 class RawSender(Paglet[EmptyState]):
     """Makes host calls with arguments as they are (the checks of a paglet's own API are skipped), to
-    test the host's side."""
+    test the host's side: ``raw`` sends a ``DeliverMessage`` whose message is ``message`` as given (a
+    dict becomes the array of ``MessageWire`` fields, whatever their types), ``call`` sends the request
+    type named ``type`` with the fields ``args``."""
 
     State = EmptyState
 
     def handle_message(self, msg: Message) -> Any:
+        import msgspec
+
+        from paglets.wire import control
+        from paglets.wire.ipc import MessageWire
+
         host: Any = self.context.host  # the paglet process's host (its ``call`` sends a host call)
         if msg.kind == "raw":
-            return host.call("deliver", 30.0, agent_id=str(msg.get_arg("to")), message=msg.get_arg("message"))
+            message = msg.get_arg("message")
+            if isinstance(message, dict):
+                defaults = MessageWire("")
+                message = [
+                    message.get(f, getattr(defaults, f) if f != "kind" else None)
+                    for f in MessageWire.__struct_fields__
+                ]
+            raw = msgspec.Raw(msgspec.msgpack.encode(message))
+            return host.call(control.DeliverMessage(str(msg.get_arg("to")), raw), 30.0)
         if msg.kind == "call":
-            return host.call(str(msg.get_arg("op")), 30.0, **msg.get_arg("args"))
+            types = {cls.__name__: cls for cls in control.CONTROL_REQUEST_TYPES}
+            return host.call(types[str(msg.get_arg("type"))](**msg.get_arg("args")), 30.0)
         return self.not_handled()
 
 

@@ -81,7 +81,14 @@ def test_queued_messages_keep_the_mailbox_order_before_a_later_message(
         sender.start()
         try:  # once the activating message waits behind the held one with the other five, let them go
             wait_until(lambda: agent_id in host.manager.controllers, timeout=30)
-            wait_until(lambda: host.mailbox_status(agent_id)["queued_count"] == 6, timeout=30)
+
+            # the held message in flight (the paglet is ready) and the other five plus the activating one
+            # queued (before it is ready, the six queued ones are the record's, without the activating one)
+            def waiting() -> tuple[int, int]:
+                counts = host.mailbox_status(agent_id)
+                return counts["in_flight_count"], counts["queued_count"]
+
+            wait_until(lambda: waiting() == (1, 6), timeout=30)
         finally:
             gate.touch()
             sender.join(30)

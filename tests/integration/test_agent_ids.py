@@ -62,7 +62,9 @@ def test_creation_with_a_bad_id_is_refused_embedded_and_from_a_paglet(host: Host
         args = {"agent_class": qualified_name(Counter), "state_class": qualified_name(CounterState)}
         with pytest.raises(InvalidAgentIdError):
             host.deliver_message(
-                sender, Message("call", {"op": "create", "args": {**args, "agent_id": bad}}), timeout=30
+                sender,
+                Message("call", {"type": "CreateAgent", "args": {**args, "agent_id": bad}}),
+                timeout=30,
             )
     assert _live_ids(host) == {sender}
 
@@ -110,7 +112,13 @@ def test_a_clone_id_chosen_by_a_paglet_is_checked(host: Host) -> None:
         with pytest.raises(InvalidAgentIdError):
             host.deliver_message(
                 sender,
-                Message("call", {"op": "move", "args": {"kind": "clone", "clone_id": bad}}),
+                Message(
+                    "call",
+                    {
+                        "type": "MoveSelf",
+                        "args": {"kind": "clone", "ticket": {"destination": host.address}, "clone_id": bad},
+                    },
+                ),
                 timeout=30,
             )
     assert _live_ids(host) == {sender}

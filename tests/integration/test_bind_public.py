@@ -31,3 +31,18 @@ def test_bind_public_in_a_network_namespace() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().endswith("OK")
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="this machine cannot create a network namespace (unshare -n)")
+def test_a_failed_rebind_keeps_the_old_address_serving() -> None:
+    """The new LAN address is bound before the old server closes: while it cannot be bound (its port is
+    taken), the host keeps serving where it was; once it is free, the host moves there."""
+    done = subprocess.run(
+        ["unshare", "-n", sys.executable, str(HERE / "_netns_rebind.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().endswith("OK")

@@ -199,12 +199,14 @@ def test_a_commit_in_doubt_waits_then_settles_on_the_source(
         assert transfer_id in str(caught.value)
         assert (transfer_id, "source") in transfer_records(tmp_path / "alpha")
         assert [a["status"] for a in alpha.list_agents() if a["agent_id"] == paglet.agent_id] == ["moving"]
-        waiting = alpha.route_message_future(  # waits in the paused mailbox
-            paglet.agent_id, Message("log"), activate_if_inactive=False, no_delay=False
-        )
-        assert not waiting.done()
+        paused = alpha.get_proxy(paglet.agent_id)
+        assert paused is not None
+        waiting = paused.send_future(
+            Message("log"), activate_if_inactive=False
+        )  # waits in the paused mailbox
+        assert not waiting.is_available()
         make_host("beta", port=port)  # back, without the prepared copy: the source resumes its own
-        assert waiting.result(30)[-1] == "dispatching:alpha->beta"
+        assert waiting.get_reply(30)[-1] == "dispatching:alpha->beta"
         _settled_one(alpha, paglet.agent_id)
         wait_until(lambda: (transfer_id, "source") not in transfer_records(tmp_path / "alpha"), 30)
     finally:

@@ -15,7 +15,6 @@ from _paglets import Counter
 from paglets.core.messages import Message
 from paglets.http.client import HttpClient
 from paglets.remote.mesh import HostRef
-from paglets.runtime._routes import build_router
 from paglets.runtime.host import Host
 from paglets.wire import requests
 
@@ -52,7 +51,7 @@ def test_no_json_field_of_any_route_gives_a_500(host: Host) -> None:
     fields = _field_names()
     client = HttpClient()
     try:
-        for route in build_router(host).routes:
+        for route in host.parts.http_router().routes:
             if route.method != "POST" or route.pattern == "/artifacts":  # raw bytes, not JSON
                 continue
             agent_id = host.create(Counter).agent_id
@@ -97,7 +96,7 @@ def test_no_query_parameter_gives_a_500(host: Host) -> None:
     ]
     client = HttpClient()
     try:
-        for route in build_router(host).routes:
+        for route in host.parts.http_router().routes:
             if route.method != "GET":
                 continue
             for query in queries:

@@ -87,9 +87,14 @@ def test_every_server_limit_is_documented_with_its_default() -> None:
     assert server == expected_server_rows
 
 
+def _frame_table() -> str:
+    """§1.2 (the frame types; §1.4's request tags are another numbering)."""
+    return _section(1).split("### 1.2 ")[1].split("### 1.3 ")[0]
+
+
 def test_ipc_tag_table_matches_the_structs() -> None:
     documented = {}
-    for cells in _table_rows(_section(1)):
+    for cells in _table_rows(_frame_table()):
         if cells[0].isdigit():
             documented[int(cells[0])] = cells[1].strip("`")
     actual = {t.__struct_config__.tag: t.__name__ for t in ipc.IPC_MESSAGE_TYPES}
@@ -98,24 +103,33 @@ def test_ipc_tag_table_matches_the_structs() -> None:
 
 @pytest.mark.parametrize("tag_type", ipc.IPC_MESSAGE_TYPES, ids=lambda t: t.__name__)
 def test_ipc_fields_are_documented_in_order(tag_type: type) -> None:
-    row = next(cells for cells in _table_rows(_section(1)) if cells[0] == str(tag_type.__struct_config__.tag))
+    row = next(
+        cells for cells in _table_rows(_frame_table()) if cells[0] == str(tag_type.__struct_config__.tag)
+    )
     documented = re.findall(r"`(\w+):", row[3])
     assert documented == list(tag_type.__struct_fields__)
 
 
-def test_host_call_table_matches_the_code() -> None:
-    from paglets.runtime._hostcalls import HostCalls
-
-    match = re.search(r"^### 1\.4 .*?(?=^#{2,3} )", PROTOCOL, flags=re.S | re.M)
+def _control_rows() -> dict[int, list[str]]:
+    match = re.search(r"^### 1\.4 .*?(?=^#{2,3} |^-{20,})", PROTOCOL, flags=re.S | re.M)
     assert match, "section 1.4 missing"
-    documented = {
-        name
-        for cells in _table_rows(match.group(0))
-        if cells[0] != "op"
-        for name in re.findall(r"`(\w+)`", cells[0])
-    }
-    calls = HostCalls(None)  # type: ignore[arg-type]  # the table only binds methods
-    assert documented == set(calls._table)
+    return {int(cells[0]): cells for cells in _table_rows(match.group(0)) if cells[0].isdigit()}
+
+
+def test_control_request_table_matches_the_code() -> None:
+    """§1.4 lists every request of ``paglets.wire.control``: its tag, its fields in order, its reply."""
+    from paglets.wire import control
+
+    rows = _control_rows()
+    assert set(rows) == {control.request_tag(cls) for cls in control.CONTROL_REQUEST_TYPES}
+    for cls in control.CONTROL_REQUEST_TYPES:
+        cells = rows[control.request_tag(cls)]
+        assert cells[1] == f"`{cls.__name__}`"
+        assert re.findall(r"`(\w+):", cells[2]) == list(cls.__struct_fields__), cls
+        reply = control.reply_type(cls)
+        named = getattr(reply, "__name__", None)
+        if isinstance(reply, type) and issubclass(reply, control.msgspec.Struct):
+            assert cells[3] == named, cls
 
 
 def test_envelope_version_and_magic_are_documented() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from paglets.runtime._routes import build_router
 from paglets.runtime.host import Host
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +25,7 @@ def _documented() -> set[tuple[str, str]]:
 
 def test_the_router_and_protocol_md_list_the_same_routes(tmp_path: Path) -> None:
     host = Host("doc", persistence_dir=tmp_path, mesh_lan_discovery=False, mesh_multicast=False)
-    served = {(route.method, _normal(route.pattern)) for route in build_router(host).routes}
+    served = {(route.method, _normal(route.pattern)) for route in host.parts.http_router().routes}
     documented = _documented()
     assert served - documented == set(), "routes missing from PROTOCOL.md §6"
     assert documented - served == set(), "PROTOCOL.md §6 documents routes the host does not serve"

@@ -98,7 +98,8 @@ STRATEGIES: dict[type[Any], st.SearchStrategy[Any]] = {
         error=st.none() | error_infos,
         handoff=st.none() | handoffs,
     ),
-    HostCall: st.builds(HostCall, call_id=call_ids, op=text, args=raws),
+    ipc.UntypedHostCall: st.builds(ipc.UntypedHostCall, call_id=call_ids, op=text, args=raws),
+    HostCall: st.builds(HostCall, call_id=call_ids, request=raws, request_segment=st.none() | handoffs),
     RunFinished: st.builds(RunFinished, error=st.none() | error_infos),
 }
 messages = st.one_of(*STRATEGIES.values())
@@ -209,7 +210,7 @@ def test_oversized_frame_is_refused_from_its_length_alone() -> None:
 
 def test_frame_of_exactly_the_limit_is_accepted() -> None:
     payload = b"x" * (MAX_IPC_FRAME - 16)
-    msg = HostCall(call_id=1, op="", args=msgspec.Raw(msgspec.msgpack.encode(payload)))
+    msg = HostCall(call_id=1, request=msgspec.Raw(msgspec.msgpack.encode(payload)))
     frame = encode_frame(msg)
     assert len(frame) - FRAME_HEADER_SIZE <= MAX_IPC_FRAME
     decoder = FrameDecoder()
@@ -218,7 +219,7 @@ def test_frame_of_exactly_the_limit_is_accepted() -> None:
 
 
 def test_encoding_too_large_a_message_is_a_local_limit_error() -> None:
-    msg = HostCall(call_id=1, op="x", args=msgspec.Raw(msgspec.msgpack.encode(b"x" * MAX_IPC_FRAME)))
+    msg = HostCall(call_id=1, request=msgspec.Raw(msgspec.msgpack.encode(b"x" * MAX_IPC_FRAME)))
     buf = bytearray(b"keep")
     with pytest.raises(LimitExceededError) as caught:
         encode_frame_into(msg, buf, 4)
@@ -293,7 +294,7 @@ def test_truncated_stream_is_reported_by_finish() -> None:
 
 
 def test_deep_nesting_is_a_frame_error() -> None:
-    deep = b"\x91" * 100_000 + b"\xc0"  # [[[[...]]]] 100k levels as HostCall.op
+    deep = b"\x91" * 100_000 + b"\xc0"  # [[[[...]]]] 100k levels as the retired HostCall's args
     with pytest.raises(FrameError):
         decode_body(b"\x94\x22\x01\xa1x" + deep)
 

@@ -74,7 +74,7 @@ def test_valid_bodies_decode_with_defaults_and_binary_values() -> None:
     assert decode_request(b"", EmptyRequest) == EmptyRequest()
     assert decode_request(b'{"anything": [1]}', EmptyRequest) == EmptyRequest()
     move = decode_request(b'{"target": "beta"}', MoveRequest)
-    assert move.to_args() == {"target": "beta"}
+    assert (move.target, move.ticket, move.request) == ("beta", None, None)
 
 
 def test_malformed_json_is_a_frame_error() -> None:

@@ -1,9 +1,10 @@
-"""The host as a paglet process sees it: every call is a host call over the channel.
+"""The host as a paglet process sees it: every call is a typed host call over the channel.
 
 ``ChildHost`` implements ``HostFacade`` (what ``PagletContext`` forwards to) and ``ProxyRoute`` (so
-proxies to paglets on the same host travel over the channel, never over loopback HTTP). Calls that act
-on a paglet accept only this process's own paglet for movement and lifecycle operations, as in
-paglets 2.0. Host-call operations and their arguments are listed in ``paglets.runtime._hostcalls``.
+proxies to paglets on the same host travel over the channel, never over loopback HTTP). Each call builds
+a request Struct of ``paglets.wire.control`` and reads the reply type that request declares (mypy checks
+both against the host's handlers). Calls that act on a paglet accept only this process's own paglet for
+movement and lifecycle operations, as in paglets 2.0.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import uuid
 from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import msgspec
 
 from paglets.artifacts import ArtifactRef, PagletFileRef
-from paglets.core.agent import ACTIVE, Paglet
+from paglets.core.agent import ACTIVE, Paglet, PagletState
 from paglets.core.errors import HostError, InvalidAgentError
 from paglets.core.events import CloneEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import FutureReply, Message, ReplySet
@@ -29,26 +32,69 @@ from paglets.remote.proxy import REPLY_MARGIN, PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifact_access import ArtifactAccess, HostCallArtifacts
 from paglets.runtime._movement import RUN_SETTLE_WAIT
+from paglets.runtime._wireforms import file_ref_from, host_ref_from, service_record_from
+from paglets.runtime.resources import ResourceRegistry
 from paglets.serialization.codec import codec_for, qualified_name
+from paglets.services.contracts import ServiceHandle, ServiceRecord
+from paglets.services.resident import ServiceLease
+from paglets.wire.control import (
+    AdvertiseService,
+    AgentRequest,
+    AvailableHosts,
+    CreateAgent,
+    CreateRemote,
+    DeactivateSelf,
+    DeliverMessage,
+    DisposeAgent,
+    GetProperty,
+    GetProxies,
+    GetProxy,
+    HealthReply,
+    HostHealth,
+    HostStatus,
+    IsHostOnline,
+    ListAgents,
+    LookupService,
+    LookupServices,
+    MeshCodeVersion,
+    MoveKind,
+    MovePreflight,
+    MoveSelf,
+    ProxyRef,
+    RegisteredFilePath,
+    RegisteredFiles,
+    RegisterFile,
+    Request,
+    ResolveHostUrl,
+    SetProperty,
+    StateSegment,
+    StorageClear,
+    StorageDelete,
+    StorageRead,
+    StorageStatusRequest,
+    StorageWrite,
+    TargetInfo,
+    UnadvertiseService,
+    UnregisterFile,
+    WaitForHost,
+)
+from paglets.wire.ipc import MessageWire
 from paglets.wire.limits import MAX_SEND_TIMEOUT
+from paglets.wire.values import encode_value, prepare_value
 
 if TYPE_CHECKING:
     from paglets.runtime.child.main import ChildRuntime
 
 __all__ = ["ChildHost"]
 
+R = TypeVar("R")
+
 #: Threads that wait for ``send_future`` replies from this paglet process.
 FUTURE_THREADS: Final = 8
 
 
-def _file_name(name_or_ref: Any) -> str:
+def _file_name(name_or_ref: str | PagletFileRef) -> str:
     return name_or_ref.name if isinstance(name_or_ref, PagletFileRef) else str(name_or_ref)
-
-
-def _record(data: Any) -> Any:
-    from paglets.services.contracts import ServiceRecord
-
-    return ServiceRecord.from_wire(data)
 
 
 def _move_timeout(ticket: TransferTicket) -> float:
@@ -64,33 +110,24 @@ class _HostStorage:
         self._host = host
         self._quota = quota_bytes
 
-    def _call(self, op: str, **args: Any) -> Any:
-        return self._host.call("storage", op=op, quota_bytes=self._quota, **args)
-
     def read_bytes(self, path: str | Path) -> bytes:
-        data = self._call("read_bytes", path=str(path))
-        return bytes(data)
+        return bytes(self._host.call(StorageRead(str(path), self._quota)))
 
     def write_bytes(self, path: str | Path, data: bytes) -> Path:
-        return Path(self._call("write_bytes", path=str(path), data=bytes(data)))
+        return Path(self._host.call(StorageWrite(str(path), bytes(data), self._quota)))
 
     def write_text(self, path: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
         return self.write_bytes(path, text.encode(encoding))
 
     def delete(self, path: str | Path) -> None:
-        self._call("delete", path=str(path))
+        self._host.call(StorageDelete(str(path), self._quota))
 
     def clear(self) -> None:
-        self._call("clear")
+        self._host.call(StorageClear(self._quota))
 
     def status(self) -> StorageStatus:
-        data = self._call("status")
-        return StorageStatus(
-            root=str(data["root"]),
-            used_bytes=data["used_bytes"],
-            quota_bytes=data["quota_bytes"],
-            available_bytes=data["available_bytes"],
-        )
+        status = self._host.call(StorageStatusRequest(self._quota))
+        return StorageStatus(status.root, status.used_bytes, status.quota_bytes, status.available_bytes)
 
 
 class _ChildMesh:
@@ -104,7 +141,7 @@ class _ChildMesh:
     @property
     def code_version(self) -> str:
         if self._code_version is None:  # a host's code version never changes while it runs
-            self._code_version = str(self._host.call("mesh_code_version"))
+            self._code_version = self._host.call(MeshCodeVersion())
         return self._code_version
 
     def hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[HostRef]:
@@ -154,33 +191,24 @@ class ChildHost:
     def agent_id(self) -> str:
         return self._config.agent_id
 
-    def call(self, op: str, timeout: float | None = None, /, **args: Any) -> Any:
-        return self._runtime.call_host(op, args, timeout)
+    def call(self, request: Request[R], timeout: float | None = None, /) -> R:
+        """Ask the host (``paglets.wire.control``); its reply, of the type the request declares."""
+        return self._runtime.call_host(request, timeout)
 
-    def _state_args(self, paglet: Paglet[Any]) -> dict[str, Any]:
+    def _sent_state(self, paglet: Paglet[PagletState]) -> StateSegment:
         """The paglet's state, snapshotted here in the calling thread (which may hold the paglet's lock)
         and sent ahead in a handoff segment; the host call names the segment."""
         with paglet.locked():
             data = codec_for(type(paglet.state)).encode(paglet.state)
         ref = self._runtime.channel.send_large(data)
-        return {"state_segment": [ref.segment_id, ref.length]}
+        return StateSegment(ref.segment_id, ref.length)
 
     def _own(self, agent_id: str, operation: str) -> None:
         if agent_id != self._config.agent_id:
             raise InvalidAgentError(f"a paglet can only {operation} itself, not {agent_id}")
 
-    def _proxy(self, data: Any) -> PagletProxy | None:
-        if data is None:
-            return None
-        url, agent_id = str(data["host_url"]), str(data["agent_id"])
-        local = url.rstrip("/") == self.address.rstrip("/")
-        return PagletProxy(url, agent_id, self.client, self if local else None)
-
-    def _required_proxy(self, data: Any) -> PagletProxy:
-        proxy = self._proxy(data)
-        if proxy is None:
-            raise HostError("host returned no proxy")
-        return proxy
+    def _proxy(self, where: ProxyRef) -> PagletProxy:
+        return self.remote_proxy(where.host_url, where.agent_id)
 
     # --- ProxyRoute ------------------------------------------------------------------------------
 
@@ -193,25 +221,39 @@ class ChildHost:
         activate_if_inactive: bool,
         no_delay: bool,
         timeout: float | None,
-    ) -> Any:
+    ) -> object:
         # the host bounds a synchronous send (``timeout``, or its send_timeout when None) and answers
         # SendTimeoutError; this process waits a little longer, so that it gets that answer
         deadline = timeout if timeout is not None else self._config.send_timeout
         wait = (deadline if deadline is not None else MAX_SEND_TIMEOUT) + REPLY_MARGIN
-        return self.call(
-            "deliver",
-            wait,
-            agent_id=agent_id,
-            message=message.to_wire(),
+        request = DeliverMessage(
+            agent_id,
+            msgspec.Raw(encode_value(self._message_wire(message))),
             oneway=oneway,
             activate_if_inactive=activate_if_inactive,
             no_delay=no_delay,
-            deadline=timeout,
+            # a deadline outside (0, MAX_SEND_TIMEOUT] means the host's send_timeout, as it always did
+            deadline=timeout if timeout is not None and 0 < timeout <= MAX_SEND_TIMEOUT else None,
+        )
+        return self.call(request, wait)
+
+    def _message_wire(self, message: Message) -> MessageWire:
+        """A message as the host gets it (the host checks it; an empty sender is this host)."""
+        return MessageWire(
+            kind=message.kind,
+            args=prepare_value(message.args),
+            arg=prepare_value(message.arg),
+            sender=message.sender or self.address,
+            reply_to=message.reply_to,
+            priority=message.priority,
+            message_type=message.message_type,
+            timestamp=message.timestamp,
+            message_id=message.message_id,
         )
 
     def route_message_future(
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
-    ) -> Future[Any]:
+    ) -> Future[object]:
         with self._futures_lock:
             if self._futures is None:
                 self._futures = ThreadPoolExecutor(FUTURE_THREADS, thread_name_prefix="paglets-future")
@@ -226,69 +268,66 @@ class ChildHost:
             timeout=None,
         )
 
-    def route_call(self, agent_id: str, op: str, args: dict[str, Any], timeout: float | None) -> Any:
-        result = self.call("agent_call", timeout, agent_id=agent_id, op=op, args=args)
-        if isinstance(result, dict) and "proxy" in result and isinstance(result["proxy"], dict):
-            return self._required_proxy(result["proxy"])
-        return result
+    def route_call(self, request: AgentRequest[R], timeout: float | None) -> R:
+        return self.call(request, timeout)
 
     # --- paglets ---------------------------------------------------------------------------------
 
     def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
-        return self._proxy(self.call("get_proxy", agent_id=agent_id, include_inactive=include_inactive))
+        where = self.call(GetProxy(agent_id, include_inactive))
+        return None if where is None else self._proxy(where)
 
     def remote_proxy(self, host_url: str, agent_id: str) -> PagletProxy:
         local = host_url.rstrip("/") == self.address.rstrip("/")
         return PagletProxy(host_url, agent_id, self.client, self if local else None)
 
     def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
-        return [self._required_proxy(p) for p in self.call("get_proxies", state=state)]
+        return [self._proxy(where) for where in self.call(GetProxies(state))]
 
-    def list_agents(self, *, active: bool = True, inactive: bool = False, include_state: bool = False) -> Any:
-        return self.call("list_agents", active=active, inactive=inactive, include_state=include_state)
+    def list_agents(
+        self, *, active: bool = True, inactive: bool = False, include_state: bool = False
+    ) -> list[dict[str, object]]:
+        return self.call(ListAgents(active, inactive, include_state))
 
-    def health(self) -> Any:
-        return self.call("health")
+    def health(self) -> dict[str, object]:
+        reply: HealthReply = self.call(HostHealth())
+        return msgspec.structs.asdict(reply)
 
-    def _creation_args(
-        self, agent_cls: type[Paglet[Any]], state: Any, init: Any, agent_id: str | None
-    ) -> Any:
+    def _creation(
+        self, agent_cls: type[Paglet[Any]], state: object, init: object, agent_id: str | None
+    ) -> CreateAgent:
         state_cls = agent_cls.state_class()
         state_bytes = codec_for(state_cls).encode(state) if state is not None else None
-        return {
-            "agent_class": qualified_name(agent_cls),
-            "state_class": qualified_name(state_cls),
-            "state": state_bytes,
-            "init": init,
-            "agent_id": agent_id,
-        }
+        return CreateAgent(
+            qualified_name(agent_cls), qualified_name(state_cls), state_bytes, prepare_value(init), agent_id
+        )
 
     def create(
         self,
         agent_cls: type[Paglet[Any]],
-        state: Any = None,
+        state: object = None,
         *,
-        init: Any = None,
+        init: object = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
-        return self._required_proxy(
-            self.call("create", **self._creation_args(agent_cls, state, init, agent_id))
-        )
+        return self._proxy(self.call(self._creation(agent_cls, state, init, agent_id)))
 
     def create_remote(
         self,
         target: str,
         agent_cls: type[Paglet[Any]],
-        state: Any = None,
+        state: object = None,
         *,
-        init: Any = None,
+        init: object = None,
         agent_id: str | None = None,
     ) -> PagletProxy:
-        args = self._creation_args(agent_cls, state, init, agent_id)
-        return self._required_proxy(self.call("create_remote", target_url=target, **args))
+        return self._proxy(self.call(CreateRemote(target, self._creation(agent_cls, state, init, agent_id))))
 
     def dispose(self, agent_id: str) -> None:
-        self.call("agent_call", agent_id=agent_id, op="dispose", args={})
+        self.call(DisposeAgent(agent_id))
+
+    def _preflight(self, kind: MoveKind, ticket: TransferTicket) -> TargetInfo:
+        return self.call(MovePreflight(kind, ticket.to_wire()), ticket.timeout + 10.0)
 
     def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
         """Self-dispatch: the host checks the target, ``on_dispatching`` and the resource
@@ -296,9 +335,7 @@ class ChildHost:
         self._own(agent_id, "dispatch")
         paglet = self._own_paglet(agent_id)
         ticket = TransferTicket.from_target(target)
-        info = self.call(
-            "move", ticket.timeout + 10.0, kind="dispatch", phase="preflight", ticket=ticket.to_wire()
-        )
+        info = self._preflight("dispatch", ticket)
         paglet.on_dispatching(
             MobilityEvent(
                 agent_id=agent_id,
@@ -306,30 +343,21 @@ class ChildHost:
                 host_address=self.address,
                 source_host_name=self.name,
                 source_host_address=self.address,
-                target_host_name=str(info["name"]),
-                target_host_address=str(info["address"]),
+                target_host_name=info.name,
+                target_host_address=info.address,
                 reason="dispatch",
             )
         )
         paglet.resources.cleanup(reason="dispatch")
-        result = self.call(
-            "move",
-            _move_timeout(ticket),
-            kind="dispatch",
-            phase="complete",
-            ticket=ticket.to_wire(),
-            **self._state_args(paglet),
-        )
-        return self._required_proxy(result)
+        move = MoveSelf("dispatch", ticket.to_wire(), None, self._sent_state(paglet))
+        return self._proxy(self.call(move, _move_timeout(ticket)))
 
     def clone(self, agent_id: str, *, target: str | TransferTicket | None = None) -> PagletProxy:
         """Self-clone: ``on_cloning`` here, the host copies the paglet, then ``on_cloned`` here."""
         self._own(agent_id, "clone")
         paglet = self._own_paglet(agent_id)
         ticket = TransferTicket.from_target(target if target is not None else self.address)
-        info = self.call(
-            "move", ticket.timeout + 10.0, kind="clone", phase="preflight", ticket=ticket.to_wire()
-        )
+        info = self._preflight("clone", ticket)
         clone_id = uuid.uuid4().hex
         event = CloneEvent(
             agent_id=agent_id,
@@ -339,21 +367,14 @@ class ChildHost:
             clone_agent_id=clone_id,
             source_host_name=self.name,
             source_host_address=self.address,
-            target_host_name=str(info["name"]),
-            target_host_address=str(info["address"]),
+            target_host_name=info.name,
+            target_host_address=info.address,
         )
         paglet.on_cloning(event)
-        result = self.call(
-            "move",
-            _move_timeout(ticket),
-            kind="clone",
-            phase="complete",
-            ticket=ticket.to_wire(),
-            clone_id=clone_id,
-            **self._state_args(paglet),
-        )
+        move = MoveSelf("clone", ticket.to_wire(), clone_id, self._sent_state(paglet))
+        where = self.call(move, _move_timeout(ticket))
         paglet.on_cloned(event)
-        return self._required_proxy(result)
+        return self._proxy(where)
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
         """Self-deactivation: policy, ``on_deactivating`` and the cleanup run here in the
@@ -375,15 +396,13 @@ class ChildHost:
             )
         )
         paglet.resources.cleanup(reason="deactivate")
-        result = self.call(
-            "deactivate_self", request=request.to_wire(), policy=policy.to_wire(), **self._state_args(paglet)
-        )
-        return self._required_proxy(result)
+        deactivation = DeactivateSelf(request.to_wire(), policy.to_wire(), self._sent_state(paglet))
+        return self._proxy(self.call(deactivation))
 
     def multicast_message(
         self,
         kind: str | Message,
-        args: dict[str, Any] | None = None,
+        args: dict[str, object] | None = None,
         *,
         exclude: Collection[str] | None = None,
     ) -> ReplySet:
@@ -418,7 +437,7 @@ class ChildHost:
     def notify_all_messages(self, agent_id: str) -> None:
         self._own_paglet(agent_id).notify_all_messages()
 
-    def _own_paglet(self, agent_id: str) -> Paglet[Any]:
+    def _own_paglet(self, agent_id: str) -> Paglet[PagletState]:
         self._own(agent_id, "wait for messages of")
         paglet = self._runtime.paglet
         if paglet is None:
@@ -427,30 +446,27 @@ class ChildHost:
 
     # --- properties, mesh ------------------------------------------------------------------------
 
-    def get_property(self, key: str, default: Any = None) -> Any:
-        return self.call("get_property", key=key, default=default)
+    def get_property(self, key: str, default: object = None) -> object:
+        return self.call(GetProperty(key, prepare_value(default)))
 
-    def set_property(self, key: str, value: Any) -> None:
-        self.call("set_property", key=key, value=value)
+    def set_property(self, key: str, value: object) -> None:
+        self.call(SetProperty(key, prepare_value(value)))
 
     def available_hosts(self, *, online_only: bool = True, include_self: bool = True) -> list[HostRef]:
-        refs = self.call("available_hosts", online_only=online_only, include_self=include_self)
-        return [HostRef.from_wire(r) for r in refs]
+        return [host_ref_from(ref) for ref in self.call(AvailableHosts(online_only, include_self))]
 
     def host_status(self, name_or_url: str) -> HostRef | None:
-        ref = self.call("host_status", name_or_url=name_or_url)
-        return None if ref is None else HostRef.from_wire(ref)
+        ref = self.call(HostStatus(name_or_url))
+        return None if ref is None else host_ref_from(ref)
 
     def is_host_online(self, name_or_url: str) -> bool:
-        return bool(self.call("is_host_online", name_or_url=name_or_url))
+        return self.call(IsHostOnline(name_or_url))
 
     def wait_for_host(self, name_or_url: str, *, timeout: float = 10.0, interval: float = 0.25) -> HostRef:
-        return HostRef.from_wire(
-            self.call("wait_for_host", timeout + 5.0, name_or_url=name_or_url, timeout=timeout)
-        )
+        return host_ref_from(self.call(WaitForHost(name_or_url, timeout), timeout + 5.0))
 
     def resolve_host_url(self, name_or_url: str) -> str:
-        return str(self.call("resolve_host_url", name_or_url=name_or_url))
+        return self.call(ResolveHostUrl(name_or_url))
 
     # --- services (host-side registry) -----------------------------------------------------------
 
@@ -460,31 +476,29 @@ class ChildHost:
         name: str,
         *,
         capabilities: Collection[str] | None = None,
-        metadata: dict[str, Any] | None = None,
+        metadata: Mapping[str, object] | None = None,
         scope: ServiceScope = ServiceScope.LOCAL,
         ttl: float | None = None,
-    ) -> Any:
-        return _record(
-            self.call(
-                "advertise_service",
-                agent_id=agent_id,
-                name=name,
-                capabilities=list(capabilities or ()),
-                metadata=metadata or {},
-                scope=ServiceScope(scope).value,
-                ttl=ttl,
-            )
+    ) -> ServiceRecord:
+        request = AdvertiseService(
+            name,
+            agent_id,
+            list(capabilities or ()),
+            prepare_value(metadata or {}),
+            ServiceScope(scope).value,
+            ttl,
         )
+        return service_record_from(self.call(request))
 
-    def unadvertise_service(self, name: str, *, agent_id: str | None = None) -> list[Any]:
-        removed = self.call("unadvertise_service", name=name, agent_id=agent_id or self.agent_id)
-        return [_record(r) for r in removed]
+    def unadvertise_service(self, name: str, *, agent_id: str | None = None) -> list[ServiceRecord]:
+        removed = self.call(UnadvertiseService(name, agent_id or self.agent_id))
+        return [service_record_from(r) for r in removed]
 
     def lookup_service(
         self, name: str, *, capability: str | None = None, scope: ServiceScope = ServiceScope.LOCAL
-    ) -> Any:
-        found = self.call("lookup_service", name=name, capability=capability, scope=ServiceScope(scope).value)
-        return None if found is None else _record(found)
+    ) -> ServiceRecord | None:
+        found = self.call(LookupService(name, capability, ServiceScope(scope).value))
+        return None if found is None else service_record_from(found)
 
     def lookup_services(
         self,
@@ -492,20 +506,16 @@ class ChildHost:
         *,
         capability: str | None = None,
         scope: ServiceScope = ServiceScope.LOCAL,
-    ) -> list[Any]:
-        found = self.call(
-            "lookup_services", name=name, capability=capability, scope=ServiceScope(scope).value
-        )
-        return [_record(r) for r in found]
+    ) -> list[ServiceRecord]:
+        found = self.call(LookupServices(name, capability, ServiceScope(scope).value))
+        return [service_record_from(r) for r in found]
 
-    def lease_service_handle(self, handle: Any, *, ttl: float = 60.0) -> Any:
-        from paglets.services.resident import ServiceLease
-
+    def lease_service_handle(self, handle: ServiceHandle, *, ttl: float = 60.0) -> ServiceLease:
         return ServiceLease.acquire(handle, ttl=ttl, client=self.client)
 
     # --- resources, storage, files ---------------------------------------------------------------
 
-    def resources_for(self, agent_id: str) -> Any:
+    def resources_for(self, agent_id: str) -> ResourceRegistry:
         return self._own_paglet(agent_id).resources
 
     def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
@@ -515,7 +525,7 @@ class ChildHost:
             path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> Any:
+    def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> _HostStorage:
         self._own(agent_id, "use the storage of")
         return _HostStorage(self, quota_bytes)
 
@@ -523,19 +533,19 @@ class ChildHost:
         self, agent_id: str, path: Path | str, *, name: str | None = None, mode: str = "copy"
     ) -> PagletFileRef:
         self._own(agent_id, "register files of")
-        return PagletFileRef.from_wire(self.call("register_file", path=str(path), name=name, mode=mode))
+        return file_ref_from(self.call(RegisterFile(str(path), name, mode)))
 
     def registered_files_for(self, agent_id: str) -> list[PagletFileRef]:
         self._own(agent_id, "list the files of")
-        return [PagletFileRef.from_wire(r) for r in self.call("registered_files")]
+        return [file_ref_from(ref) for ref in self.call(RegisteredFiles())]
 
-    def unregister_file_for(self, agent_id: str, name_or_ref: Any) -> None:
+    def unregister_file_for(self, agent_id: str, name_or_ref: str | PagletFileRef) -> None:
         self._own(agent_id, "unregister files of")
-        self.call("unregister_file", name=_file_name(name_or_ref))
+        self.call(UnregisterFile(_file_name(name_or_ref)))
 
-    def registered_file_path_for(self, agent_id: str, name_or_ref: Any) -> Path:
+    def registered_file_path_for(self, agent_id: str, name_or_ref: str | PagletFileRef) -> Path:
         self._own(agent_id, "read the files of")
-        return Path(self.call("registered_file_path", name=_file_name(name_or_ref)))
+        return Path(self.call(RegisteredFilePath(_file_name(name_or_ref))))
 
     # --- artifacts (this host's by path, others' over HTTP: paglets.runtime._artifact_access) ----------
 
@@ -562,7 +572,7 @@ class ChildHost:
 
     def download_artifact(
         self,
-        artifact: ArtifactRef | Mapping[str, Any],
+        artifact: ArtifactRef | Mapping[str, object],
         target: Path | str,
         *,
         move: bool = False,
@@ -571,6 +581,6 @@ class ChildHost:
         return self._artifacts.download_artifact(artifact, target, move=move, timeout=timeout)
 
     def delete_artifact(
-        self, artifact: ArtifactRef | Mapping[str, Any], *, timeout: float | None = None
+        self, artifact: ArtifactRef | Mapping[str, object], *, timeout: float | None = None
     ) -> None:
         self._artifacts.delete_artifact(artifact, timeout=timeout)

@@ -48,7 +48,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, TypeVar, assert_never, cast
 
 import msgspec
 
@@ -69,6 +69,7 @@ from paglets.runtime.child._channel import ChildChannel
 from paglets.runtime.child._facade import ChildHost
 from paglets.serialization.codec import codec_for, resolve_qualified_name
 from paglets.wire.boot import ChildConfig, decode_child_config
+from paglets.wire.control import Request, encode_control, reply_decoder
 from paglets.wire.ipc import (
     NIL,
     Deliver,
@@ -93,6 +94,8 @@ from paglets.wire.messages import ErrorInfo, error_info_from_exception, exceptio
 from paglets.wire.values import decode_value, encode_value
 
 __all__ = ["ChildRuntime", "child_main"]
+
+R = TypeVar("R")
 
 #: Seconds the reader waits on the channel per turn (it wakes at once when a frame arrives; the timeout
 #: only bounds how long it takes to notice a local shutdown).
@@ -235,8 +238,9 @@ class ChildRuntime:
     def reply_error(self, call_id: int, error: ErrorInfo) -> None:
         self.send(Reply(call_id, False, NIL, error))
 
-    def call_host(self, op: str, args: Any = None, timeout: float | None = None) -> Any:
-        """Ask the host to run ``op``; returns the decoded result or raises the host's error."""
+    def call_host(self, request: Request[R], timeout: float | None = None) -> R:
+        """Ask the host to run ``request`` (``paglets.wire.control``); returns its reply, decoded as the
+        type the request declares, or raises the host's error."""
         on_main = threading.get_ident() == self._main_ident
         gate = self._start_gate
         if gate is not None and gate.run_thread == threading.get_ident():
@@ -247,15 +251,15 @@ class ChildRuntime:
         with self._waiters_lock:
             self._waiters[call_id] = waiter
         try:
-            payload = encode_value(args)
+            payload = encode_control(request)
             if len(payload) > INLINE_THRESHOLD:  # a large message to send, say: through a segment
                 sent = self.channel.send_large(payload)
-                self.send(HostCall(call_id, op, NIL, HandoffRef(sent.segment_id, sent.length, 0)))
+                self.send(HostCall(call_id, NIL, HandoffRef(sent.segment_id, sent.length, 0)))
             else:
-                self.send(HostCall(call_id, op, msgspec.Raw(payload)))
+                self.send(HostCall(call_id, msgspec.Raw(payload)))
             limit = self.config.host_call_timeout if timeout is None else timeout
             if not self._wait(waiter, limit, on_main):
-                raise HostError(f"host did not answer {op!r} within {limit} s")
+                raise HostError(f"host did not answer {type(request).__name__} within {limit} s")
         finally:
             with self._waiters_lock:
                 self._waiters.pop(call_id, None)
@@ -266,11 +270,12 @@ class ChildRuntime:
             if error.type_name == "ValueError" and error.code == RemoteHostError.code:
                 raise ValueError(error.message)  # see _controller.host_call_error
             raise exception_from_error_info(error)
+        decode = reply_decoder(type(request))
         if reply.handoff is not None:
             ref = reply.handoff
             with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
-                return decode_value(segment.view)
-        return decode_value(reply.result)
+                return cast(R, decode(segment.view))
+        return cast(R, decode(reply.result))
 
     def _wait(self, waiter: _Waiter, limit: float, on_main: bool) -> bool:
         if not on_main:
@@ -357,7 +362,7 @@ class ChildRuntime:
                 waiter.event.set()
                 if msg.call_id % 2 == 0 and threading.get_ident() != self._main_ident:
                     os.eventfd_write(self._wake_main, 1)  # the main thread waits for this answer
-        elif isinstance(msg, GetState) or (isinstance(msg, ResourceCall) and msg.op == "status"):
+        elif isinstance(msg, GetState | ResourceCall) and _urgent(msg):
             self._serve_now(msg)
         else:
             self._pending_work.append(msg)
@@ -506,10 +511,15 @@ class ChildRuntime:
     def _resources(self, msg: ResourceCall) -> bytes:
         assert self.paglet is not None
         registry = self.paglet.resources
-        if msg.op == "cleanup":
-            registry.cleanup(reason=msg.reason or "lifecycle")
-        elif msg.op == "remove":
-            registry.remove(msg.name)
+        match msg.op:  # a Literal the frame decoder checked (PROTOCOL.md §1.2)
+            case "cleanup":
+                registry.cleanup(reason=msg.reason or "lifecycle")
+            case "remove":
+                registry.remove(msg.name)
+            case "status":
+                pass
+            case unknown:
+                assert_never(unknown)
         return encode_value(registry.status())
 
     def _reply_state(self, call_id: int) -> None:
@@ -525,6 +535,15 @@ class ChildRuntime:
         if self.paglet is None:
             raise self.boot_error or HostError("paglet is not running")
         self.reply_ok(call_id, encode_value(self.paglet.resources.status()))
+
+
+def _urgent(msg: GetState | ResourceCall) -> bool:
+    """Requests the service thread answers even while a handler runs: snapshots and resource status."""
+    match msg:
+        case GetState() | ResourceCall(op="status"):
+            return True
+        case _:
+            return False
 
 
 def _exit_for(exc: SystemExit) -> None:

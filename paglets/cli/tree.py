@@ -1,8 +1,8 @@
 """The ``paglets`` command tree below ``host`` and ``demo``: inspection and administration commands.
 
 ``paglets sys ...``, ``paglets mesh ...``, ``paglets artifacts ...``, ``paglets hosts``,
-``paglets agents ...``, ``paglets user-info`` and ``paglets completion bash|zsh|fish``. Building the
-parsers imports nothing heavy, so every ``--help`` is fast.
+``paglets agents ...``, ``paglets jobs ...``, ``paglets user-info`` and ``paglets completion
+bash|zsh|fish``. Building the parsers imports nothing heavy, so every ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ COMMANDS: Final = {
     "artifacts": "list, inspect, download and delete stored artifacts",
     "hosts": "the hosts of the mesh",
     "agents": "list and manage paglets across the mesh",
+    "jobs": "compute slots and compute jobs: capacity, queues, running and finished jobs, groups",
+    "examples": "run the example paglets (analysis)",
     "user-info": "read notifications and output that paglets sent to a host's user-info service",
     "completion": "print a shell completion script (bash, zsh or fish)",
 }
@@ -28,7 +30,7 @@ COMMANDS: Final = {
 
 def build_parser(prog: str = "paglets") -> Parser:
     """The parser of the commands in :data:`COMMANDS` (``host`` and ``demo`` are parsed elsewhere)."""
-    from paglets.cli import agents, artifacts, meshinfo, sysinfo, userinfo
+    from paglets.cli import agents, artifacts, jobs, meshinfo, sysinfo, userinfo
 
     parser = Parser(prog=prog, description="Inspect and manage a paglets mesh.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -55,10 +57,26 @@ def build_parser(prog: str = "paglets") -> Parser:
     group.set_defaults(group_parser=group)
     agents.add_agents_commands(group, f"{prog} agents")
 
+    group = sub.add_parser("jobs", help=COMMANDS["jobs"], description=jobs.DESCRIPTION)
+    group.set_defaults(group_parser=group)
+    jobs.host_option(group)
+    _network(group, jobs.DEFAULT_TIMEOUT)
+    jobs.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} jobs")
+
+    group = sub.add_parser("examples", help=COMMANDS["examples"], description=COMMANDS["examples"])
+    group.set_defaults(group_parser=group)
+    examples = group.add_subparsers(title="examples", metavar="EXAMPLE")
+    text = "a campaign of CPU-bound analysis jobs, results committed to SQLite at home"
+    leaf: Parser = examples.add_parser("analysis", help=text, description=text)
+    from paglets.cli.analysisjobs import add_arguments, run
+
+    add_arguments(leaf)
+    leaf.set_defaults(func=run, prog=f"{prog} examples analysis")
+
     userinfo.add_command(sub, prog)
 
     text = COMMANDS["completion"]
-    leaf: Parser = sub.add_parser("completion", help=text, description=text)
+    leaf = sub.add_parser("completion", help=text, description=text)
     leaf.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     leaf.set_defaults(func=_completion, prog=f"{prog} completion")
     return parser

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -48,6 +49,7 @@ __all__ = [
     "ComputeJobGroupSubmission",
     "ResultCollectorPaglet",
     "ResultCollectorState",
+    "prepare_group_jobs",
     "submit_compute_job_group",
 ]
 
@@ -384,15 +386,7 @@ def submit_compute_job_group(
     collector_state.home_host_url = collector_state.home_host_url or address.rstrip("/")
     collector_state.return_home_when_complete = return_home_when_complete
     collector = create(collector_cls, collector_state, collector_host_url)
-    metadata = job_metadata or []
-    expected = []
-    for index, state in enumerate(job_states):
-        state.group_id = group_id
-        state.job_key = state.job_key or f"{group_id}-{index:04d}"
-        state.compute_job_key = state.compute_job_key or state.job_key
-        state.collector_agent_id = collector.agent_id
-        state.collector_host_url = collector.host_url.rstrip("/")
-        expected.append({"job_key": state.job_key, **(metadata[index] if index < len(metadata) else {})})
+    expected = prepare_group_jobs(job_states, group_id, collector.agent_id, collector.host_url, job_metadata)
     collector.send(Message("register_jobs", {"jobs": expected}))
     jobs, errors, updates = [], {}, []
     for state in job_states:
@@ -408,6 +402,27 @@ def submit_compute_job_group(
     if updates:
         collector.send(Message("register_jobs", {"jobs": updates}))
     return ComputeJobGroupSubmission(group_id, collector, jobs, errors)
+
+
+def prepare_group_jobs(
+    job_states: Sequence[CollectingComputeJobState],
+    group_id: str,
+    collector_agent_id: str,
+    collector_host_url: str,
+    job_metadata: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Point ``job_states`` at their group and collector (job keys ``<group>-0000`` ... unless set); the
+    ``register_jobs`` entries for the collector."""
+    metadata = job_metadata or []
+    expected = []
+    for index, state in enumerate(job_states):
+        state.group_id = group_id
+        state.job_key = state.job_key or f"{group_id}-{index:04d}"
+        state.compute_job_key = state.compute_job_key or state.job_key
+        state.collector_agent_id = collector_agent_id
+        state.collector_host_url = collector_host_url.rstrip("/")
+        expected.append({"job_key": state.job_key, **(metadata[index] if index < len(metadata) else {})})
+    return expected
 
 
 def _creator(context_or_host: Any) -> tuple[Any, str, str]:

@@ -869,6 +869,7 @@ class Host:
             "capabilities": list(HOST_CAPABILITIES),
             "tags": list(self.tags),
             "properties": dict(self.host_properties),
+            "compute_capacity": dict(self.config.compute_capacity),
             "auto_update_from_git": False,
             "auto_update_restart_scheduled": False,
         }

@@ -128,9 +128,9 @@ def load_journal(store: Any) -> tuple[Journal | None, str]:
     """The stored journal (None when there is none or it is unreadable) and a problem to report ("")."""
     try:
         data = store.read_bytes(JOURNAL_FILE)
-    except FileNotFoundError:
-        return None, ""
     except Exception as exc:
+        if missing_file(exc):
+            return None, ""
         return None, f"cannot read the journal: {exc}"
     try:
         journal = msgspec.json.decode(data, type=Journal)
@@ -144,6 +144,11 @@ def load_journal(store: Any) -> tuple[Journal | None, str]:
             pass
         return None, f"journal unreadable, kept aside as {JOURNAL_FILE}.corrupt: {exc}"
     return journal, ""
+
+
+def missing_file(exc: BaseException) -> bool:
+    """Whether ``exc`` says a file does not exist (also when it crossed from the host process)."""
+    return isinstance(exc, FileNotFoundError) or getattr(exc, "remote_type", None) == "FileNotFoundError"
 
 
 def save_journal(store: Any, journal: Journal) -> None:

@@ -6,10 +6,11 @@ merges what they answer: their own status and the fresh ones they know (at most
 ``generated_at``/``sent_at`` against ours), so skewed clocks do not make statuses look fresh or stale;
 a newer status of a host replaces an older one, never the other way round.
 
-**Shadow reservations.** When this host recommends a peer to a job (``candidate_hosts``), the job's
-request is remembered for :data:`SHADOW_TTL` seconds and subtracted from that peer's status until a
-status *observed after* the recommendation arrives (which includes the job). So a burst of jobs placed
-from one home spreads over the hosts instead of all choosing the same one.
+**Shadow reservations.** When this host recommends a host to a job (``candidate_hosts``), the job's
+request is remembered for :data:`SHADOW_TTL` seconds and subtracted from that host's status: from a
+peer's until a status of it *observed after* the recommendation arrives (which includes the job), from
+this host's own until the job asks it for a slot. So a burst of jobs placed from one home spreads over
+the hosts instead of all choosing the same one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from paglets.services.builtin._scheduler import reserve_projected
+from paglets.core.errors import PagletInactiveError
+from paglets.services.builtin._scheduler import reserve_projected, same_owner
 from paglets.services.builtin.compute_slots import (
     COMPUTE_SLOTS_AGENT_ID,
     SYNC_SCHEDULER_STATUS,
@@ -110,8 +112,17 @@ class Peers:
             self._shadows.append(_Shadow(host_url.rstrip("/"), time.time(), request))
             del self._shadows[:-MAX_SHADOWS]
 
+    def drop_shadow(self, request: ComputeSlotRequest) -> None:
+        """The job of ``request`` arrived here: its status shows it from now on."""
+        with self._lock:
+            self._shadows = [
+                s
+                for s in self._shadows
+                if not (s.host_url == self.self_url and same_owner(s.request, request))
+            ]
+
     def projected(self, statuses: dict[str, SchedulerHostStatus]) -> dict[str, SchedulerHostStatus]:
-        """``statuses`` (by URL) minus the shadow reservations they cannot show yet."""
+        """``statuses`` (by URL, this host's included) minus the shadow reservations they cannot show."""
         now = time.time()
         out = dict(statuses)
         with self._lock:
@@ -119,7 +130,9 @@ class Peers:
             shadows = list(self._shadows)
         for shadow in shadows:
             target = out.get(shadow.host_url)
-            if target is not None and target.observed_at < shadow.placed_at:
+            if target is None:
+                continue
+            if shadow.host_url == self.self_url or target.observed_at < shadow.placed_at:
                 out[shadow.host_url] = reserve_projected(target, shadow.request)
         return out
 
@@ -160,6 +173,8 @@ class Peers:
                 if future not in done:
                     raise TimeoutError(f"no answer within {PEER_TIMEOUT:g} s")
                 reply = future.result()
+            except PagletInactiveError:  # its service is starting: ask again next round
+                continue
             except Exception as exc:
                 self._note(url, f"status exchange failed: {exc}")
                 continue

@@ -25,6 +25,7 @@ target's status cannot show yet.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -110,6 +111,8 @@ PROBE_TTL: Final = 0.5
 JITTER: Final = 0.1
 #: Problems kept for the status (the oldest go first).
 MAX_ERRORS: Final = 64
+#: Seconds a reported problem (a peer that did not answer, a delivery that failed) stays in the status.
+ERROR_TTL: Final = 60.0
 
 
 class ComputeSlotsService:
@@ -129,7 +132,8 @@ class ComputeSlotsService:
         self.history: list[FinishedJobUsage] = []
         self.usage = report.UsageBook()
         self.sampler = UsageSampler()
-        self.errors: dict[str, str] = {}
+        #: Problems to report: key -> (message, monotonic time noted); kept ERROR_TTL seconds.
+        self.errors: dict[str, tuple[str, float]] = {}
         self.pending_kills: dict[str, float] = {}
         self._capacity: tuple[float, Capacity] | None = None
         self._storage: Any = None
@@ -186,7 +190,7 @@ class ComputeSlotsService:
     def _load_journal(self) -> None:
         journal, problem = load_journal(self._store())
         if problem:
-            self.errors["journal"] = problem
+            self._note("journal", problem, ttl=None)
         if journal is None:
             return
         self.scheduler.restore(journal.queue, journal.leases, journal.last_grant_at)
@@ -208,9 +212,9 @@ class ComputeSlotsService:
         )
         try:
             save_journal(self._store(), journal)
-            self.errors.pop("journal-write", None)
+            self._clear("journal-write")
         except Exception as exc:
-            self.errors["journal-write"] = f"cannot write the journal: {exc}"
+            self._note("journal-write", f"cannot write the journal: {exc}")
 
     def status(self) -> SchedulerHostStatus:
         with self._lock:
@@ -226,8 +230,9 @@ class ComputeSlotsService:
         max_age = request.max_age_seconds if request.max_age_seconds > 0 else 20.0
         own = self.status()
         self.peers.refresh_missing(own, max_age)
-        statuses = self.peers.projected({p.host_url: p for p in self._fresh_peers(max_age)})
+        statuses = {p.host_url: p for p in self._fresh_peers(max_age)}
         statuses[self.self_url] = own
+        statuses = self.peers.projected(statuses)
         candidates: list[CandidateHost] = []
         rejected: dict[str, str] = {}
         for url, status in sorted(statuses.items()):
@@ -251,13 +256,14 @@ class ComputeSlotsService:
         if request.limit > 0:
             candidates = candidates[: request.limit]
         selected = candidates[0] if candidates else None
-        if selected is not None and selected.status.host_url != self.self_url:
+        if selected is not None:
             self.peers.add_shadow(selected.status.host_url, slot)
         with self._lock:
-            errors = dict(self.errors)
+            errors = self._error_map()
         return CandidateHostsReply(time.time(), candidates, selected, rejected, errors)
 
     def request_slot(self, request: ComputeSlotRequest) -> SlotDecisionReply:
+        self.peers.drop_shadow(request)
         with self._lock:
             normalized = self.scheduler.normalize(request, self.self_url)
             reply = self.scheduler.request(normalized, self.capacity(), self._fresh_peers(20.0))
@@ -295,7 +301,7 @@ class ComputeSlotsService:
             queue = list(self.scheduler.queue) if request.include_queue or request.include_jobs else []
             leases = list(self.scheduler.leases.values())
             history = list(self.history) if request.include_usage_history else []
-            errors = dict(self.errors)
+            errors = self._error_map()
         jobs = []
         if request.include_jobs:
             active = self._active_agents()
@@ -394,11 +400,9 @@ class ComputeSlotsService:
                         gossip = clamp(self.paglet.state, "gossip_interval")
                         next_gossip = now + gossip * random.uniform(1.0 - JITTER, 1.0 + JITTER)
                 except Exception as exc:  # the loop must survive anything one pass runs into
-                    with self._lock:
-                        self.errors["compute-slots-loop"] = f"loop pass failed: {exc}"[:500]
+                    self._note("compute-slots-loop", f"loop pass failed: {exc}")
                 else:
-                    with self._lock:
-                        self.errors.pop("compute-slots-loop", None)
+                    self._clear("compute-slots-loop")
                 self._wake.wait(clamp(self.paglet.state, "loop_interval"))
                 self._wake.clear()
 
@@ -532,15 +536,25 @@ class ComputeSlotsService:
         except Exception as exc:
             self._note(agent_id, f"could not end the job's process: {exc}")
 
-    def _note(self, key: str, error: str) -> None:
+    def _note(self, key: str, error: str, *, ttl: float | None = ERROR_TTL) -> None:
+        """Report ``error`` under ``key`` for ``ttl`` seconds (None: until cleared)."""
+        until = math.inf if ttl is None else time.monotonic() + ttl
         with self._lock:
-            self.errors[key[:80]] = error[:300]
+            self.errors.pop(key[:80], None)
+            self.errors[key[:80]] = (error[:300], until)
             while len(self.errors) > MAX_ERRORS:
                 self.errors.pop(next(iter(self.errors)))
 
     def _clear(self, key: str) -> None:
         with self._lock:
             self.errors.pop(key[:80], None)
+
+    def _error_map(self) -> dict[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, (_, until) in self.errors.items() if until <= now]:
+                del self.errors[key]
+            return {key: text for key, (text, _) in sorted(self.errors.items())}
 
     def _tell_home(self, request: ComputeSlotRequest, status: str, error: str) -> None:
         home = (request.home_host_url or "").rstrip("/")

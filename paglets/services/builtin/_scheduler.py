@@ -202,6 +202,8 @@ def blockers(status: SchedulerHostStatus, request: ComputeSlotRequest) -> list[s
         found.append("memory")
     if request.temp_storage_bytes > status.free_temp_storage_bytes:
         found.append("temp-storage")
+    if request.requires_gpu and status.gpu_count and status.reserved_gpus >= status.gpu_count:
+        found.append("gpu")
     return found
 
 
@@ -314,7 +316,7 @@ class Scheduler:
             host_name=cap.host_name,
             host_url=cap.host_url.rstrip("/"),
             observed_at=self.clock(),
-            supports_gpu_jobs=s.supports_gpu_jobs,
+            supports_gpu_jobs=s.supports_gpu_jobs or cap.gpu_count > 0,
             cpu_count_logical=cap.cpu_count_logical,
             cpu_affinity_supported=cap.pin,
             eligible_cpu_ids=list(cap.cpu_ids) if cap.pin else [],
@@ -341,6 +343,7 @@ class Scheduler:
             cpu_slots=slots,
             declared_capacity=cap.declared,
             gpu_count=cap.gpu_count,
+            reserved_gpus=sum(1 for lease in self.leases.values() if lease.request.requires_gpu),
             external_load_per_cpu=round(external, 4),
         )
 

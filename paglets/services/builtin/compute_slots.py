@@ -180,6 +180,7 @@ class SchedulerHostStatus:
     #: True when cores, memory or scratch space come from a declaration rather than the machine.
     declared_capacity: bool = False
     gpu_count: int = 0
+    reserved_gpus: int = 0
     #: The load of everything but this host's leased jobs, per CPU (what the load gate looks at).
     external_load_per_cpu: float = 0.0
 

@@ -1,0 +1,1 @@
+"""Example paglets and the commands that start them (``paglets examples ...``)."""

@@ -636,10 +636,12 @@ class Scheduler:
         lease = self.leases.get(update.lease_id)
         if lease is None or (update.agent_id and update.agent_id != lease.request.agent_id):
             return False
+        started = not lease.pid and lease.timed_out_at == 0  # its run time counts from now
         self.leases[update.lease_id] = replace(
             lease,
             pid=max(0, update.pid),
             reclaim_by=0.0,
+            expires_at=self.clock() + self._timeout(lease.request) if started else lease.expires_at,
             cpu_affinity_enforced=update.cpu_affinity_enforced,
             cpu_affinity_error=update.cpu_affinity_error[:300],
             work_dir=update.work_dir[:4096],
@@ -655,13 +657,30 @@ class Scheduler:
         now = self.clock()
         out: list[Ended] = []
         for lease_id, lease in list(self.leases.items()):
-            agent = lease.request.agent_id
-            present = active_agents is None or agent in active_agents
+            present = active_agents is None or lease.request.agent_id in active_agents
             if lease.timed_out_at > 0:
                 if not present:
                     out.append(Ended(self.leases.pop(lease_id), "dropped", "timeout"))
                 elif now - lease.timed_out_at >= self.settings.kill_grace:
                     out.append(Ended(self.leases.pop(lease_id), "kill", "timeout"))
+                continue
+            if lease.reclaim_by > 0:  # its job has not (re)started yet, or vanished
+                if now < lease.reclaim_by:
+                    continue
+                if present:  # running without saying so: its time counts from now
+                    self.leases[lease_id] = replace(
+                        lease, reclaim_by=0.0, expires_at=now + self._timeout(lease.request)
+                    )
+                elif not lease.pid and lease.grant_resends < MAX_GRANT_RESENDS:
+                    resent = replace(
+                        lease,
+                        grant_resends=lease.grant_resends + 1,
+                        reclaim_by=now + self.settings.lease_reclaim,
+                    )
+                    self.leases[lease_id] = resent
+                    out.append(Ended(resent, "resend", "not started"))
+                else:
+                    out.append(Ended(self.leases.pop(lease_id), "dropped", "lost"))
                 continue
             if lease.expires_at <= now:
                 if present:
@@ -669,19 +688,6 @@ class Scheduler:
                     out.append(Ended(lease, "stop", "timeout"))
                 else:
                     out.append(Ended(self.leases.pop(lease_id), "dropped", "expired"))
-                continue
-            if lease.reclaim_by > 0:
-                if now >= lease.reclaim_by and not present:
-                    if not lease.pid and lease.grant_resends < MAX_GRANT_RESENDS:
-                        resent = replace(
-                            lease,
-                            grant_resends=lease.grant_resends + 1,
-                            reclaim_by=now + self.settings.lease_reclaim,
-                        )
-                        self.leases[lease_id] = resent
-                        out.append(Ended(resent, "resend", "not started"))
-                    else:
-                        out.append(Ended(self.leases.pop(lease_id), "dropped", "lost"))
                 continue
             if not present:  # the job's process is gone without a release: wait a moment, then drop
                 self.leases[lease_id] = replace(lease, reclaim_by=now + LOST_GRACE)
@@ -702,6 +708,7 @@ class Scheduler:
         now = self.clock()
         self.queue = list(queue)[:MAX_QUEUE]
         self.leases = {}
+        reclaim = now + self.settings.lease_reclaim
         for lease in leases[:MAX_LEASES]:
-            self.leases[lease.lease_id] = replace(lease, pid=0, reclaim_by=now + self.settings.lease_reclaim)
+            self.leases[lease.lease_id] = replace(lease, pid=0, reclaim_by=reclaim)
         self.last_grant_at = last_grant_at

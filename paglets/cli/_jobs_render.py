@@ -62,6 +62,14 @@ def _load(status: Any) -> str:
     return f"{status.external_load_per_cpu:.2f}/{limit}"
 
 
+def _job_state(job: Any) -> str:
+    if job.process_status == "timed-out":
+        return "timed out"
+    if not job.active:
+        return "not running"
+    return "running" if job.pid else "starting"
+
+
 def status_table(results: dict[str, Any]) -> None:
     rows = []
     for host, reply in sorted(results.items()):
@@ -145,12 +153,12 @@ def active_tables(results: dict[str, Any], *, usage: bool) -> None:
                 pinned,
                 _render.percent_text(j.current_cpu_percent),
                 _render.bytes_text(j.current_memory_rss_bytes),
-                j.process_status or "unknown",
+                _job_state(j),
                 _render.duration_text(j.runtime_seconds),
                 _render.duration_text(max(0.0, j.expires_at - now)) if j.expires_at else "-",
             ]
         )
-    columns = ["host", "job", "class", "pid", "cores", "cpus", "cpu", "rss", "status", "runtime", "time left"]
+    columns = ["host", "job", "class", "pid", "cores", "cpus", "cpu", "rss", "state", "runtime", "time left"]
     _render.print_table(
         "Active Jobs", columns, rows, right={"pid", "cores", "cpu", "rss", "runtime", "time left"}
     )

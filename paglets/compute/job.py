@@ -169,6 +169,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         super().__init__(state, agent_id=agent_id)
         self._worker: threading.Thread | None = None
         self._stopping = False
+        self._ending = False
 
     # --- hooks ------------------------------------------------------------------------------------------
 
@@ -577,9 +578,9 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
     def _end(self, why: str, *, report: bool = True) -> None:
         """Stop this run for good (timeout, cancellation, superseded) and end the process."""
         with self.locked():
-            if self._stopping and not report:
+            if self._ending:  # a second stop (its scheduler and its home both said so)
                 return
-            self._stopping = True
+            self._ending = self._stopping = True
         if report:
             self._fail(why)
         else:

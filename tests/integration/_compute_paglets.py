@@ -5,7 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from paglets.compute import CollectingComputeJobPaglet, CollectingComputeJobState, ComputeJobPaglet, ComputeJobState
+from paglets.compute import (
+    CollectingComputeJobPaglet,
+    CollectingComputeJobState,
+    ComputeJobPaglet,
+    ComputeJobState,
+)
 
 
 @dataclass
@@ -37,6 +42,8 @@ class GroupSpinState(CollectingComputeJobState):
 
 
 class GroupSpinJob(CollectingComputeJobPaglet):
+    State = GroupSpinState  # type: ignore[assignment]
+
     def run_compute_job(self) -> None:
         deadline = time.monotonic() + float(getattr(self.state, "seconds", 0.5))
         while time.monotonic() < deadline:
@@ -44,3 +51,19 @@ class GroupSpinJob(CollectingComputeJobPaglet):
 
     def build_result_payload(self) -> dict[str, object]:
         return {"host": self.context.name}
+
+
+@dataclass
+class DiskFullState(ComputeJobState):
+    pass
+
+
+class DiskFullJob(ComputeJobPaglet[DiskFullState]):
+    """Writes its output to a device that is always full (Linux ``/dev/full``)."""
+
+    State = DiskFullState
+
+    def run_compute_job(self) -> None:
+        with open("/dev/full", "wb") as out:
+            out.write(b"x" * 65536)
+            out.flush()

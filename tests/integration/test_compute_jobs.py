@@ -1,0 +1,304 @@
+"""Compute jobs on real hosts: placement, validation, refusals, timeouts, cancellation, a full disk, restarts.
+
+Two embedded hosts (alpha, beta) share the module; each declares 2 compute slots and runs the
+``compute-slots`` and ``user-info`` services with fast loops. Jobs are the paglets of
+``_compute_paglets.py`` (real processes, real CPU work).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _compute_paglets import DiskFullJob, DiskFullState, SpinJob, SpinState
+from conftest import wait_until
+
+from paglets.core.errors import PagletError
+from paglets.core.messages import Message
+from paglets.runtime.host import Host
+from paglets.services.builtin.compute_slots import (
+    CANCEL_SLOT_REQUESTS,
+    COMPUTE_SLOTS_AGENT_ID,
+    LIST_JOBS,
+    SCHEDULER_STATUS,
+    CancelSlotRequestsRequest,
+    ListJobsRequest,
+    SchedulerStatusRequest,
+)
+
+MiB = 1 << 20
+LAUNCH = """
+[launch]
+sync_demo_config = false
+
+[[resident_services]]
+class = "paglets.services.builtin.compute_slots:ComputeSlotsAgent"
+state = {{ loop_interval = 0.2, gossip_interval = 0.5, timeout_kill_grace = 2.0, \
+lease_reclaim_seconds = {reclaim} }}
+
+[[resident_services]]
+class = "paglets.services.builtin.user_info:UserInfoAgent"
+state = {{ echo = false }}
+"""
+
+
+def launch_file(directory: Path, *, reclaim: float = 5.0) -> Path:
+    path = directory / "launch.toml"
+    path.write_text(LAUNCH.format(reclaim=reclaim))
+    return path
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Host]]:
+    root = tmp_path_factory.mktemp("compute")
+    config = launch_file(root)
+    hosts: dict[str, Host] = {}
+    try:
+        for name in ("alpha", "beta"):
+            options: dict[str, Any] = {
+                "persistence_dir": root / name,
+                "launch_config": config,
+                "compute_capacity": {"cpu_slots": 2},
+                "mesh_gossip_interval": 0.2,
+                "mesh_offline_after": 2.0,
+            }
+            if hosts:
+                options["peers"] = [hosts["alpha"].address]
+            host = Host(name, **options)
+            host.start_background()
+            hosts[name] = host
+        wait_until(lambda: all(len(h.list_hosts(online_only=True)) == 2 for h in hosts.values()), timeout=20)
+        yield hosts
+    finally:
+        for host in hosts.values():
+            host.stop()
+
+
+def job_state(host: Host, agent_id: str, cls: type = SpinState) -> Any:
+    """The job's state on ``host`` (active or asleep); None while it starts or moves."""
+    try:
+        return host.get_state(agent_id, cls)
+    except PagletError:
+        return None
+
+
+def compute_status(host: Host, agent_id: str) -> str:
+    state = job_state(host, agent_id)
+    return "" if state is None else str(state.compute_status)
+
+
+def where(mesh: dict[str, Host], agent_id: str) -> Host | None:
+    for host in mesh.values():
+        if any(a["agent_id"] == agent_id for a in host.list_agents(inactive=True)):
+            return host
+    return None
+
+
+def status_of(mesh: dict[str, Host], agent_id: str, cls: type = SpinState) -> Any:
+    host = where(mesh, agent_id)
+    return None if host is None else job_state(host, agent_id, cls)
+
+
+def service(host: Host, operation: Any, request: Any) -> Any:
+    proxy = host.get_proxy(COMPUTE_SLOTS_AGENT_ID)
+    assert proxy is not None
+    return operation.decode_reply(proxy.send(operation.to_message(request), timeout=10))
+
+
+def spin(seconds: float, **kw: Any) -> SpinState:
+    kw.setdefault("memory_bytes", 64 * MiB)
+    kw.setdefault("estimated_runtime_seconds", max(0.1, seconds))
+    kw.setdefault("allow_home_compute", True)
+    return SpinState(seconds=seconds, **kw)
+
+
+def finished(mesh: dict[str, Host], agent_id: str) -> Callable[[], bool]:
+    def check() -> bool:
+        state = status_of(mesh, agent_id)
+        return state is not None and state.compute_status in ("COMPLETED", "FAILED_FINAL")
+
+    return check
+
+
+def test_jobs_spread_over_the_hosts_and_complete(mesh: dict[str, Host]) -> None:
+    alpha = mesh["alpha"]
+    proxies = [alpha.create(SpinJob, spin(1.0)) for _ in range(4)]
+    for proxy in proxies:
+        wait_until(finished(mesh, proxy.agent_id), timeout=60, interval=0.1)
+    states = [status_of(mesh, p.agent_id) for p in proxies]
+    assert [s.compute_status for s in states] == ["COMPLETED"] * 4, [s.compute_error for s in states]
+    assert sorted(s.ran_on for s in states) == ["alpha", "alpha", "beta", "beta"]
+    jobs = service(alpha, LIST_JOBS, ListJobsRequest()).jobs
+    mine = {j.agent_id: j for j in jobs}
+    assert all(mine[p.agent_id].status == "COMPLETED" for p in proxies)
+    history = [
+        record
+        for host in mesh.values()
+        for record in service(
+            host, SCHEDULER_STATUS, SchedulerStatusRequest(include_usage_history=True)
+        ).finished_usage
+    ]
+    ours = [r for r in history if r.agent_id in mine]
+    assert len(ours) == 4
+    assert all(
+        r.finish_reason == "released" and r.sample_count >= 1 and r.max_memory_rss_bytes > 0 for r in ours
+    )
+
+
+def test_bad_estimates_fail_before_any_scheduler_call(mesh: dict[str, Host]) -> None:
+    alpha = mesh["alpha"]
+    proxy = alpha.create(SpinJob, spin(0.1, memory_bytes=0))
+    wait_until(finished(mesh, proxy.agent_id), timeout=20)
+    state = job_state(alpha, proxy.agent_id)
+    assert state.compute_status == "FAILED_FINAL"
+    assert state.compute_error == "memory_bytes must be greater than 0, got 0"
+    tracked = service(alpha, LIST_JOBS, ListJobsRequest()).jobs
+    assert proxy.agent_id not in {j.agent_id for j in tracked}  # never reached the scheduler
+
+
+def test_a_job_no_host_could_ever_run_is_refused_at_once_with_reasons(mesh: dict[str, Host]) -> None:
+    alpha = mesh["alpha"]
+    started = time.monotonic()
+    big = alpha.create(SpinJob, spin(0.1, cpu_cores=64))
+    gpu = alpha.create(SpinJob, spin(0.1, requires_gpu=True))
+    for proxy in (big, gpu):
+        wait_until(finished(mesh, proxy.agent_id), timeout=20)
+    assert time.monotonic() - started < 10
+    big_state, gpu_state = job_state(alpha, big.agent_id), job_state(alpha, gpu.agent_id)
+    assert big_state.compute_status == "FAILED_FINAL"
+    assert big_state.compute_error == (
+        "no host can run this job (alpha: needs 64 CPU cores, the host offers 2; "
+        "beta: needs 64 CPU cores, the host offers 2)"
+    )
+    assert "GPU jobs unsupported on this host" in gpu_state.compute_error
+
+
+def _pid(mesh: dict[str, Host], agent_id: str) -> tuple[Host, int]:
+    for host in mesh.values():
+        reply = service(host, SCHEDULER_STATUS, SchedulerStatusRequest(include_jobs=True))
+        for job in reply.active_jobs:
+            if job.agent_id == agent_id and job.pid:
+                return host, job.pid
+    raise AssertionError("not running")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _running(mesh: dict[str, Host], agent_id: str) -> bool:
+    try:
+        _pid(mesh, agent_id)
+    except AssertionError:
+        return False
+    return True
+
+
+def test_a_job_past_its_timeout_is_stopped_and_reported(mesh: dict[str, Host]) -> None:
+    alpha = mesh["alpha"]
+    proxy = alpha.create(SpinJob, spin(120.0, timeout_seconds=1.5))
+    wait_until(lambda: _running(mesh, proxy.agent_id), timeout=20, interval=0.05)
+    host, pid = _pid(mesh, proxy.agent_id)
+    wait_until(lambda: not _alive(pid), timeout=20, interval=0.05)
+    assert host.get_proxy(proxy.agent_id) is None  # the job ended itself
+    (job,) = [j for j in service(alpha, LIST_JOBS, ListJobsRequest()).jobs if j.agent_id == proxy.agent_id]
+    assert job.status == "FAILED_FINAL"
+    assert job.error.startswith("timed out after 2 s on") or job.error.startswith("timed out after 1 s on")
+    history = service(
+        host, SCHEDULER_STATUS, SchedulerStatusRequest(include_usage_history=True)
+    ).finished_usage
+    assert any(r.agent_id == proxy.agent_id for r in history)
+    wait_until(
+        lambda: service(host, SCHEDULER_STATUS, SchedulerStatusRequest()).status.reserved_cpu_cores == 0
+    )
+
+
+def test_cancelling_a_running_job_stops_its_process(mesh: dict[str, Host]) -> None:
+    alpha = mesh["alpha"]
+    proxy = alpha.create(SpinJob, spin(120.0))
+    wait_until(lambda: _running(mesh, proxy.agent_id), timeout=20, interval=0.05)
+    _, pid = _pid(mesh, proxy.agent_id)
+    job_id = f"compute-job-{proxy.agent_id}"
+    replies = [
+        service(h, CANCEL_SLOT_REQUESTS, CancelSlotRequestsRequest(job_ids=(job_id,), include_leases=True))
+        for h in mesh.values()
+    ]
+    assert sum(r.cancelled_leases for r in replies) == 1
+    assert sum(r.cancelled_jobs for r in replies) == 1  # at its home
+    wait_until(lambda: not _alive(pid), timeout=20, interval=0.05)
+    (job,) = [j for j in service(alpha, LIST_JOBS, ListJobsRequest()).jobs if j.agent_id == proxy.agent_id]
+    assert job.status == "CANCELLED"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_fails_that_job_only(mesh: dict[str, Host]) -> None:
+    alpha = mesh["alpha"]
+    full = alpha.create(DiskFullJob, DiskFullState(memory_bytes=MiB, estimated_runtime_seconds=1))
+    fine = alpha.create(SpinJob, spin(0.5))
+    wait_until(finished(mesh, fine.agent_id), timeout=30)
+    wait_until(
+        lambda: (s := status_of(mesh, full.agent_id, DiskFullState)) and s.compute_status == "FAILED_FINAL"
+    )
+    state = status_of(mesh, full.agent_id, DiskFullState)
+    assert state.compute_error == "OSError: [Errno 28] No space left on device"
+    assert status_of(mesh, fine.agent_id).compute_status == "COMPLETED"
+
+
+def test_queue_order_and_leases_survive_a_host_restart(
+    make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    config = launch_file(tmp_path, reclaim=20.0)
+    options = {
+        "launch_config": config,
+        "compute_capacity": {"cpu_slots": 1},
+        "persistence_dir": tmp_path / "solo",
+    }
+    solo = make_host("solo", **options)
+    running = solo.create(SpinJob, spin(3.0))
+    wait_until(lambda: compute_status(solo, running.agent_id) == "RUNNING", timeout=20, interval=0.05)
+    waiting = [solo.create(SpinJob, spin(0.5)).agent_id for _ in range(3)]
+
+    def queue() -> list[str]:
+        reply = service(solo, SCHEDULER_STATUS, SchedulerStatusRequest(include_queue=True))
+        return [r.agent_id for r in reply.queued_requests]
+
+    wait_until(lambda: queue() == waiting, timeout=20, interval=0.05)
+    (lease_before,) = service(solo, SCHEDULER_STATUS, SchedulerStatusRequest(include_queue=True)).leases
+    solo.shutdown()
+    again = make_host("solo", **options)
+    # the queue comes back in its order, and the running job gets its lease back when it restarts
+    assert queue_of(again) == waiting
+    wait_until(lambda: compute_status(again, running.agent_id) == "RUNNING", timeout=30, interval=0.05)
+    (lease_after,) = service(again, SCHEDULER_STATUS, SchedulerStatusRequest(include_queue=True)).leases
+    assert lease_after.lease_id == lease_before.lease_id
+    for agent_id in [running.agent_id, *waiting]:
+        wait_until(lambda a=agent_id: compute_status(again, a) == "COMPLETED", timeout=60, interval=0.1)
+
+
+def queue_of(host: Host) -> list[str]:
+    reply = service(host, SCHEDULER_STATUS, SchedulerStatusRequest(include_queue=True))
+    return [r.agent_id for r in reply.queued_requests]
+
+
+def test_messages_reach_a_waiting_job(mesh: dict[str, Host]) -> None:
+    """A job asleep in the queue answers its usage-paths message by waking (it stays queued)."""
+    beta = mesh["beta"]
+    blockers = [
+        beta.create(SpinJob, spin(4.0, allow_home_compute=True, excluded_host_names=("alpha",)))
+        for _ in range(2)
+    ]
+    for proxy in blockers:
+        wait_until(lambda p=proxy: _running(mesh, p.agent_id), timeout=20, interval=0.05)
+    sleeper = beta.create(SpinJob, spin(0.2, excluded_host_names=("alpha",)))
+    wait_until(lambda: queue_of(beta) == [sleeper.agent_id], timeout=20, interval=0.05)
+    assert sleeper.send(Message("compute_usage_paths"), timeout=10) == {"paths": []}
+    wait_until(finished(mesh, sleeper.agent_id), timeout=60)
+    assert status_of(mesh, sleeper.agent_id).compute_status == "COMPLETED"

@@ -22,22 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from paglets.compute._job_steps import proxy_to
 from paglets.compute.job import ComputeJobPaglet, ComputeJobState
 from paglets.core.agent import Paglet, PagletState
-from paglets.core.errors import InvalidAgentError
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy
 from paglets.serialization.codec import dataclass_to_wire
-
-
-def _proxy(context: Any, agent_id: str, host_url: str | None = None) -> Any:
-    """A proxy to ``agent_id`` (here, or on ``host_url``); ``InvalidAgentError`` when there is none."""
-    proxy = context.get_proxy(agent_id, host_url)
-    if proxy is None:
-        raise InvalidAgentError(f"no paglet {agent_id} on {host_url or context.address}")
-    return proxy
-
 
 __all__ = [
     "GROUP_STATUS_ACTIVE",
@@ -204,7 +195,9 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
             metadata={"group_id": self.state.group_id},
         )
         try:
-            proxy = _proxy(self.context, USER_INFO_AGENT_ID, self.state.home_host_url or self.context.address)
+            proxy = proxy_to(
+                self.context, USER_INFO_AGENT_ID, self.state.home_host_url or self.context.address
+            )
             proxy.send_oneway(NOTIFY_USER.to_message(request), timeout=5.0)
         except Exception:
             pass
@@ -346,7 +339,7 @@ class CollectingComputeJobPaglet(ComputeJobPaglet[CollectingComputeJobState]):
                 state.report_error = "no collector configured"
             return False
         try:
-            _proxy(self.context, collector, url).send(Message(kind, report), timeout=timeout)
+            proxy_to(self.context, collector, url).send(Message(kind, report), timeout=timeout)
         except Exception as exc:
             with self.locked_state() as state:
                 state.report_error = str(exc)[:500]

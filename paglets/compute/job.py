@@ -36,17 +36,32 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar, final
 
+from paglets.compute._job_steps import (
+    COMPUTE_STATUS_COMPLETED,
+    COMPUTE_STATUS_FAILED_FINAL,
+    COMPUTE_STATUS_NEW,
+    COMPUTE_STATUS_PLACING,
+    COMPUTE_STATUS_RUNNING,
+    COMPUTE_STATUS_WAITING_FOR_SLOT,
+    FINISHED,
+    proxy_to,
+    record_grant,
+    record_redirect,
+    restart_snapshot,
+    restore_initial_state,
+    slot_request,
+)
 from paglets.core.agent import Paglet, PagletState
-from paglets.core.errors import InvalidAgentError, PagletError
+from paglets.core.errors import PagletError
 from paglets.core.events import PersistencyEvent
 from paglets.core.messages import Message
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
-from paglets.serialization.codec import codec_for, dataclass_from_wire, dataclass_to_wire, qualified_name
+from paglets.serialization.codec import dataclass_from_wire, dataclass_to_wire, qualified_name
 from paglets.services.builtin import compute_slots as cs
 from paglets.services.builtin.compute_slots import (
     CandidateHost,
@@ -60,15 +75,6 @@ from paglets.services.builtin.compute_slots import (
     TrackJobRequest,
 )
 
-
-def _proxy(context: Any, agent_id: str, host_url: str | None = None) -> Any:
-    """A proxy to ``agent_id`` (here, or on ``host_url``); ``InvalidAgentError`` when there is none."""
-    proxy = context.get_proxy(agent_id, host_url)
-    if proxy is None:
-        raise InvalidAgentError(f"no paglet {agent_id} on {host_url or context.address}")
-    return proxy
-
-
 __all__ = [
     "COMPUTE_STATUS_COMPLETED",
     "COMPUTE_STATUS_FAILED_FINAL",
@@ -80,13 +86,6 @@ __all__ = [
     "ComputeJobState",
 ]
 
-COMPUTE_STATUS_NEW: Final = "NEW"
-COMPUTE_STATUS_PLACING: Final = "PLACING"
-COMPUTE_STATUS_WAITING_FOR_SLOT: Final = "WAITING_FOR_SLOT"
-COMPUTE_STATUS_RUNNING: Final = "RUNNING"
-COMPUTE_STATUS_COMPLETED: Final = "COMPLETED"
-COMPUTE_STATUS_FAILED_FINAL: Final = "FAILED_FINAL"
-_FINISHED: Final = frozenset({COMPUTE_STATUS_COMPLETED, COMPUTE_STATUS_FAILED_FINAL})
 #: Hosts a job tries to move to before it gives up (each failed move excludes its target).
 MAX_PLACEMENT_TRIES: Final = 3
 #: Seconds a woken waiting job waits for the message that woke it (a grant or a redirect) before it
@@ -94,17 +93,6 @@ MAX_PLACEMENT_TRIES: Final = 3
 WAKE_GRACE: Final = 1.0
 #: Seconds between re-checks of a waiting job when the scheduler does not say.
 DEFAULT_RECHECK: Final = 600.0
-#: Fields that describe where a job is in its lifecycle; a restart from the submission state keeps them.
-_BOOKKEEPING: Final = (
-    "home_host_name",
-    "home_host_url",
-    "compute_job_key",
-    "compute_attempt",
-    "slot_request_id",
-    "slot_lease_id",
-    "restart_initial_state",
-    "restart_running_on_host_startup",
-)
 
 
 @dataclass
@@ -242,7 +230,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         )
         try:
             home = self.state.home_host_url or self.context.address
-            proxy = _proxy(self.context, USER_INFO_AGENT_ID, home)
+            proxy = proxy_to(self.context, USER_INFO_AGENT_ID, home)
             proxy.send(NOTIFY_USER.to_message(request), timeout=max(0.1, timeout))
             return True
         except Exception:
@@ -266,7 +254,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
     def on_activation(self, event: PersistencyEvent) -> None:
         with self.locked_state() as state:
             if state.compute_status == COMPUTE_STATUS_RUNNING and state.restart_running_on_host_startup:
-                self._restore_initial_state(state)
+                restore_initial_state(state)
 
     def deactivation_policy(self, request: DeactivationRequest) -> DeactivationPolicy:
         with self.locked_state() as state:
@@ -280,7 +268,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
     def on_deactivating(self, event: PersistencyEvent) -> None:
         with self.locked_state() as state:
             if state.compute_status == COMPUTE_STATUS_RUNNING and state.restart_running_on_host_startup:
-                self._restore_initial_state(state)
+                restore_initial_state(state)
 
     def handle_message(self, message: Message) -> Any:
         kind = message.kind
@@ -288,7 +276,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
             reply = dataclass_from_wire(SlotDecisionReply, dict(message.args))
             with self.locked_state() as state:
                 if state.compute_status in (COMPUTE_STATUS_WAITING_FOR_SLOT, COMPUTE_STATUS_PLACING):
-                    self._record_grant(state, reply)
+                    record_grant(state, reply)
             self.notify_all_state_changed()
             self.start_compute_worker()
             return {"ok": True}
@@ -296,7 +284,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
             reply = dataclass_from_wire(SlotDecisionReply, dict(message.args))
             with self.locked_state() as state:
                 if state.compute_status in (COMPUTE_STATUS_WAITING_FOR_SLOT, COMPUTE_STATUS_PLACING):
-                    self._record_redirect(state, reply)
+                    record_redirect(state, reply)
             self.notify_all_state_changed()
             self.start_compute_worker()
             return {"ok": True}
@@ -401,10 +389,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
 
     def _track(self) -> None:
         state = self.state
-        snapshot = type(state)(**{f.name: getattr(state, f.name) for f in fields(state)})
-        snapshot.restart_initial_state = {}
-        snapshot.compute_status = COMPUTE_STATUS_NEW
-        data = codec_for(type(state)).encode(snapshot)
+        data = restart_snapshot(state)
         request = TrackJobRequest(
             job_id=self.compute_job_id(),
             agent_id=self.agent_id,
@@ -439,31 +424,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         return reply
 
     def _slot_request(self) -> ComputeSlotRequest:
-        s = self.state
-        return ComputeSlotRequest(
-            request_id=s.slot_request_id,
-            agent_id=self.agent_id,
-            agent_host_url=self.context.address.rstrip("/"),
-            job_id=self.compute_job_id(),
-            cpu_cores=max(1, int(s.cpu_cores)),
-            memory_bytes=max(0, int(s.memory_bytes)),
-            temp_storage_bytes=max(0, int(s.temp_storage_bytes)),
-            estimated_runtime_seconds=max(0.0, float(s.estimated_runtime_seconds)),
-            requires_gpu=bool(s.requires_gpu),
-            gpu_memory_mb=max(0, int(s.gpu_memory_mb)),
-            required_host_tags=tuple(s.required_host_tags),
-            excluded_host_tags=tuple(s.excluded_host_tags),
-            preferred_host_tags=tuple(s.preferred_host_tags),
-            excluded_host_names=tuple(s.excluded_host_names),
-            excluded_host_urls=tuple(s.excluded_host_urls),
-            redirect_count=s.redirect_count,
-            last_redirect_at=s.last_redirect_at,
-            last_redirect_from_host_url=s.last_redirect_from_host_url,
-            timeout_seconds=max(0.0, float(s.timeout_seconds)),
-            home_host_url=s.home_host_url,
-            class_name=qualified_name(type(self)),
-            attempt=max(1, int(s.compute_attempt)),
-        )
+        return slot_request(self.state, self.agent_id, self.context.address, qualified_name(type(self)))
 
     def _request_slot(self) -> None:
         state = self.state
@@ -473,11 +434,11 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         )
         if reply.decision == cs.DECISION_RUN_NOW:
             with self.locked_state() as s:
-                self._record_grant(s, reply)
+                record_grant(s, reply)
             return
         if reply.decision == cs.DECISION_REDIRECT and reply.host_url:
             with self.locked_state() as s:
-                self._record_redirect(s, reply)
+                record_redirect(s, reply)
             self._move_on()
             return
         if reply.decision == cs.DECISION_SLEEP:
@@ -568,7 +529,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
     def _fail(self, message: str) -> None:
         self._release()
         with self.locked_state() as state:
-            if state.compute_status in _FINISHED:
+            if state.compute_status in FINISHED:
                 return
             state.compute_status = COMPUTE_STATUS_FAILED_FINAL
             state.compute_error = message
@@ -614,7 +575,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
     def _home_call(self, operation: Any, request: Any, timeout: float = 5.0) -> Any:
         home = self.state.home_host_url or self.context.address
         try:
-            proxy = _proxy(self.context, cs.COMPUTE_SLOTS_AGENT_ID, home)
+            proxy = proxy_to(self.context, cs.COMPUTE_SLOTS_AGENT_ID, home)
             return operation.decode_reply(proxy.send(operation.to_message(request), timeout=timeout))
         except Exception:
             return None
@@ -631,36 +592,5 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
             error=error[:500],
         )
         reply = self._home_call(cs.JOB_UPDATE, request, timeout=2.0)
-        if reply is not None and not reply.proceed and status not in _FINISHED:
+        if reply is not None and not reply.proceed and status not in FINISHED:
             raise _Stop(f"stopped by its home: {reply.reason}")
-
-    # --- state helpers ------------------------------------------------------------------------------
-
-    def _restore_initial_state(self, state: ComputeJobState) -> None:
-        """Back to the submission state for a fresh run, keeping where the job is in its lifecycle."""
-        keep = {name: getattr(state, name) for name in _BOOKKEEPING}
-        if state.restart_initial_state:
-            restored = dataclass_from_wire(type(state), state.restart_initial_state)
-            for item in fields(state):
-                setattr(state, item.name, getattr(restored, item.name))
-        for name, value in keep.items():
-            setattr(state, name, value)
-        state.compute_status = COMPUTE_STATUS_NEW
-        state.compute_error = ""
-
-    @staticmethod
-    def _record_grant(state: ComputeJobState, reply: SlotDecisionReply) -> None:
-        state.slot_lease_id = reply.lease_id
-        state.cpu_core_ids = list(reply.cpu_core_ids)
-        state.cpu_affinity_supported = bool(reply.cpu_affinity_supported)
-        state.cpu_affinity_enforced = bool(reply.cpu_affinity_enforced)
-        state.cpu_affinity_error = reply.cpu_affinity_error
-        state.compute_status = COMPUTE_STATUS_RUNNING
-
-    @staticmethod
-    def _record_redirect(state: ComputeJobState, reply: SlotDecisionReply) -> None:
-        state.selected_host_url = reply.host_url.rstrip("/")
-        state.redirect_count = max(state.redirect_count, int(reply.redirect_count))
-        state.last_redirect_at = time.time()
-        state.last_redirect_from_host_url = reply.redirected_from_host_url.rstrip("/")
-        state.compute_status = COMPUTE_STATUS_PLACING

@@ -25,10 +25,21 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from paglets.core.errors import PagletInactiveError
-from paglets.services.builtin._scheduler import reserve_projected, same_owner
+from paglets.services.builtin._scheduler_rules import (
+    blockers,
+    can_ever_satisfy,
+    can_run_now,
+    candidate_score,
+    load_blocked,
+    reserve_projected,
+    same_owner,
+)
 from paglets.services.builtin.compute_slots import (
     COMPUTE_SLOTS_AGENT_ID,
     SYNC_SCHEDULER_STATUS,
+    CandidateHost,
+    CandidateHostsReply,
+    CandidateHostsRequest,
     ComputeSlotRequest,
     SchedulerHostStatus,
     SchedulerStatusSyncReply,
@@ -135,6 +146,47 @@ class Peers:
             if shadow.host_url == self.self_url or target.observed_at < shadow.placed_at:
                 out[shadow.host_url] = reserve_projected(target, shadow.request)
         return out
+
+    # --- placement --------------------------------------------------------------------------------
+
+    def candidates(
+        self,
+        request: CandidateHostsRequest,
+        slot: ComputeSlotRequest,
+        own: SchedulerHostStatus,
+        errors: dict[str, str],
+    ) -> CandidateHostsReply:
+        """Where ``slot`` could run: every host with a fresh status that could ever run it, the ones
+        that can run it now first, then by score; the others under ``rejected`` with the reason. The
+        selected host gets a shadow reservation."""
+        max_age = request.max_age_seconds if request.max_age_seconds > 0 else 20.0
+        self.refresh_missing(own, max_age)
+        statuses = {s.host_url: s for s in self.fresh(max_age)}
+        statuses[self.self_url] = own
+        candidates: list[CandidateHost] = []
+        rejected: dict[str, str] = {}
+        for url, status in sorted(self.projected(statuses).items()):
+            key = status.host_name or url
+            reason = can_ever_satisfy(status, slot)
+            if not request.include_self and url == self.self_url:
+                rejected[key] = "self excluded"
+            elif reason:
+                rejected[key] = reason
+            elif status.errors:
+                rejected[key] = "host status unavailable: " + "; ".join(status.errors)
+            elif load_blocked(status):
+                rejected[key] = load_blocked(status)
+            else:
+                found = blockers(status, slot)
+                why = ["can run now"] if not found else [f"would queue ({', '.join(found)})"]
+                candidates.append(CandidateHost(status, candidate_score(status, slot), why))
+        candidates.sort(key=lambda c: (not can_run_now(c.status, slot), c.score, c.status.host_name))
+        if request.limit > 0:
+            candidates = candidates[: request.limit]
+        selected = candidates[0] if candidates else None
+        if selected is not None:
+            self.add_shadow(selected.status.host_url, slot)
+        return CandidateHostsReply(time.time(), candidates, selected, rejected, errors)
 
     # --- gossip -----------------------------------------------------------------------------------
 

@@ -1,26 +1,16 @@
-"""The ``compute-slots`` service at work: operations, the background loop, the journal, gossip, delivery.
+"""The ``compute-slots`` service at work: operations, the background loop and delivery to jobs.
 
 :class:`ComputeSlotsService` runs inside the service's paglet process. Operations run one at a time (the
 paglet's mailbox) and the background loop (the paglet's ``run`` thread) runs beside them; both take
-``self._lock`` around the :class:`~paglets.services.builtin._scheduler.Scheduler` and the
-:class:`~paglets.services.builtin._compute_home.HomeRegistry`, and do their I/O (messages to jobs and
-peers) outside it.
-
-**Journal.** The queue, the leases, the finished-jobs history and the tracked jobs are written to
-``scheduler-journal.json`` in the class storage of the service (atomically: temporary file, fsync,
-rename) after every change, and read at start; restart states go to ``restart/<job>.bin``. A journal
-that cannot be read is kept aside as ``.corrupt`` and reported in the status errors.
+``self._lock`` around the :class:`~paglets.services.builtin._scheduler.Scheduler` (the policy) and the
+:class:`~paglets.services.builtin._compute_home.HomeRegistry` (the jobs this host is home of), write the
+journal (:mod:`~paglets.services.builtin._compute_journal`) after each change, and do their I/O
+(messages to jobs and peers) outside it. Peers' statuses and placement: :mod:`._compute_peers`.
 
 **Loop.** Every ``loop_interval`` seconds, and at once when something was released: leases past their
-time or whose job vanished, a grant pass (grants are delivered as one-way messages that wake the job),
-a redirect pass, timed-out jobs that did not stop, usage samples (every ``usage_sample_interval``), lost
-tracked jobs, gossip (every ``gossip_interval`` ±10 %, and soon after the status changed).
-
-**Gossip.** Each round sends this host's status to at most ``peer_batch_size`` random online peers and
-merges what they answer (their status and the fresh ones they know), re-based to this host's clock.
-``candidate_hosts`` answers from these statuses (asking peers it has no fresh status of, within
-:data:`PEER_TIMEOUT`), minus *shadow reservations*: jobs this host just sent somewhere and that the
-target's status cannot show yet.
+time or whose job vanished, a grant pass (grants are one-way messages that wake the job), a redirect
+pass, timed-out jobs that did not stop, usage samples (every ``usage_sample_interval``), lost tracked
+jobs, gossip (every ``gossip_interval`` +-10 %, and soon after the status changed).
 """
 
 from __future__ import annotations
@@ -42,7 +32,6 @@ from paglets.services.builtin._compute_home import LOST, HomeRegistry, Lost
 from paglets.services.builtin._compute_journal import (
     STORAGE_QUOTA,
     Journal,
-    check_settings,
     clamp,
     load_journal,
     restart_file,
@@ -51,16 +40,7 @@ from paglets.services.builtin._compute_journal import (
 )
 from paglets.services.builtin._compute_peers import Peers
 from paglets.services.builtin._compute_probes import Declared, UsageSampler, capacity
-from paglets.services.builtin._scheduler import (
-    Capacity,
-    Ended,
-    Scheduler,
-    blockers,
-    can_ever_satisfy,
-    can_run_now,
-    candidate_score,
-    load_blocked,
-)
+from paglets.services.builtin._scheduler import Capacity, Ended, Scheduler
 from paglets.services.builtin.compute_slots import (
     COMPUTE_SLOTS_AGENT_ID,
     DECISION_SLEEP,
@@ -72,7 +52,6 @@ from paglets.services.builtin.compute_slots import (
     TIMEOUT_MESSAGE,
     CancelSlotRequestsReply,
     CancelSlotRequestsRequest,
-    CandidateHost,
     CandidateHostsReply,
     CandidateHostsRequest,
     ComputeSlotRequest,
@@ -99,7 +78,7 @@ from paglets.services.builtin.compute_slots import (
 if TYPE_CHECKING:
     from paglets.services.builtin.compute_slots import ComputeSlotsAgent
 
-__all__ = ["ComputeSlotsService", "check_settings"]
+__all__ = ["ComputeSlotsService"]
 
 #: Seconds a message to a local job (grant, redirect, stop) may take to be accepted.
 DELIVERY_TIMEOUT: Final = 10.0
@@ -227,40 +206,9 @@ class ComputeSlotsService:
 
     def candidate_hosts(self, request: CandidateHostsRequest) -> CandidateHostsReply:
         slot = self.scheduler.normalize(request.slot, self.self_url)
-        max_age = request.max_age_seconds if request.max_age_seconds > 0 else 20.0
-        own = self.status()
-        self.peers.refresh_missing(own, max_age)
-        statuses = {p.host_url: p for p in self._fresh_peers(max_age)}
-        statuses[self.self_url] = own
-        statuses = self.peers.projected(statuses)
-        candidates: list[CandidateHost] = []
-        rejected: dict[str, str] = {}
-        for url, status in sorted(statuses.items()):
-            key = status.host_name or url
-            reason = can_ever_satisfy(status, slot)
-            if not request.include_self and url == self.self_url:
-                rejected[key] = "self excluded"
-            elif reason:
-                rejected[key] = reason
-            elif status.errors:
-                rejected[key] = "host status unavailable: " + "; ".join(status.errors)
-            elif load_blocked(status):
-                rejected[key] = load_blocked(status)
-            else:
-                found = blockers(status, slot)
-                why = ["can run now"] if not found else [f"would queue ({', '.join(found)})"]
-                candidates.append(CandidateHost(status, candidate_score(status, slot), why))
-        candidates.sort(
-            key=lambda c: (not can_run_now(c.status, slot), c.score, c.status.host_name, c.status.host_url)
-        )
-        if request.limit > 0:
-            candidates = candidates[: request.limit]
-        selected = candidates[0] if candidates else None
-        if selected is not None:
-            self.peers.add_shadow(selected.status.host_url, slot)
         with self._lock:
             errors = self._error_map()
-        return CandidateHostsReply(time.time(), candidates, selected, rejected, errors)
+        return self.peers.candidates(request, slot, self.status(), errors)
 
     def request_slot(self, request: ComputeSlotRequest) -> SlotDecisionReply:
         self.peers.drop_shadow(request)

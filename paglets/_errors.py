@@ -28,8 +28,10 @@ __all__ = [
     "ForbiddenError",
     "FrameError",
     "HeadersTooLargeError",
+    "HostBusyError",
     "HostError",
     "InvalidAgentError",
+    "InvalidAgentIdError",
     "LifecycleError",
     "LimitExceededError",
     "MailboxFullError",
@@ -43,6 +45,7 @@ __all__ = [
     "RequestError",
     "ResourceCleanupError",
     "RouteNotFoundError",
+    "SendTimeoutError",
     "SerializationError",
     "ServiceContractError",
     "ServiceNotFoundError",
@@ -89,6 +92,20 @@ class HostError(PagletError):
     code = "host"
 
 
+class HostBusyError(HostError):
+    """The host cannot take this request now, for want of a shared resource (HTTP 503); try again later.
+
+    ``retry_after``: seconds after which a retry is worth it (sent as the ``Retry-After`` header).
+    """
+
+    http_status = 503
+    code = "host_busy"
+
+    def __init__(self, *args: object, retry_after: float | None = None, **kwargs: str | None) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
 class RequestError(HostError):
     """A request body that does not fit its route's schema; the message names the field (HTTP 400)."""
 
@@ -125,6 +142,14 @@ class InvalidAgentError(PagletError):
     code = "invalid_agent"
 
 
+class InvalidAgentIdError(InvalidAgentError):
+    """A string that cannot be an agent id (``paglets.core._ids``): the request is malformed (HTTP 400),
+    whereas its parent means "no such paglet" (404)."""
+
+    http_status = 400
+    code = "invalid_agent_id"
+
+
 class PagletInactiveError(PagletError):
     code = "paglet_inactive"
 
@@ -136,6 +161,15 @@ class PagletCrashedError(PagletError):
 class NotHandledError(PagletError):
     http_status = 422
     code = "not_handled"
+
+
+class SendTimeoutError(PagletError, TimeoutError):
+    """A synchronous send got no reply within its deadline (HTTP 504). The handler may still be running:
+    the message is not withdrawn. Also a ``TimeoutError``, which is what a paglets 2.0 client raised when
+    its socket timed out."""
+
+    http_status = 504
+    code = "send_timeout"
 
 
 class LifecycleError(PagletError):

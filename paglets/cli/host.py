@@ -146,6 +146,12 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"read the API key from this environment variable instead of {API_KEY_ENV}",
     )
+    p.add_argument(
+        "--expose-tracebacks",
+        action="store_true",
+        help="send the traceback of a failed request (this host's file paths and code) to the client; "
+        "without it the traceback only goes to this host's log",
+    )
     p.add_argument("--version", action="version", version=f"paglets {__version__}")
 
     mesh = p.add_argument_group("mesh")
@@ -378,6 +384,7 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
             )
             if value
         },
+        "expose_tracebacks": args.expose_tracebacks,
     }
 
 

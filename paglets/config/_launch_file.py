@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import stat
 import tomllib
 from datetime import date, datetime
@@ -26,11 +25,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from paglets.core._ids import MAX_AGENT_ID_LENGTH, is_agent_id
 from paglets.core.errors import HostError
 from paglets.serialization.codec import MAX_QUALIFIED_NAME
 
 __all__ = [
-    "AGENT_ID",
     "BUNDLED_LAUNCH_CONFIG",
     "MAX_LAUNCH_CONFIG_BYTES",
     "MAX_LAUNCH_ENTRIES",
@@ -59,8 +58,6 @@ MAX_NAME: Final = 256
 #: Resource name of the template bundled in ``paglets.config``.
 BUNDLED_LAUNCH_CONFIG: Final = "default_launch.toml"
 
-#: Agent ids: the same rule as the runtime's check (``paglets.runtime._paglets.check_agent_id``).
-AGENT_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 #: Keys of the ``[launch]`` table.
 LAUNCH_KEYS: Final = frozenset({"demo_config_id", "demo_config_version", "sync_demo_config"})
@@ -240,11 +237,11 @@ class TomlTable:
 
     def agent_id(self, key: str) -> str | None:
         value: str | None = self._typed(key, str, "a string")
-        if value is not None and not AGENT_ID.fullmatch(value):
+        if value is not None and not is_agent_id(value):
             raise self.error(
                 key,
-                f"invalid agent id {_show(value)}: use 1 to 128 characters from A-Z a-z 0-9 . _ : -, "
-                "starting with a letter or digit",
+                f"invalid agent id {_show(value)}: use 1 to {MAX_AGENT_ID_LENGTH} characters from "
+                "A-Z a-z 0-9 . _ : -, starting with a letter or digit",
             )
         return value
 

@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from paglets.config._launch_file import (
-    AGENT_ID,
     BUNDLED_LAUNCH_CONFIG,
     MAX_LAUNCH_CONFIG_BYTES,
     MAX_LAUNCH_ENTRIES,
@@ -74,6 +73,7 @@ from paglets.config._launch_sync import (
     sync_launch_config,
     sync_launch_config_result,
 )
+from paglets.core._ids import is_agent_id
 from paglets.core.agent import Paglet
 from paglets.core.errors import HostError, PagletError, SerializationError
 from paglets.core.runtime_values import ResidentLifecycle, ServiceScope
@@ -131,9 +131,7 @@ class AutoStartSpec:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if self.agent_id is not None and (
-            not isinstance(self.agent_id, str) or not AGENT_ID.fullmatch(self.agent_id)
-        ):
+        if self.agent_id is not None and not is_agent_id(self.agent_id):
             raise ValueError(f"agent_id must be None or a valid agent id, got {self.agent_id!r}")
         if not isinstance(self.singleton, bool) or not isinstance(self.enabled, bool):
             raise TypeError("singleton and enabled must be bools")
@@ -409,7 +407,7 @@ def _checked_state(cls: type[Paglet[Any]], state: dict[str, Any]) -> str:
 
 
 def _checked_agent_id(agent_id: str, origin: str) -> str:
-    if not isinstance(agent_id, str) or not AGENT_ID.fullmatch(agent_id):
+    if not is_agent_id(agent_id):
         raise HostError(f"invalid agent id {quoted([agent_id])} ({origin})")
     return agent_id
 

@@ -506,7 +506,7 @@ class ServerConnection(asyncio.Protocol):
             except _Gone:
                 raise
             except PagletError as exc:
-                response = error_response(exc)
+                response = self._error(exc, method, path)
             except Exception as exc:
                 context.internal_errors += 1
                 logger.exception("handler for %s %s failed", method, path)
@@ -534,6 +534,23 @@ class ServerConnection(asyncio.Protocol):
             except PagletError:
                 return False
         return True
+
+    def _error(self, exc: PagletError, method: str, path: str) -> Response:
+        """The response for a handler's error. Its traceback (from a paglet process or another host,
+        with their file paths) is sent only when the server exposes tracebacks; otherwise it goes to the
+        log, where the host's operator finds it."""
+        expose = self.context.expose_tracebacks
+        if exc.remote_traceback and not expose:
+            logger.info(
+                "%s %s answered %s %s: %s\n%s",
+                method,
+                path,
+                exc.http_status,
+                type(exc).__name__,
+                exc,
+                exc.remote_traceback.rstrip(),
+            )
+        return error_response(exc, traceback=expose)
 
     async def _refuse(self, exc: PagletError, status: int) -> bool:
         """Answer a request we will not serve (bad head, timeout) and close."""

@@ -65,9 +65,17 @@ class ServerContext:
     """
 
     def __init__(
-        self, router: Router, *, api_key: str | None, path_prefix: str, limits: ServerLimits
+        self,
+        router: Router,
+        *,
+        api_key: str | None,
+        path_prefix: str,
+        limits: ServerLimits,
+        expose_tracebacks: bool = False,
     ) -> None:
         self.router = router
+        #: Whether error bodies carry ``remote_traceback`` (otherwise it is logged, never sent).
+        self.expose_tracebacks = expose_tracebacks
         self.api_key: bytes | None = api_key.encode("utf-8") if api_key else None
         self.prefix = path_prefix
         self.limits = limits

@@ -2,10 +2,12 @@
 
 Server side (:func:`error_payload`): a :class:`~paglets.core.errors.PagletError` answers with its class's
 ``http_status`` and ``{"error_type": <class name>, "error": str(exc), "code": <stable code>}`` plus
-``remote_type`` / ``remote_traceback`` when the error carries them (it came from a child or another
-host). Any other exception answers 500 with ``error_type: "RemoteHostError"``, its message, and its own
-type name as ``remote_type`` — never its traceback, which stays in the server's log. The two fields of
-paglets 2.0 (``error_type``, ``error``) are always present, so 2.0 clients decode our errors.
+``remote_type`` when the error carries it (it came from a child or another host), and
+``remote_traceback`` only when asked (``traceback=True``: a host configured with ``expose_tracebacks``;
+a traceback shows the server's file paths and code, ``proto/PROTOCOL.md`` §3.1). Any other exception
+answers 500 with ``error_type: "RemoteHostError"``, its message, and its own type name as
+``remote_type`` — never its traceback, which stays in the server's log. The two fields of paglets 2.0
+(``error_type``, ``error``) are always present, so 2.0 clients decode our errors.
 
 Client side (:func:`error_from_response`): the class is chosen by ``code`` when we know it, else by
 ``error_type`` (bodies from paglets 2.0 hosts), else :class:`~paglets.core.errors.RemoteHostError`; a body
@@ -41,7 +43,7 @@ def error_status(exc: BaseException) -> int:
     return exc.http_status if isinstance(exc, PagletError) else 500
 
 
-def error_payload(exc: BaseException) -> dict[str, Any]:
+def error_payload(exc: BaseException, *, traceback: bool = False) -> dict[str, Any]:
     """The JSON error object for ``exc`` (see the module docstring)."""
     if isinstance(exc, PagletError):
         payload: dict[str, Any] = {
@@ -51,7 +53,7 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
         }
         if exc.remote_type:
             payload["remote_type"] = exc.remote_type
-        if exc.remote_traceback:
+        if traceback and exc.remote_traceback:
             payload["remote_traceback"] = exc.remote_traceback
         return payload
     return {

@@ -30,6 +30,7 @@ Plain iterables run on the event loop: they must not block.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -323,6 +324,13 @@ def error_response(
     *,
     status: int | None = None,
     headers: list[tuple[str, str]] | None = None,
+    traceback: bool = False,
 ) -> Response:
-    """The JSON error response for ``exc`` (status from the error unless ``status`` overrides it)."""
-    return json_response(error_payload(exc), error_status(exc) if status is None else status, headers=headers)
+    """The JSON error response for ``exc`` (status from the error unless ``status`` overrides it); its
+    ``remote_traceback`` only with ``traceback=True`` (see ``paglets.http.errormap.error_payload``). An
+    error with a ``retry_after`` (seconds, e.g. ``HostBusyError``) adds a ``Retry-After`` header."""
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int | float) and retry_after >= 0:
+        headers = [*(headers or []), ("Retry-After", str(math.ceil(retry_after)))]
+    payload = error_payload(exc, traceback=traceback)
+    return json_response(payload, error_status(exc) if status is None else status, headers=headers)

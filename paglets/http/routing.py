@@ -14,6 +14,10 @@ child before the parameter child and the parameter child before a tail parameter
 when a literal branch dead-ends (``/agents/list/x`` vs ``/agents/{id}/state``), so the cost is
 O(segments) for any realistic table. A method of ``"*"`` matches every method.
 
+A router made with ``param_checks={"agent_id": check}`` runs ``check(value)`` on every parameter of that
+name before the handler of any route that has it (a check raises the error the client gets, e.g. a 400),
+so a rule for a kind of path parameter lives in one place whatever module adds the route.
+
 ``lookup`` returns a :class:`RouteMatch` (handler and parameters) or a :class:`RouteMiss`: a path that
 matches some pattern but not the method lists the allowed methods (405 with an ``Allow`` header,
 :class:`~paglets.core.errors.MethodNotAllowedError`); no pattern at all is a 404
@@ -26,7 +30,7 @@ matches some pattern but not the method lists the allowed methods (405 with an `
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypeAlias
 from urllib.parse import unquote
@@ -96,6 +100,18 @@ class _Node:
     methods: dict[str, Route] = field(default_factory=dict)
 
 
+def _checked(handler: Handler, checks: list[tuple[str, Callable[[str], object]]]) -> Handler:
+    """``handler`` behind the checks of its path parameters (see the module docstring)."""
+
+    async def checked(request: Request) -> Response | StreamResponse:
+        for name, check in checks:
+            check(request.path_params[name])
+        return await handler(request)
+
+    checked.__wrapped__ = handler  # type: ignore[attr-defined]
+    return checked
+
+
 def split_path(path: str) -> list[str]:
     """Raw segments of an absolute path (``"/a/b/"`` → ``["a", "b", ""]``; ``"/"`` → ``[]``)."""
     return path[1:].split("/") if path != "/" else []
@@ -125,9 +141,10 @@ def strip_prefix(path: str, prefix: str) -> str:
 class Router:
     """The route table (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, param_checks: Mapping[str, Callable[[str], object]] | None = None) -> None:
         self._root = _Node()
         self._routes: list[Route] = []
+        self._checks = dict(param_checks or {})
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         """Register ``handler`` for ``method`` (``"*"`` for any) and ``pattern``.
@@ -166,6 +183,9 @@ class Router:
             raise ValueError(f"duplicate parameter name in {pattern!r}")
         if method in node.methods:
             raise ValueError(f"duplicate route {method} {pattern}")
+        checks = [(name, self._checks[name]) for name in names if name in self._checks]
+        if checks:
+            handler = _checked(handler, checks)
         route = Route(method, pattern, handler, tuple(names))
         node.methods[method] = route
         self._routes.append(route)

@@ -66,12 +66,14 @@ class HttpServer:
         api_key: str | None = None,
         path_prefix: str = "",
         limits: ServerLimits | None = None,
+        expose_tracebacks: bool = False,
     ) -> None:
         self._context = ServerContext(
             router,
             api_key=api_key,
             path_prefix=normalize_prefix(path_prefix),
             limits=limits if limits is not None else ServerLimits(),
+            expose_tracebacks=expose_tracebacks,
         )
         self._servers: list[asyncio.AbstractServer] = []
         self._addresses: list[tuple[str, int]] = []

@@ -47,8 +47,6 @@ follows PROTOCOL.md §5: new summary/details keys get defaults, unknown keys are
 
 from __future__ import annotations
 
-import hashlib
-import re
 import struct
 import time
 from typing import Any, Final, NamedTuple
@@ -61,6 +59,7 @@ from paglets.persistence.persistency import (
     DeactivationPolicy,
     DeactivationRequest,
 )
+from paglets.persistence.storage import path_component
 from paglets.wire.checksum import crc32
 from paglets.wire.envelope import EnvelopeMetadata
 from paglets.wire.limits import MAILBOX_DEPTH, MAX_ENVELOPE_METADATA, KiB, MiB
@@ -261,31 +260,19 @@ class EntryScan(NamedTuple):
 
 # --- file names ------------------------------------------------------------------------------------------
 
-_SAFE_BYTES: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
-#: Longest stem made by escaping; longer ids use a hash (file names are at most 255 bytes).
-_MAX_ESCAPED_STEM: Final = 200
-_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
-
 
 def file_stem(agent_id: str) -> str:
     """The file name stem for ``agent_id``: injective, safe, bounded, never starting with ``.``.
 
-    Bytes outside ``[A-Za-z0-9._-]`` of the UTF-8 id are written ``%XX`` (so the usual uuid-hex ids are
-    their own stem), a leading ``.`` too; a stem that would pass 200 characters becomes ``%%`` and the
-    SHA-256 of the id (escaping never produces ``%%``). The id itself is stored in the record.
+    ``path_component`` of the id (``paglets.persistence.storage``): bytes outside ``[A-Za-z0-9._-]`` of
+    the UTF-8 id are written ``%XX`` (so the usual uuid-hex ids are their own stem), a leading ``.`` too;
+    a stem that would pass 200 characters becomes ``%%`` and the SHA-256 of the id (escaping never
+    produces ``%%``). The id itself is stored in the record.
     """
     raw = agent_id.encode("utf-8", "surrogatepass")
     if not raw or len(raw) > MAX_AGENT_ID_BYTES:
         raise SerializationError(f"agent id must be 1..{MAX_AGENT_ID_BYTES} UTF-8 bytes")
-    if _PLAIN_ID.fullmatch(agent_id):  # fast path: escaping would not change it
-        return agent_id
-    parts = [chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in raw]
-    if parts[0] == ".":
-        parts[0] = "%2E"
-    stem = "".join(parts)
-    if len(stem) > _MAX_ESCAPED_STEM:
-        return "%%" + hashlib.sha256(raw).hexdigest()
-    return stem
+    return path_component(agent_id)
 
 
 # --- encoding --------------------------------------------------------------------------------------------

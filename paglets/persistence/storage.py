@@ -1,7 +1,7 @@
 """Path-safe, quota-accounted storage under one directory (contract §1.14).
 
-A host gives each paglet class a ``ManagedStorage`` rooted at ``<persistence_dir>/storage/<sanitized
-class name>`` (shared by the class's instances, kept across restarts; default quota 10 MiB).
+A host gives each paglet class a ``ManagedStorage`` rooted at ``<persistence_dir>/storage/<class name>``
+(:func:`class_storage_name`; shared by the class's instances, kept across restarts; default quota 10 MiB).
 
 Path rules: a path is relative to the root. It is resolved (``..`` and symbolic links followed) and must
 stay strictly inside the root, otherwise ``ValueError``; absolute paths are refused too. Only
@@ -22,6 +22,7 @@ leaves no partial file under the target's name. The object is thread-safe.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -39,6 +40,8 @@ __all__ = [
     "ManagedStorage",
     "StorageQuotaError",
     "StorageStatus",
+    "class_storage_name",
+    "path_component",
     "sanitize_name",
 ]
 
@@ -53,12 +56,56 @@ def sanitize_name(name: str) -> str:
     """``name`` with every character outside ``[A-Za-z0-9._-]`` replaced by ``_``.
 
     The result is always one safe path component: the names ``""``, ``"."`` and ``".."`` (which would
-    not be) become ``"_"``, ``"_"`` and ``"__"``.
+    not be) become ``"_"``, ``"_"`` and ``"__"``. It is *not* injective (``a:b`` and ``a_b`` give the same
+    name): to name a directory or file after an id or a class, use :func:`path_component`.
     """
     safe = _UNSAFE_NAME_CHARS.sub("_", name)
     if safe in ("", ".", ".."):
         return "_" * max(1, len(safe))
     return safe
+
+
+_SAFE_BYTES: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+#: Longest component made by escaping; longer ones are a hash (file names are at most 255 bytes).
+MAX_PATH_COMPONENT: Final = 200
+_PLAIN_NAME: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,199}")
+
+
+def path_component(name: str) -> str:
+    """``name`` as one file or directory name, *injectively*: two names never share a path.
+
+    Bytes outside ``[A-Za-z0-9._-]`` of the UTF-8 name are written ``%XX``, a leading ``.`` too (no hidden
+    files, no ``.`` or ``..``); a result that would pass ``MAX_PATH_COMPONENT`` characters becomes ``%%``
+    and the SHA-256 of the name (escaping never produces ``%%``); ``""`` is ``%``. Names made of those
+    characters (uuid hex ids, most class and file names) are their own component, as with
+    :func:`sanitize_name`. Record file names (``file_stem``), work directories, registered files and
+    class storage directories all use it.
+    """
+    if _PLAIN_NAME.fullmatch(name):  # fast path: escaping would not change it
+        return name
+    raw = name.encode("utf-8", "surrogatepass")
+    if not raw:
+        return "%"
+    parts = [chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in raw]
+    if parts[0] == ".":
+        parts[0] = "%2E"
+    escaped = "".join(parts)
+    if len(escaped) > MAX_PATH_COMPONENT:
+        return "%%" + hashlib.sha256(raw).hexdigest()
+    return escaped
+
+
+def class_storage_name(agent_class: str) -> str:
+    """The directory of a paglet class's persistent storage (contract §1.14: ``<sanitized "module.Class">``).
+
+    A top-level class ``pkg.mod:Class`` keeps 2.0's name ``pkg.mod.Class``; a class whose qualified name
+    has a dot of its own (a nested class, ``pkg:mod.Class``) keeps its ``:`` (escaped), so the two never
+    share a directory. The result goes through :func:`path_component`, so it is injective.
+    """
+    module, sep, qualname = agent_class.partition(":")
+    if sep and "." not in qualname and ":" not in qualname:
+        return path_component(f"{module}.{qualname}")
+    return path_component(agent_class)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,11 @@ _log = logging.getLogger(__name__)
 #: Threads that run ``send_future`` calls of proxies without an in-process route (HTTP proxies).
 FUTURE_WORKERS: Final = 32
 
+#: Seconds a proxy waits for a synchronous send beyond the deadline it gave the host, so that the host's
+#: answer (the reply, or ``SendTimeoutError`` naming the paglet and the message) arrives before the
+#: proxy's own socket timeout.
+REPLY_MARGIN: Final = 5.0
+
 _executor_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 
@@ -124,7 +129,12 @@ class PagletProxy:
         no_delay: bool = False,
         timeout: float | None = None,
     ) -> Any:
-        """Deliver ``message`` and wait for the handler's reply (its return value)."""
+        """Deliver ``message`` and wait for the handler's reply (its return value).
+
+        ``timeout``: seconds to wait for the reply, then ``SendTimeoutError`` (the handler may go on). By
+        default a proxy from a host in this process (or inside a paglet) uses the host's
+        ``send_timeout``, an HTTP proxy its client's timeout (10 s, as in paglets 2.0).
+        """
         if self.route is not None:
             return self.route.route_message(
                 self.agent_id,
@@ -132,17 +142,20 @@ class PagletProxy:
                 oneway=False,
                 activate_if_inactive=activate_if_inactive,
                 no_delay=no_delay,
-                timeout=timeout if timeout is not None else self._http().timeout,
+                timeout=timeout,
             )
-        reply = self._http().post_json(
+        client = self._http()
+        deadline = timeout if timeout is not None else client.timeout
+        reply = client.post_json(
             self._url("/messages"),
             {
                 "message": message.to_wire(),
                 "oneway": False,
                 "activate_if_inactive": activate_if_inactive,
                 "no_delay": no_delay,
+                "timeout": deadline,
             },
-            timeout=timeout,
+            timeout=deadline + REPLY_MARGIN,
         )
         return reply.get("result") if isinstance(reply, dict) else reply
 

@@ -13,15 +13,17 @@ from typing import Any
 
 from paglets.core.errors import HostError
 from paglets.http.limits import ServerLimits
-from paglets.persistence.storage import sanitize_name
+from paglets.persistence.storage import path_component, sanitize_name
 from paglets.remote._mesh_ref import peer_url
+from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE
+from paglets.runtime._inbound import INBOUND_BUDGET_WAIT, INBOUND_MOVE_BUDGET
 from paglets.wire.limits import GiB, MiB
 
 __all__ = ["HostConfig", "default_persistence_dir", "normalize_tags", "normalize_url", "sanitize_name"]
 
 
 def default_persistence_dir(name: str) -> Path:
-    return Path.home() / ".paglets" / "hosts" / sanitize_name(name)
+    return Path.home() / ".paglets" / "hosts" / path_component(name)
 
 
 def normalize_url(url: str) -> str:
@@ -29,6 +31,15 @@ def normalize_url(url: str) -> str:
     explicit ``http(s)://`` URL or ``host:port`` (``http://`` added, as paglets 2.0 did); a bare word is
     a ``HostError`` (see ``paglets.remote._mesh_ref.peer_url``)."""
     return peer_url(url)
+
+
+def _check_seconds(options: Mapping[str, Any], name: str, default: float | None, *, allow_none: bool) -> None:
+    value = options.get(name, default)
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        wanted = "a positive number of seconds" + (" or None" if allow_none else "")
+        raise HostError(f"{name} must be {wanted}, not {value!r}")
 
 
 def normalize_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
@@ -106,6 +117,17 @@ class HostConfig:
     #: The compute capacity this host declares to its ``compute-slots`` service (``cpu_slots``,
     #: ``memory_bytes``, ``scratch_bytes``, ``gpu_count``; absent or 0: what the machine has).
     compute_capacity: Mapping[str, int] = field(default_factory=dict)
+    #: Send ``remote_traceback`` (file paths and code of this host) in HTTP error bodies. Off by default
+    #: (``proto/PROTOCOL.md`` §3.1): the traceback goes to the host's log instead.
+    expose_tracebacks: bool = False
+    #: Bytes of decoded state unfinished inbound moves may hold together (``paglets.runtime._inbound``).
+    inbound_move_budget: int = INBOUND_MOVE_BUDGET
+    #: Seconds an inbound move waits for that budget before it is refused with 503.
+    inbound_budget_wait: float = INBOUND_BUDGET_WAIT
+    #: Seconds ``dispose`` gives a busy paglet before ending its process (``paglets.runtime._paglets``).
+    dispose_grace: float = DISPOSE_GRACE
+    #: Seconds a synchronous send waits for its reply when the caller gives none (``None``: no limit).
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT
 
     @property
     def relay_mode(self) -> bool:
@@ -145,6 +167,14 @@ class HostConfig:
         limits = options.get("http_limits")
         if limits is not None and not isinstance(limits, ServerLimits):
             raise HostError(f"http_limits must be a ServerLimits, not {type(limits).__name__}")
+        budget = options.get("inbound_move_budget", INBOUND_MOVE_BUDGET)
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
+            raise HostError(f"inbound_move_budget must be a positive number of bytes, not {budget!r}")
+        _check_seconds(options, "dispose_grace", DISPOSE_GRACE, allow_none=False)
+        _check_seconds(options, "send_timeout", DEFAULT_SEND_TIMEOUT, allow_none=True)
+        wait = options.get("inbound_budget_wait", INBOUND_BUDGET_WAIT)
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < float("inf"):
+            raise HostError(f"inbound_budget_wait must be a number of seconds >= 0, not {wait!r}")
         if options.get("git_repo_root") is not None:
             options["git_repo_root"] = Path(options["git_repo_root"])
         unknown = set(options) - set(cls.__dataclass_fields__)

@@ -32,6 +32,7 @@ from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
 from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
 from paglets.wire.ipc import (
+    EMPTY_MESSAGE,
     NIL,
     Deliver,
     GetState,
@@ -49,6 +50,7 @@ from paglets.wire.ipc import (
     Start,
     decode_body,
     encode_body,
+    encode_message,
 )
 from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
 from paglets.wire.values import decode_value, encode_value
@@ -118,6 +120,7 @@ class PagletController:
         on_crash: Callable[[PagletController], None],
         on_message_done: Callable[[PagletController, MessageWire, ErrorInfo | None], None],
         mailbox_depth: int,
+        spawn: Callable[..., object],
     ) -> None:
         self.agent_id = agent_id
         self.agent_class = agent_class
@@ -126,6 +129,8 @@ class PagletController:
         self._service_bell = service_bell
         self.process = process
         self.loop = loop
+        #: Starts a background task whose failure is reported (``paglets.runtime._tasks``).
+        self._spawn = spawn
         self.status: Status = "starting"
         self.mailbox: Mailbox[_Item] = Mailbox(mailbox_depth)
         #: Guards the mailbox, which user threads push to directly (``submit_threadsafe``).
@@ -171,7 +176,7 @@ class PagletController:
                 if callback is not None:
                     callback(msg)
             elif isinstance(msg, HostCall):
-                self.loop.create_task(self._serve_host_call(msg))
+                self._spawn(self._serve_host_call(msg), agent_id=self.agent_id)
             elif isinstance(msg, RunFinished):
                 self.run_finished = True
                 self.settled.set()
@@ -183,7 +188,13 @@ class PagletController:
 
     async def _serve_host_call(self, msg: HostCall) -> None:
         try:
-            result = await self._host_calls(self, msg.op, decode_value(msg.args))
+            if msg.args_segment is not None:
+                carried = msg.args_segment
+                with self.channel.open_handoff(carried.segment, carried.length) as incoming:
+                    args = decode_value(incoming.view)
+            else:
+                args = decode_value(msg.args)
+            result = await self._host_calls(self, msg.op, args)
             payload = encode_value(result)
         except BaseException as exc:  # every failure goes back to the paglet as its error
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -222,7 +233,7 @@ class PagletController:
         if self.status in ("stopping", "gone"):
             self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} stopped"))
             return
-        self.loop.create_task(self._report_crash())
+        self._spawn(self._report_crash(), agent_id=self.agent_id)
 
     async def _report_crash(self) -> None:
         try:
@@ -263,6 +274,10 @@ class PagletController:
         if not was_stopping:
             self._on_crash(self)
 
+    def fail_pending(self, error: PagletError) -> None:
+        """Answer every request in flight to the process with ``error`` (it will not answer them)."""
+        self._fail_pending(error)
+
     def _fail_pending(self, error: PagletError) -> None:
         pending, self._pending = self._pending, {}
         for callback in pending.values():
@@ -283,10 +298,22 @@ class PagletController:
         call_id = next(self._ids)
         self._pending[call_id] = callback
         try:
-            self.channel.send(encode_body(build(call_id)))
+            msg = build(call_id)
+            body = encode_body(msg)
+            if len(body) > _INLINE_LIMIT and isinstance(msg, Deliver):
+                body = self._deliver_through_segment(msg)
+            self.channel.send(body)
         except BaseException:
             self._pending.pop(call_id, None)
             raise
+
+    def _deliver_through_segment(self, msg: Deliver) -> bytes:
+        """The frame of a ``Deliver`` whose message is too large for the ring: the message goes into a
+        handoff segment (one copy, as a large reply's result does) and the frame names it."""
+        segment = _handoff.OutgoingSegment.from_payload(encode_message(msg.message))
+        ref = self.channel.send_segment(segment)
+        carried = HandoffRef(ref.segment_id, ref.length, 0)
+        return encode_body(Deliver(msg.call_id, EMPTY_MESSAGE, msg.oneway, carried))
 
     async def _exchange(
         self, build: Callable[[int], HostToChild], timeout: float | None, urgent: bool
@@ -405,6 +432,14 @@ class PagletController:
             self.mailbox.push(_Item(message, oneway, future), message.priority)
         self.pump()
         return future
+
+    def accept_queued(self, messages: list[tuple[MessageWire, bool]]) -> None:
+        """Put messages queued while the paglet was inactive into its mailbox, in their order, before
+        anything else can reach it: nothing sent later is handled before them (unless the mailbox's rule
+        says so: a later message of a higher priority). Their results are dropped."""
+        with self.lock:
+            for message, oneway in messages:
+                self.mailbox.push_accepted(_Item(message, oneway, None), message.priority)
 
     def submit_threadsafe(
         self, message: MessageWire, *, oneway: bool, future: concurrent.futures.Future[Any] | None

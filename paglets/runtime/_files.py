@@ -33,8 +33,10 @@ from paglets.artifacts import (
     PagletFileRef,
     normalize_file_mode,
 )
+from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import HostError, TransferError
-from paglets.persistence.storage import sanitize_name
+from paglets.persistence.storage import path_component
+from paglets.runtime._tasks import FILE_UNSTAGE_FAILED, report_failure
 
 if TYPE_CHECKING:
     from paglets.artifacts import ArtifactStore
@@ -58,15 +60,18 @@ def sha256_of(path: Path) -> str:
 class FileRegistry:
     """Registered files of the paglets of one host (thread-safe; disk work runs in the caller's thread)."""
 
-    def __init__(self, *, host_name: Any, host_url: Any, work_root: Path) -> None:
+    def __init__(
+        self, *, host_name: Any, host_url: Any, work_root: Path, events: ContextEventLog | None = None
+    ) -> None:
         self._host_name = host_name
         self._host_url = host_url
         self._work_root = work_root
+        self._events = events if events is not None else ContextEventLog()
         self._refs: dict[str, dict[str, PagletFileRef]] = {}
         self._lock = threading.Lock()
 
     def work_dir(self, agent_id: str) -> Path:
-        return self._work_root / sanitize_name(agent_id)
+        return self._work_root / path_component(agent_id)
 
     # --- registration ---------------------------------------------------------------------------------
 
@@ -174,15 +179,20 @@ class FileRegistry:
                     }
                 )
         except BaseException:
-            self.unstage(staged, client, local_store=local_store)
+            self.unstage(staged, client, local_store=local_store, agent_id=agent_id)
             raise
         return staged
 
-    @staticmethod
     def unstage(
-        staged: list[dict[str, Any]], client: HostClient, *, local_store: ArtifactStore | None = None
+        self,
+        staged: list[dict[str, Any]],
+        client: HostClient,
+        *,
+        local_store: ArtifactStore | None = None,
+        agent_id: str | None = None,
     ) -> None:
-        """Best effort: delete the artifacts of a staging whose move did not happen."""
+        """Delete the artifacts of a staging whose move did not happen. Best effort: a file that cannot
+        be deleted is reported (``file-unstage-failed`` event and log line) and the others still go."""
         for entry in staged:
             try:
                 artifact = ArtifactRef.from_wire(entry["artifact"])
@@ -190,8 +200,16 @@ class FileRegistry:
                     local_store.delete(artifact.artifact_id)
                 else:
                     client.delete_artifact(artifact)
-            except Exception:
-                pass
+            except Exception as exc:
+                report_failure(
+                    self._events,
+                    FILE_UNSTAGE_FAILED,
+                    "deleting a staged registered file",
+                    exc,
+                    agent_id=agent_id,
+                    file=_staged_name(entry),
+                    artifact=_staged_artifact(entry),
+                )
 
     def import_files(
         self, agent_id: str, entries: list[dict[str, Any]], store: ArtifactStore
@@ -205,7 +223,7 @@ class FileRegistry:
                 ref = PagletFileRef.from_wire(entry["file"])
                 artifact = ArtifactRef.from_wire(entry["artifact"])
                 work.mkdir(parents=True, exist_ok=True)
-                target = work / sanitize_name(ref.name)
+                target = work / path_component(ref.name)
                 part = target.with_name(f".{target.name}.part")
                 shutil.copyfile(store.blob_path(artifact.artifact_id), part)
                 if part.stat().st_size != ref.size_bytes or sha256_of(part) != ref.sha256:
@@ -229,8 +247,16 @@ class FileRegistry:
             for entry in entries:
                 try:
                     store.delete(ArtifactRef.from_wire(entry["artifact"]).artifact_id)
-                except Exception:
-                    pass
+                except Exception as exc:
+                    report_failure(
+                        self._events,
+                        FILE_UNSTAGE_FAILED,
+                        "deleting a registered file staged for a refused arrival",
+                        exc,
+                        agent_id=agent_id,
+                        file=_staged_name(entry),
+                        artifact=_staged_artifact(entry),
+                    )
             raise
         return imported
 
@@ -242,6 +268,16 @@ class FileRegistry:
         for entry in entries:
             if entry.get("transfer_mode") == ARTIFACT_MOVE:
                 Path(str(entry["source_path"])).unlink(missing_ok=True)
+
+
+def _staged_name(entry: Any) -> str:
+    file = entry.get("file") if isinstance(entry, dict) else None
+    return str(file.get("name", "")) if isinstance(file, dict) else ""
+
+
+def _staged_artifact(entry: Any) -> str:
+    artifact = entry.get("artifact") if isinstance(entry, dict) else None
+    return str(artifact.get("artifact_id", "")) if isinstance(artifact, dict) else ""
 
 
 def _label(name_or_ref: str | PagletFileRef | dict[str, Any]) -> str:

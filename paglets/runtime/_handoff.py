@@ -133,6 +133,64 @@ class OutgoingSegment:
             raise
         return cls(fd, size, mapping)
 
+    @classmethod
+    def growable(cls) -> Self:
+        """An empty writable segment that ``grow`` enlarges as data arrives, written with ``write_at``.
+
+        For payloads whose announced size is not to be trusted (an inbound move): the file and its
+        mapping are only as large as what was reserved so far, never as large as a claim.
+        """
+        return cls(_new_memfd(), 0, None)
+
+    def grow(self, size: int) -> None:
+        """Enlarge an unsealed segment to ``size`` bytes (no-op if it is that large already).
+
+        ``ftruncate`` adds zero pages (memory is used only when written) and the mapping follows with
+        ``mremap``, which moves page tables, never bytes. ``view`` is dropped: write with ``write_at``.
+        """
+        _check_length(size)
+        if self._sealed or self._fd < 0:
+            raise ValueError("cannot grow a sealed or closed segment")
+        if size <= self._length:
+            return
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+        if self._map is None:
+            os.ftruncate(self._fd, size)
+            self._map = mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED)
+        else:
+            self._map.resize(size)  # ftruncate + mremap
+        self._length = size
+
+    def write_at(self, offset: int, data: Buffer) -> None:
+        """Copy ``data`` into the segment at ``offset`` (which ``grow`` made large enough)."""
+        if self._map is None:
+            raise ValueError("segment has no mapping (grow it first)")
+        view = _flat(data)
+        end = offset + view.nbytes
+        if end > self._length:
+            raise LimitExceededError(
+                f"write up to byte {end} of a {self._length}-byte segment", fault="local"
+            )
+        self._map[offset:end] = view
+
+    def read(self, length: int) -> bytes:
+        """A copy of the first ``length`` bytes (from the mapping, or from the file once sealed)."""
+        if self._map is not None:
+            return self._map[:length]
+        if self._fd < 0:
+            raise ValueError("segment is closed")
+        parts: list[bytes] = []
+        offset = 0
+        while offset < length:
+            part = os.pread(self._fd, length - offset, offset)
+            if not part:
+                raise FrameError(f"segment holds {offset} bytes, {length} were expected")
+            parts.append(part)
+            offset += len(part)
+        return b"".join(parts)
+
     @property
     def length(self) -> int:
         """Payload length (after ``seal``, the sealed length)."""

@@ -21,10 +21,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from paglets.artifacts import require_artifact_id
 from paglets.core.errors import HostError
 from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._paglets import message_wire
+from paglets.wire.limits import MAX_SEND_TIMEOUT
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -83,15 +86,16 @@ class HostCalls:
     # --- messages and paglets --------------------------------------------------------------------
 
     async def _deliver(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        wire = args["message"]
-        if not wire.get("sender"):
-            wire["sender"] = self._host.address
+        message = message_wire(args.get("message"))  # checked: SerializationError names a wrong field
+        if not message.sender:
+            message = msgspec.structs.replace(message, sender=self._host.address)
         return await self._host.deliver_async(
             str(args["agent_id"]),
-            message_wire(wire),
+            message,
             oneway=bool(args.get("oneway")),
             activate_if_inactive=bool(args.get("activate_if_inactive", True)),
             no_delay=bool(args.get("no_delay")),
+            timeout=_deadline(args.get("deadline")),
         )
 
     async def _agent_call(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
@@ -302,3 +306,10 @@ def _sent_state(ctrl: PagletController, args: dict[str, Any]) -> Snapshot | None
         return None
     segment = ctrl.channel.open_handoff(ref[0], ref[1])  # closed by its user, or with the channel
     return Snapshot(segment.view, segment.close)
+
+
+def _deadline(value: Any) -> float | None:
+    """A paglet's deadline for a synchronous send (``None``: the host's ``send_timeout``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= MAX_SEND_TIMEOUT:
+        return float(value)
+    return None

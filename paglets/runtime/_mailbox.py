@@ -84,6 +84,17 @@ class Mailbox(Generic[T]):
             raise MailboxFullError("mailbox is closed")
         if len(self._heap) + len(self._bypass) >= self._depth:
             raise MailboxFullError(f"mailbox is full ({self._depth} messages waiting)")
+        return self._push(item, priority)
+
+    def push_accepted(self, item: T, priority: int) -> Delivery[T]:
+        """Take ``item`` back although the mailbox may be full: it was accepted earlier (queued while the
+        paglet was inactive, bounded by the record's queue) and must not be lost now. Later pushes are
+        refused until the mailbox is below its depth again."""
+        if self._closed:
+            raise MailboxFullError("mailbox is closed")
+        return self._push(item, priority)
+
+    def _push(self, item: T, priority: int) -> Delivery[T]:
         self._sequence += 1
         if priority == UNQUEUED_PRIORITY:
             delivery = Delivery(item, priority, self._sequence, queued=False)

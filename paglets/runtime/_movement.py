@@ -27,6 +27,7 @@ Moves to this host's own address never use HTTP: the same two phases run in-proc
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import time
@@ -35,8 +36,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from paglets.core._ids import check_agent_id
 from paglets.core.errors import (
     InvalidAgentError,
+    InvalidAgentIdError,
     PagletError,
     TransferError,
 )
@@ -47,7 +50,9 @@ from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequ
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import PagletController, Snapshot
 from paglets.runtime._handoff import OutgoingSegment
-from paglets.wire.envelope import EnvelopeDecoder, EnvelopeEncoder, EnvelopeMetadata, MemoryviewSink
+from paglets.runtime._inbound import INBOUND_DECODE_WORKERS, InboundBudget, InboundMove
+from paglets.runtime._tasks import BackgroundTasks
+from paglets.wire.envelope import EnvelopeEncoder, EnvelopeMetadata
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -71,6 +76,8 @@ MAX_TRANSFER_RECORDS: Final = 4096
 TRANSFER_RECORD_TTL: Final = 3600.0
 #: Attempts at delivering a commit before leaving it to the target's own recovery.
 COMMIT_ATTEMPTS: Final = 5
+#: Longest wait a target's ``Retry-After`` may ask of a retrying source (a peer's number, so bounded).
+MAX_RETRY_AFTER: Final = 30.0
 
 Outcome = Literal["preparing", "prepared", "committed", "aborted"]
 MoveKind = Literal["dispatch", "clone", "retract"]
@@ -108,7 +115,12 @@ class MovementEngine:
     def __init__(self, host: Host) -> None:
         self._host = host
         self._transfers: dict[str, _Transfer] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(host.events)
+        #: Bytes of decoded state that unfinished inbound moves may hold (``Host(inbound_move_budget=...)``).
+        self.budget = InboundBudget(host.config.inbound_move_budget)
+        #: Seconds an inbound move waits for budget before it is refused with 503.
+        self.budget_wait = host.config.inbound_budget_wait
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     # --- bookkeeping ------------------------------------------------------------------------------------
 
@@ -123,9 +135,7 @@ class MovementEngine:
                     del self._transfers[tid]
 
     def _spawn_task(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)  # a failure is reported (task-failed), never lost
 
     def status(self, transfer_id: str) -> dict[str, Any]:
         record = self._transfers.get(transfer_id)
@@ -136,11 +146,13 @@ class MovementEngine:
         }
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         for record in list(self._transfers.values()):
             if record.ctrl is not None and record.outcome == "prepared":
                 await self._host.manager.discard(record.ctrl)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # --- the source side ---------------------------------------------------------------------------------
 
@@ -235,6 +247,8 @@ class MovementEngine:
         """
         host = self._host
         ticket = TransferTicket.from_target(target if target is not None else host.address)
+        if clone_id is not None:
+            check_agent_id(clone_id)  # a paglet chose its clone's id
         try:
             destination = await self._resolve(ticket)
         except PagletError as exc:
@@ -274,7 +288,7 @@ class MovementEngine:
         except BaseException as exc:
             self._resume(ctrl)
             if files:
-                self._spawn_task(self._unstage_files(files, destination))
+                self._spawn_task(self._unstage_files(files, destination, agent_id))
             if isinstance(exc, PagletError) and not isinstance(exc, TransferError):
                 raise
             if isinstance(exc, TransferError):
@@ -304,12 +318,12 @@ class MovementEngine:
             ),
         )
 
-    async def _unstage_files(self, files: list[dict[str, Any]], destination: _Target) -> None:
+    async def _unstage_files(self, files: list[dict[str, Any]], destination: _Target, agent_id: str) -> None:
         host = self._host
         local = host.artifacts if destination.same_host else None
-        await asyncio.get_running_loop().run_in_executor(
-            None, functools.partial(host.files.unstage, files, host.client, local_store=local)
-        )
+        unstage = functools.partial(host.files.unstage, local_store=local, agent_id=agent_id)
+        # a file that cannot be deleted is reported by unstage (file-unstage-failed)
+        await asyncio.get_running_loop().run_in_executor(None, unstage, files, host.client)
 
     async def _leaving_hooks(
         self, ctrl: PagletController, kind: MoveKind, info: dict[str, Any], new_id: str
@@ -350,9 +364,11 @@ class MovementEngine:
         attempts = ticket.retries + 1
         last: BaseException | None = None
         owner = metadata.clone_of or metadata.agent_id
+        busy_wait = 0.0
         for attempt in range(attempts):
             if attempt:
-                await asyncio.sleep(ticket.retry_interval)
+                await asyncio.sleep(max(ticket.retry_interval, busy_wait))
+            busy_wait = 0.0
             try:
                 response = await self._host.aclient.request(
                     "POST",
@@ -378,6 +394,20 @@ class MovementEngine:
             from paglets.remote.client import error_from_response
 
             error = error_from_response(url, response.status, data)
+            if response.status == 503 and attempt + 1 < attempts:
+                # busy (its inbound move budget is taken): it kept nothing of this attempt, so retry
+                # under the same transfer id after its Retry-After
+                last = error
+                busy_wait = _retry_after(response.header("retry-after"))
+                self._failed(
+                    "post",
+                    f"attempt {attempt + 1} to {url} found it busy: {error}",
+                    agent_id=owner,
+                    destination=url,
+                    attempt=attempt + 1,
+                    attempts=attempts,
+                )
+                continue
             self._failed(
                 "post",
                 f"{url} refused the paglet: {error}",
@@ -414,10 +444,7 @@ class MovementEngine:
         """The target prepared the paglet: drop the copy here, then commit there."""
         host = self._host
         self._remember(_Transfer(metadata.transfer_id, "source", "committed", ctrl.agent_id, destination.url))
-        undrained = [
-            _Waiting(message, oneway) for message, oneway in host.persistence.take_undrained(ctrl.agent_id)
-        ]
-        waiting = undrained + host.manager.detach(ctrl)
+        waiting = host.manager.detach(ctrl)
         host.events.emit(
             "retract" if kind == "retract" else "dispatch",
             agent_id=ctrl.agent_id,
@@ -508,38 +535,35 @@ class MovementEngine:
     # --- the target side ---------------------------------------------------------------------------------
 
     async def receive(self, chunks: AsyncIterator[Any], *, max_state_bytes: int) -> dict[str, Any]:
-        """An envelope arrives over HTTP: verify it while it streams, then prepare the paglet."""
-        segments: list[OutgoingSegment] = []
-        sinks: list[MemoryviewSink] = []
+        """An envelope arrives over HTTP: verify it while it streams, under the host's inbound move budget
+        and off the event loop (``paglets/runtime/_inbound.py``), then prepare the paglet."""
+        move = InboundMove(
+            self.budget, self._decode_pool(), max_state_bytes=max_state_bytes, wait=self.budget_wait
+        )
+        seen: list[_Transfer] = []
 
-        def sink(metadata: EnvelopeMetadata, declared: int) -> MemoryviewSink:
-            known = self._transfers.get(metadata.transfer_id)
-            if known is not None and known.role == "target":
-                raise _Known(known)
-            segment = OutgoingSegment.allocate(declared)
-            segments.append(segment)
-            assert segment.view is not None
-            sinks.append(MemoryviewSink(segment.view))
-            return sinks[-1]
+        def known(metadata: EnvelopeMetadata) -> bool:
+            record = self._transfers.get(metadata.transfer_id)
+            if record is not None and record.role == "target":
+                seen.append(record)
+                return True
+            return False
 
-        decoder = EnvelopeDecoder(max_state_bytes=max_state_bytes, sink_factory=sink)
         try:
-            async for piece in chunks:
-                decoder.feed(piece)
-            decoded = decoder.finish()
-        except _Known as known:
-            return await self._answer_when_ready(known.record)
-        except BaseException:
-            for written in sinks:
-                written.release()
-            for segment in segments:
-                segment.close()
-            raise
+            decoded = await move.run(chunks, known)
+            if decoded is None:
+                return await self._answer_when_ready(seen[0])
+            segment = move.take_segment()
+            return await self._prepare(decoded.metadata, segment, length=decoded.state_length)
         finally:
-            for written in sinks:
-                written.release()
-        segment = segments[0] if segments else OutgoingSegment.allocate(0)
-        return await self._prepare(decoded.metadata, segment, length=decoded.state_length)
+            move.release()
+
+    def _decode_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=INBOUND_DECODE_WORKERS, thread_name_prefix=f"paglets-inbound-{self._host.name}"
+            )
+        return self._pool
 
     async def _answer_when_ready(self, record: _Transfer) -> dict[str, Any]:
         """Answer a retried or duplicated envelope with the outcome of the first one."""
@@ -563,6 +587,13 @@ class MovementEngine:
         if known is not None and known.role == "target":
             segment.close()
             return self._answer(known)
+        try:
+            check_agent_id(metadata.agent_id)  # ids from the network: never a paglet named "", "/tmp/x", ...
+            if metadata.clone_of is not None:
+                check_agent_id(metadata.clone_of)
+        except InvalidAgentIdError:
+            segment.close()
+            raise
         record = await self._prepare_record(metadata, segment, length)
         self._spawn_task(self._await_commit(record, metadata.source_host_address))
         return self._answer(record)
@@ -581,9 +612,10 @@ class MovementEngine:
             if host.persistence.summary(metadata.agent_id) is not None:
                 segment.close()
                 raise TransferError(f"paglet {metadata.agent_id} is already stored on host {host.name}")
-            view = segment.view
-            inactive_state = b"" if view is None else bytes(view[:length])
-            segment.close()
+            try:
+                inactive_state = segment.read(length)
+            finally:
+                segment.close()
         else:
             try:
                 segment.seal(length)
@@ -814,15 +846,6 @@ class MovementEngine:
             backoff = min(backoff * 2, MAX_RECOVERY_BACKOFF)
 
 
-@dataclass(frozen=True, slots=True)
-class _Waiting:
-    """A message to forward that nobody waits for (queued while the paglet was inactive)."""
-
-    message: Any
-    oneway: bool
-    future: None = None
-
-
 def _arrival_data(record: _Transfer, *, active: bool) -> dict[str, Any]:
     """``data`` of a target's ``arrival``/``clone`` event: 2.0's fields (``kind``, ``source_agent_id`` of a
     clone, ``active: false`` for an inactive arrival) and ours (``source`` host, ``transfer_id``)."""
@@ -839,14 +862,15 @@ def _arrival_data(record: _Transfer, *, active: bool) -> dict[str, Any]:
     return data
 
 
+def _retry_after(value: str | None) -> float:
+    """Seconds from a ``Retry-After`` header (delta-seconds only), within ``[0, MAX_RETRY_AFTER]``."""
+    try:
+        seconds = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER) if seconds == seconds else 0.0
+
+
 def _still_prepared(record: _Transfer) -> bool:
     """Whether a transfer is still undecided (another task may have decided it during an await)."""
     return record.outcome == "prepared"
-
-
-class _Known(Exception):
-    """A retried envelope whose transfer this host already knows (stops decoding early)."""
-
-    def __init__(self, record: _Transfer) -> None:
-        super().__init__(record.transfer_id)
-        self.record = record

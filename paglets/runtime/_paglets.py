@@ -15,38 +15,50 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
-import re
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from paglets.core._ids import check_agent_id
 from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import (
     HostError,
     InvalidAgentError,
     PagletCrashedError,
-    PagletInactiveError,
 )
 from paglets.core.events import CreationEvent, PersistencyEvent
-from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY
-from paglets.persistence.storage import sanitize_name
+from paglets.core.messages import NORMAL_PRIORITY, UNQUEUED_PRIORITY, Message
+from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
 from paglets.runtime._controller import PagletController
+from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
 from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._procutil import scrubbed_environment
+from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
 from paglets.wire.ipc import HandoffRef, MessageWire
 from paglets.wire.limits import MAILBOX_DEPTH
 from paglets.wire.messages import ErrorInfo
-from paglets.wire.requests import MessageBody
+from paglets.wire.requests import MessageBody, check_message
 from paglets.wire.values import prepare_value
 
-__all__ = ["PagletManager", "Timeouts", "mailbox_counts", "message_from_request", "message_wire"]
+__all__ = [
+    "PagletManager",
+    "Timeouts",
+    "mailbox_counts",
+    "message_from_request",
+    "message_wire",
+    "message_wire_of",
+]
+
+_log = logging.getLogger("paglets.runtime")
 
 
 #: The function a paglet process runs (``paglets.runtime.child.main``).
@@ -57,8 +69,6 @@ INLINE_STATE: Final = 32 * 1024
 
 #: Most paglet-class modules the host asks its zygote to import (each stays loaded in the template).
 MAX_PRELOADED_MODULES: Final = 256
-
-_AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +82,11 @@ class Timeouts:
     #: for listings: a process that does not answer in time is shown with its last known resources
     resource_status: float = 2.0
     exit: float = 2.0
-
-
-def check_agent_id(agent_id: str) -> str:
-    if not isinstance(agent_id, str) or not _AGENT_ID.match(agent_id):
-        raise InvalidAgentError(f"invalid agent id {agent_id!r}")
-    return agent_id
+    #: dispose: the handler in progress, ``on_disposing`` and the cleanup, together (``DISPOSE_GRACE``)
+    dispose: float = DISPOSE_GRACE
+    #: a synchronous send's reply when the caller gives no deadline (``DEFAULT_SEND_TIMEOUT``; ``None``:
+    #: no limit)
+    send: float | None = DEFAULT_SEND_TIMEOUT
 
 
 class PagletManager:
@@ -97,8 +106,11 @@ class PagletManager:
         on_agent_live: Callable[[str, list[Any]], None] = lambda agent_id, held: None,
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
+        spawn: Callable[..., object] | None = None,
     ) -> None:
         self.host_name = host_name
+        #: How controllers start their background tasks (``BackgroundTasks.spawn``: failures reported).
+        self._spawn_task = spawn if spawn is not None else BackgroundTasks(events).spawn
         self._address = address
         self.events = events
         self.work_root = work_root
@@ -120,7 +132,10 @@ class PagletManager:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the zygote. Call on the loop thread: the zygote lives as long as this thread."""
         self._loop = loop
-        self.zygote = Zygote.start(preload=self._preload)
+        # the template and every paglet process start without the host's secrets in their environment;
+        # a paglet process gets the key it needs through its ChildConfig
+        env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
+        self.zygote = Zygote.start(preload=self._preload, env=env)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -180,12 +195,35 @@ class PagletManager:
     # --- creation --------------------------------------------------------------------------------
 
     async def start_from_state(
-        self, *, agent_id: str, agent_class: str, state_class: str, state: bytes, hook: str, event: Any
+        self,
+        *,
+        agent_id: str,
+        agent_class: str,
+        state_class: str,
+        state: bytes,
+        hook: str,
+        event: Any,
+        queued: Sequence[tuple[MessageWire, bool]] = (),
     ) -> PagletController:
-        """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation)."""
+        """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation).
+
+        ``queued`` (messages queued while it was inactive, with their ``oneway`` flags) enter its mailbox
+        in one step as soon as its process exists, before anyone can send it anything, so they come
+        before any message sent later; they are handled once it is ready.
+        """
         if agent_id in self.controllers:
             raise HostError(f"paglet {agent_id} is already active on host {self.host_name}")
         ctrl = await self._spawn(agent_id, agent_class, state_class, state)
+        if queued:
+            ctrl.accept_queued(list(queued))
+            for message, _ in queued:
+                if message.priority != UNQUEUED_PRIORITY:
+                    self.events.emit(
+                        "message-queued",
+                        agent_id=agent_id,
+                        class_name=agent_class,
+                        message_id=message.message_id,
+                    )
         await self._start_hook(ctrl, hook, event)
         self._preload_class_modules(agent_class, state_class)
         return ctrl
@@ -236,6 +274,7 @@ class PagletManager:
         state_segment: OutgoingSegment | None = None,
         register: bool = True,
     ) -> PagletController:
+        check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
         zygote = self.zygote
         if zygote is None:
             raise HostError(f"host {self.host_name} is not started")
@@ -260,8 +299,9 @@ class PagletManager:
                 state=inline,
                 state_handoff=handoff,
                 api_key=self.api_key,
-                work_dir=str(self.work_root / sanitize_name(agent_id)),
+                work_dir=str(self.work_root / path_component(agent_id)),
                 sys_path=list(sys.path),
+                send_timeout=self.timeouts.send,
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
             process = await loop.run_in_executor(
@@ -292,6 +332,7 @@ class PagletManager:
             on_crash=self._crashed,
             on_message_done=self._message_done,
             mailbox_depth=self._mailbox_depth,
+            spawn=self._spawn_task,
         )
         if register:
             self.controllers[agent_id] = ctrl
@@ -388,8 +429,11 @@ class PagletManager:
 
     async def _discard(self, ctrl: PagletController) -> None:
         """Kill a process that must not live on (a start that failed, an aborted move) and forget it,
-        with every service it advertised."""
-        ctrl.begin_stop()
+        with every service it advertised; messages sent to it while it was starting fail."""
+        for delivery in ctrl.begin_stop():
+            future = delivery.item.future
+            if future is not None and not future.done():
+                future.set_exception(InvalidAgentError(f"paglet {ctrl.agent_id} did not start"))
         ctrl.kill()
         await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
@@ -400,10 +444,10 @@ class PagletManager:
     # --- messages --------------------------------------------------------------------------------
 
     def submit(self, agent_id: str, message: MessageWire, *, oneway: bool) -> asyncio.Future[Any] | None:
-        """Queue a message for an active paglet (see ``PagletController.submit``)."""
+        """Queue a message for an active paglet (see ``PagletController.submit``). A paglet still starting
+        (its creation or activation hook runs) takes it too: it is handled once the paglet is ready, after
+        the messages its activation brought from its record; if the start fails, it fails with it."""
         ctrl = self.get(agent_id)
-        if ctrl.status == "starting":
-            raise PagletInactiveError(f"paglet {agent_id} is still starting")
         future = ctrl.submit(message, oneway=oneway)
         if message.priority != UNQUEUED_PRIORITY:
             self.events.emit(
@@ -424,8 +468,6 @@ class PagletManager:
     ) -> None:
         """``submit`` from a thread other than the loop's (the embedded fast path)."""
         ctrl = self.get(agent_id)
-        if ctrl.status == "starting":
-            raise PagletInactiveError(f"paglet {agent_id} is still starting")
         ctrl.submit_threadsafe(message, oneway=oneway, future=future)
         if message.priority != UNQUEUED_PRIORITY:
             self.events.emit(
@@ -435,11 +477,21 @@ class PagletManager:
                 message_id=message.message_id,
             )
 
-    async def deliver(self, agent_id: str, message: MessageWire, *, oneway: bool) -> Any:
+    async def deliver(
+        self, agent_id: str, message: MessageWire, *, oneway: bool, timeout: float | None = None
+    ) -> Any:
+        """Queue ``message`` and, unless oneway, wait for the reply at most ``timeout`` seconds (``None``:
+        no limit); then ``SendTimeoutError``, while the handler, if it started, goes on."""
         future = self.submit(agent_id, message, oneway=oneway)
         if future is None:
             return None
-        return await future
+        if timeout is None:
+            return await future
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise send_timeout_error(agent_id, message.kind, timeout) from None
 
     def _message_done(self, ctrl: PagletController, message: MessageWire, error: ErrorInfo | None) -> None:
         if error is None:
@@ -538,30 +590,55 @@ class PagletManager:
     async def dispose(self, agent_id: str) -> None:
         """Run ``on_disposing`` and the resource cleanup, then end the process (contract §1.3, §1.13).
 
-        A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and
-        the paglet stays active (``LifecycleError``).
+        A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and the
+        paglet stays active (``LifecycleError``). A paglet that does not finish the handler it is in, its
+        ``on_disposing`` and its cleanup within ``timeouts.dispose`` seconds (``DISPOSE_GRACE``) is ended
+        without them: its process is killed, which frees what the process held. Callers waiting for it get
+        ``PagletCrashedError`` (the message in progress) or ``InvalidAgentError`` (messages still queued).
         """
         ctrl = self.get(agent_id)
+        forced = False
         if ctrl.status == "ready":
             event = PersistencyEvent(
                 agent_id=agent_id, host_name=self.host_name, host_address=self._address(), reason="dispose"
             )
-            await ctrl.lifecycle("disposing", event, self.timeouts.hook)
-            await ctrl.resources("cleanup", reason="dispose", timeout=self.timeouts.resources)
+            try:
+                async with asyncio.timeout(self.timeouts.dispose):
+                    await ctrl.lifecycle("disposing", event, None)
+                    await ctrl.resources("cleanup", reason="dispose", timeout=None)
+            except TimeoutError:
+                forced = True
         elif ctrl.status not in ("crashed", "starting"):
             raise InvalidAgentError(f"paglet {agent_id} is {ctrl.status}")
         for delivery in ctrl.begin_stop():
             future = delivery.item.future
             if future is not None and not future.done():
                 future.set_exception(InvalidAgentError(f"paglet {agent_id} was disposed"))
-        ctrl.shutdown()
+        if forced:
+            _log.warning(
+                "paglet %s did not finish its handler and on_disposing within %g s: its process is ended",
+                agent_id,
+                self.timeouts.dispose,
+            )
+            ctrl.fail_pending(
+                PagletCrashedError(
+                    f"paglet {agent_id} was disposed while it handled this message (it did not return "
+                    f"within the dispose grace period of {self.timeouts.dispose:g} s)"
+                )
+            )
+            ctrl.kill()
+        else:
+            ctrl.shutdown()
         if await ctrl.wait_exit(self.timeouts.exit) is None:
             ctrl.kill()
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
-        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data={"active": True})
+        data: dict[str, Any] = {"active": True}
+        if forced:
+            data["forced"] = True
+        self.events.emit("dispose", agent_id=agent_id, class_name=ctrl.agent_class, data=data)
 
 
 def mailbox_counts(ctrl: PagletController) -> dict[str, int]:
@@ -590,16 +667,26 @@ def message_from_request(body: MessageBody) -> MessageWire:
     )
 
 
-def message_wire(wire: dict[str, Any]) -> MessageWire:
-    """The IPC form of a ``Message.to_wire()`` dict."""
-    return MessageWire(
-        kind=str(wire["kind"]),
-        args=prepare_value(wire.get("args") or {}),
-        arg=prepare_value(wire.get("arg")),
-        sender=wire.get("sender"),
-        reply_to=wire.get("reply_to"),
-        priority=int(wire.get("priority", NORMAL_PRIORITY)),
-        message_type=int(wire.get("message_type", 0)),
-        timestamp=float(wire.get("timestamp") or time.time()),
-        message_id=str(wire.get("message_id") or uuid.uuid4().hex),
+def message_wire(wire: Any) -> MessageWire:
+    """The IPC form of a ``Message.to_wire()`` dict that did not come through the HTTP route (a host
+    call, a stored or forwarded message), checked field by field: ``SerializationError`` names a wrong
+    field, so a paglet process never gets a message it cannot decode."""
+    return message_from_request(check_message(wire))
+
+
+def message_wire_of(message: Message) -> MessageWire:
+    """The IPC form of a ``Message`` built in this process, checked like any other (``to_wire`` would
+    coerce a non-dict ``args``; the check refuses it and names the field)."""
+    return message_wire(
+        {
+            "kind": message.kind,
+            "args": message.args,
+            "arg": message.arg,
+            "sender": message.sender,
+            "reply_to": message.reply_to,
+            "priority": message.priority,
+            "message_type": message.message_type,
+            "timestamp": message.timestamp,
+            "message_id": message.message_id,
+        }
     )

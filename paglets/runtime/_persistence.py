@@ -8,7 +8,10 @@
   appended to the record's queue, in order, so nothing is lost.
 - **Activate**: a process is started from the record, ``on_activation`` runs, then ``run()``; only then
   is the record deleted (a crash in between leaves the record, and the active copy died with the host:
-  never two copies, never none). Queued messages are delivered in order (``no_delay``, results dropped).
+  never two copies, never none). The messages queued in the record enter the paglet's mailbox in one
+  step as soon as its process exists, so they come before anything sent later (the message that
+  activated it, messages sent while its activation hook runs, which are accepted and wait); from there
+  the mailbox's rule orders them (priority, then arrival). Their results are dropped.
 - **Messages to inactive paglets** follow the record's policy: activate and deliver, queue (an O(message)
   append) and answer ``{"queued": true, "message_id": ...}``, or refuse with ``PagletInactiveError``.
 - **Timed activation** uses one loop timer for the earliest ``activate_at`` (no polling).
@@ -25,7 +28,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 from paglets.artifacts import PagletFileRef
@@ -63,8 +66,10 @@ class Persistence:
         self.store: RecordStore | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._activating: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        #: Queued messages of a just-activated paglet not yet handed to it (see ``_drain``).
-        self._draining: dict[str, deque[StoredMessage]] = {}
+        #: Per inactive paglet: held while a message is appended to its record's queue, and by an
+        #: activation from reading the record until it is deleted, so that no message is appended to a
+        #: record that an activation has already read (it would be deleted with it).
+        self._record_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: A read-only view of the records while the host is not running (see ``inspected``).
         self._view: RecordStore | None = None
         self._view_lock = threading.Lock()
@@ -244,17 +249,13 @@ class Persistence:
         from paglets.runtime.host import message_dict
 
         now = time.time()
-        pending: list[StoredMessage] = [
-            StoredMessage(message=dict(stored.message), oneway=stored.oneway, queued_at=stored.queued_at)
-            for stored in self._draining.get(ctrl.agent_id, ())
-        ]
         with ctrl.lock:
             waiting = [delivery.item for delivery in ctrl.mailbox]
         items = ([requeue_first] if requeue_first is not None else []) + waiting
-        pending.extend(
+        pending = [
             StoredMessage(message=message_dict(item.message), oneway=item.oneway, queued_at=now)
             for item in items
-        )
+        ]
         try:
             record = StoredRecord(
                 agent_id=ctrl.agent_id,
@@ -275,7 +276,6 @@ class Persistence:
         """The record is durable: answer the messages it holds, queue those that came since, end the
         process."""
         host = self._host
-        self._draining.pop(ctrl.agent_id, None)  # they are in the record
         for item in host.manager.detach(ctrl):
             if id(item) not in saved:
                 try:
@@ -307,6 +307,12 @@ class Persistence:
         """Whether an activation of ``agent_id`` is under way."""
         return agent_id in self._activating
 
+    def _record_lock(self, agent_id: str) -> asyncio.Lock:
+        lock = self._record_locks.get(agent_id)
+        if lock is None:
+            lock = self._record_locks[agent_id] = asyncio.Lock()
+        return lock
+
     async def activate(self, agent_id: str) -> dict[str, Any]:
         """Start an inactive paglet from its record (concurrent calls share one activation; a paglet that
         is active already is answered with its proxy: the host's public ``activate`` refuses that)."""
@@ -328,6 +334,10 @@ class Persistence:
             del self._activating[agent_id]
 
     async def _activate(self, agent_id: str) -> dict[str, Any]:
+        async with self._record_lock(agent_id):
+            return await self._activate_locked(agent_id)
+
+    async def _activate_locked(self, agent_id: str) -> dict[str, Any]:
         host = self._host
         summary = self.summary(agent_id)
         if summary is None:
@@ -347,6 +357,9 @@ class Persistence:
             request=request,
             policy=policy,
         )
+        from paglets.runtime._paglets import message_wire
+
+        queued = record.queued_messages
         try:
             await host.manager.start_from_state(
                 agent_id=agent_id,
@@ -355,13 +368,13 @@ class Persistence:
                 state=bytes(record.state),
                 hook="activation",
                 event=event,
+                queued=[(message_wire(stored.message), stored.oneway) for stored in queued],
             )
         except BaseException:
             host.files.forget(agent_id, remove_work_dir=False)
             raise
         store = self._store()
         await asyncio.get_running_loop().run_in_executor(None, store.delete, agent_id)
-        queued = record.queued_messages
         host.events.emit(
             "activate",
             agent_id=agent_id,
@@ -369,56 +382,34 @@ class Persistence:
             data={"queued_message_count": len(queued)},
         )
         self._schedule()
-        if queued:
-            host.spawn_task(self._drain(agent_id, queued))
         return {"host_url": host.address, "agent_id": agent_id}
-
-    async def _drain(self, agent_id: str, queued: list[StoredMessage]) -> None:
-        """Deliver the messages queued while the paglet was inactive, in order; results are dropped.
-
-        The messages not yet handed to the paglet stay in ``_draining``: a deactivation during the drain
-        takes them over and writes them back into the record before it answers (``_retire``).
-        """
-        from paglets.runtime._paglets import message_wire
-
-        host = self._host
-        rest: deque[StoredMessage] = deque(queued)
-        self._draining[agent_id] = rest
-        try:
-            while rest and self._draining.get(agent_id) is rest:
-                ctrl = host.manager.controllers.get(agent_id)
-                if ctrl is None or ctrl.status not in ("ready", "moving"):
-                    return  # it left: its mover or its deactivation took the rest
-                stored = rest.popleft()
-                try:
-                    await host.manager.deliver(agent_id, message_wire(stored.message), oneway=stored.oneway)
-                except PagletError:
-                    continue
-        finally:
-            if self._draining.get(agent_id) is rest:
-                del self._draining[agent_id]
-
-    def take_undrained(self, agent_id: str) -> list[tuple[MessageWire, bool]]:
-        """The queued messages a paglet that is leaving has not received yet (its mover forwards them)."""
-        from paglets.runtime._paglets import message_wire
-
-        rest = self._draining.pop(agent_id, deque())
-        return [(message_wire(stored.message), stored.oneway) for stored in rest]
 
     # --- messages to inactive paglets ----------------------------------------------------------------------
 
     async def deliver(
-        self, agent_id: str, message: MessageWire, *, oneway: bool, activate_if_inactive: bool, no_delay: bool
+        self,
+        agent_id: str,
+        message: MessageWire,
+        *,
+        oneway: bool,
+        activate_if_inactive: bool,
+        no_delay: bool,
+        timeout: float | None = None,
     ) -> Any:
+        """A message to an inactive paglet (contract §2.4); ``timeout`` bounds the wait for the reply of a
+        synchronous message once it is in the mailbox of the activated paglet."""
         summary = self.summary(agent_id)
         if summary is None:
             raise InvalidAgentError(f"no paglet {agent_id} on host {self._host.name}")
         if activate_if_inactive and summary.activate_on_message:
             await self.activate(agent_id)
-            return await self._host.manager.deliver(agent_id, message, oneway=oneway)
+            return await self._host.manager.deliver(agent_id, message, oneway=oneway, timeout=timeout)
         if no_delay or not summary.queue_messages_when_inactive:
             raise PagletInactiveError(f"paglet {agent_id} is inactive and does not take queued messages")
-        await self._append(agent_id, message, oneway=oneway)
+        async with self._record_lock(agent_id):
+            if self.summary(agent_id) is None:  # activated (or gone) while we waited: deliver, or fail
+                return await self._host.manager.deliver(agent_id, message, oneway=oneway, timeout=timeout)
+            await self._append(agent_id, message, oneway=oneway)
         self._host.events.emit(
             "message-queued", agent_id=agent_id, class_name=summary.agent_class, message_id=message.message_id
         )

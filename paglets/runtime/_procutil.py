@@ -1,4 +1,5 @@
-"""Linux process helpers for the zygote and its children: prctl, process titles, fd hygiene.
+"""Linux process helpers for the zygote and its children: prctl, process titles, fd and environment
+hygiene.
 
 Everything here degrades gracefully: on a system without ``prctl`` (or without ``/proc``) the setters
 return False instead of raising, and the caller documents what is missing.
@@ -20,12 +21,16 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from paglets.http.errormap import API_KEY_ENV
+
 __all__ = [
+    "SECRET_ENV_NAMES",
     "TITLE_ROOM",
     "close_fds_except",
+    "scrubbed_environment",
     "set_comm",
     "set_parent_death_signal",
     "set_process_title",
@@ -124,3 +129,18 @@ def close_fds_except(keep: Iterable[int]) -> None:
     except (OSError, ValueError):  # pragma: no cover
         max_fd = _FALLBACK_MAX_FD
     os.closerange(low, max(max_fd, low))
+
+
+#: Environment variables never passed to a zygote (nor, so, to any paglet process): the host's API key.
+SECRET_ENV_NAMES: Final = frozenset({API_KEY_ENV})
+
+
+def scrubbed_environment(environ: Mapping[str, str], *, secrets: Sequence[str] = ()) -> dict[str, str]:
+    """``environ`` without the host's secrets: the variables of ``SECRET_ENV_NAMES`` and every variable
+    whose value is one of ``secrets`` (the API key, whichever variable it came from, e.g.
+    ``--api-key-env``). The zygote is started with it, so neither the template process nor any paglet
+    process forked from it ever has them, not even in ``/proc/<pid>/environ``."""
+    hidden = {secret for secret in secrets if secret}
+    return {
+        name: value for name, value in environ.items() if name not in SECRET_ENV_NAMES and value not in hidden
+    }

@@ -116,7 +116,7 @@ class ResidentServices:
         if start:
             await self.start_eager(declaration.agent_id)
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._tick())
+            self._task = self._host.tasks.spawn(self._tick())  # a failure is reported, never lost
         return record
 
     async def start_eager(self, agent_id: str) -> None:

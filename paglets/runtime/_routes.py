@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import msgspec
 
 from paglets import __version__
+from paglets.core._ids import check_agent_id
 from paglets.core.errors import HostError, PagletError
 from paglets.http.messages import Request, Response
 from paglets.http.routing import Router
@@ -104,7 +105,7 @@ def _int_query(request: Request, name: str, default: int, *, low: int, high: int
 
 def build_router(host: Host) -> Router:
     """Every route of ``host``."""
-    router = Router()
+    router = Router(param_checks={"agent_id": check_agent_id})  # a bad id in a path is a 400
 
     async def index(request: Request) -> Response:
         return _ok(
@@ -156,7 +157,7 @@ def build_router(host: Host) -> Router:
             state_class=state_class,
             state=state,
             init=body.init,
-            agent_id=body.agent_id,
+            agent_id=None if body.agent_id is None else check_agent_id(body.agent_id),
         )
         return _ok({"proxy": {"host_url": host.address, "agent_id": new_id}})
 
@@ -181,6 +182,7 @@ def build_router(host: Host) -> Router:
             oneway=body.oneway,
             activate_if_inactive=body.activate_if_inactive,
             no_delay=body.no_delay,
+            timeout=body.timeout,
         )
         return _ok({"result": result})
 
@@ -191,7 +193,8 @@ def build_router(host: Host) -> Router:
 
     async def lease(request: Request) -> Response:
         body = await _read(request, LeaseRequest)
-        return _ok(await host.resident.acquire_lease(body.agent_id, body.service_name, body.ttl))
+        agent_id = check_agent_id(body.agent_id)
+        return _ok(await host.resident.acquire_lease(agent_id, body.service_name, body.ttl))
 
     async def lease_release(request: Request) -> Response:
         await _read(request, EmptyRequest)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import shutil
 import signal
 import threading
@@ -32,7 +33,7 @@ from paglets.core.errors import HostError, InvalidAgentError, RequestError, Seri
 from paglets.core.messages import DEACTIVATE_KIND, FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationRequest
-from paglets.persistence.storage import ManagedStorage, sanitize_name
+from paglets.persistence.storage import ManagedStorage, class_storage_name, path_component
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, HostRef, MeshRegistry, resolve_code_version
 from paglets.remote.proxy import PagletProxy
@@ -40,15 +41,17 @@ from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._binding import AUTO, resolve_auto_address, resolve_bind_hosts
 from paglets.runtime._config import HostConfig
+from paglets.runtime._deadlines import wait_reply
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._hostcalls import HostCalls
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MoveKind, MovementEngine
-from paglets.runtime._paglets import PagletManager, mailbox_counts, message_wire
+from paglets.runtime._paglets import PagletManager, Timeouts, mailbox_counts, message_wire_of
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentDeclaration, ResidentServices
 from paglets.runtime._services import HostServices
+from paglets.runtime._tasks import MESSAGE_FORWARD_FAILED, BackgroundTasks, report_failure
 from paglets.serialization._from_wire import unknown_wire_fields
 from paglets.serialization.codec import codec_for, dataclass_from_wire, qualified_name, resolve_qualified_name
 from paglets.services.contracts import ServiceRecord
@@ -192,16 +195,18 @@ class Host:
             client=lambda: self.client,
             local=StoreArtifacts(self.artifacts),
         )
+        #: Fire-and-forget tasks of the host; a failure becomes a ``task-failed`` event and a log line.
+        self.tasks = BackgroundTasks(self.events)
         self.files = FileRegistry(
             host_name=lambda: self.name,
             host_url=lambda: self.address,
             work_root=self.persistence_dir / "work",
+            events=self.events,
         )
         self.movement = MovementEngine(self)
         self.persistence = Persistence(self)
         self.resident = ResidentServices(self)
         self.launch = LaunchRunner(self, cfg.launch_config, cfg.launch_config_sync_result)
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.services = HostServices(
             host_name=lambda: self.name,
             host_address=lambda: self.address,
@@ -219,6 +224,8 @@ class Host:
             preload=cfg.preload_modules,
             on_agent_gone=self.services.forget_agent,
             on_agent_live=self.services.publish,
+            spawn=self.tasks.spawn,
+            timeouts=Timeouts(dispose=cfg.dispose_grace, send=cfg.send_timeout),
         )
 
     def __repr__(self) -> str:
@@ -275,7 +282,7 @@ class Host:
         self.events.host_address = self.address
         if AUTO in self.config.bind_hosts and not self.public_url:
             self.spawn_task(self._watch_binding())
-        self._artifact_cleanup = asyncio.get_running_loop().create_task(self._clean_artifacts())
+        self._artifact_cleanup = self.tasks.spawn(self._clean_artifacts())
         if self.config.mesh:
             self.mesh.start()
         self.launch.report_sync()
@@ -302,6 +309,7 @@ class Host:
             api_key=self.api_key,
             path_prefix=_prefix(self.public_url),
             limits=self.config.http_limits,
+            expose_tracebacks=self.config.expose_tracebacks,
         )
 
     async def _watch_binding(self) -> None:
@@ -334,10 +342,9 @@ class Host:
             )
 
     def spawn_task(self, coro: Any) -> None:
-        """Run ``coro`` in the background on the loop; the host cancels it when it stops."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Run ``coro`` in the background on the loop; the host cancels it when it stops, and reports it
+        (``task-failed`` event, log line) if it fails (``paglets.runtime._tasks``)."""
+        self.tasks.spawn(coro)
 
     async def _clean_artifacts(self) -> None:
         """Drop expired artifacts and stale partial uploads, every ``cleanup_interval`` seconds."""
@@ -382,8 +389,7 @@ class Host:
         if deactivate_active:
             saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
             shutdown = {"saved": saved, "unsaved": unsaved}
-        for task in list(self._tasks):
-            task.cancel()
+        self.tasks.cancel_all()
         await self.mesh.stop()
         await self.resident.stop()
         await self.movement.stop()
@@ -547,11 +553,15 @@ class Host:
         return PagletProxy(url.rstrip("/"), agent_id, self.client)
 
     async def forward_waiting(self, items: list[Any], where: dict[str, Any]) -> None:
-        """Deliver messages that were waiting for a paglet that moved to its new place."""
+        """Deliver messages that were waiting for a paglet that moved to its new place.
+
+        A sender that waits gets the error of its message; the error of a message nobody waits for
+        (oneway) is reported as a ``message-forward-failed`` event and a log line. If the host stops
+        meanwhile, the senders still waiting get a ``HostError``."""
         if not items:
             return
         url, agent_id = str(where["host_url"]), str(where["agent_id"])
-        for item in items:
+        for index, item in enumerate(items):
             future = item.future
             try:
                 if self._same_host(url):
@@ -563,9 +573,26 @@ class Host:
                         {"message": message_dict(item.message), "oneway": item.oneway},
                     )
                     result = reply.get("result") if isinstance(reply, dict) else None
-            except BaseException as exc:
+            except asyncio.CancelledError:
+                stopped = HostError(f"host {self.name} stopped before forwarding the message to {url}")
+                for rest in items[index:]:
+                    if rest.future is not None and not rest.future.done():
+                        rest.future.set_exception(stopped)
+                raise
+            except Exception as exc:
                 if future is not None and not future.done():
                     future.set_exception(exc)
+                elif future is None:
+                    report_failure(
+                        self.events,
+                        MESSAGE_FORWARD_FAILED,
+                        f"forwarding a oneway message to paglet {agent_id} at {url}",
+                        exc,
+                        agent_id=agent_id,
+                        message_id=item.message.message_id,
+                        target=url,
+                        message_kind=item.message.kind,
+                    )
                 continue
             if future is not None and not future.done():
                 future.set_result(result)
@@ -580,13 +607,29 @@ class Host:
         oneway: bool = False,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
-        timeout: float | None = DEFAULT_TIMEOUT,
+        timeout: float | None = _UNSET,
     ) -> Any:
-        """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway)."""
+        """Deliver ``message`` to a paglet of this host and return the handler's reply (None if oneway).
+
+        A synchronous send waits at most ``timeout`` seconds for the reply (default: the host's
+        ``send_timeout``; ``None``: no limit), then raises ``SendTimeoutError``.
+        """
+        deadline = self.send_timeout if timeout is _UNSET else timeout
         future = self._submit(
-            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            deadline=deadline,
         )
-        return future.result(timeout)
+        return wait_reply(future, agent_id, message.kind, oneway=oneway, deadline=deadline)
+
+    @property
+    def send_timeout(self) -> float | None:
+        """Seconds a synchronous send waits for its reply when the caller gives no deadline
+        (``Host(send_timeout=...)``; ``None``: no limit)."""
+        return self.manager.timeouts.send
 
     def _submit(
         self,
@@ -596,13 +639,14 @@ class Host:
         oneway: bool,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
+        deadline: float | None = None,
     ) -> concurrent.futures.Future[Any]:
         """Queue ``message`` from a user thread; an active paglet's mailbox is fed directly (no task)."""
         if not self._started:
             raise HostError(f"host {self.name} is not started (call start_background())")
         if self._loop.in_loop_thread():
             raise HostError("a blocking host call was made from the host's event loop thread")
-        wire = message_wire(message.to_wire())
+        wire = message_wire_of(message)
         ctrl = self.manager.controllers.get(agent_id)
         if message.kind == DEACTIVATE_KIND or ctrl is None or ctrl.status != "ready":
             return asyncio.run_coroutine_threadsafe(
@@ -612,6 +656,7 @@ class Host:
                     oneway=oneway,
                     activate_if_inactive=activate_if_inactive,
                     no_delay=no_delay,
+                    timeout=deadline if deadline is not None else math.inf,
                 ),
                 self._loop.loop,
             )
@@ -629,7 +674,15 @@ class Host:
         oneway: bool,
         activate_if_inactive: bool = True,
         no_delay: bool = False,
+        timeout: float | None = None,
     ) -> Any:
+        """Deliver a message on the loop. A synchronous send waits at most ``timeout`` seconds for the
+        handler's reply once the message is in the mailbox (``None``: the host's ``send_timeout``;
+        ``math.inf``: no limit), then raises ``SendTimeoutError``."""
+        if timeout is None:
+            timeout = self.send_timeout
+        elif timeout == math.inf:
+            timeout = None
         if wire.kind == DEACTIVATE_KIND:  # the reserved message (contract §2.6)
             raw = wire.args.get("request") if isinstance(wire.args, dict) else None
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
@@ -645,9 +698,14 @@ class Host:
             )  # a lazy resident service starts on its first message
         if agent_id not in self.manager.controllers and self.persistence.summary(agent_id) is not None:
             return await self.persistence.deliver(
-                agent_id, wire, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+                agent_id,
+                wire,
+                oneway=oneway,
+                activate_if_inactive=activate_if_inactive,
+                no_delay=no_delay,
+                timeout=timeout,
             )
-        return await self.manager.deliver(agent_id, wire, oneway=oneway)
+        return await self.manager.deliver(agent_id, wire, oneway=oneway, timeout=timeout)
 
     def multicast_message(
         self,
@@ -692,10 +750,17 @@ class Host:
         no_delay: bool,
         timeout: float | None,
     ) -> Any:
+        """A proxy's send (``timeout=None``: the host's ``send_timeout``)."""
+        deadline = self.send_timeout if timeout is None else timeout
         future = self._submit(
-            agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            deadline=deadline,
         )
-        return future.result(timeout)
+        return wait_reply(future, agent_id, message.kind, oneway=oneway, deadline=deadline)
 
     def route_message_future(
         self, agent_id: str, message: Message, *, activate_if_inactive: bool, no_delay: bool
@@ -1017,7 +1082,7 @@ class Host:
     def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
         """The scratch directory of an active paglet (``InvalidAgentError`` for others, as in 2.0)."""
         self.manager.get(agent_id)
-        path = self.manager.work_root / sanitize_name(agent_id)
+        path = self.manager.work_root / path_component(agent_id)
         if create:
             path.mkdir(parents=True, exist_ok=True)
         return path
@@ -1092,7 +1157,7 @@ class Host:
         with self._properties_lock:
             storage = self._storages.get(key)
             if storage is None:
-                root = self.persistence_dir / "storage" / sanitize_name(agent_class.replace(":", "."))
+                root = self.persistence_dir / "storage" / class_storage_name(agent_class)
                 storage = ManagedStorage(root, quota_bytes=quota)
                 self._storages[key] = storage
             return storage

@@ -11,4 +11,5 @@ threading or subprocess, and from paglets only the exception tree (``paglets._er
 - ``envelope``  movement envelope: streaming ``EnvelopeEncoder``, incremental ``EnvelopeDecoder``
 - ``jsonbin``   control-plane JSON with the binary tag form of paglets 2.0
 - ``checksum``  CRC-32 and ``crc32_combine``
+- ``requests``  typed JSON request bodies of the control plane
 """

@@ -29,6 +29,9 @@ class ChildConfig(msgspec.Struct, frozen=True, kw_only=True):
     work_dir: str = ""
     #: Seconds a child waits for the host to answer one of its host calls.
     host_call_timeout: float = 60.0
+    #: The host's ``send_timeout``: how long it lets a synchronous send wait for its reply when the
+    #: sender gives no deadline (``None``: no limit).
+    send_timeout: float | None = 60.0
     #: The host's ``sys.path`` when it asked for the process, so paglet classes import as in the host.
     sys_path: list[str] = []
 

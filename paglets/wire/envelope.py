@@ -33,8 +33,18 @@ data. Everything is checked before it is trusted and bounded before it is alloca
 State bytes go to a sink (``write(memoryview)``) as they arrive: raw payloads stream straight from the fed
 chunks, compressed ones after decompression. **A sink's content is not valid until** :meth:`finish`
 **returns**: a later frame or the trailer may still fail. By default the state collects in a
-``bytearray``; pass ``sink_factory`` to write it elsewhere (e.g. a shared-memory segment sized from the
-declared length, see :class:`MemoryviewSink`).
+``bytearray``; pass ``sink_factory`` to write it elsewhere (e.g. a shared-memory segment, see
+:class:`MemoryviewSink`). The declared length is the sender's claim: a receiver that allocates from it
+before the bytes arrive lets 67 KB of zstd frames of zeros commit a GiB, so a sink should grow with the
+data instead.
+
+Pacing: a sink may also have ``reserve(nbytes) -> bool``. The decoder calls it before each state frame
+with the frame's raw length, after the frame header was checked and before any of its bytes are written.
+``False`` *pauses* the decoder at that frame: :meth:`feed` returns how many bytes it consumed (the frame
+header is kept inside the decoder) and the caller feeds the rest again once the sink can take the frame
+(``paused`` says so; ``feed(b"")`` retries without new data). This is how a receiver bounds the decoded
+bytes one call may produce (a 49-byte frame may decode to ``MAX_FRAME_RAW``) and waits for a memory
+budget without failing the stream.
 
 Errors: truncated or malformed input raises ``FrameError``, a CRC or length mismatch ``ChecksumError``,
 a limit ``LimitExceededError``; nothing else escapes for any input.
@@ -261,7 +271,8 @@ def encode_envelope(
 class StateSink(Protocol):
     """Where a decoder writes state bytes, in order. Nothing written is valid before ``finish()``.
 
-    ``write`` must copy what it keeps: the view it gets is only valid during the call.
+    ``write`` must copy what it keeps: the view it gets is only valid during the call. A sink may also
+    define ``reserve(nbytes) -> bool`` (see "Pacing" in the module docstring).
     """
 
     def write(self, data: memoryview, /) -> object: ...
@@ -354,10 +365,12 @@ class EnvelopeDecoder:
         "_max_state",
         "_metadata",
         "_need",
+        "_paused",
         "_pending",
         "_raw_frames",
         "_received",
         "_remaining",
+        "_reserve",
         "_sink",
         "_sink_factory",
         "_state",
@@ -373,6 +386,8 @@ class EnvelopeDecoder:
         self._max_state = min(max_state_bytes, MAX_STATE_BYTES)
         self._sink_factory = sink_factory
         self._sink: StateSink | None = None
+        self._reserve: Callable[[int], bool] | None = None
+        self._paused = False  # a frame header waits in _pending until the sink reserves its bytes
         self._state = _S_HEADER
         self._need = _HEADER.size
         self._pending = bytearray()
@@ -409,15 +424,24 @@ class EnvelopeDecoder:
         """True once the trailer has been verified."""
         return self._state == _S_DONE
 
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Consume the next bytes of the envelope (any split is fine)."""
+    @property
+    def paused(self) -> bool:
+        """True while the sink refuses to reserve the next frame (feed the rest again later)."""
+        return self._paused
+
+    def feed(self, data: bytes | bytearray | memoryview) -> int:
+        """Consume the next bytes of the envelope (any split is fine); returns how many were consumed.
+
+        That is ``len(data)`` unless the sink paused the decoder (see "Pacing" in the module docstring):
+        then the caller feeds ``data[consumed:]`` again once the sink can take the next frame.
+        """
         if self._error is not None:
             raise FrameError("envelope decoder already failed") from self._error
         view = memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         try:
-            self._consume(view)
+            return self._consume(view)
         except ProtocolError as exc:
             self._error = exc
             self._release_context()
@@ -461,9 +485,28 @@ class EnvelopeDecoder:
 
     # -- parsing --------------------------------------------------------------------------------------------
 
-    def _consume(self, view: memoryview) -> None:
-        pos, end = 0, view.nbytes
+    def _consume(self, view: memoryview) -> int:
+        if self._paused:  # the held frame header first
+            self._paused = False
+            owned, self._pending = self._pending, bytearray()
+            with memoryview(owned) as piece:
+                try:
+                    self._on_piece(piece)
+                except _Pause:
+                    self._pending, self._paused = owned, True
+                    return 0
+        end = view.nbytes
+        try:
+            self._consume_from(view, end)
+        except _Pause as pause:
+            end = pause.consumed
         self._received += end
+        return end
+
+    def _consume_from(self, view: memoryview, end: int) -> None:
+        """The parsing loop of ``_consume``. When the sink pauses a frame, its header is kept in
+        ``_pending`` and ``_Pause`` carries the bytes of ``view`` consumed so far."""
+        pos = 0
         while pos < end:
             state = self._state
             if state == _S_RAW:
@@ -488,7 +531,12 @@ class EnvelopeDecoder:
             if have == 0 and end - pos >= self._need:
                 piece = view[pos : pos + self._need]
                 pos += self._need
-                self._on_piece(piece)
+                try:
+                    self._on_piece(piece)
+                except _Pause as pause:
+                    self._pending, self._paused = bytearray(piece), True
+                    pause.consumed = pos
+                    raise
                 continue
             take = min(self._need - have, end - pos)
             self._pending += view[pos : pos + take]
@@ -497,7 +545,12 @@ class EnvelopeDecoder:
                 return
             owned, self._pending = self._pending, bytearray()
             with memoryview(owned) as piece:
-                self._on_piece(piece)
+                try:
+                    self._on_piece(piece)
+                except _Pause as pause:
+                    self._pending, self._paused = owned, True
+                    pause.consumed = pos
+                    raise
 
     def _on_piece(self, piece: memoryview) -> None:
         state = self._state
@@ -544,6 +597,7 @@ class EnvelopeDecoder:
         self._metadata = metadata
         factory = self._sink_factory
         self._sink = _BytearraySink() if factory is None else factory(metadata, self._declared)
+        self._reserve = getattr(self._sink, "reserve", None)
         self._state = _S_RECORD
 
     def _on_record(self, piece: memoryview) -> None:
@@ -568,17 +622,19 @@ class EnvelopeDecoder:
             raise ChecksumError(f"state frames carry more than the declared {self._declared} bytes")
         if self._frames >= MAX_STATE_FRAMES:
             raise LimitExceededError(f"more than MAX_STATE_FRAMES ({MAX_STATE_FRAMES}) state frames")
+        if kind == FRAME_RAW and stored != raw:
+            raise FrameError(f"raw frame stores {stored} bytes but declares {raw}")
+        if kind == FRAME_ZSTD and stored == 0:
+            raise FrameError("empty zstd frame")
+        if self._reserve is not None and not self._reserve(raw):
+            raise _Pause  # nothing changed yet: the same header is checked again when fed again
         self._frames += 1
         self._stored += stored
         self._frame_raw = raw
         if kind == FRAME_RAW:
-            if stored != raw:
-                raise FrameError(f"raw frame stores {stored} bytes but declares {raw}")
             self._remaining = raw
             self._state = _S_RAW
         else:
-            if stored == 0:
-                raise FrameError("empty zstd frame")
             self._state, self._need = _S_ZSTD, stored
         self._expect_crc = frame_crc
         self._crc_running = 0
@@ -625,6 +681,12 @@ class EnvelopeDecoder:
         assert self._sink is not None
         self._sink.write(piece)
         self._written += piece.nbytes
+
+
+class _Pause(Exception):  # a signal inside the decoder, never raised to its callers
+    """The sink did not reserve the next frame; ``consumed``: the bytes of the fed view used so far."""
+
+    consumed = 0
 
 
 def decode_envelope(

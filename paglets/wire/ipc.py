@@ -43,9 +43,15 @@ stays ``bytes``; a ``bytearray`` travels as extension type ``BYTEARRAY_EXT`` (en
 timestamp extension gives a ``datetime``; any other extension type is refused (``FrameError``).
 
 Decoding (:class:`FrameDecoder`) is incremental and never performs I/O: feed it bytes as they arrive and
-iterate the complete messages. Frames above ``MAX_IPC_FRAME`` raise ``LimitExceededError`` as soon as
-their length is read; a bad body (unknown tag, wrong field types, trailing bytes) raises ``FrameError``.
-After an error the decoder stays failed: the stream cannot be resynchronised.
+iterate the complete messages. Two kinds of errors, with different consequences:
+
+- a bad *length* (zero, or above ``MAX_IPC_FRAME``, raised as soon as the four length bytes are read):
+  nothing after it can be framed, so the decoder stays failed and the stream must be closed;
+- a bad *body* (unknown tag, a field of the wrong type, trailing bytes) raises :class:`FrameBodyError`
+  carrying the frame's tag and ``call_id`` when they can still be read; its length was valid, so the
+  decoder has already stepped past it and the next frame decodes normally. A receiver answers the request
+  with an error instead of giving up (a paglet process answers an undecodable ``Deliver`` with a failed
+  ``Reply`` and keeps running).
 """
 
 from __future__ import annotations
@@ -56,16 +62,18 @@ from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
-from paglets._errors import FrameError, LimitExceededError, ProtocolError
+from paglets._errors import FrameError, LimitExceededError, ProtocolError, SerializationError
 from paglets.wire.limits import MAX_HANDOFF_BYTES, MAX_IPC_FRAME
 from paglets.wire.messages import ErrorInfo
 
 __all__ = [
     "BYTEARRAY_EXT",
+    "EMPTY_MESSAGE",
     "FRAME_HEADER_SIZE",
     "NIL",
     "ChildToHost",
     "Deliver",
+    "FrameBodyError",
     "FrameDecoder",
     "FrameDecoderStatistics",
     "GetState",
@@ -84,9 +92,12 @@ __all__ = [
     "Shutdown",
     "Start",
     "decode_body",
+    "decode_message",
     "encode_body",
     "encode_frame",
     "encode_frame_into",
+    "encode_message",
+    "message_tag",
 ]
 
 #: MessagePack extension type that carries a ``bytearray`` (never reused for anything else).
@@ -156,11 +167,16 @@ class Lifecycle(msgspec.Struct, frozen=True, array_like=True, tag=1):
 
 
 class Deliver(msgspec.Struct, frozen=True, array_like=True, tag=2):
-    """Deliver ``message``; a oneway delivery is still answered (with an empty result) to free the slot."""
+    """Deliver ``message``; a oneway delivery is still answered (with an empty result) to free the slot.
+
+    A message too large for a frame travels in a handoff segment instead: ``message_segment`` names it
+    (it holds the message encoded by :func:`encode_message`) and ``message`` is :data:`EMPTY_MESSAGE`.
+    """
 
     call_id: CallId
     message: MessageWire
     oneway: bool = False
+    message_segment: HandoffRef | None = None
 
 
 class GetState(msgspec.Struct, frozen=True, array_like=True, tag=3):
@@ -229,11 +245,16 @@ class Reply(msgspec.Struct, frozen=True, array_like=True, tag=33):
 
 
 class HostCall(msgspec.Struct, frozen=True, array_like=True, tag=34):
-    """Ask the host to run operation ``op`` with encoded arguments ``args``; answered by a HostReply."""
+    """Ask the host to run operation ``op`` with encoded arguments ``args``; answered by a HostReply.
+
+    Arguments too large for a frame travel in a handoff segment: ``args_segment`` names it and ``args``
+    is ``NIL``.
+    """
 
     call_id: CallId
     op: str
     args: msgspec.Raw = NIL
+    args_segment: HandoffRef | None = None
 
 
 class RunFinished(msgspec.Struct, frozen=True, array_like=True, tag=35):
@@ -270,14 +291,43 @@ def _ext_hook(code: int, data: memoryview) -> object:
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(IpcMessage, ext_hook=_ext_hook)  # bytearray values stay bytearray
+_message_decoder: Final = msgspec.msgpack.Decoder(MessageWire, ext_hook=_ext_hook)
+
+#: The ``message`` of a ``Deliver`` whose message travels in a handoff segment.
+EMPTY_MESSAGE: Final = MessageWire(kind="")
 
 
 # --- encoding --------------------------------------------------------------------------------------------
 
 
 def encode_body(msg: IpcMessage) -> bytes:
-    """The MessagePack body of ``msg`` (no length prefix)."""
-    return _encoder.encode(msg)
+    """The MessagePack body of ``msg`` (no length prefix).
+
+    A value MessagePack cannot hold (an integer beyond -2**63..2**64-1, an object of an unknown type in
+    message arguments) is a ``SerializationError`` naming the message type: the sender's values are at
+    fault, not the stream.
+    """
+    try:
+        return _encoder.encode(msg)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"cannot encode {type(msg).__name__}: {exc}") from exc
+
+
+def encode_message(message: MessageWire) -> bytes:
+    """A message alone, for a ``Deliver.message_segment`` (the same MessagePack as inside a frame)."""
+    try:
+        return _encoder.encode(message)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise SerializationError(f"cannot encode message {message.kind!r}: {exc}") from exc
+
+
+def decode_message(data: bytes | bytearray | memoryview) -> MessageWire:
+    """The message a ``Deliver.message_segment`` holds; ``FrameError`` if it is not exactly one."""
+    try:
+        message: MessageWire = _message_decoder.decode(data)
+    except (msgspec.DecodeError, ValueError, RecursionError) as exc:
+        raise FrameError(f"invalid message in a handoff segment: {exc}") from exc
+    return message
 
 
 def encode_frame(msg: IpcMessage) -> bytes:
@@ -316,15 +366,57 @@ def encode_frame_into(msg: IpcMessage, buf: bytearray, offset: int = 0) -> int:
 # --- decoding --------------------------------------------------------------------------------------------
 
 
+class FrameBodyError(FrameError):
+    """A frame body that is not a valid message (its length was valid: the stream stays in step).
+
+    ``tag`` and ``call_id`` are the frame's first two elements when they could still be read (``None``
+    otherwise), so a receiver can answer the request that failed to decode.
+    """
+
+    def __init__(self, *args: object, tag: int | None = None, call_id: int | None = None) -> None:
+        super().__init__(*args)
+        self.tag = tag
+        self.call_id = call_id
+
+
+class _Head(msgspec.Struct, array_like=True):
+    """The first two elements of any frame body; the rest is skipped unchecked."""
+
+    tag: Any = None
+    call_id: Any = None
+
+
+_head_decoder: Final = msgspec.msgpack.Decoder(_Head)
+
+
+def message_tag(cls: type[IpcMessage]) -> int:
+    """The type tag of an IPC message class."""
+    tag = cls.__struct_config__.tag
+    assert isinstance(tag, int)
+    return tag
+
+
+def _frame_head(body: bytes | bytearray | memoryview) -> tuple[int | None, int | None]:
+    """``(tag, call_id)`` of a body that failed to decode, each ``None`` when unreadable."""
+    try:
+        head = _head_decoder.decode(body)
+    except (msgspec.DecodeError, ValueError, RecursionError):
+        return None, None
+    tag = head.tag if type(head.tag) is int else None
+    call_id = head.call_id if type(head.call_id) is int and 0 <= head.call_id < 2**63 else None
+    return tag, call_id
+
+
 def decode_body(body: bytes | bytearray | memoryview) -> IpcMessage:
     """Decode one frame body. ``Raw`` fields of the result keep a reference to ``body``.
 
-    Raises ``FrameError`` for anything that is not exactly one valid message.
+    Raises :class:`FrameBodyError` for anything that is not exactly one valid message.
     """
     try:
         msg: IpcMessage = _decoder.decode(body)
-    except (msgspec.DecodeError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8
-        raise FrameError(f"invalid IPC frame body: {exc}") from exc
+    except (msgspec.DecodeError, ValueError, RecursionError, FrameError) as exc:  # ValueError: bad UTF-8
+        tag, call_id = _frame_head(body)
+        raise FrameBodyError(f"invalid IPC frame body: {exc}", tag=tag, call_id=call_id) from exc
     return msg
 
 
@@ -409,15 +501,10 @@ class FrameDecoder:
         else:
             body = memoryview(buf)[pos + FRAME_HEADER_SIZE : end]  # immutable bytes: Raw may keep a view
         self._pos = end
-        try:
-            msg = decode_body(body)
-        except FrameError as exc:
-            self._error = exc
-            raise
-        self._frames += 1
         if self._pos == len(buf):
             self._buf, self._pos, self._owned = b"", 0, False
-        return msg
+        self._frames += 1
+        return decode_body(body)  # a bad body raises FrameBodyError; the next frame still decodes
 
     def __iter__(self) -> Iterator[IpcMessage]:
         while (msg := self.next_message()) is not None:

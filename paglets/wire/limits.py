@@ -95,6 +95,11 @@ IDLE_TIMEOUT: Final = 60.0
 #: Seconds the server waits for the next bytes of a started request (slow-client guard).
 READ_TIMEOUT: Final = 30.0
 
+#: Longest deadline a client may ask for a synchronous message (``"timeout"`` of ``POST .../messages``).
+#: A day: handlers that run longer should answer at once and report later (a oneway message back, or
+#: their state).
+MAX_SEND_TIMEOUT: Final = 86400.0
+
 # --- mailboxes ----------------------------------------------------------------------------------------------
 
 #: Messages waiting in one paglet's mailbox before senders get ``MailboxFullError``.

@@ -26,19 +26,21 @@ from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
-from paglets._errors import FrameError, LimitExceededError, RequestError
+from paglets._errors import FrameError, LimitExceededError, RequestError, SerializationError
 from paglets.wire.jsonbin import BINARY_TAG, untag_binary
-from paglets.wire.limits import MAX_JSON_BODY
+from paglets.wire.limits import MAX_JSON_BODY, MAX_SEND_TIMEOUT
 
 __all__ = [
     "AdvertiseRequest",
     "CreateRequest",
     "EmptyRequest",
+    "Int64",
     "LeaseRequest",
     "MessageBody",
     "MessageRequest",
     "MoveRequest",
     "UnadvertiseRequest",
+    "check_message",
     "decode_request",
     "describe_validation_error",
 ]
@@ -61,16 +63,26 @@ class CreateRequest(msgspec.Struct, kw_only=True):
     envelope: Any = msgspec.UNSET
 
 
+#: A signed 64-bit integer: what a MessagePack int field of an IPC frame holds.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
 class MessageBody(msgspec.Struct, kw_only=True):
-    """A ``Message.to_wire()`` dict (contract §1.5)."""
+    """A ``Message.to_wire()`` dict (contract §1.5), every field typed as the IPC ``MessageWire`` needs it.
+
+    Every way a message enters a host is checked against this Struct (the HTTP route by its typed
+    decode, the others by :func:`check_message`), so a paglet process never receives a message it
+    cannot decode.
+    """
 
     kind: str
+    #: Argument names are strings (as over JSON); the values are free-form wire values.
     args: dict[str, Any] | None = None
     arg: Any = None
-    sender: Any = None
-    reply_to: Any = None
-    priority: int | None = None
-    message_type: int | None = None
+    sender: str | None = None
+    reply_to: str | None = None
+    priority: Int64 | None = None
+    message_type: Int64 | None = None
     timestamp: float | None = None
     message_id: str | None = None
 
@@ -82,6 +94,8 @@ class MessageRequest(msgspec.Struct, kw_only=True):
     oneway: bool = False
     activate_if_inactive: bool = True
     no_delay: bool = False
+    #: Seconds a synchronous send waits for the handler's reply (``None``: the host's ``send_timeout``).
+    timeout: Annotated[float, msgspec.Meta(gt=0, le=MAX_SEND_TIMEOUT)] | None = None
 
 
 class MoveRequest(msgspec.Struct, kw_only=True):
@@ -130,6 +144,18 @@ class EmptyRequest(msgspec.Struct):
     """Routes that take no arguments (``{}`` or an empty body; keys are ignored)."""
 
 
+def check_message(wire: Any) -> MessageBody:
+    """A message wire dict that did not come through the HTTP route (a paglet's host call, a stored or
+    forwarded message, a ``Message`` built in the host's process) checked like one: a wrong field is a
+    ``SerializationError`` naming it (``invalid message: field 'args': expected object | null, got
+    list``)."""
+    try:
+        body = msgspec.convert(wire, MessageBody)
+    except msgspec.ValidationError as exc:
+        raise SerializationError(describe_validation_error(exc, subject="message")) from None
+    return body
+
+
 _DECODERS: dict[type[Any], msgspec.json.Decoder[Any]] = {}
 
 
@@ -175,14 +201,15 @@ def _untag_fields(obj: msgspec.Struct, prefix: str) -> None:
         setattr(obj, info.name, restored)
 
 
-_AT: Final = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_AT: Final = re.compile(r"^(?P<what>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.S)
 _MISSING: Final = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
 _UNKNOWN: Final = re.compile(r"^Object contains unknown field `(?P<name>[^`]*)`$")
 
 
-def describe_validation_error(exc: msgspec.ValidationError) -> str:
+def describe_validation_error(exc: msgspec.ValidationError, *, subject: str = "request") -> str:
     """``Expected `bool`, got `str` - at `$.oneway``` → ``invalid request: field 'oneway': expected
-    bool, got str``; the field path uses dots for keys and ``[i]`` for list items."""
+    bool, got str``; the field path uses dots for keys and ``[i]`` for list items. ``subject`` names
+    what was checked (``request``, ``message``)."""
     match = _AT.match(str(exc))
     what = match.group("what") if match else str(exc)
     path = (match.group("path") if match else None) or ""
@@ -190,13 +217,15 @@ def describe_validation_error(exc: msgspec.ValidationError) -> str:
     missing = _MISSING.match(what)
     if missing is not None:
         field = f"{path}.{missing['name']}" if path else missing["name"]
-        return f"invalid request: field {field!r} is required"
+        return f"invalid {subject}: field {field!r} is required"
     unknown = _UNKNOWN.match(what)
     if unknown is not None:
         field = f"{path}.{unknown['name']}" if path else unknown["name"]
-        return f"invalid request: unknown field {field!r}"
+        return f"invalid {subject}: unknown field {field!r}"
     text = what.replace("`", "")
     text = text[:1].lower() + text[1:]
+    if match and match.group("key"):
+        text = f"a key: {text}"  # a dict key of the wrong type (argument names are strings)
     if not path:
-        return f"invalid request body: {text}"
-    return f"invalid request: field {path!r}: {text}"
+        return f"invalid {subject} body: {text}" if subject == "request" else f"invalid {subject}: {text}"
+    return f"invalid {subject}: field {path!r}: {text}"

@@ -117,6 +117,12 @@ def ipc_vectors() -> dict[str, IpcMessage]:
             oneway=False,
         ),
         "02_deliver_oneway": Deliver(call_id=3, message=MessageWire(kind="tick"), oneway=True),
+        "02_deliver_segment": Deliver(
+            call_id=9,
+            message=MessageWire(kind=""),
+            oneway=False,
+            message_segment=HandoffRef(segment=4, length=262144, checksum=0),
+        ),
         "03_get_state": GetState(call_id=4),
         "04_resource_call": ResourceCall(call_id=5, op="cleanup", reason="dispatch"),
         "05_shutdown": Shutdown(reason="host stopping"),
@@ -138,6 +144,12 @@ def ipc_vectors() -> dict[str, IpcMessage]:
             call_id=8, ok=False, error=ErrorInfo("host", "RuntimeError", "boom", traceback)
         ),
         "34_host_call": HostCall(call_id=9, op="lookup_service", args=msgspec.Raw(_pack({"name": "echo"}))),
+        "34_host_call_segment": HostCall(
+            call_id=11,
+            op="deliver",
+            args=msgspec.Raw(b"\xc0"),
+            args_segment=HandoffRef(segment=2, length=2097384, checksum=0),
+        ),
         "35_run_finished": RunFinished(),
         "35_run_finished_error": RunFinished(error=ErrorInfo("paglet_crashed", "MemoryError", "")),
     }

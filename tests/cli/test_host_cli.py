@@ -90,3 +90,10 @@ def test_log_level_options() -> None:
     bad = _run("--name", "x", "--log-level", "loud")
     assert len(bad.stderr.splitlines()) == 1
     assert "invalid choice: 'loud'" in bad.stderr
+
+
+def test_expose_tracebacks_is_off_unless_asked() -> None:
+    parser = build_parser()
+    assert host_options(parser.parse_args(["--name", "x"]))["expose_tracebacks"] is False
+    exposed = host_options(parser.parse_args(["--name", "x", "--expose-tracebacks"]))
+    assert exposed["expose_tracebacks"] is True

@@ -63,11 +63,19 @@ def test_error_responses_raise_the_mapped_error(
         assert caught.value.remote_type == "RuntimeError"  # type: ignore[attr-defined]
 
 
-def test_remote_fields_survive(server: ServerThread) -> None:
+def test_remote_fields_survive(make_server: Callable[..., ServerThread]) -> None:
+    server = make_server(expose_tracebacks=True)
     with HttpClient() as client, pytest.raises(InvalidAgentError) as caught:
         client.request_json("GET", server.url("/fail/remote"))
     assert caught.value.remote_type == "KeyError"
     assert caught.value.remote_traceback == "Traceback: ..."
+
+
+def test_remote_tracebacks_stay_on_the_server_by_default(server: ServerThread) -> None:
+    with HttpClient() as client, pytest.raises(InvalidAgentError) as caught:
+        client.request_json("GET", server.url("/fail/remote"))
+    assert caught.value.remote_type == "KeyError"
+    assert caught.value.remote_traceback is None
 
 
 # --- auth ---------------------------------------------------------------------------------------------------

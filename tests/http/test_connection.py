@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import msgspec
@@ -108,12 +109,7 @@ def test_unknown_route_is_404_and_wrong_method_is_405_with_allow() -> None:
     [
         ("invalid", 404, "InvalidAgentError", {"code": "invalid_agent"}),
         ("nothandled", 422, "NotHandledError", {"code": "not_handled"}),
-        (
-            "remote",
-            404,
-            "InvalidAgentError",
-            {"remote_type": "KeyError", "remote_traceback": "Traceback: ..."},
-        ),
+        ("remote", 404, "InvalidAgentError", {"remote_type": "KeyError"}),
         ("other", 500, "RemoteHostError", {"remote_type": "RuntimeError", "error": "handler exploded"}),
     ],
 )
@@ -127,10 +123,20 @@ def test_handler_errors_map_to_status_and_json_body(
     assert isinstance(body["error"], str)
     for key, value in extra.items():
         assert body[key] == value
-    assert "remote_traceback" not in body or kind == "remote"
+    assert "remote_traceback" not in body  # never sent unless the server exposes tracebacks
     assert stats.internal_errors == (1 if kind == "other" else 0)
     if kind == "other":
         assert "handler exploded" in caplog.text
+
+
+def test_remote_tracebacks_are_logged_unless_exposed(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="paglets.http"):
+        _, responses, _ = run_feed([req("GET", "/fail/remote")])
+    assert "remote_traceback" not in json_of(responses[0])
+    assert "Traceback: ..." in caplog.text  # the operator finds it in the host's log
+    caplog.clear()
+    _, responses, _ = run_feed([req("GET", "/fail/remote")], expose_tracebacks=True)
+    assert json_of(responses[0])["remote_traceback"] == "Traceback: ..."
 
 
 def test_handler_returning_garbage_or_invalid_status_is_a_500() -> None:

@@ -279,13 +279,14 @@ class FileCarrier(Paglet[TravelState]):
     def handle_message(self, msg: Message) -> Any:
         from pathlib import Path
 
+        name = msg.get_arg("name", "data")
         if msg.kind == "register":
-            ref = self.register_file(str(msg.arg), name="data", mode=msg.get_arg("mode", "copy"))
+            ref = self.register_file(str(msg.arg), name=name, mode=msg.get_arg("mode", "copy"))
             return ref.sha256
         if msg.kind == "where":
-            return str(self.file_path("data"))
+            return str(self.file_path(name))
         if msg.kind == "read":
-            return Path(self.file_path("data")).read_bytes()
+            return Path(self.file_path(name)).read_bytes()
         if msg.kind == "log":
             return list(self.state.log)
         if msg.kind == "work":
@@ -417,4 +418,164 @@ class NameUser(Paglet[EmptyState]):
             return self.context.wait_for_host(target, timeout=0.3).name
         if msg.kind == "create_remote":
             return self.context.host.create_remote(target, NameUser).to_wire()
+        return self.not_handled()
+
+
+class RawSender(Paglet[EmptyState]):
+    """Makes host calls with arguments as they are (the checks of a paglet's own API are skipped), to
+    test the host's side."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        host: Any = self.context.host  # the paglet process's host (its ``call`` sends a host call)
+        if msg.kind == "raw":
+            return host.call("deliver", 30.0, agent_id=str(msg.get_arg("to")), message=msg.get_arg("message"))
+        if msg.kind == "call":
+            return host.call(str(msg.get_arg("op")), 30.0, **msg.get_arg("args"))
+        return self.not_handled()
+
+
+class EnvReporter(Paglet[EmptyState]):
+    """Reports what of a secret its process can see, and calls its own host over HTTP."""
+
+    State = EmptyState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "secret-seen":
+            secret = str(msg.arg)
+            with open("/proc/self/environ", "rb") as fh:
+                raw = fh.read()
+            return {
+                "environ": sorted(name for name, value in os.environ.items() if secret in value),
+                "proc": secret.encode() in raw,
+            }
+        if msg.kind == "health":
+            host: Any = self.context.host
+            return host.client.get_json(f"{self.context.address}/health")["name"]
+        return self.not_handled()
+
+
+class LeavesWithMail(Paglet[GateState]):
+    """Dispatches itself from a handler once a file exists (messages queue up meanwhile); its ``run()``
+    raises on beta, so messages forwarded there fail."""
+
+    State = GateState
+
+    def run(self) -> None:
+        if self.context.name == "beta":
+            raise RuntimeError("no run() on beta")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "wait_then_go":
+            path = str(msg.get_arg("gate"))
+            gate = threading.Event()
+            for _ in range(2000):
+                if os.path.exists(path):
+                    break
+                gate.wait(0.01)
+            self.dispatch(str(msg.get_arg("to")))
+            return None
+        if msg.kind == "rec":
+            return None
+
+
+@dataclass
+class SeenState(PagletState):
+    seen: list[str] = field(default_factory=list)
+    #: a path: ``SlowActivation.on_activation`` creates ``<gate>.started``, then waits until ``gate`` exists
+    gate: str = ""
+
+
+class Sequenced(Paglet[SeenState]):
+    """Records the messages it handles, in order: ``seq`` appends ``seq:<arg>:p<priority>``; ``stats``
+    answers what it has seen so far (and is recorded too); ``hold`` waits (30 s at most) until the file
+    ``arg`` exists, then appends ``hold:p<priority>``."""
+
+    State = SeenState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "hold":
+            gate = threading.Event()
+            for _ in range(3000):
+                if os.path.exists(str(msg.arg)):
+                    break
+                gate.wait(0.01)
+            self.state.seen.append(f"hold:p{msg.priority}")
+            return len(self.state.seen)
+        if msg.kind == "seq":
+            self.state.seen.append(f"seq:{msg.arg}:p{msg.priority}")
+            return len(self.state.seen)
+        if msg.kind == "stats":
+            seen = list(self.state.seen)
+            self.state.seen.append(f"stats:p{msg.priority}")
+            return {"count": len(seen), "seen": seen}
+        return self.not_handled()
+
+
+class SlowActivation(Sequenced):
+    """A ``Sequenced`` whose activation hook waits (30 s at most) for the test to open a gate (a file)."""
+
+    def on_activation(self, event: Any) -> None:
+        if not self.state.gate:
+            return
+        with open(self.state.gate + ".started", "w"):
+            pass
+        deadline = threading.Event()
+        for _ in range(3000):
+            if os.path.exists(self.state.gate):
+                return
+            deadline.wait(0.01)
+
+
+@dataclass
+class BlockerState(PagletState):
+    pings: int = 0
+    #: a file ``on_disposing`` creates (to tell whether it ran)
+    marker: str = ""
+
+
+class Blocker(Paglet[BlockerState]):
+    """``block`` never returns (an hour); ``slow`` takes ``arg`` seconds; ``setup`` gives it a work file, an
+    artifact and a service; ``send_to`` sends a message to another paglet from inside this one."""
+
+    State = BlockerState
+
+    def on_disposing(self, event: Any) -> None:
+        if self.state.marker:
+            with open(self.state.marker, "w") as fh:
+                fh.write("disposed")
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "block":
+            threading.Event().wait(3600)
+            return "unblocked"
+        if msg.kind == "slow":
+            threading.Event().wait(float(msg.arg))
+            return "slow-done"
+        if msg.kind == "ping":
+            with self.locked():
+                self.state.pings += 1
+            return "pong"
+        if msg.kind == "pings":
+            return self.state.pings
+        if msg.kind == "setup":
+            work = self.work_dir()
+            (work / "scratch.txt").write_text("scratch")
+            artifact = self.upload_artifact(work / "scratch.txt", name="scratch")
+            self.advertise_service("blocker-service")
+            return {"work": str(work), "artifact": artifact.artifact_id}
+        if msg.kind == "send_to":
+            proxy = self.context.get_proxy(str(msg.get_arg("to")))
+            assert proxy is not None
+            try:
+                return {
+                    "result": proxy.send(Message(str(msg.get_arg("kind"))), timeout=msg.get_arg("timeout"))
+                }
+            except Exception as exc:
+                return {
+                    "error": type(exc).__name__,
+                    "timeout": isinstance(exc, TimeoutError),
+                    "message": str(exc),
+                }
         return self.not_handled()

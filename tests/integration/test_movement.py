@@ -161,3 +161,15 @@ def test_arrival_as_inactive_runs_no_hook_until_activation(make_host: Callable[.
     active = beta.activate(proxy.agent_id)
     wait_until(lambda: _log(beta, proxy.agent_id)[-1] == "run:beta")
     assert active.send(Message("log"))[-2:] == ["dispatching:alpha->beta", "run:beta"]
+
+
+def test_a_clone_arriving_inactive_on_the_same_host_keeps_its_state(make_host: Callable[..., Host]) -> None:
+    from paglets.core.runtime_values import ArrivalMode
+
+    alpha = make_host("alpha")
+    proxy = alpha.create(Traveller, TravelState(payload=b"x" * 1000))
+    clone = alpha.clone(
+        proxy.agent_id, target=TransferTicket(alpha.address, arrival_mode=ArrivalMode.INACTIVE)
+    )
+    assert [a["agent_id"] for a in alpha.list_agents(active=False, inactive=True)] == [clone.agent_id]
+    assert alpha.activate(clone.agent_id).send(Message("size")) == 1000

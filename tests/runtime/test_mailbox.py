@@ -50,6 +50,23 @@ def test_bounded_with_a_clear_error() -> None:
     assert len(box) == 3
 
 
+def test_accepted_messages_are_taken_back_beyond_the_bound() -> None:
+    box: Mailbox[str] = Mailbox(depth=2)
+    for item in ("q1", "q2", "q3"):  # queued while the paglet was inactive: never refused now
+        box.push_accepted(item, 5)
+    assert len(box) == 3
+    with pytest.raises(MailboxFullError):
+        box.push("later", 5)  # a new message is, until the mailbox is below its bound
+    order = []
+    while (d := box.take()) is not None:
+        order.append(d.item)
+        box.finish(d, ok=True)
+    assert order == ["q1", "q2", "q3"]
+    box.close()
+    with pytest.raises(MailboxFullError, match="closed"):
+        box.push_accepted("late", 5)
+
+
 def test_close_hands_back_waiting_in_order() -> None:
     box: Mailbox[str] = Mailbox()
     box.push("b", 1)

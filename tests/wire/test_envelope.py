@@ -195,6 +195,114 @@ def test_sink_factory_receives_the_state() -> None:
     assert target == state
 
 
+class _PacingSink:
+    """A sink that reserves each frame only when ``allow`` says so (and records what it was asked)."""
+
+    def __init__(self, allow: Any) -> None:
+        self.data = bytearray()
+        self.asked: list[int] = []
+        self.allow = allow
+        self.reserved = 0
+
+    def reserve(self, nbytes: int) -> bool:
+        self.asked.append(nbytes)
+        if not self.allow(len(self.asked), nbytes):
+            return False
+        self.reserved += nbytes
+        return True
+
+    def write(self, data: memoryview, /) -> int:
+        assert len(self.data) + data.nbytes <= self.reserved, "wrote bytes that were not reserved"
+        self.data += data
+        return data.nbytes
+
+
+def _feed_all(decoder: EnvelopeDecoder, pieces: list[bytes]) -> int:
+    """Feed every piece, feeding the rest again whenever the decoder pauses; returns the pauses seen."""
+    pauses = 0
+    for piece in pieces:
+        view = memoryview(piece)
+        while True:
+            used = decoder.feed(view)
+            assert 0 <= used <= view.nbytes
+            if used == view.nbytes and not decoder.paused:
+                break
+            assert decoder.paused
+            pauses += 1
+            view = view[used:]
+    return pauses
+
+
+@settings(max_examples=60)
+@given(
+    st.binary(max_size=3000) | st.sampled_from([compressible(2500), b"\x00" * 4000]),
+    st.integers(1, 700),
+    st.data(),
+)
+def test_a_pausing_sink_gets_the_same_state_under_any_split(
+    state: bytes, frame_size: int, data: st.DataObject
+) -> None:
+    envelope = encode_envelope(META, state, frame_size=frame_size)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(envelope)), max_size=12)))
+    pieces = [envelope[a:b] for a, b in zip([0, *cuts], [*cuts, len(envelope)], strict=True)]
+    refusals = data.draw(st.lists(st.booleans(), max_size=40))
+    sinks: list[_PacingSink] = []
+
+    def allow(call: int, nbytes: int) -> bool:  # refuse some first asks, never the same one for ever
+        return call > len(refusals) or not refusals[call - 1]
+
+    def factory(metadata: EnvelopeMetadata, length: int) -> _PacingSink:
+        sinks.append(_PacingSink(allow))
+        return sinks[-1]
+
+    decoder = EnvelopeDecoder(sink_factory=factory)
+    _feed_all(decoder, pieces)
+    result = decoder.finish()
+    assert result.frame_count == -(-len(state) // frame_size)
+    assert bytes(sinks[0].data) == state if state else not sinks or not sinks[0].data
+
+
+def test_a_pause_keeps_the_frame_header_and_consumes_nothing_of_the_frame() -> None:
+    state = b"\x00" * (3 * MiB)  # three zstd frames of 1 MiB of zeros, a few dozen bytes each
+    envelope = encode_envelope(META, state)
+    budget = [MiB]  # the sink takes one frame, then refuses until more budget comes
+
+    def allow(call: int, nbytes: int) -> bool:
+        if budget[0] < nbytes:
+            return False
+        budget[0] -= nbytes
+        return True
+
+    sink = _PacingSink(allow)
+    decoder = EnvelopeDecoder(sink_factory=lambda metadata, length: sink)
+    used = decoder.feed(envelope)
+    assert decoder.paused
+    assert len(sink.data) == MiB  # one frame decoded, not three
+    assert decoder.statistics().envelope_bytes == used < len(envelope)
+    assert decoder.feed(b"") == 0  # still no budget: nothing moves
+    assert decoder.paused
+    budget[0] = 2 * MiB
+    rest = envelope[used:]
+    assert decoder.feed(rest) == len(rest)
+    assert not decoder.paused
+    assert decoder.finish().state_length == len(state)
+    assert bytes(sink.data) == state
+    assert sink.asked == [MiB, MiB, MiB, MiB, MiB]  # the paused frame was asked again, not skipped
+
+
+def test_a_bad_frame_header_is_refused_before_the_sink_is_asked() -> None:
+    envelope = bytearray(encode_envelope(META, b"\x00" * (2 * MiB)))
+    meta_length = HEADER.unpack_from(envelope)[3]
+    first = HEADER.size + meta_length
+    second = first + FRAME.size + FRAME.unpack_from(envelope, first)[3]
+    envelope[second + 1] = 1  # unknown frame flags
+    sink = _PacingSink(lambda call, nbytes: call == 1)  # would pause at the second frame
+    decoder = EnvelopeDecoder(sink_factory=lambda metadata, length: sink)
+    with pytest.raises(FrameError, match="flags"):
+        decoder.feed(envelope)
+    assert sink.asked == [MiB]
+
+
 def test_memoryview_sink_bounds() -> None:
     sink = MemoryviewSink(bytearray(4))
     sink.write(memoryview(b"abc"))

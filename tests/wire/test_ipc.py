@@ -14,6 +14,7 @@ from paglets.wire.ipc import (
     FRAME_HEADER_SIZE,
     NIL,
     Deliver,
+    FrameBodyError,
     FrameDecoder,
     GetState,
     HandoffRef,
@@ -235,6 +236,43 @@ def test_unknown_tag_and_bad_fields_are_frame_errors() -> None:
         decode_body(b"\x92\x22\xa2\xc3\x28")  # invalid UTF-8
     with pytest.raises(FrameError):
         decode_body(b"")
+
+
+def test_a_bad_body_is_skipped_and_the_stream_stays_in_step() -> None:
+    """A frame whose body does not decode is reported with its tag and call id; its length was valid,
+    so the frames after it decode normally (in any split of the stream)."""
+    bad = Deliver(7, MessageWire("add", sender=1))  # type: ignore[arg-type]  # not what the schema allows
+    stream = encode_frame(GetState(1)) + encode_frame(bad) + encode_frame(GetState(2))
+    for cut in range(len(stream) + 1):
+        decoder = FrameDecoder()
+        out: list[object] = []
+        errors: list[FrameBodyError] = []
+        for piece in (stream[:cut], stream[cut:]):
+            decoder.feed(piece)
+            while True:
+                try:
+                    msg = decoder.next_message()
+                except FrameBodyError as exc:
+                    errors.append(exc)
+                    continue
+                if msg is None:
+                    break
+                out.append(msg)
+        decoder.finish()
+        assert out == [GetState(1), GetState(2)]
+        assert [(e.tag, e.call_id) for e in errors] == [(2, 7)]
+
+
+def test_a_bad_body_reports_what_it_can_read() -> None:
+    with pytest.raises(FrameBodyError) as caught:
+        decode_body(msgspec.msgpack.encode([2, 9, ["k", [1]]]))
+    assert (caught.value.tag, caught.value.call_id) == (2, 9)
+    with pytest.raises(FrameBodyError) as caught:
+        decode_body(b"\x93\x02")  # truncated: nothing can be read
+    assert (caught.value.tag, caught.value.call_id) == (None, None)
+    with pytest.raises(FrameBodyError) as caught:
+        decode_body(msgspec.msgpack.encode([6, -1]))
+    assert (caught.value.tag, caught.value.call_id) == (6, None)
 
 
 def test_empty_frame_is_refused() -> None:

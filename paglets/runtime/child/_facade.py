@@ -25,11 +25,12 @@ from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequ
 from paglets.persistence.storage import StorageStatus
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import HostRef
-from paglets.remote.proxy import PagletProxy
+from paglets.remote.proxy import REPLY_MARGIN, PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifact_access import ArtifactAccess, HostCallArtifacts
 from paglets.runtime._movement import RUN_SETTLE_WAIT
 from paglets.serialization.codec import codec_for, qualified_name
+from paglets.wire.limits import MAX_SEND_TIMEOUT
 
 if TYPE_CHECKING:
     from paglets.runtime.child.main import ChildRuntime
@@ -193,14 +194,19 @@ class ChildHost:
         no_delay: bool,
         timeout: float | None,
     ) -> Any:
+        # the host bounds a synchronous send (``timeout``, or its send_timeout when None) and answers
+        # SendTimeoutError; this process waits a little longer, so that it gets that answer
+        deadline = timeout if timeout is not None else self._config.send_timeout
+        wait = (deadline if deadline is not None else MAX_SEND_TIMEOUT) + REPLY_MARGIN
         return self.call(
             "deliver",
-            timeout,
+            wait,
             agent_id=agent_id,
             message=message.to_wire(),
             oneway=oneway,
             activate_if_inactive=activate_if_inactive,
             no_delay=no_delay,
+            deadline=timeout,
         )
 
     def route_message_future(

@@ -28,6 +28,11 @@ Threads, and who reads the channel
     answer before the call), and ``RunFinished`` always comes after the answer (``_StartGate``). A class
     that does not override ``run()`` gets no thread: ``Start`` is answered and ``RunFinished`` sent at once.
 
+A frame whose body does not decode (its length is valid, so the next frame is read normally) never ends
+the process: the request it carried is answered with a ``FrameError`` reply (an undecodable ``Deliver``
+fails that one message), an undecodable answer to a host call makes that call raise, and a frame without
+a readable ``call_id`` is dropped with a line on stderr (``PROTOCOL.md`` §1.1).
+
 When the host disappears (channel EOF) the process exits at once: without a host nobody can reach the
 paglet. ``sys.exit(n)`` or ``os._exit(n)`` in a handler ends the process with that code, which the host
 reports as a crash.
@@ -48,7 +53,13 @@ from typing import Any, Final
 import msgspec
 
 from paglets.core.agent import NOT_HANDLED, Paglet, PagletContext
-from paglets.core.errors import HostError, NotHandledError, PagletError, RemoteHostError, SerializationError
+from paglets.core.errors import (
+    FrameError,
+    HostError,
+    NotHandledError,
+    PagletError,
+    RemoteHostError,
+)
 from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
 from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
@@ -61,6 +72,7 @@ from paglets.wire.boot import ChildConfig, decode_child_config
 from paglets.wire.ipc import (
     NIL,
     Deliver,
+    FrameBodyError,
     GetState,
     HandoffRef,
     Hello,
@@ -73,7 +85,9 @@ from paglets.wire.ipc import (
     Shutdown,
     Start,
     decode_body,
+    decode_message,
     encode_body,
+    message_tag,
 )
 from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
 from paglets.wire.values import decode_value, encode_value
@@ -111,6 +125,17 @@ _HOOK_METHODS: Final = {
     "cloned": "on_cloned",
     "deactivating": "on_deactivating",
     "disposing": "on_disposing",
+}
+
+
+#: Host -> child frames that carry a ``call_id`` the host waits on (a frame of these types that does not
+#: decode is answered with a failed ``Reply``, or completes the waiting host call with an error).
+_ANSWERED_TAGS: Final = frozenset(
+    message_tag(cls) for cls in (Lifecycle, Deliver, GetState, ResourceCall, Start, HostReply)
+)
+_TAG_NAMES: Final = {
+    message_tag(cls): cls.__name__
+    for cls in (Lifecycle, Deliver, GetState, ResourceCall, Shutdown, HostReply, Start)
 }
 
 
@@ -223,11 +248,11 @@ class ChildRuntime:
             self._waiters[call_id] = waiter
         try:
             payload = encode_value(args)
-            if len(payload) > INLINE_THRESHOLD:
-                raise SerializationError(
-                    f"arguments of host call {op!r} are too large ({len(payload)} bytes)"
-                )
-            self.send(HostCall(call_id, op, msgspec.Raw(payload)))
+            if len(payload) > INLINE_THRESHOLD:  # a large message to send, say: through a segment
+                sent = self.channel.send_large(payload)
+                self.send(HostCall(call_id, op, NIL, HandoffRef(sent.segment_id, sent.length, 0)))
+            else:
+                self.send(HostCall(call_id, op, msgspec.Raw(payload)))
             limit = self.config.host_call_timeout if timeout is None else timeout
             if not self._wait(waiter, limit, on_main):
                 raise HostError(f"host did not answer {op!r} within {limit} s")
@@ -283,7 +308,7 @@ class ChildRuntime:
         frames = self.channel.receive(0)
         if frames:
             for frame in frames:
-                self._route(decode_body(frame))
+                self._route_frame(frame)
             return
         for fd, _events in self._main_poll.poll(timeout * 1000):
             if fd == self._wake_main:
@@ -297,7 +322,31 @@ class ChildRuntime:
     def _read(self, timeout: float) -> None:
         """Service thread: route what the channel holds now."""
         for frame in self.channel.receive(timeout):
-            self._route(decode_body(frame))
+            self._route_frame(frame)
+
+    def _route_frame(self, frame: bytes | memoryview) -> None:
+        try:
+            msg = decode_body(frame)
+        except FrameBodyError as exc:
+            self._refuse_frame(exc)
+            return
+        self._route(msg)
+
+    def _refuse_frame(self, exc: FrameBodyError) -> None:
+        """A frame whose body does not decode: the request it carried is answered with the error (its
+        caller's message fails, the paglet keeps running); one without a readable ``call_id`` is dropped."""
+        name = _TAG_NAMES.get(exc.tag, "frame") if exc.tag is not None else "frame"
+        error = ErrorInfo(
+            FrameError.code, FrameError.__name__, f"the paglet process could not decode {name}: {exc}"
+        )
+        call_id = exc.call_id
+        if call_id is None or exc.tag not in _ANSWERED_TAGS:
+            print(f"paglets: dropped an undecodable {name}: {exc}", file=sys.stderr, flush=True)
+            return
+        if exc.tag == message_tag(HostReply):
+            self._route(HostReply(call_id, False, NIL, error))  # the waiting host call raises it
+        else:
+            self.reply_error(call_id, error)
 
     def _route(self, msg: Any) -> None:
         if isinstance(msg, HostReply):
@@ -409,6 +458,10 @@ class ChildRuntime:
     def _deliver(self, msg: Deliver) -> bytes:
         assert self.paglet is not None
         wire = msg.message
+        if msg.message_segment is not None:  # too large for a frame: it came in a handoff segment
+            ref = msg.message_segment
+            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
+                wire = decode_message(segment.view)
         message = Message(
             kind=wire.kind,
             args=wire.args,

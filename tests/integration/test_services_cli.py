@@ -51,7 +51,7 @@ def fast_launch_config() -> str:
     text = bundled_launch_config_text()
     for key in ("sample_interval", "gossip_interval"):
         text, count = re.subn(rf"{key} = [0-9.]+", f"{key} = {GOSSIP}", text)
-        assert count == 1, key
+        assert count >= 1, key  # mesh-info's (and compute-slots' gossip_interval)
     return text
 
 

@@ -281,7 +281,7 @@ class Scheduler:
                         existing, reclaim_by=0.0, expires_at=self.clock() + self._timeout(request)
                     )
                     self.leases[existing.lease_id] = existing
-                return self._reply(existing, "existing compute slot lease")
+                return self.reply_for(existing, "existing compute slot lease")
         rejection = can_ever_satisfy(status, request)
         if rejection:
             target = self._redirect_target(request, peers, cap.host_url, ignore_cooldown=True)
@@ -293,7 +293,7 @@ class Scheduler:
         ahead = self.queue if queued_at is None else self.queue[:queued_at]
         if self._fits_now(request, status, ahead, burst=True):
             self._drop_queued(request)
-            return self._reply(self._grant(request, cap), "compute slot granted")
+            return self.reply_for(self._grant(request, cap), "compute slot granted")
         target = self._redirect_target(request, peers, cap.host_url)
         if target is not None and can_run_now(target, request):
             self._drop_queued(request)
@@ -392,7 +392,7 @@ class Scheduler:
         self.last_grant_at = now
         return lease
 
-    def _reply(self, lease: SlotLease, message: str) -> SlotDecisionReply:
+    def reply_for(self, lease: SlotLease, message: str = "compute slot granted") -> SlotDecisionReply:
         return SlotDecisionReply(
             DECISION_RUN_NOW,
             lease.request.request_id,
@@ -534,9 +534,6 @@ class Scheduler:
             work_dir=update.work_dir[:4096],
         )
         return True
-
-    def reply_for(self, lease: SlotLease, message: str = "compute slot granted") -> SlotDecisionReply:
-        return self._reply(lease, message)
 
     def expire(self, active_agents: set[str] | None) -> list[Ended]:
         """Leases to act on now. ``active_agents``: the agent ids active on this host (None: unknown,

@@ -77,7 +77,9 @@ def slot_request(state: Any, agent_id: str, address: str, class_name: str) -> Co
         excluded_host_tags=tuple(s.excluded_host_tags),
         preferred_host_tags=tuple(s.preferred_host_tags),
         excluded_host_names=tuple(s.excluded_host_names),
-        excluded_host_urls=tuple(s.excluded_host_urls),
+        # a job that may not run at home must not be redirected there either
+        excluded_host_urls=tuple(s.excluded_host_urls)
+        + (() if s.allow_home_compute or not s.home_host_url else (s.home_host_url.rstrip("/"),)),
         redirect_count=s.redirect_count,
         last_redirect_at=s.last_redirect_at,
         last_redirect_from_host_url=s.last_redirect_from_host_url,

@@ -326,17 +326,17 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         """One step of the lifecycle (see the module docstring)."""
         status = self.state.compute_status
         here = self.context.address.rstrip("/")
-        if status == COMPUTE_STATUS_NEW or (status == COMPUTE_STATUS_PLACING and self.is_compute_home()):
-            if self.is_compute_home():
-                self._place_from_home()
-            else:
-                self._request_slot()
-        elif status == COMPUTE_STATUS_PLACING:
-            target = self.state.selected_host_url.rstrip("/")
-            if target and target != here:
-                self._move_on()
-            else:
-                self._request_slot()
+        target = self.state.selected_host_url.rstrip("/")
+        if status == COMPUTE_STATUS_PLACING and target and target != here:
+            self._move_on()  # redirected, or its move was interrupted
+        elif (
+            status in (COMPUTE_STATUS_NEW, COMPUTE_STATUS_PLACING)
+            and self.is_compute_home()
+            and target != here
+        ):
+            self._place_from_home()
+        elif status in (COMPUTE_STATUS_NEW, COMPUTE_STATUS_PLACING):
+            self._request_slot()  # it arrived where it was sent
         elif status == COMPUTE_STATUS_WAITING_FOR_SLOT:
             if self.wait_state(lambda s: s.compute_status != COMPUTE_STATUS_WAITING_FOR_SLOT, WAKE_GRACE):
                 return  # the message that woke it moved it on

@@ -18,7 +18,9 @@ from paglets.services.registry import ServiceRegistry
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # helper modules of these tests (_compute_fakes.py)
+    # helper modules of these tests (_compute_fakes.py); appended, so that other test directories'
+    # ``import conftest`` still finds their own
+    sys.path.append(str(HERE))
 
 T = TypeVar("T")
 

@@ -8,7 +8,8 @@ a newer status of a host replaces an older one, never the other way round.
 
 **Shadow reservations.** When this host recommends a host to a job (``candidate_hosts``), the job's
 request is remembered for :data:`SHADOW_TTL` seconds and subtracted from that host's status: from a
-peer's until a status of it *observed after* the recommendation arrives (which includes the job), from
+peer's until a status of it observed :data:`SHADOW_TRANSIT` seconds after the recommendation arrives
+(which includes the job), from
 this host's own until the job asks it for a slot. So a burst of jobs placed from one home spreads over
 the hosts instead of all choosing the same one.
 """
@@ -52,6 +53,9 @@ __all__ = ["MAX_SYNC_STATUSES", "PEER_TIMEOUT", "SHADOW_TTL", "Peers"]
 PEER_TIMEOUT: Final = 1.5
 #: Seconds a shadow reservation is remembered.
 SHADOW_TTL: Final = 30.0
+#: Seconds a job placed on a peer may take to arrive there: a status observed sooner after the placement
+#: may not show the job yet (moving a job takes a fraction of a second; this leaves room for load).
+SHADOW_TRANSIT: Final = 2.0
 #: Peer statuses kept (a mesh has at most a few thousand hosts).
 MAX_PEERS: Final = 4096
 #: Statuses one gossip exchange carries.
@@ -143,7 +147,7 @@ class Peers:
             target = out.get(shadow.host_url)
             if target is None:
                 continue
-            if shadow.host_url == self.self_url or target.observed_at < shadow.placed_at:
+            if shadow.host_url == self.self_url or target.observed_at < shadow.placed_at + SHADOW_TRANSIT:
                 out[shadow.host_url] = reserve_projected(target, shadow.request)
         return out
 

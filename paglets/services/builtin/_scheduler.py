@@ -228,6 +228,7 @@ class Scheduler:
             declared_capacity=cap.declared,
             gpu_count=cap.gpu_count,
             reserved_gpus=sum(1 for lease in self.leases.values() if lease.request.requires_gpu),
+            queued_cpu_cores=sum(max(1, r.cpu_cores) for r in self.queue),
             external_load_per_cpu=round(external, 4),
         )
 

@@ -106,10 +106,10 @@ def can_run_now(status: SchedulerHostStatus, request: ComputeSlotRequest) -> boo
 
 
 def candidate_score(status: SchedulerHostStatus, request: ComputeSlotRequest | None = None) -> float:
-    """Lower is better: reserved share of the slots + external load per CPU + memory and scratch pressure
-    + 0.1 per queued request - 0.25 per preferred tag (at most 0.75)."""
+    """Lower is better: the backlog per slot (reserved and queued cores over the slots) + external load
+    per CPU + memory and scratch pressure - 0.25 per preferred tag (at most 0.75)."""
     slots = status.cpu_slots or len(status.eligible_cpu_ids) or status.cpu_count_logical or 1
-    slot_pressure = status.reserved_cpu_cores / slots
+    backlog = (status.reserved_cpu_cores + status.queued_cpu_cores) / slots
     memory = 1.0 - status.free_memory_bytes / status.memory_total_bytes if status.memory_total_bytes else 1.0
     storage = (
         1.0 - status.free_temp_storage_bytes / status.work_total_bytes if status.work_total_bytes else 1.0
@@ -117,8 +117,8 @@ def candidate_score(status: SchedulerHostStatus, request: ComputeSlotRequest | N
     bonus = 0.0
     if request is not None and request.preferred_host_tags:
         bonus = min(0.75, 0.25 * len(set(request.preferred_host_tags) & _tags(status)))
-    score = slot_pressure + max(0.0, status.external_load_per_cpu) + max(0.0, memory) + max(0.0, storage)
-    return round(max(0.0, score + 0.1 * status.queue_length - bonus), 6)
+    score = backlog + max(0.0, status.external_load_per_cpu) + max(0.0, memory) + max(0.0, storage)
+    return round(max(0.0, score - bonus), 6)
 
 
 def redirect_budget(queue_length: int, max_fraction: float, max_per_tick: int) -> int:
@@ -131,6 +131,10 @@ def redirect_budget(queue_length: int, max_fraction: float, max_per_tick: int) -
 def reserve_projected(status: SchedulerHostStatus, request: ComputeSlotRequest) -> SchedulerHostStatus:
     """``status`` as it will be once ``request`` runs there (a shadow reservation)."""
     cores = max(1, request.cpu_cores)
+    if cores > status.free_cpu_cores:  # it will wait there: one more in the queue
+        return replace(
+            status, queue_length=status.queue_length + 1, queued_cpu_cores=status.queued_cpu_cores + cores
+        )
     return replace(
         status,
         active_leases=status.active_leases + 1,

@@ -181,6 +181,8 @@ class SchedulerHostStatus:
     declared_capacity: bool = False
     gpu_count: int = 0
     reserved_gpus: int = 0
+    #: Cores the queued requests ask for (with the reserved ones: the host's backlog).
+    queued_cpu_cores: int = 0
     #: The load of everything but this host's leased jobs, per CPU (what the load gate looks at).
     external_load_per_cpu: float = 0.0
 

@@ -27,6 +27,9 @@ INSPECTION = (
     "uv run paglets-sysinfo load",
     "uv run paglets-mesh-info summary",
     "uv run paglets-artifacts list",
+    "uv run paglets-compute-slots status",
+    "uv run paglets-compute-groups",
+    "uv run paglets-analysis-jobs --tasks 3 --target-runtime 3",
 )
 #: Text of a ``uv sync`` that failed because the package index cannot be reached (then we skip).
 OFFLINE_HINTS = (

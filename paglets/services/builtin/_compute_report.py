@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from paglets.services.builtin._compute_probes import Usage
+from paglets.core.messages import Message
+from paglets.services.builtin._compute_probes import Usage, UsageSampler
 from paglets.services.builtin.compute_slots import ComputeJobRuntimeInfo, FinishedJobUsage, SlotLease
 
-__all__ = ["UsageBook", "notify_user", "proxy_to", "runtime_info"]
+__all__ = ["UsageBook", "notify_user", "proxy_to", "runtime_info", "sample_job"]
 
 
 @dataclass(slots=True)
@@ -127,6 +128,23 @@ def runtime_info(
         runtime_seconds=max(0.0, time.time() - lease.granted_at),
         expires_at=lease.expires_at,
     )
+
+
+def sample_job(context: Any, sampler: UsageSampler, lease: SlotLease) -> Usage:
+    """One usage sample of ``lease``'s job: its process tree, its work directory and the extra paths it
+    names when asked (``compute_usage_paths``, answered within a second or not at all)."""
+    extra: list[str] = []
+    if lease.pid:
+        from paglets.services.builtin.compute_slots import COMPUTE_USAGE_PATHS_MESSAGE
+
+        try:
+            proxy = proxy_to(context, lease.request.agent_id)
+            reply = proxy.send(Message(COMPUTE_USAGE_PATHS_MESSAGE), activate_if_inactive=False, timeout=1.0)
+        except Exception:
+            reply = None
+        paths = reply.get("paths") if isinstance(reply, dict) else None
+        extra = [str(p) for p in paths[:16]] if isinstance(paths, list) else []
+    return sampler.sample(lease.pid, lease.work_dir, extra)
 
 
 def proxy_to(context: Any, agent_id: str, host_url: str | None = None) -> Any:

@@ -354,8 +354,19 @@ class ComputeSlotsService:
                 self._wake.wait(clamp(self.paglet.state, "loop_interval"))
                 self._wake.clear()
 
+    def _idle(self) -> bool:
+        with self._lock:
+            return not (
+                self.scheduler.queue
+                or self.scheduler.leases
+                or self.pending_kills
+                or any(job.finished_at == 0.0 for job in self.home.jobs.values())
+            )
+
     def tick(self) -> None:
         """One pass of the loop's scheduling work (see the module docstring)."""
+        if self._idle():
+            return
         active = self._active_agents()
         with self._lock:
             ended = self.scheduler.expire(active)
@@ -425,22 +436,7 @@ class ComputeSlotsService:
     # --- usage -----------------------------------------------------------------------------------
 
     def _sample(self, lease: SlotLease) -> Any:
-        extra: list[str] = []
-        work_dir = lease.work_dir
-        if lease.pid:
-            extra = self._usage_paths(lease.request.agent_id)
-        return self.sampler.sample(lease.pid, work_dir, extra)
-
-    def _usage_paths(self, agent_id: str) -> list[str]:
-        from paglets.services.builtin.compute_slots import COMPUTE_USAGE_PATHS_MESSAGE
-
-        try:
-            proxy = report.proxy_to(self.context, agent_id)
-            reply = proxy.send(Message(COMPUTE_USAGE_PATHS_MESSAGE), activate_if_inactive=False, timeout=1.0)
-        except Exception:
-            return []
-        paths = reply.get("paths") if isinstance(reply, dict) else None
-        return [str(p) for p in paths[:16]] if isinstance(paths, list) else []
+        return report.sample_job(self.context, self.sampler, lease)
 
     def _sample_all(self) -> None:
         with self._lock:

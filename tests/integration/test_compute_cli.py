@@ -260,7 +260,7 @@ def test_legacy_command_shapes(mesh: Mesh) -> None:
 
 def test_a_host_killed_mid_campaign_loses_no_job(mesh: Mesh, tmp_path: Path) -> None:
     db = tmp_path / "campaign.sqlite"
-    campaign = start_campaign(mesh, db, "--tasks", "6", "--target-runtime", "3")
+    campaign = start_campaign(mesh, db, "--tasks", "6", "--target-runtime", "2")
 
     def on_gamma() -> bool:
         return any(j["status"] == "RUNNING" and j["host_name"] == "gamma" for j in jobs_of(mesh, campaign))

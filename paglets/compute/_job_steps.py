@@ -23,6 +23,8 @@ __all__ = [
     "COMPUTE_STATUS_RUNNING",
     "COMPUTE_STATUS_WAITING_FOR_SLOT",
     "FINISHED",
+    "estimate_error",
+    "notify",
     "proxy_to",
     "record_grant",
     "record_redirect",
@@ -59,7 +61,55 @@ def proxy_to(context: Any, agent_id: str, host_url: str | None = None) -> Any:
     return proxy
 
 
-def slot_request(state: Any, agent_id: str, address: str, class_name: str) -> ComputeSlotRequest:
+def notify(
+    context: Any,
+    home_url: str,
+    agent_id: str,
+    job_id: str,
+    severity: str,
+    title: str,
+    text: str,
+    timeout: float,
+) -> bool:
+    """Best effort: one notification to the ``user-info`` service at ``home_url``."""
+    from paglets.services.builtin.user_info import NOTIFY_USER, USER_INFO_AGENT_ID, UserInfoRequest
+
+    request = UserInfoRequest(
+        severity=severity,
+        title=title,
+        message=text,
+        source_agent_id=agent_id,
+        job_id=job_id,
+        timestamp=time.time(),
+    )
+    try:
+        proxy = proxy_to(context, USER_INFO_AGENT_ID, home_url)
+        proxy.send(NOTIFY_USER.to_message(request), timeout=max(0.1, timeout))
+        return True
+    except Exception:
+        return False
+
+
+def estimate_error(s: Any) -> str:
+    """Why a job's estimates cannot be scheduled ("" when they can); checked before any scheduler call."""
+    if int(s.cpu_cores) < 1:
+        return f"cpu_cores must be at least 1, got {s.cpu_cores}"
+    if float(s.estimated_runtime_seconds) <= 0.0 and not s.allow_zero_runtime_seconds:
+        return f"estimated_runtime_seconds must be greater than 0, got {s.estimated_runtime_seconds}"
+    if int(s.memory_bytes) <= 0 and not s.allow_zero_memory_bytes:
+        return f"memory_bytes must be greater than 0, got {s.memory_bytes}"
+    if int(s.temp_storage_bytes) < 0:
+        return f"temp_storage_bytes must be 0 or more, got {s.temp_storage_bytes}"
+    if float(s.timeout_seconds) < 0:
+        return f"timeout_seconds must be 0 or more, got {s.timeout_seconds}"
+    if s.requires_gpu and int(s.gpu_memory_mb) < 0:
+        return f"gpu_memory_mb must be 0 or more, got {s.gpu_memory_mb}"
+    return ""
+
+
+def slot_request(
+    state: Any, agent_id: str, address: str, class_name: str, home_url: str
+) -> ComputeSlotRequest:
     """The slot request of a job in ``state`` (agent ``agent_id`` at ``address``)."""
     s = state
     return ComputeSlotRequest(
@@ -84,7 +134,7 @@ def slot_request(state: Any, agent_id: str, address: str, class_name: str) -> Co
         last_redirect_at=s.last_redirect_at,
         last_redirect_from_host_url=s.last_redirect_from_host_url,
         timeout_seconds=max(0.0, float(s.timeout_seconds)),
-        home_host_url=s.home_host_url,
+        home_host_url=home_url.rstrip("/"),
         class_name=class_name,
         attempt=max(1, int(s.compute_attempt)),
     )

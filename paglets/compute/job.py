@@ -22,11 +22,9 @@ Lifecycle (``compute_status``), driven by one worker thread per process and by t
    ends its process (the scheduler ends it ``timeout_kill_grace`` seconds later if it did not).
 
 Each step is reported to the home, which restarts the job from its submission state when its host is
-lost (``max_restarts`` times) and answers a run it replaced or cancelled with "stop". On a host shutdown
-a running job is saved and restarts from its submission state when the host comes back
-(``restart_running_on_host_startup``), keeping its lease. Hooks to override: ``run_compute_job``,
-``after_compute_success``, ``continue_after_compute_success``, ``after_compute_failure``,
-``compute_usage_paths``, ``accept_compute_candidate``, ``handle_compute_job_message``, ``notify_user``.
+lost (``max_restarts`` times) and tells a run it replaced or cancelled to stop. A running job saved at a
+host shutdown restarts from its submission state when the host is back, keeping its lease
+(``restart_running_on_host_startup``). ``docs/compute.md`` lists the hooks.
 """
 
 from __future__ import annotations
@@ -48,6 +46,8 @@ from paglets.compute._job_steps import (
     COMPUTE_STATUS_RUNNING,
     COMPUTE_STATUS_WAITING_FOR_SLOT,
     FINISHED,
+    estimate_error,
+    notify,
     proxy_to,
     record_grant,
     record_redirect,
@@ -192,20 +192,8 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
 
     def validate_compute_estimates(self) -> str:
         """Why the estimates cannot be scheduled ("" when they can)."""
-        with self.locked_state() as s:
-            if int(s.cpu_cores) < 1:
-                return f"cpu_cores must be at least 1, got {s.cpu_cores}"
-            if float(s.estimated_runtime_seconds) <= 0.0 and not s.allow_zero_runtime_seconds:
-                return f"estimated_runtime_seconds must be greater than 0, got {s.estimated_runtime_seconds}"
-            if int(s.memory_bytes) <= 0 and not s.allow_zero_memory_bytes:
-                return f"memory_bytes must be greater than 0, got {s.memory_bytes}"
-            if int(s.temp_storage_bytes) < 0:
-                return f"temp_storage_bytes must be 0 or more, got {s.temp_storage_bytes}"
-            if float(s.timeout_seconds) < 0:
-                return f"timeout_seconds must be 0 or more, got {s.timeout_seconds}"
-            if s.requires_gpu and int(s.gpu_memory_mb) < 0:
-                return f"gpu_memory_mb must be 0 or more, got {s.gpu_memory_mb}"
-        return ""
+        with self.locked_state() as state:
+            return estimate_error(state)
 
     def notify_user(
         self,
@@ -218,23 +206,8 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         scope: ServiceScope = ServiceScope.MESH,
     ) -> bool:
         """Best effort: a notification to the ``user-info`` service of the job's home (False if it failed)."""
-        from paglets.services.builtin.user_info import NOTIFY_USER, USER_INFO_AGENT_ID, UserInfoRequest
-
-        request = UserInfoRequest(
-            severity=severity,
-            title=title,
-            message=message,
-            source_agent_id=self.agent_id,
-            job_id=job_id if job_id is not None else self.compute_job_id(),
-            timestamp=time.time(),
-        )
-        try:
-            home = self.state.home_host_url or self.context.address
-            proxy = proxy_to(self.context, USER_INFO_AGENT_ID, home)
-            proxy.send(NOTIFY_USER.to_message(request), timeout=max(0.1, timeout))
-            return True
-        except Exception:
-            return False
+        job = job_id if job_id is not None else self.compute_job_id()
+        return notify(self.context, self.home_url(), self.agent_id, job, severity, title, message, timeout)
 
     @final
     def compute_job_id(self) -> str:
@@ -242,9 +215,21 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         return self.state.compute_job_key or f"compute-job-{self.agent_id}"
 
     def is_compute_home(self) -> bool:
+        """Whether the job is on its home host (by URL, or by name: a host's URL may change)."""
         with self.locked_state() as state:
             home = state.home_host_url.rstrip("/")
-            return not home or home == self.context.address.rstrip("/")
+            return (
+                not home
+                or home == self.context.address.rstrip("/")
+                or state.home_host_name == self.context.name
+            )
+
+    def home_url(self) -> str:
+        """Where the job's home is now."""
+        state = self.state
+        if not state.home_host_url or state.home_host_name == self.context.name:
+            return self.context.address
+        return state.home_host_url
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -275,8 +260,14 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         if kind == cs.GRANTED_MESSAGE:
             reply = dataclass_from_wire(SlotDecisionReply, dict(message.args))
             with self.locked_state() as state:
-                if state.compute_status in (COMPUTE_STATUS_WAITING_FOR_SLOT, COMPUTE_STATUS_PLACING):
+                wanted = state.compute_status in (COMPUTE_STATUS_WAITING_FOR_SLOT, COMPUTE_STATUS_PLACING)
+                if wanted:
                     record_grant(state, reply)
+            if not wanted and reply.lease_id != self.state.slot_lease_id:  # not ours to keep: give it back
+                release = SlotReleaseRequest(lease_id=reply.lease_id, agent_id=self.agent_id)
+                threading.Thread(
+                    target=self._scheduler_call, args=(cs.RELEASE_SLOT, release), daemon=True
+                ).start()
             self.notify_all_state_changed()
             self.start_compute_worker()
             return {"ok": True}
@@ -424,7 +415,9 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         return reply
 
     def _slot_request(self) -> ComputeSlotRequest:
-        return slot_request(self.state, self.agent_id, self.context.address, qualified_name(type(self)))
+        return slot_request(
+            self.state, self.agent_id, self.context.address, qualified_name(type(self)), self.home_url()
+        )
 
     def _request_slot(self) -> None:
         state = self.state
@@ -444,6 +437,8 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
         if reply.decision == cs.DECISION_SLEEP:
             self._sleep(reply)
             return
+        if reply.message.startswith("superseded"):  # its home started a newer attempt: end quietly
+            raise _Stop(reply.message)
         self._fail(reply.message or f"the scheduler on {self.context.name} refused the job")
 
     def _sleep(self, reply: SlotDecisionReply) -> None:
@@ -465,9 +460,8 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
             self._stopping = True  # this process ends with the deactivation
             try:
                 self.deactivate(reason="waiting-for-slot", policy=policy)
-            except BaseException:
+            except PagletError:  # e.g. the host is saving it for a shutdown: it waits active instead
                 self._stopping = False
-                raise
 
     def _move_on(self) -> None:
         target = self.state.selected_host_url
@@ -573,7 +567,7 @@ class ComputeJobPaglet(Paglet[StateT], Generic[StateT]):
             return None
 
     def _home_call(self, operation: Any, request: Any, timeout: float = 5.0) -> Any:
-        home = self.state.home_host_url or self.context.address
+        home = self.home_url()
         try:
             proxy = proxy_to(self.context, cs.COMPUTE_SLOTS_AGENT_ID, home)
             return operation.decode_reply(proxy.send(operation.to_message(request), timeout=timeout))

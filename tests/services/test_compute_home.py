@@ -64,12 +64,12 @@ def test_a_job_whose_host_stays_offline_is_restarted_then_failed() -> None:
     clock = Clock()
     home = tracked(clock, restarts=1)
     home.update(update(JOB_RUNNING))
-    online = {BETA: False}
-    assert home.check_hosts(lambda url: online.get(url, True), HOME, lost_after=20.0) == []
+    online = {"beta": False}
+    assert home.check_hosts(lambda url: online.get(url, True), "alpha", HOME, lost_after=20.0) == []
     clock.advance(19)
-    assert home.check_hosts(lambda url: online.get(url, True), HOME, lost_after=20.0) == []
+    assert home.check_hosts(lambda url: online.get(url, True), "alpha", HOME, lost_after=20.0) == []
     clock.advance(2)
-    (lost,) = home.check_hosts(lambda url: online.get(url, True), HOME, lost_after=20.0)
+    (lost,) = home.check_hosts(lambda url: online.get(url, True), "alpha", HOME, lost_after=20.0)
     assert lost.restart
     assert (lost.job.attempt, lost.job.restarts, lost.job.excluded_host_urls) == (2, 1, (BETA,))
     home.restarted("job-1", "agent-2", "alpha", HOME)
@@ -91,14 +91,22 @@ def test_a_host_that_comes_back_in_time_loses_nothing() -> None:
     clock = Clock()
     home = tracked(clock)
     home.update(update(JOB_RUNNING))
-    online = {BETA: False}
-    home.check_hosts(lambda url: online.get(url, True), HOME, lost_after=20.0)
+    online = {"beta": False}
+    home.check_hosts(lambda url: online.get(url, True), "alpha", HOME, lost_after=20.0)
     clock.advance(10)
-    online[BETA] = True
-    assert home.check_hosts(lambda url: online.get(url, True), HOME, lost_after=20.0) == []
-    online[BETA] = False
+    online["beta"] = True
+    assert home.check_hosts(lambda url: online.get(url, True), "alpha", HOME, lost_after=20.0) == []
+    online["beta"] = False
     clock.advance(15)  # offline again: the clock starts again
-    assert home.check_hosts(lambda url: online.get(url, True), HOME, lost_after=20.0) == []
+    assert home.check_hosts(lambda url: online.get(url, True), "alpha", HOME, lost_after=20.0) == []
+
+
+def test_a_job_on_the_home_host_is_never_judged_lost_even_when_its_url_changed() -> None:
+    clock = Clock()
+    home = tracked(clock)
+    home.update(JobUpdateRequest("job-1", "agent-1", 1, JOB_RUNNING, "alpha", "http://127.0.0.1:9999"))
+    clock.advance(100)
+    assert home.check_hosts(lambda name: False, "alpha", HOME, lost_after=20.0) == []
 
 
 def test_without_a_restart_state_a_lost_job_fails_and_says_why() -> None:

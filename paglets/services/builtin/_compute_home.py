@@ -167,16 +167,20 @@ class HomeRegistry:
         jobs.sort(key=lambda j: (j.submitted_at, j.job_id))
         return ListJobsReply(self.clock(), jobs[:limit], len(jobs) > limit)
 
-    def check_hosts(self, is_online: Callable[[str], bool], self_url: str, lost_after: float) -> list[Lost]:
-        """Jobs whose host has been offline for ``lost_after`` seconds (judged lost now)."""
+    def check_hosts(
+        self, is_online: Callable[[str], bool], self_name: str, self_url: str, lost_after: float
+    ) -> list[Lost]:
+        """Jobs whose host has been offline for ``lost_after`` seconds (judged lost now). Hosts are asked
+        for by name when the job reported one (a host's URL may change when it restarts)."""
         now = self.clock()
         found: list[Lost] = []
         for job in list(self.jobs.values()):
             url = job.host_url.rstrip("/")
-            if job.status in FINISHED_JOB_STATUSES or not url or url == self_url.rstrip("/"):
+            here = (job.host_name and job.host_name == self_name) or url == self_url.rstrip("/")
+            if job.status in FINISHED_JOB_STATUSES or not url or here:
                 self._offline_since.pop(job.job_id, None)
                 continue
-            if is_online(url):
+            if is_online(job.host_name or url):
                 self._offline_since.pop(job.job_id, None)
                 continue
             since = self._offline_since.setdefault(job.job_id, now)

@@ -527,7 +527,7 @@ class ComputeSlotsService:
     def _check_lost_jobs(self) -> None:
         lost_after = clamp(self.paglet.state, "lost_after_seconds")
         with self._lock:
-            found = self.home.check_hosts(self._online, self.self_url, lost_after)
+            found = self.home.check_hosts(self._online, self.context.name, self.self_url, lost_after)
             if found:
                 self.save()
         for item in found:

@@ -58,13 +58,21 @@ def _show_host_warnings() -> None:
     logger.setLevel(logging.WARNING)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m paglets.demo", description=__doc__)
+def build_parser(prog: str = "python -m paglets.demo") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Start hosts alpha, beta and gamma on this machine, send a traveller paglet around "
+        "them, measure messaging, crash a paglet on purpose and stop cleanly.",
+    )
     parser.add_argument("--messages", type=int, default=2000, help="messages per measurement (default 2000)")
     parser.add_argument(
         "--payload", type=int, default=1 << 20, help="bytes the traveller carries (default 1 MiB)"
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     _show_host_warnings()
 
     with tempfile.TemporaryDirectory(prefix="paglets-demo-") as root:

@@ -6,7 +6,9 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # The whole run gets its own HOME: hosts started by tests read and write ~/.paglets (the launch config,
@@ -28,3 +30,15 @@ settings.register_profile(
     max_examples=50,
 )
 settings.load_profile(os.environ.get("PAGLETS_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """With ``PAGLETS_NO_SKIPS=1`` (CI sets it) a skipped test fails: CI installs everything every test
+    needs (namespaces, git, a browser, ...), so a skip there means a check silently did not run."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail") and os.environ.get("PAGLETS_NO_SKIPS") == "1":
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped where skips are not allowed (PAGLETS_NO_SKIPS=1): {reason}"

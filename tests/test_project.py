@@ -42,3 +42,30 @@ def test_no_pickle_anywhere_in_the_package() -> None:
     for path in sorted((ROOT / "paglets").rglob("*.py")):
         bad = _imported_modules(path) & {"pickle", "cloudpickle", "dill", "marshal", "shelve"}
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_the_version_is_kept_in_one_place() -> None:
+    """``paglets/__init__.py`` holds the version; the package metadata takes it from there (hatch)."""
+    import tomllib
+
+    import paglets
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"]
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["hatch"]["version"]["path"] == "paglets/__init__.py"
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.dev\d+)?", paglets.__version__)
+    versions = [
+        line for line in (ROOT / "paglets" / "__init__.py").read_text().splitlines() if "__version__" in line
+    ]
+    assert len(versions) == 1
+
+
+def test_the_changelog_starts_with_the_current_release() -> None:
+    """The top section of CHANGELOG.md is the release the version in ``paglets/__init__.py`` leads to."""
+    import paglets
+
+    release = re.sub(r"(\.dev\d+|(a|b|rc)\d+)$", "", paglets.__version__)
+    headings = re.findall(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), flags=re.M)
+    assert headings, "CHANGELOG.md has no release section"
+    assert headings[0] == release, f"CHANGELOG.md starts with {headings[0]}, not {release}"

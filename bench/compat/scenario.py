@@ -114,8 +114,24 @@ SURFACE = {
         "dataclass_to_wire",
         "dataclass_from_wire",
     ],
-    "paglets.patterns.tasks": ["TaskPaglet", "TaskClient"],
+    "paglets.patterns.tasks": ["TaskPaglet", "TaskClient", "TaskSnapshot", "TaskState"],
     "paglets.patterns.operations": ["OperationPaglet", "OperationClient"],
+    "paglets.patterns.coordination": [
+        "MeshFanoutMixin",
+        "MeshFanoutState",
+        "ChildRoleState",
+        "CursorDrainMixin",
+    ],
+    "paglets.patterns.notifications": ["NotificationMixin"],
+    "paglets.patterns.file_mobility": [
+        "FileMobilityMixin",
+        "SingleFileTransferPaglet",
+        "FileTransferRequest",
+        "FileTransferResult",
+        "FileTransferEndpoint",
+        "FileTransferState",
+        "format_bytes",
+    ],
 }
 
 

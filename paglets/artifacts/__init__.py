@@ -1,4 +1,4 @@
-"""Artifacts and registered files (contract §1.18, §4.9, §4.10): the public names of paglets 2.0's
+"""Artifacts and registered files (docs/implementing/files.md): the public names of paglets 2.0's
 ``paglets.artifacts`` module.
 
 - ``ArtifactRef`` and ``PagletFileRef``, the references a paglet handles, with the id and file-mode

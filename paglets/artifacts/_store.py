@@ -1,4 +1,4 @@
-"""The host's artifact store: blobs named by uuid, with JSON metadata (contract §4.10).
+"""The host's artifact store: blobs named by uuid, with JSON metadata (docs/implementing/files.md).
 
 :class:`ArtifactStore` is the public face; its parts are
 

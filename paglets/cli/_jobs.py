@@ -1,143 +1,132 @@
-"""What the job commands ask the mesh: every host's ``compute-slots`` service, and the job groups' collectors.
+"""Running an example agent from a command: create it on a host, poll it, clean up whatever happens.
 
-Each function asks every online host of the entry host's mesh (or the ``--host`` ones) in parallel,
-within one deadline, and returns the answers by host name with the hosts that did not answer under
-``errors`` (see :mod:`paglets.cli._fanout`). ``blocked`` explains a host's queue the way ``jobs why``
-shows it. Nothing here prints.
+The example commands (``paglets examples ...``, ``paglets search ...`` and their ``paglets-*`` scripts)
+start a coordinator paglet on the entry host and then ask it, with short non-blocking calls, for what
+is new (a cursor or an offset): the results are printed where the user ran the command, as they come.
+:func:`poll` paces those calls (quickly at first, then every :data:`MAX_POLL_INTERVAL` seconds) and
+stops at the command's deadline; :func:`dispose_quietly` removes the coordinator at the end, also after
+an error or Ctrl-C (a coordinator nobody collects disposes itself after a while anyway).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import dataclass, field
-from typing import Any, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from paglets.cli._common import option
+from paglets.cli._common import CommandError
 
-__all__ = ["Answers", "blocked", "collect", "group_summaries", "tracked_jobs"]
-
-DEFAULT_TIMEOUT: Final = 10.0
-#: Job groups one command asks about.
-MAX_GROUPS: Final = 256
-
-
-@dataclass(slots=True)
-class Answers:
-    """Replies by host name, the hosts' URLs, the hosts that failed, and notes (offline hosts)."""
-
-    results: dict[str, Any] = field(default_factory=dict)
-    urls: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    notes: dict[str, str] = field(default_factory=dict)
-    entry_name: str = ""
-    entry_url: str = ""
-    client: Any = None
-    deadline: float = 0.0
-
-
-def collect(args: argparse.Namespace, operation: Any, request: Any, label: str) -> Answers:
-    """``operation`` of ``compute-slots`` on every chosen host."""
-    from paglets.cli._fanout import gather
-    from paglets.cli._services import call_service, connect, offline_note, target_hosts
-    from paglets.services.builtin.compute_slots import COMPUTE_SLOTS_AGENT_ID
-
-    timeout = float(option(args, "timeout", DEFAULT_TIMEOUT))
-    deadline = time.monotonic() + timeout
-    client, entry = connect(args, timeout)
-    targets = target_hosts(entry, option(args, "host", None))
-
-    def ask(name: str, url: str) -> Any:
-        return call_service(
-            client, url, COMPUTE_SLOTS_AGENT_ID, "compute-slots", operation, request, deadline=deadline
-        )
-
-    results, errors = gather(targets.hosts, ask, timeout=max(0.1, deadline - time.monotonic()), label=label)
-    errors.update(targets.errors)
-    return Answers(
-        results, dict(targets.hosts), errors, offline_note(targets), entry.name, entry.url, client, deadline
-    )
-
-
-def entry_call(args: argparse.Namespace, operation: Any, request: Any) -> tuple[Any, Answers]:
-    """``operation`` of the entry host's ``compute-slots`` (its reply, and where it came from)."""
-    from paglets.cli._common import CommandError
-    from paglets.cli._fanout import Progress, describe_error
-    from paglets.cli._services import call_service, connect
-    from paglets.services.builtin.compute_slots import COMPUTE_SLOTS_AGENT_ID
-
-    timeout = float(option(args, "timeout", DEFAULT_TIMEOUT))
-    deadline = time.monotonic() + timeout
-    client, entry = connect(args, timeout)
-    with Progress(f"asking compute-slots on {entry.name}"):
-        try:
-            reply = call_service(
-                client,
-                entry.url,
-                COMPUTE_SLOTS_AGENT_ID,
-                "compute-slots",
-                operation,
-                request,
-                deadline=deadline,
-            )
-        except CommandError:
-            raise
-        except Exception as exc:
-            raise CommandError(f"compute-slots on {entry.name}: {describe_error(exc)}") from None
-    return reply, Answers(entry_name=entry.name, entry_url=entry.url, client=client, deadline=deadline)
-
-
-def tracked_jobs(args: argparse.Namespace, group_id: str = "") -> Answers:
-    """The jobs every host tracks as their home (``list_jobs``)."""
-    from paglets.services.builtin.compute_slots import LIST_JOBS, ListJobsRequest
-
-    return collect(args, LIST_JOBS, ListJobsRequest(group_id=group_id, limit=10_000), "jobs")
-
-
-def group_summaries(args: argparse.Namespace, group_id: str = "") -> tuple[list[dict[str, Any]], Answers]:
-    """The summary of every job group the homes know of (asked of each group's collector)."""
-    from paglets.cli._fanout import describe_error, gather
-    from paglets.core.messages import Message
+if TYPE_CHECKING:
+    from paglets.cli._entry import Entry
+    from paglets.remote.client import HostClient
     from paglets.remote.proxy import PagletProxy
 
-    answers = tracked_jobs(args, group_id)
-    collectors: dict[tuple[str, str], str] = {}
-    for reply in answers.results.values():
-        for job in reply.jobs:
-            if job.collector_agent_id and job.collector_host_url and job.group_id:
-                collectors.setdefault((job.collector_host_url, job.collector_agent_id), job.group_id)
-    targets = sorted(collectors)[:MAX_GROUPS]
+__all__ = [
+    "MAX_POLL_INTERVAL",
+    "create_paglet",
+    "dispose_quietly",
+    "parse_size",
+    "poll",
+    "remote_host",
+]
 
-    def ask(name: str, url: str) -> Any:
-        agent = name.split("|", 1)[1]
-        left = max(0.1, answers.deadline - time.monotonic())
-        return PagletProxy(url, agent, answers.client).send(Message("summary"), timeout=left)
+#: Seconds between two polls once a job has run for a while (the first polls come faster).
+MAX_POLL_INTERVAL: Final = 0.25
+#: Seconds the first poll waits.
+FIRST_POLL_INTERVAL: Final = 0.02
 
-    named = [(f"{collectors[t]}|{t[1]}", t[0]) for t in targets]
-    found, failed = gather(named, ask, timeout=max(0.1, answers.deadline - time.monotonic()), label="groups")
-    summaries = [s for s in found.values() if isinstance(s, dict) and s.get("group_id")]
-    for key, error in failed.items():
-        answers.errors[f"group {key.split('|', 1)[0]}"] = describe_error(Exception(error))
-    summaries.sort(key=lambda s: (str(s.get("group_id")), str((s.get("collector") or {}).get("host_name"))))
-    return summaries, answers
+T = TypeVar("T")
+
+_UNITS: Final = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def blocked(status: Any, queue: list[Any]) -> list[tuple[Any, list[str]]]:
-    """Each queued request with what blocks it (``grantable`` when nothing does: it uses up the free
-    capacity it would take, in queue order, like the scheduler)."""
-    from dataclasses import replace
+def parse_size(text: str) -> int:
+    """``64K``, ``1.5M``, ``2G``, ``4096`` or ``64KB`` → bytes (powers of 1024); for argparse."""
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = value[-1:] if value[-1:] in _UNITS else ""
+    number = value[: len(value) - len(unit)].strip()
+    try:
+        amount = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (use e.g. 64K, 16M or 4096)") from None
+    if not 0 <= amount < 1 << 50:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
+    return int(amount * _UNITS[unit])
 
-    from paglets.services.builtin._scheduler import blockers, can_ever_satisfy, reserve_projected
 
-    out: list[tuple[Any, list[str]]] = []
-    current = status
-    for request in queue:
-        never = can_ever_satisfy(current, request)
-        found = [f"never: {never}"] if never else blockers(current, request)
-        if not found:
-            out.append((request, ["grantable"]))
-            current = reserve_projected(current, request)
-            current = replace(current, free_cpu_cores=max(0, current.free_cpu_cores))
-        else:
-            out.append((request, found))
-    return out
+def remote_host(entry: Entry, name_or_url: str) -> tuple[str, str]:
+    """``(name, url)`` of a host of the entry host's mesh; one clear line when it is unknown or offline."""
+    wanted = name_or_url.strip()
+    host = entry.lookup(wanted)
+    if host is None:
+        raise CommandError(f"unknown host {wanted!r} (known: {entry.names()})")
+    if not host.get("online"):
+        raise CommandError(f"host {wanted!r} is offline according to {entry.name}")
+    return str(host["name"]), str(host["url"]).rstrip("/")
+
+
+def create_paglet(
+    client: HostClient, url: str, class_name: str, *, state: dict[str, Any] | None = None, timeout: float
+) -> PagletProxy:
+    """Create a paglet of ``class_name`` (``module:Qual.Name``) on the host at ``url``."""
+    from paglets.remote.proxy import PagletProxy
+
+    body: dict[str, Any] = {"agent_class_name": class_name}
+    if state:
+        body["state"] = state
+    reply = client.post_json(f"{url}/agents", body, timeout=timeout)
+    wire = reply.get("proxy") if isinstance(reply, dict) else None
+    if not isinstance(wire, dict):
+        raise CommandError(f"{url} did not create {class_name} (answered {str(reply)[:80]!r})")
+    return PagletProxy.from_wire(wire, client)
+
+
+def dispose_quietly(*proxies: PagletProxy | None, timeout: float = 5.0) -> None:
+    """Dispose each proxy's paglet (once per paglet); one already gone, or a host not answering, is fine."""
+    seen: set[tuple[str, str]] = set()
+    for proxy in proxies:
+        if proxy is None:
+            continue
+        key = (proxy.host_url.rstrip("/"), proxy.agent_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            if proxy.client is not None:
+                proxy.client.post_json(
+                    f"{proxy.host_url.rstrip('/')}/agents/{proxy.agent_id}/dispose", {}, timeout=timeout
+                )
+            else:
+                proxy.dispose()
+        except Exception:
+            pass
+
+
+def poll(
+    read: Callable[[float], T],
+    done: Callable[[T], bool],
+    *,
+    deadline: float,
+    on_reply: Callable[[T], None] | None = None,
+) -> T:
+    """Call ``read(timeout)`` until ``done(reply)``; ``TimeoutError`` once ``deadline`` (monotonic) passed.
+
+    Every reply goes to ``on_reply`` first (print what is new there). The pause between calls grows from
+    :data:`FIRST_POLL_INTERVAL` to :data:`MAX_POLL_INTERVAL`.
+    """
+    pause = FIRST_POLL_INTERVAL
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        reply = read(max(0.5, min(left, 30.0)))
+        if on_reply is not None:
+            on_reply(reply)
+        if done(reply):
+            return reply
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        time.sleep(min(pause, left))  # the pace of polling a remote job, not a wait for an outcome
+        pause = min(MAX_POLL_INTERVAL, pause * 2)

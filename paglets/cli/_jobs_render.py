@@ -115,7 +115,7 @@ def queue_table(results: dict[str, Any]) -> None:
 
 
 def blocked_table(results: dict[str, Any]) -> None:
-    from paglets.cli._jobs import blocked
+    from paglets.cli._slots import blocked
 
     rows = []
     counts: dict[str, int] = {}

@@ -1,9 +1,11 @@
 """``paglets-compute-slots`` and ``paglets-compute-groups``: the 2.0 command shapes of ``paglets jobs``.
 
-``paglets-compute-slots status [--queue] [--jobs] [--blocked] [--usage]`` (= ``jobs status/queue/why/top``),
+``paglets-compute-slots status [--queue] [--jobs] [--blocked] [--usage]`` (also ``paglets compute-slots
+...``; = ``jobs status/queue/why/top``),
 ``cancel`` (needs a filter, and ``--confirm`` unless ``--dry-run``), ``jobs list|clear|history``
 (= ``jobs ps``, ``rm`` of waiting jobs, ``history``) and ``candidates`` (= ``jobs hosts``, with the 2.0
-option names). ``paglets-compute-groups [--group ID]`` is ``paglets jobs groups``. Options such as
+option names). ``paglets-compute-groups [--group ID]`` (:mod:`paglets.cli.computegroups`) is ``paglets jobs
+groups``. Options such as
 ``--entry`` and ``--json`` may come before or after the subcommand. The output is the tables of
 ``paglets jobs``.
 """
@@ -15,31 +17,38 @@ from collections.abc import Sequence
 from typing import Any
 
 from paglets.cli._common import CommandError, Parser, add_network_options, dispatch
-from paglets.cli._jobs import DEFAULT_TIMEOUT
+from paglets.cli._slots import DEFAULT_TIMEOUT
 
-__all__ = ["build_parser", "groups_main", "main"]
+__all__ = ["DESCRIPTION", "add_commands", "add_options", "build_parser", "main"]
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_options(parser: argparse.ArgumentParser) -> None:
     from paglets.cli.jobs import host_option
 
     host_option(parser)
     add_network_options(parser, timeout=DEFAULT_TIMEOUT)
 
 
-def build_parser(prog: str = "paglets-compute-slots") -> Parser:
-    from paglets.cli import jobs
+DESCRIPTION = "compute-slot schedulers and compute jobs, in the command shapes of paglets 2.0"
 
-    parser = Parser(prog=prog, description="Compute-slot schedulers and compute jobs of a paglets mesh.")
-    _common(parser)
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+def build_parser(prog: str = "paglets-compute-slots") -> Parser:
+    parser = Parser(prog=prog, description=DESCRIPTION)
+    add_options(parser)
+    add_commands(parser.add_subparsers(title="commands", metavar="COMMAND"), prog)
+    return parser
+
+
+def add_commands(sub: Any, prog: str) -> None:
+    """Add ``status``, ``cancel``, ``jobs list|clear|history`` and ``candidates`` to ``sub``."""
+    from paglets.cli import jobs
 
     leaf: Parser = sub.add_parser("status", help="each host's scheduler", description="each host's scheduler")
     leaf.add_argument("--queue", action="store_true", help="also the queued requests")
     leaf.add_argument("--jobs", action="store_true", help="also the running jobs")
     leaf.add_argument("--blocked", action="store_true", help="also what keeps queued requests waiting")
     leaf.add_argument("--usage", action="store_true", help="also process and disk usage of running jobs")
-    _common(leaf)
+    add_options(leaf)
     leaf.set_defaults(func=_status, prog=prog)
 
     text = "cancel queued slot requests (and, with --include-leases, running jobs)"
@@ -51,7 +60,7 @@ def build_parser(prog: str = "paglets-compute-slots") -> Parser:
     leaf.add_argument("--include-leases", action="store_true", help="also stop matching running jobs")
     leaf.add_argument("--dry-run", action="store_true", help="show what would be cancelled")
     leaf.add_argument("--confirm", action="store_true", help="needed to really cancel")
-    _common(leaf)
+    add_options(leaf)
     leaf.set_defaults(func=_cancel, prog=prog)
 
     group = sub.add_parser("jobs", help="list or clear compute jobs, or show finished ones")
@@ -61,24 +70,23 @@ def build_parser(prog: str = "paglets-compute-slots") -> Parser:
     _legacy_filters(leaf)
     leaf.add_argument("--active", action="store_true", help="only placing or running jobs")
     leaf.add_argument("--inactive", action="store_true", help="only waiting jobs")
-    _common(leaf)
+    add_options(leaf)
     leaf.set_defaults(func=_list, prog=prog)
     leaf = jobs_sub.add_parser("clear", help="cancel waiting jobs (default status WAITING_FOR_SLOT)")
     _legacy_filters(leaf)
     leaf.add_argument("--dry-run", action="store_true", help="show what would be cancelled")
     leaf.add_argument("--confirm", action="store_true", help="needed to really cancel")
-    _common(leaf)
+    add_options(leaf)
     leaf.set_defaults(func=_clear, prog=prog)
     leaf = jobs_sub.add_parser("history", help="finished jobs with their peak usage")
     leaf.add_argument("--limit", type=int, default=20, metavar="N", help="latest N per host (0: all)")
-    _common(leaf)
+    add_options(leaf)
     leaf.set_defaults(func=jobs.history, prog=prog)
 
     leaf = sub.add_parser("candidates", help="hosts that could run a job of the given size")
     jobs.add_request_options(leaf)
-    _common(leaf)
+    add_options(leaf)
     leaf.set_defaults(func=jobs.hosts, prog=prog)
-    return parser
 
 
 def _legacy_filters(leaf: argparse.ArgumentParser) -> None:
@@ -92,17 +100,6 @@ def _legacy_filters(leaf: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``paglets-compute-slots``."""
     return dispatch(build_parser(), argv, "paglets-compute-slots")
-
-
-def groups_main(argv: Sequence[str] | None = None) -> int:
-    """``paglets-compute-groups``."""
-    from paglets.cli import jobs
-
-    parser = Parser(prog="paglets-compute-groups", description="Job groups of a paglets mesh.")
-    parser.add_argument("--group", default="", metavar="ID", help="only this group")
-    _common(parser)
-    parser.set_defaults(func=jobs.groups, prog="paglets-compute-groups")
-    return dispatch(parser, argv, "paglets-compute-groups")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -119,7 +116,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _clear(args: argparse.Namespace) -> int:
-    from paglets.cli._jobs import tracked_jobs
+    from paglets.cli._slots import tracked_jobs
     from paglets.cli.jobs import FINISHED, cancel_jobs, matching_jobs
 
     if not args.state:
@@ -134,7 +131,7 @@ def _clear(args: argparse.Namespace) -> int:
 def _cancel(args: argparse.Namespace) -> int:
     from paglets.cli import _render
     from paglets.cli._common import EXIT_INCOMPLETE, EXIT_OK, option
-    from paglets.cli._jobs import collect
+    from paglets.cli._slots import collect
     from paglets.services.builtin.compute_slots import (
         CANCEL_SLOT_REQUESTS,
         SCHEDULER_STATUS,

@@ -1,4 +1,4 @@
-"""``paglets-host`` (and ``paglets host``): run one host from the command line (contract §8.3).
+"""``paglets-host`` (and ``paglets host``): run one host from the command line (docs/operations/hosts.md).
 
 Prints one line on stdout once it serves (``paglets host NAME serving on URL (code ...; peers: ...)``,
 for people and scripts) and reports what it does on stderr, one short line per event (see

@@ -26,7 +26,7 @@ from paglets.cli._common import (
     dispatch,
     option,
 )
-from paglets.cli._jobs import DEFAULT_TIMEOUT
+from paglets.cli._slots import DEFAULT_TIMEOUT
 
 __all__ = ["DEFAULT_TIMEOUT", "DESCRIPTION", "add_commands", "build_parser", "main"]
 
@@ -129,7 +129,7 @@ def _status_request(
 
 
 def _statuses(args: argparse.Namespace, request: Any, label: str) -> Any:
-    from paglets.cli._jobs import collect
+    from paglets.cli._slots import collect
     from paglets.services.builtin.compute_slots import SCHEDULER_STATUS
 
     answers = collect(args, SCHEDULER_STATUS, request, label)
@@ -174,7 +174,7 @@ def show_status(args: argparse.Namespace, *, queue: bool, blockers: bool, jobs: 
     if option(args, "json", False):
         extra: dict[str, Any] = {}
         if blockers:
-            from paglets.cli._jobs import blocked
+            from paglets.cli._slots import blocked
 
             extra["blocked_requests"] = {
                 host: [{"request_id": r.request_id, "job_id": r.job_id, "blockers": b} for r, b in found]
@@ -261,7 +261,7 @@ def candidate_request(args: argparse.Namespace) -> Any:
 def hosts(args: argparse.Namespace) -> int:
     from paglets.cli import _jobs_render as view
     from paglets.cli import _render
-    from paglets.cli._jobs import entry_call
+    from paglets.cli._slots import entry_call
     from paglets.services.builtin.compute_slots import CANDIDATE_HOSTS
 
     reply, where = entry_call(args, CANDIDATE_HOSTS, candidate_request(args))
@@ -304,7 +304,7 @@ def matching_jobs(args: argparse.Namespace, answers: Any) -> list[tuple[str, Any
 def ps(args: argparse.Namespace) -> int:
     from paglets.cli import _jobs_render as view
     from paglets.cli import _render
-    from paglets.cli._jobs import tracked_jobs
+    from paglets.cli._slots import tracked_jobs
     from paglets.serialization.codec import dataclass_to_wire
 
     answers = tracked_jobs(args)
@@ -329,7 +329,7 @@ def ps(args: argparse.Namespace) -> int:
 def groups(args: argparse.Namespace) -> int:
     from paglets.cli import _jobs_render as view
     from paglets.cli import _render
-    from paglets.cli._jobs import group_summaries
+    from paglets.cli._slots import group_summaries
 
     summaries, answers = group_summaries(args, args.group)
     if args.group:
@@ -348,7 +348,7 @@ def groups(args: argparse.Namespace) -> int:
 def rm(args: argparse.Namespace) -> int:
     if not (args.all or args.job or args.agent or args.state or args.class_name or args.group_id):
         raise CommandError("say which jobs: --job, --agent, --state, --class, --group-id or --all")
-    from paglets.cli._jobs import tracked_jobs
+    from paglets.cli._slots import tracked_jobs
 
     answers = tracked_jobs(args)
     jobs = [(h, j) for h, j in matching_jobs(args, answers) if j.status not in FINISHED]

@@ -14,7 +14,19 @@ from paglets import __version__
 __all__ = ["main"]
 
 #: The commands of ``paglets.cli.tree`` (named here so that ``paglets host`` never imports it).
-TREE_COMMANDS = ("sys", "mesh", "artifacts", "hosts", "agents", "jobs", "examples", "user-info", "completion")
+TREE_COMMANDS = (
+    "sys",
+    "mesh",
+    "artifacts",
+    "hosts",
+    "agents",
+    "jobs",
+    "compute-slots",
+    "user-info",
+    "examples",
+    "search",
+    "completion",
+)
 
 
 def _usage() -> str:

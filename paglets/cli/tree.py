@@ -1,14 +1,15 @@
 """The ``paglets`` command tree below ``host`` and ``demo``: inspection and administration commands.
 
 ``paglets sys ...``, ``paglets mesh ...``, ``paglets artifacts ...``, ``paglets hosts``,
-``paglets agents ...``, ``paglets jobs ...``, ``paglets user-info`` and ``paglets completion
-bash|zsh|fish``. Building the parsers imports nothing heavy, so every ``--help`` is fast.
+``paglets agents ...``, ``paglets jobs ...``, ``paglets user-info``, ``paglets examples ...``,
+``paglets search ...`` and ``paglets completion bash|zsh|fish``. Building the parsers imports nothing
+heavy, so every ``--help`` is fast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from paglets.cli._common import Parser, dispatch
 
@@ -22,8 +23,10 @@ COMMANDS: Final = {
     "hosts": "the hosts of the mesh",
     "agents": "list and manage paglets across the mesh",
     "jobs": "compute slots and compute jobs: capacity, queues, running and finished jobs, groups",
-    "examples": "run the example paglets (analysis)",
+    "compute-slots": "compute slots and jobs in the command shapes of paglets 2.0 (paglets-compute-slots)",
     "user-info": "read notifications and output that paglets sent to a host's user-info service",
+    "examples": "run the example agents: pi, file, perf, mesh-benchmark, analysis",
+    "search": "grep and find over the files of every host",
     "completion": "print a shell completion script (bash, zsh or fish)",
 }
 
@@ -62,24 +65,57 @@ def build_parser(prog: str = "paglets") -> Parser:
     jobs.host_option(group)
     _network(group, jobs.DEFAULT_TIMEOUT)
     jobs.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} jobs")
+    from paglets.cli import computeslots
 
-    group = sub.add_parser("examples", help=COMMANDS["examples"], description=COMMANDS["examples"])
+    group = sub.add_parser(
+        "compute-slots", help=COMMANDS["compute-slots"], description=computeslots.DESCRIPTION
+    )
     group.set_defaults(group_parser=group)
-    examples = group.add_subparsers(title="examples", metavar="EXAMPLE")
-    text = "a campaign of CPU-bound analysis jobs, results committed to SQLite at home"
-    leaf: Parser = examples.add_parser("analysis", help=text, description=text)
-    from paglets.cli.analysisjobs import add_arguments, run
-
-    add_arguments(leaf)
-    leaf.set_defaults(func=run, prog=f"{prog} examples analysis")
+    computeslots.add_options(group)
+    computeslots.add_commands(
+        group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} compute-slots"
+    )
 
     userinfo.add_command(sub, prog)
+    _examples(sub, prog)
 
     text = COMMANDS["completion"]
-    leaf = sub.add_parser("completion", help=text, description=text)
+    leaf: Parser = sub.add_parser("completion", help=text, description=text)
     leaf.add_argument("shell", choices=("bash", "zsh", "fish"), help="the shell to complete in")
     leaf.set_defaults(func=_completion, prog=f"{prog} completion")
     return parser
+
+
+def _examples(sub: Any, prog: str) -> None:
+    """``examples pi|file|perf|mesh-benchmark|analysis`` and ``search grep|find``."""
+    from paglets.cli import analysisjobs, filegrabber, meshbench, perf, pi, search
+
+    group: Parser = sub.add_parser("examples", help=COMMANDS["examples"], description=COMMANDS["examples"])
+    group.set_defaults(group_parser=group)
+    examples = group.add_subparsers(title="examples", metavar="EXAMPLE")
+    leaf: Parser = examples.add_parser("pi", help=pi._description(), description=pi.__doc__)
+    pi.add_arguments(leaf)
+    leaf.set_defaults(func=pi._run, prog=f"{prog} examples pi")
+    text = "copy or move one file between hosts with a paglet that carries it"
+    files: Parser = examples.add_parser("file", help=text, description=filegrabber.__doc__)
+    files.set_defaults(group_parser=files)
+    filegrabber.add_commands(
+        files.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} examples file"
+    )
+    leaf = examples.add_parser("perf", help=perf.DESCRIPTION, description=perf.__doc__)
+    perf.add_arguments(leaf)
+    leaf.set_defaults(func=perf._run, prog=f"{prog} examples perf")
+    leaf = examples.add_parser("mesh-benchmark", help=meshbench.DESCRIPTION, description=meshbench.__doc__)
+    meshbench.add_arguments(leaf)
+    leaf.set_defaults(func=meshbench._run, prog=f"{prog} examples mesh-benchmark")
+    text = "a campaign of CPU-bound analysis jobs, results committed to SQLite at home"
+    leaf = examples.add_parser("analysis", help=text, description=analysisjobs.__doc__)
+    analysisjobs.add_arguments(leaf)
+    leaf.set_defaults(func=analysisjobs.run, prog=f"{prog} examples analysis")
+    group = sub.add_parser("search", help=COMMANDS["search"], description=search.__doc__)
+    group.add_argument("--type-list", action="store_true", help="list the file types and exit")
+    group.set_defaults(group_parser=group, func=search._type_list, prog=f"{prog} search")
+    search.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} search")
 
 
 def _network(parser: Parser, timeout: float) -> None:

@@ -1,6 +1,6 @@
 """Keeping the user's ``launch.toml`` in step with the template bundled in ``paglets.config``.
 
-Rules (contract §8.1), decided from the ``[launch]`` tables of the two files:
+Rules, decided from the ``[launch]`` tables of the two files:
 
 - no file → write the template (``copied``);
 - the file says ``sync_demo_config = false`` → leave it (``skipped``);

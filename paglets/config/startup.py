@@ -1,8 +1,8 @@
 """Launch configuration: ``launch.toml``, the ``AUTO_START`` marker, and syncing with the bundled template.
 
-A host's launch file (default ``~/.paglets/launch.toml``, contract §8.1) lists the resident services the
-host keeps available and the paglets it starts with it. This module *loads and resolves* that file; the
-host does the starting (contract §5.4, §5.6).
+A host's launch file (default ``~/.paglets/launch.toml``) lists the resident services the host keeps
+available and the paglets it starts with it (docs/operations/launch.md). This module *loads and
+resolves* that file; the host does the starting.
 
 **File format** (TOML; every table and key is optional unless marked)::
 
@@ -32,8 +32,8 @@ decode into it. A resident service's spec is picked by ``service`` (the contract
 only when the class declares several; its agent id defaults to ``spec.agent_id`` or
 ``"service.<contract name>"``. A startup agent's id defaults to ``AUTO_START.agent_id`` (None: the host
 makes a fresh one). Agent ids must be unique within each list. By default the first bad entry raises;
-with ``on_error`` each bad entry is reported and skipped, so a host can start without it (contract §8.1:
-failed entries never stop the host).
+with ``on_error`` each bad entry is reported and skipped, so a host can start without it (failed
+entries never stop the host).
 
 **Errors.** Every problem raises :class:`~paglets.core.errors.HostError` whose message starts with the
 file and the key path, e.g. ``launch.toml: resident_services[2].lifecycle: expected "lazy" or "eager",

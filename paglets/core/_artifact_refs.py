@@ -1,4 +1,4 @@
-"""Artifact and registered-file references (contract §1.18; public home ``paglets.artifacts``).
+"""Artifact and registered-file references (docs/implementing/files.md; public home ``paglets.artifacts``).
 
 - ``ArtifactRef`` names one blob in a host's artifact store (``host_url`` + ``artifact_id``) with its
   size, SHA-256 (lowercase hex), optional compression label, creation time, expiry (0 = never, else a

@@ -1,4 +1,6 @@
-"""``PagletContext`` and ``HostFacade``: the boundary between paglets and the runtime (contract §1.5).
+"""``PagletContext`` and ``HostFacade``: the boundary between paglets and the runtime.
+
+For authors: docs/implementing/index.md.
 
 Public names are re-exported by ``paglets.core.agent`` (their contract home); import them from there.
 
@@ -61,7 +63,7 @@ class HostFacade(Protocol):
 
     Implemented twice by the runtime: by the in-process ``Host`` and by the child-process facade (where
     movement calls accept only the paglet's own id and raise ``InvalidAgentError`` otherwise). Names and
-    signatures follow ``Host`` (contract §1.9). Additions to ``Host``'s own list: the mesh queries
+    signatures follow ``Host``. Additions to ``Host``'s own list: the mesh queries
     (``Host.mesh.*`` in paglets 2.0) flattened onto the facade, ``resolve_host_url``, ``remote_proxy``
     and the three artifact calls (2.0 went through ``host.artifacts``/``host.client``).
     """

@@ -1,4 +1,4 @@
-"""Value types of deactivation and activation (contract §1.11, §5; public home
+"""Value types of deactivation and activation (docs/implementing/persistence.md; public home
 ``paglets.persistence.persistency``).
 
 - ``DeactivationRequest`` says *why* a paglet is being deactivated (``reason``) and *who* asked

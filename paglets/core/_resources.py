@@ -1,4 +1,4 @@
-"""Lifecycle-managed cleanup callbacks of one paglet (contract §1.13; public home
+"""Lifecycle-managed cleanup callbacks of one paglet (docs/implementing/lifecycle.md; public home
 ``paglets.runtime.resources``).
 
 A paglet registers what must be released before it leaves its process (sockets, threads, leases):

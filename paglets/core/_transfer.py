@@ -1,4 +1,4 @@
-"""``TransferTicket``: where and how a paglet moves (contract §1.10, §4.2; public home
+"""``TransferTicket``: where and how a paglet moves (docs/implementing/movement.md; public home
 ``paglets.remote.transfer``).
 
 A ticket names a destination and the rules of the move. The destination is an ``http://`` or

@@ -6,7 +6,7 @@
   ``paglets.remote`` resolves every target through it, so a mistyped name never becomes a DNS lookup.
 - :func:`normalize_host_url` trims, drops trailing ``/`` and bounds the length (``MAX_HOST_URL``).
 
-Defined in the authoring layer because ``TransferTicket`` (contract §1.10) needs it; the mesh
+Defined in the authoring layer because ``TransferTicket`` needs it; the mesh
 (``paglets.remote._mesh_ref``) re-exports both functions. Nothing here does I/O.
 """
 

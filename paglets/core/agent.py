@@ -1,4 +1,6 @@
-"""The paglet authoring API: ``Paglet``, ``PagletState``, ``PagletContext`` (contract §1.2, §1.3, §1.5).
+"""The paglet authoring API: ``Paglet``, ``PagletState``, ``PagletContext``.
+
+For authors: docs/implementing/index.md and docs/implementing/lifecycle.md.
 
 A paglet is a ``Paglet[StateT]`` subclass with a dataclass ``State``; only the state moves or persists,
 every other attribute is transient. The runtime constructs the paglet, attaches a ``PagletContext`` and

@@ -1,4 +1,4 @@
-"""Host-level context events and the bounded log that keeps them (contract §1.19, §7.5).
+"""Host-level context events and the bounded log that keeps them (docs/implementing/events.md).
 
 A host records what happens on it (``create``, ``dispatch``, ``message-failed``, ...) as
 ``ContextEvent`` values in a ``ContextEventLog``; remote observers poll ``GET /events?since=<id>``.

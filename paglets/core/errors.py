@@ -1,4 +1,4 @@
-"""The paglets exception tree (contract §1.12).
+"""The paglets exception tree (docs/implementing/errors.md).
 
 Every error the runtime raises derives from :class:`PagletError`. The names and the parent classes of
 the contract errors match paglets 2.0, so ``except HostError`` in existing code keeps working.

@@ -1,4 +1,4 @@
-"""Lifecycle events passed to a paglet's hooks (contract §1.3, §1.4).
+"""Lifecycle events passed to a paglet's hooks (docs/implementing/lifecycle.md).
 
 All events are frozen, slotted dataclasses. ``host_name``/``host_address`` always name the host on
 which the hook runs. Fields after ``timestamp`` have defaults, so events can be built positionally in

@@ -1,4 +1,4 @@
-"""Itineraries: a route of hosts a paglet travels, kept in its state (contract §1.15).
+"""Itineraries: a route of hosts a paglet travels, kept in its state (docs/implementing/movement.md).
 
 ``ItineraryPlan`` is a plain dataclass meant to be a field of a paglet's state, so the route moves with
 the paglet. Its rules:

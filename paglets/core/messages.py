@@ -75,7 +75,7 @@ UNQUEUED_PRIORITY: Final = 0
 CLONE_KIND: Final = "_clone"
 DISPATCH_KIND: Final = "_dispatch"
 DISPOSE_KIND: Final = "_dispose"
-#: The only reserved kind a host interprets: it deactivates the target (contract §2.6).
+#: The only reserved kind a host interprets: it deactivates the target.
 DEACTIVATE_KIND: Final = "_deactivate"
 REVERT_KIND: Final = "_revert"
 RESERVED_KINDS: Final = frozenset({CLONE_KIND, DISPATCH_KIND, DISPOSE_KIND, DEACTIVATE_KIND, REVERT_KIND})

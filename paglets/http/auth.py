@@ -1,4 +1,4 @@
-"""Optional API-key authentication (contract §6).
+"""Optional API-key authentication (proto/PROTOCOL.md §6).
 
 When a server has a key, *every* request — ``/health`` included — must carry
 ``Authorization: Bearer <key>``. The scheme is matched case-insensitively, the key with

@@ -23,7 +23,7 @@ matches some pattern but not the method lists the allowed methods (405 with an `
 :class:`~paglets.core.errors.MethodNotAllowedError`); no pattern at all is a 404
 (:class:`~paglets.core.errors.RouteNotFoundError`). ``match`` raises those errors instead.
 
-:func:`strip_prefix` implements the reverse-proxy prefix rule (contract §6): with a prefix such as
+:func:`strip_prefix` implements the reverse-proxy prefix rule: with a prefix such as
 ``/paglets``, ``/paglets/health`` and ``/health`` both route to ``/health``.
 """
 

@@ -1,4 +1,4 @@
-"""Value types of deactivation and activation (contract §1.11, §5).
+"""Value types of deactivation and activation (docs/implementing/persistence.md).
 
 ``DeactivationRequest``, ``DeactivationPolicy``, ``QueuedMessage`` and ``InactiveRecord`` belong to the
 authoring API (a paglet's ``deactivate`` and ``deactivation_policy`` use them), so they are defined in

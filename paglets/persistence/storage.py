@@ -1,4 +1,4 @@
-"""Path-safe, quota-accounted storage under one directory (contract §1.14).
+"""Path-safe, quota-accounted storage under one directory (docs/implementing/files.md).
 
 A host gives each paglet class a ``ManagedStorage`` rooted at ``<persistence_dir>/storage/<class name>``
 (:func:`class_storage_name`; shared by the class's instances, kept across restarts; default quota 10 MiB).
@@ -96,7 +96,7 @@ def path_component(name: str) -> str:
 
 
 def class_storage_name(agent_class: str) -> str:
-    """The directory of a paglet class's persistent storage (contract §1.14: ``<sanitized "module.Class">``).
+    """The directory of a paglet class's persistent storage (``<sanitized "module.Class">``).
 
     A top-level class ``pkg.mod:Class`` keeps 2.0's name ``pkg.mod.Class``; a class whose qualified name
     has a dot of its own (a nested class, ``pkg:mod.Class``) keeps its ``:`` (escaped), so the two never

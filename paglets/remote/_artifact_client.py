@@ -1,4 +1,6 @@
-"""Blocking client calls for a host's artifact store (contract §1.8, §4.10); ``HostClient`` delegates here.
+"""Blocking client calls for a host's artifact store; ``HostClient`` delegates here.
+
+For users: docs/implementing/files.md.
 
 Every function takes the :class:`~paglets.http.client.HttpClient` to use (``HostClient.http``), so calls
 share its keep-alive pool, API key and default timeout. ``timeout`` bounds each send and receive of the

@@ -1,4 +1,4 @@
-"""Opt-in LAN discovery: a UDP multicast beacon (contract §7.3, minus the subnet scan).
+"""Opt-in LAN discovery: a UDP multicast beacon (never a subnet scan; docs/operations/hosts.md).
 
 Datagram: UTF-8 JSON ``{"kind": "paglets.remote.mesh.v1", "host": <HostRef wire>}`` sent to
 ``239.42.74.53:48765`` with TTL 1 (never routed off the local link) once per gossip interval. A

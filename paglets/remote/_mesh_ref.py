@@ -1,4 +1,4 @@
-"""``HostRef``: one host as the mesh sees it, and its JSON wire form (contract §7.2).
+"""``HostRef``: one host as the mesh sees it, and its JSON wire form (docs/operations/hosts.md).
 
 Wire form (a JSON object; every key of paglets 2.0 plus one optional key of ours)::
 
@@ -155,7 +155,7 @@ def _count(payload: dict[str, Any], key: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class HostRef:
-    """One host of the mesh (contract §7.2); ``age`` is our addition (see the module docstring)."""
+    """One host of the mesh; ``age`` is our addition (see the module docstring)."""
 
     name: str
     url: str

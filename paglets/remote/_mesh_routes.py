@@ -1,4 +1,4 @@
-"""HTTP routes of mesh membership (contract §6): ``GET /hosts`` and ``POST /hosts/join``.
+"""HTTP routes of mesh membership (proto/PROTOCOL.md §6): ``GET /hosts`` and ``POST /hosts/join``.
 
 - ``GET /hosts`` → 200 ``{"hosts": [HostRef wire, ...]}``: self and offline members included, sorted by
   (name, url); each ref carries ``age`` when known.

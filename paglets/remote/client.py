@@ -1,4 +1,4 @@
-"""``HostClient``: the JSON control-plane client for paglets hosts (contract §1.8).
+"""``HostClient``: the JSON control-plane client for paglets hosts (docs/implementing/proxies.md).
 
 Calls go through one keep-alive connection pool (``paglets.http.client.HttpClient``), so repeated calls
 to a host reuse a TCP connection. Binary values travel in the JSON tag form of ``proto/PROTOCOL.md``.
@@ -98,7 +98,7 @@ class HostClient:
             return {} if data is None else data
         raise error_from_response(url, response.status, data, key_sent=bool(self.api_key))
 
-    # --- artifacts (contract §1.8) -------------------------------------------------------------------
+    # --- artifacts ------------------------------------------------------------------------------------------
 
     def upload_artifact(
         self,

@@ -1,4 +1,4 @@
-"""Mesh membership: which hosts exist, which are online, which run our code (contract §7.1-7.3).
+"""Mesh membership: which hosts exist, which are online, which run our code (docs/operations/hosts.md).
 
 **Code version.** :func:`resolve_code_version` picks, in order: the explicit value (``--mesh-version`` /
 ``mesh_version=``), the ``PAGLETS_MESH_VERSION`` environment variable, ``git rev-parse HEAD`` of the

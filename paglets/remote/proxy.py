@@ -1,4 +1,4 @@
-"""``PagletProxy``: a handle on a paglet, wherever it lives (contract §1.8).
+"""``PagletProxy``: a handle on a paglet, wherever it lives (docs/implementing/proxies.md).
 
 A proxy names a paglet by host URL and agent id. When it was obtained from a host in this process (or,
 inside a paglet process, from that paglet's own host) it carries a *route* to that host and its calls

@@ -1,4 +1,4 @@
-"""``TransferTicket``: where and how a paglet moves (contract §1.10, §4.2).
+"""``TransferTicket``: where and how a paglet moves (docs/implementing/movement.md).
 
 A ticket is a value of the authoring API (``Paglet.dispatch`` takes one), so it is defined in
 ``paglets.core._transfer`` with its validation rules and limits; this module is its public home and

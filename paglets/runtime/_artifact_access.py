@@ -1,5 +1,5 @@
 """Artifacts as a paglet (or an embedding program) reaches them: ``upload_artifact``, ``download_artifact``
-and ``delete_artifact`` of ``PagletContext``/``Paglet`` (contract §1.5), for the in-process ``Host`` and
+and ``delete_artifact`` of ``PagletContext``/``Paglet``, for the in-process ``Host`` and
 for a paglet process alike.
 
 Where the work happens:

@@ -1,4 +1,4 @@
-"""HTTP routes of the artifact store (contract §6, ``/artifacts``).
+"""HTTP routes of the artifact store (proto/PROTOCOL.md §6, ``/artifacts``).
 
 | route | answer |
 |---|---|

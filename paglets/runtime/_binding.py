@@ -1,8 +1,8 @@
 """Bind addresses: ``auto`` resolution and the watcher that rebinds when the LAN address changes.
 
 ``auto`` means the IPv4 address this machine would use for its default route, found with a UDP
-``connect`` (no packet is sent), else a non-loopback address of the host name, else ``127.0.0.1``
-(contract §7.6). ``0.0.0.0`` binds every interface and publishes the resolved LAN address.
+``connect`` (no packet is sent), else a non-loopback address of the host name, else ``127.0.0.1``.
+``0.0.0.0`` binds every interface and publishes the resolved LAN address.
 
 When any configured bind address is ``auto``, the host re-resolves every ``bind_watch_interval``
 seconds; on a change it binds the new addresses on the same port, and only once that worked closes the

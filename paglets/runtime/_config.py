@@ -1,6 +1,6 @@
 """A host's configuration: the ``Host(...)`` constructor arguments, checked and normalised once.
 
-The parameter names and defaults are those of paglets 2.0 (contract §1.9), so that existing embedding
+The parameter names and defaults are those of paglets 2.0, so that existing embedding
 code keeps working. Parameters for features that a host does not use yet are accepted and stored.
 """
 

@@ -2,7 +2,7 @@
 
 A controller lives on the host's event loop and is only touched there. It turns host operations into
 IPC requests (``request``), answers the process's host calls (through the host's ``HostCalls`` table),
-feeds the mailbox to the process one queued message at a time (contract §2.1: strictly serial,
+feeds the mailbox to the process one queued message at a time (strictly serial,
 highest priority first, FIFO within a priority, unqueued messages bypass the queue), and notices when
 the process dies.
 

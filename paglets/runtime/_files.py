@@ -1,4 +1,4 @@
-"""Registered files: files that travel with a paglet (contract §1.18, §4.9).
+"""Registered files: files that travel with a paglet (docs/implementing/files.md).
 
 A paglet registers a file by path (``register_file``); the host hashes it at once and keeps a
 ``PagletFileRef`` under the paglet's id, in host memory. When the paglet moves to another host:

@@ -38,7 +38,7 @@ Operation = Callable[["PagletController", dict[str, Any]], Awaitable[Any]]
 
 
 class HostCalls:
-    """The operations of contract §3.3's host calls, bound to one host."""
+    """The host calls a paglet process may make (``proto/PROTOCOL.md`` §1.4), bound to one host."""
 
     def __init__(self, host: Host) -> None:
         self._host = host
@@ -150,7 +150,7 @@ class HostCalls:
         )
 
     async def _move(self, ctrl: PagletController, args: dict[str, Any]) -> Any:
-        """Self-initiated dispatch or clone (contract §4.3): ``preflight`` first, then the paglet runs its
+        """Self-initiated dispatch or clone: ``preflight`` first, then the paglet runs its
         leaving hook in the calling thread, then ``complete`` moves it."""
         from paglets.remote.transfer import TransferTicket
 

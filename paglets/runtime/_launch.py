@@ -1,4 +1,4 @@
-"""Starting what ``launch.toml`` asks for (contract §5.6, §8.1): resident services and startup agents.
+"""Starting what ``launch.toml`` asks for (docs/operations/launch.md): resident services and startup agents.
 
 Order at host start: the launch-config sync result is reported as an event, every resident service is
 declared (its record advertised, with no await in between, so no request can find one missing), then

@@ -8,7 +8,7 @@ host's event loop drives it:
    ``None`` when nothing may start now;
 3. ``finish(item_token, ok)`` when the paglet replied, which frees the serial slot.
 
-Ordering rules (contract §2.1, §2.8):
+Ordering rules:
 
 - at most one *queued* message is in flight at a time (strictly serial per paglet);
 - the highest ``priority`` goes first; equal priorities go in push order (FIFO);

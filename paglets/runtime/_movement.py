@@ -1,4 +1,4 @@
-"""Moving paglets: dispatch, clone and retract with an exactly-once hand-over (contract §4).
+"""Moving paglets: dispatch, clone and retract with an exactly-once hand-over (docs/implementing/movement.md).
 
 A move is a two-phase hand-over under a transfer id (32 hex digits, chosen by the source):
 
@@ -766,7 +766,7 @@ class MovementEngine:
         return {"proxy": proxy, "transfer_id": record.transfer_id}
 
     async def _commit_inactive(self, record: _Transfer) -> dict[str, Any]:
-        """``ArrivalMode.INACTIVE``: store the paglet as an inactive record; no hook runs (§4.2.9)."""
+        """``ArrivalMode.INACTIVE``: store the paglet as an inactive record; no hook runs."""
         host = self._host
         assert record.inactive is not None
         metadata, state = record.inactive

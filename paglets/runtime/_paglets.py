@@ -4,7 +4,7 @@
 facade (synchronous user API), the HTTP routes and the host calls of paglet processes all call it; it
 never blocks the loop (spawning a process waits on the zygote in an executor thread).
 
-Creation (contract §3.2, without its costs): the host checks the classes, encodes the initial state
+Creation (as in paglets 2.0, without its costs): the host checks the classes, encodes the initial state
 once, and asks the zygote for a fork; the new process decodes the state, builds the paglet and says
 hello; the host sends the ``creation`` lifecycle request; once the hook has answered, the paglet is
 ready and its ``run()`` starts in the child. A failing hook or a process that dies while starting
@@ -588,7 +588,7 @@ class PagletManager:
         )
 
     async def dispose(self, agent_id: str) -> None:
-        """Run ``on_disposing`` and the resource cleanup, then end the process (contract §1.3, §1.13).
+        """Run ``on_disposing`` and the resource cleanup, then end the process.
 
         A crashed paglet is simply removed. A failing non-suppressed cleanup aborts the disposal and the
         paglet stays active (``LifecycleError``). A paglet that does not finish the handler it is in, its
@@ -633,6 +633,7 @@ class PagletManager:
             ctrl.kill()
             await ctrl.wait_exit(self.timeouts.exit)
         ctrl.close()
+        ctrl.settled.set()  # a commit waiting for its run() (it disposed itself there) is answered now
         self.controllers.pop(agent_id, None)
         self._on_agent_gone(agent_id)
         data: dict[str, Any] = {"active": True}

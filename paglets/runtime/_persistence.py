@@ -1,4 +1,4 @@
-"""Deactivation, activation and messages to inactive paglets (contract §2.4, §2.6, §5.1-§5.3).
+"""Deactivation, activation and messages to inactive paglets (docs/implementing/persistence.md).
 
 ``Persistence`` sits between the host and its ``RecordStore`` (``paglets/persistence/_records.py``):
 
@@ -97,7 +97,7 @@ class Persistence:
         self._schedule()
 
     async def activate_startup(self) -> int:
-        """Activate every record whose policy says ``activate_on_startup`` (contract §5.2); returns how
+        """Activate every record whose policy says ``activate_on_startup``; returns how
         many were activated."""
         due = [s.agent_id for s in self.summaries() if s.activate_on_startup]
         gate = asyncio.Semaphore(STARTUP_ACTIVATIONS)
@@ -396,7 +396,7 @@ class Persistence:
         no_delay: bool,
         timeout: float | None = None,
     ) -> Any:
-        """A message to an inactive paglet (contract §2.4); ``timeout`` bounds the wait for the reply of a
+        """A message to an inactive paglet; ``timeout`` bounds the wait for the reply of a
         synchronous message once it is in the mailbox of the activated paglet."""
         summary = self.summary(agent_id)
         if summary is None:
@@ -460,7 +460,7 @@ class Persistence:
     # --- shutdown -------------------------------------------------------------------------------------------
 
     async def deactivate_all(self, budget: float) -> tuple[int, int]:
-        """Shutdown: keep every active paglet (contract §5.3, without its losses); returns how many
+        """Shutdown: keep every active paglet (unlike paglets 2.0, without losing any); returns how many
         paglets were saved and how many could not be."""
         host = self._host
         request = DeactivationRequest(

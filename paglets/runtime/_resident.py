@@ -1,4 +1,4 @@
-"""Resident services: paglets the host keeps available by name (contract §1.16, §5.4).
+"""Resident services: paglets the host keeps available by name (docs/operations/launch.md).
 
 A resident service is declared (from ``launch.toml`` or directly) with its contract, agent id, lifecycle
 and idle timeout. Its service record is advertised at declaration, *before* any process exists, with the

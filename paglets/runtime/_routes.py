@@ -1,4 +1,4 @@
-"""The HTTP control plane of a host (contract §6): a route table of handlers over the host's core.
+"""The HTTP control plane of a host (proto/PROTOCOL.md §6): a route table of handlers over the host's core.
 
 Handlers run on the host's event loop and call the async core directly. JSON bodies are decoded once
 into the route's request Struct (``paglets.wire.requests``): a wrong type or a missing field is a 400

@@ -1,4 +1,4 @@
-"""A host's service directory: the local registry and mesh lookups (contract §1.16, §7.4).
+"""A host's service directory: the local registry and mesh lookups (docs/implementing/services.md).
 
 ``HostServices`` owns the host's ``ServiceRegistry`` and its ``MeshServiceLookup`` (parallel, cached
 fan-out to online peers). The ``Host`` facade, the HTTP routes and the paglet host calls forward to it.

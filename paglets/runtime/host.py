@@ -1,4 +1,4 @@
-"""``Host``: a paglets host, embedded in a program or run by ``paglets-host`` (contract §1.9).
+"""``Host``: a paglets host, embedded in a program or run by ``paglets-host`` (docs/operations/hosts.md).
 
 The host is a small facade over its collaborators, each owning one concern:
 
@@ -129,7 +129,7 @@ def _check_paglet_class(agent_cls: Any) -> tuple[str, str]:
 
 
 class Host:
-    """A paglets host. See the module docstring and contract §1.9 for every parameter."""
+    """A paglets host. See the module docstring, and docs/operations/hosts.md for its options."""
 
     def __init__(
         self,
@@ -264,7 +264,7 @@ class Host:
     async def _start_async(self) -> None:
         from paglets.http.aclient import AsyncHttpClient
 
-        # scratch space starts empty at every start (contract §1.14)
+        # scratch space starts empty at every start
         shutil.rmtree(self.manager.work_root, ignore_errors=True)
         self.manager.work_root.mkdir(parents=True, exist_ok=True)
         self.aclient = AsyncHttpClient(api_key=self.api_key)
@@ -512,7 +512,7 @@ class Host:
 
     def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
         """Move a paglet to ``target`` (URL, mesh name or ticket); returns the proxy of where it is once
-        its ``run()`` returned there or it moved on (contract §4.2)."""
+        its ``run()`` returned there or it moved on."""
         return self._proxy_for(self._run(self.movement.move(agent_id, target, kind="dispatch"), None))
 
     def clone(self, agent_id: str, *, target: str | TransferTicket | None = None) -> PagletProxy:
@@ -534,11 +534,11 @@ class Host:
     # --- persistence ---------------------------------------------------------------------------------
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
-        """Save a paglet to disk and end its process (contract §5.1); returns its (inactive) proxy."""
+        """Save a paglet to disk and end its process; returns its (inactive) proxy."""
         return self._proxy_for(self._run(self.persistence.deactivate(agent_id, request)))
 
     def activate(self, agent_id: str) -> PagletProxy:
-        """Start an inactive paglet from its record (contract §5.2); ``InvalidAgentError`` when there is
+        """Start an inactive paglet from its record; ``InvalidAgentError`` when there is
         no inactive paglet of that id (also when it is active already, as in 2.0)."""
         return self._proxy_for(self._run(self.agent_call_async(agent_id, "activate", {})))
 
@@ -683,7 +683,7 @@ class Host:
             timeout = self.send_timeout
         elif timeout == math.inf:
             timeout = None
-        if wire.kind == DEACTIVATE_KIND:  # the reserved message (contract §2.6)
+        if wire.kind == DEACTIVATE_KIND:  # the reserved message
             raw = wire.args.get("request") if isinstance(wire.args, dict) else None
             request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
             proxy = await self.persistence.deactivate(agent_id, request)
@@ -818,7 +818,7 @@ class Host:
 
     def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
         ctrl = self.manager.controllers.get(agent_id)
-        if ctrl is not None and ctrl.status == "ready":
+        if ctrl is not None and ctrl.status in ("ready", "moving"):  # "moving": paused, messages wait
             return self._proxy(agent_id)
         if include_inactive and ctrl is None and self._record_summary(agent_id) is not None:
             return self._proxy(agent_id)
@@ -865,7 +865,7 @@ class Host:
     def list_agents(
         self, *, active: bool = True, inactive: bool = False, include_state: bool = False
     ) -> list[Any]:
-        """Summaries of the active paglets, then of the inactive ones (contract §6 ``GET /agents``). A
+        """Summaries of the active paglets, then of the inactive ones (``GET /agents``). A
         host that is not started lists its inactive paglets from their records."""
         if not self._started:
             return self._list_records(include_state) if inactive else []
@@ -923,7 +923,7 @@ class Host:
         return None if server is None else server.statistics()
 
     def health(self) -> dict[str, Any]:
-        """``GET /health`` (contract §6); a host that is not started counts its records."""
+        """``GET /health``; a host that is not started counts its records."""
         controllers = list(self.manager.controllers.values())
         return {
             "name": self.name,
@@ -1035,7 +1035,7 @@ class Host:
         return found[0] if found else None
 
     def declare_resident_service(self, declaration: ResidentDeclaration) -> ServiceRecord:
-        """Keep a service available on this host (contract §5.4): advertised now, started on demand."""
+        """Keep a service available on this host: advertised now, started on demand."""
         record: ServiceRecord = self._run(self.resident.declare(declaration))
         return record
 

@@ -1,4 +1,4 @@
-"""Lifecycle-managed cleanup callbacks of one paglet (contract §1.13): ``ResourceRegistry``.
+"""Lifecycle-managed cleanup callbacks of one paglet (docs/implementing/lifecycle.md): ``ResourceRegistry``.
 
 The registry is part of the authoring API (``PagletContext.resources``), so it is defined in
 ``paglets.core._resources``; this module is its public home and re-exports it unchanged.

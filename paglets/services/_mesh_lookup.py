@@ -1,4 +1,4 @@
-"""Service lookups across the mesh (contract §7.4).
+"""Service lookups across the mesh (docs/implementing/services.md).
 
 :class:`MeshServiceLookup` answers ``lookup_services(scope=MESH)``: this host's records
 first (any scope), then the mesh-scoped records of every peer, fetched **in parallel** within one overall

@@ -1,4 +1,4 @@
-"""HTTP routes of the service registry (contract §6), registered on a host's route table.
+"""HTTP routes of the service registry (proto/PROTOCOL.md §6), registered on a host's route table.
 
 - ``GET /services?name=&capability=&scope=local|mesh`` → ``{"services": [record...]}``
 - ``POST /agents/{agent_id}/services`` with ``{name, capabilities?, metadata?, scope?="local", ttl?}``

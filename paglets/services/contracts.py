@@ -1,4 +1,4 @@
-"""Typed service contracts, service records and handles (contract §1.16).
+"""Typed service contracts, service records and handles (docs/implementing/services.md).
 
 A *service* is a name a paglet advertises on its host, with a tuple of capabilities and free metadata
 (:class:`ServiceRecord`). A *contract* (:class:`ServiceContract`) gives a service a typed interface: a

@@ -1,4 +1,4 @@
-"""The per-host service registry (contract §1.16).
+"""The per-host service registry (docs/implementing/services.md).
 
 :class:`ServiceRegistry` holds the :class:`~paglets.services.contracts.ServiceRecord` s
 advertised by the paglets of one host, keyed by (service name, agent id): advertising the same name again

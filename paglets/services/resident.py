@@ -1,4 +1,4 @@
-"""Resident services: the value types (contract §1.16, §5.4).
+"""Resident services: the value types (docs/implementing/services.md, docs/operations/launch.md).
 
 A paglet class declares the services its host should keep available with ``RESIDENT_SERVICES`` (a tuple
 of :class:`ResidentServiceSpec`); the host advertises their records before any process exists and starts

@@ -112,11 +112,11 @@ TransferId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}\Z")]  # \Z: "$"
 
 
 class EnvelopeMetadata(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything about a move except the state (contract §4.1). Encoded as a MessagePack map.
+    """Everything about a move except the state. Encoded as a MessagePack map.
 
     ``ticket`` is the wire dict of a ``TransferTicket``; ``registered_files`` lists the
-    ``{file, artifact, transfer_mode, source_path}`` dicts of contract §4.9. Unknown keys from a newer
-    peer are ignored.
+    ``{file, artifact, transfer_mode, source_path}`` dicts of the registered files. Unknown keys from a
+    newer peer are ignored.
     """
 
     kind: EnvelopeKind

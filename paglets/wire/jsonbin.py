@@ -1,7 +1,7 @@
 """JSON for the HTTP control plane, with binary values in the tag form of paglets 2.0.
 
 JSON has no binary type. A ``bytes`` or ``bytearray`` value anywhere in a body travels as a *binary tag*,
-a dict with exactly two keys (``proto/PROTOCOL.md`` §3.2, contract §1.20)::
+a dict with exactly two keys (``proto/PROTOCOL.md`` §3.2)::
 
     {"__paglets_binary__": "bytes" | "bytearray", "base64": "<standard base64 with padding>"}
 

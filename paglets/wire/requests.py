@@ -68,7 +68,7 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class MessageBody(msgspec.Struct, kw_only=True):
-    """A ``Message.to_wire()`` dict (contract §1.5), every field typed as the IPC ``MessageWire`` needs it.
+    """A ``Message.to_wire()`` dict, every field typed as the IPC ``MessageWire`` needs it.
 
     Every way a message enters a host is checked against this Struct (the HTTP route by its typed
     decode, the others by :func:`check_message`), so a paglet process never receives a message it

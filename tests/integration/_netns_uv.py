@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 DEADLINE = 90.0
@@ -72,13 +73,17 @@ def main() -> None:
             return any(h["name"] == "alpha" and h["online"] for h in hosts)
 
         wait("beta to list alpha online in /hosts", beta_lists_alpha, procs)
+        (Path(checkout) / "data.bin").write_bytes(os.urandom(200_000))  # the file-grabber example's file
         for line in commands:
             done = subprocess.run(
                 shlex.split(line), cwd=checkout, capture_output=True, text=True, timeout=120, check=False
             )
             assert done.returncode == 0, (line, done.returncode, done.stdout, done.stderr)
-            quiet = line.endswith(("artifacts list", "compute-groups"))  # nothing stored yet: no host named
-            assert "alpha" in done.stdout or quiet, (line, done.stdout)
+            if "pi-compute" in line:
+                assert done.stdout.startswith("3.14159"), (line, done.stdout)
+            else:
+                quiet = line.endswith(("artifacts list", "compute-groups"))  # nothing stored yet
+                assert "alpha" in done.stdout or quiet, (line, done.stdout)
         for proc, name in ((beta, "beta"), (alpha, "alpha")):
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)

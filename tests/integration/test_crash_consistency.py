@@ -119,12 +119,24 @@ def _drive_until_killed(host: KillableHost, slots: list[Slot], rng: random.Rando
         dying.set()
         host.kill()
 
+    # the kill delay counts from the moment the drivers are under way (one acknowledged operation per
+    # driver on average), so that a slow start of the host on a loaded machine cannot swallow the round
+    before = _acknowledged(slots)
+    wait_until(lambda: _acknowledged(slots) - before >= len(slots) or _any_problem(slots), AFTER_KILL_TIMEOUT)
     timer = threading.Timer(rng.uniform(*KILL_AFTER), kill)
     timer.start()
     timer.join()
     host.close()
     join_all(threads, AFTER_KILL_TIMEOUT)
     return doomed
+
+
+def _acknowledged(slots: list[Slot]) -> int:
+    return sum(sum(slot.done.values()) for slot in slots)
+
+
+def _any_problem(slots: list[Slot]) -> bool:
+    return any(slot.problems for slot in slots)
 
 
 def _assert_processes_end(marker: str, pids: set[int]) -> None:

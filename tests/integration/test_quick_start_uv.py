@@ -31,6 +31,13 @@ INSPECTION = (
     "uv run paglets-compute-groups",
     "uv run paglets-analysis-jobs --tasks 3 --target-runtime 3",
 )
+#: The description's example commands, as written there (``./data.bin`` is made in the checkout).
+EXAMPLES = (
+    "uv run paglets-file-grabber push ./data.bin --remote beta --dest /tmp/data.bin --dry",
+    "uv run paglets-pi-compute --digits 16",
+    "uv run paglets-perf-test",
+    "uv run paglets-mesh-benchmark --payload-size 64K",
+)
 #: Text of a ``uv sync`` that failed because the package index cannot be reached (then we skip).
 OFFLINE_HINTS = (
     "dns error",
@@ -91,7 +98,7 @@ def test_the_uv_quick_start_runs_verbatim(tmp_path: Path) -> None:
             pytest.skip(f"uv sync cannot reach the package index: {synced.stderr.strip()[-300:]}")
     assert synced.returncode == 0, synced.stderr
     done = run_in_netns(
-        [sys.executable, str(HERE / "_netns_uv.py"), str(checkout), *QUICK_START, *INSPECTION],
+        [sys.executable, str(HERE / "_netns_uv.py"), str(checkout), *QUICK_START, *INSPECTION, *EXAMPLES],
         env=env,
         timeout=300,
     )

@@ -291,7 +291,7 @@ class ChildHost:
         self.call("agent_call", agent_id=agent_id, op="dispose", args={})
 
     def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
-        """Self-dispatch (contract §4.3): the host checks the target, ``on_dispatching`` and the resource
+        """Self-dispatch: the host checks the target, ``on_dispatching`` and the resource
         cleanup run here in the calling thread, then the host moves the paglet; returns where it is."""
         self._own(agent_id, "dispatch")
         paglet = self._own_paglet(agent_id)
@@ -356,7 +356,7 @@ class ChildHost:
         return self._required_proxy(result)
 
     def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
-        """Self-deactivation (contract §5.1): policy, ``on_deactivating`` and the cleanup run here in the
+        """Self-deactivation: policy, ``on_deactivating`` and the cleanup run here in the
         calling thread, then the host saves the state and ends this process once the handler returns."""
         self._own(agent_id, "deactivate")
         paglet = self._own_paglet(agent_id)

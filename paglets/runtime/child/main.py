@@ -12,7 +12,7 @@ Threads, and who reads the channel
     The **service** thread sleeps on the service bell. The host rings it after sending a state snapshot
     or resource-status request, and after answering a host call made by a thread other than the main
     thread (those calls have odd ids). It then reads whatever is in the channel: it answers snapshots
-    and status requests itself, so they are served even while a handler runs (contract §2.8),
+    and status requests itself, so they are served even while a handler runs,
     completes waiting host calls, and queues any other work for the main thread, waking it.
 
     The **run** thread (``paglets-run-<id>``) runs ``Paglet.run()`` when the host sends ``Start``:

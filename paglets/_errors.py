@@ -16,6 +16,7 @@ and ``error_class_for``). Errors that came from another process keep the origina
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Literal
 
 Fault = Literal["local", "remote"]
@@ -51,6 +52,7 @@ __all__ = [
     "ServiceNotFoundError",
     "StorageQuotaError",
     "TransferError",
+    "TransferInDoubtError",
     "UnknownHostError",
     "error_class_for",
     "error_code_for",
@@ -182,6 +184,22 @@ class ResourceCleanupError(LifecycleError):
 
 class TransferError(PagletError):
     code = "transfer"
+
+
+class TransferInDoubtError(TransferError):
+    """A move whose commit the target did not confirm in time (it may be down): the paglet is paused on
+    the source and runs exactly once, on one of the two hosts, as soon as they reach each other again.
+    ``transfer_id`` names the transfer (also when the error was rebuilt from its message)."""
+
+    http_status = 504
+    code = "transfer_in_doubt"
+
+    def __init__(self, *args: object, transfer_id: str = "", **kwargs: str | None) -> None:
+        super().__init__(*args, **kwargs)
+        if not transfer_id and args:
+            found = re.search(r"\btransfer ([0-9a-f]{32})\b", str(args[0]))
+            transfer_id = found.group(1) if found else ""
+        self.transfer_id = transfer_id
 
 
 class UnknownHostError(HostError, TransferError):

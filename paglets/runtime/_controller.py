@@ -58,11 +58,28 @@ from paglets.wire.values import decode_value, encode_value
 if TYPE_CHECKING:
     from paglets.runtime._zygote import ChildProcess
 
-__all__ = ["PagletController", "Snapshot", "Status"]
+__all__ = ["STATUS_TRANSITIONS", "PagletController", "Snapshot", "Status", "StatusTransitionError"]
 
 _log = logging.getLogger("paglets.runtime")
 
 Status = Literal["starting", "ready", "moving", "stopping", "gone", "crashed"]
+
+#: The lifecycle of a paglet process: ``status -> statuses it may change to``. Only
+#: ``PagletController.transition`` changes a controller's status, and only along this table (a change to
+#: the same status is no change); anything else raises ``StatusTransitionError``.
+STATUS_TRANSITIONS: Final[dict[Status, frozenset[Status]]] = {
+    "starting": frozenset({"ready", "stopping", "gone", "crashed"}),
+    "ready": frozenset({"moving", "stopping", "gone", "crashed"}),
+    "moving": frozenset({"ready", "stopping", "gone", "crashed"}),  # paused by a move or a deactivation
+    "stopping": frozenset({"gone", "crashed"}),
+    "crashed": frozenset({"gone"}),  # a crashed process that was released
+    "gone": frozenset(),
+}
+
+
+class StatusTransitionError(HostError):
+    """A status change that ``STATUS_TRANSITIONS`` does not allow (a runtime bug)."""
+
 
 #: Seconds a dead process's exit code may take to arrive from the zygote before the crash is reported
 #: without it.
@@ -131,7 +148,7 @@ class PagletController:
         self.loop = loop
         #: Starts a background task whose failure is reported (``paglets.runtime._tasks``).
         self._spawn = spawn
-        self.status: Status = "starting"
+        self._status: Status = "starting"
         self.mailbox: Mailbox[_Item] = Mailbox(mailbox_depth)
         #: Guards the mailbox, which user threads push to directly (``submit_threadsafe``).
         self.lock = threading.Lock()
@@ -160,6 +177,34 @@ class PagletController:
         self.held_services: list[Any] = []
         process.add_exit_callback(self._exit_from_thread)
         channel.attach(loop, self._on_frames, self._on_closed)
+
+    # --- status ----------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    def transition(self, status: Status) -> None:
+        """Change the status along ``STATUS_TRANSITIONS``; raises ``StatusTransitionError`` otherwise."""
+        if status != self._status and status not in STATUS_TRANSITIONS[self._status]:
+            raise StatusTransitionError(
+                f"paglet {self.agent_id}: status {self._status} cannot become {status}"
+            )
+        self._status = status
+
+    def pause(self) -> None:
+        """``ready`` → ``moving``: the mailbox keeps accepting messages but starts none."""
+        if self._status != "ready":
+            raise StatusTransitionError(f"paglet {self.agent_id} is {self._status}, not ready")
+        self.transition("moving")
+
+    def resume(self) -> bool:
+        """``moving`` → ``ready`` and start what waits; whether it was paused."""
+        if self._status != "moving":
+            return False
+        self.transition("ready")
+        self.pump()
+        return True
 
     # --- incoming --------------------------------------------------------------------------------
 
@@ -256,7 +301,7 @@ class PagletController:
         if self.status in ("crashed", "gone"):
             return
         was_stopping = self.status == "stopping"
-        self.status = "crashed"
+        self.transition("crashed")
         self.settled.set()
         self.error = reason
         error = PagletCrashedError(f"paglet {self.agent_id} crashed: {reason}")
@@ -528,13 +573,13 @@ class PagletController:
 
     def mark_ready(self) -> None:
         if self.status == "starting":
-            self.status = "ready"
+            self.transition("ready")
             self.pump()
 
     def begin_stop(self) -> list[Delivery[_Item]]:
         """Stop taking messages; returns the ones still waiting (the caller re-queues or fails them)."""
         if self.status not in ("crashed", "gone"):
-            self.status = "stopping"
+            self.transition("stopping")
         with self.lock:
             return self.mailbox.close()
 
@@ -554,7 +599,8 @@ class PagletController:
 
     def close(self) -> None:
         """Release the channel; the process must be gone or going."""
-        self.status = "crashed" if self.status == "crashed" else "gone"
+        if self.status != "crashed":
+            self.transition("gone")
         self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} is gone"))
         self._wake_message_waiters()
         self.channel.close()

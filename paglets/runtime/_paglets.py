@@ -357,10 +357,13 @@ class PagletManager:
         self._preload_class_modules(agent_class, state_class)
         return ctrl
 
-    async def commit_prepared(self, ctrl: PagletController) -> None:
-        """Make a prepared paglet the one live copy here: register it, start ``run()``, deliver."""
+    async def commit_prepared(
+        self, ctrl: PagletController, *, replacing: PagletController | None = None
+    ) -> None:
+        """Make a prepared paglet the one live copy here: register it, start ``run()``, deliver.
+        ``replacing``: the paused copy it replaces (a move within this host; it is released afterwards)."""
         previous = self.controllers.get(ctrl.agent_id)
-        if previous is not None and previous is not ctrl and previous.status not in ("gone",):
+        if previous is not None and previous not in (ctrl, replacing) and previous.status not in ("gone",):
             raise HostError(f"paglet {ctrl.agent_id} is already active on host {self.host_name}")
         self.controllers[ctrl.agent_id] = ctrl
         held, ctrl.held_services = ctrl.held_services, []
@@ -391,7 +394,7 @@ class PagletManager:
                     await waiter
             except TimeoutError:
                 break
-        ctrl.status = "gone"
+        ctrl.transition("gone")
         ctrl.shutdown()
         if await ctrl.wait_exit(self.timeouts.exit) is None:
             ctrl.kill()

@@ -203,7 +203,7 @@ class Persistence:
         host = self._host
         request = request or DeactivationRequest()
         ctrl = host.manager.ready(agent_id)
-        ctrl.status = "moving"
+        ctrl.pause()
         try:
             if decided_policy is None:
                 event = PersistencyEvent(
@@ -220,9 +220,7 @@ class Persistence:
                 policy = decided_policy
             saved = await self._save(ctrl, policy, request, snapshot=snapshot)
         except BaseException:
-            if ctrl.status == "moving":
-                ctrl.status = "ready"
-                ctrl.pump()
+            ctrl.resume()
             raise
         await self._retire(ctrl, saved=saved, wait=decided_policy is None)
         host.events.emit(
@@ -496,7 +494,9 @@ class Persistence:
         """A paglet busy in a handler: save its state now and re-queue the message it was handling;
         whether it was saved."""
         host = self._host
-        ctrl.status = "moving"
+        if ctrl.status not in ("ready", "moving"):
+            return False  # it crashed or left meanwhile
+        ctrl.transition("moving")
         in_flight = ctrl.in_flight_item()
         try:
             async with asyncio.timeout(SHUTDOWN_SNAPSHOT_WAIT):

@@ -33,6 +33,8 @@ from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
 from paglets.wire.requests import (
     CreateRequest,
     EmptyRequest,
+    ForgetBatchRequest,
+    ForgetRequest,
     LeaseRequest,
     MessageRequest,
     MoveRequest,
@@ -209,8 +211,18 @@ def build_router(host: Host) -> Router:
 
     async def transfer_abort(request: Request) -> Response:
         await _read(request, EmptyRequest)
-        await host.movement.abort(request.path_params["transfer_id"])
-        return _ok({"ok": True})
+        answer = await host.movement.abort(request.path_params["transfer_id"])
+        return _ok({"ok": True, **answer})
+
+    async def transfer_forget_batch(request: Request) -> Response:
+        body = await _read(request, ForgetBatchRequest)
+        for transfer_id in body.transfer_ids:
+            await host.movement.forget(transfer_id)
+        return _ok({"ok": True, "forgotten": len(body.transfer_ids)})
+
+    async def transfer_forget(request: Request) -> Response:
+        body = await _read(request, ForgetRequest)
+        return _ok(await host.movement.forget(request.path_params["transfer_id"], settle=body.settle))
 
     async def dispose(request: Request) -> Response:
         await _read(request, EmptyRequest)
@@ -242,6 +254,8 @@ def build_router(host: Host) -> Router:
     router.get("/transfers/{transfer_id}", transfer_status)
     router.post("/transfers/{transfer_id}/commit", transfer_commit)
     router.post("/transfers/{transfer_id}/abort", transfer_abort)
+    router.post("/transfers/{transfer_id}/forget", transfer_forget)
+    router.post("/transfers/forget", transfer_forget_batch)
     return router
 
 

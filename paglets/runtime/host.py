@@ -271,10 +271,12 @@ class Host:
         self.services.bind_client(self.aclient)
         self.manager.start(asyncio.get_running_loop())
         await self.persistence.start()
+        await self.movement.start()  # transfer records are back before anyone can ask about them
         server = self._new_server()
         try:
             self.port = await server.start(self.bind_hosts, self.port)
         except BaseException:
+            await self.movement.stop()
             await self.manager.stop_all(STOP_GRACE)
             await self.persistence.close()
             raise

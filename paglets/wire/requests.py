@@ -31,9 +31,12 @@ from paglets.wire.jsonbin import BINARY_TAG, untag_binary
 from paglets.wire.limits import MAX_JSON_BODY, MAX_SEND_TIMEOUT
 
 __all__ = [
+    "MAX_FORGET_BATCH",
     "AdvertiseRequest",
     "CreateRequest",
     "EmptyRequest",
+    "ForgetBatchRequest",
+    "ForgetRequest",
     "Int64",
     "LeaseRequest",
     "MessageBody",
@@ -142,6 +145,25 @@ class UnadvertiseRequest(msgspec.Struct, kw_only=True):
 
 class EmptyRequest(msgspec.Struct):
     """Routes that take no arguments (``{}`` or an empty body; keys are ignored)."""
+
+
+class ForgetRequest(msgspec.Struct):
+    """``POST /transfers/{id}/forget``: ``settle`` waits for the arrived paglet's ``run()`` (bounded)."""
+
+    settle: bool = False
+
+
+#: Transfer ids one ``POST /transfers/forget`` may name.
+MAX_FORGET_BATCH: Final = 1000
+
+
+class ForgetBatchRequest(msgspec.Struct):
+    """``POST /transfers/forget``: several finished transfers at once (a source's batched ``forget``)."""
+
+    transfer_ids: Annotated[
+        list[Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{32}\Z")]],
+        msgspec.Meta(max_length=MAX_FORGET_BATCH),
+    ] = msgspec.field(default_factory=list)
 
 
 def check_message(wire: Any) -> MessageBody:

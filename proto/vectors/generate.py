@@ -13,6 +13,9 @@ Layout:
     ipc/<tag>_<name>.json         {"type", "tag", "fields"}: the decoded message
     envelope/<name>.bin           one whole envelope
     envelope/<name>.json          metadata, state (base64), frames, encoder settings
+    transfer/header.bin           the header slot of a transfer record file (PROTOCOL.md §6.2)
+    transfer/<name>.bin           one record slot
+    transfer/<name>.json          {"sequence", "record"}: the decoded slot
     invalid/<name>.bin            bytes a decoder must refuse
     invalid/<name>.json           {"decoder": "ipc"|"envelope", "error": "<error class name>"}
 
@@ -35,6 +38,7 @@ from typing import Any
 import msgspec
 import zstandard
 
+from paglets.persistence._transfers import TransferRecord, encode_header, encode_slot
 from paglets.wire.envelope import EnvelopeMetadata, encode_envelope
 from paglets.wire.ipc import (
     Deliver,
@@ -281,7 +285,44 @@ def build() -> dict[Path, bytes]:
     for name, (decoder, error, data) in invalid_vectors(raw_envelope).items():
         out[HERE / "invalid" / f"{name}.bin"] = data
         out[HERE / "invalid" / f"{name}.json"] = _json({"decoder": decoder, "error": error})
+    out[HERE / "transfer" / "header.bin"] = encode_header()
+    for sequence, (name, record) in enumerate(transfer_vectors().items(), 1):
+        out[HERE / "transfer" / f"{name}.bin"] = encode_slot(record, sequence)
+        out[HERE / "transfer" / f"{name}.json"] = _json({"sequence": sequence, "record": describe(record)})
     return out
+
+
+def transfer_vectors() -> dict[str, TransferRecord]:
+    """A source's decision and a target's executed mark, as written by hosts (fixed ids and times)."""
+    return {
+        "source_committed": TransferRecord(
+            transfer_id="0123456789abcdef" + "fedcba9876543210",
+            role="source",
+            outcome="committed",
+            agent_id="c0ffee",
+            peer="http://127.0.0.1:8766",
+            kind="dispatch",
+            written_at=1767225600.0,
+        ),
+        "source_aborted": TransferRecord(
+            transfer_id="0123456789abcdef" + "00000000000000a1",
+            role="source",
+            outcome="aborted",
+            agent_id="c0ffee",
+            peer="http://127.0.0.1:8766",
+            kind="clone",
+            written_at=1767225601.5,
+        ),
+        "target_executed": TransferRecord(
+            transfer_id="0123456789abcdef" + "fedcba9876543210",
+            role="target",
+            outcome="executed",
+            agent_id="c0ffee",
+            peer="http://127.0.0.1:8765",
+            kind="dispatch",
+            written_at=1767225600.25,
+        ),
+    }
 
 
 def main() -> int:

@@ -9,7 +9,10 @@ prefix) and a fault is armed:
 - ``error_after_response``: forward, read the whole answer, answer the client 500 instead;
 - ``duplicate``: forward the request twice (two connections) and relay the first answer;
 - ``kill_mid_stream``: send the first half of the request to the target, call ``on_fault`` (which kills
-  the target), then close both connections.
+  the target), then close both connections;
+- ``call_and_drop``: read the request, call ``on_fault`` (which kills a host), close without forwarding;
+- ``forward_call_and_drop``: forward, read the whole answer, call ``on_fault``, then close the client's
+  connection unanswered.
 
 Faults fire ``times`` times, then the proxy forwards normally.
 """
@@ -126,6 +129,13 @@ class FaultProxy:
                     await target_writer.drain()
                     await asyncio.get_running_loop().run_in_executor(None, self.on_fault)
                     target_writer.close()
+                    return
+                if fault.kind == "call_and_drop":
+                    await asyncio.get_running_loop().run_in_executor(None, self.on_fault)
+                    return
+                if fault.kind == "forward_call_and_drop":
+                    await self._exchange(raw)
+                    await asyncio.get_running_loop().run_in_executor(None, self.on_fault)
                     return
                 if fault.kind == "duplicate":
                     first, _second = await asyncio.gather(self._exchange(raw), self._exchange(raw))

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -169,3 +170,62 @@ def test_a_256_mib_state_moves_with_bounded_host_memory(make_host: Callable[...,
     assert moved.send(Message("size")) == size
     # both hosts live in this process: the state never sits in their heaps (memfd segments instead)
     assert growth_mib < 64, f"host memory grew by {growth_mib:.0f} MiB"
+
+
+def test_a_commit_in_doubt_waits_then_settles_on_the_source(
+    make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    """The target stops between prepare and commit and stays away past the caller's window: the caller
+    gets ``TransferInDoubtError`` (never success), the paglet stays paused on the source with its
+    messages waiting, and once the target is back (without the prepared copy) the paglet runs on."""
+    from _movehosts import free_port, transfer_records
+
+    from paglets.core.errors import TransferInDoubtError
+
+    alpha = make_host("alpha")
+    port = free_port()
+    beta = make_host("beta", port=port)
+    proxy = FaultProxy("127.0.0.1", port)
+    try:
+        paglet = alpha.create(Traveller)
+        proxy.on_fault = beta.stop
+        proxy.arm("call_and_drop", path_prefix="/transfers/")
+        started = time.monotonic()
+        with pytest.raises(TransferInDoubtError) as caught:
+            alpha.dispatch(paglet.agent_id, TransferTicket(proxy.url, timeout=0.5))
+        assert time.monotonic() - started >= 3.0  # the commit window: at least 3 s and 5 attempts
+        transfer_id = caught.value.transfer_id
+        assert len(transfer_id) == 32
+        assert transfer_id in str(caught.value)
+        assert (transfer_id, "source") in transfer_records(tmp_path / "alpha")
+        assert [a["status"] for a in alpha.list_agents() if a["agent_id"] == paglet.agent_id] == ["moving"]
+        waiting = alpha.route_message_future(  # waits in the paused mailbox
+            paglet.agent_id, Message("log"), activate_if_inactive=False, no_delay=False
+        )
+        assert not waiting.done()
+        make_host("beta", port=port)  # back, without the prepared copy: the source resumes its own
+        assert waiting.result(30)[-1] == "dispatching:alpha->beta"
+        _settled_one(alpha, paglet.agent_id)
+        wait_until(lambda: (transfer_id, "source") not in transfer_records(tmp_path / "alpha"), 30)
+    finally:
+        proxy.close()
+
+
+def _settled_one(alpha: Host, agent_id: str) -> None:
+    wait_until(lambda: [a["status"] for a in alpha.list_agents() if a["agent_id"] == agent_id] == ["ready"])
+
+
+def test_records_are_dropped_once_both_sides_know(make_host: Callable[..., Host], tmp_path: Path) -> None:
+    """A dispatch and a fan-out of clones leave no transfer record behind on either host (the clones'
+    forgets go out in one batch), and a move within one host writes none."""
+    from _movehosts import transfer_records
+
+    alpha, beta = make_host("alpha"), make_host("beta")
+    original = alpha.create(Traveller)
+    clones = [alpha.clone(original.agent_id, target=beta.address) for _ in range(3)]
+    moved = alpha.dispatch(original.agent_id, beta.address)
+    assert moved.host_url == beta.address
+    wait_until(lambda: not transfer_records(tmp_path / "alpha") and not transfer_records(tmp_path / "beta"))
+    assert all(clone.send(Message("log"))[-1] == "run:beta" for clone in clones)
+    beta.dispatch(original.agent_id, beta.address)  # within one host
+    assert not transfer_records(tmp_path / "beta")

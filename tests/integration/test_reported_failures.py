@@ -38,7 +38,7 @@ async def _boom() -> None:
 
 async def _start_failing_tasks(host: Host) -> None:
     host.spawn_task(_boom())
-    host.movement._spawn_task(_boom())
+    host.movement.spawn(_boom())
 
 
 def test_a_failing_background_task_is_reported(host: Host, caplog: pytest.LogCaptureFixture) -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -122,11 +126,36 @@ def test_df_gives_up_on_a_hanging_file_system(tmp_path: Path, monkeypatch: pytes
     assert [v.path for v in reply.volumes] == [str(tmp_path)]
 
 
-def test_ps_finds_this_process_by_command_line() -> None:
-    reply = _probes.processes(ProcessListRequest(query="pytest", limit=500, include_args=True), "h", "u")
-    assert reply.matched >= 1
-    assert all("pytest" in (p.name + " ".join(p.cmdline)).lower() for p in reply.processes)
-    assert all(p.memory_rss_bytes >= 0 and p.cmdline for p in reply.processes)
+def test_ps_finds_a_process_by_command_line_even_past_the_cut() -> None:
+    marker = f"paglets-ps-probe-{os.getpid()}"
+    padding = "x" * (_probes.MAX_CMDLINE_CHARS + 10)
+    code = "import sys, time; sys.stdin.read()"
+    children = [
+        subprocess.Popen([sys.executable, "-c", code, marker], stdin=subprocess.PIPE),
+        subprocess.Popen([sys.executable, "-c", code, padding, marker], stdin=subprocess.PIPE),
+    ]
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            reply = _probes.processes(
+                ProcessListRequest(query=marker, limit=500, include_args=True), "h", "u"
+            )
+            if reply.matched >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert sorted(p.pid for p in reply.processes) == sorted(c.pid for c in children)
+        by_pid = {p.pid: p for p in reply.processes}
+        assert marker in by_pid[children[0].pid].cmdline
+        # The long command line comes back cut, but it still matched on its whole text.
+        cut = by_pid[children[1].pid].cmdline
+        assert cut[-1] == "..."
+        assert marker not in cut
+        assert all(p.memory_rss_bytes >= 0 for p in reply.processes)
+    finally:
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=10)
 
 
 def test_ps_is_sorted_by_memory_and_bounded() -> None:

@@ -14,9 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _compute_paglets import DiskFullJob, DiskFullState, SpinJob, SpinState
+from _compute_paglets import (
+    ArtifactGroupJob,
+    ArtifactGroupState,
+    DiskFullJob,
+    DiskFullState,
+    SpinJob,
+    SpinState,
+    artifact_content,
+)
 from conftest import wait_until
 
+from paglets.compute import submit_compute_job_group
 from paglets.core.errors import PagletError
 from paglets.core.messages import Message
 from paglets.runtime.host import Host
@@ -29,6 +38,7 @@ from paglets.services.builtin.compute_slots import (
     ListJobsRequest,
     SchedulerStatusRequest,
 )
+from paglets.services.builtin.user_info import READ_USER_INFO, USER_INFO_AGENT_ID, UserInfoReadRequest
 
 MiB = 1 << 20
 LAUNCH = """
@@ -317,7 +327,70 @@ def test_messages_reach_a_waiting_job(mesh: dict[str, Host]) -> None:
         wait_until(lambda p=proxy: _running(mesh, p.agent_id), timeout=20, interval=0.05)
     sleeper = beta.create(SpinJob, spin(0.2, excluded_host_names=("alpha",)))
     wait_until(lambda: queue_of(beta) == [sleeper.agent_id], timeout=20, interval=0.05)
+
+    def asleep() -> bool:
+        listed = beta.list_agents(active=True, inactive=True)
+        return any(a["agent_id"] == sleeper.agent_id and a["active"] is False for a in listed)
+
+    wait_until(asleep, timeout=20, interval=0.05)  # it waits as an inactive paglet, not a process
+    assert status_of(mesh, sleeper.agent_id).compute_status == "WAITING_FOR_SLOT"
     reply = sleeper.send(Message("compute_usage_paths"), timeout=10)
     assert reply == {"paths": []} or reply.get("queued") is True, reply
     wait_until(finished(mesh, sleeper.agent_id), timeout=60)
     assert status_of(mesh, sleeper.agent_id).compute_status == "COMPLETED"
+
+
+def test_a_job_group_gathers_results_and_artifacts_and_tells_the_user(
+    mesh: dict[str, Host], tmp_path: Path
+) -> None:
+    alpha = mesh["alpha"]
+    sizes = [300_000, 0, 0]
+    states = [
+        ArtifactGroupState(
+            seconds=0.2,
+            artifact_bytes=size,
+            memory_bytes=64 * MiB,
+            estimated_runtime_seconds=0.5,
+            allow_home_compute=True,
+        )
+        for size in sizes
+    ]
+    states.append(ArtifactGroupState(memory_bytes=0, estimated_runtime_seconds=0.5))  # refused: fails
+    submission = submit_compute_job_group(alpha, ArtifactGroupJob, states)
+    group_id, collector = submission.group_id, submission.collector
+    assert len(submission.jobs) == 4
+    assert not submission.creation_errors
+
+    def summary() -> dict[str, Any]:
+        return dict(collector.send(Message("summary"), timeout=10))
+
+    wait_until(lambda: summary()["status"] == "COMPLETE", timeout=60, interval=0.1)
+    done = summary()
+    assert (done["expected_count"], done["completed_count"], done["failed_count"]) == (4, 3, 1), done
+    keys = [f"{group_id}-{i:04d}" for i in range(4)]
+    assert done["failures"][keys[3]]["error"] == "memory_bytes must be greater than 0, got 0"
+    results = done["results"]
+    assert {results[k]["result"]["host"] for k in keys[:3]} <= {"alpha", "beta"}
+    artifact = results[keys[0]]["result"]["artifact"]
+    assert "artifact" not in results[keys[1]]["result"]
+    out = tmp_path / "result.bin"
+    alpha.download_artifact(artifact, out)
+    assert out.read_bytes() == artifact_content(sizes[0])
+    # a second report of a job is kept as a duplicate; the first one stays
+    collector.send(Message("job_result", {"job_key": keys[1], "result": {"host": "elsewhere"}}), timeout=10)
+    again = summary()
+    assert again["results"][keys[1]]["result"]["host"] != "elsewhere"
+    assert [d["result"]["host"] for d in again["duplicate_reports"]] == ["elsewhere"]
+
+    def notices() -> list[Any]:
+        proxy = alpha.get_proxy(USER_INFO_AGENT_ID)
+        if proxy is None:
+            return []
+        message = READ_USER_INFO.to_message(UserInfoReadRequest(job_id=group_id))
+        reply = READ_USER_INFO.decode_reply(proxy.send(message, timeout=10))
+        return [e for e in reply.entries if e.title == "compute-group.done"]
+
+    wait_until(lambda: len(notices()) == 1, timeout=20, interval=0.1)
+    (notice,) = notices()
+    assert notice.severity == "warning"  # one job failed
+    assert notice.text == f"group {group_id}: 3 of 4 jobs succeeded, 1 failed"

@@ -258,6 +258,60 @@ def test_legacy_command_shapes(mesh: Mesh) -> None:
     assert "No job group no-such-group." in groups.stdout
 
 
+def test_queue_and_why_show_what_waits_and_why(mesh: Mesh, tmp_path: Path) -> None:
+    # 2-core jobs on hosts of 2 slots: three run (one per host), the fourth waits for cores
+    campaign = start_campaign(
+        mesh, tmp_path / "q.sqlite", "--tasks", "4", "--cpu-cores", "2", "--target-runtime", "60"
+    )
+
+    def queued() -> list[dict[str, Any]]:
+        data = json.loads(run(mesh, "paglets", "jobs", "queue", "--json").stdout)
+        return [
+            request
+            for item in data["results"].values()
+            for request in item["result"]["queued_requests"]
+            if request["job_id"].startswith(campaign)
+        ]
+
+    def states() -> list[str]:
+        return sorted(j["status"] for j in jobs_of(mesh, campaign))
+
+    wait_until(lambda: states() == ["RUNNING"] * 3 + ["WAITING_FOR_SLOT"], timeout=90, interval=0.3)
+    wait_until(lambda: len(queued()) == 1, timeout=30, interval=0.3)
+    (waiting,) = queued()
+    queue = run(mesh, "paglets", "jobs", "queue")
+    assert queue.returncode == 0, queue.stderr
+    rows = table(queue.stdout, "Queue")
+    no_blank_cells(rows, 8)
+    (row,) = [r for r in rows if waiting["job_id"].endswith(r[2].lstrip("…"))]
+    assert (row[1], row[4]) == ("1", "2")  # first in its host's queue, 2 cores
+    why = run(mesh, "paglets", "jobs", "why")
+    assert why.returncode == 0, why.stderr
+    (blocked,) = table(why.stdout, "Blocked Queue")
+    assert blocked[0] == row[0]
+    assert blocked[3] == "cpu", blocked  # only the cores are missing
+    assert "Blocked: cpu=1" in why.stdout
+    data = json.loads(run(mesh, "paglets", "jobs", "why", "--json").stdout)
+    reasons = [r["blockers"] for found in data["blocked_requests"].values() for r in found]
+    assert reasons == [["cpu"]]
+    removed = run(mesh, "paglets", "jobs", "rm", "--group-id", campaign, "--force")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "Cancelled jobs=4" in removed.stdout
+    wait_until(lambda: group(mesh, campaign).get("status") == "COMPLETE", timeout=30, interval=0.2)
+    wait_until(lambda: not queued(), timeout=30, interval=0.2)
+
+
+def test_examples_analysis_is_the_same_campaign(mesh: Mesh, tmp_path: Path) -> None:
+    db = tmp_path / "examples.sqlite"
+    done = run(
+        mesh, "paglets", "examples", "analysis", "--tasks", "1", "--target-runtime", "1", "--db", str(db)
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"1 of 1 results committed to .*examples\.sqlite", done.stdout), done.stdout
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT COUNT(*) FROM job_summary").fetchone()[0] == 1
+
+
 def test_a_host_killed_mid_campaign_loses_no_job(mesh: Mesh, tmp_path: Path) -> None:
     db = tmp_path / "campaign.sqlite"
     campaign = start_campaign(mesh, db, "--tasks", "6", "--target-runtime", "2")

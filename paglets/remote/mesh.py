@@ -243,6 +243,7 @@ class MeshRegistry:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        seeds_only: bool = False,
     ) -> None:
         if not code_version:
             raise ValueError("code_version must not be empty")
@@ -281,6 +282,7 @@ class MeshRegistry:
             max_rejected=MAX_REJECTED_HOSTS,
             backoff=self._backoff,
         )
+        self._table.seeds_only = seeds_only
         self._counters = Counters()
         self._gossip = Gossip(
             self._table,

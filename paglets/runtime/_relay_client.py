@@ -6,10 +6,11 @@ each delivery in a poll answer is run against the host's own HTTP routes through
 listens), and the answer is streamed back to the hub. The poll loop never waits for a delivery: each runs
 in a task of its own, and the next poll (which acknowledges the deliveries received) goes out at once.
 
-Rules that make a delivery run at most once: deliveries are numbered per session and the client skips
-numbers and ids it has seen (a hub sends a delivery again only when the client's next poll says the
-answer carrying it was lost); a delivery is started only before its deadline (``expires_in`` counted on
-this host's clock from the moment the poll answer arrived), else answered 504 and never run. Requests
+Rules that make a delivery run at most once: deliveries are numbered per session; the client
+acknowledges what it received with its next poll (sent at once) and runs a delivery only when that
+poll's answer *grants* it (the hub withdraws deliveries whose timeout ended first, and those never run);
+it skips ids it has seen (a hub sends a delivery again only when the client's poll says the answer
+carrying it was lost). Requests
 the host makes itself (moves, messages) go out through the hub like any other HTTP request.
 
 Connection trouble (the hub restarting, the reverse proxy restarting, the network) ends the poll; the
@@ -32,7 +33,7 @@ from urllib.parse import quote
 import msgspec
 
 from paglets.core.context_events import ContextEventLog
-from paglets.core.errors import PagletError, RelayError, RelayTimeoutError
+from paglets.core.errors import PagletError, RelayError
 from paglets.http._body import Piece
 from paglets.http.aclient import AsyncHttpClient
 from paglets.http.errormap import error_payload
@@ -77,9 +78,11 @@ class RelayClient:
         self._local = local
         self._events = events
         self._spawn = spawn
-        self._hub: str | None = None
+        self._hub: str | None = None  # the hub's incarnation
         self._highest = 0
         self._seen: OrderedDict[str, None] = OrderedDict()
+        #: Deliveries received, waiting for the hub to grant them.
+        self._pending: dict[str, RelayDelivery] = {}
         self._poll_timeout = 25.0
         self._failures = 0
         self.connected = asyncio.Event()
@@ -124,8 +127,9 @@ class RelayClient:
             raise RelayError(f"unexpected answer from relay hub {self.hub_url}: {reply!r}")
         hub = str(reply.get("hub"))
         if hub != self._hub:
-            # a new hub process numbers deliveries from 1 again; ids it sends are new ones too
+            # a new hub process numbers deliveries from 1 again and knows nothing of the old ones
             self._hub, self._highest = hub, 0
+            self._pending.clear()
         self._poll_timeout = float(reply.get("poll_timeout", 25.0))
         self.address = str(reply.get("address", "")) or None
         if self._failures:
@@ -137,8 +141,9 @@ class RelayClient:
     async def _poll_forever(self) -> None:
         base = f"{self.hub_url}/relay/poll/{quote(self.name, safe='')}?session={self.session}"
         while True:
+            acknowledged = self._highest
             response = await self._http.request(
-                "GET", f"{base}&after={self._highest}", timeout=self._poll_timeout + 15.0
+                "GET", f"{base}&after={acknowledged}", timeout=self._poll_timeout + 15.0
             )
             response.raise_for_status()
             self.counters["polls"] += 1
@@ -148,7 +153,15 @@ class RelayClient:
                 raise RelayError(f"relay hub {self.hub_url} sent an invalid poll answer: {exc}") from exc
             if batch.hub != self._hub or batch.session != self.session:
                 raise RelayError(f"relay hub {self.hub_url} restarted")
-            received = asyncio.get_running_loop().time()
+            for delivery_id in batch.granted:
+                granted = self._pending.pop(delivery_id, None)
+                if granted is not None:
+                    self.counters["deliveries"] += 1
+                    self._spawn(self._run(granted), name="relay-delivery")
+            for delivery_id, waiting in list(self._pending.items()):
+                if waiting.seq <= acknowledged:  # acknowledged but not granted: withdrawn, never run
+                    del self._pending[delivery_id]
+                    self.counters["expired"] += 1
             for delivery in batch.deliveries:
                 if delivery.seq > self._highest:
                     self._highest = delivery.seq
@@ -157,23 +170,14 @@ class RelayClient:
                 self._seen[delivery.delivery_id] = None
                 if len(self._seen) > SEEN_IDS:
                     self._seen.popitem(last=False)
-                self.counters["deliveries"] += 1
-                self._spawn(self._run(delivery, received + delivery.expires_in), name="relay-delivery")
+                self._pending[delivery.delivery_id] = delivery
 
     # --- one delivery ------------------------------------------------------------------------------------
 
     def _delivery_url(self, delivery: RelayDelivery, what: str) -> str:
         return f"{self.hub_url}/relay/deliveries/{delivery.delivery_id}/{what}?session={self.session}"
 
-    async def _run(self, delivery: RelayDelivery, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() >= deadline:
-            self.counters["expired"] += 1
-            error = RelayTimeoutError(
-                f"relay delivery reached host {self.name!r} after its delivery timeout; it was not run"
-            )
-            await self._answer_error(delivery, error)
-            return
+    async def _run(self, delivery: RelayDelivery) -> None:
         headers = dict(delivery.headers)
         body: bytes | AsyncIterator[Piece] | None = delivery.body
         if delivery.streamed:

@@ -11,13 +11,15 @@ the caller's request as it arrives. Nothing is re-encoded or buffered whole.
 
 **At most once.** A delivery runs only on the host session it was queued for, and only once:
 
-- the host acknowledges deliveries cumulatively (the ``after`` of its next poll: the highest sequence
-  number of the last poll answer it received); a delivery sent in an answer that the host says it did
-  not receive (a lost answer) is queued again, with the same id and number, and the host ignores numbers
-  and ids it has seen;
-- a delivery still queued (or sent but denied by the host's next poll) when its delivery timeout ends is
-  withdrawn: the caller gets 504 :class:`RelayTimeoutError` and the delivery can never run later. A host
-  starts a delivery only before its own copy of that deadline (``expires_in``), and answers 504 after it;
+- the host acknowledges deliveries cumulatively (the ``after`` of its next poll, sent at once: the
+  highest sequence number of the last poll answer it received); a delivery sent in an answer that the
+  host says it did not receive (a lost answer) is queued again, with the same id and number, and the
+  host ignores ids it has seen;
+- the hub alone decides whether a delivery runs: the answer to the acknowledging poll *grants* the
+  acknowledged deliveries that are still within their delivery timeout, and the host runs granted
+  deliveries only. One not granted by the end of its delivery timeout (still queued, or on its way) is
+  withdrawn: the caller gets 504 :class:`RelayTimeoutError` and it can never run later, however late
+  the host receives it (a host stopped with a poll answer in its socket buffer, for example);
 - a host that stops polling for ``offline_after`` seconds is offline: its queued deliveries fail (they
   never ran) and so do those it took (they may have run: the caller learns it as from a broken
   connection); new requests for it fail at once (502 :class:`RelayError`). A host that connects with a
@@ -201,6 +203,8 @@ class _Node:
     taken: dict[str, _Delivery] = field(default_factory=dict)
     waiter: asyncio.Future[None] | None = None
     next_seq: int = 1
+    #: Counts the polls of the session; only the newest may take deliveries.
+    polls: int = 0
     offline: bool = False
     delivered: int = 0
     failures: int = 0
@@ -345,10 +349,12 @@ class RelayHub:
         now = loop.time()
         node.last_poll = now
         node.offline = False
-        self._acknowledge(node, after)
+        granted = self._acknowledge(node, after)
+        node.polls += 1
+        mine = node.polls
         if node.waiter is not None and not node.waiter.done():
             node.waiter.set_result(None)  # a newer poll of the session replaces a waiting one
-        if not node.queue:
+        if not node.queue and not granted:
             waiter = node.waiter = loop.create_future()
             try:
                 async with asyncio.timeout(self.poll_timeout):
@@ -358,8 +364,11 @@ class RelayHub:
             finally:
                 if node.waiter is waiter:
                     node.waiter = None
-        batch = self._take_batch(node, loop.time()) if self._nodes.get(node.name) is node else []
-        body = encode_batch(RelayBatch(hub=self.incarnation, session=node.session, deliveries=batch))
+        newest = node.polls == mine and self._nodes.get(node.name) is node
+        batch = self._take_batch(node, loop.time()) if newest else []
+        body = encode_batch(
+            RelayBatch(hub=self.incarnation, session=node.session, deliveries=batch, granted=granted)
+        )
         return Response(
             200,
             body,
@@ -367,21 +376,30 @@ class RelayHub:
             headers=[("X-Accel-Buffering", "no"), ("Cache-Control", "no-store")],
         )
 
-    def _acknowledge(self, node: _Node, after: int) -> None:
-        """The host received every delivery numbered up to ``after``; later ones it was sent were lost."""
+    def _acknowledge(self, node: _Node, after: int) -> list[str]:
+        """The host received every delivery numbered up to ``after``: hand over those still within their
+        delivery timeout (the ids returned), withdraw the others; later ones it was sent were lost and
+        are queued again."""
+        granted: list[str] = []
         lost: list[_Delivery] = []
+        now = _now()
         for seq, delivery in sorted(node.sent.items()):
             del node.sent[seq]
-            if seq <= after:
-                self._take(delivery)
-            else:
+            if seq > after:
                 lost.append(delivery)
+            elif delivery.stage == "sent" and not delivery.answer.done():
+                if now < delivery.deadline:
+                    self._take(delivery)
+                    granted.append(delivery.delivery_id)
+                else:
+                    self._expire(delivery)
         for delivery in reversed(lost):
             delivery.stage = "queued"
             node.queue.appendleft(delivery)
         for delivery in lost:
             if delivery.timer is None:  # its deadline passed while it was (never) on its way
                 self._expire(delivery)
+        return granted
 
     def _take(self, delivery: _Delivery) -> None:
         if delivery.stage in ("queued", "sent"):
@@ -422,8 +440,9 @@ class RelayHub:
         source = delivery.request
         if source is None or delivery.body_claimed:
             raise RequestError("this delivery has no body to fetch (or it was fetched already)")
+        if delivery.stage != "taken":
+            raise RequestError("this delivery was not handed over (acknowledge it with a poll first)")
         delivery.body_claimed = True
-        self._take(delivery)
 
         async def chunks() -> AsyncIterator[Piece]:
             async for piece in source.stream():
@@ -435,7 +454,8 @@ class RelayHub:
         delivery = self._delivery(request)
         if delivery.answer.done():
             return json_response({"ok": True, "duplicate": True})
-        self._take(delivery)
+        if delivery.stage != "taken":
+            raise RequestError("this delivery was not handed over (acknowledge it with a poll first)")
         try:
             status = int(request.header("x-paglets-relay-status") or "")
             headers = _HEADERS_DECODER.decode(request.header("x-paglets-relay-headers") or "[]")
@@ -557,13 +577,16 @@ class RelayHub:
     def _expire(self, delivery: _Delivery) -> None:
         """The delivery timeout ended: withdraw the delivery if its host did not take it."""
         delivery.timer = None
-        if delivery.stage not in ("queued",) or delivery.answer.done():
-            return  # sent: the host's next poll says whether it arrived; taken: it runs
+        if delivery.stage not in ("queued", "sent") or delivery.answer.done():
+            return  # taken: it runs
         node = delivery.node
-        try:
-            node.queue.remove(delivery)
-        except ValueError:
-            pass
+        if delivery.stage == "queued":
+            try:
+                node.queue.remove(delivery)
+            except ValueError:
+                pass
+        else:
+            node.sent.pop(delivery.seq, None)
         error = (
             f"relay delivery to host {node.name!r} timed out after {self.delivery_timeout:g} s before "
             "the host took it; it was withdrawn and will not run"

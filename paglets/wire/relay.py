@@ -45,8 +45,8 @@ class RelayDelivery(msgspec.Struct, frozen=True, kw_only=True):
     its next poll's ``after``); ``delivery_id`` names it at the hub (32 hex digits). ``target`` is the
     request's path and query on the connect-mode host. ``body`` is the whole body when it travels
     inline; ``streamed`` says the body must be fetched from the hub (``body_length`` is its declared
-    length, ``None`` when chunked). ``expires_in``: seconds left to *start* the request; a host that
-    cannot start it in time answers 504 and never runs it.
+    length, ``None`` when chunked). ``expires_in``: seconds left, when the hub sent it, before the hub
+    withdraws it unless the host's next poll acknowledged it (informational: the hub decides).
     """
 
     seq: int
@@ -62,11 +62,15 @@ class RelayDelivery(msgspec.Struct, frozen=True, kw_only=True):
 
 class RelayBatch(msgspec.Struct, frozen=True, kw_only=True):
     """A poll answer: the hub's incarnation (it changes when the hub restarts), the session it serves,
-    and the deliveries (possibly none: the poll timed out, or a newer poll of the session replaced it)."""
+    the deliveries (possibly none: the poll timed out, or a newer poll of the session replaced it), and
+    ``granted``: the ids of deliveries the poll acknowledged (``after``) that the hub hands over for good.
+    A host runs a delivery only once it is granted; one acknowledged but not granted was withdrawn (its
+    delivery timeout ended first) and must never run."""
 
     hub: str
     session: str
     deliveries: list[RelayDelivery] = []
+    granted: list[str] = []
 
 
 _ENCODER: Final = msgspec.msgpack.Encoder()

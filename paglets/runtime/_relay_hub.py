@@ -549,13 +549,10 @@ class RelayHub:
             node.waiter.set_result(None)
         try:
             async with asyncio.timeout(ANSWER_LIMIT):
-                answer = await asyncio.shield(delivery.answer)
+                await asyncio.wait([delivery.answer])
         except TimeoutError:
-            self._fail(delivery, RelayTimeoutError(f"host {name!r} did not answer within {ANSWER_LIMIT:g} s"))
-            raise RelayTimeoutError(f"host {name!r} did not answer within {ANSWER_LIMIT:g} s") from None
-        finally:
-            if delivery.timer is not None:
-                delivery.timer.cancel()
+            self._fail(delivery, RelayError(f"host {name!r} did not answer within {ANSWER_LIMIT:g} s"))
+        answer = delivery.answer.result()  # raises the error the delivery failed with
         return StreamResponse(
             answer.status,
             self._relay_answer(delivery, answer.pipe),

@@ -438,7 +438,9 @@ def delivery_timeout(w: World) -> None:
         os.kill(pid, signal.SIGCONT)
     # C comes back, receives the withdrawn delivery in the poll answer it missed, and never runs it
     assert wait(lambda: w.send(C_URL, counter, "add"), 20, "C to answer again") == 2
-    time.sleep(0.5)  # give a late run (the bug) time to show  # evidence, not a wait: a late run (the bug) needs time to show
+    time.sleep(
+        0.5
+    )  # give a late run (the bug) time to show  # evidence, not a wait: a late run (the bug) needs time to show
     assert w.send(C_URL, counter, "add") == 3
     assert w.diagnostics()["C"]["online"]
 

@@ -41,17 +41,8 @@ B_URL = f"{URL}/relay/hosts/B"
 C_URL = f"{URL}/relay/hosts/C"
 D_URL = f"{URL}/relay/hosts/D"
 
-DROP_IN = """# Example: /etc/nginx/default.d/paglets.conf
-# Include this from an existing HTTPS server block.
-location /paglets/ {
-proxy_pass http://127.0.0.1:8765/;
-proxy_http_version 1.1;
-proxy_set_header Authorization $http_authorization;
-proxy_read_timeout 3600s;
-proxy_send_timeout 3600s;
-client_max_body_size 256M;
-}
-"""
+#: The drop-in as docs/relay.md shows it (the project description's, verbatim).
+DROP_IN = (HERE.parent.parent / "docs" / "code" / "nginx-paglets.conf").read_text()
 
 NGINX_CONF = """user root;
 worker_processes 1;

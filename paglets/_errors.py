@@ -42,6 +42,8 @@ __all__ = [
     "PagletError",
     "PagletInactiveError",
     "ProtocolError",
+    "RelayError",
+    "RelayTimeoutError",
     "RemoteHostError",
     "RequestError",
     "ResourceCleanupError",

@@ -95,17 +95,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: Options that are parsed (so that using them gets a clear refusal) but not shown by ``--help``, because
-#: what they configure does not work in this version: relay/connect mode and git auto-update.
-HIDDEN_OPTIONS: Final = (
-    "--connect-to",
-    "--relay-offline-after",
-    "--relay-delivery-timeout",
-    "--relay-queue-limit",
-    "--auto-update-from-git",
-)
+#: what they configure does not work in this version: git auto-update.
+HIDDEN_OPTIONS: Final = ("--auto-update-from-git",)
 
-#: Hub tuning flags of relay mode: accepted (paglets 2.0 scripts pass them) and ignored with a warning.
-RELAY_TUNING: Final = ("--relay-offline-after", "--relay-delivery-timeout", "--relay-queue-limit")
+#: The environment variable ``--ca-file`` sets (read by every HTTPS client of the host and its paglets).
+CA_FILE_ENV: Final = "PAGLETS_CA_FILE"
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
@@ -296,11 +290,44 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         help="debug, info, warning or error (default: info)",
     )
 
-    # Parsed so that using them gets a clear refusal, hidden from --help until they work.
-    p.add_argument("--connect-to", help=hidden)
-    p.add_argument("--relay-offline-after", type=float, help=hidden)
-    p.add_argument("--relay-delivery-timeout", type=float, help=hidden)
-    p.add_argument("--relay-queue-limit", type=int, help=hidden)
+    relay = p.add_argument_group("relay and TLS (docs/relay.md)")
+    relay.add_argument(
+        "--connect-to",
+        metavar="URL",
+        help="connect mode: open no port, reach the mesh through the relay hub at URL, e.g. "
+        "https://server-a.example.com/paglets (needs an API key)",
+    )
+    relay.add_argument(
+        "--relay-offline-after",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="hub: a connect-mode host that has not polled for this long is offline (default: 30)",
+    )
+    relay.add_argument(
+        "--relay-delivery-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="hub: a relayed request its host has not taken by then is withdrawn, never to run (default: 10)",
+    )
+    relay.add_argument(
+        "--relay-queue-limit",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="hub: relayed requests waiting per connect-mode host; more are refused (default: 1024)",
+    )
+    relay.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help=f"also trust the CA certificates in this file for https:// URLs (sets {CA_FILE_ENV})",
+    )
+    relay.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain")
+    relay.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
+
+    # Parsed so that using it gets a clear refusal, hidden from --help until it works.
     p.add_argument("--auto-update-from-git", action="store_true", help=hidden)
     return p
 
@@ -339,8 +366,22 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--connect-to cannot be combined with --auto-update-from-git")
     if args.auto_update_from_git:
         raise CliError("--auto-update-from-git is not supported by this version of paglets")
-    if args.connect_to:
-        raise CliError("--connect-to (relay mode) is not supported by this version of paglets")
+    if args.connect_to and args.public_url:
+        raise CliError(
+            "--connect-to and --public-url exclude each other (a host is a hub or connects to one)"
+        )
+    if args.tls_key is not None and args.tls_cert is None:
+        raise CliError("--tls-key needs --tls-cert")
+    for flag, value in (
+        ("--relay-offline-after", args.relay_offline_after),
+        ("--relay-delivery-timeout", args.relay_delivery_timeout),
+    ):
+        if not value > 0:
+            raise CliError(f"{flag} {value}: must be a positive number of seconds")
+    if args.relay_queue_limit < 1:
+        raise CliError(f"--relay-queue-limit {args.relay_queue_limit}: must be at least 1")
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise CliError(f"--ca-file {args.ca_file}: no such file")
     if args.launch_config is not None and args.no_launch_config:
         raise CliError("--launch-config and --no-launch-config exclude each other")
     if not 0 <= args.port <= 65535:
@@ -358,6 +399,12 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         "port": args.port,
         "api_key": api_key,
         "public_url": args.public_url,
+        "connect_to": args.connect_to,
+        "relay_offline_after": args.relay_offline_after,
+        "relay_delivery_timeout": args.relay_delivery_timeout,
+        "relay_queue_limit": args.relay_queue_limit,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
         "mesh": args.mesh,
         "peers": peers,
         "mesh_multicast": args.mesh_multicast,
@@ -462,11 +509,8 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
     except PagletError as exc:
         _log.error("%s", exc)
         return 1
-    ignored = [flag for flag in RELAY_TUNING if getattr(args, flag[2:].replace("-", "_")) is not None]
-    if ignored:
-        _log.warning(
-            "%s: ignored, relay mode is not supported by this version of paglets", ", ".join(ignored)
-        )
+    if args.ca_file is not None:
+        os.environ[CA_FILE_ENV] = str(args.ca_file.resolve())  # for the host and its paglet processes
     options["mesh_version"] = resolve_code_version(args.mesh_version)
     warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
     if warning is not None:
@@ -490,10 +534,17 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         _log.error("cannot start: %s", exc)
         return 1
     peers = ", ".join(options["peers"]) or "none"
-    print(
-        f"paglets host {host.name} serving on {host.address} (code {host.code_version}; peers: {peers})",
-        flush=True,
-    )
+    if args.connect_to:
+        print(
+            f"paglets host {host.name} connected via {args.connect_to} as {host.address} "
+            f"(code {host.code_version}; no inbound port)",
+            flush=True,
+        )
+    else:
+        print(
+            f"paglets host {host.name} serving on {host.address} (code {host.code_version}; peers: {peers})",
+            flush=True,
+        )
 
     stopping = threading.Event()
 

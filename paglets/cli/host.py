@@ -19,10 +19,13 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from paglets import __version__
 from paglets.core.errors import PagletError
+
+if TYPE_CHECKING:
+    from paglets.cli._autoupdate import StartupUpdate
 
 __all__ = ["build_parser", "main", "parse_size"]
 
@@ -85,13 +88,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: Options that are parsed (so that using them gets a clear refusal) but not shown by ``--help``, because
-#: what they configure does not work in this version: relay/connect mode and git auto-update.
+#: what they configure does not work in this version: relay/connect mode.
 HIDDEN_OPTIONS: Final = (
     "--connect-to",
     "--relay-offline-after",
     "--relay-delivery-timeout",
     "--relay-queue-limit",
-    "--auto-update-from-git",
 )
 
 #: Hub tuning flags of relay mode: accepted (paglets 2.0 scripts pass them) and ignored with a warning.
@@ -249,6 +251,13 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
     )
     launch.add_argument("--yes", action="store_true", help="answer yes to launch-config updates")
     launch.add_argument(
+        "--auto-update-from-git",
+        action="store_true",
+        help="at start, fast-forward the git checkout this host runs from to its upstream branch (syncing "
+        "dependencies, restarting on the new commit), and accept update requests from the mesh "
+        "(paglets mesh update; needs an API key); the mesh version is the commit (docs: auto-update)",
+    )
+    launch.add_argument(
         "--preload",
         action="append",
         default=[],
@@ -279,7 +288,6 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
     p.add_argument("--relay-offline-after", type=float, help=hidden)
     p.add_argument("--relay-delivery-timeout", type=float, help=hidden)
     p.add_argument("--relay-queue-limit", type=int, help=hidden)
-    p.add_argument("--auto-update-from-git", action="store_true", help=hidden)
     return p
 
 
@@ -315,8 +323,6 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--public-url and --connect-to need an API key (set PAGLETS_API_KEY or --api-key-env)")
     if args.connect_to and args.auto_update_from_git:
         raise CliError("--connect-to cannot be combined with --auto-update-from-git")
-    if args.auto_update_from_git:
-        raise CliError("--auto-update-from-git is not supported by this version of paglets")
     if args.connect_to:
         raise CliError("--connect-to (relay mode) is not supported by this version of paglets")
     if args.launch_config is not None and args.no_launch_config:
@@ -403,23 +409,29 @@ def mesh_version_warning(explicit: str | None, resolved: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(raw)
     try:
         options = host_options(args)
         level = log_level(args)
     except CliError as exc:
         parser.error(str(exc))
+    from paglets.cli._autoupdate import RestartRequested, reexec
     from paglets.cli._console import configure_console
 
     stop_console = configure_console(level)
     try:
         return _serve(args, options)
+    except RestartRequested as restart:
+        stop_console()
+        reexec(raw, restart.status)
     finally:
         stop_console()
 
 
 def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from paglets.cli._autoupdate import RestartRequested
     from paglets.cli._console import ConsoleReporter
     from paglets.remote.mesh import resolve_code_version
     from paglets.runtime.host import Host
@@ -435,16 +447,25 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         _log.warning(
             "%s: ignored, relay mode is not supported by this version of paglets", ", ".join(ignored)
         )
-    options["mesh_version"] = resolve_code_version(args.mesh_version)
-    warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
-    if warning is not None:
-        _log.warning("%s", warning)
+    restart = threading.Event()
+    stopping = threading.Event()
+    update = _startup_update(args, options, restart, stopping)
+    chosen = (args.mesh_version or "").strip() or os.environ.get(MESH_VERSION_ENV, "").strip()
+    if update is not None and update.process_start_head and not chosen:
+        options["mesh_version"] = update.process_start_head  # the commit is the mesh version
+    else:
+        options["mesh_version"] = resolve_code_version(args.mesh_version)
+        warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
+        if warning is not None:
+            _log.warning("%s", warning)
     name = options.pop("name")
     try:
         host = Host(name, **options)
     except PagletError as exc:
         _log.error("cannot start: %s", exc)
         return 1
+    if update is not None:
+        host.parts.updater.record(update.status)
     host.add_listener(ConsoleReporter(code_version=host.code_version))
     try:
         host.start_background()
@@ -463,18 +484,65 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         flush=True,
     )
 
-    stopping = threading.Event()
+    signalled = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
+        signalled.set()
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while not stopping.wait(3600):
         pass
+    if host.parts.updater.restart_scheduled:  # the restart thread saves the paglets, then sets restart
+        restart.wait(RESTART_WAIT)
+    if restart.is_set() and not signalled.is_set():
+        raise RestartRequested(host.parts.updater.last)
     _log.info("host %s shutting down (saving paglets)", host.name)
     host.shutdown()
     return 0
+
+
+#: Seconds the main thread waits for a restart in progress to save the paglets (its shutdown is bounded).
+RESTART_WAIT: Final = 120.0
+
+
+def _startup_update(
+    args: argparse.Namespace, options: dict[str, Any], restart: threading.Event, stopping: threading.Event
+) -> StartupUpdate | None:
+    """With ``--auto-update-from-git``: update the checkout before the host starts (raises
+    ``RestartRequested`` when it moved) and set the host's auto-update options."""
+    if not args.auto_update_from_git:
+        return None
+    from paglets.cli._autoupdate import RestartRequested, startup_update
+    from paglets.runtime._autoupdate import describe
+
+    update = startup_update(Path.cwd())
+    if update.restarted:
+        _log.info(
+            "auto-update: restarted on %s (%s)", update.process_start_head[:12], describe(update.status)
+        )
+    elif update.status.ok:
+        _log.info("auto-update: %s", describe(update.status))
+    else:
+        _log.warning("auto-update: %s; starting on the current code", describe(update.status))
+    if update.restart:
+        raise RestartRequested(update.status)
+    if not options.get("api_key"):
+        _log.warning("auto-update: no API key, so this host accepts no update requests (set %s)", API_KEY_ENV)
+
+    def restart_now() -> None:
+        restart.set()
+        stopping.set()
+
+    options.update(
+        auto_update_from_git=True,
+        git_repo_root=update.repo_root,
+        git_process_start_head=update.process_start_head or None,
+        auto_update_restart_callback=restart_now,
+        auto_update_reporter=lambda line: _log.info("auto-update: %s", line),
+    )
+    return update
 
 
 if __name__ == "__main__":

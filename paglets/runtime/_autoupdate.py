@@ -126,7 +126,7 @@ class AutoUpdater:
 
     def record(self, status: GitUpdateStatus) -> None:
         """Keep ``status`` as the last attempt (the command line hands over the start-up attempt)."""
-        self.last = status
+        self.last = msgspec.structs.replace(status, host=status.host or self._name)
         if status.repo_root and status.after_head:
             self.head = status.after_head
 

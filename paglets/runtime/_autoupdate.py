@@ -14,9 +14,9 @@ Rules of the route:
 - a host with auto-update off answers ``{"ok": false, "status": "disabled"}`` (as paglets 2.0);
 - a host without an API key answers 403: nobody may make it run ``git`` and ``pip`` unauthenticated
   (with a key, the server's bearer check already refused a missing or wrong key with 401);
-- ``broadcast``: this host updates first; if that worked it asks every other host of its mesh (online
-  members and hosts refused for another code version) to move to the same commit, in parallel, and
-  answers with their statuses in ``hosts``.
+- ``broadcast``: this host updates first, then asks every other host of its mesh (online members and
+  hosts refused for another code version) to move to the commit it reached (or, when it could not, to
+  the commit the request named), in parallel, and answers with their statuses in ``hosts``.
 
 Peers that run another code version are found by the mesh (``mesh-host-rejected`` events); when their
 version is a commit this checkout has and ours descends from it, they are behind, and this host asks
@@ -166,8 +166,11 @@ class AutoUpdater:
             self.last = status
             return status
         status = await self.update(body.target_hash, source_name=body.source_name, source_url=body.source_url)
-        if body.broadcast and status.ok and status.after_head:
-            hosts = await self.broadcast(status.after_head)
+        # the others move to the commit this host reached, or are asked for the commit named (each says
+        # for itself whether it has it); without either there is nothing to ask them
+        target = status.after_head if status.ok else (status.target_hash or body.target_hash)
+        if body.broadcast and target:
+            hosts = await self.broadcast(target)
             status = msgspec.structs.replace(status, hosts=hosts)
             self.last = status
         return status

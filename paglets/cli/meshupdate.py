@@ -81,7 +81,10 @@ def line(status: dict[str, Any]) -> str:
     elif state == "unchanged":
         text = f"unchanged at {after or start}"
     else:
-        text = f"{state}: {status.get('error') or 'no reason given'}"
+        error = "; ".join(
+            part.strip() for part in str(status.get("error") or "").splitlines() if part.strip()
+        )
+        text = f"{state}: {error or 'no reason given'}"
         if status.get("advice"):
             text += f" ({status['advice']})"
     return f"{name}: {text}"

@@ -342,8 +342,18 @@ def describe(status: GitUpdateStatus) -> str:
         return text
     if status.status == "unchanged":
         return f"unchanged at {short(status.after_head or status.process_start_head)}"
-    text = f"{status.status}: {status.error}"
+    text = f"{status.status}: {one_line(status.error)}"
     return f"{text} ({status.advice})" if status.advice else text
+
+
+#: Longest error text in a one-line description (the status keeps the whole text).
+MAX_LINE_ERROR: Final = 400
+
+
+def one_line(text: str) -> str:
+    """``text`` (a command's output, possibly many lines) as one line."""
+    joined = "; ".join(part.strip() for part in text.splitlines() if part.strip())
+    return joined if len(joined) <= MAX_LINE_ERROR else joined[: MAX_LINE_ERROR - 3] + "..."
 
 
 # --- the route -----------------------------------------------------------------------------------------

@@ -295,4 +295,7 @@ class LabHost:
             self.proc.wait(10)
         for reader in self._readers:
             reader.join(10)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
         self.client.close()

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +33,8 @@ ATTEMPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    yield Lab(tmp_path_factory.mktemp("gitlab"))
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
+    return Lab(tmp_path_factory.mktemp("gitlab"))
 
 
 def attempt(lab: Lab, clone: Path, **kwargs: Any) -> dict[str, Any]:
@@ -151,7 +150,7 @@ def test_update_fast_forwards_and_syncs_dependencies(lab: Lab) -> None:
     )
     status = attempt(lab, clone)
     assert status["status"] == "updated", status
-    assert status["ok"] and status["changed"] and status["restart_required"]
+    assert (status["ok"], status["changed"], status["restart_required"]) == (True, True, True)
     assert (status["before_head"], status["after_head"], status["process_start_head"]) == (
         start,
         pushed,
@@ -239,7 +238,8 @@ def test_lock_serialises_two_racing_processes(tmp_path: Path) -> None:
     lines = log.read_text().splitlines()
     assert len(lines) == 160
     for enter, leave in zip(lines[::2], lines[1::2], strict=True):
-        assert enter.startswith("enter ") and leave == "exit " + enter[6:], (enter, leave)
+        assert enter.startswith("enter ")
+        assert leave == "exit " + enter[6:], (enter, leave)
     assert not (tmp_path / LOCK_NAME).exists()
 
 
@@ -251,7 +251,8 @@ def test_lock_of_a_live_owner_is_waited_for_then_busy(lab: Lab, tmp_path: Path) 
         text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         began = time.monotonic()
         with pytest.raises(LockBusyError, match=f"held by pid {holder.pid}"):
             CheckoutLock(tmp_path, wait=0.5).acquire()
@@ -262,7 +263,8 @@ def test_lock_of_a_live_owner_is_waited_for_then_busy(lab: Lab, tmp_path: Path) 
     assert (tmp_path / LOCK_NAME).exists()
     lock = CheckoutLock(tmp_path, wait=0)
     with lock:  # the owner is gone: the lock is stale and taken over at once
-        assert lock.broke is not None and lock.broke["pid"] == holder.pid
+        assert lock.broke is not None
+        assert lock.broke["pid"] == holder.pid
     assert not (tmp_path / LOCK_NAME).exists()
 
 

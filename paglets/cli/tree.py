@@ -30,7 +30,7 @@ COMMANDS: Final = {
 
 def build_parser(prog: str = "paglets") -> Parser:
     """The parser of the commands in :data:`COMMANDS` (``host`` and ``demo`` are parsed elsewhere)."""
-    from paglets.cli import agents, artifacts, meshinfo, meshupdate, sysinfo, userinfo
+    from paglets.cli import agents, artifacts, meshinfo, sysinfo, userinfo
 
     parser = Parser(prog=prog, description="Inspect and manage a paglets mesh.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -44,9 +44,7 @@ def build_parser(prog: str = "paglets") -> Parser:
     group = sub.add_parser("mesh", help=COMMANDS["mesh"], description=COMMANDS["mesh"])
     group.set_defaults(group_parser=group)
     _network(group, meshinfo.DEFAULT_TIMEOUT)
-    commands = group.add_subparsers(title="commands", metavar="COMMAND")
-    meshinfo.add_commands(commands, f"{prog} mesh")
-    meshupdate.add_command(commands, f"{prog} mesh update")
+    meshinfo.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} mesh")
 
     group = sub.add_parser("artifacts", help=COMMANDS["artifacts"], description=COMMANDS["artifacts"])
     group.set_defaults(group_parser=group)

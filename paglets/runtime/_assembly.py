@@ -173,6 +173,7 @@ class HostParts:
             records=records,
             is_resident=self.resident.is_resident,
             auto_update=self.updater.health_fields,
+            compute_capacity=cfg.compute_capacity,
         )
         self.mesh = MeshRegistry(
             self.directory.self_ref,

@@ -92,6 +92,7 @@ class AgentDirectory:
         records: Records,
         is_resident: Callable[[str], bool],
         auto_update: Callable[[], Mapping[str, Any]] | None = None,
+        compute_capacity: Mapping[str, int] | None = None,
     ) -> None:
         self._name = name
         self._address = address
@@ -103,6 +104,7 @@ class AgentDirectory:
         self._records = records
         self._is_resident = is_resident
         self._auto_update = auto_update
+        self._compute_capacity = dict(compute_capacity or {})
 
     # --- which paglets ------------------------------------------------------------------------------
 
@@ -239,6 +241,7 @@ class AgentDirectory:
             tags=list(self._tags),
             properties=dict(self._properties),
             **extra,
+            compute_capacity=dict(self._compute_capacity),
         )
 
     def self_ref(self) -> HostRef:

@@ -165,20 +165,29 @@ class AutoUpdater:
             )
             self.last = status
             return status
-        status = await self.update(body.target_hash, source_name=body.source_name, source_url=body.source_url)
+        status = await self.update(
+            body.target_hash,
+            source_name=body.source_name,
+            source_url=body.source_url,
+            restart=not body.broadcast,  # a broadcast restarts this host after the others answered
+        )
+        if not body.broadcast:
+            return status
         # the others move to the commit this host reached, or are asked for the commit named (each says
         # for itself whether it has it); without either there is nothing to ask them
         target = status.after_head if status.ok else (status.target_hash or body.target_hash)
-        if body.broadcast and target:
-            hosts = await self.broadcast(target)
-            status = msgspec.structs.replace(status, hosts=hosts)
-            self.last = status
+        hosts = await self.broadcast(target) if target else []
+        scheduled = self.schedule_restart() if status.restart_required else False
+        status = msgspec.structs.replace(status, hosts=hosts, restart_scheduled=scheduled)
+        self.last = status
+        self._report(status)
         return status
 
     async def update(
-        self, target: str = "", *, source_name: str = "", source_url: str = ""
+        self, target: str = "", *, source_name: str = "", source_url: str = "", restart: bool = True
     ) -> GitUpdateStatus:
-        """One attempt on this host's checkout, in a worker thread; schedules the restart if needed."""
+        """One attempt on this host's checkout, in a worker thread; schedules the restart if needed
+        (unless ``restart`` is false: the caller does)."""
         if self._attempts is None:
             self._attempts = asyncio.Lock()
         async with self._attempts:  # one attempt at a time per host (the checkout lock covers hosts)
@@ -197,10 +206,11 @@ class AutoUpdater:
         )
         if status.after_head:
             self.head = status.after_head
-        if status.restart_required:
+        if status.restart_required and restart:
             status = msgspec.structs.replace(status, restart_scheduled=self.schedule_restart())
         self.last = status
-        self._report(status)
+        if restart:
+            self._report(status)
         return status
 
     def _report(self, status: GitUpdateStatus) -> None:

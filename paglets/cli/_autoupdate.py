@@ -25,20 +25,12 @@ from typing import Final, NoReturn
 from paglets.runtime import _gitupdate as gitupdate
 from paglets.runtime._gitupdate import GitUpdateStatus
 
-__all__ = ["RESTART_ENV", "RestartRequested", "StartupUpdate", "reexec", "startup_update"]
+__all__ = ["RESTART_ENV", "StartupUpdate", "reexec", "startup_update"]
 
 #: The environment variable that hands the status of the update behind a re-exec to the new process.
 RESTART_ENV: Final = "PAGLETS_AUTO_UPDATE_RESTARTED"
 #: The module the re-exec runs (``python -m``).
 HOST_MODULE: Final = "paglets.cli.host"
-
-
-class RestartRequested(Exception):
-    """The host stopped to run the checkout's new commit: re-execute the command line."""
-
-    def __init__(self, status: GitUpdateStatus | None) -> None:
-        super().__init__("restart requested by git auto-update")
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +70,10 @@ def reexec_argv(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", HOST_MODULE, *argv]
 
 
-def reexec(argv: Sequence[str], status: GitUpdateStatus | None) -> NoReturn:
-    """Replace this process with a fresh host on the checkout's commit (never returns)."""
-    if status is not None:
+def reexec(argv: Sequence[str], status: object) -> NoReturn:
+    """Replace this process with a fresh host on the checkout's commit (never returns); ``status`` (a
+    ``GitUpdateStatus``) travels to the new process."""
+    if isinstance(status, GitUpdateStatus):
         os.environ[RESTART_ENV] = gitupdate.encode_status(status)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

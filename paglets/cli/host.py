@@ -47,6 +47,15 @@ class CliError(Exception):
     """A usage problem, reported as one line and exit code 2."""
 
 
+class RestartRequested(Exception):
+    """Git auto-update moved the checkout: re-execute the command line (``paglets.cli._autoupdate``);
+    ``status`` is the update's status (a ``GitUpdateStatus``), handed to the new process."""
+
+    def __init__(self, status: object) -> None:
+        super().__init__("restart requested by git auto-update")
+        self.status = status
+
+
 def parse_size(text: str) -> int | None:
     """``10M``, ``1G``, ``512K``, ``4096``, ``100B`` (binary units) or ``none`` for no limit."""
     if text.strip().lower() in ("none", "unlimited"):
@@ -449,13 +458,14 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
         level = log_level(args)
     except CliError as exc:
         parser.error(str(exc))
-    from paglets.cli._autoupdate import RestartRequested, reexec
     from paglets.cli._console import configure_console
 
     stop_console = configure_console(level)
     try:
         return _serve(args, options)
     except RestartRequested as restart:
+        from paglets.cli._autoupdate import reexec
+
         stop_console()
         reexec(raw, restart.status)
     finally:
@@ -463,7 +473,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
 
 
 def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
-    from paglets.cli._autoupdate import RestartRequested
     from paglets.cli._console import ConsoleReporter
     from paglets.remote.mesh import resolve_code_version
     from paglets.runtime.host import Host
@@ -546,7 +555,7 @@ def _startup_update(
     ``RestartRequested`` when it moved) and set the host's auto-update options."""
     if not args.auto_update_from_git:
         return None
-    from paglets.cli._autoupdate import RestartRequested, startup_update
+    from paglets.cli._autoupdate import startup_update
     from paglets.runtime._autoupdate import describe
 
     update = startup_update(Path.cwd())

@@ -127,7 +127,7 @@ class _Failed(Exception):
 
     def __init__(self, status: str, error: str) -> None:
         super().__init__(error)
-        self.status = status
+        self.outcome = status
         self.error = error
 
 
@@ -454,7 +454,7 @@ def update_checkout(
         except LockBusyError as exc:
             raise _Failed("busy", str(exc)) from None
     except _Failed as failed:
-        info["status"] = failed.status
+        info["status"] = failed.outcome
         info["error"] = failed.error
     except OSError as exc:
         info["status"] = "failed"

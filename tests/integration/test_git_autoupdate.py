@@ -268,3 +268,18 @@ def test_hosts_on_different_commits_are_marked(lab: Lab, hosts: list[LabHost]) -
     listed = json.loads(lab.run_cli("hosts", "--entry", current.url, "--json").stdout)
     assert [(h["name"], h["commit_differs"]) for h in listed["refused"]] == [("pinned", True)]
     assert listed["refused"][0]["commit"] == pinned.health()["git_process_start_head"]
+
+
+def test_a_host_on_a_newer_commit_pulls_an_older_peer_along(lab: Lab, hosts: list[LabHost]) -> None:
+    old = LabHost(lab, "old", lab.clone("old"))
+    hosts.append(old)
+    before = old.health()["git_process_start_head"]
+    new = push(lab, {"labpaglets/greeter.py": greeter("pulled along")}, "pulled along")
+    fresh = LabHost(lab, "fresh", lab.clone("fresh"), "--peer", old.url)  # starts on the new commit
+    hosts.append(fresh)
+    assert fresh.health()["git_process_start_head"] == new != before
+    # they refuse each other; the newer host asks the older one to move to its commit, which it has
+    old.wait_serving(2)
+    assert old.health()["git_process_start_head"] == new
+    assert old.health()["git_update"]["source_name"] == "fresh"
+    wait_until(lambda: members(old) == members(fresh) == {"old", "fresh"}, timeout=20)

@@ -19,10 +19,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from paglets import __version__
+from paglets.cli._relay_options import CA_FILE_ENV, add_relay_options, relay_options_problem
 from paglets.core.errors import PagletError
+
+if TYPE_CHECKING:
+    from paglets.cli._autoupdate import StartupUpdate
 
 __all__ = ["build_parser", "main", "parse_size"]
 
@@ -42,6 +46,15 @@ _UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 class CliError(Exception):
     """A usage problem, reported as one line and exit code 2."""
+
+
+class RestartRequested(Exception):
+    """Git auto-update moved the checkout: re-execute the command line (``paglets.cli._autoupdate``);
+    ``status`` is the update's status (a ``GitUpdateStatus``), handed to the new process."""
+
+    def __init__(self, status: object) -> None:
+        super().__init__("restart requested by git auto-update")
+        self.status = status
 
 
 def parse_size(text: str) -> int | None:
@@ -95,11 +108,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: Options that are parsed (so that using them gets a clear refusal) but not shown by ``--help``, because
-#: what they configure does not work in this version: git auto-update.
-HIDDEN_OPTIONS: Final = ("--auto-update-from-git",)
-
-#: The environment variable ``--ca-file`` sets (read by every HTTPS client of the host and its paglets).
-CA_FILE_ENV: Final = "PAGLETS_CA_FILE"
+#: Options parsed but left out of ``--help`` (none at the moment: every option works).
+HIDDEN_OPTIONS: Final[tuple[str, ...]] = ()
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
@@ -115,7 +125,6 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         ),
         formatter_class=_HelpFormatter,
     )
-    hidden = argparse.SUPPRESS
     p.add_argument("--name", required=True, help="this host's name in the mesh (required)")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (use --bind-public for LAN addresses)"
@@ -265,6 +274,13 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
     )
     launch.add_argument("--yes", action="store_true", help="answer yes to launch-config updates")
     launch.add_argument(
+        "--auto-update-from-git",
+        action="store_true",
+        help="at start, fast-forward the git checkout this host runs from to its upstream branch (syncing "
+        "dependencies, restarting on the new commit), and accept update requests from the mesh "
+        "(paglets mesh update; needs an API key); the mesh version is the commit (docs: auto-update)",
+    )
+    launch.add_argument(
         "--preload",
         action="append",
         default=[],
@@ -290,45 +306,7 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         help="debug, info, warning or error (default: info)",
     )
 
-    relay = p.add_argument_group("relay and TLS (docs/relay.md)")
-    relay.add_argument(
-        "--connect-to",
-        metavar="URL",
-        help="connect mode: open no port, reach the mesh through the relay hub at URL, e.g. "
-        "https://server-a.example.com/paglets (needs an API key)",
-    )
-    relay.add_argument(
-        "--relay-offline-after",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="hub: a connect-mode host that has not polled for this long is offline (default: 30)",
-    )
-    relay.add_argument(
-        "--relay-delivery-timeout",
-        type=float,
-        default=10.0,
-        metavar="SECONDS",
-        help="hub: a relayed request its host has not taken by then is withdrawn, never to run (default: 10)",
-    )
-    relay.add_argument(
-        "--relay-queue-limit",
-        type=int,
-        default=1024,
-        metavar="N",
-        help="hub: relayed requests waiting per connect-mode host; more are refused (default: 1024)",
-    )
-    relay.add_argument(
-        "--ca-file",
-        type=Path,
-        metavar="PEM",
-        help=f"also trust the CA certificates in this file for https:// URLs (sets {CA_FILE_ENV})",
-    )
-    relay.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this certificate chain")
-    relay.add_argument("--tls-key", type=Path, metavar="PEM", help="the private key of --tls-cert")
-
-    # Parsed so that using it gets a clear refusal, hidden from --help until it works.
-    p.add_argument("--auto-update-from-git", action="store_true", help=hidden)
+    add_relay_options(p)
     return p
 
 
@@ -364,24 +342,9 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--public-url and --connect-to need an API key (set PAGLETS_API_KEY or --api-key-env)")
     if args.connect_to and args.auto_update_from_git:
         raise CliError("--connect-to cannot be combined with --auto-update-from-git")
-    if args.auto_update_from_git:
-        raise CliError("--auto-update-from-git is not supported by this version of paglets")
-    if args.connect_to and args.public_url:
-        raise CliError(
-            "--connect-to and --public-url exclude each other (a host is a hub or connects to one)"
-        )
-    if args.tls_key is not None and args.tls_cert is None:
-        raise CliError("--tls-key needs --tls-cert")
-    for flag, value in (
-        ("--relay-offline-after", args.relay_offline_after),
-        ("--relay-delivery-timeout", args.relay_delivery_timeout),
-    ):
-        if not value > 0:
-            raise CliError(f"{flag} {value}: must be a positive number of seconds")
-    if args.relay_queue_limit < 1:
-        raise CliError(f"--relay-queue-limit {args.relay_queue_limit}: must be at least 1")
-    if args.ca_file is not None and not args.ca_file.is_file():
-        raise CliError(f"--ca-file {args.ca_file}: no such file")
+    problem = relay_options_problem(args)
+    if problem is not None:
+        raise CliError(problem)
     if args.launch_config is not None and args.no_launch_config:
         raise CliError("--launch-config and --no-launch-config exclude each other")
     if not 0 <= args.port <= 65535:
@@ -482,8 +445,9 @@ def mesh_version_warning(explicit: str | None, resolved: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(raw)
     try:
         options = host_options(args)
         level = log_level(args)
@@ -494,6 +458,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
     stop_console = configure_console(level)
     try:
         return _serve(args, options)
+    except RestartRequested as restart:
+        from paglets.cli._autoupdate import reexec
+
+        stop_console()
+        reexec(raw, restart.status)
     finally:
         stop_console()
 
@@ -511,16 +480,25 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         return 1
     if args.ca_file is not None:
         os.environ[CA_FILE_ENV] = str(args.ca_file.resolve())  # for the host and its paglet processes
-    options["mesh_version"] = resolve_code_version(args.mesh_version)
-    warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
-    if warning is not None:
-        _log.warning("%s", warning)
+    restart = threading.Event()
+    stopping = threading.Event()
+    update = _startup_update(args, options, restart, stopping)
+    chosen = (args.mesh_version or "").strip() or os.environ.get(MESH_VERSION_ENV, "").strip()
+    if update is not None and update.process_start_head and not chosen:
+        options["mesh_version"] = update.process_start_head  # the commit is the mesh version
+    else:
+        options["mesh_version"] = resolve_code_version(args.mesh_version)
+        warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
+        if warning is not None:
+            _log.warning("%s", warning)
     name = options.pop("name")
     try:
         host = Host(name, **options)
     except PagletError as exc:
         _log.error("cannot start: %s", exc)
         return 1
+    if update is not None:
+        host.parts.updater.record(update.status)
     host.add_listener(ConsoleReporter(code_version=host.code_version))
     try:
         host.start_background()
@@ -546,18 +524,65 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
             flush=True,
         )
 
-    stopping = threading.Event()
+    signalled = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
+        signalled.set()
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     while not stopping.wait(3600):
         pass
+    if host.parts.updater.restart_scheduled:  # the restart thread saves the paglets, then sets restart
+        restart.wait(RESTART_WAIT)
+    if restart.is_set() and not signalled.is_set():
+        raise RestartRequested(host.parts.updater.last)
     _log.info("host %s shutting down (saving paglets)", host.name)
     host.shutdown()
     return 0
+
+
+#: Seconds the main thread waits for a restart in progress to save the paglets (its shutdown is bounded).
+RESTART_WAIT: Final = 120.0
+
+
+def _startup_update(
+    args: argparse.Namespace, options: dict[str, Any], restart: threading.Event, stopping: threading.Event
+) -> StartupUpdate | None:
+    """With ``--auto-update-from-git``: update the checkout before the host starts (raises
+    ``RestartRequested`` when it moved) and set the host's auto-update options."""
+    if not args.auto_update_from_git:
+        return None
+    from paglets.cli._autoupdate import startup_update
+    from paglets.runtime._autoupdate import describe
+
+    update = startup_update(Path.cwd())
+    if update.restarted:
+        _log.info(
+            "auto-update: restarted on %s (%s)", update.process_start_head[:12], describe(update.status)
+        )
+    elif update.status.ok:
+        _log.info("auto-update: %s", describe(update.status))
+    else:
+        _log.warning("auto-update: %s; starting on the current code", describe(update.status))
+    if update.restart:
+        raise RestartRequested(update.status)
+    if not options.get("api_key"):
+        _log.warning("auto-update: no API key, so this host accepts no update requests (set %s)", API_KEY_ENV)
+
+    def restart_now() -> None:
+        restart.set()
+        stopping.set()
+
+    options.update(
+        auto_update_from_git=True,
+        git_repo_root=update.repo_root,
+        git_process_start_head=update.process_start_head or None,
+        auto_update_restart_callback=restart_now,
+        auto_update_reporter=lambda line: _log.info("auto-update: %s", line),
+    )
+    return update
 
 
 if __name__ == "__main__":

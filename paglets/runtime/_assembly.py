@@ -39,6 +39,7 @@ from paglets.remote.mesh import NO_GIT_SUFFIX, MeshRegistry, resolve_code_versio
 from paglets.runtime._adapters import HostNames, HostSite, Leftovers, MovementPort, PeerHttp
 from paglets.runtime._agent_ops import AgentOps
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
+from paglets.runtime._autoupdate import AutoUpdater, build_admin_routes
 from paglets.runtime._binding import AUTO, BindingWatcher, HostAddress, resolve_bind_hosts
 from paglets.runtime._config import HostConfig
 from paglets.runtime._control import ControlTable
@@ -157,6 +158,17 @@ class HostParts:
             records=records,
             create=self.creator.create,
         )
+        #: Git auto-update: ``POST /admin/git-update``, the ``/health`` fields, the restart.
+        self.updater = AutoUpdater(
+            cfg,
+            address=address,
+            events=events,
+            mesh=_LateMesh(self),
+            post=self._post_peer,
+            settle_moves=self._settle_moves,
+            spawn=tasks.spawn,
+        )
+        events.add_listener(self.updater.on_event)
         self.directory = AgentDirectory(
             name=name,
             address=address,
@@ -167,6 +179,7 @@ class HostParts:
             agents=manager,
             records=records,
             is_resident=self.resident.is_resident,
+            auto_update=self.updater.health_fields,
             compute_capacity=cfg.compute_capacity,
         )
         self.mesh = MeshRegistry(
@@ -288,6 +301,15 @@ class HostParts:
             raise HostError(f"host {self.config.name} is not started (call start_background())")
         return self.loop.run(coro, timeout)
 
+    async def _post_peer(self, url: str, body: dict[str, object], timeout: float) -> object:
+        client = self.peers.client
+        if client is None:
+            raise HostError(f"host {self.config.name} is not started")
+        return await client.request_json("POST", url, body, timeout=timeout)
+
+    async def _settle_moves(self, timeout: float) -> int:
+        return await self.movement.settle(timeout)
+
     def http_router(self) -> Router:
         """The host's route table (``paglets.runtime._routes``)."""
         from paglets.runtime._routes import build_router
@@ -306,6 +328,7 @@ class HostParts:
         )
         if self.relay_hub is not None:
             self.relay_hub.add_routes(router)
+        build_admin_routes(router, self.updater)
         return router
 
     # --- start and stop (on the loop; see the module docstring for the order) -----------------------
@@ -441,6 +464,19 @@ class HostParts:
         await self.manager.stop_all(STOP_GRACE)
         await self.peers.close()
         self.events.emit("context-shutdown", data=shutdown)
+
+
+class _LateMesh:
+    """The mesh for the updater, which is built before it (the directory needs the updater's health)."""
+
+    def __init__(self, parts: HostParts) -> None:
+        self._parts = parts
+
+    def hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[Any]:
+        return list(self._parts.mesh.hosts(online_only=online_only, include_self=include_self))
+
+    def rejected(self) -> list[Any]:
+        return list(self._parts.mesh.rejected())
 
 
 def _mesh_event(events: ContextEventLog, kind: str, data: dict[str, Any]) -> None:

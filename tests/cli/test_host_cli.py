@@ -47,11 +47,13 @@ def test_every_shown_option_has_help_and_no_empty_default() -> None:
         assert option in text
 
 
-def test_hidden_options_are_still_parsed_and_refused_clearly() -> None:
+def test_connect_mode_and_auto_update_exclude_each_other() -> None:
     parser = build_parser()
-    args = parser.parse_args(["--name", "x", "--auto-update-from-git"])
-    with pytest.raises(CliError, match="--auto-update-from-git is not supported"):
+    relay = ["--connect-to", "http://127.0.0.1:9", "--api-key-env", "HOME"]
+    args = parser.parse_args(["--name", "x", "--auto-update-from-git", *relay])
+    with pytest.raises(CliError, match="--connect-to cannot be combined with --auto-update-from-git"):
         host_options(args)
+    assert host_options(parser.parse_args(["--name", "x", "--auto-update-from-git"]))["name"] == "x"
     out = _run(
         "--name", "x", "--connect-to", "http://127.0.0.1:9", "--auto-update-from-git", "--api-key-env", "HOME"
     )

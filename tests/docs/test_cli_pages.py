@@ -79,9 +79,7 @@ def test_script_aliases_take_the_same_options_as_their_paglets_command() -> None
 
 def test_hidden_options_stay_hidden() -> None:
     host = next(page for page in cli_pages.pages() if page.title == "paglets host")
-    for hidden in ("--auto-update-from-git",):
-        assert hidden not in host.markdown
-    for shown in ("--connect-to", "--relay-queue-limit", "--ca-file", "--tls-cert"):
+    for shown in ("--connect-to", "--relay-queue-limit", "--ca-file", "--tls-cert", "--auto-update-from-git"):
         assert shown in host.markdown
 
 

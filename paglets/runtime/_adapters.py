@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from paglets.runtime._config import HostConfig
     from paglets.runtime._controller import MailboxItem, PagletController, Snapshot
     from paglets.runtime._files import FileRegistry
+    from paglets.runtime._forwarding import Forwarding
     from paglets.runtime._move_site import MoveAgents, MoveRecords
     from paglets.runtime._movement import MovementEngine
     from paglets.runtime._paglets import Timeouts
@@ -118,7 +119,9 @@ class HostSite:
         names: HostNames,
         directory: _Directory,
         router: _Forwarder,
+        forwarding: Forwarding,
     ) -> None:
+        self._forwarding = forwarding
         self.name = name
         self._address = address
         self.code_version = code_version
@@ -153,6 +156,9 @@ class HostSite:
 
     async def forward_waiting(self, items: Sequence[MailboxItem], where: dict[str, str]) -> None:
         await self._router.forward_waiting(items, ProxyRef(str(where["host_url"]), str(where["agent_id"])))
+
+    async def moved_away(self, agent_id: str, where: dict[str, str]) -> None:
+        await self._forwarding.record(agent_id, ProxyRef(str(where["host_url"]), str(where["agent_id"])))
 
 
 class MovementPort:

@@ -43,6 +43,7 @@ from paglets.runtime._control import ControlTable
 from paglets.runtime._creation import Creator
 from paglets.runtime._directory import AgentDirectory
 from paglets.runtime._files import FileRegistry
+from paglets.runtime._forwarding import Forwarding
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MovementEngine
@@ -115,6 +116,11 @@ class HostParts:
         self.properties = HostProperties()
         self.storages = StorageShelf(root / "storage", cfg.persistent_storage_quota_bytes)
         self.control = ControlTable()
+        #: Where paglets that left this host went (answers for stale proxies; survives restarts).
+        self.forwarding = forwarding = Forwarding(
+            root / "forwards", host_name=name, address=address, spawn=tasks.spawn
+        )
+        self.control.moved = forwarding.moved_error
         self.manager = manager = PagletManager(
             host_name=name,
             address=address,
@@ -138,7 +144,13 @@ class HostParts:
         self.services = HostServices(
             host_name=lambda: name, host_address=address, is_active=manager.is_live, emit=events.emit
         )
-        manager.observe(gone=self.services.forget_agent, live=self.services.publish)
+        publish = self.services.publish
+
+        def live(agent_id: str, held: list[Any]) -> None:
+            forwarding.arrived(agent_id)
+            publish(agent_id, held)
+
+        manager.observe(gone=self.services.forget_agent, live=live)
         self.creator = Creator(address=address, agents=manager, stored=records.stored, client=client)
         self.resident = ResidentServices(
             name=name,
@@ -188,6 +200,7 @@ class HostParts:
             residents=self.resident,
             post=self.peers.post_json,
             events=events,
+            moved=forwarding.moved_error,
         )
         self.launch = LaunchRunner(
             cfg.launch_config,
@@ -224,6 +237,7 @@ class HostParts:
                 names=self.names,
                 directory=self.directory,
                 router=self.router,
+                forwarding=forwarding,
             )
         )
         #: The movement engine in the control plane's types.
@@ -294,6 +308,7 @@ class HostParts:
         self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)
         self.manager.start(asyncio.get_running_loop())
         await self.persistence.start()
+        await self.forwarding.start()
         await self.movement.start()  # transfer records are back before anyone can ask about them
         prefix = urlsplit(cfg.public_url).path.rstrip("/") if cfg.public_url else ""
         server = HttpServer(
@@ -309,6 +324,7 @@ class HostParts:
             await self.movement.stop()
             await self.manager.stop_all(STOP_GRACE)
             await self.persistence.close()
+            await self.forwarding.close()
             raise
         self.server = server
         self.events.host_address = self.binding.url
@@ -378,6 +394,7 @@ class HostParts:
         await self.services.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.artifacts.close)
         await self.persistence.close()
+        await self.forwarding.close()
         await self.manager.stop_all(STOP_GRACE)
         await self.peers.close()
         self.events.emit("context-shutdown", data=shutdown)

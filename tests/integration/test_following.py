@@ -43,7 +43,8 @@ def test_old_proxies_follow_across_hops(make_host: Callable[..., Host]) -> None:
     # the raw HTTP answer: 404 with the 2.0 class name, our code and where it went
     with pytest.raises(PagletMovedError) as caught:
         client.get_json(f"{alpha.address}/agents/{local.agent_id}")
-    assert caught.value.host_url == beta.address and caught.value.moved_agent_id == local.agent_id
+    assert caught.value.host_url == beta.address
+    assert caught.value.moved_agent_id == local.agent_id
     assert isinstance(caught.value, InvalidAgentError)
     client.close()
 

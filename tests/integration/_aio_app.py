@@ -134,9 +134,10 @@ async def serve(app: App) -> None:
 
 async def main(root: str) -> None:
     options = {"mesh_lan_discovery": False, "mesh_multicast": False}
-    async with AsyncHost("web", persistence_dir=Path(root) / "web", **options) as host:
-        async with AsyncHost("worker", persistence_dir=Path(root) / "worker", **options) as other:
-            await serve(App(host, other))
+    web = AsyncHost("web", persistence_dir=Path(root) / "web", **options)
+    worker = AsyncHost("worker", persistence_dir=Path(root) / "worker", **options)
+    async with web as host, worker as other:
+        await serve(App(host, other))
 
 
 if __name__ == "__main__":

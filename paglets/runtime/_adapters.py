@@ -166,10 +166,14 @@ class MovementPort:
 
     def __init__(self, engine: MovementEngine) -> None:
         self._engine = engine
+        #: Activates a paglet that idle passivation saved, so that it moves as if it had stayed active.
+        self.wake: Callable[[str], Coroutine[Any, Any, None]] | None = None
 
     async def move_agent(
         self, agent_id: str, target: str | TransferTicket | None, kind: MoveAction
     ) -> ProxyRef:
+        if self.wake is not None:
+            await self.wake(agent_id)
         where = await self._engine.move(agent_id, target, kind=kind)
         return ProxyRef(str(where["host_url"]), str(where["agent_id"]))
 

@@ -44,6 +44,7 @@ from paglets.runtime._creation import Creator
 from paglets.runtime._directory import AgentDirectory
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._forwarding import Forwarding
+from paglets.runtime._idle import IdlePassivation
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MovementEngine
@@ -162,6 +163,15 @@ class HostParts:
             records=records,
             create=self.creator.create,
         )
+        #: Idle passivation of any paglet (per class, or the host's default).
+        self.idle = IdlePassivation(
+            default=cfg.idle_deactivate_after,
+            agents=manager,
+            records=records,
+            is_resident=self.resident.is_resident,
+            events=events,
+            spawn=tasks.spawn,
+        )
         self.directory = AgentDirectory(
             name=name,
             address=address,
@@ -242,6 +252,7 @@ class HostParts:
         )
         #: The movement engine in the control plane's types.
         self.moves = moves = MovementPort(self.movement)
+        moves.wake = self.idle.wake
         AgentOps(
             host_name=name,
             address=address,
@@ -339,6 +350,7 @@ class HostParts:
             )
             self.tasks.spawn(watcher.run())
         self.tasks.spawn(self._clean_artifacts())
+        self.idle.start()
         if cfg.mesh:
             self.mesh.start()
         self.launch.report_sync()

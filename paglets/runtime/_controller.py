@@ -504,13 +504,14 @@ class PagletController:
         self.pump()
         return future
 
-    def accept_queued(self, messages: list[tuple[EncodedMessage, bool]]) -> None:
+    def accept_queued(self, messages: list[MailboxItem]) -> None:
         """Put messages queued while the paglet was inactive into its mailbox, in their order, before
         anything else can reach it: nothing sent later is handled before them (unless the mailbox's rule
-        says so: a later message of a higher priority). Their results are dropped."""
+        says so: a later message of a higher priority). Their results go to their futures (a sender that
+        waits through an idle passivation), or are dropped."""
         with self.lock:
-            for message, oneway in messages:
-                self.mailbox.push_accepted(MailboxItem(message, oneway, None), message.priority)
+            for item in messages:
+                self.mailbox.push_accepted(item, item.message.priority)
 
     def submit_threadsafe(
         self, message: EncodedMessage, *, oneway: bool, future: concurrent.futures.Future[Any] | None

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from paglets._errors import HostError
 from paglets.http._connection import ServerConnection
@@ -70,6 +70,7 @@ class HttpServer:
         path_prefix: str = "",
         limits: ServerLimits | None = None,
         expose_tracebacks: bool = False,
+        open_request: Callable[[str, str, list[tuple[bytes, bytes]]], bool] | None = None,
     ) -> None:
         self._context = ServerContext(
             router,
@@ -78,6 +79,8 @@ class HttpServer:
             limits=limits if limits is not None else ServerLimits(),
             expose_tracebacks=expose_tracebacks,
         )
+        #: Requests served without the API key (see ``ServerContext.open_request``).
+        self._context.open_request = open_request
         self._servers: dict[str, asyncio.AbstractServer] = {}
         self._addresses: dict[str, tuple[str, int]] = {}
         self._port: int | None = None

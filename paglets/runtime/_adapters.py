@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import msgspec
@@ -22,8 +23,6 @@ from paglets.wire.control import HealthReply, MoveAction, MoveKind, ProxyRef, Ta
 from paglets.wire.ipc import ResourceOp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
-
     from paglets.artifacts import ArtifactStore
     from paglets.core.context_events import ContextEventLog
     from paglets.remote.client import HostClient
@@ -168,13 +167,21 @@ class MovementPort:
         self._engine = engine
         #: Activates a paglet that idle passivation saved, so that it moves as if it had stayed active.
         self.wake: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        #: ``(kind, seconds, ok)`` of every move started here (the host's metrics).
+        self.observe: Callable[[str, float, bool], None] = lambda kind, seconds, ok: None
 
     async def move_agent(
         self, agent_id: str, target: str | TransferTicket | None, kind: MoveAction
     ) -> ProxyRef:
         if self.wake is not None:
             await self.wake(agent_id)
-        where = await self._engine.move(agent_id, target, kind=kind)
+        started = time.monotonic()
+        try:
+            where = await self._engine.move(agent_id, target, kind=kind)
+        except BaseException:
+            self.observe(kind, time.monotonic() - started, False)
+            raise
+        self.observe(kind, time.monotonic() - started, True)
         return ProxyRef(str(where["host_url"]), str(where["agent_id"]))
 
     async def preflight_self(self, agent_id: str, ticket: TransferTicket) -> TargetInfo:

@@ -47,6 +47,7 @@ from paglets.runtime._forwarding import Forwarding
 from paglets.runtime._idle import IdlePassivation
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
+from paglets.runtime._metrics import HostMetrics
 from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglet_ops import HostProperties, PagletOps
 from paglets.runtime._paglets import PagletManager, Timeouts
@@ -253,6 +254,17 @@ class HostParts:
         #: The movement engine in the control plane's types.
         self.moves = moves = MovementPort(self.movement)
         moves.wake = self.idle.wake
+        #: ``GET /metrics`` (``paglets.runtime._metrics``).
+        self.metrics = HostMetrics(
+            controllers=lambda: manager.controllers,
+            inactive=lambda: len(records.summaries()) if records.store is not None else 0,
+            forwards=lambda: len(forwarding.store),
+            passivations=lambda: self.idle.passivated_total,
+            http=lambda: None if self.server is None else self.server.statistics(),
+        )
+        manager.message_observer = self.metrics.observe_message
+        moves.observe = self.metrics.observe_move
+        events.add_listener(self.metrics.on_event)
         AgentOps(
             host_name=name,
             address=address,
@@ -305,12 +317,14 @@ class HostParts:
             services=self.services.registry,
             is_active=self.manager.is_live,
             artifacts=self.artifacts,
+            metrics=self.metrics.render,
         )
 
     # --- start and stop (on the loop; see the module docstring for the order) -----------------------
 
     async def start(self) -> None:
         from paglets.http.server import HttpServer
+        from paglets.runtime._dashboard import open_request
 
         cfg = self.config
         # scratch space starts empty at every start
@@ -328,6 +342,7 @@ class HostParts:
             path_prefix=prefix,
             limits=cfg.http_limits,
             expose_tracebacks=cfg.expose_tracebacks,
+            open_request=open_request,
         )
         try:
             self.binding.port = await server.start(self.binding.bind_hosts, self.binding.port)

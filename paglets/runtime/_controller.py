@@ -183,6 +183,8 @@ class PagletController:
         self.settled = asyncio.Event()
         #: ``time.monotonic()`` of the last finished message (idle resident services are deactivated).
         self.last_activity = time.monotonic()
+        #: Seconds the last finished message took, from its start in the paglet to its reply (metrics).
+        self.last_duration = 0.0
         self.moved_to: dict[str, str] | None = None
         #: ``{name: suppress}`` of the paglet's resources as last reported by the process.
         self.resource_status: dict[str, bool] = {}
@@ -549,9 +551,11 @@ class PagletController:
 
     def _start(self, delivery: Delivery[MailboxItem]) -> None:
         item = delivery.item
+        started = time.monotonic()
 
         def done(outcome: Reply | BaseException) -> None:
             self.last_activity = time.monotonic()
+            self.last_duration = self.last_activity - started
             with self.lock:
                 self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
             self._finish_item(item, outcome)

@@ -121,6 +121,8 @@ class PagletManager:
         self.zygote: Zygote | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
+        #: ``(seconds, ok)`` of every finished message (the host's metrics).
+        self.message_observer: Callable[[float, bool], None] = lambda seconds, ok: None
         self._preloaded: set[str] = set(preload)
 
     def observe(
@@ -511,6 +513,7 @@ class PagletManager:
             raise send_timeout_error(agent_id, message.kind, timeout) from None
 
     def _message_done(self, ctrl: PagletController, message: EncodedMessage, error: ErrorInfo | None) -> None:
+        self.message_observer(ctrl.last_duration, error is None)
         if error is None:
             self.events.emit(
                 "message-delivered",

@@ -5,7 +5,7 @@ inside a paglet process, from that paglet's own host) it carries a *route* to th
 skip HTTP entirely; otherwise every call is an HTTP request through its ``HostClient``.
 
 A proxy follows its paglet: when the host it names answers that the paglet moved (``PagletMovedError``,
-from the forwarding entry the host keeps, docs/guide/following.md), the proxy retries at the new place
+from the forwarding entry the host keeps, docs/guide/asyncio.md), the proxy retries at the new place
 and remembers it for later calls (``where()``; ``host_url`` and ``agent_id`` keep the place it was made
 for, so proxies compare and hash as before). A request that was answered "moved" was not run, so the
 retry never runs anything twice. At most ``MAX_FORWARD_HOPS`` answers are followed per call, then

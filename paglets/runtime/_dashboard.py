@@ -1,4 +1,4 @@
-"""The live web dashboard at ``/dashboard`` and ``GET /metrics`` (docs/operations/dashboard.md).
+"""The live web dashboard at ``/dashboard`` and ``GET /metrics`` (docs/guide/asyncio.md).
 
 The dashboard is three static files shipped in the package (``paglets/runtime/dashboard/``: HTML,
 JavaScript, CSS; no build step) that poll the host's JSON API from the browser. They hold no data, so

@@ -1,4 +1,4 @@
-"""Forwarding: a host answers for paglets that left it with where they went (docs/guide/following.md).
+"""Forwarding: a host answers for paglets that left it with where they went (docs/guide/asyncio.md).
 
 When a paglet leaves this host for another (a dispatch, or a retract by another host), the movement
 engine records where it settled (:meth:`Forwarding.record`, once the target executed the move). A request

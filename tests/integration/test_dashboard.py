@@ -19,7 +19,7 @@ from paglets.core.messages import Message
 from paglets.runtime.host import Host
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
-from _cdp import Browser, chromium  # noqa: E402
+from _cdp import Browser, chromium
 
 KEY = "dashboard-key"
 

@@ -40,3 +40,22 @@ class Wakeful(Sleepy):
     """Never passivated, whatever the host's default."""
 
     idle_deactivate_after = None
+
+
+@dataclass
+class HolderState(PagletState):
+    pass
+
+
+class Holder(Paglet[HolderState]):
+    """Keeps a proxy of another paglet of its host in memory and uses it later (it follows moves)."""
+
+    State = HolderState
+
+    def handle_message(self, msg: Message) -> Any:
+        if msg.kind == "hold":
+            self.held = self.context.get_proxy(str(msg.arg))
+            return self.held is not None
+        if msg.kind == "poke":
+            return {"count": self.held.send(Message("add", {"n": 1})), "at": self.held.get_address()}
+        return self.not_handled()

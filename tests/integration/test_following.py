@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from _idle_paglets import Holder
 from _paglets import Counter, CounterState
 
 from paglets.core.errors import ForwardingLimitError, InvalidAgentError, PagletMovedError
@@ -89,3 +90,14 @@ def test_a_forwarding_loop_ends_with_a_clear_error(make_host: Callable[..., Host
         proxy.send(Message("add"))
     with pytest.raises(ForwardingLimitError):  # a proxy through the in-process route gives up the same way
         PagletProxy(alpha.address, "ghost", alpha.client, alpha.parts.route).info()
+
+
+def test_a_proxy_inside_a_paglet_follows(make_host: Callable[..., Host]) -> None:
+    alpha, beta = make_host("alpha"), make_host("beta")
+    target = alpha.create(Counter)
+    holder = alpha.create(Holder)
+    assert holder.send(Message("hold", arg=target.agent_id)) is True
+    assert holder.send(Message("poke")) == {"count": 1, "at": alpha.address}
+    alpha.dispatch(target.agent_id, beta.address)
+    # the holder's proxy went through its host's route; the host answers "moved", the proxy follows
+    assert holder.send(Message("poke")) == {"count": 2, "at": beta.address}

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from paglets._errors import HostError
 from paglets.http._connection import ServerConnection
@@ -72,6 +72,7 @@ class HttpServer:
         limits: ServerLimits | None = None,
         expose_tracebacks: bool = False,
         ssl_context: ssl.SSLContext | None = None,
+        open_request: Callable[[str, str, list[tuple[bytes, bytes]]], bool] | None = None,
     ) -> None:
         #: Serve HTTPS with this context (``paglets.http.tls.server_context``); ``None``: plain HTTP.
         self.ssl_context = ssl_context
@@ -82,6 +83,8 @@ class HttpServer:
             limits=limits if limits is not None else ServerLimits(),
             expose_tracebacks=expose_tracebacks,
         )
+        #: Requests served without the API key (see ``ServerContext.open_request``).
+        self._context.open_request = open_request
         self._servers: dict[str, asyncio.AbstractServer] = {}
         self._addresses: dict[str, tuple[str, int]] = {}
         self._port: int | None = None

@@ -46,8 +46,11 @@ from paglets.runtime._control import ControlTable
 from paglets.runtime._creation import Creator
 from paglets.runtime._directory import AgentDirectory
 from paglets.runtime._files import FileRegistry
+from paglets.runtime._forwarding import Forwarding
+from paglets.runtime._idle import IdlePassivation
 from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
+from paglets.runtime._metrics import HostMetrics
 from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglet_ops import HostProperties, PagletOps
 from paglets.runtime._paglets import PagletManager, Timeouts
@@ -123,6 +126,11 @@ class HostParts:
         self.properties = HostProperties()
         self.storages = StorageShelf(root / "storage", cfg.persistent_storage_quota_bytes)
         self.control = ControlTable()
+        #: Where paglets that left this host went (answers for stale proxies; survives restarts).
+        self.forwarding = forwarding = Forwarding(
+            root / "forwards", host_name=name, address=address, spawn=tasks.spawn
+        )
+        self.control.moved = forwarding.moved_error
         self.manager = manager = PagletManager(
             host_name=name,
             address=address,
@@ -146,7 +154,13 @@ class HostParts:
         self.services = HostServices(
             host_name=lambda: name, host_address=address, is_active=manager.is_live, emit=events.emit
         )
-        manager.observe(gone=self.services.forget_agent, live=self.services.publish)
+        publish = self.services.publish
+
+        def live(agent_id: str, held: list[Any]) -> None:
+            forwarding.arrived(agent_id)
+            publish(agent_id, held)
+
+        manager.observe(gone=self.services.forget_agent, live=live)
         self.creator = Creator(address=address, agents=manager, stored=records.stored, client=client)
         self.resident = ResidentServices(
             name=name,
@@ -169,6 +183,15 @@ class HostParts:
             spawn=tasks.spawn,
         )
         events.add_listener(self.updater.on_event)
+        #: Idle passivation of any paglet (per class, or the host's default).
+        self.idle = IdlePassivation(
+            default=cfg.idle_deactivate_after,
+            agents=manager,
+            records=records,
+            is_resident=self.resident.is_resident,
+            events=events,
+            spawn=tasks.spawn,
+        )
         self.directory = AgentDirectory(
             name=name,
             address=address,
@@ -211,6 +234,7 @@ class HostParts:
             residents=self.resident,
             post=self.peers.post_json,
             events=events,
+            moved=forwarding.moved_error,
         )
         self.launch = LaunchRunner(
             cfg.launch_config,
@@ -247,10 +271,23 @@ class HostParts:
                 names=self.names,
                 directory=self.directory,
                 router=self.router,
+                forwarding=forwarding,
             )
         )
         #: The movement engine in the control plane's types.
         self.moves = moves = MovementPort(self.movement)
+        moves.wake = self.idle.wake
+        #: ``GET /metrics`` (``paglets.runtime._metrics``).
+        self.metrics = HostMetrics(
+            controllers=lambda: manager.controllers,
+            inactive=lambda: len(records.summaries()) if records.store is not None else 0,
+            forwards=lambda: len(forwarding.store),
+            passivations=lambda: self.idle.passivated_total,
+            http=lambda: None if self.server is None else self.server.statistics(),
+        )
+        manager.message_observer = self.metrics.observe_message
+        moves.observe = self.metrics.observe_move
+        events.add_listener(self.metrics.on_event)
         AgentOps(
             host_name=name,
             address=address,
@@ -325,6 +362,7 @@ class HostParts:
             services=self.services.registry,
             is_active=self.manager.is_live,
             artifacts=self.artifacts,
+            metrics=self.metrics.render,
         )
         if self.relay_hub is not None:
             self.relay_hub.add_routes(router)
@@ -335,6 +373,7 @@ class HostParts:
 
     async def start(self) -> None:
         from paglets.http.server import HttpServer
+        from paglets.runtime._dashboard import open_request
 
         cfg = self.config
         # scratch space starts empty at every start
@@ -343,6 +382,7 @@ class HostParts:
         self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)
         self.manager.start(asyncio.get_running_loop())
         await self.persistence.start()
+        await self.forwarding.start()
         await self.movement.start()  # transfer records are back before anyone can ask about them
         prefix = urlsplit(cfg.public_url).path.rstrip("/") if cfg.public_url else ""
         server = HttpServer(
@@ -352,6 +392,7 @@ class HostParts:
             limits=cfg.http_limits,
             expose_tracebacks=cfg.expose_tracebacks,
             ssl_context=server_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None,
+            open_request=open_request,
         )
         try:
             if cfg.connect_to:
@@ -362,6 +403,7 @@ class HostParts:
             await self.movement.stop()
             await self.manager.stop_all(STOP_GRACE)
             await self.persistence.close()
+            await self.forwarding.close()
             raise
         self.server = server
         self.events.host_address = self.binding.url
@@ -378,6 +420,7 @@ class HostParts:
         self.tasks.spawn(self._clean_artifacts())
         if self.relay_hub is not None:
             self.relay_hub.start()
+        self.idle.start()
         if cfg.mesh:
             self.mesh.start()
         self.launch.report_sync()
@@ -461,6 +504,7 @@ class HostParts:
         await self.services.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.artifacts.close)
         await self.persistence.close()
+        await self.forwarding.close()
         await self.manager.stop_all(STOP_GRACE)
         await self.peers.close()
         self.events.emit("context-shutdown", data=shutdown)

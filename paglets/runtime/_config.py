@@ -131,6 +131,9 @@ class HostConfig:
     dispose_grace: float = DISPOSE_GRACE
     #: Seconds a synchronous send waits for its reply when the caller gives none (``None``: no limit).
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+    #: Seconds of idleness after which any paglet is passivated (``paglets.runtime._idle``; ``None``: off;
+    #: a class's ``idle_deactivate_after`` attribute overrides it).
+    idle_deactivate_after: float | None = None
 
     @property
     def relay_mode(self) -> bool:
@@ -175,6 +178,7 @@ class HostConfig:
             raise HostError(f"inbound_move_budget must be a positive number of bytes, not {budget!r}")
         _check_seconds(options, "dispose_grace", DISPOSE_GRACE, allow_none=False)
         _check_seconds(options, "send_timeout", DEFAULT_SEND_TIMEOUT, allow_none=True)
+        _check_seconds(options, "idle_deactivate_after", None, allow_none=True)
         wait = options.get("inbound_budget_wait", INBOUND_BUDGET_WAIT)
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < float("inf"):
             raise HostError(f"inbound_budget_wait must be a number of seconds >= 0, not {wait!r}")

@@ -109,3 +109,7 @@ class MovementSite(Protocol):
     async def forward_waiting(self, items: Sequence[MailboxItem], where: dict[str, str]) -> None:
         """Send messages that waited for a paglet that left on to where it is now."""
         ...
+
+    async def moved_away(self, agent_id: str, where: dict[str, str]) -> None:
+        """``agent_id`` left this host and settled at ``where`` (a forwarding entry for stale proxies)."""
+        ...

@@ -472,6 +472,8 @@ class SourceDriver:
             else:
                 if isinstance(answer, dict):
                     self._take_proxy(run, answer)
+        if run.machine.kind != "clone" and not run.local:
+            await self._host.moved_away(run.machine.agent_id, run.proxy or self._fallback_proxy(run))
         if ctrl is not None and run.machine.kind != "clone":
             ctrl.moved_to = run.proxy or self._fallback_proxy(run)
             ctrl.settled.set()  # a commit on this host waiting for this paglet's run() learns where it went

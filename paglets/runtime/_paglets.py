@@ -36,7 +36,7 @@ from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import UNQUEUED_PRIORITY
 from paglets.persistence.storage import path_component
 from paglets.runtime._channel import Channel
-from paglets.runtime._controller import HostCalls, PagletController
+from paglets.runtime._controller import HostCalls, MailboxItem, PagletController
 from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
 from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._procutil import scrubbed_environment
@@ -121,6 +121,8 @@ class PagletManager:
         self.zygote: Zygote | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
+        #: ``(seconds, ok)`` of every finished message (the host's metrics).
+        self.message_observer: Callable[[float, bool], None] = lambda seconds, ok: None
         self._preloaded: set[str] = set(preload)
 
     def observe(
@@ -217,12 +219,12 @@ class PagletManager:
         state: bytes,
         hook: str,
         event: Any,
-        queued: Sequence[tuple[EncodedMessage, bool]] = (),
+        queued: Sequence[MailboxItem] = (),
     ) -> PagletController:
         """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation).
 
-        ``queued`` (messages queued while it was inactive, with their ``oneway`` flags) enter its mailbox
-        in one step as soon as its process exists, before anyone can send it anything, so they come
+        ``queued`` (messages queued while it was inactive, with their futures if a sender waits) enter its
+        mailbox in one step as soon as its process exists, before anyone can send it anything, so they come
         before any message sent later; they are handled once it is ready.
         """
         if agent_id in self.controllers:
@@ -230,7 +232,7 @@ class PagletManager:
         ctrl = await self._spawn(agent_id, agent_class, state_class, state)
         if queued:
             ctrl.accept_queued(list(queued))
-            for message, _ in queued:
+            for message in (item.message for item in queued):
                 if message.priority != UNQUEUED_PRIORITY:
                     self.events.emit(
                         "message-queued",
@@ -511,6 +513,7 @@ class PagletManager:
             raise send_timeout_error(agent_id, message.kind, timeout) from None
 
     def _message_done(self, ctrl: PagletController, message: EncodedMessage, error: ErrorInfo | None) -> None:
+        self.message_observer(ctrl.last_duration, error is None)
         if error is None:
             self.events.emit(
                 "message-delivered",

@@ -38,6 +38,7 @@ from paglets.remote.mesh import MeshRegistry
 from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._control import ControlTable
 from paglets.runtime._creation import check_class_names, decode_creation_state
+from paglets.runtime._dashboard import add_dashboard_routes, redirect_to_dashboard, wants_html
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._routing import encode_request_message
 from paglets.services._routes import build_service_routes
@@ -87,6 +88,8 @@ INDEX_LINKS: Final = {
     "events": "/events",
     "services": "/services",
     "artifacts": "/artifacts",
+    "metrics": "/metrics",
+    "dashboard": "/dashboard",
 }
 #: Where the HTTP API is documented (in the source distribution).
 PROTOCOL_DOC: Final = "proto/PROTOCOL.md"
@@ -187,12 +190,15 @@ def build_router(
     services: ServiceRegistry,
     is_active: Callable[[str], bool],
     artifacts: ArtifactStore,
+    metrics: Callable[[], str] = lambda: "",
 ) -> Router:
     """Every route of a host (see the module docstring)."""
     router = Router(param_checks={"agent_id": check_agent_id})  # a bad id in a path is a 400
 
     async def index(request: Request) -> Response:
         here = address()
+        if wants_html(request.header("accept")):  # a browser: the dashboard
+            return redirect_to_dashboard(here)
         return _ok(
             {
                 "name": name,
@@ -307,6 +313,7 @@ def build_router(
     router.post("/agents/{agent_id}/activate", move(lambda a, body: ActivateAgent(a)))
     build_service_routes(router, services, host_name=lambda: name, host_address=address, is_active=is_active)
     build_artifact_routes(router, artifacts)
+    add_dashboard_routes(router, address=address, metrics=metrics)
     router.post("/services/leases", lease)
     router.post("/services/leases/{lease_id}/release", lease_release)
     router.get("/transfers/{transfer_id}", transfer_status)

@@ -368,6 +368,7 @@ class HostParts:
         if server is not None:
             await server.close(deadline=SERVER_CLOSE_DEADLINE)
         shutdown: dict[str, object] = {}
+        await self.movement.settle_for_stop()  # in-doubt paused copies are held, not ended
         if deactivate_active:
             saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
             shutdown = {"saved": saved, "unsaved": unsaved}

@@ -81,7 +81,8 @@ class HeldDriver:
             for run in runs
             if run.machine.at(S.COMMITTING, S.IN_DOUBT)
         ]
-        while self._open() and time.monotonic() < deadline:
+        # many paths move a machine on (answers, writes, the callers' loops): look, bounded, at a stop only
+        while self._open() and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(_POLL)
         for ask in asks:
             ask.cancel()

@@ -495,8 +495,8 @@ class SourceTransfer:
         """The table's actions, minus what no longer applies: a caller is answered once; a copy that is
         not here (resumed, released, or dead with an earlier run of this host) is not touched again, but a
         held copy is restored or dropped in its place; the copy actions follow the kind of move. A clone's
-        ``FINISH_CLONE`` (its ``cloned`` hook) comes once in the run that cloned, whether the copy is still paused
-        (the caller waits) or runs on (the clone was in doubt)."""
+        ``FINISH_CLONE`` (its ``cloned`` hook) comes once in the run that cloned, whether the copy is still
+        paused (the caller waits) or runs on (the clone was in doubt)."""
         out: list[Action] = []
         clone = self.kind == "clone"
         for action in actions:

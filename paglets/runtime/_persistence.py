@@ -415,7 +415,7 @@ class Persistence:
                 state=bytes(record.state),
                 hook="activation",
                 event=event,
-                queued=[(encode_message_dict(stored.message), stored.oneway) for stored in queued],
+                queued=self._admit_queued(agent_id, record.agent_class, queued),
             )
         except BaseException:
             self._files.forget(agent_id, remove_work_dir=False)
@@ -430,6 +430,37 @@ class Persistence:
         )
         self._schedule()
         return ProxyRef(self._address(), agent_id)
+
+    def _admit_queued(
+        self, agent_id: str, agent_class: str, queued: Sequence[StoredMessage]
+    ) -> list[tuple[EncodedMessage, bool]]:
+        """The queued messages that are still valid messages, in order. One that no longer checks (written
+        by an older build, or its fields no longer validate) is dropped visibly: a warning and a
+        ``message-dropped`` event with the reason; its sender was answered ``queued`` long ago, so no
+        reply waits for it. It never keeps the paglet from activating."""
+        admitted: list[tuple[EncodedMessage, bool]] = []
+        for index, stored in enumerate(queued):
+            try:
+                admitted.append((encode_message_dict(stored.message), stored.oneway))
+            except PagletError as exc:
+                raw_id = stored.message.get("message_id") if isinstance(stored.message, dict) else None
+                message_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 200 else None
+                _log.warning(
+                    "paglet %s: queued message %d (%s) dropped at activation: %s",
+                    agent_id,
+                    index,
+                    message_id or "no id",
+                    exc,
+                )
+                self._events.emit(
+                    "message-dropped",
+                    agent_id=agent_id,
+                    class_name=agent_class,
+                    message_id=message_id,
+                    error=str(exc),
+                    data={"reason": "invalid-queued-message", "index": index, "queued_at": stored.queued_at},
+                )
+        return admitted
 
     # --- messages to inactive paglets ----------------------------------------------------------------------
 

@@ -55,6 +55,9 @@ class HeldDriver:
     def __init__(self, engine: MovementEngine) -> None:
         self._engine = engine
         self._host = engine.host
+        #: Set once a stop settled the transfers: a late answer must not restore a copy into a host that
+        #: is ending its paglets (the held copy and the decision stay for the next start).
+        self.stopping = False
 
     # --- the stop -------------------------------------------------------------------------------------------
 
@@ -72,8 +75,10 @@ class HeldDriver:
     async def settle_for_stop(self, wait: float = STOP_SETTLE_WAIT) -> None:
         """See the module docstring; bounded by ``wait`` plus the durable writes it asks for."""
         engine = self._engine
+        self.stopping = False
         runs = self._open()
         if not runs:
+            self.stopping = True
             return
         deadline = time.monotonic() + wait
         asks = [
@@ -106,6 +111,7 @@ class HeldDriver:
                 await engine.source._feed(run, E.SHUTDOWN)
             except Exception:  # one transfer's failure must not keep the others from being held
                 _log.exception("transfer %s could not be settled at stop", run.transfer_id)
+        self.stopping = True
 
     async def _ask_once(self, run: SourceRun, timeout: float) -> None:
         source = self._engine.source
@@ -163,7 +169,7 @@ class HeldDriver:
                     )
         run.ctrl = None
         ctrl.kill()
-        engine.spawn(manager.release_when_idle(ctrl))
+        await manager.release_when_idle(ctrl)
         host.events.emit(
             "transfer-held",
             agent_id=agent_id,
@@ -178,6 +184,9 @@ class HeldDriver:
         again, unless it is here already (a restore that a crash interrupted after the record was
         written); the decision is dropped durably before the held copy goes."""
         host, engine = self._host, self._engine
+        if self.stopping:
+            _log.info("transfer %s: held copy left for the next start (the host is stopping)", transfer_id)
+            return
         try:
             record: StoredRecord = await engine.held_call("read", transfer_id)
         except (PagletError, OSError) as exc:

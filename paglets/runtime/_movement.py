@@ -92,6 +92,7 @@ class MovementEngine:
     async def start(self) -> None:
         """Open the transfer records and resume what they leave open (before the host serves)."""
         self.incarnation = new_incarnation()
+        self.holding.stopping = False
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="paglets-transfers")
         loop = asyncio.get_running_loop()
 

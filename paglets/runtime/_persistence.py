@@ -434,10 +434,9 @@ class Persistence:
     def _admit_queued(
         self, agent_id: str, agent_class: str, queued: Sequence[StoredMessage]
     ) -> list[tuple[EncodedMessage, bool]]:
-        """The queued messages that are still valid messages, in order. One that no longer checks (written
-        by an older build, or its fields no longer validate) is dropped visibly: a warning and a
-        ``message-dropped`` event with the reason; its sender was answered ``queued`` long ago, so no
-        reply waits for it. It never keeps the paglet from activating."""
+        """The queued messages that still check, in order; one that does not (written by another build) is
+        dropped with a warning and a ``message-dropped`` event, and never keeps the paglet from activating
+        (its sender was answered ``queued`` long ago: no reply waits for it)."""
         admitted: list[tuple[EncodedMessage, bool]] = []
         for index, stored in enumerate(queued):
             try:
@@ -445,13 +444,7 @@ class Persistence:
             except PagletError as exc:
                 raw_id = stored.message.get("message_id") if isinstance(stored.message, dict) else None
                 message_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 200 else None
-                _log.warning(
-                    "paglet %s: queued message %d (%s) dropped at activation: %s",
-                    agent_id,
-                    index,
-                    message_id or "no id",
-                    exc,
-                )
+                _log.warning("paglet %s: queued message %d dropped at activation: %s", agent_id, index, exc)
                 self._events.emit(
                     "message-dropped",
                     agent_id=agent_id,

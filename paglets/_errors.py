@@ -42,6 +42,8 @@ __all__ = [
     "PagletError",
     "PagletInactiveError",
     "ProtocolError",
+    "RelayError",
+    "RelayTimeoutError",
     "RemoteHostError",
     "RequestError",
     "ResourceCleanupError",
@@ -137,6 +139,22 @@ class RemoteHostError(PagletError):
 
     http_status = 500
     code = "remote_host"
+
+
+class RelayError(RemoteHostError):
+    """A relay hub could not deliver a request to a connect-mode host (offline, reconnected as a new
+    process, or gone while the request ran) (HTTP 502)."""
+
+    http_status = 502
+    code = "relay"
+
+
+class RelayTimeoutError(RelayError, TimeoutError):
+    """A relayed request was not taken by its connect-mode host within the delivery timeout; it was
+    withdrawn and will never run (HTTP 504)."""
+
+    http_status = 504
+    code = "relay_timeout"
 
 
 class InvalidAgentError(PagletError):

@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import Sequence
 
 from paglets._errors import HostError
 from paglets.http._connection import ServerConnection
 from paglets.http._context import ServerContext, ServerStatistics
-from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, ServerLimits
+from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, TLS_HANDSHAKE_TIMEOUT, ServerLimits
 from paglets.http.routing import Router, normalize_prefix
 
 __all__ = ["HttpServer", "ServerLimits", "ServerStatistics", "new_event_loop"]
@@ -70,7 +71,10 @@ class HttpServer:
         path_prefix: str = "",
         limits: ServerLimits | None = None,
         expose_tracebacks: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        #: Serve HTTPS with this context (``paglets.http.tls.server_context``); ``None``: plain HTTP.
+        self.ssl_context = ssl_context
         self._context = ServerContext(
             router,
             api_key=api_key,
@@ -134,7 +138,13 @@ class HttpServer:
             for host in bind_hosts:
                 sock = _bind(host, port)
                 try:
-                    server = await loop.create_server(self.protocol, sock=sock, backlog=LISTEN_BACKLOG)
+                    server = await loop.create_server(
+                        self.protocol,
+                        sock=sock,
+                        backlog=LISTEN_BACKLOG,
+                        ssl=self.ssl_context,
+                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self.ssl_context else None,
+                    )
                 except BaseException:
                     sock.close()
                     raise

@@ -1,7 +1,8 @@
 """HTTP routes of mesh membership (proto/PROTOCOL.md §6): ``GET /hosts`` and ``POST /hosts/join``.
 
 - ``GET /hosts`` → 200 ``{"hosts": [HostRef wire, ...]}``: self and offline members included, sorted by
-  (name, url); each ref carries ``age`` when known.
+  (name, url); each ref carries ``age`` when known. ``?rejected=1`` adds ``"rejected"``: the hosts
+  refused for another code version (their reason in ``error``).
 - ``POST /hosts/join`` with a JSON body (the caller's ``HostRef`` wire, optionally with
   ``known_hosts``: a list of refs it knows) → 200 ``{"hosts": [...], "host": <our ref>}`` when the
   caller runs our code version; 409 with the usual error body (``error_type``, ``error``, ``code``)
@@ -44,7 +45,10 @@ def build_mesh_routes(router: Router, registry: MeshRegistry) -> None:
     """Register the mesh routes of ``registry`` on ``router``."""
 
     async def list_hosts(request: Request) -> Response:
-        return _json({"hosts": [ref.to_wire() for ref in registry.hosts()]})
+        body: dict[str, object] = {"hosts": [ref.to_wire() for ref in registry.hosts()]}
+        if request.query.get("rejected", "").lower() in ("1", "true", "yes"):
+            body["rejected"] = [ref.to_wire() for ref in registry.rejected()]
+        return _json(body)
 
     async def join(request: Request) -> Response:
         payload = await request.json(MAX_JOIN_BODY, decode=_decode_join)  # large ones in a worker thread

@@ -115,6 +115,8 @@ class PeerTable:
         self._news = False
         self._dropped = 0
         self.self_url = ""
+        #: Contact seeds only (a connect-mode host reaches the mesh through its hub alone).
+        self.seeds_only = False
 
     # --- rules ------------------------------------------------------------------------------------------
 
@@ -452,7 +454,7 @@ class PeerTable:
         with self._lock:
             out: list[str] = []
             for url, p in self._peers.items():
-                if url == self.self_url or p.next_attempt > now:
+                if url == self.self_url or p.next_attempt > now or (self.seeds_only and not p.seed):
                     continue
                 if p.alias_of is not None:
                     canon = self._peers.get(p.alias_of)

@@ -31,6 +31,9 @@ with the reason, and a join from such a host is answered 409 (:meth:`accept_join
 :meth:`MeshRegistry.check_version` (``TransferError``), also for direct URL targets; a ticket's
 ``expected_code_version`` overrides our version there.
 
+**Seeds only.** With ``seeds_only=True`` heartbeats go to seeds only: a connect-mode host (docs/relay.md)
+reaches the mesh through its hub alone and learns every member from the hub's answers.
+
 **LAN discovery** is an opt-in multicast beacon (:mod:`paglets.remote._mesh_beacon`); beacons only
 introduce hosts, which are then contacted over HTTP like any other.
 
@@ -243,6 +246,7 @@ class MeshRegistry:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        seeds_only: bool = False,
     ) -> None:
         if not code_version:
             raise ValueError("code_version must not be empty")
@@ -281,6 +285,7 @@ class MeshRegistry:
             max_rejected=MAX_REJECTED_HOSTS,
             backoff=self._backoff,
         )
+        self._table.seeds_only = seeds_only
         self._counters = Counters()
         self._gossip = Gossip(
             self._table,

@@ -34,11 +34,14 @@ from urllib.parse import urlsplit
 from paglets.artifacts import ArtifactStore
 from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import HostError
+from paglets.http.inprocess import InProcessClient
+from paglets.http.tls import server_context
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, MeshRegistry, resolve_code_version
 from paglets.runtime._adapters import HostNames, HostSite, Leftovers, MovementPort, PeerHttp
 from paglets.runtime._agent_ops import AgentOps
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
+from paglets.runtime._autoupdate import AutoUpdater, build_admin_routes
 from paglets.runtime._binding import AUTO, BindingWatcher, HostAddress, resolve_bind_hosts
 from paglets.runtime._config import HostConfig
 from paglets.runtime._control import ControlTable
@@ -51,6 +54,8 @@ from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglet_ops import HostProperties, PagletOps
 from paglets.runtime._paglets import PagletManager, Timeouts
 from paglets.runtime._persistence import Persistence
+from paglets.runtime._relay_client import RelayClient
+from paglets.runtime._relay_hub import RelayHub, relay_host_url
 from paglets.runtime._resident import ResidentServices
 from paglets.runtime._routing import LocalRoute, MessageRouter
 from paglets.runtime._services import HostServices
@@ -76,6 +81,8 @@ STOP_GRACE: Final = 1.0
 SHUTDOWN_BUDGET: Final = 30.0
 #: Seconds requests in flight get to finish when the host stops.
 SERVER_CLOSE_DEADLINE: Final = 5.0
+#: Seconds a connect-mode host's start waits for its first relay session (it keeps trying afterwards).
+RELAY_CONNECT_WAIT: Final = 10.0
 
 
 class HostParts:
@@ -93,7 +100,8 @@ class HostParts:
         self.code_version = code_version
         self.config = cfg
         self.host_properties = dict(cfg.properties)
-        self.binding = HostAddress(resolve_bind_hosts(cfg.bind_hosts), cfg.port, cfg.public_url)
+        relay_url = relay_host_url(cfg.connect_to, cfg.name) if cfg.connect_to else None
+        self.binding = HostAddress(resolve_bind_hosts(cfg.bind_hosts), cfg.port, cfg.public_url, relay_url)
         address = self.binding.current
         name, root = cfg.name, cfg.persistence_dir
         self.events = events = ContextEventLog(host_name=name, host_address=address())
@@ -152,6 +160,17 @@ class HostParts:
             records=records,
             create=self.creator.create,
         )
+        #: Git auto-update: ``POST /admin/git-update``, the ``/health`` fields, the restart.
+        self.updater = AutoUpdater(
+            cfg,
+            address=address,
+            events=events,
+            mesh=_LateMesh(self),
+            post=self._post_peer,
+            settle_moves=self._settle_moves,
+            spawn=tasks.spawn,
+        )
+        events.add_listener(self.updater.on_event)
         self.directory = AgentDirectory(
             name=name,
             address=address,
@@ -162,12 +181,15 @@ class HostParts:
             agents=manager,
             records=records,
             is_resident=self.resident.is_resident,
+            auto_update=self.updater.health_fields,
             compute_capacity=cfg.compute_capacity,
         )
         self.mesh = MeshRegistry(
             self.directory.self_ref,
             code_version=code_version,
-            seeds=cfg.peers,
+            # a connect-mode host reaches the mesh through its hub only (seeds_only: no other contacts)
+            seeds=(*cfg.peers, cfg.connect_to) if cfg.connect_to else cfg.peers,
+            seeds_only=cfg.connect_to is not None,
             interval=cfg.mesh_gossip_interval,
             offline_after=cfg.mesh_offline_after,
             api_key=cfg.api_key,
@@ -259,6 +281,19 @@ class HostParts:
             services=self.services,
             is_prepared=manager.is_prepared,
         ).register(self.control)
+        #: The relay routes (hosts with an API key that are not themselves in connect mode).
+        self.relay_hub = (
+            RelayHub(
+                public_url=address,
+                events=events,
+                offline_after=cfg.relay_offline_after,
+                delivery_timeout=cfg.relay_delivery_timeout,
+                queue_limit=cfg.relay_queue_limit,
+            )
+            if cfg.api_key and not cfg.connect_to
+            else None
+        )
+        self.relay_client: RelayClient | None = None
         self.code_version = code_version
 
     def run(self, coro: Coroutine[object, None, T], timeout: float | None = DEFAULT_TIMEOUT) -> T:
@@ -268,11 +303,20 @@ class HostParts:
             raise HostError(f"host {self.config.name} is not started (call start_background())")
         return self.loop.run(coro, timeout)
 
+    async def _post_peer(self, url: str, body: dict[str, object], timeout: float) -> object:
+        client = self.peers.client
+        if client is None:
+            raise HostError(f"host {self.config.name} is not started")
+        return await client.request_json("POST", url, body, timeout=timeout)
+
+    async def _settle_moves(self, timeout: float) -> int:
+        return await self.movement.settle(timeout)
+
     def http_router(self) -> Router:
         """The host's route table (``paglets.runtime._routes``)."""
         from paglets.runtime._routes import build_router
 
-        return build_router(
+        router = build_router(
             name=self.config.name,
             address=self.binding.current,
             code_version=self.code_version,
@@ -284,6 +328,10 @@ class HostParts:
             is_active=self.manager.is_live,
             artifacts=self.artifacts,
         )
+        if self.relay_hub is not None:
+            self.relay_hub.add_routes(router)
+        build_admin_routes(router, self.updater)
+        return router
 
     # --- start and stop (on the loop; see the module docstring for the order) -----------------------
 
@@ -305,9 +353,13 @@ class HostParts:
             path_prefix=prefix,
             limits=cfg.http_limits,
             expose_tracebacks=cfg.expose_tracebacks,
+            ssl_context=server_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None,
         )
         try:
-            self.binding.port = await server.start(self.binding.bind_hosts, self.binding.port)
+            if cfg.connect_to:
+                await self._connect_relay(server)  # listens nowhere: requests arrive through the hub
+            else:
+                self.binding.port = await server.start(self.binding.bind_hosts, self.binding.port)
         except BaseException:
             await self.movement.stop()
             await self.manager.stop_all(STOP_GRACE)
@@ -326,6 +378,8 @@ class HostParts:
             )
             self.tasks.spawn(watcher.run())
         self.tasks.spawn(self._clean_artifacts())
+        if self.relay_hub is not None:
+            self.relay_hub.start()
         if cfg.mesh:
             self.mesh.start()
         self.launch.report_sync()
@@ -342,6 +396,30 @@ class HostParts:
                 "inactive": len(self.persistence.summaries()),
             },
         )
+
+    async def _connect_relay(self, server: HttpServer) -> None:
+        """Connect mode: start the relay session and wait (at most ``RELAY_CONNECT_WAIT``) for it."""
+        cfg = self.config
+        assert cfg.connect_to is not None
+        client = self.relay_client = RelayClient(
+            name=cfg.name,
+            hub_url=cfg.connect_to,
+            api_key=cfg.api_key,
+            local=InProcessClient(server, api_key=cfg.api_key),
+            events=self.events,
+            spawn=self.tasks.spawn,
+        )
+        self.tasks.spawn(client.run(), name="relay-session")
+        try:
+            async with asyncio.timeout(RELAY_CONNECT_WAIT):
+                await client.connected.wait()
+        except TimeoutError:
+            _log.warning(
+                "host %s: relay hub %s not reached within %g s; still trying",
+                cfg.name,
+                cfg.connect_to,
+                RELAY_CONNECT_WAIT,
+            )
 
     def _rebound(self, old_address: str) -> None:
         """The bind watcher moved the server to new addresses (``paglets.runtime._binding``)."""
@@ -376,6 +454,10 @@ class HostParts:
             saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
             shutdown = {"saved": saved, "unsaved": unsaved}
         self.tasks.cancel_all()
+        if self.relay_hub is not None:
+            await self.relay_hub.stop()
+        if self.relay_client is not None:
+            await self.relay_client.aclose()
         await self.mesh.stop()
         await self.resident.stop()
         await self.movement.stop()
@@ -385,6 +467,19 @@ class HostParts:
         await self.manager.stop_all(STOP_GRACE)
         await self.peers.close()
         self.events.emit("context-shutdown", data=shutdown)
+
+
+class _LateMesh:
+    """The mesh for the updater, which is built before it (the directory needs the updater's health)."""
+
+    def __init__(self, parts: HostParts) -> None:
+        self._parts = parts
+
+    def hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[Any]:
+        return list(self._parts.mesh.hosts(online_only=online_only, include_self=include_self))
+
+    def rejected(self) -> list[Any]:
+        return list(self._parts.mesh.rejected())
 
 
 def _mesh_event(events: ContextEventLog, kind: str, data: dict[str, Any]) -> None:

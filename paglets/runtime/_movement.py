@@ -118,6 +118,20 @@ class MovementEngine:
         their paused copy as a held copy (``paglets/runtime/_move_held.py``). Before the paglets are saved."""
         await self.holding.settle_for_stop(wait)
 
+    def open_transfers(self) -> int:
+        """Transfers of this host, either role, whose outcome is not settled yet."""
+        leaving = sum(not run.machine.final for run in self.sources.values())
+        return leaving + sum(not run.machine.final for run in self.targets.values())
+
+    async def settle(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds until no transfer is open (before a planned restart: a move in
+        flight completes or aborts first); returns how many are still open."""
+        deadline = time.monotonic() + timeout
+        # transfers end in many places and signal no one: a planned restart polls (20 times a second)
+        while (left := self.open_transfers()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return left
+
     async def stop(self) -> None:
         self._tasks.cancel_all()
         pool, self._pool = self._pool, None

@@ -94,6 +94,7 @@ class Host:
         self.files, self.artifacts, self.host_properties = parts.files, parts.artifacts, parts.host_properties
         self._loop, self._stopped = parts.loop, threading.Event()
         self.movement = parts.movement
+        parts.updater.bind_restart(self.shutdown, self._run)
 
     def __repr__(self) -> str:
         return f"Host(name={self.name!r}, address={self.address!r})"
@@ -369,7 +370,8 @@ class Host:
 
     def health(self) -> dict[str, Any]:
         """``GET /health``; a host that is not started counts its records."""
-        return msgspec.structs.asdict(self.parts.directory.health())
+        health: dict[str, Any] = msgspec.to_builtins(self.parts.directory.health())
+        return health
 
     def statistics(self) -> dict[str, int]:
         return {"created_total": self.manager.created_total, "paglets": len(self.manager.controllers)}

@@ -13,7 +13,9 @@ public facade over them. Where two collaborators need each other, the cycle is b
 Start order: the zygote, the records and the transfer records, then the HTTP server (so that nothing is
 served before they are loaded), the ``auto`` bind watcher, the artifact cleanup, the mesh, resident
 services (every record first, then the eager ones), ``activate_on_startup`` records, startup agents. Stop
-order: the server first (no new requests), then, for ``shutdown()``, every paglet is saved, then
+order: the server first (no new requests), then open moves get a short chance to finish and the paused
+copies of those still in doubt are held (``_move_held.py``), then, for ``shutdown()``, every paglet is
+saved, then
 background work, the mesh, resident services, movement, the artifact store, the records and last the
 paglet processes.
 """
@@ -490,6 +492,7 @@ class HostParts:
         if server is not None:
             await server.close(deadline=SERVER_CLOSE_DEADLINE)
         shutdown: dict[str, object] = {}
+        await self.movement.settle_for_stop()  # in-doubt paused copies are held, not ended
         if deactivate_active:
             saved, unsaved = await self.persistence.deactivate_all(SHUTDOWN_BUDGET)
             shutdown = {"saved": saved, "unsaved": unsaved}

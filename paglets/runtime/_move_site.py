@@ -55,10 +55,12 @@ class MoveAgents(Protocol):
 
 
 class MoveRecords(Protocol):
-    """Inactive paglets (``Persistence``): an arrival must not shadow one, and may become one."""
+    """Inactive paglets (``Persistence``): an arrival must not shadow one, and may become one; a held copy
+    becomes one, then activates."""
 
     def summary(self, agent_id: str) -> RecordSummary | None: ...
     async def write_arrival(self, record: StoredRecord) -> None: ...
+    async def activate(self, agent_id: str) -> Any: ...
 
 
 class MoveConfig(Protocol):

@@ -422,18 +422,17 @@ class Persistence:
         async with self._record_lock(agent_id):
             return await self._activate_locked(agent_id)
 
-    def _owed(self, agent_id: str, queued: Sequence[StoredMessage]) -> list[MailboxItem]:
-        """The record's queued messages as mailbox items; those whose senders wait through a passivation
-        get their futures back."""
+    def _owed(self, agent_id: str, agent_class: str, queued: Sequence[StoredMessage]) -> list[MailboxItem]:
+        """The record's queued messages that still check, as mailbox items; those whose senders wait
+        through a passivation get their futures back."""
         held = self._held.pop(agent_id, {})
         items = []
-        for stored in queued:
-            message = encode_message_dict(stored.message)
-            future = held.pop(message.message_id, None) if not stored.oneway else None
-            items.append(MailboxItem(message, stored.oneway, future))
-        for future in held.values():  # not in the record (cannot happen): never leave a sender hanging
+        for message, oneway in self._admit_queued(agent_id, agent_class, queued):
+            future = held.pop(message.message_id, None) if not oneway else None
+            items.append(MailboxItem(message, oneway, future))
+        for future in held.values():  # dropped as invalid: never leave a sender hanging
             if not future.done():
-                future.set_exception(HostError(f"message to {agent_id} lost its place while passivating"))
+                future.set_exception(HostError(f"a message to {agent_id} was dropped at its activation"))
         return items
 
     async def _activate_locked(self, agent_id: str) -> ProxyRef:
@@ -464,7 +463,7 @@ class Persistence:
                 state=bytes(record.state),
                 hook="activation",
                 event=event,
-                queued=self._owed(agent_id, queued),
+                queued=self._owed(agent_id, record.agent_class, queued),
             )
         except BaseException:
             self._files.forget(agent_id, remove_work_dir=False)
@@ -479,6 +478,30 @@ class Persistence:
         )
         self._schedule()
         return ProxyRef(self._address(), agent_id)
+
+    def _admit_queued(
+        self, agent_id: str, agent_class: str, queued: Sequence[StoredMessage]
+    ) -> list[tuple[EncodedMessage, bool]]:
+        """The queued messages that still check, in order; one that does not (written by another build) is
+        dropped with a warning and a ``message-dropped`` event, and never keeps the paglet from activating
+        (its sender was answered ``queued`` long ago: no reply waits for it)."""
+        admitted: list[tuple[EncodedMessage, bool]] = []
+        for index, stored in enumerate(queued):
+            try:
+                admitted.append((encode_message_dict(stored.message), stored.oneway))
+            except PagletError as exc:
+                raw_id = stored.message.get("message_id") if isinstance(stored.message, dict) else None
+                message_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 200 else None
+                _log.warning("paglet %s: queued message %d dropped at activation: %s", agent_id, index, exc)
+                self._events.emit(
+                    "message-dropped",
+                    agent_id=agent_id,
+                    class_name=agent_class,
+                    message_id=message_id,
+                    error=str(exc),
+                    data={"reason": "invalid-queued-message", "index": index, "queued_at": stored.queued_at},
+                )
+        return admitted
 
     # --- messages to inactive paglets ----------------------------------------------------------------------
 

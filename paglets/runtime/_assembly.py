@@ -10,10 +10,11 @@ public facade over them. Where two collaborators need each other, the cycle is b
 - the service directory's mesh lookups need the mesh's peers and an HTTP client, both of which exist
   only while the host runs: they are bound at start (``bind_client``).
 
-Start order: the zygote, the records and the transfer records, then the HTTP server (so that nothing is
-served before they are loaded), the ``auto`` bind watcher, the artifact cleanup, the mesh, resident
-services (every record first, then the eager ones), ``activate_on_startup`` records, startup agents. Stop
-order: the server first (no new requests), then, for ``shutdown()``, every paglet is saved, then
+Start order: the zygote is launched in the background (``_zygote_thread``; creating a paglet process
+waits for it), the records and the transfer records are loaded, then the HTTP server starts (so that
+nothing is served before they are loaded), the ``auto`` bind watcher, the artifact cleanup, the mesh,
+resident services (every record first, then the eager ones), ``activate_on_startup`` records, startup
+agents. Stop order: the server first (no new requests), then, for ``shutdown()``, every paglet is saved, then
 background work, the mesh, resident services, movement, the artifact store, the records and last the
 paglet processes.
 """

@@ -165,6 +165,8 @@ class Gossip:
         #: Set (from any thread) to make the next step contact every entry due or not.
         self.force = False
         self._periods = 0
+        #: Members whose answer showed another member count than ours: a full sync with each is due.
+        self._want_sync: set[str] = set()
         self._semaphore: asyncio.Semaphore | None = None
 
     def rebind(self) -> None:
@@ -200,20 +202,17 @@ class Gossip:
                 last_step = loop.time()
                 force, self.force = self.force, False
                 wake.clear()
+                period = loop.time() >= next_period or force
                 try:
-                    if loop.time() >= next_period or force:
-                        await self.period(force)
-                        next_period = loop.time() + self.jittered(self._interval)
-                    else:
-                        await self.reconnect(force=False)
-                    if len(self.queue):
-                        await self.gossip_tick()
+                    await self.step(period=period, force=force)
                 except Exception:  # pragma: no cover - a bug in a step must not end membership
                     self._counters.bump("round_failures")
+                if period:
+                    next_period = loop.time() + self.jittered(self._interval)
                 if self.force:
                     continue
                 delay = next_period - loop.time()
-                if len(self.queue):
+                if self.busy():
                     delay = min(delay, tick)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max(0.0, delay)):
@@ -222,6 +221,22 @@ class Gossip:
             beacon, self.beacon = self.beacon, None
             if beacon is not None:
                 beacon.close()
+
+    async def step(self, *, period: bool, force: bool = False) -> None:
+        """One step of the task: a protocol period (or only the reconnections due), then the syncs a
+        member-count difference asked for, then a gossip tick while updates wait."""
+        if period:
+            await self.period(force)
+        else:
+            await self.reconnect(force=False)
+        if self._want_sync:
+            await self.repair()
+        if len(self.queue):
+            await self.gossip_tick()
+
+    def busy(self) -> bool:
+        """Whether the next step should come after a gossip tick rather than a period."""
+        return bool(len(self.queue) or self._want_sync)
 
     async def period(self, force: bool = False) -> None:
         """One protocol period: probe a member, reconnect what is due, maybe sync, expire suspicions."""
@@ -257,6 +272,15 @@ class Gossip:
         if urls:
             await asyncio.gather(*(self.contact(url, sync=True) for url in urls))
             self._after_change()
+
+    async def repair(self) -> None:
+        """Full syncs with the members whose member count differed from ours (at most
+        ``MAX_RECONNECTS`` per step): what a lost update missed, either side learns at once."""
+        urls = list(self._want_sync)[:MAX_RECONNECTS]
+        self._want_sync.difference_update(urls)
+        self._counters.bump("syncs", len(urls))
+        await asyncio.gather(*(self.contact(url, sync=True) for url in urls))
+        self._after_change()
 
     async def gossip_tick(self) -> None:
         """Send pending updates to ``GOSSIP_FANOUT`` random members (answers bring theirs back)."""
@@ -352,6 +376,7 @@ class Gossip:
         know (``known_hosts``) and a request for the receiver's full list."""
         payload = self.own_wire(me)
         payload["updates"] = self.piggyback(receiver)
+        payload["members"] = self._table.member_count()
         if sync:
             payload["sync"] = True
             payload["known_hosts"] = self._table.member_wires(self._clock(), self._wall(), MAX_GOSSIP_REFS)
@@ -430,7 +455,17 @@ class Gossip:
             skip = responder.url if responder is not None else url
             self.absorb(items[:MAX_GOSSIP_REFS], base=sent, skip=skip)
             self.absorb(updates[:MAX_PIGGYBACK], base=sent, skip=skip)
+            self.compare(url, answer.get("members"), synced=bool(items))
         return None
+
+    def compare(self, url: str, members: Any, *, synced: bool = False) -> None:
+        """A peer told us how many members it counts: when that differs from our count, a full sync
+        with it is due (unless this exchange was one). One integer per message instead of a full list:
+        a missed update is repaired within a step, not at the next periodic sync."""
+        if synced or isinstance(members, bool) or not isinstance(members, int):
+            return
+        if members != self._table.member_count() and len(self._want_sync) < MAX_RECONNECTS:
+            self._want_sync.add(url)
 
     def absorb(self, items: list[Any], *, base: float, skip: str | None) -> None:
         """Updates or refs reported by a third host (``skip``: the reporter itself, whose own entry we

@@ -520,7 +520,10 @@ class MeshRegistry:
             return JoinReply(True, body, hosts)
         if payload.get("sync") is True:
             body["hosts"] = self._gossip.full_list(me)
+        else:
+            self._gossip.compare(ref.url, payload.get("members"))
         body["updates"] = self._gossip.piggyback(ref.url)
+        body["members"] = self._table.member_count()
         return JoinReply(True, body, [])
 
     async def accept_probe(self, payload: Any) -> dict[str, Any]:

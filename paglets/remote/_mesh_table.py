@@ -250,7 +250,7 @@ class PeerTable:
         if p.state != SUSPECT or incarnation != p.incarnation:
             self._set_state(p, SUSPECT, incarnation, now)
             p.suspect_at = now
-            p.suspect_k = min(SUSPICION_K, self._members() - 2)
+            p.suspect_k = min(SUSPICION_K, self._members() - 1)  # members, us included, minus 2
             p.confirmations.clear()
         if by is not None and by != self.self_url and len(p.confirmations) < MAX_CONFIRMATIONS:
             p.confirmations.add(by)

@@ -136,9 +136,15 @@ class PagletManager:
     # --- start and stop --------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Launch the zygote in the background (``paglets.runtime._zygote_thread``): the host serves at
-        once; creating a paglet process waits until the zygote is ready."""
+        """Bind to the host's loop. The zygote is launched by :meth:`launch_zygote` (the host calls it once
+        its socket is bound), or by the first paglet process needed before that."""
         self._loop = loop
+
+    def launch_zygote(self) -> None:
+        """Launch the zygote in the background (``paglets.runtime._zygote_thread``), once; creating a
+        paglet process waits until it is ready."""
+        if self._zygote is not None or self._loop is None:
+            return
         # the template and every paglet process start without the host's secrets in their environment;
         # a paglet process gets the key it needs through its ChildConfig
         env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
@@ -296,6 +302,7 @@ class PagletManager:
         register: bool = True,
     ) -> PagletController:
         check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
+        self.launch_zygote()
         starter = self._zygote
         if starter is None:
             raise HostError(f"host {self.host_name} is not started")

@@ -32,8 +32,9 @@ def _on_usr1(path: str, served: Any) -> None:
 
 def ours(name: str, port: str, directory: str, stats: str, peer: str | None) -> int:
     import paglets.cli.host as cli
+    import paglets.runtime.host as runtime_host
 
-    base = cli.Host
+    base = runtime_host.Host
 
     class CountedHost(base):  # type: ignore[misc, valid-type]
         def start_background(self) -> Any:
@@ -41,7 +42,7 @@ def ours(name: str, port: str, directory: str, stats: str, peer: str | None) -> 
             _on_usr1(stats, lambda: self.server_statistics().requests_served)
             return started
 
-    cli.Host = CountedHost
+    runtime_host.Host = CountedHost  # the command imports it when it starts
     argv = ["--name", name, "--port", port, "--persistence-dir", directory, "--yes", "-q"]
     if peer:
         argv += ["--peer", peer]

@@ -137,7 +137,9 @@ def scenario_mesh(impl: str, count: int, python: str, window: float, settle: flo
             views = _poll_all(ports)
             if all(v == names for v in views):
                 break
-            if time.perf_counter() - last_start > CONVERGE_TIMEOUT:
+            dead = [i for i, proc in enumerate(procs) if proc.poll() is not None]
+            if dead or time.perf_counter() - last_start > CONVERGE_TIMEOUT:
+                result["exited"] = len(dead)
                 result["converge_s"] = None
                 result["converged_hosts"] = sum(1 for v in views if v == names)
                 return result

@@ -19,8 +19,10 @@ request). Updates from others are merged by incarnation, the rules of SWIM:
   the larger of the two incarnations, whatever others said: it is the best evidence there is.
 
 **Suspicion timeout** (Lifeguard): from ``suspicion_max`` down to ``suspicion_min`` as independent
-members confirm: ``max - (max - min) * log(C + 1) / log(K + 1)`` with ``C`` confirmations of ``K =
-min(3, members - 2)`` expected; ``suspicion_min`` when nobody else could confirm.
+members confirm: ``max - (max - min) * log(C + 1) / log(K + 1)`` with ``C`` confirmations (members
+that suspect it too, beyond the first) of ``K = min(3, members - 2)`` expected, members counting us;
+``suspicion_min`` when nobody else could confirm. Our own failed probe of a host someone else suspects
+is such a confirmation, and is spread as one.
 
 **Ages.** ``heard_at`` is the latest evidence the host is alive: a direct exchange, or an alive update
 (the moment it carries: send time minus the reporter's ``age``). Views report ``age = now - heard_at``
@@ -170,7 +172,7 @@ class PeerTable:
         low, high = self.suspicion_min, self.suspicion_max
         if p.suspect_k < 1:
             return low
-        confirmed = min(len(p.confirmations), p.suspect_k)
+        confirmed = min(max(0, len(p.confirmations) - 1), p.suspect_k)  # beyond the first suspicion
         return max(low, high - (high - low) * math.log(confirmed + 1) / math.log(p.suspect_k + 1))
 
     # --- entries ----------------------------------------------------------------------------------------
@@ -252,7 +254,7 @@ class PeerTable:
             p.suspect_at = now
             p.suspect_k = min(SUSPICION_K, self._members() - 1)  # members, us included, minus 2
             p.confirmations.clear()
-        if by is not None and by != self.self_url and len(p.confirmations) < MAX_CONFIRMATIONS:
+        if by is not None and len(p.confirmations) < MAX_CONFIRMATIONS:
             p.confirmations.add(by)
 
     def _event(self, kind: str, p: _Peer, error: str | None = None) -> None:
@@ -372,10 +374,14 @@ class PeerTable:
             p = self._peers.get(url)
             if p is None or not self._live(p):
                 return None
-            if p.state == SUSPECT:
-                return None
-            self._suspect(p, p.incarnation, self.self_url, now)
-            return Update(self._update(p).ref, p.incarnation, SUSPECT, self.self_url or None)
+            me = self.self_url or None
+            if p.state == SUSPECT and (me is None or me in p.confirmations):
+                return None  # we said so already
+            # a suspicion of our own confirms one we heard of (Lifeguard): it shortens the timeout
+            self._suspect(p, p.incarnation, None, now)
+            if me is not None:
+                p.confirmations.add(me)
+            return Update(self._update(p).ref, p.incarnation, SUSPECT, me)
 
     def indirect_ok(self, url: str, now: float) -> None:
         """Another member reached ``url`` for us: it is alive (our own failure stays recorded)."""

@@ -67,9 +67,14 @@ def test_suspicion_times_out_into_dead_unless_refuted() -> None:
         t.apply(upd(url, 1), base=0.0, now=0.0)
     assert t.apply(upd(A, 1, SUSPECT, by=B), base=1.0, now=1.0) is not None
     assert view(t, A, 1.0).online  # a suspect is still online
-    # three members besides us: K = min(3, 4 - 2) = 2 expected confirmations; one so far
-    assert t.sweep(1.0 + 4.0) == []
-    t.apply(upd(A, 1, SUSPECT, by=C), base=2.0, now=2.0)  # a second, independent confirmation
+    # three members besides us: K = min(3, 4 - 2) = 2 expected confirmations; none so far
+    assert t.sweep(1.0 + SUSPICION_MAX - 0.1) == []
+    assert t.apply(upd(A, 1, SUSPECT, by=B), base=2.0, now=2.0) is None  # the same reporter again
+    t.apply(upd(A, 1, SUSPECT, by=C), base=2.0, now=2.0)  # a first confirmation
+    spread = t.suspect(A, now=2.5)  # our own probe failed too: a second one, spread as ours
+    assert spread is not None
+    assert spread.by == SELF
+    assert t.suspect(A, now=2.6) is None
     dead = t.sweep(1.0 + SUSPICION_MIN)
     assert [(u.url, u.state, u.incarnation) for u in dead] == [(A, DEAD, 1)]
     assert not view(t, A, 3.0).online

@@ -44,6 +44,8 @@ def ours(name: str, port: str, directory: str, stats: str, peer: str | None) -> 
 
     runtime_host.Host = CountedHost  # the command imports it when it starts
     argv = ["--name", name, "--port", port, "--persistence-dir", directory, "--yes", "-q"]
+    if os.environ.get("PAGLETS_SCALE_NO_SERVICES"):  # bench_scale --no-services: membership alone
+        argv.append("--no-launch-config")
     if peer:
         argv += ["--peer", peer]
     return cli.main(argv)

@@ -9,7 +9,8 @@ Rows, ours and paglets 2.0.0 side by side in one run where 2.0 can run:
   and multicast off. Measured: *convergence*, seconds from the last process start until every host's
   ``GET /hosts`` lists all N online; *idle CPU* over ``--window`` seconds after ``--settle`` seconds of
   quiet, of every process of the mesh (hosts, template processes, services), in % of one core, in total
-  and per host; *requests/s per host* served by the hosts in that window; *kill detection*, seconds
+  and per host (``idle_cpu_pct_host_processes``: the host processes alone, without their services);
+  *requests/s per host* served by the hosts in that window; *kill detection*, seconds
   from SIGKILL of one host until every other host lists it offline. The bench polls ``GET /hosts`` to
   watch convergence and the kill (every ``POLL`` seconds; never during the CPU window). Convergence is
   also given from the moment the last host first answered (``converge_after_serving_s``): on a small
@@ -71,7 +72,7 @@ def _poll_all(ports: list[int]) -> list[set[str] | None]:
         return list(pool.map(_online, ports))
 
 
-def _cpu_seconds(pids: list[int]) -> float:
+def _cpu_seconds(pids: list[int], *, children: bool = True) -> float:
     import psutil
 
     total = 0.0
@@ -79,7 +80,7 @@ def _cpu_seconds(pids: list[int]) -> float:
     for pid in pids:
         try:
             root = psutil.Process(pid)
-            family = [root, *root.children(recursive=True)]
+            family = [root, *root.children(recursive=True)] if children else [root]
         except psutil.Error:
             continue
         for process in family:
@@ -158,8 +159,10 @@ def scenario_mesh(impl: str, count: int, python: str, window: float, settle: flo
         pids = [p.pid for p in procs]
         served0 = _served(stats, procs)
         cpu0, wall0 = _cpu_seconds(pids), time.perf_counter()
+        hosts0 = _cpu_seconds(pids, children=False)
         time.sleep(window)
         cpu, wall = _cpu_seconds(pids) - cpu0, time.perf_counter() - wall0
+        result["idle_cpu_pct_host_processes"] = 100 * (_cpu_seconds(pids, children=False) - hosts0) / wall
         served = _served(stats, procs) - served0
         result["idle_cpu_pct_total"] = 100 * cpu / wall
         result["idle_cpu_pct_per_host"] = 100 * cpu / wall / count
@@ -280,6 +283,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     from _reference import can_isolate_network, ensure_reference
 
     ours = sys.executable
+    if args.no_services:
+        os.environ["PAGLETS_SCALE_NO_SERVICES"] = "1"
     impls: list[tuple[str, str, str, str | None]] = [("ours", "ours", ours, None)]
     if args.baseline:
         impls.append(("ours (base)", "ours", ours, str(Path(args.baseline).resolve())))
@@ -372,6 +377,9 @@ def main() -> None:
     parser.add_argument("--paglets", type=int, default=1000)
     parser.add_argument("--baseline", help="source tree of another paglets to run as 'ours (base)'")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument(
+        "--no-services", action="store_true", help="ours without a launch config (the mesh alone)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--scenario", choices=["mesh", "start", "paglets"])
     parser.add_argument("--impl", default="ours")

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from paglets.core.agent import Paglet
+from paglets.core.agent import Paglet, PagletState
 from paglets.core.messages import Message
 
 
-class Echo(Paglet[Any]):
+@dataclass
+class EchoState(PagletState):
+    pass
+
+
+class Echo(Paglet[EchoState]):
     """Answers ``ping`` with ``pong``; holds no state."""
+
+    State = EchoState
 
     def handle_message(self, msg: Message) -> Any:
         return "pong" if msg.kind == "ping" else None

@@ -10,14 +10,14 @@ public facade over them. Where two collaborators need each other, the cycle is b
 - the service directory's mesh lookups need the mesh's peers and an HTTP client, both of which exist
   only while the host runs: they are bound at start (``bind_client``).
 
-Start order: the zygote, the records and the transfer records, then the HTTP server (so that nothing is
-served before they are loaded), the ``auto`` bind watcher, the artifact cleanup, the mesh, resident
-services (every record first, then the eager ones), ``activate_on_startup`` records, startup agents. Stop
-order: the server first (no new requests), then open moves get a short chance to finish and the paused
-copies of those still in doubt are held (``_move_held.py``), then, for ``shutdown()``, every paglet is
-saved, then
-background work, the mesh, resident services, movement, the artifact store, the records and last the
-paglet processes.
+Start order: the records and the transfer records are loaded, then the HTTP server starts (so that
+nothing is served before they are loaded), the zygote is launched in the background (``_zygote_thread``;
+creating a paglet process waits for it, and launches it if that comes first), the ``auto`` bind
+watcher, the artifact cleanup, the mesh, resident services (every record first, then the eager ones),
+``activate_on_startup`` records, startup agents. Stop order: the server first (no new requests), then
+open moves get a short chance to finish and the paused copies of those still in doubt are held
+(``_move_held.py``), then, for ``shutdown()``, every paglet is saved, then background work, the mesh,
+resident services, movement, the artifact store, the records and last the paglet processes.
 """
 
 from __future__ import annotations
@@ -408,6 +408,7 @@ class HostParts:
             await self.forwarding.close()
             raise
         self.server = server
+        self.manager.launch_zygote()  # serving already: the template process starts meanwhile
         self.events.host_address = self.binding.url
         if AUTO in cfg.bind_hosts and not cfg.public_url:
             watcher = BindingWatcher(

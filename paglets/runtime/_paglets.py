@@ -42,6 +42,7 @@ from paglets.runtime._handoff import OutgoingSegment
 from paglets.runtime._procutil import scrubbed_environment
 from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._zygote import Zygote
+from paglets.runtime._zygote_thread import ZygoteThread
 from paglets.wire.boot import ChildConfig, encode_child_config
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class PagletManager:
         self._on_agent_live = on_agent_live
         self._mailbox_depth = mailbox_depth
         self.controllers: dict[str, PagletController] = {}
-        self.zygote: Zygote | None = None
+        self._zygote: ZygoteThread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
         #: ``(seconds, ok)`` of every finished message (the host's metrics).
@@ -137,12 +138,24 @@ class PagletManager:
     # --- start and stop --------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the zygote. Call on the loop thread: the zygote lives as long as this thread."""
+        """Bind to the host's loop. The zygote is launched by :meth:`launch_zygote` (the host calls it once
+        its socket is bound), or by the first paglet process needed before that."""
         self._loop = loop
+
+    def launch_zygote(self) -> None:
+        """Launch the zygote in the background (``paglets.runtime._zygote_thread``), once; creating a
+        paglet process waits until it is ready."""
+        if self._zygote is not None or self._loop is None:
+            return
         # the template and every paglet process start without the host's secrets in their environment;
         # a paglet process gets the key it needs through its ChildConfig
         env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
-        self.zygote = Zygote.start(preload=self._preload, env=env)
+        self._zygote = ZygoteThread(name=self.host_name, preload=self._preload, env=env)
+
+    @property
+    def zygote(self) -> Zygote | None:
+        """The zygote once it is ready (``None`` before, or when the host is not started)."""
+        return self._zygote.ready if self._zygote is not None else None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -165,9 +178,9 @@ class PagletManager:
             await ctrl.wait_exit(self.timeouts.exit)
             ctrl.close()
         self.controllers.clear()
-        zygote, self.zygote = self.zygote, None
-        if zygote is not None:
-            await asyncio.get_running_loop().run_in_executor(None, zygote.close)
+        starter, self._zygote = self._zygote, None
+        if starter is not None:
+            await asyncio.get_running_loop().run_in_executor(None, starter.close)
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -291,9 +304,11 @@ class PagletManager:
         register: bool = True,
     ) -> PagletController:
         check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
-        zygote = self.zygote
-        if zygote is None:
+        self.launch_zygote()
+        starter = self._zygote
+        if starter is None:
             raise HostError(f"host {self.host_name} is not started")
+        zygote = await starter.get()
         loop = self.loop
         channel, child_fds = Channel.create()
         service_bell = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)

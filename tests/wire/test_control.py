@@ -66,7 +66,8 @@ def strategy(kind: Any) -> st.SearchStrategy[Any]:
     if origin is Literal:
         return st.sampled_from(get_args(kind))
     if origin is list:
-        return st.lists(strategy(get_args(kind)[0]), max_size=3)
+        element = strategy(get_args(kind)[0])
+        return st.just([]) if element.is_empty else st.lists(element, max_size=3)
     if origin is dict:
         return st.dictionaries(text, strategy(get_args(kind)[1]), max_size=3)
     if kind is type(None):
@@ -78,8 +79,8 @@ def strategy(kind: Any) -> st.SearchStrategy[Any]:
     if kind is msgspec.Raw:
         return values.map(lambda v: msgspec.Raw(msgspec.msgpack.encode(v)))
     if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-        if kind in _building:  # a Struct that holds itself (a list of them): cut the recursion there
-            return st.deferred(lambda: strategy(kind))
+        if kind in _building:  # a Struct that holds itself (a list of them): the inner lists stay empty
+            return st.nothing()
         _building.add(kind)
         try:
             hints = typing.get_type_hints(kind, include_extras=True)

@@ -482,6 +482,16 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         os.environ[CA_FILE_ENV] = str(args.ca_file.resolve())  # for the host and its paglet processes
     restart = threading.Event()
     stopping = threading.Event()
+    signalled = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        signalled.set()
+        stopping.set()
+
+    # Installed before the host starts: a SIGTERM while it starts (it may already serve and be listed by
+    # its peers) stops it with its paglets saved once the start is done, instead of killing it.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     update = _startup_update(args, options, restart, stopping)
     chosen = (args.mesh_version or "").strip() or os.environ.get(MESH_VERSION_ENV, "").strip()
     if update is not None and update.process_start_head and not chosen:
@@ -524,14 +534,6 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
             flush=True,
         )
 
-    signalled = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        signalled.set()
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     while not stopping.wait(3600):
         pass
     if host.parts.updater.restart_scheduled:  # the restart thread saves the paglets, then sets restart

@@ -474,7 +474,7 @@ class Persistence:
             "activate",
             agent_id=agent_id,
             class_name=record.agent_class,
-            data={"queued_message_count": len(queued)},
+            data={"queued_message_count": len(queued), **_checkpoint_mark(record)},
         )
         self._schedule()
         return ProxyRef(self._address(), agent_id)
@@ -641,3 +641,10 @@ class Persistence:
         ctrl.kill()
         await self._retire(ctrl, saved=saved)
         return True
+
+
+def _checkpoint_mark(record: StoredRecord) -> dict[str, Any]:
+    """What the ``activate`` event of a paglet restored from a checkpoint (``_checkpoints.py``) adds."""
+    if record.metadata.get("checkpoint") is not True:
+        return {}
+    return {"restored_from_checkpoint": True, "checkpoint_at": record.metadata.get("checkpoint_at")}

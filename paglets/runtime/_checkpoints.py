@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from paglets.core.context_events import ContextEventLog
     from paglets.runtime._controller import PagletController
 
-__all__ = ["CHECKPOINT_ATTRIBUTE", "CHECKPOINT_DIRECTORY", "Checkpoints"]
+__all__ = ["CHECKPOINT_ATTRIBUTE", "CHECKPOINT_DIRECTORY", "Checkpoints", "checkpoint_mark"]
 
 _log = logging.getLogger("paglets.runtime")
 
@@ -369,6 +369,13 @@ class Checkpoints:
         finally:
             self._taking.discard(ctrl.agent_id)
             self._cancelled.discard(ctrl.agent_id)
+
+
+def checkpoint_mark(record: StoredRecord) -> dict[str, Any]:
+    """What the ``activate`` event of a paglet restored from a checkpoint adds to its data."""
+    if record.metadata.get("checkpoint") is not True:
+        return {}
+    return {"restored_from_checkpoint": True, "checkpoint_at": record.metadata.get("checkpoint_at")}
 
 
 async def _quiet(ctrl: PagletController, wait: float) -> None:

@@ -426,7 +426,7 @@ class LookupService(Request[ServiceRecordWire | None], frozen=True, tag=60):
     scope: str = "local"
 
 
-class CheckpointAgent(AgentRequest[CheckpointReply], frozen=True, tag=61):
+class CheckpointAgent(AgentRequest[CheckpointReply], frozen=True, tag=16):
     """``POST /agents/{id}/checkpoint``: save an active paglet's state and waiting messages durably
     while it keeps running (``paglets.runtime._checkpoints``)."""
 

@@ -136,6 +136,12 @@ class HostSite:
         self._names = names
         self._directory = directory
         self._router = router
+        #: Called before an active paglet leaves (its checkpoint is dropped: ``_checkpoints.py``).
+        self.on_leaving: Callable[[str], Coroutine[Any, Any, None]] | None = None
+
+    async def leaving(self, agent_id: str) -> None:
+        if self.on_leaving is not None:
+            await self.on_leaving(agent_id)
 
     @property
     def address(self) -> str:

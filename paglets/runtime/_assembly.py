@@ -43,6 +43,7 @@ from paglets.runtime._agent_ops import AgentOps
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._autoupdate import AutoUpdater, build_admin_routes
 from paglets.runtime._binding import AUTO, BindingWatcher, HostAddress, resolve_bind_hosts
+from paglets.runtime._checkpoints import Checkpoints
 from paglets.runtime._config import HostConfig
 from paglets.runtime._control import ControlTable
 from paglets.runtime._creation import Creator
@@ -162,7 +163,11 @@ class HostParts:
             forwarding.arrived(agent_id)
             publish(agent_id, held)
 
-        manager.observe(gone=self.services.forget_agent, live=live)
+        def gone(agent_id: str) -> None:
+            self.services.forget_agent(agent_id)
+            self.checkpoints.forget(agent_id)
+
+        manager.observe(gone=gone, live=live)
         self.creator = Creator(address=address, agents=manager, stored=records.stored, client=client)
         self.resident = ResidentServices(
             name=name,
@@ -190,6 +195,17 @@ class HostParts:
             default=cfg.idle_deactivate_after,
             agents=manager,
             records=records,
+            is_resident=self.resident.is_resident,
+            events=events,
+            spawn=tasks.spawn,
+        )
+        #: Checkpoints of active paglets (per class, the host's default, or on request).
+        self.checkpoints = Checkpoints(
+            name=name,
+            root=root,
+            default=cfg.checkpoint_interval,
+            agents=manager,
+            files=self.files,
             is_resident=self.resident.is_resident,
             events=events,
             spawn=tasks.spawn,
@@ -257,25 +273,25 @@ class HostParts:
             artifacts=self.artifact_access,
             default_timeout=DEFAULT_TIMEOUT,
         )
-        self.movement = MovementEngine(
-            HostSite(
-                name=name,
-                address=address,
-                code_version=code_version,
-                config=cfg,
-                events=events,
-                manager=manager,
-                persistence=records,
-                files=self.files,
-                artifacts=self.artifacts,
-                client=client,
-                peers=self.peers,
-                names=self.names,
-                directory=self.directory,
-                router=self.router,
-                forwarding=forwarding,
-            )
+        site = HostSite(
+            name=name,
+            address=address,
+            code_version=code_version,
+            config=cfg,
+            events=events,
+            manager=manager,
+            persistence=records,
+            files=self.files,
+            artifacts=self.artifacts,
+            client=client,
+            peers=self.peers,
+            names=self.names,
+            directory=self.directory,
+            router=self.router,
+            forwarding=forwarding,
         )
+        self.movement = MovementEngine(site)
+        site.on_leaving = self.checkpoints.drop
         #: The movement engine in the control plane's types.
         self.moves = moves = MovementPort(self.movement)
         moves.wake = self.idle.wake
@@ -303,6 +319,7 @@ class HostParts:
             leases=self.resident,
             resolve=self.names.resolve,
         ).register(self.control)
+        self.checkpoints.register(self.control, inactive=records.stored)
         PagletOps(
             address=address,
             code_version=code_version,
@@ -384,8 +401,13 @@ class HostParts:
         self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)
         self.manager.start(asyncio.get_running_loop())
         await self.persistence.start()
+        await self.checkpoints.start()
         await self.forwarding.start()
         await self.movement.start()  # transfer records are back before anyone can ask about them
+        # checkpoints left by a crash become startup records (never one of a paglet that moved away)
+        checkpointed = await self.checkpoints.restore(
+            self.persistence, lambda agent_id: self.forwarding.lookup(agent_id) is not None
+        )
         prefix = urlsplit(cfg.public_url).path.rstrip("/") if cfg.public_url else ""
         server = HttpServer(
             self.http_router(),
@@ -405,6 +427,7 @@ class HostParts:
             await self.movement.stop()
             await self.manager.stop_all(STOP_GRACE)
             await self.persistence.close()
+            await self.checkpoints.close()
             await self.forwarding.close()
             raise
         self.server = server
@@ -424,6 +447,7 @@ class HostParts:
         if self.relay_hub is not None:
             self.relay_hub.start()
         self.idle.start()
+        self.checkpoints.run_periodic()
         if cfg.mesh:
             self.mesh.start()
         self.launch.report_sync()
@@ -437,6 +461,7 @@ class HostParts:
                 "code_version": self.code_version,
                 "resident_services": sorted({d.contract.name for d in self.resident.declarations()}),
                 "restored": restored,
+                "restored_from_checkpoints": checkpointed,
                 "inactive": len(self.persistence.summaries()),
             },
         )
@@ -508,6 +533,7 @@ class HostParts:
         await self.services.aclose()
         await asyncio.get_running_loop().run_in_executor(None, self.artifacts.close)
         await self.persistence.close()
+        await self.checkpoints.close()  # before the processes end: their checkpoints stay
         await self.forwarding.close()
         await self.manager.stop_all(STOP_GRACE)
         await self.peers.close()

@@ -134,6 +134,9 @@ class HostConfig:
     #: Seconds of idleness after which any paglet is passivated (``paglets.runtime._idle``; ``None``: off;
     #: a class's ``idle_deactivate_after`` attribute overrides it).
     idle_deactivate_after: float | None = None
+    #: Seconds between two checkpoints of any active paglet (``paglets.runtime._checkpoints``; ``None``:
+    #: off; a class's ``checkpoint_every`` attribute overrides it).
+    checkpoint_interval: float | None = None
 
     @property
     def relay_mode(self) -> bool:
@@ -179,6 +182,7 @@ class HostConfig:
         _check_seconds(options, "dispose_grace", DISPOSE_GRACE, allow_none=False)
         _check_seconds(options, "send_timeout", DEFAULT_SEND_TIMEOUT, allow_none=True)
         _check_seconds(options, "idle_deactivate_after", None, allow_none=True)
+        _check_seconds(options, "checkpoint_interval", None, allow_none=True)
         wait = options.get("inbound_budget_wait", INBOUND_BUDGET_WAIT)
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < float("inf"):
             raise HostError(f"inbound_budget_wait must be a number of seconds >= 0, not {wait!r}")

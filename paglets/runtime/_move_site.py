@@ -108,6 +108,11 @@ class MovementSite(Protocol):
         """This host's ``GET /health`` (a move within the host checks it like another host's)."""
         ...
 
+    async def leaving(self, agent_id: str) -> None:
+        """An active paglet is about to leave (paused, nothing sent yet): drop what would bring it back
+        here (its checkpoint, ``paglets.runtime._checkpoints``)."""
+        ...
+
     async def forward_waiting(self, items: Sequence[MailboxItem], where: dict[str, str]) -> None:
         """Send messages that waited for a paglet that left on to where it is now."""
         ...

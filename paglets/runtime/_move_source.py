@@ -133,6 +133,8 @@ class SourceDriver:
         ctrl.pause()
         files: list[dict[str, Any]] = []
         try:
+            if kind != "clone":
+                await host.leaving(agent_id)
             engine.check_capacity()
             new_id = (clone_id or uuid.uuid4().hex) if kind == "clone" else agent_id
             if hooks_in_child:

@@ -45,6 +45,7 @@ from paglets.core.events import PersistencyEvent
 from paglets.persistence._recordformat import RecordSummary, StoredMessage, StoredRecord
 from paglets.persistence._records import RecordStore
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
+from paglets.runtime._checkpoints import checkpoint_mark
 from paglets.runtime._controller import MailboxItem, PagletController, Snapshot
 from paglets.runtime._routing import encode_message_dict, message_dict
 from paglets.wire.control import ProxyRef
@@ -474,7 +475,7 @@ class Persistence:
             "activate",
             agent_id=agent_id,
             class_name=record.agent_class,
-            data={"queued_message_count": len(queued)},
+            data={"queued_message_count": len(queued), **checkpoint_mark(record)},
         )
         self._schedule()
         return ProxyRef(self._address(), agent_id)

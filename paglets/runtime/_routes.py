@@ -1,7 +1,8 @@
 """The HTTP control plane of a host (``proto/PROTOCOL.md`` §6): a route table over its control table.
 
 An HTTP route that is a control operation (``GET /agents``, ``/agents/{id}``, ``/state``, ``/messages``,
-``/dispatch``, ``/clone``, ``/retract``, ``/deactivate``, ``/activate``, ``/dispose``, ``POST /agents``,
+``/dispatch``, ``/clone``, ``/retract``, ``/deactivate``, ``/activate``, ``/checkpoint``, ``/dispose``,
+``POST /agents``,
 ``/health``, leases) decodes its JSON body once into its HTTP request Struct (``paglets.wire.requests``;
 a wrong type or a missing field is a 400 naming the field, before anything runs), builds the typed
 request of ``paglets.wire.control`` and calls the host's ``ControlTable``, the same handler that serves
@@ -48,6 +49,7 @@ from paglets.wire.control import (
     ActivateAgent,
     AgentInfo,
     AgentStateInfo,
+    CheckpointAgent,
     CloneAgent,
     CreateAgent,
     DeactivateAgent,
@@ -262,6 +264,11 @@ def build_router(
         reply = await control.call(DisposeAgent(request.path_params["agent_id"]))
         return _ok(reply)
 
+    async def checkpoint(request: Request) -> Response:
+        await _read(request, EmptyRequest)
+        reply = await control.call(CheckpointAgent(request.path_params["agent_id"]))
+        return _ok(reply)
+
     async def lease(request: Request) -> Response:
         body = await _read(request, LeaseRequest)
         reply = await control.call(AcquireLease(body.agent_id, body.service_name, body.ttl))
@@ -311,6 +318,7 @@ def build_router(
     router.post("/agents/{agent_id}/retract", move(lambda a, body: RetractAgent(a, body.target)))
     router.post("/agents/{agent_id}/deactivate", move(lambda a, body: DeactivateAgent(a, body.request)))
     router.post("/agents/{agent_id}/activate", move(lambda a, body: ActivateAgent(a)))
+    router.post("/agents/{agent_id}/checkpoint", checkpoint)
     build_service_routes(router, services, host_name=lambda: name, host_address=address, is_active=is_active)
     build_artifact_routes(router, artifacts)
     add_dashboard_routes(router, address=address, metrics=metrics)

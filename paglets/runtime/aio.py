@@ -139,6 +139,9 @@ class AsyncHost:
     async def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> AsyncPagletProxy:
         return self._proxy(await run_blocking(self.host.deactivate, agent_id, request))
 
+    async def checkpoint(self, agent_id: str) -> dict[str, Any]:
+        return await run_blocking(self.host.checkpoint, agent_id)
+
     async def activate(self, agent_id: str) -> AsyncPagletProxy:
         return self._proxy(await run_blocking(self.host.activate, agent_id))
 

@@ -42,6 +42,7 @@ from paglets.services.contracts import ServiceHandle, ServiceRecord
 from paglets.services.resident import ServiceLease
 from paglets.wire.control import (
     ActivateAgent,
+    CheckpointAgent,
     DeactivateAgent,
     DisposeAgent,
     MoveAction,
@@ -243,6 +244,13 @@ class Host:
         """Save a paglet to disk and end its process; returns its (inactive) proxy."""
         wire = None if request is None else request.to_wire()
         return self._proxy_for(self._run(self.parts.control.call(DeactivateAgent(agent_id, wire))).proxy)
+
+    def checkpoint(self, agent_id: str) -> dict[str, Any]:
+        """Save an active paglet's state and waiting messages durably while it keeps running
+        (``paglets.runtime._checkpoints``); returns ``checkpoint_at``, ``state_bytes`` and
+        ``queued_message_count``."""
+        reply = self._run(self.parts.control.call(CheckpointAgent(agent_id)))
+        return msgspec.structs.asdict(reply)
 
     def activate(self, agent_id: str) -> PagletProxy:
         """Start an inactive paglet from its record; ``InvalidAgentError`` when there is

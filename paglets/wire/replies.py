@@ -16,6 +16,7 @@ import msgspec
 __all__ = [
     "ArtifactLocation",
     "ArtifactRefWire",
+    "CheckpointReply",
     "DeactivatedReply",
     "FileRefWire",
     "GitUpdateStatus",
@@ -47,6 +48,15 @@ class ProxyReply(msgspec.Struct, frozen=True):
 class DeactivatedReply(msgspec.Struct, frozen=True):
     proxy: ProxyRef
     ok: bool = True
+
+
+class CheckpointReply(msgspec.Struct, frozen=True):
+    """``POST /agents/{id}/checkpoint``: when the checkpoint was taken and what it holds."""
+
+    agent_id: str
+    checkpoint_at: float
+    state_bytes: int
+    queued_message_count: int
 
 
 class OkReply(msgspec.Struct, frozen=True):

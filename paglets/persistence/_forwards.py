@@ -32,6 +32,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from paglets.persistence._fileio import (
+    SyncTimer,
     datasync,
     fsync_fd,
     open_directory,
@@ -41,7 +42,7 @@ from paglets.persistence._fileio import (
     write_new_file,
 )
 
-__all__ = ["FORWARD_TTL", "MAX_FORWARDS", "Forward", "ForwardStore"]
+__all__ = ["FORWARD_TTL", "MAX_FORWARDS", "Forward", "ForwardFrame", "ForwardStore"]
 
 #: Seconds a forwarding entry is kept: long enough for every proxy in use to meet it, short enough that
 #: a host does not answer for paglets long gone.
@@ -70,6 +71,9 @@ class _Entry(msgspec.Struct, array_like=True, frozen=True):
     new_agent_id: str
     expires_at: float
 
+
+#: A change of the log, from ``ForwardStore.note``/``unnote``, made durable by ``ForwardStore.log``.
+ForwardFrame = _Entry
 
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _DECODER: Final = msgspec.msgpack.Decoder(_Entry)
@@ -100,6 +104,15 @@ class ForwardStore:
         self._fd = -1
         self._dir_fd = -1
         self._frames = 0
+        self.sync_timer = SyncTimer()
+
+    @property
+    def change_is_cheap(self) -> bool:
+        """The next ``log`` is one small appended frame (no compaction) on storage that synced fast
+        lately, or touches memory only: cheap enough for the caller's event loop."""
+        if self._root is None:
+            return True
+        return self.sync_timer.inline and self._frames <= 2 * max(len(self._entries), 64)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -157,21 +170,38 @@ class ForwardStore:
 
     def add(self, agent_id: str, host_url: str, new_agent_id: str) -> None:
         """Remember that ``agent_id`` left for ``host_url`` (durable when this returns)."""
+        self.log(self.note(agent_id, host_url, new_agent_id))
+
+    def drop(self, agent_id: str) -> bool:
+        """Forget ``agent_id`` (it is here again, or gone for good); whether there was an entry."""
+        entry = self.unnote(agent_id)
+        if entry is None:
+            return False
+        self.log(entry)
+        return True
+
+    def note(self, agent_id: str, host_url: str, new_agent_id: str) -> _Entry:
+        """``add`` in memory only (lookups see it at once); returns the frame that ``log`` makes durable."""
         expires = self._clock() + self._ttl
         with self._lock:
             self._entries.pop(agent_id, None)
             self._entries[agent_id] = Forward(host_url, new_agent_id, expires)
             while len(self._entries) > self._limit:
                 self._entries.popitem(last=False)
-            self._append_locked(_Entry(agent_id, host_url, new_agent_id, expires))
+        return _Entry(agent_id, host_url, new_agent_id, expires)
 
-    def drop(self, agent_id: str) -> bool:
-        """Forget ``agent_id`` (it is here again, or gone for good); whether there was an entry."""
+    def unnote(self, agent_id: str) -> _Entry | None:
+        """``drop`` in memory only; the removal frame for ``log``, or None when there was no entry."""
         with self._lock:
             if self._entries.pop(agent_id, None) is None:
-                return False
-            self._append_locked(_Entry(agent_id, "", "", 0.0))
-            return True
+                return None
+        return _Entry(agent_id, "", "", 0.0)
+
+    def log(self, entry: _Entry) -> None:
+        """Append a frame from ``note``/``unnote`` durably (frames must be logged in the order they were
+        made: the last frame of an agent id wins when the log is read back)."""
+        with self._lock:
+            self._append_locked(entry)
 
     def entries(self) -> dict[str, Forward]:
         """A copy of the live entries."""
@@ -190,8 +220,10 @@ class ForwardStore:
             self._fd = os.open(
                 FILE_NAME, open_flags(os.O_WRONLY | os.O_CREAT | os.O_APPEND), 0o600, dir_fd=self._dir_fd
             )
+        started = time.perf_counter()
         write_all(self._fd, [_frame(entry)])
         datasync(self._fd)
+        self.sync_timer.timed(started)
         self._frames += 1
 
     def _rewrite_locked(self) -> None:

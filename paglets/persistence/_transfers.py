@@ -37,6 +37,7 @@ import os
 import re
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
@@ -44,7 +45,15 @@ from typing import Final, Literal
 import msgspec
 
 from paglets.core.errors import HostError, TransferError
-from paglets.persistence._fileio import datasync, fsync_fd, open_directory, open_flags, pwrite_all, read_exact
+from paglets.persistence._fileio import (
+    SyncTimer,
+    datasync,
+    fsync_fd,
+    open_directory,
+    open_flags,
+    pwrite_all,
+    read_exact,
+)
 from paglets.persistence._quarantine import Quarantine, QuarantineCallback
 from paglets.wire.checksum import crc32
 
@@ -142,7 +151,8 @@ def decode_slot(slot: bytes) -> tuple[TransferRecord, int] | None:
 
 
 class TransferStore:
-    """The transfer records of one host (blocking calls: run them off the event loop, one at a time)."""
+    """The transfer records of one host (blocking calls: run them off the event loop, one at a time; a
+    ``write`` may run on the loop while ``write_is_cheap``)."""
 
     def __init__(self, root: Path, *, on_quarantine: QuarantineCallback | None = None) -> None:
         root.mkdir(parents=True, exist_ok=True)
@@ -157,6 +167,12 @@ class TransferStore:
         self._free: list[int] = []
         self._sequence = 0
         self._lock = threading.Lock()
+        self.sync_timer = SyncTimer()
+
+    @property
+    def write_is_cheap(self) -> bool:
+        """The next ``write`` is one small slot write (no growth) on storage that synced fast lately."""
+        return self.sync_timer.inline and bool(self._free) and self._fd >= 0
 
     def close(self) -> None:
         with self._lock:
@@ -264,12 +280,14 @@ class TransferStore:
             self._sequence += 1
             slot = encode_slot(record, self._sequence)
             index = self._free.pop()
+            started = time.perf_counter()
             try:
                 pwrite_all(self._fd, slot, index * SLOT_SIZE)
                 datasync(self._fd)
             except BaseException:
                 self._free.append(index)
                 raise
+            self.sync_timer.timed(started)
             self._where[record.key] = index
             if previous is not None:  # the new record wins by its sequence even if this never lands
                 pwrite_all(self._fd, _ZERO_SLOT, previous * SLOT_SIZE)

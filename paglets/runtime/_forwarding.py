@@ -13,13 +13,14 @@ created or activated here again; its TTL and bound are those of the store
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from paglets.core.errors import PagletMovedError
-from paglets.persistence._forwards import FORWARD_TTL, MAX_FORWARDS, ForwardStore
+from paglets.persistence._forwards import FORWARD_TTL, MAX_FORWARDS, ForwardFrame, ForwardStore
 from paglets.wire.control import ProxyRef
 
 __all__ = ["Forwarding"]
@@ -44,11 +45,14 @@ class Forwarding:
         self._host_name = host_name
         self._address = address
         self._spawn = spawn
+        self._frames: collections.deque[ForwardFrame] = collections.deque()
+        self._writer: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         return await asyncio.get_running_loop().run_in_executor(None, self.store.load)
 
     async def close(self) -> None:
+        await self.flush()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
     def lookup(self, agent_id: str) -> ProxyRef | None:
@@ -68,27 +72,44 @@ class Forwarding:
         )
 
     async def record(self, agent_id: str, where: ProxyRef) -> None:
-        """``agent_id`` left this host and settled at ``where`` (nothing for a move to this host)."""
+        """``agent_id`` left this host and settled at ``where`` (nothing for a move to this host).
+        Lookups see the entry at once; it reaches the disk in the background, in order."""
         url = where.host_url.rstrip("/")
         if url == self._address().rstrip("/"):
             await self.forget(agent_id)
             return
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, self.store.add, agent_id, url, where.agent_id
-            )
-        except OSError as exc:  # the move happened; only the answer for stale proxies is lost
-            _log.warning("host %s: could not record where paglet %s went: %s", self._host_name, agent_id, exc)
+        self._write(self.store.note(agent_id, url, where.agent_id))
 
     async def forget(self, agent_id: str) -> None:
-        if self.store.lookup(agent_id) is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, self.store.drop, agent_id)
-        except OSError as exc:
-            _log.warning(
-                "host %s: could not drop the forwarding entry of %s: %s", self._host_name, agent_id, exc
-            )
+        frame = self.store.unnote(agent_id)
+        if frame is not None:
+            self._write(frame)
+
+    def _write(self, frame: ForwardFrame) -> None:
+        """Queue a frame for the log; one writer drains the queue in order (in place while the storage is
+        fast, on a worker thread otherwise)."""
+        self._frames.append(frame)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._frames:
+            frame = self._frames.popleft()
+            try:
+                if self.store.change_is_cheap:
+                    self.store.log(frame)
+                else:
+                    await loop.run_in_executor(None, self.store.log, frame)
+            except OSError as exc:  # the move happened; only the answer for stale proxies may be lost
+                _log.warning(
+                    "host %s: could not record where paglet %s went: %s", self._host_name, frame.agent_id, exc
+                )
+
+    async def flush(self) -> None:
+        """Wait until every queued frame is in the log."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     def arrived(self, agent_id: str) -> None:
         """``agent_id`` lives here again (loop thread): its entry goes, in the background."""

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from paglets.core.errors import PagletError, TransferError
 from paglets.core.events import CloneEvent, MobilityEvent
@@ -21,7 +23,52 @@ if TYPE_CHECKING:
     from paglets.runtime._move_site import MovementSite
     from paglets.runtime._movement import MovementEngine
 
-__all__ = ["Target", "leaving_hooks", "preflight", "resolve", "stage_files", "unstage_files"]
+__all__ = [
+    "PREFLIGHT_FRESH",
+    "RecentHealth",
+    "Target",
+    "leaving_hooks",
+    "preflight",
+    "resolve",
+    "stage_files",
+    "unstage_files",
+]
+
+#: Seconds a target's ``/health`` answer serves the preflight of the next moves to it (a burst of moves,
+#: a clone fan-out, an itinerary through the same hosts, ask once). The target checks the code version
+#: and capabilities of every envelope itself, so a stale answer cannot let a paglet in where it would not
+#: run; it only means a move to a host that died meanwhile fails after the leaving hook rather than before.
+PREFLIGHT_FRESH: Final = 2.0
+#: Targets remembered at most (the least recently asked go first).
+MAX_RECENT_HEALTH: Final = 256
+
+
+class RecentHealth:
+    """The last ``/health`` answer of each recent target, for ``PREFLIGHT_FRESH`` seconds."""
+
+    def __init__(self, fresh: float = PREFLIGHT_FRESH, limit: int = MAX_RECENT_HEALTH) -> None:
+        self._fresh = fresh
+        self._limit = limit
+        self._seen: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+
+    def get(self, url: str) -> dict[str, Any] | None:
+        found = self._seen.get(url)
+        if found is None:
+            return None
+        if time.monotonic() - found[0] > self._fresh:
+            del self._seen[url]
+            return None
+        return found[1]
+
+    def put(self, url: str, health: dict[str, Any]) -> None:
+        self._seen.pop(url, None)
+        self._seen[url] = (time.monotonic(), health)
+        while len(self._seen) > self._limit:
+            self._seen.popitem(last=False)
+
+    def drop(self, url: str) -> None:
+        """A move to ``url`` failed: ask it again next time."""
+        self._seen.pop(url, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +91,13 @@ async def preflight(
     """Check the target can take the paglet (reachable, capabilities, code version)."""
 
     def failed(text: str) -> TransferError:
+        engine.peer_health.drop(target.url)
         return engine.failed("preflight", text, agent_id=agent_id, destination=target.url)
 
     if target.same_host:
         health = engine.host.health()
+    elif (recent := engine.peer_health.get(target.url)) is not None:
+        health = recent
     else:
         try:
             health = await engine.host.aclient.request_json(
@@ -57,6 +107,7 @@ async def preflight(
             raise failed(f"target {target.url} is not reachable: {exc}") from exc
         if not isinstance(health, dict):
             raise failed(f"target {target.url} answered /health with {health!r}")
+        engine.peer_health.put(target.url, health)
     capabilities = set(health.get("capabilities") or ())
     missing = [c for c in ticket.required_capabilities if c not in capabilities]
     if missing:

@@ -81,6 +81,7 @@ class SourceRun:
     proxy: dict[str, Any] | None = None  # where the target says the paglet is
     waiting: list[Any] = field(default_factory=list)  # messages of the released copy, to forward
     resumed: bool = False  # the paused copy runs on (a clone in doubt, an abort)
+    settled: bool = False  # the commit answer said where the paglet settled: no ``forget`` with settle
     created: float = field(default_factory=time.monotonic)
 
     @property
@@ -163,7 +164,8 @@ class SourceDriver:
             target_host_name=info["name"],
             target_host_address=info["address"],
             clone_of=agent_id if kind == "clone" else None,
-            ticket=ticket.to_wire(),
+            # the target checks the code version itself (the preflight may have used a recent answer)
+            ticket={**ticket.to_wire(), "expected_code_version": info["code_version"]},
             registered_files=files,
         )
         run = SourceRun(
@@ -185,6 +187,8 @@ class SourceDriver:
             event = E.PREPARE_FAILED
         finally:
             snapshot.close()
+        if event is not E.PREPARED:
+            engine.peer_health.drop(destination.url)  # the next move asks it again
         if event is not E.PREPARE_FAILED or run.machine.at(S.PREPARING):  # a stop may have decided already
             await self._feed(run, event)
         assert run.answer is not None
@@ -418,10 +422,15 @@ class SourceDriver:
             run.machine.handle(E.TIMEOUT)  # asks for the next SEND_COMMIT, which this loop does
 
     async def send_commit(self, run: SourceRun, timeout: float) -> Event:
-        """One commit request; the machine's event for its answer."""
+        """One commit request; the machine's event for its answer. A caller waiting for a dispatch or
+        retract asks the target to say where the paglet settled, if its ``run()`` returns soon."""
+        settle = run.machine.kind != "clone" and run.answer is not None and not run.answer.done()
         try:
             reply = await self._host.aclient.request_json(
-                "POST", f"{run.machine.peer}/transfers/{run.transfer_id}/commit", {}, timeout=timeout
+                "POST",
+                f"{run.machine.peer}/transfers/{run.transfer_id}/commit",
+                {"settle": True} if settle else {},
+                timeout=timeout,
             )
         except (PagletError, OSError, TimeoutError) as exc:
             _log.warning("commit of transfer %s to %s failed: %s", run.transfer_id, run.machine.peer, exc)
@@ -429,6 +438,7 @@ class SourceDriver:
         if not isinstance(reply, dict):
             return E.NO_ANSWER
         self._take_proxy(run, reply)
+        run.settled = run.settled or (settle and reply.get("settled") is True)
         return target_answer_event(str(reply.get("status") or ""))
 
     def _take_proxy(self, run: SourceRun, reply: dict[str, Any]) -> None:
@@ -464,7 +474,12 @@ class SourceDriver:
         """Tell the target it may drop its record; a dispatch whose caller waits also learns there where the
         paglet settled (``run()`` returned or it moved on, bounded wait), which the caller gets."""
         engine, ctrl = self._engine, run.ctrl
-        settle = run.machine.kind != "clone" and run.answer is not None and not run.answer.done()
+        settle = (
+            run.machine.kind != "clone"
+            and run.answer is not None
+            and not run.answer.done()
+            and not run.settled
+        )
         if run.local:
             answer = await engine.target.forget(run.transfer_id, settle=settle)
             self._take_proxy(run, answer)

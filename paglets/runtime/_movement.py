@@ -39,6 +39,7 @@ from paglets.persistence._transfers import MAX_OPEN_TRANSFERS, TransferRecord, T
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import Snapshot
 from paglets.runtime._inbound import INBOUND_DECODE_WORKERS, InboundBudget, InboundMove
+from paglets.runtime._move_depart import RecentHealth
 from paglets.runtime._move_held import STOP_SETTLE_WAIT, HeldDriver
 from paglets.runtime._move_recovery import Recovery
 from paglets.runtime._move_source import ENVELOPE_CONTENT_TYPE, SourceDriver, SourceRun, Target
@@ -82,6 +83,8 @@ class MovementEngine:
         #: Seconds an inbound move waits for budget before it is refused with 503.
         self.budget_wait = host.config.inbound_budget_wait
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        #: Recent ``/health`` answers of targets, for preflights (``paglets/runtime/_move_depart.py``).
+        self.peer_health = RecentHealth()
         self.source = SourceDriver(self)
         self.target = TargetDriver(self)
         self.recovery = Recovery(self)
@@ -169,11 +172,15 @@ class MovementEngine:
             )
 
     async def write_record(self, record: TransferRecord) -> None:
-        """A durable write (about 0.05 ms here: one 512-byte slot, one ``fdatasync``), off the loop."""
+        """A durable write (about 0.05 ms here: one 512-byte slot, one ``fdatasync``): in place while the
+        storage is that fast (a worker thread's round trip costs more), on the record thread otherwise."""
         store, io = self.store, self._io
         if store is None or io is None:
             raise TransferError(f"host {self.host.name} is not started")
-        await asyncio.get_running_loop().run_in_executor(io, store.write, record)
+        if store.write_is_cheap:
+            store.write(record)
+        else:
+            await asyncio.get_running_loop().run_in_executor(io, store.write, record)
 
     async def held_call(self, method: str, *args: Any) -> Any:
         """``HeldCopies.<method>(*args)`` on the transfer-record thread (blocking file work)."""
@@ -248,8 +255,8 @@ class MovementEngine:
             status, role = "unknown", None
         return {"transfer_id": transfer_id, "status": status, "role": role, "incarnation": self.incarnation}
 
-    async def commit(self, transfer_id: str) -> dict[str, Any]:
-        return await self.target.commit(transfer_id)
+    async def commit(self, transfer_id: str, *, settle: bool = False) -> dict[str, Any]:
+        return await self.target.commit(transfer_id, settle=settle)
 
     async def abort(self, transfer_id: str) -> dict[str, Any]:
         return await self.target.abort(transfer_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,6 +153,7 @@ class TravelState(PagletState):
     log: list[str] = field(default_factory=list)
     route: list[str] = field(default_factory=list)
     payload: bytes = b""
+    work: float = 0.0  # seconds run() works before it follows its route
 
 
 class Traveller(Paglet[TravelState]):
@@ -169,7 +171,9 @@ class Traveller(Paglet[TravelState]):
         with self.locked():
             self.state.log.append(f"run:{self._host()}")
             route = list(self.state.route)
+            work = self.state.work
         if route:
+            time.sleep(work)  # a run() that takes a while before it moves on
             with self.locked():
                 self.state.route = route[1:]
             self.dispatch(route[0])

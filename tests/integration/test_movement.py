@@ -173,3 +173,30 @@ def test_a_clone_arriving_inactive_on_the_same_host_keeps_its_state(make_host: C
     )
     assert [a["agent_id"] for a in alpha.list_agents(active=False, inactive=True)] == [clone.agent_id]
     assert alpha.activate(clone.agent_id).send(Message("size")) == 1000
+
+
+def test_the_target_checks_the_code_version_when_the_preflight_answer_is_stale(
+    make_host: Callable[..., Host],
+) -> None:
+    alpha, beta = make_host("alpha", mesh_version="v1"), make_host("beta", mesh_version="v2")
+    proxy = alpha.create(Traveller)
+    # a /health answer from before beta was upgraded, still fresh enough to spare the preflight request
+    alpha.parts.movement.peer_health.put(beta.address, {**beta.health(), "code_version": "v1"})
+    with pytest.raises(TransferError, match="runs code version 'v2', the paglet expects 'v1'"):
+        alpha.dispatch(proxy.agent_id, beta.address)
+    # it runs on where it was (its leaving hook ran: the target refused only when the envelope came)
+    assert proxy.send(Message("log"))[-1] == "dispatching:alpha->beta"
+    assert [a["agent_id"] for a in alpha.list_agents()] == [proxy.agent_id]
+    assert beta.list_agents() == []
+    # the failed move dropped the stale answer: the next preflight asks beta again
+    with pytest.raises(TransferError, match="runs code version 'v2', this host 'v1'"):
+        alpha.dispatch(proxy.agent_id, beta.address)
+
+
+def test_a_run_longer_than_the_commit_settle_wait_still_reports_where_it_settled(
+    make_host: Callable[..., Host],
+) -> None:
+    alpha, beta, gamma = make_host("alpha"), make_host("beta"), make_host("gamma")
+    proxy = alpha.create(Traveller, TravelState(route=[gamma.address], work=0.6))
+    moved = alpha.dispatch(proxy.agent_id, beta.address)
+    assert moved.host_url == gamma.address  # run() on beta waited, then moved on to gamma

@@ -407,3 +407,13 @@ def test_candidate_score_prefers_free_slots_and_preferred_tags() -> None:
     assert can_ever_satisfy(tagged, request(sched, "b", required_host_tags=("ssd",))) == (
         "missing required host tags: ssd"
     )
+
+
+def test_an_idle_host_gossips_less_and_less_up_to_the_cap() -> None:
+    from paglets.services.builtin._compute_service import IDLE_GOSSIP_MAX, gossip_interval
+
+    assert gossip_interval(5.0, 0) == 5.0  # a job or a status change: the configured interval
+    assert [gossip_interval(5.0, n) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]
+    assert gossip_interval(5.0, 4) == IDLE_GOSSIP_MAX
+    assert gossip_interval(5.0, 10_000) == IDLE_GOSSIP_MAX  # no overflow after a long idle time
+    assert gossip_interval(120.0, 3) == 120.0  # a configured interval above the cap is kept

@@ -10,7 +10,8 @@ journal (:mod:`~paglets.services.builtin._compute_journal`) after each change, a
 **Loop.** Every ``loop_interval`` seconds, and at once when something was released: leases past their
 time or whose job vanished, a grant pass (grants are one-way messages that wake the job), a redirect
 pass, timed-out jobs that did not stop, usage samples (every ``usage_sample_interval``), lost tracked
-jobs, gossip (every ``gossip_interval`` +-10 %, and soon after the status changed).
+jobs, gossip (every ``gossip_interval`` +-10 %, and soon after the status changed; a host with no job to
+look after doubles the interval each round up to :data:`IDLE_GOSSIP_MAX`).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ from paglets.services.builtin.compute_slots import (
 if TYPE_CHECKING:
     from paglets.services.builtin.compute_slots import ComputeSlotsAgent
 
-__all__ = ["ComputeSlotsService"]
+__all__ = ["IDLE_GOSSIP_MAX", "ComputeSlotsService", "gossip_interval"]
 
 #: Seconds a message to a local job (grant, redirect, stop) may take to be accepted.
 DELIVERY_TIMEOUT: Final = 10.0
@@ -88,6 +89,11 @@ HOME_TIMEOUT: Final = 5.0
 PROBE_TTL: Final = 0.5
 #: Gossip rounds start within +-this fraction of the interval.
 JITTER: Final = 0.1
+#: Longest gossip interval of a host with no job to look after (seconds): each idle round doubles the
+#: interval from ``gossip_interval`` up to this, any job or status change goes back to ``gossip_interval``.
+#: An idle mesh then costs almost nothing, and a placement pulls the statuses it lacks on demand
+#: (``Peers.refresh_missing``), so it never misses a host that gossiped too long ago.
+IDLE_GOSSIP_MAX: Final = 60.0
 #: Problems kept for the status (the oldest go first).
 MAX_ERRORS: Final = 64
 #: Seconds a reported problem (a peer that did not answer, a delivery that failed) stays in the status.
@@ -333,6 +339,7 @@ class ComputeSlotsService:
         peers = int(clamp(self.paglet.state, "peer_batch_size"))
         next_gossip = 0.0
         next_sample = 0.0
+        idle_rounds = 0
         with ThreadPoolExecutor(max_workers=peers, thread_name_prefix="paglets-compute-slots") as pool:
             self._pool = pool
             while not self._stop.is_set():
@@ -343,9 +350,11 @@ class ComputeSlotsService:
                         self._sample_all()
                         next_sample = now + clamp(self.paglet.state, "usage_sample_interval")
                     if now >= next_gossip or self._push.is_set():
+                        pushed = self._push.is_set()
                         self._push.clear()
                         self.peers.gossip(pool, self.status(), peers)
-                        gossip = clamp(self.paglet.state, "gossip_interval")
+                        idle_rounds = idle_rounds + 1 if self._idle() and not pushed else 0
+                        gossip = gossip_interval(clamp(self.paglet.state, "gossip_interval"), idle_rounds)
                         next_gossip = now + gossip * random.uniform(1.0 - JITTER, 1.0 + JITTER)
                 except Exception as exc:  # the loop must survive anything one pass runs into
                     self._note("compute-slots-loop", f"loop pass failed: {exc}")
@@ -592,3 +601,10 @@ class ComputeSlotsService:
 
 def _wire(reply: SlotDecisionReply) -> dict[str, Any]:
     return dataclass_to_wire(reply)
+
+
+def gossip_interval(base: float, idle_rounds: int) -> float:
+    """Seconds to the next gossip round: ``base``, doubled per idle round up to ``IDLE_GOSSIP_MAX``."""
+    if idle_rounds <= 0:
+        return base
+    return max(base, min(base * 2.0 ** min(idle_rounds, 16), IDLE_GOSSIP_MAX))

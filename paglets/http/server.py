@@ -37,9 +37,11 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import ssl
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from paglets._errors import HostError
 from paglets.http._connection import ServerConnection
@@ -186,8 +188,13 @@ class HttpServer:
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _, address = infos[0]
+        literal = _ip_literal(host, port)
+        if literal is not None:  # no resolver call (nor its codec lookup) for an address
+            family, address = literal
+            kind, proto = socket.SOCK_STREAM, 0
+        else:
+            infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            family, kind, proto, _, address = infos[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
         raise HostError(f"cannot bind {host}:{port}: {exc}") from exc
@@ -202,3 +209,16 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise HostError(f"cannot bind {host}:{port}: {exc}") from exc
     return sock
+
+
+def _ip_literal(host: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]] | None:
+    """The family and socket address of an IPv4 or IPv6 literal (``"127.0.0.1"``, ``"::1"``), else None."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.version == 4:
+        return socket.AF_INET, (str(address), port)
+    if address.is_link_local:
+        return None  # a scope id is the resolver's business
+    return socket.AF_INET6, (str(address), port, 0, 0)

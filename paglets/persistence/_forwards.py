@@ -8,12 +8,15 @@ counted on the wall clock, since they outlive restarts), and survive restarts:
 - the file ``forwards.log`` in the records' directory is an append-only log of frames ``u32 length, u32
   crc32, body`` where the body is a MessagePack ``[agent_id, host_url, new_agent_id, expires_at]``; an
   entry whose ``expires_at`` is 0 removes the id (a paglet that came back, or was disposed here);
-- each append is written with one ``write`` and ``fdatasync``'d (the pattern of the queue log of records);
-  a torn or damaged tail is ignored at load (a crash during an append loses at most that entry);
+- each append is one ``write``, not synced: it survives a crash of the host's process at once, and a
+  crash of the machine loses at most the entries the kernel had not written out yet (stale proxies then
+  get "not found" instead of the new place; an entry is a convenience, never the paglet's only trace).
+  A torn or damaged tail is ignored at load (a crash during an append loses at most that entry);
 - when the log holds more than twice the live entries (and at every start) it is rewritten whole under
   a temporary name, synced, renamed over the log and the directory synced (``_fileio``'s rule).
 
-Blocking calls: run them off the event loop. One lock serialises them.
+Blocking calls: run them off the event loop, except ``note``, ``unnote`` and a ``log`` while
+``change_is_cheap`` (one unsynced append). One lock serialises them.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ from typing import Final, NamedTuple
 import msgspec
 
 from paglets.persistence._fileio import (
-    SyncTimer,
-    datasync,
     fsync_fd,
     open_directory,
     open_flags,
@@ -104,15 +105,14 @@ class ForwardStore:
         self._fd = -1
         self._dir_fd = -1
         self._frames = 0
-        self.sync_timer = SyncTimer()
 
     @property
     def change_is_cheap(self) -> bool:
-        """The next ``log`` is one small appended frame (no compaction) on storage that synced fast
-        lately, or touches memory only: cheap enough for the caller's event loop."""
+        """The next ``log`` is one small unsynced append (no compaction, which rewrites and syncs the
+        log), or touches memory only: cheap enough for the caller's event loop."""
         if self._root is None:
             return True
-        return self.sync_timer.inline and self._frames <= 2 * max(len(self._entries), 64)
+        return self._frames <= 2 * max(len(self._entries), 64)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -169,7 +169,7 @@ class ForwardStore:
         return found
 
     def add(self, agent_id: str, host_url: str, new_agent_id: str) -> None:
-        """Remember that ``agent_id`` left for ``host_url`` (durable when this returns)."""
+        """Remember that ``agent_id`` left for ``host_url`` (in the log when this returns)."""
         self.log(self.note(agent_id, host_url, new_agent_id))
 
     def drop(self, agent_id: str) -> bool:
@@ -198,8 +198,8 @@ class ForwardStore:
         return _Entry(agent_id, "", "", 0.0)
 
     def log(self, entry: _Entry) -> None:
-        """Append a frame from ``note``/``unnote`` durably (frames must be logged in the order they were
-        made: the last frame of an agent id wins when the log is read back)."""
+        """Append a frame from ``note``/``unnote`` (frames must be logged in the order they were made: the
+        last frame of an agent id wins when the log is read back)."""
         with self._lock:
             self._append_locked(entry)
 
@@ -220,10 +220,7 @@ class ForwardStore:
             self._fd = os.open(
                 FILE_NAME, open_flags(os.O_WRONLY | os.O_CREAT | os.O_APPEND), 0o600, dir_fd=self._dir_fd
             )
-        started = time.perf_counter()
         write_all(self._fd, [_frame(entry)])
-        datasync(self._fd)
-        self.sync_timer.timed(started)
         self._frames += 1
 
     def _rewrite_locked(self) -> None:

@@ -297,13 +297,27 @@ class TransferStore:
         """Remove a record, without a sync (see the module docstring) unless ``durable``: a source whose
         held copy became the paglet again must not find its decision back after a crash."""
         with self._lock:
-            index = self._where.pop((transfer_id, role), None)
-            if index is None or self._fd < 0:
-                return
-            pwrite_all(self._fd, _ZERO_SLOT, index * SLOT_SIZE)
-            if durable:
-                datasync(self._fd)
-            self._free.append(index)
+            self._drop_locked(transfer_id, role, durable)
+
+    def try_drop(self, transfer_id: str, role: Role) -> bool:
+        """``drop`` (unsynced) at once if no other call holds the store, for an event loop that must not
+        wait behind a sync; False when it is busy (drop later, off the loop)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            self._drop_locked(transfer_id, role, False)
+        finally:
+            self._lock.release()
+        return True
+
+    def _drop_locked(self, transfer_id: str, role: Role, durable: bool) -> None:
+        index = self._where.pop((transfer_id, role), None)
+        if index is None or self._fd < 0:
+            return
+        pwrite_all(self._fd, _ZERO_SLOT, index * SLOT_SIZE)
+        if durable:
+            datasync(self._fd)
+        self._free.append(index)
 
 
 def _slots(fd: int, count: int) -> Iterator[tuple[int, bytes]]:

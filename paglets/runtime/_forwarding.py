@@ -86,8 +86,8 @@ class Forwarding:
             self._write(frame)
 
     def _write(self, frame: ForwardFrame) -> None:
-        """Queue a frame for the log; one writer drains the queue in order (in place while the storage is
-        fast, on a worker thread otherwise)."""
+        """Queue a frame for the log; one writer drains the queue in order (in place for an append, on a
+        worker thread when the log is due for its compaction)."""
         self._frames.append(frame)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._drain())

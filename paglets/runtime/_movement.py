@@ -197,8 +197,10 @@ class MovementEngine:
             )
 
     def drop_record(self, transfer_id: str, role: Any) -> None:
+        """Drop a record without a sync: in place (one 512-byte write) unless the record thread holds the
+        store, then on that thread."""
         store, io = self.store, self._io
-        if store is not None and io is not None:
+        if store is not None and io is not None and not store.try_drop(transfer_id, role):
             io.submit(store.drop, transfer_id, role)
 
     def failed(self, stage: str, text: str, *, agent_id: str | None = None, **data: Any) -> TransferError:

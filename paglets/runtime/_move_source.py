@@ -82,6 +82,8 @@ class SourceRun:
     waiting: list[Any] = field(default_factory=list)  # messages of the released copy, to forward
     resumed: bool = False  # the paused copy runs on (a clone in doubt, an abort)
     settled: bool = False  # the commit answer said where the paglet settled: no ``forget`` with settle
+    #: Set once the paused copy here was released or resumed (or the caller got its answer).
+    copy_decided: asyncio.Event = field(default_factory=asyncio.Event)
     created: float = field(default_factory=time.monotonic)
 
     @property
@@ -369,6 +371,7 @@ class SourceDriver:
         self, run: SourceRun, *, result: dict[str, Any] | None = None, error: BaseException | None = None
     ) -> None:
         future = run.answer
+        run.copy_decided.set()
         if future is None or future.done():
             return
         if error is not None:
@@ -455,6 +458,7 @@ class SourceDriver:
             return
         kind = run.machine.kind
         waiting = host.manager.detach(ctrl)
+        run.copy_decided.set()
         host.events.emit(
             "retract" if kind == "retract" else "dispatch",
             agent_id=ctrl.agent_id,
@@ -511,6 +515,7 @@ class SourceDriver:
 
     def _resume(self, run: SourceRun) -> None:
         ctrl = run.ctrl
+        run.copy_decided.set()
         if ctrl is not None:
             ctrl.resume()
             run.resumed = True

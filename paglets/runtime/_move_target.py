@@ -41,6 +41,8 @@ RUN_SETTLE_WAIT: Final = 30.0
 #: ``run()`` methods return (or move the paglet on) within it, and the caller then learns where the paglet
 #: settled without another round trip; a longer ``run()`` is waited for by ``forget`` with ``settle``.
 COMMIT_SETTLE_WAIT: Final = 0.25
+#: Longest an envelope of a paglet coming back waits for this host's own move of it to that host to end.
+LEAVING_WAIT: Final = 10.0
 #: Seconds a target waits for the source's commit before asking the source what happened.
 COMMIT_WAIT: Final = 5.0
 #: Seconds an ``executed`` record waits for the source's ``forget`` before the target asks instead.
@@ -155,6 +157,9 @@ class TargetDriver:
             self._check_ticket(metadata)
             if metadata.kind != "clone" and not run.local:
                 existing = host.manager.controllers.get(metadata.agent_id)
+                if existing is not None and existing.status == "moving":
+                    await self._leaving_ends(metadata)
+                    existing = host.manager.controllers.get(metadata.agent_id)
                 if existing is not None and existing.status not in ("gone", "crashed"):
                     raise TransferError(f"paglet {metadata.agent_id} is already active on host {host.name}")
             inactive_state: bytes | None = None
@@ -203,6 +208,24 @@ class TargetDriver:
         except BaseException:
             self._forget_imports(run)
             raise
+
+    async def _leaving_ends(self, metadata: EnvelopeMetadata) -> None:
+        """The paglet comes back from the host it is leaving this host for (an itinerary there and back):
+        that host executed the move, so this host's paused copy is released as soon as the commit's
+        answer is here; wait for that (bounded) rather than refuse the paglet for a copy about to go."""
+        sender = metadata.source_host_address.rstrip("/")
+        for leaving in list(self._engine.sources.values()):
+            if (
+                leaving.machine.agent_id == metadata.agent_id
+                and leaving.machine.kind != "clone"
+                and leaving.machine.peer.rstrip("/") == sender
+                and not leaving.copy_decided.is_set()
+            ):
+                try:
+                    async with asyncio.timeout(LEAVING_WAIT):
+                        await leaving.copy_decided.wait()
+                except TimeoutError:
+                    return
 
     def _check_ticket(self, metadata: EnvelopeMetadata) -> None:
         """What the source's preflight checked, checked again here (its answer may have been a recent

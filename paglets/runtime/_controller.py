@@ -181,8 +181,6 @@ class PagletController:
         self.message_waiters: list[asyncio.Future[None]] = []
         #: Set once ``run()`` returned, the paglet crashed, or it moved on (then ``moved_to`` names where).
         self.settled = asyncio.Event()
-        #: Set the first time the paglet pauses (it starts to move, to deactivate or a checkpoint).
-        self.paused_once = asyncio.Event()
         #: ``time.monotonic()`` of the last finished message (idle resident services are deactivated).
         self.last_activity = time.monotonic()
         #: Seconds the last finished message took, from its start in the paglet to its reply (metrics).
@@ -214,7 +212,6 @@ class PagletController:
         if self._status != "ready":
             raise StatusTransitionError(f"paglet {self.agent_id} is {self._status}, not ready")
         self.transition("moving")
-        self.paused_once.set()
 
     def resume(self) -> bool:
         """``moving`` → ``ready`` and start what waits; whether it was paused."""

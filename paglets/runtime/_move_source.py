@@ -81,7 +81,6 @@ class SourceRun:
     proxy: dict[str, Any] | None = None  # where the target says the paglet is
     waiting: list[Any] = field(default_factory=list)  # messages of the released copy, to forward
     resumed: bool = False  # the paused copy runs on (a clone in doubt, an abort)
-    settled: bool = False  # the commit answer said where the paglet settled: no ``forget`` with settle
     #: Set once the paused copy here was released or resumed (or the caller got its answer).
     copy_decided: asyncio.Event = field(default_factory=asyncio.Event)
     created: float = field(default_factory=time.monotonic)
@@ -425,15 +424,10 @@ class SourceDriver:
             run.machine.handle(E.TIMEOUT)  # asks for the next SEND_COMMIT, which this loop does
 
     async def send_commit(self, run: SourceRun, timeout: float) -> Event:
-        """One commit request; the machine's event for its answer. A caller waiting for a dispatch or
-        retract asks the target to say where the paglet settled, if its ``run()`` returns soon."""
-        settle = run.machine.kind != "clone" and run.answer is not None and not run.answer.done()
+        """One commit request; the machine's event for its answer."""
         try:
             reply = await self._host.aclient.request_json(
-                "POST",
-                f"{run.machine.peer}/transfers/{run.transfer_id}/commit",
-                {"settle": True} if settle else {},
-                timeout=timeout,
+                "POST", f"{run.machine.peer}/transfers/{run.transfer_id}/commit", {}, timeout=timeout
             )
         except (PagletError, OSError, TimeoutError) as exc:
             _log.warning("commit of transfer %s to %s failed: %s", run.transfer_id, run.machine.peer, exc)
@@ -441,7 +435,6 @@ class SourceDriver:
         if not isinstance(reply, dict):
             return E.NO_ANSWER
         self._take_proxy(run, reply)
-        run.settled = run.settled or (settle and reply.get("settled") is True)
         return target_answer_event(str(reply.get("status") or ""))
 
     def _take_proxy(self, run: SourceRun, reply: dict[str, Any]) -> None:
@@ -478,12 +471,7 @@ class SourceDriver:
         """Tell the target it may drop its record; a dispatch whose caller waits also learns there where the
         paglet settled (``run()`` returned or it moved on, bounded wait), which the caller gets."""
         engine, ctrl = self._engine, run.ctrl
-        settle = (
-            run.machine.kind != "clone"
-            and run.answer is not None
-            and not run.answer.done()
-            and not run.settled
-        )
+        settle = run.machine.kind != "clone" and run.answer is not None and not run.answer.done()
         if run.local:
             answer = await engine.target.forget(run.transfer_id, settle=settle)
             self._take_proxy(run, answer)

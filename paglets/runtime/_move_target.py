@@ -37,10 +37,6 @@ _log = logging.getLogger("paglets.runtime")
 
 #: Seconds a commit answer waits for the arrived paglet's ``run()`` to return or the paglet to move on.
 RUN_SETTLE_WAIT: Final = 30.0
-#: Longest a commit answer waits for ``run()`` to return when the source asked it to (``settle``): most
-#: ``run()`` methods return (or move the paglet on) within it, and the caller then learns where the paglet
-#: settled without another round trip; a longer ``run()`` is waited for by ``forget`` with ``settle``.
-COMMIT_SETTLE_WAIT: Final = 0.25
 #: Longest an envelope of a paglet coming back waits for this host's own move of it to that host to end.
 LEAVING_WAIT: Final = 10.0
 #: Seconds a target waits for the source's commit before asking the source what happened.
@@ -284,11 +280,11 @@ class TargetDriver:
 
     # --- requests from the source --------------------------------------------------------------------------
 
-    async def commit(self, transfer_id: str, *, settle: bool = False) -> dict[str, Any]:
+    async def commit(self, transfer_id: str) -> dict[str, Any]:
         """``POST /transfers/{id}/commit``: the source decided commit (durably); execute it once. The answer
-        comes as soon as ``run()`` started; with ``settle`` it waits up to ``COMMIT_SETTLE_WAIT`` for
-        ``run()`` to return (or the paglet to move on) and then says where the paglet settled, which
-        spares the source a ``forget`` with ``settle``."""
+        comes as soon as ``run()`` started (the source's ``forget`` asks where the paglet settled): the
+        source's paused copy is released as early as possible, so a target that dies later takes the
+        paglet with it rather than leaving the move in doubt."""
         run = self._engine.targets.get(transfer_id)
         if run is None:
             return {"transfer_id": transfer_id, "status": "unknown"}
@@ -298,42 +294,22 @@ class TargetDriver:
         answer: dict[str, Any] = {"transfer_id": transfer_id, "status": run.machine.status}
         if run.machine.at(T.EXECUTED, T.FORGOTTEN):
             answer["proxy"] = {"host_url": self._host.address, "agent_id": run.machine.agent_id}
-            if settle and run.machine.at(T.EXECUTED):
-                where = await self._settled_within(run, COMMIT_SETTLE_WAIT, unless_paused=True)
-                if where is not None:
-                    answer["proxy"] = where
-                    answer["settled"] = True
         return answer
-
-    async def _settled_within(
-        self, run: TargetRun, seconds: float, *, unless_paused: bool = False
-    ) -> dict[str, Any] | None:
-        """Where the arrived paglet settled, if its ``run()`` returned (or it moved on) within ``seconds``.
-        ``unless_paused``: None as soon as the paglet pauses (to move on, perhaps back to the host that
-        waits for this answer while still holding its paused copy)."""
-        ctrl = run.ctrl
-        here = {"host_url": self._host.address, "agent_id": run.machine.agent_id}
-        if ctrl is None or not run.started_run:
-            return here  # stored inactive, or it crashed at its start: it stays here
-        if not ctrl.settled.is_set():
-            waits = [asyncio.ensure_future(ctrl.settled.wait())]
-            if unless_paused:
-                waits.append(asyncio.ensure_future(ctrl.paused_once.wait()))
-            try:
-                await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waits:
-                    waiter.cancel()
-            if not ctrl.settled.is_set():
-                return None
-        return ctrl.moved_to if ctrl.moved_to is not None else here
 
     async def settled_proxy(self, run: TargetRun) -> dict[str, Any]:
         """Where the arrived paglet is once its ``run()`` returned or it moved on (bounded wait)."""
-        where = await self._settled_within(run, RUN_SETTLE_WAIT)
-        if where is None:  # still running: it is here
-            where = {"host_url": self._host.address, "agent_id": run.machine.agent_id}
-        return where
+        host = self._host
+        proxy: dict[str, Any] = {"host_url": host.address, "agent_id": run.machine.agent_id}
+        ctrl = run.ctrl
+        if ctrl is not None and run.started_run:
+            try:
+                async with asyncio.timeout(RUN_SETTLE_WAIT):
+                    await ctrl.settled.wait()
+            except TimeoutError:
+                pass
+            if ctrl.moved_to is not None:
+                proxy = ctrl.moved_to
+        return proxy
 
     async def abort(self, transfer_id: str) -> dict[str, Any]:
         """``POST /transfers/{id}/abort``: the source decided abort (durably) and resumed its copy."""

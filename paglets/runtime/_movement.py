@@ -257,8 +257,8 @@ class MovementEngine:
             status, role = "unknown", None
         return {"transfer_id": transfer_id, "status": status, "role": role, "incarnation": self.incarnation}
 
-    async def commit(self, transfer_id: str, *, settle: bool = False) -> dict[str, Any]:
-        return await self.target.commit(transfer_id, settle=settle)
+    async def commit(self, transfer_id: str) -> dict[str, Any]:
+        return await self.target.commit(transfer_id)
 
     async def abort(self, transfer_id: str) -> dict[str, Any]:
         return await self.target.abort(transfer_id)

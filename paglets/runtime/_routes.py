@@ -68,7 +68,6 @@ from paglets.wire.control import (
 from paglets.wire.jsonbin import BINARY_TAG, encode_json
 from paglets.wire.limits import MAX_CONTROL_BODY, MAX_JSON_BODY, MAX_STATE_BYTES
 from paglets.wire.requests import (
-    CommitRequest,
     CreateRequest,
     EmptyRequest,
     ForgetBatchRequest,
@@ -116,7 +115,7 @@ class Movement(Protocol):
 
     async def receive(self, chunks: AsyncIterator[Any], *, max_state_bytes: int) -> Any: ...
     def status(self, transfer_id: str) -> Any: ...
-    async def commit(self, transfer_id: str, *, settle: bool = False) -> Any: ...
+    async def commit(self, transfer_id: str) -> Any: ...
     async def abort(self, transfer_id: str) -> dict[str, Any]: ...
     async def forget(self, transfer_id: str, *, settle: bool = False) -> Any: ...
 
@@ -284,8 +283,8 @@ def build_router(
         return _ok(movement.status(request.path_params["transfer_id"]))
 
     async def transfer_commit(request: Request) -> Response:
-        body = await _read(request, CommitRequest)
-        return _ok(await movement.commit(request.path_params["transfer_id"], settle=body.settle))
+        await _read(request, EmptyRequest)
+        return _ok(await movement.commit(request.path_params["transfer_id"]))
 
     async def transfer_abort(request: Request) -> Response:
         await _read(request, EmptyRequest)

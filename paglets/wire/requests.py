@@ -33,7 +33,6 @@ from paglets.wire.limits import MAX_JSON_BODY, MAX_SEND_TIMEOUT
 __all__ = [
     "MAX_FORGET_BATCH",
     "AdvertiseRequest",
-    "CommitRequest",
     "CreateRequest",
     "EmptyRequest",
     "ForgetBatchRequest",
@@ -158,14 +157,6 @@ class GitUpdateRequest(msgspec.Struct, kw_only=True):
 
 class EmptyRequest(msgspec.Struct):
     """Routes that take no arguments (``{}`` or an empty body; keys are ignored)."""
-
-
-class CommitRequest(msgspec.Struct):
-    """``POST /transfers/{id}/commit``: with ``settle``, the answer may wait briefly for the arrived
-    paglet's ``run()`` and then says where it settled (``"settled": true``), so that no ``forget`` with
-    ``settle`` has to follow."""
-
-    settle: bool = False
 
 
 class ForgetRequest(msgspec.Struct):

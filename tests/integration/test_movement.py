@@ -193,7 +193,7 @@ def test_the_target_checks_the_code_version_when_the_preflight_answer_is_stale(
         alpha.dispatch(proxy.agent_id, beta.address)
 
 
-def test_a_run_longer_than_the_commit_settle_wait_still_reports_where_it_settled(
+def test_a_run_that_works_before_it_moves_on_reports_where_the_paglet_settled(
     make_host: Callable[..., Host],
 ) -> None:
     alpha, beta, gamma = make_host("alpha"), make_host("beta"), make_host("gamma")

@@ -410,7 +410,7 @@ def test_candidate_score_prefers_free_slots_and_preferred_tags() -> None:
 
 
 def test_an_idle_host_gossips_less_and_less_up_to_the_cap() -> None:
-    from paglets.services.builtin._compute_service import IDLE_GOSSIP_MAX, gossip_interval
+    from paglets.services.builtin._compute_peers import IDLE_GOSSIP_MAX, gossip_interval
 
     assert gossip_interval(5.0, 0) == 5.0  # a job or a status change: the configured interval
     assert [gossip_interval(5.0, n) for n in (1, 2, 3)] == [10.0, 20.0, 40.0]

@@ -47,7 +47,7 @@ from paglets.services.builtin.compute_slots import (
     SchedulerStatusSyncRequest,
 )
 
-__all__ = ["MAX_SYNC_STATUSES", "PEER_TIMEOUT", "SHADOW_TTL", "Peers"]
+__all__ = ["IDLE_GOSSIP_MAX", "MAX_SYNC_STATUSES", "PEER_TIMEOUT", "SHADOW_TTL", "Peers", "gossip_interval"]
 
 #: Seconds a peer may take to answer a gossip exchange.
 PEER_TIMEOUT: Final = 1.5
@@ -56,6 +56,11 @@ SHADOW_TTL: Final = 30.0
 #: Seconds a job placed on a peer may take to arrive there: a status observed sooner after the placement
 #: may not show the job yet (moving a job takes a fraction of a second; this leaves room for load).
 SHADOW_TRANSIT: Final = 2.0
+#: Longest gossip interval of a host with no job to look after (seconds): each idle round doubles the
+#: interval from ``gossip_interval`` up to this, any job or status change goes back to ``gossip_interval``.
+#: An idle mesh then costs almost nothing, and a placement pulls the statuses it lacks on demand
+#: (``Peers.refresh_missing``), so it never misses a host that gossiped too long ago.
+IDLE_GOSSIP_MAX: Final = 60.0
 #: Peer statuses kept (a mesh has at most a few thousand hosts).
 MAX_PEERS: Final = 4096
 #: Statuses one gossip exchange carries.
@@ -248,3 +253,10 @@ class Peers:
         if missing:
             with ThreadPoolExecutor(max_workers=min(8, len(missing))) as pool:
                 self.gossip(pool, own, len(missing), missing)
+
+
+def gossip_interval(base: float, idle_rounds: int) -> float:
+    """Seconds to the next gossip round: ``base``, doubled per idle round up to ``IDLE_GOSSIP_MAX``."""
+    if idle_rounds <= 0:
+        return base
+    return max(base, min(base * 2.0 ** min(idle_rounds, 16), IDLE_GOSSIP_MAX))

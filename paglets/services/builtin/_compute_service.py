@@ -11,7 +11,8 @@ journal (:mod:`~paglets.services.builtin._compute_journal`) after each change, a
 time or whose job vanished, a grant pass (grants are one-way messages that wake the job), a redirect
 pass, timed-out jobs that did not stop, usage samples (every ``usage_sample_interval``), lost tracked
 jobs, gossip (every ``gossip_interval`` +-10 %, and soon after the status changed; a host with no job to
-look after doubles the interval each round up to :data:`IDLE_GOSSIP_MAX`).
+look after doubles the interval each round up to
+:data:`~paglets.services.builtin._compute_peers.IDLE_GOSSIP_MAX`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from paglets.services.builtin._compute_journal import (
     save_journal,
     settings_of,
 )
-from paglets.services.builtin._compute_peers import Peers
+from paglets.services.builtin._compute_peers import Peers, gossip_interval
 from paglets.services.builtin._compute_probes import Declared, UsageSampler, capacity
 from paglets.services.builtin._scheduler import Capacity, Ended, Scheduler
 from paglets.services.builtin.compute_slots import (
@@ -79,7 +80,7 @@ from paglets.services.builtin.compute_slots import (
 if TYPE_CHECKING:
     from paglets.services.builtin.compute_slots import ComputeSlotsAgent
 
-__all__ = ["IDLE_GOSSIP_MAX", "ComputeSlotsService", "gossip_interval"]
+__all__ = ["ComputeSlotsService"]
 
 #: Seconds a message to a local job (grant, redirect, stop) may take to be accepted.
 DELIVERY_TIMEOUT: Final = 10.0
@@ -89,11 +90,6 @@ HOME_TIMEOUT: Final = 5.0
 PROBE_TTL: Final = 0.5
 #: Gossip rounds start within +-this fraction of the interval.
 JITTER: Final = 0.1
-#: Longest gossip interval of a host with no job to look after (seconds): each idle round doubles the
-#: interval from ``gossip_interval`` up to this, any job or status change goes back to ``gossip_interval``.
-#: An idle mesh then costs almost nothing, and a placement pulls the statuses it lacks on demand
-#: (``Peers.refresh_missing``), so it never misses a host that gossiped too long ago.
-IDLE_GOSSIP_MAX: Final = 60.0
 #: Problems kept for the status (the oldest go first).
 MAX_ERRORS: Final = 64
 #: Seconds a reported problem (a peer that did not answer, a delivery that failed) stays in the status.
@@ -601,10 +597,3 @@ class ComputeSlotsService:
 
 def _wire(reply: SlotDecisionReply) -> dict[str, Any]:
     return dataclass_to_wire(reply)
-
-
-def gossip_interval(base: float, idle_rounds: int) -> float:
-    """Seconds to the next gossip round: ``base``, doubled per idle round up to ``IDLE_GOSSIP_MAX``."""
-    if idle_rounds <= 0:
-        return base
-    return max(base, min(base * 2.0 ** min(idle_rounds, 16), IDLE_GOSSIP_MAX))

@@ -141,8 +141,10 @@ HEAD_FEED: Final = 4 * KiB
 #: input, so that the peer reads our last response instead of a reset.
 CLOSE_LINGER: Final = 2.0
 
-#: Bytes discarded during a lingering close before the connection is dropped anyway.
-LINGER_MAX_BYTES: Final = 1 * MiB
+#: Bytes discarded during a lingering close before the connection is dropped anyway. A reverse proxy
+#: that buffered a whole request (nginx does by default) sends all of a refused body before it reads the
+#: answer, and turns a reset into a 502: discarding costs no memory, and ``CLOSE_LINGER`` bounds the time.
+LINGER_MAX_BYTES: Final = 512 * MiB
 
 #: Default deadline of a graceful shutdown (in-flight requests may finish until then).
 SHUTDOWN_DEADLINE: Final = 5.0

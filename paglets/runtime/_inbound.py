@@ -137,9 +137,14 @@ class InboundBudget:
             self._peak = max(self._peak, self._used)
             return True
 
-    async def take(self, nbytes: int, timeout: float) -> bool:
+    async def take(self, nbytes: int, timeout: float, *, holding: int = 0) -> bool:
         """Take ``nbytes``, waiting at most ``timeout`` seconds for them to be given back; False if they
-        were not (the caller then refuses its move)."""
+        were not (the caller then refuses its move).
+
+        ``holding``: bytes the caller holds already. A move that holds bytes does not wait behind another
+        waiting move: the one ahead may be waiting for exactly those bytes, and both would wait until
+        their deadlines and be refused together. It is refused at once instead (and gives its bytes
+        back), so that the move ahead goes on."""
         if nbytes > self.limit:
             return False
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -149,6 +154,9 @@ class InboundBudget:
                 self._used += nbytes
                 self._peak = max(self._peak, self._used)
                 return True
+            if holding > 0 and self._waiters:
+                self._refusals += 1
+                return False
             self._waiters.append(entry)
             self._waits += 1
         try:
@@ -364,7 +372,7 @@ class InboundMove:
                 sink.stopped_on_loop = False
                 on_loop = False
                 continue
-            if not await self._budget.take(sink.wanted, self._wait):
+            if not await self._budget.take(sink.wanted, self._wait, holding=sink.charged):
                 raise HostBusyError(
                     f"this host's inbound move budget ({self._budget.limit} bytes) is taken by other moves; "
                     f"retry in {INBOUND_RETRY_AFTER:g} s",

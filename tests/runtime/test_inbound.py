@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -108,6 +109,36 @@ def test_budget_wait_is_bounded_and_counted() -> None:
         assert not await budget.take(11, WAIT)  # more than the whole budget: at once
         budget.give(10)
         assert budget.try_take(10)
+
+    run(scenario())
+
+
+def test_two_moves_holding_bytes_never_wait_for_each_other() -> None:
+    """Each of two moves holds half the budget and wants more: the first waits, the second is refused at
+    once (not after the wait) and gives its half back, which lets the first go on."""
+
+    async def scenario() -> None:
+        budget = InboundBudget(10)
+        assert budget.try_take(5)  # move one
+        assert budget.try_take(5)  # move two
+        first = asyncio.create_task(budget.take(3, WAIT, holding=5))
+        await asyncio.sleep(0)
+        assert budget.statistics().waiting == 1
+        started = time.monotonic()
+        assert not await budget.take(3, WAIT, holding=5)  # move two: refused at once
+        assert time.monotonic() - started < WAIT / 2
+        budget.give(5)  # move two gives its bytes back as it is refused
+        assert await asyncio.wait_for(first, WAIT)
+        assert budget.used == 8
+        # a move that holds nothing may still wait in line behind another
+        waiting = asyncio.create_task(budget.take(4, WAIT, holding=5))
+        await asyncio.sleep(0)
+        fresh = asyncio.create_task(budget.take(1, WAIT))
+        await asyncio.sleep(0)
+        assert budget.statistics().waiting == 2
+        budget.give(8)
+        assert await asyncio.wait_for(waiting, WAIT)
+        assert await asyncio.wait_for(fresh, WAIT)
 
     run(scenario())
 

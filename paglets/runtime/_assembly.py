@@ -47,6 +47,7 @@ from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglet_ops import HostProperties, PagletOps
+from paglets.runtime._backend import choose_backend, make_backend
 from paglets.runtime._paglets import PagletManager, Timeouts
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentServices
@@ -116,6 +117,7 @@ class HostParts:
         self.storages = StorageShelf(root / "storage", cfg.persistent_storage_quota_bytes)
         self.control = ControlTable()
         self.manager = manager = PagletManager(
+            backend=make_backend(choose_backend(cfg.process_backend), host_name=name),
             host_name=name,
             address=address,
             events=events,

@@ -35,13 +35,12 @@ from paglets.core.errors import (
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import UNQUEUED_PRIORITY
 from paglets.persistence.storage import path_component
-from paglets.runtime._channel import Channel
+from paglets.runtime._backend import ProcessBackend
 from paglets.runtime._controller import HostCalls, PagletController
 from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
-from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._handoff import SegmentFactory, WritableSegment
 from paglets.runtime._procutil import scrubbed_environment
 from paglets.runtime._tasks import BackgroundTasks
-from paglets.runtime._zygote import Zygote
 from paglets.wire.boot import ChildConfig, encode_child_config
 
 if TYPE_CHECKING:
@@ -56,9 +55,6 @@ __all__ = ["PagletManager", "Timeouts", "mailbox_counts"]
 
 _log = logging.getLogger("paglets.runtime")
 
-
-#: The function a paglet process runs (``paglets.runtime.child.main``).
-CHILD_ENTRY: Final = "paglets.runtime.child.main:child_main"
 
 #: Initial states up to this size travel inside the spawn request; larger ones through a handoff segment.
 INLINE_STATE: Final = 32 * 1024
@@ -103,8 +99,17 @@ class PagletManager:
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
         spawn: Callable[..., object] | None = None,
+        backend: ProcessBackend | None = None,
     ) -> None:
         self.host_name = host_name
+        if backend is None:
+            from paglets.runtime._backend import choose_backend, make_backend
+
+            backend = make_backend(choose_backend(), host_name=host_name)
+        #: How this host's paglet processes start and talk to it (``paglets.runtime._backend``).
+        self.backend = backend
+        #: Makes handoff segments for states that arrive before their process exists.
+        self.segments: SegmentFactory = backend.segments
         #: How controllers start their background tasks (``BackgroundTasks.spawn``: failures reported).
         self._spawn_task = spawn if spawn is not None else BackgroundTasks(events).spawn
         self._address = address
@@ -118,7 +123,7 @@ class PagletManager:
         self._on_agent_live = on_agent_live
         self._mailbox_depth = mailbox_depth
         self.controllers: dict[str, PagletController] = {}
-        self.zygote: Zygote | None = None
+        self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
         self._preloaded: set[str] = set(preload)
@@ -135,12 +140,14 @@ class PagletManager:
     # --- start and stop --------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the zygote. Call on the loop thread: the zygote lives as long as this thread."""
+        """Start the process backend (the zygote, or the spare processes). Call on the loop thread: the
+        zygote lives as long as this thread."""
         self._loop = loop
         # the template and every paglet process start without the host's secrets in their environment;
         # a paglet process gets the key it needs through its ChildConfig
         env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
-        self.zygote = Zygote.start(preload=self._preload, env=env)
+        self.backend.start(preload=self._preload, env=env)
+        self._started = True
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -163,9 +170,9 @@ class PagletManager:
             await ctrl.wait_exit(self.timeouts.exit)
             ctrl.close()
         self.controllers.clear()
-        zygote, self.zygote = self.zygote, None
-        if zygote is not None:
-            await asyncio.get_running_loop().run_in_executor(None, zygote.close)
+        if self._started:
+            self._started = False
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -269,14 +276,13 @@ class PagletManager:
 
     def _preload_class_modules(self, *class_names: str) -> None:
         """Have the zygote import the modules of classes in use, so later forks start with them loaded."""
-        zygote = self.zygote
-        if zygote is None or len(self._preloaded) >= MAX_PRELOADED_MODULES:
+        if not self._started or len(self._preloaded) >= MAX_PRELOADED_MODULES:
             return
         modules = [n.partition(":")[0] for n in class_names]
         new = [m for m in dict.fromkeys(modules) if m not in self._preloaded]
         if new:
             self._preloaded.update(new)
-            zygote.preload(new)
+            self.backend.preload(new)
 
     async def _spawn(
         self,
@@ -285,16 +291,16 @@ class PagletManager:
         state_class: str,
         state: bytes | None,
         *,
-        state_segment: OutgoingSegment | None = None,
+        state_segment: WritableSegment | None = None,
         register: bool = True,
     ) -> PagletController:
         check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
-        zygote = self.zygote
-        if zygote is None:
+        if not self._started:
             raise HostError(f"host {self.host_name} is not started")
         loop = self.loop
-        channel, child_fds = Channel.create()
-        service_bell = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        backend = self.backend
+        pending = await backend.new_child(self.timeouts.spawn)
+        channel = pending.channel
         try:
             inline: bytes | None = state
             handoff: HandoffRef | None = None
@@ -318,22 +324,15 @@ class PagletManager:
                 send_timeout=self.timeouts.send,
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
+            encoded = encode_child_config(config)
             process = await loop.run_in_executor(
                 None,
-                lambda: zygote.spawn(
-                    CHILD_ENTRY,
-                    encode_child_config(config),
-                    (*child_fds.fds, service_bell),
-                    title=title,
-                    timeout=self.timeouts.spawn,
-                ),
+                lambda: backend.launch(pending, encoded, title=title, timeout=self.timeouts.spawn),
             )
         except BaseException:
-            child_fds.close()
-            channel.close()
-            os.close(service_bell)
+            backend.abandon(pending)
             raise
-        child_fds.close()
+        service_bell = pending.service_bell
         ctrl = PagletController(
             agent_id=agent_id,
             agent_class=agent_class,
@@ -358,7 +357,7 @@ class PagletManager:
         agent_id: str,
         agent_class: str,
         state_class: str,
-        state_segment: OutgoingSegment,
+        state_segment: WritableSegment,
         hook: str,
         event: Any,
     ) -> PagletController:

@@ -549,12 +549,12 @@ def test_handoff_validation() -> None:
             # An fd that is not sealed is refused (the peer could truncate it under us).
             raw = os.memfd_create("unsealed")
             os.write(raw, b"abcd")
-            socket.send_fds(child._sock, [SEGMENT_MESSAGE.pack(500, 4)], [raw])
+            socket.send_fds(child._link.sock, [SEGMENT_MESSAGE.pack(500, 4)], [raw])
             os.close(raw)
             with pytest.raises(FrameError, match="sealed"):
                 host.open_handoff(500, 4)
             # A malformed socket message closes the channel with a FrameError.
-            child._sock.send(b"garbage")
+            child._link.sock.send(b"garbage")
             await peer.wait_closed()
             assert isinstance(host.close_reason, FrameError)
         finally:

@@ -16,6 +16,7 @@ import msgspec
 
 from paglets.core.errors import HostError
 from paglets.runtime._controller import PagletController
+from paglets.runtime._handoff import MEMFD_SEGMENTS
 from paglets.wire.control import GetProxy, ProxyRef, encode_control, reply_decoder
 from paglets.wire.encoded import EncodedMessage
 from paglets.wire.ipc import (
@@ -44,6 +45,7 @@ class FakeChannel:
     def __init__(self) -> None:
         self.frames: list[Any] = []
         self.segments: list[bytes] = []
+        self.segment_maker = MEMFD_SEGMENTS
         self.closed = False
         self.on_frames: Callable[[list[bytes]], None] | None = None
 

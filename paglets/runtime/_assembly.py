@@ -37,6 +37,7 @@ from paglets.remote.mesh import NO_GIT_SUFFIX, MeshRegistry, resolve_code_versio
 from paglets.runtime._adapters import HostNames, HostSite, Leftovers, MovementPort, PeerHttp
 from paglets.runtime._agent_ops import AgentOps
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
+from paglets.runtime._backend import choose_backend, make_backend
 from paglets.runtime._binding import AUTO, BindingWatcher, HostAddress, resolve_bind_hosts
 from paglets.runtime._config import HostConfig
 from paglets.runtime._control import ControlTable
@@ -47,7 +48,6 @@ from paglets.runtime._launch import LaunchRunner
 from paglets.runtime._loop import LoopThread
 from paglets.runtime._movement import MovementEngine
 from paglets.runtime._paglet_ops import HostProperties, PagletOps
-from paglets.runtime._backend import choose_backend, make_backend
 from paglets.runtime._paglets import PagletManager, Timeouts
 from paglets.runtime._persistence import Persistence
 from paglets.runtime._resident import ResidentServices

@@ -64,20 +64,20 @@ from paglets.wire.limits import KiB
 
 __all__ = [
     "FD_COUNT",
-    "Bell",
-    "EventBell",
-    "FdLink",
-    "SegmentLink",
     "INLINE_THRESHOLD",
     "MAX_FRAMES_PER_WAKE",
     "RETRY_FIRST",
     "RETRY_MAX",
     "RING_CAPACITY",
+    "Bell",
     "ChannelClosedError",
     "ChannelStatistics",
     "ChildFds",
     "Ends",
+    "EventBell",
+    "FdLink",
     "IpcTimeoutError",
+    "SegmentLink",
     "clear_bell",
     "new_eventfd",
     "recv_segment",
@@ -267,7 +267,11 @@ if sys.platform == "linux":
         )
         if not msg and not fds:
             return False
-        if len(msg) != SEGMENT_MESSAGE.size or len(fds) != 1 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        if (
+            len(msg) != SEGMENT_MESSAGE.size
+            or len(fds) != 1
+            or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
+        ):
             for fd in fds:
                 os.close(fd)
             raise FrameError(

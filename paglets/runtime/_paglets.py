@@ -108,8 +108,6 @@ class PagletManager:
             backend = make_backend(choose_backend(), host_name=host_name)
         #: How this host's paglet processes start and talk to it (``paglets.runtime._backend``).
         self.backend = backend
-        #: Makes handoff segments for states that arrive before their process exists.
-        self.segments: SegmentFactory = backend.segments
         #: How controllers start their background tasks (``BackgroundTasks.spawn``: failures reported).
         self._spawn_task = spawn if spawn is not None else BackgroundTasks(events).spawn
         self._address = address
@@ -148,6 +146,11 @@ class PagletManager:
         env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
         self.backend.start(preload=self._preload, env=env)
         self._started = True
+
+    @property
+    def segments(self) -> SegmentFactory:
+        """Makes handoff segments for states that arrive before their process exists."""
+        return self.backend.segments
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:

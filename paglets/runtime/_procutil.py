@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
@@ -47,6 +48,8 @@ _FALLBACK_MAX_FD: Final = 1 << 20
 
 
 def _libc() -> ctypes.CDLL | None:
+    if sys.platform != "linux":  # prctl and glibc's argv pointer are Linux features
+        return None
     try:
         return ctypes.CDLL(None, use_errno=True)
     except OSError:  # pragma: no cover - no dynamic libc
@@ -96,13 +99,31 @@ def _argv_area() -> tuple[int, int] | None:
     return start, end
 
 
-def set_process_title(title: str) -> bool:
+def _argv_area_from_libc() -> tuple[int, int] | None:
+    """The argv area without ``/proc``: glibc's ``program_invocation_name`` is ``argv[0]`` as the kernel
+    placed it, and the strings of ``sys.orig_argv`` follow it, each with its NUL."""
+    if _LIBC is None:
+        return None
+    try:
+        start = ctypes.c_void_p.in_dll(_LIBC, "program_invocation_name").value
+    except ValueError:  # not glibc
+        return None
+    if not start:
+        return None
+    length = sum(len(os.fsencode(arg)) + 1 for arg in sys.orig_argv)
+    if ctypes.string_at(start, len(os.fsencode(sys.orig_argv[0]))) != os.fsencode(sys.orig_argv[0]):
+        return None
+    return start, start + length
+
+
+def set_process_title(title: str, *, use_proc: bool = True) -> bool:
     """Show ``title`` as this process's command line and ``comm``. True if the command line changed.
 
-    The title is truncated to the original argv area (see the module docstring).
+    The title is truncated to the original argv area (see the module docstring). With ``use_proc=False``
+    the area is found without reading ``/proc`` (glibc only; the portable backend's processes).
     """
     set_comm(title)
-    area = _argv_area()
+    area = _argv_area() if use_proc else _argv_area_from_libc()
     if area is None:
         return False
     start, end = area

@@ -17,6 +17,20 @@ _HOME = tempfile.mkdtemp(prefix="paglets-test-home-")
 os.environ["HOME"] = _HOME
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
+# A portable-backend run (``PAGLETS_BACKEND=portable PAGLETS_FORBID_LINUX=1``, see .ci/run): every
+# process of the run, this one included, refuses fork, memfds, eventfds, fd passing and paglets code
+# reading /proc (tests/_portable_guard/sitecustomize.py, on PYTHONPATH so that hosts, spare processes and
+# paglet processes import it at startup). Violations are also logged to PAGLETS_FORBID_LOG, which
+# ``pytest_sessionfinish`` checks, so that one swallowed by the code under test still fails the run.
+if os.environ.get("PAGLETS_FORBID_LINUX") == "1":
+    _GUARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_portable_guard")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_GUARD, os.environ.get("PYTHONPATH", "")) if p)
+    os.environ.setdefault("PAGLETS_FORBID_LOG", os.path.join(_HOME, "forbidden.log"))
+    import sys
+
+    sys.path.insert(0, _GUARD)
+    import sitecustomize  # noqa: F401  # installs the guard in this process too
+
 settings.register_profile(
     "ci",
     deadline=None,
@@ -42,3 +56,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped where skips are not allowed (PAGLETS_NO_SKIPS=1): {reason}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In a portable-backend run, any Linux-only primitive used by any process fails the run."""
+    log = os.environ.get("PAGLETS_FORBID_LOG")
+    if os.environ.get("PAGLETS_FORBID_LINUX") != "1" or not log or not os.path.exists(log):
+        return
+    with open(log, encoding="utf-8") as fh:
+        lines = fh.read().splitlines()
+    if lines:
+        print("\nLinux-only primitives used in a portable-backend run:\n  " + "\n  ".join(lines[:50]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -296,6 +296,9 @@ class PagletController:
 
     def _on_closed(self) -> None:
         self._channel_closed = True
+        bell, self._service_bell = self._service_bell, None
+        if bell is not None:  # nobody is left to wake
+            bell.close()
         if self.status in ("stopping", "gone"):
             self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} stopped"))
             return

@@ -344,12 +344,17 @@ class FileSegment:
         self._length = total
 
     def read(self, length: int) -> bytes:
+        """A copy of the first ``length`` bytes (from the mapping, or from the file once sealed)."""
         if self._map is not None:
             return self._map[:length]
-        if self._file is None:
+        if self._file is not None:
+            self._file.seek(0)
+            data: bytes = self._file.read(length)
+        elif self._path is not None:
+            with open(self._path, "rb") as sealed:
+                data = sealed.read(length)
+        else:
             raise ValueError("segment is closed")
-        self._file.seek(0)
-        data: bytes = self._file.read(length)
         if len(data) != length:
             raise FrameError(f"segment holds {len(data)} bytes, {length} were expected")
         return data

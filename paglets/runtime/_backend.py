@@ -120,10 +120,14 @@ class LinuxBackend:
     segments: SegmentFactory = MEMFD_SEGMENTS
 
     def __init__(self) -> None:
-        from paglets.runtime._zygote import Zygote  # Linux only: imported once this backend is chosen
+        self._zygote: Any = None
+        self._zygote_class: Any = None
+        if sys.platform == "linux":
+            from paglets.runtime._zygote import Zygote  # Linux only: imported once this backend is chosen
 
-        self._zygote_class = Zygote
-        self._zygote: Zygote | None = None
+            self._zygote_class = Zygote
+        else:
+            raise HostError("the linux process backend needs Linux; use 'portable'")
 
     def start(self, *, preload: Sequence[str], env: Mapping[str, str]) -> None:
         self._zygote = self._zygote_class.start(preload=preload, env=env)
@@ -146,7 +150,7 @@ class LinuxBackend:
             raise HostError("the host's process backend is not started")
         child_fds: ChildFds = pending.private
         assert isinstance(pending.service_bell, EventBell)
-        process = zygote.spawn(
+        process: PagletProcess = zygote.spawn(
             LINUX_CHILD_ENTRY,
             config,
             (*child_fds.fds, pending.service_bell.fd),

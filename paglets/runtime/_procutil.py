@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
@@ -47,12 +46,17 @@ _COMM_MAX: Final = 15
 _FALLBACK_MAX_FD: Final = 1 << 20
 
 
-def _libc() -> ctypes.CDLL | None:
-    if sys.platform != "linux":  # prctl and glibc's argv pointer are Linux features
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:  # pragma: no cover - no dynamic libc
+if sys.platform == "linux":
+
+    def _libc() -> ctypes.CDLL | None:
+        try:
+            return ctypes.CDLL(None, use_errno=True)
+        except OSError:  # pragma: no cover - no dynamic libc
+            return None
+
+else:  # prctl and glibc's argv pointer are Linux features
+
+    def _libc() -> ctypes.CDLL | None:
         return None
 
 
@@ -69,7 +73,7 @@ def _prctl(option: int, arg: int | bytes) -> bool:
     return int(prctl(option, argument, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))) == 0
 
 
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+def set_parent_death_signal(sig: int = 9) -> bool:
     """Ask the kernel to send ``sig`` to this process when the thread that created it exits.
 
     Returns False if unsupported. The caller must then check ``os.getppid()``: if the parent died
@@ -145,10 +149,12 @@ def close_fds_except(keep: Iterable[int]) -> None:
         if fd > low:
             os.closerange(low, fd)
         low = fd + 1
-    try:
-        max_fd = os.sysconf("SC_OPEN_MAX")
-    except (OSError, ValueError):  # pragma: no cover
-        max_fd = _FALLBACK_MAX_FD
+    max_fd = _FALLBACK_MAX_FD
+    if sys.platform != "win32":
+        try:
+            max_fd = os.sysconf("SC_OPEN_MAX")
+        except (OSError, ValueError):  # pragma: no cover
+            pass
     os.closerange(low, max(max_fd, low))
 
 

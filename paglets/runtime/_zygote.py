@@ -58,6 +58,10 @@ from paglets.runtime._preload import RUNTIME_MODULES
 from paglets.runtime._procutil import TITLE_ROOM
 from paglets.wire.limits import KiB
 
+# Linux only (fork, pidfds, fd passing, prctl): the Linux backend imports this module, no other
+# (mypy checks what follows for Linux only).
+assert sys.platform == "linux", "the zygote needs Linux; other systems use the portable backend"
+
 __all__ = [
     "MAX_SPAWN_CONFIG",
     "MAX_SPAWN_FDS",

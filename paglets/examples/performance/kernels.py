@@ -14,13 +14,13 @@ in the temporary directory, waited for at most ``timeout`` seconds.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
 import select
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from paglets import _oscompat
 
 __all__ = [
     "BLOCK",
@@ -140,53 +142,62 @@ def single_core(duration: float) -> list[KernelResult]:
 
 def _forked(kernel: str, duration: float, workers: int) -> KernelResult:
     """``kernel`` in ``workers`` processes at once; the totals of all of them."""
-    children: list[tuple[int, int]] = []
-    began = time.perf_counter()
-    try:
-        for _ in range(workers):
-            read_end, write_end = os.pipe()
-            with warnings.catch_warnings():  # fork in a threaded process: the child only computes
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:  # pragma: no cover - the forked child
-                code = 0
-                try:
+    if sys.platform == "win32":
+        raise OSError("multi-core kernels fork their workers; Windows has no fork")
+    else:
+        return _forked_posix(kernel, duration, workers)
+
+
+if sys.platform != "win32":  # fork and waitpid: POSIX only
+
+    def _forked_posix(kernel: str, duration: float, workers: int) -> KernelResult:
+        children: list[tuple[int, int]] = []
+        began = time.perf_counter()
+        try:
+            for _ in range(workers):
+                read_end, write_end = os.pipe()
+                with warnings.catch_warnings():  # fork in a threaded process: the child only computes
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    pid = os.fork()
+                if pid == 0:  # pragma: no cover - the forked child
+                    code = 0
+                    try:
+                        os.close(read_end)
+                        found = CPU_KERNELS[kernel](duration)
+                        os.write(write_end, json.dumps([found.operations, found.bytes_processed]).encode())
+                    except BaseException:
+                        code = 1
+                    finally:
+                        os._exit(code)
+                os.close(write_end)
+                children.append((pid, read_end))
+            operations = processed = 0
+            limit = time.monotonic() + duration * 4 + 30
+            for _pid, read_end in children:
+                data = b""
+                while time.monotonic() < limit:
+                    ready, _, _ = select.select([read_end], [], [], max(0.0, limit - time.monotonic()))
+                    if not ready:
+                        break
+                    chunk = os.read(read_end, 4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                if data:
+                    counted = json.loads(data)
+                    operations += int(counted[0])
+                    processed += int(counted[1])
+            elapsed = time.perf_counter() - began
+        finally:
+            for pid, read_end in children:
+                with contextlib.suppress(OSError):
                     os.close(read_end)
-                    found = CPU_KERNELS[kernel](duration)
-                    os.write(write_end, json.dumps([found.operations, found.bytes_processed]).encode())
-                except BaseException:
-                    code = 1
-                finally:
-                    os._exit(code)
-            os.close(write_end)
-            children.append((pid, read_end))
-        operations = processed = 0
-        limit = time.monotonic() + duration * 4 + 30
-        for _pid, read_end in children:
-            data = b""
-            while time.monotonic() < limit:
-                ready, _, _ = select.select([read_end], [], [], max(0.0, limit - time.monotonic()))
-                if not ready:
-                    break
-                chunk = os.read(read_end, 4096)
-                if not chunk:
-                    break
-                data += chunk
-            if data:
-                counted = json.loads(data)
-                operations += int(counted[0])
-                processed += int(counted[1])
-        elapsed = time.perf_counter() - began
-    finally:
-        for pid, read_end in children:
-            with contextlib.suppress(OSError):
-                os.close(read_end)
-            with contextlib.suppress(ChildProcessError, OSError):
-                done, _ = os.waitpid(pid, os.WNOHANG)
-                if done == 0:
-                    os.kill(pid, 9)
-                    os.waitpid(pid, 0)
-    return _result(f"{kernel}-multi", max(elapsed, duration), operations, processed)
+                with contextlib.suppress(ChildProcessError, OSError):
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                    if done == 0:
+                        os.kill(pid, 9)
+                        os.waitpid(pid, 0)
+        return _result(f"{kernel}-multi", max(elapsed, duration), operations, processed)
 
 
 def multi_core(duration: float, workers: int) -> list[KernelResult]:
@@ -264,8 +275,9 @@ def disk_benchmark(path: Path, size: int) -> DiskResult:
             written = time.perf_counter()
             os.fsync(handle.fileno())
             synced = time.perf_counter()
-            with contextlib.suppress(AttributeError, OSError):
-                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            if sys.platform == "linux":
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         began_read = time.perf_counter()
         with target.open("rb", buffering=0) as handle:
             while handle.read(BLOCK):
@@ -302,14 +314,12 @@ def benchmark_lock(timeout: float) -> Iterator[float]:
     began = time.monotonic()
     with path.open("a+b") as handle:
         while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _oscompat.lock_exclusive(handle.fileno()):
                 break
-            except BlockingIOError:
-                if time.monotonic() - began >= timeout:
-                    raise TimeoutError(f"another benchmark held {path} for {timeout:g} s") from None
-                time.sleep(0.05)  # polling a lock held by another process; flock has no timeout
+            if time.monotonic() - began >= timeout:
+                raise TimeoutError(f"another benchmark held {path} for {timeout:g} s") from None
+            time.sleep(0.05)  # polling a lock held by another process; flock has no timeout
         try:
             yield time.monotonic() - began
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            _oscompat.unlock(handle.fileno())

@@ -39,7 +39,12 @@ from paglets.runtime._procutil import (
     set_parent_death_signal,
     set_process_title,
 )
-from paglets.runtime._zygote import (
+
+# Linux only (fork, pidfds, fd passing, prctl): the Linux backend imports this module, no other
+# (mypy checks what follows for Linux only).
+assert sys.platform == "linux", "the zygote needs Linux; other systems use the portable backend"
+
+from paglets.runtime._zygote import (  # noqa: E402  # after the platform check
     DECODER,
     ENCODER,
     MAX_CONTROL_MESSAGE,

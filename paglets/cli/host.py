@@ -470,6 +470,8 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if sys.platform == "win32":  # Ctrl-Break in a Windows console (Ctrl-C is SIGINT there too)
+        signal.signal(signal.SIGBREAK, on_signal)
     while not stopping.wait(3600):
         pass
     _log.info("host %s shutting down (saving paglets)", host.name)

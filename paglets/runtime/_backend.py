@@ -112,6 +112,11 @@ class ProcessBackend(Protocol):
         """Counters for ``/health`` and tests."""
         ...
 
+    @property
+    def process_parent(self) -> int | None:
+        """The pid whose children the paglet processes are (the zygote; the host itself with spares)."""
+        ...
+
 
 class LinuxBackend:
     """Fork from the zygote; memfd rings, eventfd doorbells, memfd handoff segments."""
@@ -174,6 +179,10 @@ class LinuxBackend:
         zygote, self._zygote = self._zygote, None
         if zygote is not None:
             zygote.close()
+
+    @property
+    def process_parent(self) -> int | None:
+        return self._zygote.pid if self._zygote is not None else None
 
     def statistics(self) -> dict[str, Any]:
         zygote = self._zygote

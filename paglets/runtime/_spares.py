@@ -536,6 +536,10 @@ class PortableBackend:
             }
 
     @property
+    def process_parent(self) -> int | None:
+        return os.getpid() if self._dir is not None else None
+
+    @property
     def runtime_dir(self) -> Path | None:
         return self._dir.path if self._dir is not None else None
 

@@ -83,6 +83,8 @@ def make_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
         options.setdefault("persistence_dir", tmp_path / name)
         options.setdefault("mesh_lan_discovery", False)
         options.setdefault("mesh_multicast", False)
+        if os.environ.get("PAGLETS_MIXED_MESH") == "1":  # every other host on the other process backend
+            options.setdefault("process_backend", ("linux", "portable")[len(hosts) % 2])
         host = Host(name, **options)  # type: ignore[arg-type]
         host.start_background()
         hosts.append(host)

@@ -35,6 +35,9 @@ SCRIPT_ALIASES: Final = {
     "paglets-perf-test": "examples perf",
     "paglets-mesh-benchmark": "examples mesh-benchmark",
     "paglets-search": "search",
+    "paglets-compute-slots": "compute-slots",
+    "paglets-compute-groups": "jobs groups",
+    "paglets-analysis-jobs": "examples analysis",
 }
 USAGE_WIDTH: Final = 100
 

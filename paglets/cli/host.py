@@ -54,6 +54,16 @@ def parse_size(text: str) -> int | None:
     return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 65536:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65536, got {value}")
+    return value
+
+
 def _property(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
@@ -229,6 +239,18 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         help="how long unfinished uploads are kept (default: 86400, one day)",
     )
 
+    compute = p.add_argument_group(
+        "compute capacity", "what this host offers compute jobs (default: what the machine has)"
+    )
+    compute.add_argument(
+        "--cpu-slots", type=_count, metavar="N", help="compute slots (logical CPUs) this host offers"
+    )
+    compute.add_argument("--memory-limit", type=parse_size, metavar="SIZE", help="memory it offers, e.g. 4G")
+    compute.add_argument(
+        "--scratch-limit", type=parse_size, metavar="SIZE", help="scratch (work directory) space it offers"
+    )
+    compute.add_argument("--gpu-slots", type=_count, metavar="N", help="GPUs it offers to compute jobs")
+
     launch = p.add_argument_group("start-up")
     launch.add_argument(
         "--launch-config",
@@ -352,6 +374,16 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         "properties": dict(args.property),
         "launch_config": args.launch_config,
         "preload_modules": args.preload,
+        "compute_capacity": {
+            key: value
+            for key, value in (
+                ("cpu_slots", args.cpu_slots),
+                ("memory_bytes", args.memory_limit),
+                ("scratch_bytes", args.scratch_limit),
+                ("gpu_count", args.gpu_slots),
+            )
+            if value
+        },
         "expose_tracebacks": args.expose_tracebacks,
     }
 

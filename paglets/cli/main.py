@@ -20,6 +20,8 @@ TREE_COMMANDS = (
     "artifacts",
     "hosts",
     "agents",
+    "jobs",
+    "compute-slots",
     "user-info",
     "examples",
     "search",

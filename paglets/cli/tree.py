@@ -1,8 +1,9 @@
 """The ``paglets`` command tree below ``host`` and ``demo``: inspection and administration commands.
 
 ``paglets sys ...``, ``paglets mesh ...``, ``paglets artifacts ...``, ``paglets hosts``,
-``paglets agents ...``, ``paglets user-info`` and ``paglets completion bash|zsh|fish``. Building the
-parsers imports nothing heavy, so every ``--help`` is fast.
+``paglets agents ...``, ``paglets jobs ...``, ``paglets user-info``, ``paglets examples ...``,
+``paglets search ...`` and ``paglets completion bash|zsh|fish``. Building the parsers imports nothing
+heavy, so every ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ COMMANDS: Final = {
     "artifacts": "list, inspect, download and delete stored artifacts",
     "hosts": "the hosts of the mesh",
     "agents": "list and manage paglets across the mesh",
+    "jobs": "compute slots and compute jobs: capacity, queues, running and finished jobs, groups",
+    "compute-slots": "compute slots and jobs in the command shapes of paglets 2.0 (paglets-compute-slots)",
     "user-info": "read notifications and output that paglets sent to a host's user-info service",
-    "examples": "run the example agents: pi, file, perf, mesh-benchmark",
+    "examples": "run the example agents: pi, file, perf, mesh-benchmark, analysis",
     "search": "grep and find over the files of every host",
     "completion": "print a shell completion script (bash, zsh or fish)",
 }
@@ -30,7 +33,7 @@ COMMANDS: Final = {
 
 def build_parser(prog: str = "paglets") -> Parser:
     """The parser of the commands in :data:`COMMANDS` (``host`` and ``demo`` are parsed elsewhere)."""
-    from paglets.cli import agents, artifacts, meshinfo, sysinfo, userinfo
+    from paglets.cli import agents, artifacts, jobs, meshinfo, sysinfo, userinfo
 
     parser = Parser(prog=prog, description="Inspect and manage a paglets mesh.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
@@ -57,6 +60,22 @@ def build_parser(prog: str = "paglets") -> Parser:
     group.set_defaults(group_parser=group)
     agents.add_agents_commands(group, f"{prog} agents")
 
+    group = sub.add_parser("jobs", help=COMMANDS["jobs"], description=jobs.DESCRIPTION)
+    group.set_defaults(group_parser=group)
+    jobs.host_option(group)
+    _network(group, jobs.DEFAULT_TIMEOUT)
+    jobs.add_commands(group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} jobs")
+    from paglets.cli import computeslots
+
+    group = sub.add_parser(
+        "compute-slots", help=COMMANDS["compute-slots"], description=computeslots.DESCRIPTION
+    )
+    group.set_defaults(group_parser=group)
+    computeslots.add_options(group)
+    computeslots.add_commands(
+        group.add_subparsers(title="commands", metavar="COMMAND"), f"{prog} compute-slots"
+    )
+
     userinfo.add_command(sub, prog)
     _examples(sub, prog)
 
@@ -68,8 +87,8 @@ def build_parser(prog: str = "paglets") -> Parser:
 
 
 def _examples(sub: Any, prog: str) -> None:
-    """``examples pi|file|perf|mesh-benchmark`` and ``search grep|find``."""
-    from paglets.cli import filegrabber, meshbench, perf, pi, search
+    """``examples pi|file|perf|mesh-benchmark|analysis`` and ``search grep|find``."""
+    from paglets.cli import analysisjobs, filegrabber, meshbench, perf, pi, search
 
     group: Parser = sub.add_parser("examples", help=COMMANDS["examples"], description=COMMANDS["examples"])
     group.set_defaults(group_parser=group)
@@ -89,6 +108,10 @@ def _examples(sub: Any, prog: str) -> None:
     leaf = examples.add_parser("mesh-benchmark", help=meshbench.DESCRIPTION, description=meshbench.__doc__)
     meshbench.add_arguments(leaf)
     leaf.set_defaults(func=meshbench._run, prog=f"{prog} examples mesh-benchmark")
+    text = "a campaign of CPU-bound analysis jobs, results committed to SQLite at home"
+    leaf = examples.add_parser("analysis", help=text, description=analysisjobs.__doc__)
+    analysisjobs.add_arguments(leaf)
+    leaf.set_defaults(func=analysisjobs.run, prog=f"{prog} examples analysis")
     group = sub.add_parser("search", help=COMMANDS["search"], description=search.__doc__)
     group.add_argument("--type-list", action="store_true", help="list the file types and exit")
     group.set_defaults(group_parser=group, func=search._type_list, prog=f"{prog} search")

@@ -6,7 +6,9 @@
 - :mod:`paglets.examples.performance`: a benchmark paglet cloned to every host (``paglets-perf-test``);
 - :mod:`paglets.examples.mesh_benchmark`: a traveller timing every directed hop between hosts
   (``paglets-mesh-benchmark``);
-- :mod:`paglets.examples.search`: grep and find over the hosts' files (``paglets search grep|find``).
+- :mod:`paglets.examples.search`: grep and find over the hosts' files (``paglets search grep|find``);
+- :mod:`paglets.examples.analysis_jobs`: a campaign of CPU-bound compute jobs whose results are
+  committed to SQLite at home (``paglets-analysis-jobs``).
 
 The agents are ordinary paglets built on :mod:`paglets.patterns`; the commands live in
 :mod:`paglets.cli`. Hosts import these classes by name, so they work on any host with paglets installed.

@@ -162,6 +162,7 @@ class HostParts:
             agents=manager,
             records=records,
             is_resident=self.resident.is_resident,
+            compute_capacity=cfg.compute_capacity,
         )
         self.mesh = MeshRegistry(
             self.directory.self_ref,

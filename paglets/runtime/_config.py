@@ -49,6 +49,30 @@ def normalize_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
     return tuple(sorted({t.strip().casefold() for t in tags if t and t.strip()}))
 
 
+#: Keys of ``compute_capacity``.
+COMPUTE_CAPACITY_KEYS = ("cpu_slots", "memory_bytes", "scratch_bytes", "gpu_count")
+
+
+def _compute_capacity(value: object) -> dict[str, int]:
+    if not value:
+        return {}
+    if not isinstance(value, Mapping):
+        raise HostError(f"compute_capacity must be a mapping, not {type(value).__name__}")
+    out: dict[str, int] = {}
+    for key, amount in value.items():
+        if key not in COMPUTE_CAPACITY_KEYS:
+            raise HostError(
+                f"compute_capacity: unknown key {key!r} (known: {', '.join(COMPUTE_CAPACITY_KEYS)})"
+            )
+        if amount is None:
+            continue
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise HostError(f"compute_capacity: {key} must be a whole number of 0 or more, got {amount!r}")
+        if amount:
+            out[key] = amount
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class HostConfig:
     """Every ``Host`` constructor argument after validation."""
@@ -94,6 +118,9 @@ class HostConfig:
     process_backend: str | None = None
     #: Limits and timeouts of the host's HTTP server (``None``: the defaults of ``ServerLimits``).
     http_limits: ServerLimits | None = None
+    #: The compute capacity this host declares to its ``compute-slots`` service (``cpu_slots``,
+    #: ``memory_bytes``, ``scratch_bytes``, ``gpu_count``; absent or 0: what the machine has).
+    compute_capacity: Mapping[str, int] = field(default_factory=dict)
     #: Send ``remote_traceback`` (file paths and code of this host) in HTTP error bodies. Off by default
     #: (``proto/PROTOCOL.md`` §3.1): the traceback goes to the host's log instead.
     expose_tracebacks: bool = False
@@ -140,6 +167,7 @@ class HostConfig:
             options.pop("relay_delivery_timeout", None)
         if options.get("preload_modules") is not None:
             options["preload_modules"] = tuple(options["preload_modules"])
+        options["compute_capacity"] = _compute_capacity(options.get("compute_capacity"))
         limits = options.get("http_limits")
         if limits is not None and not isinstance(limits, ServerLimits):
             raise HostError(f"http_limits must be a ServerLimits, not {type(limits).__name__}")

@@ -91,6 +91,7 @@ class AgentDirectory:
         agents: Agents,
         records: Records,
         is_resident: Callable[[str], bool],
+        compute_capacity: Mapping[str, int] | None = None,
     ) -> None:
         self._name = name
         self._address = address
@@ -101,6 +102,7 @@ class AgentDirectory:
         self._agents = agents
         self._records = records
         self._is_resident = is_resident
+        self._compute_capacity = dict(compute_capacity or {})
 
     # --- which paglets ------------------------------------------------------------------------------
 
@@ -232,6 +234,7 @@ class AgentDirectory:
             capabilities=list(HOST_CAPABILITIES),
             tags=list(self._tags),
             properties=dict(self._properties),
+            compute_capacity=dict(self._compute_capacity),
         )
 
     def self_ref(self) -> HostRef:

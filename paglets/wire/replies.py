@@ -72,6 +72,7 @@ class HealthReply(msgspec.Struct, frozen=True):
     capabilities: list[str]
     tags: list[str]
     properties: dict[str, str]
+    compute_capacity: dict[str, int] = {}
     auto_update_from_git: bool = False
     auto_update_restart_scheduled: bool = False
 

@@ -97,3 +97,43 @@ def test_expose_tracebacks_is_off_unless_asked() -> None:
     assert host_options(parser.parse_args(["--name", "x"]))["expose_tracebacks"] is False
     exposed = host_options(parser.parse_args(["--name", "x", "--expose-tracebacks"]))
     assert exposed["expose_tracebacks"] is True
+
+
+def test_declared_compute_capacity() -> None:
+    parser = build_parser()
+    args = parser.parse_args(
+        [
+            "--name",
+            "x",
+            "--cpu-slots",
+            "3",
+            "--memory-limit",
+            "4G",
+            "--scratch-limit",
+            "512M",
+            "--gpu-slots",
+            "1",
+        ]
+    )
+    assert host_options(args)["compute_capacity"] == {
+        "cpu_slots": 3,
+        "memory_bytes": 4 << 30,
+        "scratch_bytes": 512 << 20,
+        "gpu_count": 1,
+    }
+    assert host_options(parser.parse_args(["--name", "x"]))["compute_capacity"] == {}
+    bad = _run("--name", "x", "--cpu-slots", "-1")
+    assert bad.returncode == 2
+    assert "argument --cpu-slots: must be between 0 and 65536, got -1" in bad.stderr
+
+
+def test_host_config_checks_the_compute_capacity() -> None:
+    from paglets.core.errors import HostError
+    from paglets.runtime._config import HostConfig
+
+    config = HostConfig.build("x", compute_capacity={"cpu_slots": 2, "gpu_count": 0})
+    assert config.compute_capacity == {"cpu_slots": 2}
+    with pytest.raises(HostError, match="unknown key 'cores'"):
+        HostConfig.build("x", compute_capacity={"cores": 2})
+    with pytest.raises(HostError, match="cpu_slots must be a whole number of 0 or more, got -2"):
+        HostConfig.build("x", compute_capacity={"cpu_slots": -2})

@@ -370,16 +370,22 @@ def test_bundled_template_is_package_data_and_loads() -> None:
     assert bundled_launch_config_text() == text
     config = parse_launch_config(text, path="default_launch.toml")
     assert config.demo_config_id == "paglets-default-launch"
-    assert config.demo_config_version == "6"
+    assert config.demo_config_version == "7"
     assert config.sync_demo_config is True
     services = {entry.agent_id: entry for entry in config.resident_services}
-    assert list(services) == ["service.server-info", "service.mesh-info", "service.user-info"]
+    assert list(services) == [
+        "service.server-info",
+        "service.mesh-info",
+        "service.compute-slots",
+        "service.user-info",
+    ]
     assert services["service.mesh-info"].lifecycle is ResidentLifecycle.EAGER
+    assert services["service.compute-slots"].lifecycle is ResidentLifecycle.EAGER
     assert services["service.server-info"].lifecycle is ResidentLifecycle.LAZY
     assert all(entry.scope is ServiceScope.MESH and entry.enabled for entry in services.values())
     assert config.startup_agents == ()
     resolved = resolve_resident_services(config)
-    assert [r.contract.name for r in resolved] == ["server-info", "mesh-info", "user-info"]
+    assert [r.contract.name for r in resolved] == ["server-info", "mesh-info", "compute-slots", "user-info"]
 
 
 def test_bundled_template_comments_show_valid_syntax() -> None:

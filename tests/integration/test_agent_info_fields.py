@@ -145,6 +145,7 @@ def test_listing_puts_active_paglets_first(host: Host, client: HostClient) -> No
 def test_health_fields(make_host: Callable[..., Host], client: HostClient) -> None:
     host = make_host("alpha", mesh_version="compat")
     health = host.health()
-    check(health, HEALTH)
+    check(health, HEALTH, {"compute_capacity"})
+    assert health["compute_capacity"] == {}
     assert health == client.get_json(f"{host.address}/health")
     assert "hosts:join" in health["capabilities"]

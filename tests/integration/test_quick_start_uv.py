@@ -27,6 +27,9 @@ INSPECTION = (
     "uv run paglets-sysinfo load",
     "uv run paglets-mesh-info summary",
     "uv run paglets-artifacts list",
+    "uv run paglets-compute-slots status",
+    "uv run paglets-compute-groups",
+    "uv run paglets-analysis-jobs --tasks 3 --target-runtime 3",
 )
 #: The description's example commands, as written there (``./data.bin`` is made in the checkout).
 EXAMPLES = (

@@ -358,6 +358,10 @@ class TransferWorld(RuleBasedStateMachine):
             return
         if machine.state is SourceState.PREPARING:
             self.attempts += 1
+            # The source sends its envelope attempts one after another over HTTP: it gives up on an
+            # attempt (and closes its connection) before it sends the next, so no answer to an earlier
+            # attempt can reach it any more. (The earlier request itself may still reach the target.)
+            self.net = [m for m in self.net if not (m.kind == "env_reply" and m.dst == S_HOST)]
         self._feed_source(E.TIMEOUT)
 
     @precondition(

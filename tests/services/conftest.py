@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -13,6 +15,12 @@ import pytest
 from paglets.http import HttpServer, Request, Response, Router, new_event_loop
 from paglets.services._routes import build_service_routes
 from paglets.services.registry import ServiceRegistry
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    # helper modules of these tests (_compute_fakes.py); appended, so that other test directories'
+    # ``import conftest`` still finds their own
+    sys.path.append(str(HERE))
 
 T = TypeVar("T")
 

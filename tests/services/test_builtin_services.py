@@ -200,10 +200,17 @@ def test_services_route_their_operations_and_refuse_others() -> None:
     assert agent.handle_message(Message("nope")) is agent.not_handled()
 
 
-def test_bundled_launch_config_declares_the_three_services() -> None:
+def test_bundled_launch_config_declares_the_four_services() -> None:
     services = resolve_resident_services(parse_launch_config(bundled_launch_config_text()))
     by_id = {s.agent_id: s for s in services}
-    assert set(by_id) == {"service.server-info", "service.mesh-info", "service.user-info"}
+    assert set(by_id) == {
+        "service.server-info",
+        "service.mesh-info",
+        "service.compute-slots",
+        "service.user-info",
+    }
+    assert by_id["service.compute-slots"].lifecycle.value == "eager"
+    assert by_id["service.compute-slots"].state["max_load_per_cpu"] == 0.0
     assert by_id["service.mesh-info"].lifecycle.value == "eager"
     assert by_id["service.server-info"].idle_timeout == 30.0
     assert by_id["service.mesh-info"].state["gossip_interval"] == 5.0

@@ -478,6 +478,17 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         _log.error("cannot start: %s", exc)
         return 1
     host.add_listener(ConsoleReporter(code_version=host.code_version))
+    # Installed before the start, which may take a while (resident services, a cold process pool): a
+    # SIGTERM during it is then a request to stop once started, not the default death without saving.
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if sys.platform == "win32":  # Ctrl-Break in a Windows console (Ctrl-C is SIGINT there too)
+        signal.signal(signal.SIGBREAK, on_signal)
     try:
         host.start_background()
     except OSError as exc:
@@ -495,15 +506,6 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         flush=True,
     )
 
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if sys.platform == "win32":  # Ctrl-Break in a Windows console (Ctrl-C is SIGINT there too)
-        signal.signal(signal.SIGBREAK, on_signal)
     while not stopping.wait(3600):
         pass
     _log.info("host %s shutting down (saving paglets)", host.name)

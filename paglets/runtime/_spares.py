@@ -13,7 +13,8 @@ Pool size
     ready raises the target by one, up to ``MAX_SPARES`` (a burst of creations then finds more waiting
     next time); replacements start as soon as a spare is taken. A spare costs an idle interpreter with
     the runtime imported (about 30 MB resident here), and a cold start (0.1 to 0.5 s on this machine)
-    when the pool is empty.
+    when the pool is empty. ``start`` returns once the first spares are ready (at most ``START_TIMEOUT``),
+    as the zygote's start returns once its template has imported the runtime.
 
 Exits
     One reaper thread watches every spare's control connection: EOF means the process ended, and its
@@ -79,6 +80,8 @@ SPARES_ENV: Final = "PAGLETS_SPARES"
 DEFAULT_SPARES: Final = 2
 #: Most spares the pool grows to under a burst of creations.
 MAX_SPARES: Final = 8
+#: Seconds ``start`` waits for the first spares to be ready (as the zygote's start waits for its imports).
+START_TIMEOUT: Final = 30.0
 #: Seconds a new connection has to say its ``HELLO``.
 HELLO_TIMEOUT: Final = 2.0
 #: Seconds the reaper waits for the exit code of a process whose connection closed.
@@ -203,10 +206,10 @@ class PortableBackend:
         self._failed_starts = 0
         self._started_total = 0
         self._cold_waits = 0
-        self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # made by start(): a host that is built but never started holds no socket or selector
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._to_watch: deque[SpareProcess] = deque()
         self._threads: list[threading.Thread] = []
 
@@ -221,13 +224,24 @@ class PortableBackend:
         listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(0.5)
         self._listener = listener
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         for target, name in ((self._accept_loop, "accept"), (self._reap_loop, "reaper")):
             thread = threading.Thread(target=target, name=f"paglets-spares-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        deadline = time.monotonic() + START_TIMEOUT
         with self._lock:
             self._fill()
+            # like the zygote's start: the host is ready to start paglets at full speed once this returns
+            while len(self._ready) < self._target and self._failed_starts < MAX_FAILED_STARTS:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break  # a slow machine: creations wait for their spare instead
+                self._lock.wait(remaining)
 
     def close(self) -> None:
         with self._lock:
@@ -255,9 +269,9 @@ class PortableBackend:
             thread.join(EXIT_WAIT)
         if self._listener is not None:
             self._listener.close()
-        self._wake_r.close()
-        self._wake_w.close()
-        self._selector.close()
+        for closing in (self._wake_r, self._wake_w, self._selector):
+            if closing is not None:
+                closing.close()
         if self._dir is not None:
             self._dir.remove()
 
@@ -308,6 +322,8 @@ class PortableBackend:
         self._wake()
 
     def _wake(self) -> None:
+        if self._wake_w is None:
+            return
         try:
             self._wake_w.send(b"\x01")
         except OSError:
@@ -356,6 +372,9 @@ class PortableBackend:
 
     def _reap_loop(self) -> None:
         """Watch control connections (EOF: the process ended) and processes that are not ready yet."""
+        selector, wake = self._selector, self._wake_r
+        assert selector is not None
+        assert wake is not None
         watched: set[int] = set()
         while not self._closed:
             with self._lock:
@@ -364,19 +383,19 @@ class PortableBackend:
                     control = spare.sockets.get(ROLE_CONTROL)
                     if control is not None and spare.spare_id not in watched and spare.ready:
                         watched.add(spare.spare_id)
-                        self._selector.register(control, selectors.EVENT_READ, spare)
+                        selector.register(control, selectors.EVENT_READ, spare)
                 starting = [s for s in self._spares.values() if not s.ready]
             for spare in starting:
                 if spare.popen.poll() is not None:
                     self._gone(spare, spare.popen.returncode, failed=True)
             try:
-                events = self._selector.select(0.2)
+                events = selector.select(0.2)
             except OSError:
                 return
             for key, _mask in events:
                 if key.data is None:
                     try:
-                        while self._wake_r.recv(4096):
+                        while wake.recv(4096):
                             pass
                     except OSError:
                         pass
@@ -390,7 +409,7 @@ class PortableBackend:
                     data = b""
                 if data:
                     continue  # a spare never writes on its control connection; ignore
-                self._selector.unregister(key.fileobj)
+                selector.unregister(key.fileobj)
                 watched.discard(spare.spare_id)
                 try:
                     code = spare.popen.wait(EXIT_WAIT)

@@ -27,6 +27,7 @@ __all__ = [
     "ChecksumError",
     "Fault",
     "ForbiddenError",
+    "ForwardingLimitError",
     "FrameError",
     "HeadersTooLargeError",
     "HostBusyError",
@@ -41,7 +42,10 @@ __all__ = [
     "PagletCrashedError",
     "PagletError",
     "PagletInactiveError",
+    "PagletMovedError",
     "ProtocolError",
+    "RelayError",
+    "RelayTimeoutError",
     "RemoteHostError",
     "RequestError",
     "ResourceCleanupError",
@@ -139,6 +143,22 @@ class RemoteHostError(PagletError):
     code = "remote_host"
 
 
+class RelayError(RemoteHostError):
+    """A relay hub could not deliver a request to a connect-mode host (offline, reconnected as a new
+    process, or gone while the request ran) (HTTP 502)."""
+
+    http_status = 502
+    code = "relay"
+
+
+class RelayTimeoutError(RelayError, TimeoutError):
+    """A relayed request was not taken by its connect-mode host within the delivery timeout; it was
+    withdrawn and will never run (HTTP 504)."""
+
+    http_status = 504
+    code = "relay_timeout"
+
+
 class InvalidAgentError(PagletError):
     http_status = 404
     code = "invalid_agent"
@@ -150,6 +170,42 @@ class InvalidAgentIdError(InvalidAgentError):
 
     http_status = 400
     code = "invalid_agent_id"
+
+
+class PagletMovedError(InvalidAgentError):
+    """The paglet is not here any more: it moved to ``host_url`` (as ``moved_agent_id``), as the host it
+    left remembers (a forwarding entry). Proxies follow it; code that catches ``InvalidAgentError`` (what
+    paglets 2.0 raised for a paglet that left) keeps working. The message names the place in a fixed form
+    (``... moved to <agent id> at <url>``), so the place survives every boundary that carries only an
+    error's code and message."""
+
+    code = "paglet_moved"
+
+    def __init__(
+        self,
+        *args: object,
+        host_url: str | None = None,
+        moved_agent_id: str | None = None,
+        remote_type: str | None = None,
+        remote_traceback: str | None = None,
+    ) -> None:
+        super().__init__(*args, remote_type=remote_type, remote_traceback=remote_traceback)
+        if host_url is None and args:
+            found = _MOVED_TO.search(str(args[0]))
+            if found is not None:
+                moved_agent_id, host_url = found.group(1), found.group(2)
+        self.host_url = host_url
+        self.moved_agent_id = moved_agent_id
+
+
+class ForwardingLimitError(InvalidAgentError):
+    """A proxy followed ``MAX_FORWARD_HOPS`` forwarding answers without reaching its paglet (a loop of
+    stale entries, or a paglet moving faster than it is followed)."""
+
+    code = "forwarding_limit"
+
+
+_MOVED_TO = re.compile(r"moved to (\S+) at (https?://\S+?)(?:[ ;)]|$)")
 
 
 class PagletInactiveError(PagletError):

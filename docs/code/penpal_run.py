@@ -2,7 +2,6 @@
 
 import tempfile
 
-from paglets.core.errors import InvalidAgentError
 from paglets.core.messages import Message
 from paglets.remote.client import HostClient
 from paglets.remote.proxy import PagletProxy
@@ -20,10 +19,8 @@ with tempfile.TemporaryDirectory() as tmp, Host("alpha", persistence_dir=f"{tmp}
         print(ann.send(Message("write")))
 
         moved = ann.dispatch("beta")  # the proxy of Ann on beta
-        try:
-            ann.send(Message("write"))  # the old proxy still names alpha
-        except InvalidAgentError:
-            print("the old proxy does not follow the move")
+        ann.send(Message("write"))  # the old proxy names alpha, which says where Ann went: it follows
+        print("the old proxy followed the move:", ann.where()[0] == moved.host_url)
         print(moved.send(Message("write")))  # Ann's reference to Bob travelled in her state
         # --8<-- [end:proxies]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -165,18 +166,57 @@ def _short_class(name: object) -> str:
 # --- commands ---------------------------------------------------------------------------------------------
 
 
+_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?\Z")
+
+
+def _commits(
+    client: HostClient, entry: Entry, hosts: list[dict[str, Any]], deadline: float
+) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The hosts refused by the entry host for another code version, and the git commit every host runs
+    (``{url: commit}``: ``git_process_start_head`` of its ``/health``, else a code version that is a
+    commit hash)."""
+    from paglets.cli._fanout import gather
+
+    try:
+        refused = list(client.get_json(f"{entry.url}/hosts?rejected=1", timeout=_left(deadline))["rejected"])
+    except Exception:  # a host of an older version: no such list
+        refused = []
+    commits = {
+        str(h.get("url")): str(h.get("code_version"))
+        for h in [*hosts, *refused]
+        if _COMMIT.match(str(h.get("code_version", "")))
+    }
+    asked = [(str(h.get("url")), str(h.get("url"))) for h in [*hosts, *refused] if h.get("online", True)]
+
+    def commit_of(name: str, url: str) -> str:
+        return str(
+            client.get_json(f"{url}/health", timeout=_left(deadline)).get("git_process_start_head") or ""
+        )
+
+    found, _ = gather(asked, commit_of, timeout=_left(deadline), label="asking hosts for their commit")
+    commits.update({url: commit for url, commit in found.items() if commit})
+    return refused, commits
+
+
 def _hosts(args: argparse.Namespace) -> int:
     from paglets.cli import _render
 
-    _, entry, _ = _connect(args)
+    client, entry, deadline = _connect(args)
     hosts = sorted(entry.hosts, key=lambda h: str(h.get("name")))
     if args.online:
         hosts = [h for h in hosts if h.get("online")]
+    refused, commits = _commits(client, entry, hosts, deadline)
+    mine = commits.get(entry.url, "")
+    for h in [*hosts, *refused]:
+        h["commit"] = commits.get(str(h.get("url")), "")
+        h["commit_differs"] = bool(mine and h["commit"] and h["commit"] != mine)
     if option(args, "json", False):
-        _render.print_json({"entry": entry.url, "hosts": hosts})
+        _render.print_json({"entry": entry.url, "hosts": hosts, "refused": refused})
         return EXIT_OK
     rows = []
-    for h in hosts:
+    for h in refused:
+        h["error"] = f"refused: {h.get('error') or 'another code version'}"
+    for h in [*hosts, *refused]:
         age = h.get("age")
         seen = (
             "now" if str(h.get("url", "")).rstrip("/") == entry.url else _render.duration_text(age) + " ago"
@@ -189,6 +229,7 @@ def _hosts(args: argparse.Namespace) -> int:
                 h.get("url"),
                 "online" if h.get("online") else f"offline ({h.get('error') or 'no answer'})",
                 str(h.get("code_version", ""))[:12],
+                (str(h["commit"])[:12] + (" *" if h["commit_differs"] else "")) or "-",
                 h.get("active_count", 0),
                 h.get("inactive_count", 0),
                 seen,
@@ -197,11 +238,16 @@ def _hosts(args: argparse.Namespace) -> int:
         )
     _render.print_table(
         f"Hosts (from {entry.name})",
-        ["host", "url", "state", "version", "active", "inactive", "last heard", "tags"],
+        ["host", "url", "state", "version", "commit", "active", "inactive", "last heard", "tags"],
         rows,
         right={"active", "inactive", "last heard"},
         wrap={"state", "tags"},
     )
+    if any(h["commit_differs"] for h in [*hosts, *refused]):
+        print(
+            f"* runs another commit than {entry.name} ({mine[:12]}); hosts of different commits do not "
+            "join each other: paglets mesh update moves them all to one"
+        )
     return EXIT_OK
 
 

@@ -19,10 +19,14 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from paglets import __version__
+from paglets.cli._relay_options import CA_FILE_ENV, add_relay_options, relay_options_problem
 from paglets.core.errors import PagletError
+
+if TYPE_CHECKING:
+    from paglets.cli._autoupdate import StartupUpdate
 
 __all__ = ["build_parser", "main", "parse_size"]
 
@@ -42,6 +46,15 @@ _UNITS: Final = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 class CliError(Exception):
     """A usage problem, reported as one line and exit code 2."""
+
+
+class RestartRequested(Exception):
+    """Git auto-update moved the checkout: re-execute the command line (``paglets.cli._autoupdate``);
+    ``status`` is the update's status (a ``GitUpdateStatus``), handed to the new process."""
+
+    def __init__(self, status: object) -> None:
+        super().__init__("restart requested by git auto-update")
+        self.status = status
 
 
 def parse_size(text: str) -> int | None:
@@ -95,17 +108,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: Options that are parsed (so that using them gets a clear refusal) but not shown by ``--help``, because
-#: what they configure does not work in this version: relay/connect mode and git auto-update.
-HIDDEN_OPTIONS: Final = (
-    "--connect-to",
-    "--relay-offline-after",
-    "--relay-delivery-timeout",
-    "--relay-queue-limit",
-    "--auto-update-from-git",
-)
-
-#: Hub tuning flags of relay mode: accepted (paglets 2.0 scripts pass them) and ignored with a warning.
-RELAY_TUNING: Final = ("--relay-offline-after", "--relay-delivery-timeout", "--relay-queue-limit")
+#: Options parsed but left out of ``--help`` (none at the moment: every option works).
+HIDDEN_OPTIONS: Final[tuple[str, ...]] = ()
 
 LOG_LEVELS: Final = ("debug", "info", "warning", "error")
 
@@ -121,7 +125,6 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         ),
         formatter_class=_HelpFormatter,
     )
-    hidden = argparse.SUPPRESS
     p.add_argument("--name", required=True, help="this host's name in the mesh (required)")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (use --bind-public for LAN addresses)"
@@ -271,6 +274,13 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
     )
     launch.add_argument("--yes", action="store_true", help="answer yes to launch-config updates")
     launch.add_argument(
+        "--auto-update-from-git",
+        action="store_true",
+        help="at start, fast-forward the git checkout this host runs from to its upstream branch (syncing "
+        "dependencies, restarting on the new commit), and accept update requests from the mesh "
+        "(paglets mesh update; needs an API key); the mesh version is the commit (docs: auto-update)",
+    )
+    launch.add_argument(
         "--preload",
         action="append",
         default=[],
@@ -296,12 +306,7 @@ def build_parser(prog: str = "paglets-host") -> argparse.ArgumentParser:
         help="debug, info, warning or error (default: info)",
     )
 
-    # Parsed so that using them gets a clear refusal, hidden from --help until they work.
-    p.add_argument("--connect-to", help=hidden)
-    p.add_argument("--relay-offline-after", type=float, help=hidden)
-    p.add_argument("--relay-delivery-timeout", type=float, help=hidden)
-    p.add_argument("--relay-queue-limit", type=int, help=hidden)
-    p.add_argument("--auto-update-from-git", action="store_true", help=hidden)
+    add_relay_options(p)
     return p
 
 
@@ -337,10 +342,9 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError("--public-url and --connect-to need an API key (set PAGLETS_API_KEY or --api-key-env)")
     if args.connect_to and args.auto_update_from_git:
         raise CliError("--connect-to cannot be combined with --auto-update-from-git")
-    if args.auto_update_from_git:
-        raise CliError("--auto-update-from-git is not supported by this version of paglets")
-    if args.connect_to:
-        raise CliError("--connect-to (relay mode) is not supported by this version of paglets")
+    problem = relay_options_problem(args)
+    if problem is not None:
+        raise CliError(problem)
     if args.launch_config is not None and args.no_launch_config:
         raise CliError("--launch-config and --no-launch-config exclude each other")
     if not 0 <= args.port <= 65535:
@@ -358,6 +362,12 @@ def host_options(args: argparse.Namespace) -> dict[str, Any]:
         "port": args.port,
         "api_key": api_key,
         "public_url": args.public_url,
+        "connect_to": args.connect_to,
+        "relay_offline_after": args.relay_offline_after,
+        "relay_delivery_timeout": args.relay_delivery_timeout,
+        "relay_queue_limit": args.relay_queue_limit,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
         "mesh": args.mesh,
         "peers": peers,
         "mesh_multicast": args.mesh_multicast,
@@ -435,8 +445,9 @@ def mesh_version_warning(explicit: str | None, resolved: str) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> int:
+    raw = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(raw)
     try:
         options = host_options(args)
         level = log_level(args)
@@ -447,6 +458,11 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "paglets-host") -> in
     stop_console = configure_console(level)
     try:
         return _serve(args, options)
+    except RestartRequested as restart:
+        from paglets.cli._autoupdate import reexec
+
+        stop_console()
+        reexec(raw, restart.status)
     finally:
         stop_console()
 
@@ -462,33 +478,40 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
     except PagletError as exc:
         _log.error("%s", exc)
         return 1
-    ignored = [flag for flag in RELAY_TUNING if getattr(args, flag[2:].replace("-", "_")) is not None]
-    if ignored:
-        _log.warning(
-            "%s: ignored, relay mode is not supported by this version of paglets", ", ".join(ignored)
-        )
-    options["mesh_version"] = resolve_code_version(args.mesh_version)
-    warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
-    if warning is not None:
-        _log.warning("%s", warning)
+    if args.ca_file is not None:
+        os.environ[CA_FILE_ENV] = str(args.ca_file.resolve())  # for the host and its paglet processes
+    restart = threading.Event()
+    stopping = threading.Event()
+    signalled = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        signalled.set()
+        stopping.set()
+
+    # Installed before the host starts: a SIGTERM while it starts (it may already serve and be listed by
+    # its peers) stops it with its paglets saved once the start is done, instead of killing it.
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if sys.platform == "win32":  # Ctrl-Break in a Windows console (Ctrl-C is SIGINT there too)
+        signal.signal(signal.SIGBREAK, on_signal)
+    update = _startup_update(args, options, restart, stopping)
+    chosen = (args.mesh_version or "").strip() or os.environ.get(MESH_VERSION_ENV, "").strip()
+    if update is not None and update.process_start_head and not chosen:
+        options["mesh_version"] = update.process_start_head  # the commit is the mesh version
+    else:
+        options["mesh_version"] = resolve_code_version(args.mesh_version)
+        warning = mesh_version_warning(args.mesh_version, options["mesh_version"])
+        if warning is not None:
+            _log.warning("%s", warning)
     name = options.pop("name")
     try:
         host = Host(name, **options)
     except PagletError as exc:
         _log.error("cannot start: %s", exc)
         return 1
+    if update is not None:
+        host.parts.updater.record(update.status)
     host.add_listener(ConsoleReporter(code_version=host.code_version))
-    # Installed before the start, which may take a while (resident services, a cold process pool): a
-    # SIGTERM during it is then a request to stop once started, not the default death without saving.
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if sys.platform == "win32":  # Ctrl-Break in a Windows console (Ctrl-C is SIGINT there too)
-        signal.signal(signal.SIGBREAK, on_signal)
     try:
         host.start_background()
     except OSError as exc:
@@ -501,16 +524,69 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
         _log.error("cannot start: %s", exc)
         return 1
     peers = ", ".join(options["peers"]) or "none"
-    print(
-        f"paglets host {host.name} serving on {host.address} (code {host.code_version}; peers: {peers})",
-        flush=True,
-    )
+    if args.connect_to:
+        print(
+            f"paglets host {host.name} connected via {args.connect_to} as {host.address} "
+            f"(code {host.code_version}; no inbound port)",
+            flush=True,
+        )
+    else:
+        print(
+            f"paglets host {host.name} serving on {host.address} (code {host.code_version}; peers: {peers})",
+            flush=True,
+        )
 
     while not stopping.wait(3600):
         pass
+    if host.parts.updater.restart_scheduled:  # the restart thread saves the paglets, then sets restart
+        restart.wait(RESTART_WAIT)
+    if restart.is_set() and not signalled.is_set():
+        raise RestartRequested(host.parts.updater.last)
     _log.info("host %s shutting down (saving paglets)", host.name)
     host.shutdown()
     return 0
+
+
+#: Seconds the main thread waits for a restart in progress to save the paglets (its shutdown is bounded).
+RESTART_WAIT: Final = 120.0
+
+
+def _startup_update(
+    args: argparse.Namespace, options: dict[str, Any], restart: threading.Event, stopping: threading.Event
+) -> StartupUpdate | None:
+    """With ``--auto-update-from-git``: update the checkout before the host starts (raises
+    ``RestartRequested`` when it moved) and set the host's auto-update options."""
+    if not args.auto_update_from_git:
+        return None
+    from paglets.cli._autoupdate import startup_update
+    from paglets.runtime._autoupdate import describe
+
+    update = startup_update(Path.cwd())
+    if update.restarted:
+        _log.info(
+            "auto-update: restarted on %s (%s)", update.process_start_head[:12], describe(update.status)
+        )
+    elif update.status.ok:
+        _log.info("auto-update: %s", describe(update.status))
+    else:
+        _log.warning("auto-update: %s; starting on the current code", describe(update.status))
+    if update.restart:
+        raise RestartRequested(update.status)
+    if not options.get("api_key"):
+        _log.warning("auto-update: no API key, so this host accepts no update requests (set %s)", API_KEY_ENV)
+
+    def restart_now() -> None:
+        restart.set()
+        stopping.set()
+
+    options.update(
+        auto_update_from_git=True,
+        git_repo_root=update.repo_root,
+        git_process_start_head=update.process_start_head or None,
+        auto_update_restart_callback=restart_now,
+        auto_update_reporter=lambda line: _log.info("auto-update: %s", line),
+    )
+    return update
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ def build_parser(prog: str = "paglets-mesh-info") -> Parser:
 
 
 def add_commands(sub: Any, prog: str) -> None:
-    """Add ``summary`` and ``targets`` to the subparsers ``sub``."""
+    """Add ``summary``, ``targets`` and ``update`` (``paglets.cli.meshupdate``) to the subparsers ``sub``."""
+    from paglets.cli import meshupdate
+
     text = "the latest resource snapshot of every host the entry host knows"
     leaf: Parser = sub.add_parser("summary", help=text, description=text)
     leaf.add_argument(
@@ -100,6 +102,7 @@ def add_commands(sub: Any, prog: str) -> None:
     leaf.add_argument("--exclude-self", dest="include_self", action="store_false", help=argparse.SUPPRESS)
     add_network_options(leaf, timeout=DEFAULT_TIMEOUT)
     leaf.set_defaults(func=_targets, prog=prog)
+    meshupdate.add_command(sub, f"{prog} update")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

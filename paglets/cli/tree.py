@@ -18,7 +18,7 @@ __all__ = ["COMMANDS", "build_parser", "run"]
 #: Subcommands of ``paglets`` this module runs, with their one-line help.
 COMMANDS: Final = {
     "sys": "load, disk usage, processes and summary of every host",
-    "mesh": "resource snapshots of the mesh and placement targets",
+    "mesh": "resource snapshots of the mesh, placement targets, and git updates of every host",
     "artifacts": "list, inspect, download and delete stored artifacts",
     "hosts": "the hosts of the mesh",
     "agents": "list and manage paglets across the mesh",

@@ -74,7 +74,7 @@ _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
 
 class Target(NamedTuple):
-    """A parsed ``http://`` URL."""
+    """A parsed ``http://`` or ``https://`` URL."""
 
     host: str
     port: int
@@ -82,28 +82,35 @@ class Target(NamedTuple):
     authority: str
     #: Origin-form request target (path and query).
     path: str
+    #: ``http`` or ``https``.
+    scheme: str = "http"
 
     @property
     def key(self) -> tuple[str, str, int]:
         """Pool key: (scheme, host, port)."""
-        return ("http", self.host, self.port)
+        return (self.scheme, self.host, self.port)
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
 
 
 @functools.lru_cache(maxsize=_URL_CACHE)
 def parse_url(url: str) -> Target:
-    """Split an ``http://host[:port]/path?query`` URL; other schemes raise ``ValueError`` (cached)."""
+    """Split an ``http(s)://host[:port]/path?query`` URL; other schemes raise ``ValueError`` (cached)."""
     parts = urlsplit(url)
-    if parts.scheme.lower() != "http":
-        raise ValueError(f"only http:// URLs are supported, got {url!r}")
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"only http:// and https:// URLs are supported, got {url!r}")
     host = parts.hostname
     if not host:
         raise ValueError(f"URL has no host: {url!r}")
-    port = parts.port or 80
+    port = parts.port or (443 if scheme == "https" else 80)
     authority = parts.netloc.rpartition("@")[2]
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return Target(host, port, authority, path)
+    return Target(host, port, authority, path, scheme)
 
 
 def encode_json(payload: Any) -> bytes:

@@ -470,6 +470,12 @@ class ServerConnection(asyncio.Protocol):
         path = strip_prefix(raw_path, context.prefix)
 
         problem = None if context.api_key is None else authorization_problem(headers, context.api_key)
+        if (
+            problem is not None
+            and context.open_request is not None
+            and context.open_request(method, path, headers)
+        ):
+            problem = None
         if problem is not None:
             return await self._respond(
                 unauthorized_response(problem),

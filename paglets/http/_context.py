@@ -77,6 +77,9 @@ class ServerContext:
         #: Whether error bodies carry ``remote_traceback`` (otherwise it is logged, never sent).
         self.expose_tracebacks = expose_tracebacks
         self.api_key: bytes | None = api_key.encode("utf-8") if api_key else None
+        #: Requests answered without the API key: ``open_request(method, path, headers)`` (pages that hold
+        #: no data, such as a dashboard's static files; ``None``: none).
+        self.open_request: Callable[[str, str, list[tuple[bytes, bytes]]], bool] | None = None
         self.prefix = path_prefix
         self.limits = limits
         self.connections: set[ServerConnection] = set()

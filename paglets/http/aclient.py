@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +40,7 @@ from paglets.http.limits import (
     DOWNLOAD_CHUNK,
     MAX_RESPONSE_BODY,
 )
+from paglets.http.tls import TLS_WRITE_PIECE, TlsSession, client_context
 
 __all__ = ["AsyncBodyArg", "AsyncHttpClient", "AsyncStreamingClientResponse", "ClientResponse"]
 
@@ -89,6 +91,75 @@ class _Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class _TlsConnection(_Connection):
+    """A connection whose bytes go through a :class:`~paglets.http.tls.TlsSession` (same surface)."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, sock: socket.socket, session: TlsSession) -> None:
+        super().__init__(sock)
+        self.session = session
+
+    async def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        data = self.session.outgoing()
+        if data:
+            await loop.sock_sendall(self.sock, data)
+
+    async def handshake(self, loop: asyncio.AbstractEventLoop) -> None:
+        while not self.session.handshake():
+            await self._flush(loop)
+            data = await loop.sock_recv(self.sock, _RECV_SIZE)
+            if not data:
+                raise ConnectionResetError("connection closed during the TLS handshake")
+            self.session.feed(data)
+        await self._flush(loop)
+
+    async def receive(
+        self, loop: asyncio.AbstractEventLoop, io_timeout: float, size: int = _RECV_SIZE
+    ) -> None:
+        async with asyncio.timeout(io_timeout):
+            while True:
+                data = self.session.read(size)
+                if data is not None:
+                    break
+                await self._flush(loop)  # post-handshake messages may need an answer
+                self.session.feed(await loop.sock_recv(self.sock, _RECV_SIZE))
+        if data:
+            self.inbox.append(data)
+        else:
+            self.eof = True
+
+    async def send(self, loop: asyncio.AbstractEventLoop, io_timeout: float, parts: list[Piece]) -> None:
+        async with asyncio.timeout(io_timeout):
+            for part in parts:
+                view = memoryview(part)
+                for start in range(0, view.nbytes, TLS_WRITE_PIECE):
+                    self.session.write(view[start : start + TLS_WRITE_PIECE])
+                    await self._flush(loop)
+
+    def looks_alive(self) -> bool:
+        """Idle and in step: ciphertext waiting on the socket is read; TLS housekeeping (session tickets)
+        is fine, plaintext or a close is not."""
+        if self.inbox or self.eof or self.session.pending():
+            return False
+        while True:
+            try:
+                data = self.sock.recv(_RECV_SIZE)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            self.session.feed(data)
+            try:
+                plain = self.session.read(_RECV_SIZE)
+            except ssl.SSLError:
+                return False
+            if plain is not None:
+                return False
 
 
 class AsyncStreamingClientResponse:
@@ -184,11 +255,14 @@ class AsyncHttpClient:
         connect_timeout: float = CLIENT_CONNECT_TIMEOUT,
         max_idle_per_host: int = CLIENT_MAX_IDLE_PER_HOST,
         max_response_body: int = MAX_RESPONSE_BODY,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.api_key = api_key
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_response_body = max_response_body
+        #: Context for ``https://`` URLs (``None``: :func:`paglets.http.tls.client_context`).
+        self.ssl_context = ssl_context
         self._max_idle = max_idle_per_host
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -382,6 +456,14 @@ class AsyncHttpClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             async with asyncio.timeout(self.connect_timeout):
                 await loop.sock_connect(sock, address)
+                if target.tls:
+                    context = self.ssl_context if self.ssl_context is not None else client_context()
+                    conn = _TlsConnection(sock, TlsSession(context, target.host))
+                    await conn.handshake(loop)
+                    return conn
+        except ssl.SSLError as exc:
+            sock.close()
+            raise RemoteHostError(f"TLS handshake with {url} failed: {exc}") from exc
         except (OSError, TimeoutError) as exc:
             sock.close()
             raise RemoteHostError(f"cannot connect to {url}: {exc or 'timed out'}") from exc

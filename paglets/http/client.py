@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -56,6 +57,7 @@ from paglets.http.limits import (
     DOWNLOAD_CHUNK,
     MAX_RESPONSE_BODY,
 )
+from paglets.http.tls import TLS_WRITE_PIECE, client_context
 
 __all__ = ["ClientResponse", "HttpClient", "StreamingClientResponse"]
 
@@ -191,6 +193,54 @@ class _Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class _TlsConnection(_Connection):
+    """A connection over an ``ssl.SSLSocket`` (in Python's timeout mode: TLS records need several system
+    calls, so the kernel timeouts of plain connections do not apply)."""
+
+    __slots__ = ()
+
+    def set_timeout(self, seconds: float) -> None:
+        if seconds != self.io_timeout:
+            self.io_timeout = seconds
+            self.sock.settimeout(max(seconds, 1e-6))
+
+    def receive(self, size: int = _RECV_SIZE) -> None:
+        try:
+            data = self.sock.recv(size)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            data = b""
+        if data:
+            self.inbox.append(data)
+        else:
+            self.eof = True
+
+    def send(self, parts: list[Piece]) -> None:
+        for part in parts:
+            view = memoryview(part)
+            for start in range(0, view.nbytes, TLS_WRITE_PIECE):
+                self.sock.sendall(view[start : start + TLS_WRITE_PIECE])
+
+    def looks_alive(self) -> bool:
+        """Idle and in step: TLS housekeeping waiting on the socket (session tickets) is fine, plaintext
+        or a close is not."""
+        sock = self.sock
+        if self.inbox or self.eof or (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+            return False
+        timeout = sock.gettimeout()
+        try:
+            sock.settimeout(0.0)
+            data = sock.recv(1)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.settimeout(timeout)
+        if data:
+            self.inbox.append(data)  # stray bytes: the connection is out of step
+        return False
 
 
 class _Pool:
@@ -350,11 +400,14 @@ class HttpClient:
         connect_timeout: float = CLIENT_CONNECT_TIMEOUT,
         max_idle_per_host: int = CLIENT_MAX_IDLE_PER_HOST,
         max_response_body: int = MAX_RESPONSE_BODY,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.api_key = api_key
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.max_response_body = max_response_body
+        #: Context for ``https://`` URLs (``None``: :func:`paglets.http.tls.client_context`).
+        self.ssl_context = ssl_context
         self._pool = _Pool(max_idle_per_host)
         self._closed = False
 
@@ -517,7 +570,18 @@ class HttpClient:
         except OSError as exc:
             raise RemoteHostError(f"cannot connect to {url}: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Connection(sock)
+        if not target.tls:
+            return _Connection(sock)
+        context = self.ssl_context if self.ssl_context is not None else client_context()
+        try:
+            tls = context.wrap_socket(sock, server_hostname=target.host)
+        except ssl.SSLError as exc:
+            sock.close()
+            raise RemoteHostError(f"TLS handshake with {url} failed: {exc}") from exc
+        except OSError as exc:
+            sock.close()
+            raise RemoteHostError(f"cannot connect to {url}: {exc}") from exc
+        return _TlsConnection(tls)
 
     def _release(self, target: Target, conn: _Connection, reusable: bool) -> None:
         if reusable and not self._closed:

@@ -24,7 +24,9 @@ import msgspec
 
 from paglets._errors import (
     AuthenticationError,
+    InvalidAgentError,
     PagletError,
+    PagletMovedError,
     RemoteHostError,
     error_class_for,
     error_code_for,
@@ -51,6 +53,11 @@ def error_payload(exc: BaseException, *, traceback: bool = False) -> dict[str, A
             "error": str(exc),
             "code": error_code_for(exc),
         }
+        if isinstance(exc, PagletMovedError):
+            # 2.0 clients choose the class by ``error_type``: they keep raising InvalidAgentError
+            payload["error_type"] = InvalidAgentError.__name__
+            if exc.host_url:
+                payload["moved_to"] = {"host_url": exc.host_url, "agent_id": exc.moved_agent_id}
         if exc.remote_type:
             payload["remote_type"] = exc.remote_type
         if traceback and exc.remote_traceback:
@@ -116,4 +123,14 @@ def error_from_response(status: int, body: bytes, url: str, *, key_sent: bool | 
     if message is None:
         snippet = body[:200].decode("utf-8", "replace")
         return RemoteHostError(f"HTTP {status} from {url}: {snippet}")
+    if cls is PagletMovedError and isinstance(payload, dict):
+        moved = payload.get("moved_to")
+        if isinstance(moved, dict) and isinstance(moved.get("host_url"), str):
+            new_id = moved.get("agent_id")
+            return PagletMovedError(
+                message,
+                host_url=moved["host_url"],
+                moved_agent_id=new_id if isinstance(new_id, str) else None,
+                remote_type=remote_type,
+            )
     return cls(message, remote_type=remote_type, remote_traceback=remote_traceback)

@@ -74,6 +74,7 @@ __all__ = [
     "MIN_BODY_RATE",
     "RECEIVE_HIGH_WATER",
     "SHUTDOWN_DEADLINE",
+    "TLS_HANDSHAKE_TIMEOUT",
     "WRITE_HIGH_WATER",
     "WRITE_TIMEOUT",
     "ServerLimits",
@@ -156,6 +157,10 @@ CLIENT_TIMEOUT: Final = 10.0
 
 #: Default seconds a client waits for a TCP connection.
 CLIENT_CONNECT_TIMEOUT: Final = 5.0
+
+#: Seconds a TLS client has to complete its handshake with a host that serves HTTPS itself (a socket
+#: that never finishes one cannot hold a slot longer than a plain one that never speaks).
+TLS_HANDSHAKE_TIMEOUT: Final = 10.0
 
 #: Idle keep-alive connections a client keeps per (scheme, host, port).
 CLIENT_MAX_IDLE_PER_HOST: Final = 8

@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Sequence
+import ssl
+from collections.abc import Callable, Sequence
 
 from paglets._errors import HostError
 from paglets.http._connection import ServerConnection
 from paglets.http._context import ServerContext, ServerStatistics
-from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, ServerLimits
+from paglets.http.limits import LISTEN_BACKLOG, SHUTDOWN_DEADLINE, TLS_HANDSHAKE_TIMEOUT, ServerLimits
 from paglets.http.routing import Router, normalize_prefix
 
 __all__ = ["HttpServer", "ServerLimits", "ServerStatistics", "new_event_loop"]
@@ -70,7 +71,11 @@ class HttpServer:
         path_prefix: str = "",
         limits: ServerLimits | None = None,
         expose_tracebacks: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+        open_request: Callable[[str, str, list[tuple[bytes, bytes]]], bool] | None = None,
     ) -> None:
+        #: Serve HTTPS with this context (``paglets.http.tls.server_context``); ``None``: plain HTTP.
+        self.ssl_context = ssl_context
         self._context = ServerContext(
             router,
             api_key=api_key,
@@ -78,6 +83,8 @@ class HttpServer:
             limits=limits if limits is not None else ServerLimits(),
             expose_tracebacks=expose_tracebacks,
         )
+        #: Requests served without the API key (see ``ServerContext.open_request``).
+        self._context.open_request = open_request
         self._servers: dict[str, asyncio.AbstractServer] = {}
         self._addresses: dict[str, tuple[str, int]] = {}
         self._port: int | None = None
@@ -134,7 +141,13 @@ class HttpServer:
             for host in bind_hosts:
                 sock = _bind(host, port)
                 try:
-                    server = await loop.create_server(self.protocol, sock=sock, backlog=LISTEN_BACKLOG)
+                    server = await loop.create_server(
+                        self.protocol,
+                        sock=sock,
+                        backlog=LISTEN_BACKLOG,
+                        ssl=self.ssl_context,
+                        ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if self.ssl_context else None,
+                    )
                 except BaseException:
                     sock.close()
                     raise

@@ -201,9 +201,10 @@ class RecordStore:
         durable: bool = True,
         on_quarantine: QuarantineCallback | None = None,
         read_only: bool = False,
+        directory_name: str = "inactive",
     ) -> None:
         self.root: Final = Path(root)
-        self.directory: Final = self.root / "inactive"
+        self.directory: Final = self.root / directory_name
         self.quarantine_directory: Final = self.root / "quarantine"
         self.durable: Final = durable
         self.read_only: Final = read_only

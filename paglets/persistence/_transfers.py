@@ -275,13 +275,16 @@ class TransferStore:
                 pwrite_all(self._fd, _ZERO_SLOT, previous * SLOT_SIZE)
                 self._free.append(previous)
 
-    def drop(self, transfer_id: str, role: Role) -> None:
-        """Remove a record, without a sync (see the module docstring)."""
+    def drop(self, transfer_id: str, role: Role, *, durable: bool = False) -> None:
+        """Remove a record, without a sync (see the module docstring) unless ``durable``: a source whose
+        held copy became the paglet again must not find its decision back after a crash."""
         with self._lock:
             index = self._where.pop((transfer_id, role), None)
             if index is None or self._fd < 0:
                 return
             pwrite_all(self._fd, _ZERO_SLOT, index * SLOT_SIZE)
+            if durable:
+                datasync(self._fd)
             self._free.append(index)
 
 

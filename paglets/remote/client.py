@@ -93,9 +93,13 @@ class HostClient:
             raise
         except OSError as exc:
             raise RemoteHostError(f"cannot reach {url}: {exc}") from exc
-        data: Any = decode_json(response.body) if response.body else None
         if 200 <= response.status < 300:
+            data: Any = decode_json(response.body) if response.body else None
             return {} if data is None else data
+        try:
+            data = decode_json(response.body) if response.body else None
+        except PagletError:  # not ours: a reverse proxy's HTML page (413, 502, ...)
+            data = None
         raise error_from_response(url, response.status, data, key_sent=bool(self.api_key))
 
     # --- artifacts ------------------------------------------------------------------------------------------
@@ -172,13 +176,22 @@ class HostClient:
             http.close()
 
 
+#: What a status without a paglets error body usually means (it came from a reverse proxy in front).
+_PROXY_HINTS: Final = {
+    413: " (request body too large for a proxy in front of the host, e.g. nginx's client_max_body_size)",
+    502: " (a proxy in front of the host could not reach it: is the host running?)",
+    503: " (a proxy in front of the host could not reach it: is the host running?)",
+    504: " (a proxy in front of the host timed out waiting for it)",
+}
+
+
 def error_from_response(url: str, status: int, data: Any, *, key_sent: bool | None = None) -> PagletError:
     """The exception an error response stands for; a 401 is an ``AuthenticationError`` whose message
     says whether a key was sent (``key_sent``, when the caller knows) and how to fix it."""
     if isinstance(data, dict) and isinstance(data.get("error_type"), str):
         exc = exception_from_error_body(data)
     else:
-        exc = RemoteHostError(f"{url} answered HTTP {status}")
+        exc = RemoteHostError(f"{url} answered HTTP {status}{_PROXY_HINTS.get(status, '')}")
     if status == 401:
         message = str(exc) if isinstance(exc, AuthenticationError) else "Authentication required"
         return AuthenticationError(f"{message} ({auth_hint(url, key_sent)})", remote_type=exc.remote_type)

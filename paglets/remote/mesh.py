@@ -9,36 +9,57 @@ source tree the package was imported from (only when a ``.git`` sits above it; 1
 keyed by normalized URL (rules in :mod:`paglets.remote._mesh_table`). Queries are synchronous,
 thread-safe and always include a fresh self entry; :meth:`MeshRegistry.wait_for_host` is event-driven.
 
-**Heartbeats.** One background task. Every ``interval`` (±20 % jitter) it sends, *in parallel* (at most
-:data:`MAX_PARALLEL_HEARTBEATS` at once, each bounded by ``request_timeout`` ≤ ``interval``), exactly
-one request to every due peer: ``POST <peer>/hosts/join`` whose body is our ``HostRef`` wire plus
-``known_hosts`` (the online members we know, with their ``age``). The answer ``{"hosts": [...],
-"host": <the peer's own ref>}`` gives us the peer's fresh ref and the peers it knows, so one exchange
-carries news both ways. Hence a peer that joined *us* less than 1.5 intervals ago is skipped: each pair
-of hosts exchanges about one request per interval, not two. A failed peer is retried with exponential
-backoff (``interval·2^(k-1)``, capped at ``min(30 s, 16·interval)``, ±20 %). When anything becomes
-online that was not (a new host, a host back), the next round comes at once (at most one round per
-tenth of an interval) and contacts every peer, skips ignored: news spread in a few round trips
-instead of one interval per hop. There is no ``GET /health`` in a heartbeat and never a subnet scan.
+**Membership protocol** (SWIM, with Lifeguard's dynamic suspicion; docs/design.md "Mesh membership").
+Each host's load is constant, whatever the size of the mesh:
 
-**Liveness is judged on our own clock.** Each ref on the wire carries ``age``: seconds since the
-reporter last had evidence the host is alive, on the reporter's monotonic clock. We turn it into a
-moment on *our* monotonic clock (request sent time minus age), so wall-clock skew between hosts cannot
-make peers flap; ``last_seen`` is only produced (our wall clock minus age) for paglets 2.0 clients.
+- every ``interval`` (±20 %) one *protocol period*: probe one member, chosen by a shuffled
+  round-robin over the live members, with ``POST <peer>/hosts/join`` (a ping: our ref, our
+  incarnation and up to ``MAX_PIGGYBACK`` updates; the answer brings the peer's ref and its own
+  updates). No answer within ``request_timeout``: ask ``INDIRECT_PROBES`` other members to ping it
+  for us (``POST /hosts/probe``); none of them gets an answer either: the member becomes *suspect*;
+- a suspicion becomes *dead* (offline) after a timeout that falls from ``offline_after - 2·interval``
+  to a fifth of ``offline_after`` as other members confirm it, unless the suspect refutes it by
+  raising its incarnation (it hears about it on the next message it gets);
+- joins, suspicions, deaths and data changes (an incarnation raised because counts, tags or
+  properties changed) travel as *updates* piggybacked on those messages, each sent about
+  ``3·log10(n)`` times, and while any wait, on a gossip tick every ``interval / 5`` to three random
+  members;
+- a joining host (a seed, a host someone introduced) and, every ``SYNC_PERIODS`` periods, one random
+  member exchange their full member lists (``sync``): anything a lost update missed is repaired;
+- entries that are not live members (seeds not reached, dead hosts, refused seeds, hosts we could not
+  reach ourselves) are contacted with exponential backoff (``interval·2^(k-1)``, capped at
+  ``min(30 s, 16·interval)``, ±20 %) until they answer or are forgotten (``forget_after``).
+
+So a host that stops answering is suspected at the first failed probe of it (each member probes one
+member per period, so that takes a period or two on average) and listed offline everywhere within
+``offline_after`` of that (plus a gossip tick or two); a host that is slow but answers within
+``request_timeout`` (directly, or to one of the indirect probes) is never suspected.
+
+**No wall clocks.** The protocol's state, never a remote time, decides who is online. Each ref on the
+wire carries ``age``: seconds since the reporter last had evidence the host is alive, on the reporter's
+monotonic clock; we turn it into a moment on *our* monotonic clock (request sent time minus age) for the
+``age`` we report; ``last_seen`` is only produced (our wall clock minus age) for paglets 2.0 clients.
 
 **Version gating.** A ref with another code version is never a member: it lands in :meth:`rejected`
 with the reason, and a join from such a host is answered 409 (:meth:`accept_join`). Movement code calls
 :meth:`MeshRegistry.check_version` (``TransferError``), also for direct URL targets; a ticket's
 ``expected_code_version`` overrides our version there.
 
+**Seeds only.** With ``seeds_only=True`` heartbeats go to seeds only: a connect-mode host (docs/relay.md)
+reaches the mesh through its hub alone and learns every member from the hub's answers.
+
 **LAN discovery** is an opt-in multicast beacon (:mod:`paglets.remote._mesh_beacon`); beacons only
 introduce hosts, which are then contacted over HTTP like any other.
+
+**paglets 2.0 peers** send joins without an incarnation: they are answered with the full list, as 2.0
+expects, and become members by direct contact only (what they relay introduces hosts, never changes
+a state).
 
 Context events (``on_event(kind, data)``, from the thread that made the change): ``mesh-host-online``,
 ``mesh-host-offline`` (with ``error``), ``mesh-host-rejected`` (with ``code_version`` and ``error``) and
 ``mesh-peer-unreachable`` (with ``error``: a peer that was not online failed to answer us; once, until it
 answers again), ``data`` holding ``name``, ``url`` and ``code_version``. Each marks a change, never a
-heartbeat, so they are few and fit a console.
+probe, so they are few and fit a console.
 """
 
 from __future__ import annotations
@@ -68,6 +89,7 @@ from paglets.remote._mesh_gossip import (
     MAX_GOSSIP_REFS,
     MAX_MESH_HOSTS,
     MAX_PARALLEL_HEARTBEATS,
+    MAX_PIGGYBACK,
     Counters,
     Gossip,
     PostJson,
@@ -82,6 +104,7 @@ from paglets.remote._mesh_ref import (
     peer_url,
 )
 from paglets.remote._mesh_table import PeerTable
+from paglets.remote._mesh_updates import incarnation_from_wire
 
 __all__ = [
     "DEFAULT_GOSSIP_INTERVAL",
@@ -117,6 +140,10 @@ MAX_BACKOFF: Final = 30.0
 MAX_BACKOFF_INTERVALS: Final = 16
 #: Longest per-request timeout by default (the default is the interval, at most this).
 MAX_HEARTBEAT_TIMEOUT: Final = 5.0
+#: Shortest suspicion timeout, as a fraction of ``offline_after`` (and at least two intervals).
+SUSPICION_MIN_FRACTION: Final = 0.2
+#: Indirect probes this host runs for others at once; more are answered "not now" (``ok: false``).
+MAX_INDIRECT_SERVED: Final = 8
 #: Host names listed in an "unknown host" error (a mesh may have thousands).
 MAX_NAMES_SHOWN: Final = 20
 #: Rejected (other code version) hosts kept for diagnostics.
@@ -197,8 +224,15 @@ class MeshStatistics(msgspec.Struct, frozen=True, kw_only=True):
     multicast_active: bool
     #: ``on_event`` callbacks that raised (the event is dropped, the mesh carries on).
     event_failures: int
-    #: Heartbeat rounds that ended in an unexpected exception (a bug; the next round runs anyway).
+    #: Protocol periods that ended in an unexpected exception (a bug; the next one runs anyway).
     round_failures: int
+    #: Probes of members (one per period), indirect probes asked of others, suspicions we raised,
+    #: suspicions of us we refuted, periodic full syncs.
+    probes: int = 0
+    indirect_probes: int = 0
+    suspicions: int = 0
+    refutations: int = 0
+    syncs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +277,7 @@ class MeshRegistry:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        seeds_only: bool = False,
     ) -> None:
         if not code_version:
             raise ValueError("code_version must not be empty")
@@ -273,14 +308,18 @@ class MeshRegistry:
         self._client = client
         self._own_client = client is None and post_json is None
         self._api_key = api_key
+        suspicion_max = max(self.offline_after - 2 * self.interval, self.interval)
+        suspicion_min = max(2 * self.interval, SUSPICION_MIN_FRACTION * self.offline_after)
         self._table = PeerTable(
             code_version=code_version,
-            offline_after=self.offline_after,
+            suspicion_min=min(suspicion_max, suspicion_min),
+            suspicion_max=suspicion_max,
             forget_after=self.forget_after,
             max_hosts=max_hosts,
             max_rejected=MAX_REJECTED_HOSTS,
             backoff=self._backoff,
         )
+        self._table.seeds_only = seeds_only
         self._counters = Counters()
         self._gossip = Gossip(
             self._table,
@@ -290,7 +329,6 @@ class MeshRegistry:
             after_change=self._after_change,
             code_version=code_version,
             interval=self.interval,
-            offline_after=self.offline_after,
             request_timeout=self.request_timeout,
             rng=self._rng,
             clock=clock,
@@ -303,10 +341,11 @@ class MeshRegistry:
         self._wake: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
         self._stopped = False
+        self._indirect: asyncio.Semaphore | None = None
         now = clock()
         for seed in seeds:
             self._table.add_seed(peer_url(seed), now)
-        self._gossip.force = bool(self._table.drain()[1])
+        self._table.drain()
 
     # --- queries (any thread) -----------------------------------------------------------------------------
 
@@ -412,24 +451,24 @@ class MeshRegistry:
         self._after_change()
 
     def register(self, ref: HostRef) -> HostRef | None:
-        """Take ``ref`` as a report from a third party (its ``age``, if any, counts back from now).
+        """Take ``ref`` as a report from a third party (its ``age``, if any, counts back from now: a
+        ref with an age makes a host we know nothing of a member; one without only introduces it).
 
         Returns our view of the host, or ``None`` when it is ours, refused (other code version) or the
         table is full.
         """
         now = self._clock()
         self.self_ref()
-        self._table.report(ref.replace(url=normalize_host_url(ref.url)), now, now)
+        self._gossip.absorb([ref.replace(url=normalize_host_url(ref.url)).to_wire()], base=now, skip=None)
         self._after_change()
-        view = self._table.lookup(ref.url, self._clock(), self._wall())
-        return view
+        return self._table.lookup(ref.url, self._clock(), self._wall())
 
     def register_wire(self, payload: Any) -> HostRef | None:
         """:meth:`register` for a wire dict; ``HostError`` when it is malformed."""
         return self.register(HostRef.from_wire(payload))
 
     def mark_offline(self, url: str, error: str) -> None:
-        """Someone could not reach ``url``: it is offline until one of our heartbeats gets through."""
+        """Someone could not reach ``url``: it is offline until one of our requests gets through."""
         normalized = normalize_host_url(url)
         self.self_ref()
         self._table.mark_offline(normalized, str(error), self._clock())
@@ -438,37 +477,81 @@ class MeshRegistry:
     def address_changed(self, previous_url: str) -> None:
         """Our own URL changed (rebind): forget the old one and tell the mesh at once."""
         self._table.remove(normalize_host_url(previous_url))
-        self.self_ref()
+        self._gossip.announce()  # a new incarnation carries the new address
         self._kick()
 
     def accept_join(self, payload: Any) -> JoinReply:
         """Handle ``POST /hosts/join``: ``HostError`` (400) for a malformed body, else a :class:`JoinReply`.
 
-        The caller's ref is direct evidence that it is alive; refs in its ``known_hosts`` count as
-        reports that arrived now. A caller with another code version is refused (409) and recorded in
-        :meth:`rejected`; the answer still carries our own ref so the caller can record why.
+        The caller's ref is direct evidence that it is alive; its ``updates`` and ``known_hosts`` are
+        merged as reports that arrived now. A caller with another code version is refused (409) and
+        recorded in :meth:`rejected`; the answer still carries our own ref so the caller can record why.
+        The answer's ``hosts`` is our full list when the caller asked for a sync or is a paglets 2.0 host
+        (no ``incarnation``), else empty; ``updates`` carries our piggybacked updates.
         """
         ref = HostRef.from_wire(payload)
         known = payload.get("known_hosts", [])
         if not isinstance(known, list):
             raise HostError("'known_hosts' must be a list of host refs")
+        updates = payload.get("updates", [])
+        if not isinstance(updates, list):
+            raise HostError("'updates' must be a list of host refs")
+        raw = payload.get("incarnation")
+        incarnation = None if raw is None else incarnation_from_wire(raw)
+        legacy = incarnation is None
         me = self.self_ref()
         now = self._clock()
         self._counters.bump("joins_received")
-        if not self._table.inbound(ref, now):
+        accepted, spread = self._table.inbound(ref, incarnation, now)
+        if not accepted:
             error = (
                 f"code version mismatch: {me.url} runs {self.code_version!r}, "
                 f"{ref.url} runs {ref.code_version!r}"
             )
             self._counters.bump("joins_refused")
             self._after_change()
-            body = error_payload(HostError(error))
-            body["host"] = me.to_wire()
-            return JoinReply(False, body, [], error)
-        self._gossip.absorb_reports(known[:MAX_GOSSIP_REFS], base=now, skip=ref.url)
+            refusal = error_payload(HostError(error))
+            refusal["host"] = me.to_wire()
+            return JoinReply(False, refusal, [], error)
+        if spread is not None:
+            self._gossip.queue.put(spread)
+        self._gossip.absorb(updates[:MAX_PIGGYBACK], base=now, skip=ref.url)
+        self._gossip.absorb(known[:MAX_GOSSIP_REFS], base=now, skip=ref.url)
         self._after_change()
-        hosts = self.hosts()
-        return JoinReply(True, {"hosts": [h.to_wire() for h in hosts], "host": me.to_wire()}, hosts)
+        body: dict[str, Any] = {"host": self._gossip.own_wire(me), "hosts": [], "updates": []}
+        if legacy:
+            hosts = self.hosts()
+            body["hosts"] = [h.to_wire() for h in hosts]
+            return JoinReply(True, body, hosts)
+        if payload.get("sync") is True:
+            body["hosts"] = self._gossip.full_list(me)
+        else:
+            self._gossip.compare(ref.url, payload.get("members"))
+        body["updates"] = self._gossip.piggyback(ref.url)
+        body["members"] = self._table.member_count()
+        return JoinReply(True, body, [])
+
+    async def accept_probe(self, payload: Any) -> dict[str, Any]:
+        """Handle ``POST /hosts/probe`` (an indirect probe asked by another member): ping ``target`` for
+        the caller; ``{"ok": true}`` when it answered. Only members we know are probed (never an
+        arbitrary URL), at most :data:`MAX_INDIRECT_SERVED` at once; ``HostError`` (400) when malformed."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("target"), str):
+            raise HostError("POST /hosts/probe needs {'target': <member url>}")
+        target = normalize_host_url(payload["target"])
+        timeout = payload.get("timeout", self.request_timeout)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout):
+            raise HostError("'timeout' must be a number of seconds")
+        self._bind_loop()
+        if target not in self._table.urls() or target == self.self_ref().url:
+            return {"ok": False, "error": "not a member here"}
+        if self._indirect is None:
+            self._indirect = asyncio.Semaphore(MAX_INDIRECT_SERVED)
+        if self._indirect.locked():
+            return {"ok": False, "error": "busy"}
+        async with self._indirect:
+            ok = await self._gossip.contact(target)
+        self._after_change()
+        return {"ok": ok}
 
     # --- waiting (on the loop) ------------------------------------------------------------------------------
 
@@ -478,8 +561,7 @@ class MeshRegistry:
         """The member's ref once it is online; ``HostError`` after ``timeout`` seconds.
 
         Event-driven: wakes on every registry change, never polls (``interval``, the polling period of
-        paglets 2.0, is accepted and ignored). Starts a forced gossip round (and probes the host at once
-        if it is known but backing off).
+        paglets 2.0, is accepted and ignored). Contacts the host at once if it is known but offline.
         """
         if not timeout >= 0:
             raise ValueError(f"timeout must be >= 0, got {timeout!r}")
@@ -539,7 +621,7 @@ class MeshRegistry:
     # --- lifecycle (on the loop) ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the heartbeat task on the running loop (must be called from it)."""
+        """Start the protocol task on the running loop (must be called from it)."""
         if self._task is not None:
             raise RuntimeError("mesh registry already started")
         loop = self._bind_loop()
@@ -547,11 +629,11 @@ class MeshRegistry:
         wake = self._wake
         assert wake is not None
         self._task = loop.create_task(
-            self._gossip.run(wake, self._beacon_unavailable), name="paglets-mesh-heartbeat"
+            self._gossip.run(wake, self._beacon_unavailable), name="paglets-mesh-membership"
         )
 
     async def stop(self) -> None:
-        """Stop heartbeats and the beacon, wake waiters (they raise ``HostError``); idempotent."""
+        """Stop the protocol and the beacon, wake waiters (they raise ``HostError``); idempotent."""
         self._stopped = True
         task, self._task = self._task, None
         if task is not None:
@@ -564,9 +646,9 @@ class MeshRegistry:
         self._set_changed()
 
     async def gossip_once(self) -> None:
-        """Run one forced round now (every due peer, skips ignored)."""
+        """Run one protocol period now, contacting every entry that is not a live member, due or not."""
         self._bind_loop()
-        await self._gossip.round(force=True)
+        await self._gossip.period(force=True)
 
     async def join(self, url: str) -> list[HostRef]:
         """Contact ``url`` once now (without making it a seed); the members we know afterwards."""
@@ -574,7 +656,7 @@ class MeshRegistry:
         normalized = peer_url(url)
         me = self.self_ref()
         if normalized != me.url:
-            await self._gossip.contact(normalized, self._gossip.join_payload(me), admit=True)
+            await self._gossip.contact(normalized, sync=True, admit=True)
             self._after_change()
         return self.hosts()
 
@@ -608,8 +690,7 @@ class MeshRegistry:
                 loop.call_soon_threadsafe(callback)
 
     def _kick(self) -> None:
-        """Ask for a forced round as soon as the spacing allows."""
-        self._gossip.force = True
+        """Wake the protocol task: due contacts and pending updates go out as soon as the spacing allows."""
         self._on_loop(self._set_wake)
 
     def _set_wake(self) -> None:

@@ -2,14 +2,21 @@
 
 A proxy names a paglet by host URL and agent id. When it was obtained from a host in this process (or,
 inside a paglet process, from that paglet's own host) it carries a *route* to that host and its calls
-skip HTTP entirely; otherwise every call is an HTTP request through its ``HostClient``. A proxy does not
-follow a paglet that moves: use the proxy the move returned.
+skip HTTP entirely; otherwise every call is an HTTP request through its ``HostClient``.
+
+A proxy follows its paglet: when the host it names answers that the paglet moved (``PagletMovedError``,
+from the forwarding entry the host keeps, docs/guide/asyncio.md), the proxy retries at the new place
+and remembers it for later calls (``where()``; ``host_url`` and ``agent_id`` keep the place it was made
+for, so proxies compare and hash as before). A request that was answered "moved" was not run, so the
+retry never runs anything twice. At most ``MAX_FORWARD_HOPS`` answers are followed per call, then
+``ForwardingLimitError``; a paglet that is gone for good is ``InvalidAgentError`` as before.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +25,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from paglets.core.errors import InvalidAgentError, PagletError
+from paglets.core.errors import ForwardingLimitError, InvalidAgentError, PagletError, PagletMovedError
 from paglets.core.messages import ONEWAY, FutureReply, Message
 from paglets.remote.client import HostClient
 from paglets.remote.references import PagletProxyRef
@@ -27,6 +34,7 @@ from paglets.wire.control import (
     ActivateAgent,
     AgentInfo,
     AgentRequest,
+    AgentStateInfo,
     CloneAgent,
     DeactivateAgent,
     DeactivatedReply,
@@ -39,7 +47,7 @@ if TYPE_CHECKING:
     from paglets.artifacts import ArtifactRef
     from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 
-__all__ = ["PagletProxy", "ProxyRoute"]
+__all__ = ["MAX_FORWARD_HOPS", "PagletProxy", "ProxyRoute"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,12 +57,17 @@ R = TypeVar("R")
 #: (``proto/PROTOCOL.md`` §6); the body is the request's fields other than ``agent_id`` (unset ones left out).
 _HTTP_ROUTES: Final[dict[type[AgentRequest[Any]], tuple[str, str]]] = {
     AgentInfo: ("GET", ""),
+    AgentStateInfo: ("GET", "/state"),
     DispatchAgent: ("POST", "/dispatch"),
     CloneAgent: ("POST", "/clone"),
     DeactivateAgent: ("POST", "/deactivate"),
     ActivateAgent: ("POST", "/activate"),
     DisposeAgent: ("POST", "/dispose"),
 }
+
+#: Forwarding answers one call follows before it gives up (``ForwardingLimitError``): a paglet that
+#: moves faster than it is followed, or stale entries that point at each other.
+MAX_FORWARD_HOPS: Final = 8
 
 #: Threads that run ``send_future`` calls of proxies without an in-process route (HTTP proxies).
 FUTURE_WORKERS: Final = 32
@@ -130,6 +143,17 @@ def _default_client() -> HostClient:
         return _shared_client
 
 
+class _Where:
+    """Where a proxy's paglet is now (changed when the proxy follows it)."""
+
+    __slots__ = ("agent_id", "host_url", "route")
+
+    def __init__(self, host_url: str, agent_id: str, route: ProxyRoute | None) -> None:
+        self.host_url = host_url
+        self.agent_id = agent_id
+        self.route = route
+
+
 @dataclass(frozen=True)
 class PagletProxy:
     """See the module docstring. ``client`` is used for HTTP calls (a shared default when ``None``)."""
@@ -138,14 +162,52 @@ class PagletProxy:
     agent_id: str
     client: HostClient | None = field(default=None, compare=False, repr=False)
     route: ProxyRoute | None = field(default=None, compare=False, repr=False)
+    _moved: list[_Where] = field(default_factory=list, compare=False, repr=False, init=False)
+
+    # --- following --------------------------------------------------------------------------------
+
+    def _at(self) -> _Where:
+        moved = self._moved
+        return moved[-1] if moved else _Where(self.host_url, self.agent_id, self.route)
+
+    def where(self) -> tuple[str, str]:
+        """``(host_url, agent_id)`` of the place this proxy last reached its paglet (where it was made,
+        until it followed a move)."""
+        at = self._at()
+        return at.host_url, at.agent_id
+
+    def _follow(self, call: Callable[[_Where], R]) -> R:
+        """Run ``call`` at the paglet's place; on a ``PagletMovedError`` go where it points and retry."""
+        hops = 0
+        while True:
+            at = self._at()
+            try:
+                return call(at)
+            except PagletMovedError as exc:
+                if not exc.host_url:
+                    raise
+                hops += 1
+                if hops > MAX_FORWARD_HOPS:
+                    raise ForwardingLimitError(
+                        f"paglet {self.agent_id}: gave up after {MAX_FORWARD_HOPS} forwarding answers "
+                        f"(last: {exc})"
+                    ) from exc
+                self._go(exc.host_url, exc.moved_agent_id or at.agent_id)
+
+    def _go(self, host_url: str, agent_id: str) -> None:
+        url = host_url.rstrip("/")
+        route = self.route
+        local = route is not None and url == route.address.rstrip("/")
+        self._moved[:] = [_Where(url, agent_id, route if local else None)]
 
     # --- messaging --------------------------------------------------------------------------------
 
     def _http(self) -> HostClient:
         return self.client if self.client is not None else _default_client()
 
-    def _url(self, suffix: str = "") -> str:
-        return f"{self.host_url.rstrip('/')}/agents/{quote(self.agent_id, safe='')}{suffix}"
+    def _url(self, suffix: str = "", at: _Where | None = None) -> str:
+        at = at or self._at()
+        return f"{at.host_url.rstrip('/')}/agents/{quote(at.agent_id, safe='')}{suffix}"
 
     def send(
         self,
@@ -161,29 +223,33 @@ class PagletProxy:
         default a proxy from a host in this process (or inside a paglet) uses the host's
         ``send_timeout``, an HTTP proxy its client's timeout (10 s, as in paglets 2.0).
         """
-        if self.route is not None:
-            return self.route.route_message(
-                self.agent_id,
-                message,
-                oneway=False,
-                activate_if_inactive=activate_if_inactive,
-                no_delay=no_delay,
-                timeout=timeout,
+
+        def call(at: _Where) -> Any:
+            if at.route is not None:
+                return at.route.route_message(
+                    at.agent_id,
+                    message,
+                    oneway=False,
+                    activate_if_inactive=activate_if_inactive,
+                    no_delay=no_delay,
+                    timeout=timeout,
+                )
+            client = self._http()
+            deadline = timeout if timeout is not None else client.timeout
+            reply = client.post_json(
+                self._url("/messages", at),
+                {
+                    "message": message.to_wire(),
+                    "oneway": False,
+                    "activate_if_inactive": activate_if_inactive,
+                    "no_delay": no_delay,
+                    "timeout": deadline,
+                },
+                timeout=deadline + REPLY_MARGIN,
             )
-        client = self._http()
-        deadline = timeout if timeout is not None else client.timeout
-        reply = client.post_json(
-            self._url("/messages"),
-            {
-                "message": message.to_wire(),
-                "oneway": False,
-                "activate_if_inactive": activate_if_inactive,
-                "no_delay": no_delay,
-                "timeout": deadline,
-            },
-            timeout=deadline + REPLY_MARGIN,
-        )
-        return reply.get("result") if isinstance(reply, dict) else reply
+            return reply.get("result") if isinstance(reply, dict) else reply
+
+        return self._follow(call)
 
     def send_oneway(
         self,
@@ -195,40 +261,59 @@ class PagletProxy:
     ) -> None:
         """Queue ``message``; returns once the host accepted it (the handler runs later)."""
         message.message_type = ONEWAY
-        if self.route is not None:
-            self.route.route_message(
-                self.agent_id,
-                message,
-                oneway=True,
-                activate_if_inactive=activate_if_inactive,
-                no_delay=no_delay,
-                timeout=timeout if timeout is not None else self._http().timeout,
+
+        def call(at: _Where) -> None:
+            if at.route is not None:
+                at.route.route_message(
+                    at.agent_id,
+                    message,
+                    oneway=True,
+                    activate_if_inactive=activate_if_inactive,
+                    no_delay=no_delay,
+                    timeout=timeout if timeout is not None else self._http().timeout,
+                )
+                return
+            self._http().post_json(
+                self._url("/messages", at),
+                {
+                    "message": message.to_wire(),
+                    "oneway": True,
+                    "activate_if_inactive": activate_if_inactive,
+                    "no_delay": no_delay,
+                },
+                timeout=timeout,
             )
-            return
-        self._http().post_json(
-            self._url("/messages"),
-            {
-                "message": message.to_wire(),
-                "oneway": True,
-                "activate_if_inactive": activate_if_inactive,
-                "no_delay": no_delay,
-            },
-            timeout=timeout,
-        )
+
+        self._follow(call)
 
     def send_future(
         self, message: Message, *, activate_if_inactive: bool = True, no_delay: bool = False
     ) -> FutureReply:
         """Deliver ``message`` without waiting; the reply arrives in the returned ``FutureReply``."""
-        if self.route is not None:
-            inner = self.route.route_message_future(
-                self.agent_id, message, activate_if_inactive=activate_if_inactive, no_delay=no_delay
-            )
-        else:
+        at = self._at()
+        if at.route is None:
             inner = _future_executor().submit(
                 self.send, message, activate_if_inactive=activate_if_inactive, no_delay=no_delay
             )
-        return FutureReply(inner)
+            return FutureReply(inner)
+        first = at.route.route_message_future(
+            at.agent_id, message, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+        )
+        outer: Future[Any] = Future()
+
+        def settled(done: Future[Any]) -> None:
+            error = done.exception()
+            if isinstance(error, PagletMovedError) and error.host_url:  # follow it, off this thread
+                self._go(error.host_url, error.moved_agent_id or at.agent_id)
+                again = _future_executor().submit(
+                    self.send, message, activate_if_inactive=activate_if_inactive, no_delay=no_delay
+                )
+                again.add_done_callback(lambda f: _copy_outcome(f, outer))
+            else:
+                _copy_outcome(done, outer)
+
+        first.add_done_callback(settled)
+        return FutureReply(outer)
 
     def send_artifact(
         self,
@@ -282,15 +367,23 @@ class PagletProxy:
 
     # --- control --------------------------------------------------------------------------------------
 
-    def _control(self, request: AgentRequest[R], timeout: float | None = None) -> object:
-        """Run ``request`` through the route, or as the HTTP route of the same operation."""
-        if self.route is not None:
-            return self.route.route_call(request, timeout)
-        method, suffix = _HTTP_ROUTES[type(request)]
-        if method == "GET":
-            return self._http().get_json(self._url(suffix), timeout=timeout)
-        body = {k: v for k, v in msgspec.structs.asdict(request).items() if k != "agent_id" and v is not None}
-        return self._http().post_json(self._url(suffix), body, timeout=timeout)
+    def _control(self, build: Callable[[str], AgentRequest[R]], timeout: float | None = None) -> object:
+        """Run the request ``build(agent_id)`` through the route, or as the HTTP route of the same
+        operation, at the paglet's place (following it)."""
+
+        def call(at: _Where) -> object:
+            request = build(at.agent_id)
+            if at.route is not None:
+                return at.route.route_call(request, timeout)
+            method, suffix = _HTTP_ROUTES[type(request)]
+            if method == "GET":
+                return self._http().get_json(self._url(suffix, at), timeout=timeout)
+            body = {
+                k: v for k, v in msgspec.structs.asdict(request).items() if k != "agent_id" and v is not None
+            }
+            return self._http().post_json(self._url(suffix, at), body, timeout=timeout)
+
+        return self._follow(call)
 
     def _proxy_from(self, reply: object) -> PagletProxy:
         """The proxy of a move's answer: a reply Struct (through a route) or its JSON form (HTTP)."""
@@ -308,11 +401,12 @@ class PagletProxy:
     def dispatch(self, target: str | TransferTicket) -> PagletProxy:
         ticket = TransferTicket.from_target(target)
         timeout = ticket.timeout * (ticket.retries + 1) + 30.0
-        return self._proxy_from(self._control(DispatchAgent(self.agent_id, ticket=ticket.to_wire()), timeout))
+        wire = ticket.to_wire()
+        return self._proxy_from(self._control(lambda a: DispatchAgent(a, ticket=wire), timeout))
 
     def clone(self, target: str | TransferTicket | None = None) -> PagletProxy:
         ticket = None if target is None else TransferTicket.from_target(target).to_wire()
-        return self._proxy_from(self._control(CloneAgent(self.agent_id, ticket=ticket)))
+        return self._proxy_from(self._control(lambda a: CloneAgent(a, ticket=ticket)))
 
     def deactivate(
         self,
@@ -326,22 +420,35 @@ class PagletProxy:
         request: DeactivationRequest = DeactivationRequest(
             reason=reason, source="external", policy=policy, metadata=dict(metadata or {})
         )
-        return self._proxy_from(self._control(DeactivateAgent(self.agent_id, request.to_wire())))
+        wire = request.to_wire()
+        return self._proxy_from(self._control(lambda a: DeactivateAgent(a, wire)))
 
     def activate(self) -> PagletProxy:
-        return self._proxy_from(self._control(ActivateAgent(self.agent_id)))
+        return self._proxy_from(self._control(ActivateAgent))
 
     def dispose(self) -> None:
-        self._control(DisposeAgent(self.agent_id))
+        self._control(DisposeAgent)
 
     # --- introspection ---------------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
         """The host's summary of this paglet (``GET /agents/{id}``)."""
-        data = self._control(AgentInfo(self.agent_id))
+        data = self._control(AgentInfo)
         if not isinstance(data, dict):
-            raise PagletError(f"unexpected reply {data!r}")
+            data = _as_dict(data)
         return data
+
+    def state(self) -> dict[str, Any]:
+        """A fresh snapshot of the paglet's state as its JSON wire dict (``GET /agents/{id}/state``;
+        active or inactive)."""
+        data = self._control(AgentStateInfo)
+        summary = data if isinstance(data, dict) else _as_dict(data)
+        if summary.get("state_error"):
+            raise PagletError(f"state of {self.agent_id}: {summary['state_error']}")
+        state = summary.get("state")
+        if not isinstance(state, dict):
+            raise PagletError(f"unexpected state {state!r}")
+        return state
 
     def is_valid(self) -> bool:
         try:
@@ -373,7 +480,7 @@ class PagletProxy:
         return self.host_url.rstrip("/") != local_host_url.rstrip("/")
 
     def get_address(self) -> str:
-        return self.host_url
+        return self._at().host_url
 
     def get_agent_id(self) -> str:
         return self.agent_id
@@ -394,3 +501,22 @@ class PagletProxy:
             return cls(str(payload["host_url"]), str(payload["agent_id"]), client)
         except (KeyError, TypeError) as exc:
             raise PagletError(f"not a proxy: {payload!r}") from exc
+
+
+def _copy_outcome(source: Future[Any], target: Future[Any]) -> None:
+    if target.done():
+        return
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
+
+
+def _as_dict(reply: object) -> dict[str, Any]:
+    """A reply Struct (through a route) as the JSON dict its HTTP route answers."""
+    if isinstance(reply, msgspec.Struct):
+        data = msgspec.to_builtins(reply)
+        if isinstance(data, dict):
+            return data
+    raise PagletError(f"unexpected reply {reply!r}")

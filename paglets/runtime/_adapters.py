@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import msgspec
@@ -22,8 +23,6 @@ from paglets.wire.control import HealthReply, MoveAction, MoveKind, ProxyRef, Ta
 from paglets.wire.ipc import ResourceOp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
-
     from paglets.artifacts import ArtifactStore
     from paglets.core.context_events import ContextEventLog
     from paglets.remote.client import HostClient
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from paglets.runtime._config import HostConfig
     from paglets.runtime._controller import MailboxItem, PagletController, Snapshot
     from paglets.runtime._files import FileRegistry
+    from paglets.runtime._forwarding import Forwarding
     from paglets.runtime._move_site import MoveAgents, MoveRecords
     from paglets.runtime._movement import MovementEngine
     from paglets.runtime._paglets import Timeouts
@@ -118,7 +118,9 @@ class HostSite:
         names: HostNames,
         directory: _Directory,
         router: _Forwarder,
+        forwarding: Forwarding,
     ) -> None:
+        self._forwarding = forwarding
         self.name = name
         self._address = address
         self.code_version = code_version
@@ -134,6 +136,12 @@ class HostSite:
         self._names = names
         self._directory = directory
         self._router = router
+        #: Called before an active paglet leaves (its checkpoint is dropped: ``_checkpoints.py``).
+        self.on_leaving: Callable[[str], Coroutine[Any, Any, None]] | None = None
+
+    async def leaving(self, agent_id: str) -> None:
+        if self.on_leaving is not None:
+            await self.on_leaving(agent_id)
 
     @property
     def address(self) -> str:
@@ -154,17 +162,32 @@ class HostSite:
     async def forward_waiting(self, items: Sequence[MailboxItem], where: dict[str, str]) -> None:
         await self._router.forward_waiting(items, ProxyRef(str(where["host_url"]), str(where["agent_id"])))
 
+    async def moved_away(self, agent_id: str, where: dict[str, str]) -> None:
+        await self._forwarding.record(agent_id, ProxyRef(str(where["host_url"]), str(where["agent_id"])))
+
 
 class MovementPort:
     """The movement engine in the control plane's types (replies as ``ProxyRef``/``TargetInfo``)."""
 
     def __init__(self, engine: MovementEngine) -> None:
         self._engine = engine
+        #: Activates a paglet that idle passivation saved, so that it moves as if it had stayed active.
+        self.wake: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        #: ``(kind, seconds, ok)`` of every move started here (the host's metrics).
+        self.observe: Callable[[str, float, bool], None] = lambda kind, seconds, ok: None
 
     async def move_agent(
         self, agent_id: str, target: str | TransferTicket | None, kind: MoveAction
     ) -> ProxyRef:
-        where = await self._engine.move(agent_id, target, kind=kind)
+        if self.wake is not None:
+            await self.wake(agent_id)
+        started = time.monotonic()
+        try:
+            where = await self._engine.move(agent_id, target, kind=kind)
+        except BaseException:
+            self.observe(kind, time.monotonic() - started, False)
+            raise
+        self.observe(kind, time.monotonic() - started, True)
         return ProxyRef(str(where["host_url"]), str(where["agent_id"]))
 
     async def preflight_self(self, agent_id: str, ticket: TransferTicket) -> TargetInfo:

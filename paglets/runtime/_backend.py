@@ -85,11 +85,13 @@ class ProcessBackend(Protocol):
     segments: SegmentFactory
 
     def start(self, *, preload: Sequence[str], env: Mapping[str, str]) -> None:
-        """Start the process machinery (call on the host's loop thread; may block for a while)."""
+        """Launch the process machinery in the background, once (call on the host's loop thread; returns
+        at once: the zygote or the first spares get ready meanwhile, and ``new_child`` waits for them)."""
         ...
 
     async def new_child(self, timeout: float) -> PendingChild:
-        """A channel for the next paglet process (waits at most ``timeout`` for a spare process)."""
+        """A channel for the next paglet process (waits for the machinery to be ready, then at most
+        ``timeout`` for a spare process)."""
         ...
 
     def launch(self, pending: PendingChild, config: bytes, *, title: str, timeout: float) -> PagletProcess:
@@ -119,27 +121,37 @@ class ProcessBackend(Protocol):
 
 
 class LinuxBackend:
-    """Fork from the zygote; memfd rings, eventfd doorbells, memfd handoff segments."""
+    """Fork from the zygote; memfd rings, eventfd doorbells, memfd handoff segments. The zygote is launched
+    on a thread of its own (``_zygote_thread``); the first paglet process waits for it to be ready."""
 
     name: BackendName = "linux"
     segments: SegmentFactory = MEMFD_SEGMENTS
 
-    def __init__(self) -> None:
-        self._zygote: Any = None
-        self._zygote_class: Any = None
+    def __init__(self, *, host_name: str = "") -> None:
+        self.host_name = host_name
+        self._starter: Any = None
+        self._starter_class: Any = None
         if sys.platform == "linux":
-            from paglets.runtime._zygote import Zygote  # Linux only: imported once this backend is chosen
+            from paglets.runtime._zygote_thread import ZygoteThread  # Linux only: imported once chosen
 
-            self._zygote_class = Zygote
+            self._starter_class = ZygoteThread
         else:
             raise HostError("the linux process backend needs Linux; use 'portable'")
 
     def start(self, *, preload: Sequence[str], env: Mapping[str, str]) -> None:
-        self._zygote = self._zygote_class.start(preload=preload, env=env)
+        if self._starter is None:
+            self._starter = self._starter_class(name=self.host_name, preload=preload, env=env)
+
+    @property
+    def _zygote(self) -> Any:
+        """The zygote once it is ready, else ``None`` (never waits)."""
+        return self._starter.ready if self._starter is not None else None
 
     async def new_child(self, timeout: float) -> PendingChild:
-        if self._zygote is None:
+        starter = self._starter
+        if starter is None:
             raise HostError("the host's process backend is not started")
+        await starter.get()  # bounded by the zygote's start timeout; HostError if it failed
         channel, child_fds = Channel.create()
         try:
             bell = EventBell(new_eventfd())
@@ -172,17 +184,19 @@ class LinuxBackend:
         pending.service_bell.close()
 
     def preload(self, modules: Sequence[str]) -> None:
-        if self._zygote is not None:
-            self._zygote.preload(modules)
+        zygote = self._zygote
+        if zygote is not None:
+            zygote.preload(modules)
 
     def close(self) -> None:
-        zygote, self._zygote = self._zygote, None
-        if zygote is not None:
-            zygote.close()
+        starter, self._starter = self._starter, None
+        if starter is not None:
+            starter.close()
 
     @property
     def process_parent(self) -> int | None:
-        return self._zygote.pid if self._zygote is not None else None
+        zygote = self._zygote
+        return zygote.pid if zygote is not None else None
 
     def statistics(self) -> dict[str, Any]:
         zygote = self._zygote
@@ -214,7 +228,7 @@ def choose_backend(requested: str | None = None) -> BackendName:
 def make_backend(name: BackendName, *, host_name: str) -> ProcessBackend:
     """A new, unstarted backend of that name for the host ``host_name``."""
     if name == "linux":
-        return LinuxBackend()
+        return LinuxBackend(host_name=host_name)
     from paglets.runtime._spares import PortableBackend
 
     return PortableBackend(host_name=host_name)

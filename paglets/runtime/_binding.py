@@ -59,10 +59,14 @@ def resolve_bind_hosts(specs: Sequence[str]) -> list[str]:
 class HostAddress:
     """Where a host is: its bind addresses and port, and the URL it publishes (``address``)."""
 
-    def __init__(self, bind_hosts: Sequence[str], port: int, public_url: str | None) -> None:
+    def __init__(
+        self, bind_hosts: Sequence[str], port: int, public_url: str | None, relay_url: str | None = None
+    ) -> None:
         self.bind_hosts = list(bind_hosts)
         self.port = port
         self.public_url = public_url
+        #: A connect-mode host's address behind its hub (it listens nowhere).
+        self.relay_url = relay_url
 
     def current(self) -> str:
         """``url`` as a callable (collaborators read the address when they need it)."""
@@ -70,10 +74,13 @@ class HostAddress:
 
     @property
     def url(self) -> str:
-        """``public_url`` if set, else ``http://<first bind address>:<port>`` (``0.0.0.0`` shows the LAN
-        address; IPv6 addresses in brackets)."""
+        """``public_url`` if set (or a connect-mode host's address behind its hub), else
+        ``http://<first bind address>:<port>`` (``0.0.0.0`` shows the LAN address; IPv6 addresses in
+        brackets)."""
         if self.public_url:
             return self.public_url
+        if self.relay_url:
+            return self.relay_url
         bind = self.bind_hosts[0]
         shown = resolve_auto_address() if bind in ("0.0.0.0", "") else bind
         if ":" in shown and not shown.startswith("["):

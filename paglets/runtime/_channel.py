@@ -213,6 +213,13 @@ class HostChannel:
 
     # --- sending ------------------------------------------------------------------------------------
 
+    def pending_bytes(self) -> int:
+        """Bytes written to the ring towards the paglet process that it has not read yet (a metric)."""
+        try:
+            return self._writer.pending() + self._queued_bytes
+        except (ValueError, TypeError):  # the ring is closed
+            return 0
+
     def send(self, frame: Buffer) -> None:
         """Send one frame; never blocks. Raises ``LimitExceededError`` past ``max_frame`` or when the
         host-side queue is full, ``ChannelClosedError`` once closed. A frame that has to wait in the

@@ -109,6 +109,9 @@ class HostConfig:
     relay_offline_after: float = 30.0
     relay_delivery_timeout: float = 10.0
     relay_queue_limit: int = 1024
+    #: Serve HTTPS with this PEM certificate chain and key (``None``: plain HTTP).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     tags: tuple[str, ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
     preload_modules: tuple[str, ...] = ()
@@ -132,6 +135,12 @@ class HostConfig:
     dispose_grace: float = DISPOSE_GRACE
     #: Seconds a synchronous send waits for its reply when the caller gives none (``None``: no limit).
     send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+    #: Seconds of idleness after which any paglet is passivated (``paglets.runtime._idle``; ``None``: off;
+    #: a class's ``idle_deactivate_after`` attribute overrides it).
+    idle_deactivate_after: float | None = None
+    #: Seconds between two checkpoints of any active paglet (``paglets.runtime._checkpoints``; ``None``:
+    #: off; a class's ``checkpoint_every`` attribute overrides it).
+    checkpoint_interval: float | None = None
 
     @property
     def relay_mode(self) -> bool:
@@ -176,9 +185,23 @@ class HostConfig:
             raise HostError(f"inbound_move_budget must be a positive number of bytes, not {budget!r}")
         _check_seconds(options, "dispose_grace", DISPOSE_GRACE, allow_none=False)
         _check_seconds(options, "send_timeout", DEFAULT_SEND_TIMEOUT, allow_none=True)
+        _check_seconds(options, "idle_deactivate_after", None, allow_none=True)
+        _check_seconds(options, "checkpoint_interval", None, allow_none=True)
         wait = options.get("inbound_budget_wait", INBOUND_BUDGET_WAIT)
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait < float("inf"):
             raise HostError(f"inbound_budget_wait must be a number of seconds >= 0, not {wait!r}")
+        for key in ("tls_cert", "tls_key"):
+            if options.get(key) is not None:
+                options[key] = Path(options[key]).expanduser()
+        if options.get("tls_key") is not None and options.get("tls_cert") is None:
+            raise HostError("tls_key needs tls_cert")
+        if options.get("connect_to") and options.get("public_url"):
+            raise HostError("a host is either a hub (public_url) or in connect mode (connect_to), not both")
+        _check_seconds(options, "relay_offline_after", 30.0, allow_none=False)
+        _check_seconds(options, "relay_delivery_timeout", 10.0, allow_none=False)
+        limit = options.get("relay_queue_limit", 1024)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise HostError(f"relay_queue_limit must be a positive number of deliveries, not {limit!r}")
         if options.get("git_repo_root") is not None:
             options["git_repo_root"] = Path(options["git_repo_root"])
         unknown = set(options) - set(cls.__dataclass_fields__)

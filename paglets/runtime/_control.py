@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar, cast
 
-from paglets.core.errors import HostError
+from paglets.core.errors import HostError, InvalidAgentError, PagletMovedError
 from paglets.wire.control import CONTROL_REQUEST_TYPES, ControlRequest, Request, StateSegment
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ class ControlTable:
 
     def __init__(self) -> None:
         self._handlers: dict[type[Request[Any]], _Handler] = {}
+        #: Where a paglet that is not here went (``paglets.runtime._forwarding``), if it left with an entry.
+        self.moved: Callable[[str], PagletMovedError | None] | None = None
 
     def on(self, cls: type[Request[R]], handler: Callable[[Q, Caller], Awaitable[R]]) -> None:
         """Serve ``cls`` requests with ``handler``; a type has exactly one handler."""
@@ -82,7 +84,16 @@ class ControlTable:
         handler = self._handlers.get(type(request))
         if handler is None:
             raise HostError(f"this host does not offer {type(request).__name__}")
-        return cast(R, await handler(request, caller))
+        try:
+            return cast(R, await handler(request, caller))
+        except InvalidAgentError as exc:
+            # "no such paglet" raised here (not by a handler in a paglet) for a paglet that left: say where
+            agent_id = getattr(request, "agent_id", None)
+            if type(exc) is InvalidAgentError and exc.remote_type is None and isinstance(agent_id, str):
+                moved = self.moved(agent_id) if self.moved is not None else None
+                if moved is not None:
+                    raise moved from None
+            raise
 
     async def serve(self, caller: PagletCaller, request: ControlRequest) -> object:
         """A paglet's host call (the ``HostCalls`` of its controller)."""

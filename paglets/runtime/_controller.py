@@ -182,6 +182,8 @@ class PagletController:
         self.settled = asyncio.Event()
         #: ``time.monotonic()`` of the last finished message (idle resident services are deactivated).
         self.last_activity = time.monotonic()
+        #: Seconds the last finished message took, from its start in the paglet to its reply (metrics).
+        self.last_duration = 0.0
         self.moved_to: dict[str, str] | None = None
         #: ``{name: suppress}`` of the paglet's resources as last reported by the process.
         self.resource_status: dict[str, bool] = {}
@@ -506,13 +508,14 @@ class PagletController:
         self.pump()
         return future
 
-    def accept_queued(self, messages: list[tuple[EncodedMessage, bool]]) -> None:
+    def accept_queued(self, messages: list[MailboxItem]) -> None:
         """Put messages queued while the paglet was inactive into its mailbox, in their order, before
         anything else can reach it: nothing sent later is handled before them (unless the mailbox's rule
-        says so: a later message of a higher priority). Their results are dropped."""
+        says so: a later message of a higher priority). Their results go to their futures (a sender that
+        waits through an idle passivation), or are dropped."""
         with self.lock:
-            for message, oneway in messages:
-                self.mailbox.push_accepted(MailboxItem(message, oneway, None), message.priority)
+            for item in messages:
+                self.mailbox.push_accepted(item, item.message.priority)
 
     def submit_threadsafe(
         self, message: EncodedMessage, *, oneway: bool, future: concurrent.futures.Future[Any] | None
@@ -550,9 +553,11 @@ class PagletController:
 
     def _start(self, delivery: Delivery[MailboxItem]) -> None:
         item = delivery.item
+        started = time.monotonic()
 
         def done(outcome: Reply | BaseException) -> None:
             self.last_activity = time.monotonic()
+            self.last_duration = self.last_activity - started
             with self.lock:
                 self.mailbox.finish(delivery, ok=isinstance(outcome, Reply) and outcome.ok)
             self._finish_item(item, outcome)

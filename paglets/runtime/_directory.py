@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from paglets.core.agent import ACTIVE, INACTIVE
 from paglets.core.errors import InvalidAgentError
@@ -91,6 +91,7 @@ class AgentDirectory:
         agents: Agents,
         records: Records,
         is_resident: Callable[[str], bool],
+        auto_update: Callable[[], Mapping[str, Any]] | None = None,
         compute_capacity: Mapping[str, int] | None = None,
     ) -> None:
         self._name = name
@@ -102,6 +103,7 @@ class AgentDirectory:
         self._agents = agents
         self._records = records
         self._is_resident = is_resident
+        self._auto_update = auto_update
         self._compute_capacity = dict(compute_capacity or {})
 
     # --- which paglets ------------------------------------------------------------------------------
@@ -225,15 +227,20 @@ class AgentDirectory:
 
     def health(self) -> HealthReply:
         """``GET /health``; a host that is not started counts its records."""
+        extra = dict(self._auto_update()) if self._auto_update is not None else {}
+        capabilities = list(HOST_CAPABILITIES)
+        if not extra.pop("relay_mode", False):
+            capabilities.append("admin:git-update")
         return HealthReply(
             name=self._name,
             address=self._address(),
             active_count=self._active_count(),
             inactive_count=len(self._summaries()),
             code_version=self._code_version,
-            capabilities=list(HOST_CAPABILITIES),
+            capabilities=capabilities,
             tags=list(self._tags),
             properties=dict(self._properties),
+            **extra,
             compute_capacity=dict(self._compute_capacity),
         )
 

@@ -6,7 +6,8 @@
   record.
 - ``load``: at start, the durable records come back as machines (``SourceTransfer.recovered``,
   ``TargetTransfer.recovered``) before the host serves: a source with a ``committed`` decision keeps
-  answering ``committed`` and pushes the commit; one with ``aborted`` tells the target; a target with an
+  answering ``committed`` and pushes the commit (its held copy, if a graceful stop saved one, is restored
+  or dropped by the answer, ``_move_held.py``); one with ``aborted`` tells the target; a target with an
   ``executed`` record answers ``executed`` and asks the source whether it may forget.
 
 Nothing here decides a transition: every answer goes into the machine (``paglets/runtime/_transfer.py``).
@@ -50,14 +51,20 @@ class Recovery:
         #: Transfer ids waiting to be forgotten by each peer (see ``tell_forget``).
         self._forgets: dict[str, list[str]] = {}
 
-    def load(self, records: list[TransferRecord]) -> None:
-        """Turn the records found at start into machines and start finishing them."""
+    def load(self, records: list[TransferRecord], held: set[str] | frozenset[str] = frozenset()) -> None:
+        """Turn the records found at start into machines and start finishing them (``held``: the transfer
+        ids with a held copy saved at a graceful stop)."""
         engine = self._engine
         for record in records:
             kind: MoveKind = record.kind if record.kind in ("dispatch", "clone", "retract") else "dispatch"  # type: ignore[assignment]
             if record.role == "source":
                 machine = SourceTransfer.recovered(
-                    record.transfer_id, record.agent_id, record.peer, kind, record.outcome
+                    record.transfer_id,
+                    record.agent_id,
+                    record.peer,
+                    kind,
+                    record.outcome,
+                    held=record.transfer_id in held,
                 )
                 run = SourceRun(machine, local=False)
                 engine.remember_source(run)

@@ -57,10 +57,12 @@ class MoveAgents(Protocol):
 
 
 class MoveRecords(Protocol):
-    """Inactive paglets (``Persistence``): an arrival must not shadow one, and may become one."""
+    """Inactive paglets (``Persistence``): an arrival must not shadow one, and may become one; a held copy
+    becomes one, then activates."""
 
     def summary(self, agent_id: str) -> RecordSummary | None: ...
     async def write_arrival(self, record: StoredRecord) -> None: ...
+    async def activate(self, agent_id: str) -> Any: ...
 
 
 class MoveConfig(Protocol):
@@ -108,6 +110,15 @@ class MovementSite(Protocol):
         """This host's ``GET /health`` (a move within the host checks it like another host's)."""
         ...
 
+    async def leaving(self, agent_id: str) -> None:
+        """An active paglet is about to leave (paused, nothing sent yet): drop what would bring it back
+        here (its checkpoint, ``paglets.runtime._checkpoints``)."""
+        ...
+
     async def forward_waiting(self, items: Sequence[MailboxItem], where: dict[str, str]) -> None:
         """Send messages that waited for a paglet that left on to where it is now."""
+        ...
+
+    async def moved_away(self, agent_id: str, where: dict[str, str]) -> None:
+        """``agent_id`` left this host and settled at ``where`` (a forwarding entry for stale proxies)."""
         ...

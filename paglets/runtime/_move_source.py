@@ -80,6 +80,7 @@ class SourceRun:
     answer: asyncio.Future[dict[str, Any]] | None = None
     proxy: dict[str, Any] | None = None  # where the target says the paglet is
     waiting: list[Any] = field(default_factory=list)  # messages of the released copy, to forward
+    resumed: bool = False  # the paused copy runs on (a clone in doubt, an abort)
     created: float = field(default_factory=time.monotonic)
 
     @property
@@ -132,6 +133,8 @@ class SourceDriver:
         ctrl.pause()
         files: list[dict[str, Any]] = []
         try:
+            if kind != "clone":
+                await host.leaving(agent_id)
             engine.check_capacity()
             new_id = (clone_id or uuid.uuid4().hex) if kind == "clone" else agent_id
             if hooks_in_child:
@@ -182,7 +185,8 @@ class SourceDriver:
             event = E.PREPARE_FAILED
         finally:
             snapshot.close()
-        await self._feed(run, event)
+        if event is not E.PREPARE_FAILED or run.machine.at(S.PREPARING):  # a stop may have decided already
+            await self._feed(run, event)
         assert run.answer is not None
         return await run.answer
 
@@ -209,6 +213,8 @@ class SourceDriver:
         for attempt in range(attempts):
             if attempt:
                 await asyncio.sleep(max(ticket.retry_interval, busy_wait))
+                if not run.machine.at(S.PREPARING):  # decided meanwhile (the host is stopping)
+                    return E.PREPARE_FAILED
             busy_wait = 0.0
             try:
                 response = await self._host.aclient.request(
@@ -309,6 +315,12 @@ class SourceDriver:
             await self._finish_clone(run)
         elif action is A.RESUME_COPY:
             self._resume(run)
+        elif action is A.HOLD_COPY:
+            await engine.holding.hold(run)
+        elif action is A.RESTORE_HELD:
+            await engine.holding.restore(run.transfer_id)
+        elif action is A.DROP_HELD:
+            await engine.holding.drop(run)
         elif action is A.LOST:
             engine.report(
                 "lost",
@@ -472,6 +484,8 @@ class SourceDriver:
             else:
                 if isinstance(answer, dict):
                     self._take_proxy(run, answer)
+        if run.machine.kind != "clone" and not run.local:
+            await self._host.moved_away(run.machine.agent_id, run.proxy or self._fallback_proxy(run))
         if ctrl is not None and run.machine.kind != "clone":
             ctrl.moved_to = run.proxy or self._fallback_proxy(run)
             ctrl.settled.set()  # a commit on this host waiting for this paglet's run() learns where it went
@@ -484,16 +498,25 @@ class SourceDriver:
         ctrl = run.ctrl
         if ctrl is not None:
             ctrl.resume()
+            run.resumed = True
         if run.files and not run.machine.at(S.IN_DOUBT):
             self._engine.spawn(unstage_files(self._host, run.files, run.local, run.machine.agent_id))
 
     async def _finish_clone(self, run: SourceRun) -> None:
-        """The clone exists: the ``cloned`` hook runs (if the caller still waits), the source copy resumes."""
+        """The clone exists: the ``cloned`` hook runs, then the source copy resumes (if still paused) and
+        the ``clone`` event is emitted, as in paglets 2.0.
+
+        The machine asks this once per clone, in the run of the host that cloned: right away while the
+        caller waits, or when a clone answered *in doubt* is confirmed in the background (its source copy
+        ran on meanwhile; the hook then runs in it if it is still active here). A self-initiated clone
+        whose caller waits runs ``on_cloned`` itself once its call returns."""
         host, ctrl, metadata = self._host, run.ctrl, run.metadata
         if ctrl is None or metadata is None:
             return
+        waiting = run.answer is not None and not run.answer.done()
+        live = host.manager.controllers.get(ctrl.agent_id) is ctrl and ctrl.status in ("ready", "moving")
         try:
-            if run.hooks_in_child and run.answer is not None and not run.answer.done():
+            if live and (run.hooks_in_child or not waiting):
                 event = CloneEvent(
                     agent_id=ctrl.agent_id,
                     host_name=host.name,
@@ -509,7 +532,9 @@ class SourceDriver:
         except PagletError as exc:
             _log.warning("cloned hook of %s failed: %s", ctrl.agent_id, exc)
         finally:
-            ctrl.resume()
+            if not run.resumed:
+                ctrl.resume()
+                run.resumed = True
         host.events.emit(
             "clone",
             agent_id=ctrl.agent_id,

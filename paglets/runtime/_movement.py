@@ -34,10 +34,12 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from paglets.core.errors import TransferError
+from paglets.persistence._held import HeldCopies
 from paglets.persistence._transfers import MAX_OPEN_TRANSFERS, TransferRecord, TransferStore
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import Snapshot
 from paglets.runtime._inbound import INBOUND_DECODE_WORKERS, InboundBudget, InboundMove
+from paglets.runtime._move_held import STOP_SETTLE_WAIT, HeldDriver
 from paglets.runtime._move_recovery import Recovery
 from paglets.runtime._move_source import ENVELOPE_CONTENT_TYPE, SourceDriver, SourceRun, Target
 from paglets.runtime._move_target import RUN_SETTLE_WAIT, TargetDriver, TargetRun
@@ -71,6 +73,8 @@ class MovementEngine:
         self.sources: OrderedDict[str, SourceRun] = OrderedDict()
         self.targets: OrderedDict[str, TargetRun] = OrderedDict()
         self.store: TransferStore | None = None
+        #: Paused copies of in-doubt moves saved at a graceful stop (``paglets/runtime/_move_held.py``).
+        self.held: HeldCopies | None = None
         self._io: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks = BackgroundTasks(host.events)
         #: Bytes of decoded state that unfinished inbound moves may hold (``Host(inbound_move_budget=...)``).
@@ -81,12 +85,14 @@ class MovementEngine:
         self.source = SourceDriver(self)
         self.target = TargetDriver(self)
         self.recovery = Recovery(self)
+        self.holding = HeldDriver(self)
 
     # --- start and stop -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Open the transfer records and resume what they leave open (before the host serves)."""
         self.incarnation = new_incarnation()
+        self.holding.stopping = False
         self._io = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="paglets-transfers")
         loop = asyncio.get_running_loop()
 
@@ -95,8 +101,36 @@ class MovementEngine:
 
         store = TransferStore(self.host.persistence_dir, on_quarantine=quarantined)
         records = await loop.run_in_executor(self._io, store.load)
-        self.store = store
-        self.recovery.load(records)
+        held = HeldCopies(self.host.persistence_dir, on_quarantine=quarantined)
+        try:
+            held_ids = await loop.run_in_executor(self._io, held.load)
+        except BaseException:
+            held.close()
+            store.close()
+            raise
+        self.store, self.held = store, held
+        self.recovery.load(records, held_ids)
+        decided = {r.transfer_id for r in records if r.role == "source" and r.outcome == "committed"}
+        self.holding.restore_orphans(held_ids, decided)
+
+    async def settle_for_stop(self, wait: float = STOP_SETTLE_WAIT) -> None:
+        """A graceful stop: open transfers get ``wait`` seconds to finish, then those still in doubt keep
+        their paused copy as a held copy (``paglets/runtime/_move_held.py``). Before the paglets are saved."""
+        await self.holding.settle_for_stop(wait)
+
+    def open_transfers(self) -> int:
+        """Transfers of this host, either role, whose outcome is not settled yet."""
+        leaving = sum(not run.machine.final for run in self.sources.values())
+        return leaving + sum(not run.machine.final for run in self.targets.values())
+
+    async def settle(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds until no transfer is open (before a planned restart: a move in
+        flight completes or aborts first); returns how many are still open."""
+        deadline = time.monotonic() + timeout
+        # transfers end in many places and signal no one: a planned restart polls (20 times a second)
+        while (left := self.open_transfers()) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        return left
 
     async def stop(self) -> None:
         self._tasks.cancel_all()
@@ -105,10 +139,13 @@ class MovementEngine:
             pool.shutdown(wait=False, cancel_futures=True)
         await self.target.stop()
         store, self.store = self.store, None
+        held, self.held = self.held, None
         io, self._io = self._io, None
         if io is not None:
             if store is not None:
                 await asyncio.get_running_loop().run_in_executor(io, store.close)
+            if held is not None:
+                await asyncio.get_running_loop().run_in_executor(io, held.close)
             io.shutdown(wait=False)
 
     # --- bookkeeping --------------------------------------------------------------------------------------
@@ -137,6 +174,20 @@ class MovementEngine:
         if store is None or io is None:
             raise TransferError(f"host {self.host.name} is not started")
         await asyncio.get_running_loop().run_in_executor(io, store.write, record)
+
+    async def held_call(self, method: str, *args: Any) -> Any:
+        """``HeldCopies.<method>(*args)`` on the transfer-record thread (blocking file work)."""
+        held, io = self.held, self._io
+        if held is None or io is None:
+            raise TransferError(f"host {self.host.name} is not started")
+        return await asyncio.get_running_loop().run_in_executor(io, getattr(held, method), *args)
+
+    async def drop_record_durably(self, transfer_id: str) -> None:
+        store, io = self.store, self._io
+        if store is not None and io is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                io, lambda: store.drop(transfer_id, "source", durable=True)
+            )
 
     def drop_record(self, transfer_id: str, role: Any) -> None:
         store, io = self.store, self._io

@@ -2,13 +2,14 @@
 
 ``PagletManager`` runs on the host's event loop and owns every ``PagletController``. The ``Host``
 facade (synchronous user API), the HTTP routes and the host calls of paglet processes all call it; it
-never blocks the loop (spawning a process waits on the zygote in an executor thread).
+never blocks the loop (starting a process waits on the process backend in an executor thread).
 
 Creation (as in paglets 2.0, without its costs): the host checks the classes, encodes the initial state
-once, and asks the zygote for a fork; the new process decodes the state, builds the paglet and says
-hello; the host sends the ``creation`` lifecycle request; once the hook has answered, the paglet is
-ready and its ``run()`` starts in the child. A failing hook or a process that dies while starting
-rolls back completely: the process is killed, nothing stays registered.
+once, and has the process backend start a paglet process (a fork of the zygote, or a warm spare); the new
+process decodes the state, builds the paglet and says hello; the host sends the ``creation`` lifecycle
+request; once the hook has answered, the paglet is ready and its ``run()`` starts in the child. A failing
+hook or a process that dies while starting rolls back completely: the process is killed, nothing stays
+registered.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import UNQUEUED_PRIORITY
 from paglets.persistence.storage import path_component
 from paglets.runtime._backend import ProcessBackend
-from paglets.runtime._controller import HostCalls, PagletController
+from paglets.runtime._controller import HostCalls, MailboxItem, PagletController
 from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
 from paglets.runtime._handoff import SegmentFactory, WritableSegment
 from paglets.runtime._procutil import scrubbed_environment
@@ -121,9 +122,11 @@ class PagletManager:
         self._on_agent_live = on_agent_live
         self._mailbox_depth = mailbox_depth
         self.controllers: dict[str, PagletController] = {}
-        self._started = False
+        self._launched = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
+        #: ``(seconds, ok)`` of every finished message (the host's metrics).
+        self.message_observer: Callable[[float, bool], None] = lambda seconds, ok: None
         self._preloaded: set[str] = set(preload)
 
     def observe(
@@ -138,18 +141,26 @@ class PagletManager:
     # --- start and stop --------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the process backend (the zygote, or the spare processes). Call on the loop thread: the
-        zygote lives as long as this thread."""
+        """Bind to the host's loop. The process backend (the zygote, or the spare processes) is launched
+        by :meth:`launch_processes` (the host calls it once its socket is bound), or by the first paglet
+        process or handoff segment needed before that."""
         self._loop = loop
+
+    def launch_processes(self) -> None:
+        """Launch the process backend in the background, once; creating a paglet process waits until it
+        is ready."""
+        if self._launched or self._loop is None:
+            return
         # the template and every paglet process start without the host's secrets in their environment;
         # a paglet process gets the key it needs through its ChildConfig
         env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
         self.backend.start(preload=self._preload, env=env)
-        self._started = True
+        self._launched = True
 
     @property
     def segments(self) -> SegmentFactory:
         """Makes handoff segments for states that arrive before their process exists."""
+        self.launch_processes()  # the portable backend keeps segments in its runtime directory
         return self.backend.segments
 
     @property
@@ -159,7 +170,7 @@ class PagletManager:
         return self._loop
 
     async def stop_all(self, timeout: float) -> None:
-        """Stop every paglet process (their state is not kept) and the zygote."""
+        """Stop every paglet process (their state is not kept) and the process backend."""
         controllers = list(self.controllers.values())
         for ctrl in controllers:
             ctrl.begin_stop()
@@ -173,8 +184,8 @@ class PagletManager:
             await ctrl.wait_exit(self.timeouts.exit)
             ctrl.close()
         self.controllers.clear()
-        if self._started:
-            self._started = False
+        if self._launched:
+            self._launched = False
             await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
 
     # --- lookups ---------------------------------------------------------------------------------
@@ -227,12 +238,12 @@ class PagletManager:
         state: bytes,
         hook: str,
         event: Any,
-        queued: Sequence[tuple[EncodedMessage, bool]] = (),
+        queued: Sequence[MailboxItem] = (),
     ) -> PagletController:
         """Start a paglet process from a stored state and run ``hook`` then ``run()`` (activation).
 
-        ``queued`` (messages queued while it was inactive, with their ``oneway`` flags) enter its mailbox
-        in one step as soon as its process exists, before anyone can send it anything, so they come
+        ``queued`` (messages queued while it was inactive, with their futures if a sender waits) enter its
+        mailbox in one step as soon as its process exists, before anyone can send it anything, so they come
         before any message sent later; they are handled once it is ready.
         """
         if agent_id in self.controllers:
@@ -240,7 +251,7 @@ class PagletManager:
         ctrl = await self._spawn(agent_id, agent_class, state_class, state)
         if queued:
             ctrl.accept_queued(list(queued))
-            for message, _ in queued:
+            for message in (item.message for item in queued):
                 if message.priority != UNQUEUED_PRIORITY:
                     self.events.emit(
                         "message-queued",
@@ -278,8 +289,9 @@ class PagletManager:
         return agent_id
 
     def _preload_class_modules(self, *class_names: str) -> None:
-        """Have the zygote import the modules of classes in use, so later forks start with them loaded."""
-        if not self._started or len(self._preloaded) >= MAX_PRELOADED_MODULES:
+        """Have the zygote (or the spares) import the modules of classes in use, so later paglet processes
+        start with them loaded."""
+        if not self._launched or len(self._preloaded) >= MAX_PRELOADED_MODULES:
             return
         modules = [n.partition(":")[0] for n in class_names]
         new = [m for m in dict.fromkeys(modules) if m not in self._preloaded]
@@ -298,7 +310,8 @@ class PagletManager:
         register: bool = True,
     ) -> PagletController:
         check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
-        if not self._started:
+        self.launch_processes()
+        if not self._launched:
             raise HostError(f"host {self.host_name} is not started")
         loop = self.loop
         backend = self.backend
@@ -513,6 +526,7 @@ class PagletManager:
             raise send_timeout_error(agent_id, message.kind, timeout) from None
 
     def _message_done(self, ctrl: PagletController, message: EncodedMessage, error: ErrorInfo | None) -> None:
+        self.message_observer(ctrl.last_duration, error is None)
         if error is None:
             self.events.emit(
                 "message-delivered",

@@ -25,6 +25,7 @@ Blocking disk work runs in the default executor; the store serialises per record
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -44,13 +45,13 @@ from paglets.core.events import PersistencyEvent
 from paglets.persistence._recordformat import RecordSummary, StoredMessage, StoredRecord
 from paglets.persistence._records import RecordStore
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
-from paglets.runtime._controller import PagletController, Snapshot
+from paglets.runtime._checkpoints import checkpoint_mark
+from paglets.runtime._controller import MailboxItem, PagletController, Snapshot
 from paglets.runtime._routing import encode_message_dict, message_dict
 from paglets.wire.control import ProxyRef
 
 if TYPE_CHECKING:
     from paglets.core.context_events import ContextEventLog
-    from paglets.runtime._controller import MailboxItem
     from paglets.runtime._paglets import Timeouts
     from paglets.wire.encoded import EncodedMessage
 
@@ -83,7 +84,7 @@ class Agents(Protocol):
         state: bytes,
         hook: str,
         event: PersistencyEvent,
-        queued: Sequence[tuple[EncodedMessage, bool]] = (),
+        queued: Sequence[MailboxItem] = (),
     ) -> PagletController: ...
     async def deliver(
         self, agent_id: str, message: EncodedMessage, *, oneway: bool, timeout: float | None = None
@@ -129,6 +130,9 @@ class Persistence:
         #: A read-only view of the records while the host is not running (see ``inspected``).
         self._view: RecordStore | None = None
         self._view_lock = threading.Lock()
+        #: Per paglet passivated while senders waited for replies: message id -> the sender's future,
+        #: answered by the activation that follows (see ``deactivate(passivate=True)``).
+        self._held: dict[str, dict[str, Any]] = {}
 
     # --- start and stop -----------------------------------------------------------------------------------
 
@@ -256,9 +260,15 @@ class Persistence:
         *,
         decided_policy: DeactivationPolicy | None = None,
         snapshot: Snapshot | None = None,
+        passivate: bool = False,
     ) -> ProxyRef:
         """Deactivate an active paglet; ``decided_policy`` means the paglet already ran its
-        ``deactivation_policy`` and ``on_deactivating`` itself (self-initiated)."""
+        ``deactivation_policy`` and ``on_deactivating`` itself (self-initiated).
+
+        ``passivate``: an idle passivation (``paglets.runtime._idle``), transparent to senders. The record
+        always activates on a message and queues; a sender waiting for a message that arrived while the
+        paglet was being saved keeps waiting, and the paglet is activated at once to answer it (the
+        message runs first, in its order, from the record) instead of being told ``queued``."""
         request = request or DeactivationRequest()
         ctrl = self._agents.ready(agent_id)
         ctrl.pause()
@@ -273,6 +283,10 @@ class Persistence:
                 )
                 answer = await ctrl.lifecycle("deactivating", event, self._agents.timeouts.hook)
                 policy = DeactivationPolicy.from_wire(answer["policy"])
+                if passivate:
+                    policy = dataclasses.replace(
+                        policy, activate_on_message=True, queue_messages_when_inactive=True
+                    )
                 await ctrl.resources("cleanup", reason="deactivate", timeout=self._agents.timeouts.resources)
             else:
                 policy = decided_policy
@@ -280,12 +294,23 @@ class Persistence:
         except BaseException:
             ctrl.resume()
             raise
-        await self._retire(ctrl, saved=saved, wait=decided_policy is None)
+        owed = await self._retire(ctrl, saved=saved, wait=decided_policy is None, passivate=passivate)
         self._events.emit(
             "deactivate", agent_id=agent_id, class_name=ctrl.agent_class, data={"reason": request.reason}
         )
         self._schedule()
+        if owed:  # messages came while it was saved: they wake it at once
+            self._spawn(self._activate_owed(agent_id))
         return ProxyRef(self._address(), agent_id)
+
+    async def _activate_owed(self, agent_id: str) -> None:
+        try:
+            await self.activate(agent_id)
+        except PagletError as exc:
+            for future in self._held.pop(agent_id, {}).values():
+                if not future.done():
+                    future.set_exception(exc)
+            raise
 
     async def _save(
         self,
@@ -325,10 +350,18 @@ class Persistence:
             snapshot.close()
         return {id(item) for item in items}
 
-    async def _retire(self, ctrl: PagletController, *, saved: set[int], wait: bool = True) -> None:
+    async def _retire(
+        self, ctrl: PagletController, *, saved: set[int], wait: bool = True, passivate: bool = False
+    ) -> bool:
         """The record is durable: answer the messages it holds, queue those that came since, end the
-        process."""
-        for item in self._agents.detach(ctrl):
+        process. Passivating, senders that wait are held for the activation that follows instead of being
+        answered ``queued``; returns whether the record holds messages (so, whether to activate now)."""
+        items = self._agents.detach(ctrl)
+        held = self._held.setdefault(ctrl.agent_id, {}) if passivate else None
+        for item in items:
+            if held is not None and item.future is not None:
+                held[item.message.message_id] = item.future
+        for item in items:
             if id(item) not in saved:
                 try:
                     await self._append(ctrl.agent_id, item.message, oneway=item.oneway)
@@ -336,13 +369,16 @@ class Persistence:
                     if item.future is not None and not item.future.done():
                         item.future.set_exception(exc)
                     continue
-            if item.future is not None and not item.future.done():
+            if held is None and item.future is not None and not item.future.done():
                 item.future.set_result({"queued": True, "message_id": item.message.message_id})
+        if held is not None and not held:
+            del self._held[ctrl.agent_id]
         self._files.forget(ctrl.agent_id, remove_work_dir=False)
         if wait:
             await self._agents.release_when_idle(ctrl)
         else:  # self-initiated: the handler that asked is waiting for this answer
             self._spawn(self._agents.release_when_idle(ctrl))
+        return passivate and bool(items)
 
     async def _append(self, agent_id: str, message: EncodedMessage, *, oneway: bool) -> int:
         wire = message_dict(message)
@@ -387,6 +423,19 @@ class Persistence:
         async with self._record_lock(agent_id):
             return await self._activate_locked(agent_id)
 
+    def _owed(self, agent_id: str, agent_class: str, queued: Sequence[StoredMessage]) -> list[MailboxItem]:
+        """The record's queued messages that still check, as mailbox items; those whose senders wait
+        through a passivation get their futures back."""
+        held = self._held.pop(agent_id, {})
+        items = []
+        for message, oneway in self._admit_queued(agent_id, agent_class, queued):
+            future = held.pop(message.message_id, None) if not oneway else None
+            items.append(MailboxItem(message, oneway, future))
+        for future in held.values():  # dropped as invalid: never leave a sender hanging
+            if not future.done():
+                future.set_exception(HostError(f"a message to {agent_id} was dropped at its activation"))
+        return items
+
     async def _activate_locked(self, agent_id: str) -> ProxyRef:
         summary = self.summary(agent_id)
         if summary is None:
@@ -415,7 +464,7 @@ class Persistence:
                 state=bytes(record.state),
                 hook="activation",
                 event=event,
-                queued=[(encode_message_dict(stored.message), stored.oneway) for stored in queued],
+                queued=self._owed(agent_id, record.agent_class, queued),
             )
         except BaseException:
             self._files.forget(agent_id, remove_work_dir=False)
@@ -426,10 +475,34 @@ class Persistence:
             "activate",
             agent_id=agent_id,
             class_name=record.agent_class,
-            data={"queued_message_count": len(queued)},
+            data={"queued_message_count": len(queued), **checkpoint_mark(record)},
         )
         self._schedule()
         return ProxyRef(self._address(), agent_id)
+
+    def _admit_queued(
+        self, agent_id: str, agent_class: str, queued: Sequence[StoredMessage]
+    ) -> list[tuple[EncodedMessage, bool]]:
+        """The queued messages that still check, in order; one that does not (written by another build) is
+        dropped with a warning and a ``message-dropped`` event, and never keeps the paglet from activating
+        (its sender was answered ``queued`` long ago: no reply waits for it)."""
+        admitted: list[tuple[EncodedMessage, bool]] = []
+        for index, stored in enumerate(queued):
+            try:
+                admitted.append((encode_message_dict(stored.message), stored.oneway))
+            except PagletError as exc:
+                raw_id = stored.message.get("message_id") if isinstance(stored.message, dict) else None
+                message_id = raw_id if isinstance(raw_id, str) and len(raw_id) <= 200 else None
+                _log.warning("paglet %s: queued message %d dropped at activation: %s", agent_id, index, exc)
+                self._events.emit(
+                    "message-dropped",
+                    agent_id=agent_id,
+                    class_name=agent_class,
+                    message_id=message_id,
+                    error=str(exc),
+                    data={"reason": "invalid-queued-message", "index": index, "queued_at": stored.queued_at},
+                )
+        return admitted
 
     # --- messages to inactive paglets ----------------------------------------------------------------------
 

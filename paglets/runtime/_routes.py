@@ -1,7 +1,8 @@
 """The HTTP control plane of a host (``proto/PROTOCOL.md`` §6): a route table over its control table.
 
 An HTTP route that is a control operation (``GET /agents``, ``/agents/{id}``, ``/state``, ``/messages``,
-``/dispatch``, ``/clone``, ``/retract``, ``/deactivate``, ``/activate``, ``/dispose``, ``POST /agents``,
+``/dispatch``, ``/clone``, ``/retract``, ``/deactivate``, ``/activate``, ``/checkpoint``, ``/dispose``,
+``POST /agents``,
 ``/health``, leases) decodes its JSON body once into its HTTP request Struct (``paglets.wire.requests``;
 a wrong type or a missing field is a 400 naming the field, before anything runs), builds the typed
 request of ``paglets.wire.control`` and calls the host's ``ControlTable``, the same handler that serves
@@ -38,6 +39,7 @@ from paglets.remote.mesh import MeshRegistry
 from paglets.runtime._artifact_routes import build_artifact_routes
 from paglets.runtime._control import ControlTable
 from paglets.runtime._creation import check_class_names, decode_creation_state
+from paglets.runtime._dashboard import add_dashboard_routes, redirect_to_dashboard, wants_html
 from paglets.runtime._movement import ENVELOPE_CONTENT_TYPE
 from paglets.runtime._routing import encode_request_message
 from paglets.services._routes import build_service_routes
@@ -47,6 +49,7 @@ from paglets.wire.control import (
     ActivateAgent,
     AgentInfo,
     AgentStateInfo,
+    CheckpointAgent,
     CloneAgent,
     CreateAgent,
     DeactivateAgent,
@@ -87,6 +90,8 @@ INDEX_LINKS: Final = {
     "events": "/events",
     "services": "/services",
     "artifacts": "/artifacts",
+    "metrics": "/metrics",
+    "dashboard": "/dashboard",
 }
 #: Where the HTTP API is documented (in the source distribution).
 PROTOCOL_DOC: Final = "proto/PROTOCOL.md"
@@ -187,12 +192,15 @@ def build_router(
     services: ServiceRegistry,
     is_active: Callable[[str], bool],
     artifacts: ArtifactStore,
+    metrics: Callable[[], str] = lambda: "",
 ) -> Router:
     """Every route of a host (see the module docstring)."""
     router = Router(param_checks={"agent_id": check_agent_id})  # a bad id in a path is a 400
 
     async def index(request: Request) -> Response:
         here = address()
+        if wants_html(request.header("accept")):  # a browser: the dashboard
+            return redirect_to_dashboard(here)
         return _ok(
             {
                 "name": name,
@@ -256,6 +264,11 @@ def build_router(
         reply = await control.call(DisposeAgent(request.path_params["agent_id"]))
         return _ok(reply)
 
+    async def checkpoint(request: Request) -> Response:
+        await _read(request, EmptyRequest)
+        reply = await control.call(CheckpointAgent(request.path_params["agent_id"]))
+        return _ok(reply)
+
     async def lease(request: Request) -> Response:
         body = await _read(request, LeaseRequest)
         reply = await control.call(AcquireLease(body.agent_id, body.service_name, body.ttl))
@@ -305,8 +318,10 @@ def build_router(
     router.post("/agents/{agent_id}/retract", move(lambda a, body: RetractAgent(a, body.target)))
     router.post("/agents/{agent_id}/deactivate", move(lambda a, body: DeactivateAgent(a, body.request)))
     router.post("/agents/{agent_id}/activate", move(lambda a, body: ActivateAgent(a)))
+    router.post("/agents/{agent_id}/checkpoint", checkpoint)
     build_service_routes(router, services, host_name=lambda: name, host_address=address, is_active=is_active)
     build_artifact_routes(router, artifacts)
+    add_dashboard_routes(router, address=address, metrics=metrics)
     router.post("/services/leases", lease)
     router.post("/services/leases/{lease_id}/release", lease_release)
     router.get("/transfers/{transfer_id}", transfer_status)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import msgspec
 
-from paglets.core.errors import HostError
+from paglets.core.errors import HostError, PagletMovedError
 from paglets.core.messages import DEACTIVATE_KIND, NORMAL_PRIORITY, Message
 from paglets.persistence.persistency import DeactivationRequest
 from paglets.runtime._deadlines import wait_reply
@@ -214,7 +214,9 @@ class MessageRouter:
         residents: Residents,
         post: Post,
         events: ContextEventLog,
+        moved: Callable[[str], PagletMovedError | None] = lambda agent_id: None,
     ) -> None:
+        self._moved = moved
         self._host_name = host_name
         self._address = address
         self._loop = loop
@@ -328,6 +330,10 @@ class MessageRouter:
                 no_delay=no_delay,
                 timeout=timeout,
             )
+        if not active:
+            moved = self._moved(agent_id)
+            if moved is not None:
+                raise moved
         return await self._agents.deliver(agent_id, message, oneway=oneway, timeout=timeout)
 
     async def forward_waiting(self, items: Sequence[MailboxItem], where: ProxyRef) -> None:

@@ -13,8 +13,9 @@ Pool size
     ready raises the target by one, up to ``MAX_SPARES`` (a burst of creations then finds more waiting
     next time); replacements start as soon as a spare is taken. A spare costs an idle interpreter with
     the runtime imported (about 30 MB resident here), and a cold start (0.1 to 0.5 s on this machine)
-    when the pool is empty. ``start`` returns once the first spares are ready (at most ``START_TIMEOUT``),
-    as the zygote's start returns once its template has imported the runtime.
+    when the pool is empty. ``start`` returns at once; a creation before the first spare is ready waits
+    for it (at most ``START_TIMEOUT``), as one waits for the zygote's imports on Linux, without counting
+    as a burst.
 
 Exits
     One reaper thread watches every spare's control connection: EOF means the process ended, and its
@@ -80,7 +81,7 @@ SPARES_ENV: Final = "PAGLETS_SPARES"
 DEFAULT_SPARES: Final = 2
 #: Most spares the pool grows to under a burst of creations.
 MAX_SPARES: Final = 8
-#: Seconds ``start`` waits for the first spares to be ready (as the zygote's start waits for its imports).
+#: Seconds a creation waits for the first spare after ``start`` (as one waits for the zygote's imports).
 START_TIMEOUT: Final = 30.0
 #: Seconds a new connection has to say its ``HELLO``.
 HELLO_TIMEOUT: Final = 2.0
@@ -206,6 +207,8 @@ class PortableBackend:
         self._failed_starts = 0
         self._started_total = 0
         self._cold_waits = 0
+        #: A spare has been ready once: from then on, a creation finding none ready is a burst.
+        self._warm = False
         # made by start(): a host that is built but never started holds no socket or selector
         self._selector: selectors.BaseSelector | None = None
         self._wake_r: socket.socket | None = None
@@ -216,6 +219,8 @@ class PortableBackend:
     # --- start and stop --------------------------------------------------------------------------
 
     def start(self, *, preload: Sequence[str], env: Mapping[str, str]) -> None:
+        if self._dir is not None or self._closed:
+            return
         sweep_stale()
         self._dir = HostDirectory()
         self.segments = FileSegments(self._dir.tmp)
@@ -233,15 +238,8 @@ class PortableBackend:
             thread = threading.Thread(target=target, name=f"paglets-spares-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        deadline = time.monotonic() + START_TIMEOUT
         with self._lock:
-            self._fill()
-            # like the zygote's start: the host is ready to start paglets at full speed once this returns
-            while len(self._ready) < self._target and self._failed_starts < MAX_FAILED_STARTS:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break  # a slow machine: creations wait for their spare instead
-                self._lock.wait(remaining)
+            self._fill()  # returns at once: the first creation waits for its spare (``new_child``)
 
     def close(self) -> None:
         with self._lock:
@@ -364,6 +362,7 @@ class PortableBackend:
                 conn.settimeout(None)
             if len(spare.sockets) == len(ROLES):
                 spare.ready = True
+                self._warm = True
                 self._failed_starts = 0
                 self._ready.append(spare)
                 self._to_watch.append(spare)
@@ -436,7 +435,7 @@ class PortableBackend:
             if self._closed:
                 raise HostError("the host's process backend is closed")
             spare = self._ready.popleft() if self._ready else None
-            if spare is None and self._target < MAX_SPARES:
+            if spare is None and self._warm and self._target < MAX_SPARES:
                 self._target += 1  # a burst: keep more ready from now on
                 self._cold_waits += 1
             if spare is not None:
@@ -473,6 +472,8 @@ class PortableBackend:
             raise HostError("the host's process backend is not started")
         spare = self._take()
         if spare is None:
+            if not self._warm:  # the first spares are still importing the runtime
+                timeout = max(timeout, START_TIMEOUT)
             loop = asyncio.get_running_loop()
             spare = await loop.run_in_executor(None, self._take_waiting, timeout)
         try:

@@ -23,6 +23,13 @@ that cannot get the commit acknowledged tells its caller the move is *in doubt* 
 answer *executed* releases the paused copy; *unknown* or *aborted* (the target lost its prepared copy in a
 crash) resumes it.
 
+**Graceful stop** (``SHUTDOWN``, fed once the host's short wait for open transfers ran out). A source still
+sending the envelope decides abort (its copy resumes and is saved like any active paglet). A source that
+decided commit but has no answer yet keeps its paused copy as a *held copy*: its state and waiting
+messages are written durably beside the transfer record (``HOLD_COPY``), not as an inactive paglet (the
+target may run it). After the restart the machine is recovered with ``held``: *executed* drops the held
+copy (``DROP_HELD``); *unknown* makes it the paglet again (``RESTORE_HELD``) instead of reporting it lost.
+
 **Unknown answers.** A source answers a target's question with ``unknown`` only when it has no record and
 nothing in flight for the transfer. Transfer ids start with the source's *incarnation* (16 hex digits
 drawn at every host start, see ``new_transfer_id``), and the answer carries the current one:
@@ -114,6 +121,7 @@ class Event(StrEnum):
     # source: driver events
     PREPARE_FAILED = "prepare_failed"  # no answer within the ticket's attempts: the target may hold a copy
     GIVE_UP = "give_up"  # the caller's attempts at the commit ran out
+    SHUTDOWN = "shutdown"  # the host stops gracefully (after its short wait for open transfers)
     # target: requests from the source
     ENVELOPE = "envelope"
     COMMIT = "commit"
@@ -148,6 +156,9 @@ class Action(StrEnum):
     FINISH_CLONE = "finish_clone"  # clone: run the ``cloned`` hook and resume the source copy
     RESUME_COPY = "resume_copy"  # the paused copy runs on (abort; clone in doubt)
     LOST = "lost"  # decided abort, but this host's copy died with an earlier run of the host
+    HOLD_COPY = "hold_copy"  # graceful stop: save the paused copy durably as the transfer's held copy
+    RESTORE_HELD = "restore_held"  # the target has no copy: the held copy becomes the paglet again
+    DROP_HELD = "drop_held"  # the target executed: the held copy is dropped
     ANSWER_SUCCESS = "answer_success"
     ANSWER_FAILURE = "answer_failure"
     ANSWER_IN_DOUBT = "answer_in_doubt"
@@ -174,6 +185,7 @@ TRANSITIONS: Final[dict[tuple[Role, str], dict[Event, str]]] = {
         E.PENDING: S.PREPARING,
         E.NO_ANSWER: S.PREPARING,
         E.TIMEOUT: S.PREPARING,
+        E.SHUTDOWN: S.ABORT_DECIDING,
     },
     (Role.SOURCE, S.DECIDING): {E.WRITTEN: S.COMMITTING, E.WRITE_FAILED: S.ABORT_DECIDING},
     (Role.SOURCE, S.COMMITTING): {
@@ -183,6 +195,7 @@ TRANSITIONS: Final[dict[tuple[Role, str], dict[Event, str]]] = {
         E.NO_ANSWER: S.COMMITTING,
         E.TIMEOUT: S.COMMITTING,
         E.GIVE_UP: S.IN_DOUBT,
+        E.SHUTDOWN: S.IN_DOUBT,
     },
     (Role.SOURCE, S.IN_DOUBT): {
         E.EXECUTED: S.RELEASED,
@@ -190,15 +203,17 @@ TRANSITIONS: Final[dict[tuple[Role, str], dict[Event, str]]] = {
         E.PENDING: S.IN_DOUBT,
         E.NO_ANSWER: S.IN_DOUBT,
         E.TIMEOUT: S.IN_DOUBT,
+        E.SHUTDOWN: S.IN_DOUBT,
     },
-    (Role.SOURCE, S.RELEASED): {E.EXECUTED: S.RELEASED},
+    (Role.SOURCE, S.RELEASED): {E.EXECUTED: S.RELEASED, E.SHUTDOWN: S.RELEASED},
     (Role.SOURCE, S.ABORT_DECIDING): {E.WRITTEN: S.ABORTING, E.WRITE_FAILED: S.ABORTING},
     (Role.SOURCE, S.ABORTING): {
         E.ABORT_ACKED: S.ABORTED,
         E.NO_ANSWER: S.ABORTING,
         E.TIMEOUT: S.ABORTING,
+        E.SHUTDOWN: S.ABORTING,
     },
-    (Role.SOURCE, S.ABORTED): {E.ABORT_ACKED: S.ABORTED},
+    (Role.SOURCE, S.ABORTED): {E.ABORT_ACKED: S.ABORTED, E.SHUTDOWN: S.ABORTED},
     (Role.TARGET, T.PREPARING): {
         E.ENVELOPE: T.PREPARING,
         E.READY: T.PREPARED,
@@ -257,6 +272,7 @@ ACTIONS: Final[dict[tuple[Role, str, Event], tuple[Action, ...]]] = {
     (Role.SOURCE, S.PREPARING, E.REFUSED): (A.RESUME_COPY, A.ANSWER_FAILURE),
     (Role.SOURCE, S.PREPARING, E.PREPARE_FAILED): (A.WRITE_ABORT,),
     (Role.SOURCE, S.PREPARING, E.TIMEOUT): (A.SEND_ENVELOPE,),
+    (Role.SOURCE, S.PREPARING, E.SHUTDOWN): (A.WRITE_ABORT,),
     (Role.SOURCE, S.DECIDING, E.WRITTEN): (A.SEND_COMMIT,),
     (Role.SOURCE, S.DECIDING, E.WRITE_FAILED): (A.WRITE_ABORT,),
     (Role.SOURCE, S.COMMITTING, E.EXECUTED): (
@@ -269,9 +285,11 @@ ACTIONS: Final[dict[tuple[Role, str, Event], tuple[Action, ...]]] = {
     (Role.SOURCE, S.COMMITTING, E.UNKNOWN): (A.RESUME_COPY, A.ANSWER_FAILURE, A.DROP_RECORD),
     (Role.SOURCE, S.COMMITTING, E.TIMEOUT): (A.SEND_COMMIT,),
     (Role.SOURCE, S.COMMITTING, E.GIVE_UP): (A.ANSWER_IN_DOUBT,),
+    (Role.SOURCE, S.COMMITTING, E.SHUTDOWN): (A.ANSWER_IN_DOUBT, A.HOLD_COPY),
     (Role.SOURCE, S.IN_DOUBT, E.EXECUTED): (A.RELEASE_COPY, A.FINISH_CLONE, A.SEND_FORGET, A.DROP_RECORD),
     (Role.SOURCE, S.IN_DOUBT, E.UNKNOWN): (A.RESUME_COPY, A.DROP_RECORD),
     (Role.SOURCE, S.IN_DOUBT, E.TIMEOUT): (A.SEND_COMMIT,),
+    (Role.SOURCE, S.IN_DOUBT, E.SHUTDOWN): (A.HOLD_COPY,),
     (Role.SOURCE, S.ABORT_DECIDING, E.WRITTEN): (A.RESUME_COPY, A.ANSWER_FAILURE, A.SEND_ABORT),
     (Role.SOURCE, S.ABORT_DECIDING, E.WRITE_FAILED): (A.RESUME_COPY, A.ANSWER_FAILURE, A.SEND_ABORT),
     (Role.SOURCE, S.ABORTING, E.ABORT_ACKED): (A.DROP_RECORD,),
@@ -414,7 +432,11 @@ class SourceTransfer:
     """The source's side of one transfer.
 
     ``caller_waiting``: someone waits for the outcome (false for a transfer recovered at start);
-    ``holds_copy``: the paused copy is on this host (false after a restart, or once resumed or released).
+    ``holds_copy``: the paused copy is on this host (false after a restart, or once resumed or released);
+    ``held``: the paused copy was saved at a graceful stop as the transfer's held copy (``HOLD_COPY``);
+    ``hook_owed``: a clone's ``cloned`` hook has yet to run (``FINISH_CLONE``); false for a machine
+    recovered at start (the process that cloned ended with the previous run, and a record that comes back
+    after a crash must not run the hook again).
     """
 
     transfer_id: str
@@ -424,16 +446,29 @@ class SourceTransfer:
     state: SourceState = S.PREPARING
     caller_waiting: bool = True
     holds_copy: bool = True
+    held: bool = False
+    hook_owed: bool = True
 
     role: ClassVar[Role] = Role.SOURCE
 
     @classmethod
     def recovered(
-        cls, transfer_id: str, agent_id: str, peer: str, kind: MoveKind, outcome: str
+        cls, transfer_id: str, agent_id: str, peer: str, kind: MoveKind, outcome: str, *, held: bool = False
     ) -> SourceTransfer:
-        """The machine for a durable decision found at start: its copy died with the previous run."""
+        """The machine for a durable decision found at start: its copy died with the previous run, unless
+        a graceful stop saved it as the transfer's held copy (``held``, only with ``committed``)."""
         state = S.IN_DOUBT if outcome == "committed" else S.ABORTING
-        return cls(transfer_id, agent_id, peer, kind, state, caller_waiting=False, holds_copy=False)
+        return cls(
+            transfer_id,
+            agent_id,
+            peer,
+            kind,
+            state,
+            caller_waiting=False,
+            holds_copy=False,
+            held=held and outcome == "committed",
+            hook_owed=False,
+        )
 
     @property
     def status(self) -> str:
@@ -458,8 +493,10 @@ class SourceTransfer:
 
     def _filter(self, actions: tuple[Action, ...]) -> list[Action]:
         """The table's actions, minus what no longer applies: a caller is answered once; a copy that is
-        not here (resumed, released, or dead with an earlier run of this host) is not touched again; the
-        copy actions follow the kind of move."""
+        not here (resumed, released, or dead with an earlier run of this host) is not touched again, but a
+        held copy is restored or dropped in its place; the copy actions follow the kind of move. A clone's
+        ``FINISH_CLONE`` (its ``cloned`` hook) comes once in the run that cloned, whether the copy is still
+        paused (the caller waits) or runs on (the clone was in doubt)."""
         out: list[Action] = []
         clone = self.kind == "clone"
         for action in actions:
@@ -471,11 +508,26 @@ class SourceTransfer:
                     # a clone's source copy is not at stake: it runs on while the clone is in doubt
                     out.append(A.RESUME_COPY)
                     self.holds_copy = False
-            elif action in (A.RELEASE_COPY, A.FINISH_CLONE, A.RESUME_COPY):
-                if (action is A.RELEASE_COPY) == clone and action is not A.RESUME_COPY:
+            elif action is A.HOLD_COPY:
+                if not self.holds_copy:
+                    continue
+                self.holds_copy = False
+                if clone:  # not at stake: it runs on (and a shutdown saves it like any active paglet)
+                    out.append(A.RESUME_COPY)
+                    continue
+                self.held = True
+            elif action is A.FINISH_CLONE:
+                if not clone or not (self.hook_owed or self.holds_copy):
+                    continue
+                self.hook_owed = self.holds_copy = False
+            elif action in (A.RELEASE_COPY, A.RESUME_COPY):
+                if action is A.RELEASE_COPY and clone:
                     continue
                 if not self.holds_copy:
-                    if action is A.RESUME_COPY and not clone:
+                    if not clone and self.held:
+                        self.held = False
+                        out.append(A.DROP_HELD if action is A.RELEASE_COPY else A.RESTORE_HELD)
+                    elif action is A.RESUME_COPY and not clone:
                         out.append(A.LOST)  # the target has no copy and this one died with the host
                     continue
                 self.holds_copy = False

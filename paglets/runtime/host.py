@@ -43,6 +43,7 @@ from paglets.services.contracts import ServiceHandle, ServiceRecord
 from paglets.services.resident import ServiceLease
 from paglets.wire.control import (
     ActivateAgent,
+    CheckpointAgent,
     DeactivateAgent,
     DisposeAgent,
     MoveAction,
@@ -95,6 +96,7 @@ class Host:
         self.files, self.artifacts, self.host_properties = parts.files, parts.artifacts, parts.host_properties
         self._loop, self._stopped = parts.loop, threading.Event()
         self.movement = parts.movement
+        parts.updater.bind_restart(self.shutdown, self._run)
 
     def __repr__(self) -> str:
         return f"Host(name={self.name!r}, address={self.address!r})"
@@ -247,6 +249,13 @@ class Host:
         wire = None if request is None else request.to_wire()
         return self._proxy_for(self._run(self.parts.control.call(DeactivateAgent(agent_id, wire))).proxy)
 
+    def checkpoint(self, agent_id: str) -> dict[str, Any]:
+        """Save an active paglet's state and waiting messages durably while it keeps running
+        (``paglets.runtime._checkpoints``); returns ``checkpoint_at``, ``state_bytes`` and
+        ``queued_message_count``."""
+        reply = self._run(self.parts.control.call(CheckpointAgent(agent_id)))
+        return msgspec.structs.asdict(reply)
+
     def activate(self, agent_id: str) -> PagletProxy:
         """Start an inactive paglet from its record; ``InvalidAgentError`` when there is
         no inactive paglet of that id (also when it is active already, as in 2.0)."""
@@ -373,7 +382,8 @@ class Host:
 
     def health(self) -> dict[str, Any]:
         """``GET /health``; a host that is not started counts its records."""
-        return msgspec.structs.asdict(self.parts.directory.health())
+        health: dict[str, Any] = msgspec.to_builtins(self.parts.directory.health())
+        return health
 
     def statistics(self) -> dict[str, int]:
         return {"created_total": self.manager.created_total, "paglets": len(self.manager.controllers)}

@@ -39,6 +39,7 @@ from paglets.wire.limits import MAX_SEND_TIMEOUT
 from paglets.wire.replies import (
     ArtifactLocation,
     ArtifactRefWire,
+    CheckpointReply,
     DeactivatedReply,
     FileRefWire,
     HealthReply,
@@ -67,6 +68,7 @@ __all__ = [
     "ArtifactLocation",
     "ArtifactRefWire",
     "AvailableHosts",
+    "CheckpointAgent",
     "CloneAgent",
     "ControlRequest",
     "CreateAgent",
@@ -424,6 +426,11 @@ class LookupService(Request[ServiceRecordWire | None], frozen=True, tag=60):
     scope: str = "local"
 
 
+class CheckpointAgent(AgentRequest[CheckpointReply], frozen=True, tag=16):
+    """``POST /agents/{id}/checkpoint``: save an active paglet's state and waiting messages durably
+    while it keeps running (``paglets.runtime._checkpoints``)."""
+
+
 ControlRequest: TypeAlias = (
     AgentInfo
     | AgentStateInfo
@@ -469,6 +476,7 @@ ControlRequest: TypeAlias = (
     | UnadvertiseService
     | LookupServices
     | LookupService
+    | CheckpointAgent
 )
 
 

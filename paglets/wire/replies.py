@@ -16,8 +16,10 @@ import msgspec
 __all__ = [
     "ArtifactLocation",
     "ArtifactRefWire",
+    "CheckpointReply",
     "DeactivatedReply",
     "FileRefWire",
+    "GitUpdateStatus",
     "HealthReply",
     "HostRefWire",
     "LeaseReply",
@@ -48,6 +50,15 @@ class DeactivatedReply(msgspec.Struct, frozen=True):
     ok: bool = True
 
 
+class CheckpointReply(msgspec.Struct, frozen=True):
+    """``POST /agents/{id}/checkpoint``: when the checkpoint was taken and what it holds."""
+
+    agent_id: str
+    checkpoint_at: float
+    state_bytes: int
+    queued_message_count: int
+
+
 class OkReply(msgspec.Struct, frozen=True):
     ok: bool = True
 
@@ -75,6 +86,50 @@ class HealthReply(msgspec.Struct, frozen=True):
     compute_capacity: dict[str, int] = {}
     auto_update_from_git: bool = False
     auto_update_restart_scheduled: bool = False
+    #: Git auto-update (``proto/PROTOCOL.md`` §6.3): present only on hosts run from a git checkout with
+    #: ``--auto-update-from-git``; the checkout's root, its HEAD at the last look, the commit this
+    #: process started on, and the last update attempt.
+    git_repo_root: str | msgspec.UnsetType = msgspec.UNSET
+    git_head: str | msgspec.UnsetType = msgspec.UNSET
+    git_process_start_head: str | msgspec.UnsetType = msgspec.UNSET
+    git_update: GitUpdateStatus | msgspec.UnsetType = msgspec.UNSET
+
+
+class GitUpdateStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """One git auto-update attempt: ``POST /admin/git-update``'s answer and ``/health``'s ``git_update``.
+
+    ``status`` is one of ``updated``, ``unchanged``, ``dirty``, ``conflict``, ``target-missing``,
+    ``sync-failed``, ``disabled``, ``not-a-checkout``, ``detached``, ``no-upstream``, ``fetch-failed``,
+    ``busy``, ``failed`` (``docs/auto-update.md``); ``advice`` says what to do about it. ``hosts`` holds the
+    answers of the other hosts when the request asked for a broadcast (each with ``host`` and ``url``).
+    """
+
+    ok: bool
+    status: str
+    error: str = ""
+    advice: str = ""
+    host: str = ""
+    url: str = ""
+    repo_root: str = ""
+    branch: str = ""
+    upstream: str = ""
+    before_head: str = ""
+    after_head: str = ""
+    process_start_head: str = ""
+    target_hash: str = ""
+    #: This attempt moved the checkout (another host sharing it may have moved it before).
+    changed: bool = False
+    #: The checkout holds another commit than the one this process runs.
+    restart_required: bool = False
+    restart_scheduled: bool = False
+    #: The dependency sync that ran: ``"pip"``, ``"uv"`` or ``""`` (none needed, or done already).
+    synced: str = ""
+    source_name: str = ""
+    source_url: str = ""
+    #: Wall-clock time (seconds since the epoch) the attempt finished, and how long it took.
+    finished_at: float = 0.0
+    duration: float = 0.0
+    hosts: list[GitUpdateStatus] = []
 
 
 class TargetInfo(msgspec.Struct, frozen=True):

@@ -37,6 +37,7 @@ __all__ = [
     "EmptyRequest",
     "ForgetBatchRequest",
     "ForgetRequest",
+    "GitUpdateRequest",
     "Int64",
     "LeaseRequest",
     "MessageBody",
@@ -138,6 +139,20 @@ class UnadvertiseRequest(msgspec.Struct, kw_only=True):
     """``POST /agents/{id}/unadvertise-service``."""
 
     name: NonEmptyStr
+
+
+GitHash = Annotated[str, msgspec.Meta(pattern=r"^([0-9a-fA-F]{4,64})?\Z")]
+
+
+class GitUpdateRequest(msgspec.Struct, kw_only=True):
+    """``POST /admin/git-update``: move this host's checkout to ``target_hash`` (empty: the upstream
+    branch's newest commit) and restart on it; with ``broadcast`` the host then asks every other host of
+    its mesh to move to the same commit and answers with their statuses too."""
+
+    target_hash: GitHash = ""
+    source_name: Annotated[str, msgspec.Meta(max_length=512)] = ""
+    source_url: Annotated[str, msgspec.Meta(max_length=2048)] = ""
+    broadcast: bool = False
 
 
 class EmptyRequest(msgspec.Struct):

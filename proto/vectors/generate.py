@@ -243,6 +243,7 @@ def control_vectors() -> dict[str, control.Request[Any]]:
         control.UnadvertiseService("echo", agent_id=agent),
         control.LookupServices("echo", capability="ping", scope="mesh"),
         control.LookupService(capability="ping"),
+        control.CheckpointAgent(agent),
     ]
     return {f"{control.request_tag(type(r)):03d}_{type(r).__name__}": r for r in requests}
 

@@ -36,21 +36,96 @@ def test_every_shown_option_has_help_and_no_empty_default() -> None:
         "--quiet",
         "--verbose",
         "--public-url",
+        "--connect-to",
+        "--relay-offline-after",
+        "--relay-delivery-timeout",
+        "--relay-queue-limit",
+        "--ca-file",
+        "--tls-cert",
+        "--tls-key",
     ):
         assert option in text
 
 
-def test_hidden_options_are_still_parsed_and_refused_clearly() -> None:
+def test_connect_mode_and_auto_update_exclude_each_other() -> None:
     parser = build_parser()
-    args = parser.parse_args(["--name", "x", "--auto-update-from-git"])
-    with pytest.raises(CliError, match="--auto-update-from-git is not supported"):
+    relay = ["--connect-to", "http://127.0.0.1:9", "--api-key-env", "HOME"]
+    args = parser.parse_args(["--name", "x", "--auto-update-from-git", *relay])
+    with pytest.raises(CliError, match="--connect-to cannot be combined with --auto-update-from-git"):
         host_options(args)
-    out = _run("--name", "x", "--connect-to", "http://127.0.0.1:9", "--api-key-env", "HOME")
+    assert host_options(parser.parse_args(["--name", "x", "--auto-update-from-git"]))["name"] == "x"
+    out = _run(
+        "--name", "x", "--connect-to", "http://127.0.0.1:9", "--auto-update-from-git", "--api-key-env", "HOME"
+    )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "paglets-host: error: --connect-to (relay mode) is not supported by this version of paglets "
+        "paglets-host: error: --connect-to cannot be combined with --auto-update-from-git "
         "(see paglets-host --help)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--connect-to", "https://hub.example/paglets"], "--public-url and --connect-to need an API key"),
+        (["--public-url", "https://hub.example/paglets"], "--public-url and --connect-to need an API key"),
+        (
+            [
+                "--connect-to",
+                "https://h.example/p",
+                "--public-url",
+                "https://h.example/p",
+                "--api-key-env",
+                "HOME",
+            ],
+            "exclude each other",
+        ),
+        (["--relay-offline-after", "0"], "--relay-offline-after 0.0: must be a positive"),
+        (["--relay-delivery-timeout", "-1"], "--relay-delivery-timeout -1.0: must be a positive"),
+        (["--relay-queue-limit", "0"], "--relay-queue-limit 0: must be at least 1"),
+        (["--tls-key", "k.pem"], "--tls-key needs --tls-cert"),
+        (["--ca-file", "/nonexistent/ca.pem"], "--ca-file /nonexistent/ca.pem: no such file"),
+    ],
+)
+def test_relay_and_tls_options_are_checked(
+    argv: list[str], error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAGLETS_API_KEY", raising=False)
+    args = build_parser().parse_args(["--name", "x", *argv])
+    with pytest.raises(CliError, match=error):
+        host_options(args)
+
+
+def test_relay_options_reach_the_host() -> None:
+    args = build_parser().parse_args(
+        [
+            "--name",
+            "b",
+            "--connect-to",
+            "https://hub.example/paglets",
+            "--api-key-env",
+            "HOME",
+            "--relay-offline-after",
+            "12",
+            "--relay-delivery-timeout",
+            "3",
+            "--relay-queue-limit",
+            "7",
+        ]
+    )
+    options = host_options(args)
+    assert options["connect_to"] == "https://hub.example/paglets"
+    assert (
+        options["relay_offline_after"],
+        options["relay_delivery_timeout"],
+        options["relay_queue_limit"],
+    ) == (12.0, 3.0, 7)
+    defaults = host_options(build_parser().parse_args(["--name", "a"]))
+    assert (
+        defaults["relay_offline_after"],
+        defaults["relay_delivery_timeout"],
+        defaults["relay_queue_limit"],
+    ) == (30.0, 10.0, 1024)
 
 
 def test_a_usage_error_is_one_line_that_points_at_help() -> None:

@@ -370,7 +370,7 @@ def test_bundled_template_is_package_data_and_loads() -> None:
     assert bundled_launch_config_text() == text
     config = parse_launch_config(text, path="default_launch.toml")
     assert config.demo_config_id == "paglets-default-launch"
-    assert config.demo_config_version == "7"
+    assert config.demo_config_version == "8"
     assert config.sync_demo_config is True
     services = {entry.agent_id: entry for entry in config.resident_services}
     assert list(services) == [

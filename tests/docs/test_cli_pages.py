@@ -79,8 +79,8 @@ def test_script_aliases_take_the_same_options_as_their_paglets_command() -> None
 
 def test_hidden_options_stay_hidden() -> None:
     host = next(page for page in cli_pages.pages() if page.title == "paglets host")
-    for hidden in ("--connect-to", "--auto-update-from-git", "--relay-queue-limit"):
-        assert hidden not in host.markdown
+    for shown in ("--connect-to", "--relay-queue-limit", "--ca-file", "--tls-cert", "--auto-update-from-git"):
+        assert shown in host.markdown
 
 
 # --- options named anywhere in the docs ------------------------------------------------------------------

@@ -67,7 +67,7 @@ def test_every_example_with_a_host_has_an_output() -> None:
     for script in sorted(CODE.glob("*.py")):
         text = script.read_text()
         starts_hosts = "Host(" in text or "HostClient(" in text
-        if starts_hosts and script.name not in ("app.py", "client.py", "tour_client.py"):
+        if starts_hosts and script.name not in ("app.py", "client.py", "tour_client.py", "greet.py"):
             assert script.with_suffix(".out").exists(), f"{script.name} has no .out file"
 
 
@@ -120,6 +120,38 @@ def test_tour_on_hosts_started_by_hand(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout == (CODE / "tour_client.out").read_text(), done.stdout + done.stderr
+
+
+@pytest.mark.skipif(not can_unshare(), reason="cannot create a network namespace (unshare -n)")
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_auto_update_walkthrough(tmp_path: Path) -> None:
+    """docs/auto-update.md, verbatim: autoupdate.sh (the page includes its sections) makes a repository,
+    runs two hosts from clones of it on their fixed ports (in a network namespace of their own), pushes a
+    commit and runs ``paglets mesh update``: both hosts come back on the new commit with their greeters."""
+    env = _env(tmp_path)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.update(
+        GIT_AUTHOR_NAME="Reader",
+        GIT_AUTHOR_EMAIL="reader@example.invalid",
+        GIT_COMMITTER_NAME="Reader",
+        GIT_COMMITTER_EMAIL="reader@example.invalid",
+    )
+    env.pop("PAGLETS_MESH_VERSION", None)
+    done = run_in_netns(["bash", str(CODE / "autoupdate.sh")], env=env, cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    greetings = [line for line in lines if line.startswith(("alpha: Hello", "beta: Hello"))]
+    assert greetings == [
+        "alpha: Hello from v1 (greeting #1)",
+        "beta: Hello from v1 (greeting #1)",
+        "alpha: Hello from v2 (greeting #2)",
+        "beta: Hello from v2 (greeting #2)",
+    ]
+    updated = [line for line in lines if ": updated " in line]
+    assert [line.split(":")[0] for line in updated] == ["alpha", "beta"]
+    assert all(line.endswith(", restarting") for line in updated)
+    new = updated[0].split(" -> ")[1][:12]
+    assert sum(1 for line in lines if line.strip().startswith(("alpha ", "beta ")) and new in line) == 2
 
 
 def test_launch_example_runs_the_glossary_and_the_clock(tmp_path: Path) -> None:

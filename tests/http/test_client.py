@@ -151,7 +151,7 @@ def test_read_timeout_raises_remote_host_error(make_server: Callable[..., Server
 
 def test_unsupported_scheme() -> None:
     with HttpClient() as client, pytest.raises(ValueError, match="http://"):
-        client.request("GET", "https://example.org/")
+        client.request("GET", "ftp://127.0.0.1/")
 
 
 # --- streaming ----------------------------------------------------------------------------------------------

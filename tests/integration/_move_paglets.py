@@ -7,7 +7,7 @@ test needs after a SIGKILL: the paglet really ran on that host for that hop, wha
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from paglets.core.agent import Paglet, PagletState
@@ -19,6 +19,7 @@ class HopState(PagletState):
     marks: str = ""
     hops: int = 0
     payload: bytes = b""
+    notes: list[str] = field(default_factory=list)
 
 
 class Hopper(Paglet[HopState]):
@@ -36,4 +37,10 @@ class Hopper(Paglet[HopState]):
     def handle_message(self, msg: Message) -> Any:
         if msg.kind == "hops":
             return self.state.hops
+        if msg.kind == "note":
+            with self.locked():
+                self.state.notes.append(str(msg.arg))
+            return None
+        if msg.kind == "notes":
+            return list(self.state.notes)
         return self.not_handled()

@@ -134,7 +134,13 @@ def create_hopper(client: HttpClient, host: HostProcess, marks: Path, payload_si
         },
         timeout=30,
     )
-    return str(reply["proxy"]["agent_id"])
+    agent_id = str(reply["proxy"]["agent_id"])
+    # create returns once run() was entered; its first mark follows (a loaded machine may take a while)
+    deadline = time.monotonic() + 30
+    while not marks_of(marks, agent_id):
+        assert time.monotonic() < deadline, f"hopper {agent_id} left no mark within 30 s"
+        time.sleep(0.01)
+    return agent_id
 
 
 def transfer_records(directory: Path) -> set[tuple[str, str]]:

@@ -40,24 +40,37 @@ def can_unshare() -> bool:
     return probe.returncode == 0
 
 
-def netns_argv(argv: Sequence[str], *, dns_sentinel: bool = False, workdir: Path | None = None) -> list[str]:
-    """``argv`` wrapped to run in a fresh network namespace with only ``lo`` up."""
-    if not dns_sentinel:
+def netns_argv(
+    argv: Sequence[str], *, dns_sentinel: bool = False, workdir: Path | None = None, hosts: str | None = None
+) -> list[str]:
+    """``argv`` wrapped to run in a fresh network namespace with only ``lo`` up; with ``hosts``, that
+    text is the namespace's ``/etc/hosts`` (bind-mounted in its own mount namespace)."""
+    if not dns_sentinel and hosts is None:
         return [*_UNSHARE, "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
     base = Path(workdir or tempfile.mkdtemp(prefix="paglets-netns-"))
     resolv = base / "resolv.conf"
     resolv.write_text(RESOLV_CONF)
-    script = 'mount --bind "$1" /etc/resolv.conf && ip link set lo up && shift && exec "$@"'
-    return [*_UNSHARE, "sh", "-c", script, "sh", str(resolv), *argv]
+    hosts_file = base / "hosts"
+    hosts_file.write_text(hosts if hosts is not None else Path("/etc/hosts").read_text())
+    script = (
+        'mount --bind "$1" /etc/resolv.conf && mount --bind "$2" /etc/hosts && ip link set lo up '
+        '&& shift 2 && exec "$@"'
+    )
+    return [*_UNSHARE, "sh", "-c", script, "sh", str(resolv), str(hosts_file), *argv]
 
 
 def run_in_netns(
-    argv: Sequence[str], *, dns_sentinel: bool = False, timeout: float = 120, **kwargs: Any
+    argv: Sequence[str],
+    *,
+    dns_sentinel: bool = False,
+    timeout: float = 120,
+    hosts: str | None = None,
+    **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
     kwargs.setdefault("env", dict(os.environ))
     with tempfile.TemporaryDirectory(prefix="paglets-netns-") as tmp:
         return subprocess.run(
-            netns_argv(argv, dns_sentinel=dns_sentinel, workdir=Path(tmp)),
+            netns_argv(argv, dns_sentinel=dns_sentinel, workdir=Path(tmp), hosts=hosts),
             capture_output=True,
             text=True,
             timeout=timeout,

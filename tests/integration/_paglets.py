@@ -11,6 +11,7 @@ from typing import Any
 from paglets.core.agent import Paglet, PagletState
 from paglets.core.events import CreationEvent
 from paglets.core.messages import Message
+from paglets.remote.transfer import TransferTicket
 
 
 @dataclass
@@ -202,6 +203,8 @@ class Traveller(Paglet[TravelState]):
             return self.dispatch(str(msg.arg[0])).to_wire()
         if msg.kind == "clone_to":
             return self.clone(msg.arg).to_wire()
+        if msg.kind == "clone_quick":  # a short ticket: an unanswered commit is in doubt after 3 s
+            return self.clone(TransferTicket(str(msg.arg), timeout=0.5)).to_wire()
         if msg.kind == "size":
             return len(self.state.payload)
         return self.not_handled()

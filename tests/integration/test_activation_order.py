@@ -162,3 +162,37 @@ def test_a_message_sent_during_the_activation_waits_for_it(
         client.close()
     assert not activation.is_alive()
     assert answers == [{"result": {"count": 3, "seen": ["seq:0:p5", "seq:1:p5", "seq:2:p5"]}}]
+
+
+def test_an_invalid_queued_message_is_dropped_visibly_and_the_rest_delivered(
+    make_host: Callable[..., Host], caplog: Any
+) -> None:
+    """A queued message that no longer checks (here: ``args`` a list, as a record written by another build
+    might hold) does not keep the paglet from activating, and is not skipped silently: a warning and a
+    ``message-dropped`` event name it and the reason; the valid queued messages around it are delivered."""
+    host = make_host("alpha")
+    agent_id = host.create(Sequenced).agent_id
+    host.deactivate(agent_id)
+    url = f"{host.address}/agents/{agent_id}/messages"
+    client = HostClient(api_key="")
+    store = host.persistence.store
+    assert store is not None
+    try:
+        client.post_json(url, {"message": _message("seq", 1), "activate_if_inactive": False, "oneway": True})
+        bad = _message("seq", 2)
+        bad["args"] = [1, 2]
+        store.append_message(agent_id, bad, oneway=True)
+        client.post_json(url, {"message": _message("seq", 3), "activate_if_inactive": False, "oneway": True})
+        with caplog.at_level("WARNING", logger="paglets.runtime"):
+            answer = client.post_json(url, {"message": _message("stats")})
+    finally:
+        client.close()
+    assert answer["result"]["seen"] == ["seq:1:p5", "seq:3:p5"]
+    dropped = [e for e in host.events.events_since(0, 1000) if e.kind == "message-dropped"]
+    assert len(dropped) == 1
+    assert dropped[0].agent_id == agent_id
+    assert dropped[0].message_id == bad["message_id"]
+    assert dropped[0].error is not None
+    assert "args" in dropped[0].error
+    assert dropped[0].data["reason"] == "invalid-queued-message"
+    assert any("dropped at activation" in r.getMessage() for r in caplog.records)

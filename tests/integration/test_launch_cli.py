@@ -40,7 +40,7 @@ def test_launch_config_update_and_hosts_without_one(tmp_path: Path) -> None:
         hosts.append(CliHost(empty_home, "empty", "--no-sync-launch-config"))
         updated, bare, empty = hosts
         assert (config.parent / "launch.toml.old").read_text() == OLD
-        assert 'demo_config_version = "7"' in config.read_text()
+        assert 'demo_config_version = "8"' in config.read_text()
         assert any("previous launch config moved to" in line for line in updated.stderr), updated.stderr
         agents, services = _agents_and_services(client, updated.url)
         assert sorted(agents) == ["service.compute-slots", "service.mesh-info"]

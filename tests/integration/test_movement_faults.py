@@ -230,3 +230,42 @@ def test_records_are_dropped_once_both_sides_know(make_host: Callable[..., Host]
     assert all(clone.send(Message("log"))[-1] == "run:beta" for clone in clones)
     beta.dispatch(original.agent_id, beta.address)  # within one host
     assert not transfer_records(tmp_path / "beta")
+
+
+@pytest.mark.parametrize("initiated", ["host", "self"])
+def test_a_clone_confirmed_after_an_in_doubt_answer_runs_its_cloned_hook_once(
+    pair: tuple[Host, Host, FaultProxy], initiated: str
+) -> None:
+    """The clone's commit executes on the target but no answer comes back: the caller is told the clone is
+    in doubt and the original runs on. Once the target answers again, the background confirmation runs the
+    original's ``on_cloned`` (once), as a clone confirmed while the caller waits does (paglets 2.0 runs it
+    after the target accepted the clone)."""
+    from paglets.core.errors import PagletError, TransferInDoubtError
+
+    alpha, beta, proxy = pair
+
+    def unreachable() -> None:  # no transfer request reaches beta from now on
+        proxy.on_fault = lambda: None
+        proxy.arm("call_and_drop", times=10**6, path_prefix="/transfers/")
+
+    original = alpha.create(Traveller)
+    proxy.on_fault = unreachable
+    proxy.arm("forward_call_and_drop", path_prefix="/transfers/")  # executed; its answer is lost
+    if initiated == "host":
+        with pytest.raises(TransferInDoubtError):
+            alpha.clone(original.agent_id, target=TransferTicket(proxy.url, timeout=0.5))
+    else:
+        with pytest.raises(PagletError, match="in doubt"):
+            original.send(Message("clone_quick", arg=proxy.url))
+    log = original.send(Message("log"))
+    assert "cloning" in log
+    assert "cloned" not in log  # not confirmed yet
+    clones = [a["agent_id"] for a in beta.list_agents() if a["agent_id"] != original.agent_id]
+    assert len(clones) == 1  # the clone runs on beta
+    proxy.arm("none")  # the source's background confirmation gets through
+    wait_until(lambda: "cloned" in original.send(Message("log")), timeout=30)
+    wait_until(
+        lambda: not alpha.movement.sources or all(r.machine.final for r in alpha.movement.sources.values())
+    )
+    assert original.send(Message("log")).count("cloned") == 1
+    assert [e.kind for e in alpha.events.events_since(0, 1000) if e.kind == "clone"] == ["clone"]

@@ -11,18 +11,21 @@ from __future__ import annotations
 import asyncio
 import typing
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
 import pytest
 
 from paglets.artifacts import ArtifactRef, PagletFileRef
+from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import HostError, InvalidAgentError, InvalidAgentIdError, SerializationError
 from paglets.core.runtime_values import ServiceScope
 from paglets.remote.mesh import HostRef
 from paglets.remote.references import PagletProxyRef
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._agent_ops import AgentOps
+from paglets.runtime._checkpoints import Checkpoints
 from paglets.runtime._control import ControlTable
 from paglets.runtime._paglet_ops import HostProperties, PagletOps
 from paglets.services.contracts import ServiceRecord
@@ -325,6 +328,16 @@ def build(
         services=fakes["services"],
         is_prepared=lambda caller: caller.agent_id in fakes["prepared"],
     ).register(table)
+    Checkpoints(
+        name="alpha",
+        root=tmp_path / "checkpoints",
+        default=None,
+        agents=SimpleNamespace(controllers={}),  # type: ignore[arg-type]  # no paglet runs here
+        files=None,  # type: ignore[arg-type]  # not used by these tests
+        is_resident=lambda agent_id: False,
+        events=ContextEventLog(host_name="alpha", host_address=ADDRESS),
+        spawn=lambda coro: coro.close(),
+    ).register(table, inactive=lambda agent_id: agent_id in stored)
     return table, calls, fakes
 
 

@@ -180,7 +180,7 @@ def test_deactivation_writes_the_record_before_the_process_goes(tmp_path: Path) 
         (_, start), *_ = [entry for entry in agents.log if entry[0] == "start"]
         assert start["state"] == b"state-bytes"
         assert start["hook"] == "activation"
-        assert [m.message_id for m, _ in start["queued"]] == ["m1", "m2"]
+        assert [item.message.message_id for item in start["queued"]] == ["m1", "m2"]
         assert files.log[-1] == ("restore", ["notes.txt"])
         assert persistence.summary("a1") is None  # the record is gone once the paglet runs
 

@@ -11,6 +11,13 @@ lets the network deliver: every transfer then ends in a final state with exactly
 the paglet was lost in the one case the design allows (``docs/design.md``, "Movement"): every host holding
 a copy whose fate was still open crashed.
 
+Graceful stops (``stop``) run what a host does at ``shutdown()``: writes in progress finish, the source
+machine gets ``SHUTDOWN`` (a paused copy is resumed after a durable abort, or saved as the transfer's held
+copy), running copies are saved and come back at the restart. A graceful stop of the source never loses the
+paglet; a held copy is restored or dropped once the target answered. A clone's ``cloned`` hook runs at most
+once, and exactly once when the clone exists, the original was not lost and the source host did not go
+down before the clone was confirmed.
+
 Transport assumption (TCP): a request or answer addressed to a host is never delivered to a later
 incarnation of that host.
 
@@ -55,7 +62,7 @@ ENVELOPE_ATTEMPTS = 3
 class Copy:
     host: str
     ident: str  # "orig" (the paglet) or "clone"
-    status: str  # "paused" | "running" | "prepared"
+    status: str  # "paused" | "running" | "prepared" | "held" (durable, of a stop) | "saved" (inactive)
     version: int
 
 
@@ -101,6 +108,8 @@ class TransferWorld(RuleBasedStateMachine):
         self.attempts = 1
         self.answers: list[str] = []
         self.lossy = {"orig": False, "clone": False}
+        self.cloned_hooks = 0
+        self.hook_run_ended = False  # the source host went down before the cloned hook ran
         source = SourceTransfer(self.tid, "p", T_HOST, kind)  # type: ignore[arg-type]
         self.hosts[S_HOST].machine = source
         self._send(S_HOST, T_HOST, "envelope", self.snapshot)
@@ -176,15 +185,44 @@ class TransferWorld(RuleBasedStateMachine):
             assert copy is not None
             assert copy.status == "paused"
             self.copies.remove(copy)
-        elif action in (A.FINISH_CLONE, A.RESUME_COPY):
+        elif action is A.FINISH_CLONE:
+            assert self.kind == "clone"
+            assert T.durable.get("target") == "executed"
+            self.cloned_hooks += 1
+            assert self.cloned_hooks == 1, "the cloned hook ran twice"
+            copy = self._copy(S_HOST, "orig")
+            if copy is not None and copy.status == "paused":
+                self._run(copy)
+        elif action is A.RESUME_COPY:
             copy = self._copy(S_HOST, "orig")
             assert copy is not None
             assert copy.status == "paused"
-            if action is A.RESUME_COPY and self.kind != "clone":
+            if self.kind != "clone":
                 assert T.durable.get("target") != "executed", "resumed a copy that the target executed"
             self._run(copy)
+        elif action is A.HOLD_COPY:
+            assert self.kind != "clone"
+            copy = self._copy(S_HOST, "orig")
+            assert copy is not None
+            assert copy.status == "paused"
+            copy.status = "held"
+        elif action is A.RESTORE_HELD:
+            assert T.durable.get("target") != "executed", "restored a held copy that the target executed"
+            copy = self._copy(S_HOST, "orig")
+            assert copy is not None
+            assert copy.status == "held"
+            self._run(copy)
+            S.durable.pop("source", None)  # dropped with a sync before the held copy goes
+        elif action is A.DROP_HELD:
+            assert T.durable.get("target") == "executed", "dropped a held copy that the target did not run"
+            copy = self._copy(S_HOST, "orig")
+            assert copy is not None
+            assert copy.status == "held"
+            self.copies.remove(copy)
         elif action is A.LOST:
             assert self._copy(S_HOST, "orig") is None
+            # a loss that a crash caused, or a stale record come back whose paglet runs on the target
+            assert self.lossy["orig"] or self._copy(T_HOST, "orig") is not None, "reported a loss for nothing"
         elif action is A.ANSWER_SUCCESS:
             assert T.durable.get("target") == "executed", "told the caller success without an executed record"
             self.answers.append("success")
@@ -407,6 +445,8 @@ class TransferWorld(RuleBasedStateMachine):
             return
         role = "source" if which == S_HOST else "target"
         host.up = False
+        if which == S_HOST and self.cloned_hooks == 0:
+            self.hook_run_ended = True
         host.machine = None
         if host.pending_write is not None and landed:
             host.durable[role] = host.pending_write
@@ -418,11 +458,44 @@ class TransferWorld(RuleBasedStateMachine):
         host.preparing = None
         host.deferred_env.clear()
         host.deferred_commit.clear()
-        dead = [c for c in self.copies if c.host == which]
-        self.copies = [c for c in self.copies if c.host != which]
+        dead = [c for c in self.copies if c.host == which and c.status not in ("held", "saved")]
+        self.copies = [c for c in self.copies if c not in dead]
         for copy in dead:
             if not self._designated_left(copy.ident):
                 self.lossy[copy.ident] = True
+
+    @precondition(lambda self: self.S.up or self.T.up)
+    @rule(which=st.sampled_from([S_HOST, T_HOST]))
+    def stop(self, which: str) -> None:
+        """A graceful stop (``shutdown()``): what is in progress finishes, the source machine is told, the
+        running paglets are saved; then the host is down as after a crash."""
+        host = self.hosts[which]
+        if not host.up:
+            return
+        self._finish_writes(host)
+        if which == S_HOST and self._source() is not None:
+            self._feed_source(E.SHUTDOWN)
+            self._finish_writes(host)
+            paused = [c for c in self.copies if c.host == S_HOST and c.status == "paused"]
+            assert not paused, f"a graceful stop leaves a paused copy to die: {paused}"
+        lossy = dict(self.lossy)
+        for copy in self.copies:
+            if copy.host == which and copy.status == "running":
+                copy.status = "saved"
+        self.crash(which, landed=True, back=False)
+        if which == S_HOST:
+            assert self.lossy == lossy, "a graceful stop of the source lost the paglet"
+
+    def _finish_writes(self, host: HostModel) -> None:
+        while host.pending_write is not None:
+            outcome, host.pending_write = host.pending_write, None
+            role = "source" if host.name == S_HOST else "target"
+            host.durable[role] = outcome
+            host.unsynced_drops.pop(role, None)
+            if role == "source":
+                self._feed_source(E.WRITTEN)
+            else:
+                self._feed_target(E.WRITTEN)
 
     def _designated_left(self, ident: str) -> bool:
         """Whether a copy of ``ident`` that the durable state still counts on survives."""
@@ -446,6 +519,11 @@ class TransferWorld(RuleBasedStateMachine):
             return
         host.up = True
         host.inc += 1
+        for copy in self.copies:
+            if copy.host == host.name and copy.status == "saved":
+                self._run(copy)  # activated on startup
+        held = self._copy(host.name, "orig")
+        held = held if held is not None and held.status == "held" else None
         if host.name == S_HOST and "source" in host.durable:
             host.machine = SourceTransfer.recovered(
                 self.tid,
@@ -453,7 +531,10 @@ class TransferWorld(RuleBasedStateMachine):
                 T_HOST,
                 self.kind,  # type: ignore[arg-type]
                 host.durable["source"],
+                held=held is not None,
             )
+        elif held is not None:  # no decision left: a restore that did not finish
+            self._run(held)
         elif host.name == T_HOST and "target" in host.durable:
             host.machine = TargetTransfer.recovered(self.tid, "p", S_HOST, self.kind)  # type: ignore[arg-type]
 
@@ -512,6 +593,7 @@ class TransferWorld(RuleBasedStateMachine):
             and (target is None or target.state in (TargetState.ABORTED, TargetState.FORGOTTEN))
             and "target" not in self.T.durable
             and "source" not in self.S.durable
+            and not any(c.status in ("held", "saved") for c in self.copies)
         )
 
     def _check_outcome(self) -> None:
@@ -521,6 +603,8 @@ class TransferWorld(RuleBasedStateMachine):
             running = [c for c in self.copies if c.ident == ident and c.status == "running"]
             if ident == "clone":
                 assert len(running) <= 1
+                if running and not self.lossy["orig"] and not self.hook_run_ended:
+                    assert self.cloned_hooks == 1, "the clone exists, but the cloned hook did not run"
                 if "success" in self.answers and not self.lossy["clone"]:
                     assert running, "the caller was told the clone exists, but it does not"
                 if "failure" in self.answers:
@@ -611,3 +695,29 @@ def test_a_commit_in_doubt_answers_once_and_resolves_later() -> None:
 def test_a_recovered_source_whose_target_lost_the_copy_reports_the_loss() -> None:
     source = SourceTransfer.recovered("0" * 32, "p", "T", "dispatch", "committed")
     assert source.handle(E.UNKNOWN) == [A.LOST, A.DROP_RECORD]
+
+
+def test_a_graceful_stop_holds_an_in_doubt_copy_and_the_restart_restores_or_drops_it() -> None:
+    source = SourceTransfer("0" * 32, "p", "T", state=SourceState.COMMITTING)
+    assert source.handle(E.SHUTDOWN) == [A.ANSWER_IN_DOUBT, A.HOLD_COPY]
+    assert source.held
+    assert source.handle(E.SHUTDOWN) == []  # once
+    lost = SourceTransfer.recovered("0" * 32, "p", "T", "dispatch", "committed", held=True)
+    assert lost.handle(E.UNKNOWN) == [A.RESTORE_HELD, A.DROP_RECORD]
+    ran = SourceTransfer.recovered("0" * 32, "p", "T", "dispatch", "committed", held=True)
+    assert ran.handle(E.EXECUTED) == [A.DROP_HELD, A.SEND_FORGET, A.DROP_RECORD]
+
+
+def test_a_graceful_stop_while_sending_the_envelope_decides_abort() -> None:
+    source = SourceTransfer("0" * 32, "p", "T")
+    assert source.handle(E.SHUTDOWN) == [A.WRITE_ABORT]
+    assert source.handle(E.WRITTEN) == [A.RESUME_COPY, A.ANSWER_FAILURE, A.SEND_ABORT]
+
+
+def test_a_clone_confirmed_after_its_in_doubt_answer_runs_the_cloned_hook_once() -> None:
+    source = SourceTransfer("0" * 32, "p", "T", kind="clone", state=SourceState.COMMITTING)
+    assert source.handle(E.GIVE_UP) == [A.RESUME_COPY, A.ANSWER_IN_DOUBT]
+    assert source.handle(E.EXECUTED) == [A.FINISH_CLONE, A.SEND_FORGET, A.DROP_RECORD]
+    assert source.handle(E.EXECUTED) == []
+    recovered = SourceTransfer.recovered("0" * 32, "p", "T", "clone", "committed")
+    assert recovered.handle(E.EXECUTED) == [A.SEND_FORGET, A.DROP_RECORD]  # that run's process is gone

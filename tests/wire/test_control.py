@@ -43,6 +43,10 @@ values = st.recursive(
 )
 
 
+#: Struct types whose strategy is being built (see the recursion cut in ``strategy``).
+_building: set[type] = set()
+
+
 def strategy(kind: Any) -> st.SearchStrategy[Any]:
     """Values of ``kind`` (the field types the request and reply Structs use)."""
     if kind is Any:
@@ -62,7 +66,8 @@ def strategy(kind: Any) -> st.SearchStrategy[Any]:
     if origin is Literal:
         return st.sampled_from(get_args(kind))
     if origin is list:
-        return st.lists(strategy(get_args(kind)[0]), max_size=3)
+        element = strategy(get_args(kind)[0])
+        return st.just([]) if element.is_empty else st.lists(element, max_size=3)
     if origin is dict:
         return st.dictionaries(text, strategy(get_args(kind)[1]), max_size=3)
     if kind is type(None):
@@ -74,8 +79,14 @@ def strategy(kind: Any) -> st.SearchStrategy[Any]:
     if kind is msgspec.Raw:
         return values.map(lambda v: msgspec.Raw(msgspec.msgpack.encode(v)))
     if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-        hints = typing.get_type_hints(kind, include_extras=True)
-        fields = {f.name: strategy(hints[f.name]) for f in msgspec.structs.fields(kind)}
+        if kind in _building:  # a Struct that holds itself (a list of them): the inner lists stay empty
+            return st.nothing()
+        _building.add(kind)
+        try:
+            hints = typing.get_type_hints(kind, include_extras=True)
+            fields = {f.name: strategy(hints[f.name]) for f in msgspec.structs.fields(kind)}
+        finally:
+            _building.discard(kind)
         return st.builds(kind, **fields)
     return st.from_type(kind)
 

@@ -194,6 +194,8 @@ class _Zygote:
                     )
                 except InterruptedError:  # pragma: no cover - PEP 475 retries
                     continue
+                except ConnectionResetError:  # the host died with data unread: it is gone
+                    data, fds = b"", []
                 if not data:  # the host is gone
                     self.shutdown(0.0)
                     return

@@ -1,13 +1,18 @@
-"""``mesh-info``: a resource snapshot of every host of the mesh, spread by gossip, and placement advice.
+"""``mesh-info``: a resource snapshot of every host of the mesh, gathered on demand, and placement advice.
 
-Each host's ``mesh-info`` service (eager, mesh-scoped, agent id ``service.mesh-info``) samples its own
-host every ``sample_interval`` seconds (CPU, load, memory, swap, the file system of its work directory,
-paglet counts, tags) straight from psutil, and every ``gossip_interval`` seconds (±10 %) exchanges
-snapshots with at most ``peer_batch_size`` online peers picked at random: it pushes up to
-``sync_batch_size`` fresh snapshots and merges the peer's answer (push-pull gossip: news reaches every
-host of an N-host mesh in about log(N) rounds). A peer that fails is retried with exponential backoff
-(at most :data:`MAX_PEER_BACKOFF` seconds). Snapshots older than ``max(3 * sample_ttl, sample_ttl + 1)``
-are dropped, and the table holds at most :data:`MAX_SNAPSHOTS` hosts.
+Each host's ``mesh-info`` service (eager, mesh-scoped, agent id ``service.mesh-info``) costs nothing
+while nobody asks: it samples nothing and sends nothing on its own. A snapshot of its host (CPU, load,
+memory, swap, the file system of its work directory, paglet counts, tags) is taken straight from psutil
+when one is asked for and reused for at most ``sample_interval / 2`` seconds. A ``landscape`` or
+``select`` call pulls the snapshots of the other hosts when the last pull is older than
+``gossip_interval / 2`` seconds: it asks every online host (at most :data:`MAX_PULL_PEERS`, picked at
+random in larger meshes, at most :data:`MAX_PEER_BATCH` requests in flight) for its snapshot with one
+``sync`` exchange, and answers after :data:`PULL_TIMEOUT` seconds at the latest with what arrived; a host
+that did not answer is named in ``errors`` and retried with exponential backoff (at most
+:data:`MAX_PEER_BACKOFF` seconds). So a landscape shows snapshots at most about
+``(sample_interval + gossip_interval) / 2`` seconds old, and an idle mesh pays nothing for the service
+whatever its size. Snapshots older than ``max(3 * sample_ttl, sample_ttl + 1)`` are dropped, and the
+table holds at most :data:`MAX_SNAPSHOTS` hosts.
 
 **Clocks.** A snapshot's ``observed_at`` is a wall-clock time, re-based at each hop to the receiver's
 clock (each sync carries the sender's ``sent_at``/``generated_at``), so skewed clocks between hosts do not
@@ -17,9 +22,11 @@ later ``observed_at``), so re-sent copies never replace newer news.
 
 Operations of the ``mesh-info`` contract (version 1): ``snapshot`` (this host, sampled now when
 ``force``), ``landscape`` (fresh snapshots of every known host, oldest-age cutoff ``max_age_seconds`` or
-``sample_ttl``), ``sync`` (one gossip exchange) and ``select`` (ranked placement targets). Unlike
-paglets 2.0, ``select`` applies ``max_load_per_cpu`` and ``max_cpu_percent``, gives every rejected host
-its reason, and never offers rejected hosts as a fallback. Score (lower is better):
+``sample_ttl``), ``sync`` (one exchange: the caller's snapshots in, this host's snapshot first and then
+the fresh ones it knows out) and ``select`` (ranked placement targets). Unlike paglets 2.0, which
+samples and gossips all the time, the snapshots are gathered only when asked for; ``select`` applies
+``max_load_per_cpu`` and ``max_cpu_percent``, gives every rejected host its reason, and never offers
+rejected hosts as a fallback. Score (lower is better):
 ``load_per_cpu + cpu%/100 + memory%/100 + work-disk%/100``.
 """
 
@@ -71,22 +78,27 @@ DEFAULT_GOSSIP_INTERVAL: Final = 5.0
 DEFAULT_SAMPLE_TTL: Final = 30.0
 DEFAULT_PEER_BATCH_SIZE: Final = 3
 DEFAULT_SYNC_BATCH_SIZE: Final = 64
-#: Shortest sample or gossip interval accepted (tests use 0.5-1 s; below this the loop is a busy loop).
+#: Shortest sample or pull interval accepted (tests use 0.2-1 s).
 MIN_INTERVAL: Final = 0.1
-#: Seconds one gossip exchange may take; a peer slower than that counts as failed for this round.
+#: Seconds one sync exchange may take; a peer slower than that counts as failed for this pull.
 SYNC_TIMEOUT: Final = 2.0
-#: Peers one round contacts at most, whatever the state says (each is one request in flight).
+#: Seconds one pull may take in all: the landscape is answered then with what arrived.
+PULL_TIMEOUT: Final = 3.0
+#: Hosts one pull asks at most (picked at random in larger meshes; their replies name more hosts).
+MAX_PULL_PEERS: Final = 256
+#: Sync requests one pull keeps in flight at most.
 MAX_PEER_BATCH: Final = 16
 #: Hosts the snapshot table holds (the oldest go first). Meshes are capped at a few thousand hosts.
 MAX_SNAPSHOTS: Final = 4096
 #: Snapshots one sync accepts or returns.
 MAX_SYNC_BATCH: Final = 512
-#: Longest pause before a failing peer is tried again.
+#: Longest pause before a failing peer is asked again.
 MAX_PEER_BACKOFF: Final = 60.0
-#: Key of the landscape error that reports a failing gossip round (cleared by the next good round).
-LOOP_ERROR_KEY: Final = "mesh-info-loop"
-#: Gossip rounds start within ±this fraction of the interval, so hosts do not fall into lock-step.
-JITTER: Final = 0.1
+#: A CPU reading older than this many sample intervals is replaced by one measured over
+#: :data:`FRESH_CPU_SECONDS` (psutil's reading since the previous call would average a long idle span).
+CPU_READING_SPAN: Final = 2.0
+#: Seconds over which CPU use is measured when the previous reading is too old.
+FRESH_CPU_SECONDS: Final = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,10 +217,14 @@ MESH_INFO = ServiceContract(
 @dataclass
 class MeshInfoState(PagletState):
     service_scope: ServiceScope = ServiceScope.MESH
+    #: This host's snapshot is reused for at most half of this (sampled only when asked for).
     sample_interval: float = DEFAULT_SAMPLE_INTERVAL
+    #: The other hosts' snapshots are pulled again when the last pull is older than half of this.
     gossip_interval: float = DEFAULT_GOSSIP_INTERVAL
     sample_ttl: float = DEFAULT_SAMPLE_TTL
+    #: Accepted for launch configs of earlier versions, which pushed to this many peers per round.
     peer_batch_size: int = DEFAULT_PEER_BATCH_SIZE
+    #: Snapshots one sync reply carries at most.
     sync_batch_size: int = DEFAULT_SYNC_BATCH_SIZE
 
 
@@ -290,16 +306,17 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
         self._snapshots: dict[str, MeshHostSnapshot] = {}
         self._errors: dict[str, tuple[str, float]] = {}
         self._backoff: dict[str, tuple[int, float]] = {}
-        self._stop = threading.Event()
         self._incarnation = uuid.uuid4().hex[:16]
         self._sequence = 0
-        self._last_sample = 0.0
+        self._last_sample = -1e9  # monotonic time of the last sample (none yet)
+        self._last_pull = -1e9  # monotonic time the last pull started (none yet)
         self._sample_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     # --- settings --------------------------------------------------------------------------------
 
     def _settings(self) -> tuple[float, float, float, int, int]:
-        """(sample interval, gossip interval, ttl, peer batch, sync batch), clamped to sane bounds."""
+        """(sample interval, pull interval, ttl, peer batch, sync batch), clamped to sane bounds."""
         state = self.state
         sample = max(MIN_INTERVAL, float(state.sample_interval))
         gossip = max(MIN_INTERVAL, float(state.gossip_interval))
@@ -314,30 +331,18 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
         self._settings()  # fail creation early on unusable settings
 
     def on_deactivating(self, event: PersistencyEvent) -> None:
-        self._stop.set()
+        self._close()
 
     def on_disposing(self, event: PersistencyEvent) -> None:
-        self._stop.set()
+        self._close()
 
     def on_dispatching(self, event: MobilityEvent) -> None:
-        self._stop.set()
+        self._close()
 
-    def run(self) -> None:
-        self._sample()
-        _, gossip, _, peers, _ = self._settings()
-        with ThreadPoolExecutor(max_workers=peers, thread_name_prefix="paglets-mesh-info") as pool:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    self._round(pool)
-                except Exception as exc:  # the loop must survive anything a round runs into
-                    self._note_error(LOOP_ERROR_KEY, f"gossip round failed: {exc}")
-                else:
-                    with self._lock:
-                        self._errors.pop(LOOP_ERROR_KEY, None)
-                _, gossip, _, _, _ = self._settings()
-                pause = gossip * random.uniform(1.0 - JITTER, 1.0 + JITTER)
-                self._stop.wait(max(0.0, pause - (time.monotonic() - started)))
+    def _close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
     # --- operations ------------------------------------------------------------------------------
 
@@ -358,7 +363,7 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
         return SnapshotReply(snapshot, list(snapshot.errors), time.time())
 
     def get_landscape(self, request: LandscapeRequest) -> LandscapeReply:
-        self._own_snapshot()
+        self._refresh()
         _, _, ttl, _, _ = self._settings()
         max_age = request.max_age_seconds if request.max_age_seconds > 0 else ttl
         now = time.time()
@@ -371,14 +376,15 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
         now = time.time()
         shift = now - request.sent_at if request.sent_at > 0 else 0.0
         accepted = sum(self._merge(s, shift, now) for s in request.snapshots[:MAX_SYNC_BATCH])
-        self._own_snapshot()
+        own = self._own_snapshot()
         _, _, ttl, _, batch = self._settings()
         limit = max(1, min(MAX_SYNC_BATCH, request.limit, batch))
         hosts, _ = self._table(now, request.max_age_seconds if request.max_age_seconds > 0 else ttl)
-        return MeshInfoSyncReply(now, accepted, _newest(hosts, limit))
+        others = [s for s in hosts if s.host_url != own.host_url]
+        return MeshInfoSyncReply(now, accepted, [own, *_newest(others, limit - 1)])
 
     def select_targets(self, request: TargetSelectionRequest) -> TargetSelectionReply:
-        self._own_snapshot()
+        self._refresh()
         _, _, ttl, _, _ = self._settings()
         max_age = request.max_age_seconds if request.max_age_seconds > 0 else ttl
         now = time.time()
@@ -392,15 +398,16 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
         return self.context.address.rstrip("/")
 
     def _own_snapshot(self) -> MeshHostSnapshot:
-        sample_interval = self._settings()[0]
+        """This host's snapshot, sampled now when the last one is older than half the sample interval."""
+        reuse = self._settings()[0] / 2
         with self._lock:
             own = self._snapshots.get(self._self_url())
-        if own is None or time.monotonic() - self._last_sample >= sample_interval:
+        if own is None or time.monotonic() - self._last_sample >= reuse:
             return self._sample()
         return own
 
     def _sample(self) -> MeshHostSnapshot:
-        """Sample this host now (one sample at a time; a caller arriving meanwhile gets that one)."""
+        """Sample this host now (one sample at a time)."""
         from paglets.services.builtin import _probes
         from paglets.services.builtin.server_info import DiskRequest, LoadRequest
 
@@ -412,7 +419,9 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
                 health = dict(cast(Any, self.context.host).health())
             except Exception as exc:
                 errors.append(f"health: {exc}")
-            load = _probes.load(LoadRequest(interval=0.0, include_gpu=False), name, url)
+            stale_cpu = time.monotonic() - self._last_sample > CPU_READING_SPAN * self._settings()[0]
+            request = LoadRequest(interval=FRESH_CPU_SECONDS if stale_cpu else 0.0, include_gpu=False)
+            load = _probes.load(request, name, url)
             errors.extend(f"{probe}: {error}" for probe, error in load.errors.items())
             work_path = ""
             volume = None
@@ -488,39 +497,45 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
                 if now - at > keep:
                     del self._errors[key]
 
-    # --- gossip ----------------------------------------------------------------------------------
+    # --- pulling the other hosts' snapshots ------------------------------------------------------
 
-    def _round(self, pool: ThreadPoolExecutor) -> None:
-        sample_interval, gossip, ttl, peer_batch, batch = self._settings()
-        # sample when the last sample would be stale before the next round (rounds start up to
-        # JITTER * gossip early, hence the margin)
-        if time.monotonic() - self._last_sample >= sample_interval - 2 * JITTER * gossip:
-            self._sample()
+    def _refresh(self) -> None:
+        """Sample this host if due and, when the last pull is older than half the pull interval, pull
+        every other host's snapshot (bounded fan-out, answered within :data:`PULL_TIMEOUT`)."""
+        own = self._own_snapshot()
+        _, gossip, ttl, _, batch = self._settings()
+        if time.monotonic() - self._last_pull < gossip / 2:
+            return
+        self._last_pull = time.monotonic()
         now = time.time()
         self._prune(now)
-        peers = self._pick_peers(peer_batch)
+        peers, every = self._pick_peers(MAX_PULL_PEERS)
         if not peers:
             return
-        hosts, _ = self._table(now, ttl)
-        outgoing = _newest(hosts, batch)
+        # every online host asked directly: its own snapshot is all this pull needs from it
+        limit = 1 if every else batch
+        pool = self._pool
+        if pool is None:
+            pool = self._pool = ThreadPoolExecutor(MAX_PEER_BATCH, thread_name_prefix="paglets-mesh-info")
         futures: dict[Future[Any], tuple[str, str]] = {}
         for name, url in peers:
-            request = MeshInfoSyncRequest(outgoing, ttl, batch, time.time())
+            request = MeshInfoSyncRequest([own], ttl, limit, time.time())
             futures[pool.submit(self._exchange, url, request)] = (name, url)
-        done, _ = wait_futures(futures, timeout=SYNC_TIMEOUT + 1.0)
+        done, _ = wait_futures(futures, timeout=PULL_TIMEOUT)
         for future, (name, url) in futures.items():
             if future not in done:
-                self._peer_failed(name, url, f"no gossip answer within {SYNC_TIMEOUT:g} s")
+                future.cancel()
+                self._peer_failed(name, url, f"no mesh-info answer within {PULL_TIMEOUT:g} s")
                 continue
             try:
                 reply: MeshInfoSyncReply = future.result()
             except InvalidAgentError:
                 self._peer_failed(name, url, f"no mesh-info service ({self.agent_id}) on this host")
                 continue
-            except PagletInactiveError:  # the peer's service is starting: ask again next round
+            except PagletInactiveError:  # the peer's service is starting: ask again next pull
                 continue
             except Exception as exc:
-                self._peer_failed(name, url, f"gossip failed: {exc}")
+                self._peer_failed(name, url, f"mesh-info sync failed: {exc}")
                 continue
             self._peer_ok(name, url)
             received = time.time()
@@ -536,7 +551,8 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
         result: MeshInfoSyncReply = SYNC_MESH_INFO.decode_reply(reply)
         return result
 
-    def _pick_peers(self, count: int) -> list[tuple[str, str]]:
+    def _pick_peers(self, count: int) -> tuple[list[tuple[str, str]], bool]:
+        """At most ``count`` online peers not backing off, and whether they are all the online peers."""
         now = time.monotonic()
         candidates: list[tuple[str, str]] = []
         online: set[str] = set()
@@ -551,7 +567,9 @@ class MeshInfoAgent(Paglet[MeshInfoState]):
         for url in list(self._backoff):
             if url not in online:
                 del self._backoff[url]
-        return random.sample(candidates, min(count, len(candidates)))
+        if len(candidates) <= count:
+            return candidates, len(candidates) == len(online)
+        return random.sample(candidates, count), False
 
     def _peer_failed(self, name: str, url: str, error: str) -> None:
         gossip = self._settings()[1]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+import pytest
 from _paglets import Traveller, TravelState
 
 from paglets.core.messages import Message
@@ -19,6 +20,7 @@ def _log(host: Host, agent_id: str) -> list[str]:
     return host.get_state(agent_id, TravelState).log
 
 
+@pytest.mark.linux_only(reason="one of its hosts runs the Linux backend (the zygote forks)")
 def test_paglets_move_between_a_linux_and_a_portable_host(make_host: Callable[..., Host]) -> None:
     linux = make_host("alpha", process_backend="linux")
     portable = make_host("beta", process_backend="portable")

@@ -33,6 +33,10 @@ from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, OutgoingSegmen
 from paglets.runtime._zygote import ChildProcess, Zygote
 from paglets.runtime.child._channel import ChildChannel
 
+pytestmark = pytest.mark.linux_only(
+    reason="tests the Linux channel itself (memfd rings, eventfds, children forked by the zygote)"
+)
+
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 20.0
 _ENC = msgspec.msgpack.Encoder()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,7 +43,16 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--no-reference", action="store_true", help="measure ours only")
+    parser.add_argument(
+        "--backend",
+        choices=("linux", "portable"),
+        default=None,
+        help="process backend of our host (PAGLETS_BACKEND; default: the platform's)",
+    )
     args = parser.parse_args()
+    if args.backend:
+        os.environ["PAGLETS_BACKEND"] = args.backend  # inherited by the scenario process
+        print(f"process backend: {args.backend}")
 
     isolate = can_isolate_network()
     ours = run_scenario(SCENARIO, [str(args.messages)], python=sys.executable, isolate=isolate, timeout=900)

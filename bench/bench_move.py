@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,7 +46,16 @@ def main() -> int:
         "--reference-rounds", type=int, default=None, help="rounds for paglets 2.0.0 (default: --rounds)"
     )
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument(
+        "--backend",
+        choices=("linux", "portable"),
+        default=None,
+        help="process backend of our hosts (PAGLETS_BACKEND; default: the platform's)",
+    )
     args = parser.parse_args()
+    if args.backend:
+        os.environ["PAGLETS_BACKEND"] = args.backend  # inherited by the scenario and its host processes
+        print(f"process backend: {args.backend}")
     isolate = can_isolate_network()
     scenario = HERE / "scenarios" / "move_scenario.py"
     raw = run_scenario(HERE / "scenarios" / "raw_tcp.py", python=sys.executable, isolate=isolate)

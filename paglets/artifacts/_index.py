@@ -33,6 +33,7 @@ from typing import Final
 
 import msgspec
 
+from paglets import _oscompat
 from paglets.artifacts._io import fsync_dir, unlink_quietly
 from paglets.core._artifact_refs import is_valid_artifact_id, require_artifact_id
 from paglets.core.errors import StorageQuotaError, TransferError
@@ -207,7 +208,7 @@ class StoreIndex:
     def write_metadata(self, meta: Meta) -> None:
         """Write ``metadata/<id>.json`` atomically (temp file, fsync, rename, directory fsync)."""
         temp = self.meta_tmp_path(meta.artifact_id)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _oscompat.O_CLOEXEC, 0o600)
         try:
             os.write(fd, _META_ENCODER.encode(meta))
             os.fsync(fd)

@@ -29,6 +29,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from paglets import _oscompat
 from paglets.core._artifact_refs import ArtifactRef
 from paglets.core.errors import PagletError, StorageQuotaError, TransferError
 from paglets.wire.limits import KiB, MiB
@@ -62,18 +63,14 @@ MAX_TRAILER_LINES: Final = 64
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _oscompat.fsync_directory(path)
 
 
 def write_all(fd: int, views: list[memoryview]) -> None:
     """``writev`` every view, resuming after short writes."""
     index = 0
     while index < len(views):
-        written = os.writev(fd, views[index : index + MAX_BATCH_PIECES])
+        written = _oscompat.writev(fd, views[index : index + MAX_BATCH_PIECES])
         while written:
             first = views[index]
             if written >= first.nbytes:
@@ -133,7 +130,7 @@ class BlobReader:
     def _read(self, offset: int) -> bytes:
         want = min(READ_CHUNK, self.ref.size_bytes - offset)
         try:
-            data = os.pread(self._fd, want, offset)
+            data = _oscompat.pread(self._fd, want, offset)
         except OSError as exc:
             raise io_error("read an artifact", exc) from exc
         if len(data) != want:
@@ -205,7 +202,7 @@ def copy_verified(source: Path, target: Path | str, *, size: int, sha256: str, w
     except OSError as exc:
         raise TransferError(f"cannot create {destination.parent}: {exc}") from exc
     try:
-        src = os.open(source, os.O_RDONLY | os.O_CLOEXEC)
+        src = os.open(source, os.O_RDONLY | _oscompat.O_CLOEXEC)
     except FileNotFoundError as exc:
         raise TransferError(f"unknown artifact {what}") from exc
     except OSError as exc:
@@ -213,7 +210,7 @@ def copy_verified(source: Path, target: Path | str, *, size: int, sha256: str, w
     part = destination.with_name(f".{destination.name}.{uuid.uuid4().hex}.part")
     try:
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _oscompat.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise TransferError(f"cannot create {part}: {exc}") from exc
         try:
@@ -221,7 +218,7 @@ def copy_verified(source: Path, target: Path | str, *, size: int, sha256: str, w
             buffer = bytearray(READ_CHUNK)
             view = memoryview(buffer)
             copied = 0
-            while count := os.readv(src, [buffer]):
+            while count := _oscompat.readinto(src, buffer):
                 piece = view[:count]
                 hasher.update(piece)
                 copied += count

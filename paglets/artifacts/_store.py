@@ -59,6 +59,7 @@ from typing import Any, BinaryIO, Final, Literal, Protocol
 
 import msgspec
 
+from paglets import _oscompat
 from paglets.artifacts import _upload
 from paglets.artifacts._fileops import (
     DEFAULT_ARTIFACT_MAX_BYTES,
@@ -497,7 +498,7 @@ class ArtifactStore:
         """Open the artifact for reading (``TransferError`` when unknown); close the reader."""
         meta = self._index.get(artifact_id)
         try:
-            fd = os.open(self._index.blob_path(artifact_id), os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self._index.blob_path(artifact_id), os.O_RDONLY | _oscompat.O_CLOEXEC)
         except FileNotFoundError as exc:
             raise TransferError(f"unknown artifact {artifact_id}") from exc
         except OSError as exc:

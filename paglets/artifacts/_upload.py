@@ -31,6 +31,7 @@ from typing import Final
 
 import msgspec
 
+from paglets import _oscompat
 from paglets.artifacts._index import Meta, StoreIndex, is_sha256_hex
 from paglets.artifacts._io import (
     MAX_BATCH_PIECES,
@@ -121,7 +122,7 @@ class Upload:
     def open(self) -> None:
         path = self.index.part_path(self.artifact_id)
         try:
-            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _oscompat.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise io_error("create an artifact file", exc) from exc
 
@@ -135,7 +136,7 @@ class Upload:
             write_all(self.fd, pieces)
             self.unsynced += count
             if self.unsynced >= SYNC_EVERY:
-                os.fdatasync(self.fd)
+                _oscompat.fdatasync(self.fd)
                 self.unsynced = 0
         except OSError as exc:
             raise io_error("write an artifact", exc) from exc

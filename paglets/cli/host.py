@@ -492,6 +492,8 @@ def _serve(args: argparse.Namespace, options: dict[str, Any]) -> int:
     # its peers) stops it with its paglets saved once the start is done, instead of killing it.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if sys.platform == "win32":  # Ctrl-Break in a Windows console (Ctrl-C is SIGINT there too)
+        signal.signal(signal.SIGBREAK, on_signal)
     update = _startup_update(args, options, restart, stopping)
     chosen = (args.mesh_version or "").strip() or os.environ.get(MESH_VERSION_ENV, "").strip()
     if update is not None and update.process_start_head and not chosen:

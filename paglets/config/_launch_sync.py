@@ -210,7 +210,7 @@ def _write_atomic(path: Path, content: bytes, *, mode: int | None) -> None:
         try:
             try:
                 if mode is not None:
-                    os.fchmod(fd, mode)  # an update keeps the permissions the user gave the file
+                    os.chmod(temp, mode)  # an update keeps the permissions the user gave the file
                 view = memoryview(content)
                 while view:
                     view = view[os.write(fd, view) :]
@@ -229,11 +229,12 @@ def _write_atomic(path: Path, content: bytes, *, mode: int | None) -> None:
 
 def _sync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable (skipped where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if sys.platform != "win32":  # no directory fsync on Windows (NTFS logs the rename)
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -8,6 +8,7 @@ forever: it disposes the paglet ``seconds`` after it was armed (re-arming moves 
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from typing import Any, Final
@@ -109,7 +110,9 @@ def host_cpu_count() -> int:
     """CPUs this process may run on (its affinity), at least 1."""
     import os
 
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    if sys.platform == "linux":
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except OSError:
+            pass
+    return max(1, os.cpu_count() or 1)

@@ -28,12 +28,13 @@ import os
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Final
 
 from paglets._errors import BodyTooLargeError, PagletError, RemoteHostError
 from paglets.http._body import END, ByteQueue, Piece, Signal
@@ -66,6 +67,20 @@ _RECV_SIZE = 256 * 1024
 _MAX_ERROR_BODY = 1024 * 1024
 #: Heads and bodies up to this size are joined into one ``send``.
 _COALESCE_LIMIT = 64 * 1024
+
+
+if sys.platform == "win32":
+    _MSG_DONTWAIT: Final = 0  # the socket is switched to non-blocking mode around the peek instead
+
+    def _send_gathered(sock: socket.socket, views: list[memoryview]) -> int:
+        """Send what fits of the first view (no ``sendmsg`` on Windows)."""
+        return sock.send(views[0])
+
+else:
+    _MSG_DONTWAIT: Final = socket.MSG_DONTWAIT
+
+    def _send_gathered(sock: socket.socket, views: list[memoryview]) -> int:
+        return sock.sendmsg(views)
 
 
 class ClientResponse:
@@ -145,7 +160,7 @@ class _Connection:
         views = [memoryview(p) for p in parts if len(p)]
         while views:
             try:
-                sent = sock.sendmsg(views)
+                sent = _send_gathered(sock, views)
             except BlockingIOError as exc:  # SO_SNDTIMEO expired
                 raise TimeoutError("send timed out") from exc
             while sent:
@@ -166,7 +181,7 @@ class _Connection:
         try:
             if python_timeout is not None:
                 sock.settimeout(0.0)  # in timeout mode Python would poll first, for the whole timeout
-            sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            sock.recv(1, socket.MSG_PEEK | _MSG_DONTWAIT)
         except BlockingIOError:
             return True
         except OSError:
@@ -292,7 +307,8 @@ def _forget_pools_in_child() -> None:
         pool._after_fork_in_child()
 
 
-os.register_at_fork(after_in_child=_forget_pools_in_child)
+if sys.platform != "win32":  # Windows has no fork
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 class StreamingClientResponse:

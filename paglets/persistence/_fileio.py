@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
+from paglets import _oscompat
 from paglets.wire.limits import MiB
 
 __all__ = [
@@ -43,8 +44,8 @@ _WRITE_BATCH: Final = 8 * MiB
 #: (seconds, weighted mean): on fast storage a 512-byte write and its ``fdatasync`` take tens of
 #: microseconds, less than handing them to a worker thread and back; slower storage gets the worker.
 INLINE_SYNC_BELOW: Final = 0.0005
-_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC: Final = _oscompat.O_CLOEXEC
+_O_NOFOLLOW: Final = _oscompat.O_NOFOLLOW
 
 
 def open_flags(base: int) -> int:
@@ -54,7 +55,7 @@ def open_flags(base: int) -> int:
 
 def open_directory(path: str | os.PathLike[str]) -> int:
     """A descriptor of a directory, for ``dir_fd`` calls and for fsyncing the directory itself."""
-    return os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC)
+    return os.open(path, os.O_RDONLY | _oscompat.O_DIRECTORY | _O_CLOEXEC)
 
 
 def temp_name(stem: str, kind: str) -> str:
@@ -64,8 +65,7 @@ def temp_name(stem: str, kind: str) -> str:
 
 def datasync(fd: int) -> None:
     """Flush a file's data and the metadata needed to read it back (its size)."""
-    sync = getattr(os, "fdatasync", os.fsync)
-    sync(fd)
+    _oscompat.fdatasync(fd)
 
 
 class SyncTimer:
@@ -97,7 +97,7 @@ def _writev_all(fd: int, buffers: list[bytes | memoryview]) -> None:
     """Write all (non-empty) buffers, resuming after partial writes."""
     start = 0
     while start < len(buffers):
-        written = os.writev(fd, buffers[start:] if start else buffers)
+        written = _oscompat.writev(fd, buffers[start:] if start else buffers)
         while start < len(buffers) and written >= len(buffers[start]):
             written -= len(buffers[start])
             start += 1
@@ -130,18 +130,18 @@ def pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     done = 0
     while done < len(view):
-        done += os.pwrite(fd, view[done:], offset + done)
+        done += _oscompat.pwrite(fd, view[done:], offset + done)
 
 
 def read_exact(fd: int, size: int, offset: int = 0) -> bytes:
     """``size`` bytes from ``offset``, or fewer when the file ends first."""
-    data = os.pread(fd, size, offset)
+    data = _oscompat.pread(fd, size, offset)
     if len(data) == size or not data:
         return data
     parts = [data]
     got = len(data)
     while got < size:
-        more = os.pread(fd, size - got, offset + got)
+        more = _oscompat.pread(fd, size - got, offset + got)
         if not more:
             break
         parts.append(more)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Final
 
 import msgspec
 
+from paglets import _oscompat
 from paglets.persistence._fileio import fsync_fd, open_directory, open_flags, write_new_file
 from paglets.wire.limits import KiB
 
@@ -158,7 +160,7 @@ def _copy_file(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
         try:
             done = 0
             while done < size:
-                sent = os.sendfile(fd_out, fd_in, done, size - done)
+                sent = _copy_range(fd_out, fd_in, done, size - done)
                 if sent == 0:
                     break
                 done += sent
@@ -166,3 +168,16 @@ def _copy_file(src_dir: int, src: str, dst_dir: int, dst: str) -> None:
             os.close(fd_out)
     finally:
         os.close(fd_in)
+
+
+if sys.platform == "win32":
+
+    def _copy_range(fd_out: int, fd_in: int, offset: int, count: int) -> int:
+        """Copy up to ``count`` bytes from ``fd_in`` at ``offset`` to ``fd_out`` (no sendfile here)."""
+        data = _oscompat.pread(fd_in, min(count, 1 << 20), offset)
+        return os.write(fd_out, data) if data else 0
+
+else:
+
+    def _copy_range(fd_out: int, fd_in: int, offset: int, count: int) -> int:
+        return os.sendfile(fd_out, fd_in, offset, count)

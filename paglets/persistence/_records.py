@@ -53,9 +53,9 @@ it starts takes the lock and does the repairs.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import mmap
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -65,6 +65,7 @@ from typing import Any, Final
 
 import msgspec
 
+from paglets import _oscompat
 from paglets.core.errors import (
     ChecksumError,
     FrameError,
@@ -219,11 +220,9 @@ class RecordStore:
                 self._lock_fd = os.open(
                     LOCK_NAME, open_flags(os.O_RDWR | os.O_CREAT), 0o600, dir_fd=self._dir_fd
                 )
-                try:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError as exc:
+                if not _oscompat.lock_exclusive(self._lock_fd):
                     os.close(self._lock_fd)
-                    raise HostError(f"record store {self.directory} is in use by another store") from exc
+                    raise HostError(f"record store {self.directory} is in use by another store")
             except BaseException:
                 os.close(self._dir_fd)
                 raise
@@ -553,7 +552,7 @@ class RecordStore:
             size = os.fstat(fd).st_size
             if size > _MMAP_THRESHOLD:
                 mapped = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
-                if hasattr(mapped, "madvise"):
+                if sys.platform != "win32":
                     mapped.madvise(mmap.MADV_SEQUENTIAL)
                 data: bytes | mmap.mmap = mapped
             else:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Final
 
+from paglets import _oscompat
 from paglets.core.errors import StorageQuotaError
 
 __all__ = [
@@ -139,7 +140,9 @@ def _tree_size(path: Path) -> int:
 
 
 def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    if not _oscompat.HAS_DIRECTORY_FSYNC:
+        return
+    fd = os.open(path, os.O_RDONLY | _oscompat.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
+from paglets import _oscompat
 from paglets.artifacts import ArtifactRef, require_artifact_id
 from paglets.core.errors import PagletError, RemoteHostError, TransferError
 from paglets.http.client import ClientResponse, HttpClient
@@ -231,7 +232,7 @@ def download_artifact(
         if ref.sha256 and (ref.sha256 != sha256 or ref.size_bytes != size):
             raise TransferError(f"artifact {artifact_id} on {base} is not the one the reference describes")
         try:
-            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _oscompat.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise TransferError(f"cannot create {part}: {exc}") from exc
         try:

@@ -11,13 +11,14 @@ public facade over them. Where two collaborators need each other, the cycle is b
   only while the host runs: they are bound at start (``bind_client``).
 
 Start order: the records and the transfer records are loaded, then the HTTP server starts (so that
-nothing is served before they are loaded), the zygote is launched in the background (``_zygote_thread``;
-creating a paglet process waits for it, and launches it if that comes first), the ``auto`` bind
-watcher, the artifact cleanup, the mesh, resident services (every record first, then the eager ones),
-``activate_on_startup`` records, startup agents. Stop order: the server first (no new requests), then
-open moves get a short chance to finish and the paused copies of those still in doubt are held
-(``_move_held.py``), then, for ``shutdown()``, every paglet is saved, then background work, the mesh,
-resident services, movement, the artifact store, the records and last the paglet processes.
+nothing is served before they are loaded), the process backend is launched in the background (the zygote
+on its own thread, ``_zygote_thread``, or the spare processes; creating a paglet process waits for it,
+and launches it if that comes first), the ``auto`` bind watcher, the artifact cleanup, the mesh, resident
+services (every record first, then the eager ones), ``activate_on_startup`` records, startup agents. Stop
+order: the server first (no new requests), then open moves get a short chance to finish and the paused
+copies of those still in doubt are held (``_move_held.py``), then, for ``shutdown()``, every paglet is
+saved, then background work, the mesh, resident services, movement, the artifact store, the records and
+last the paglet processes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from paglets.runtime._adapters import HostNames, HostSite, Leftovers, MovementPo
 from paglets.runtime._agent_ops import AgentOps
 from paglets.runtime._artifact_access import ArtifactAccess, StoreArtifacts
 from paglets.runtime._autoupdate import AutoUpdater, build_admin_routes
+from paglets.runtime._backend import choose_backend, make_backend
 from paglets.runtime._binding import AUTO, BindingWatcher, HostAddress, resolve_bind_hosts
 from paglets.runtime._checkpoints import Checkpoints
 from paglets.runtime._config import HostConfig
@@ -135,6 +137,7 @@ class HostParts:
         )
         self.control.moved = forwarding.moved_error
         self.manager = manager = PagletManager(
+            backend=make_backend(choose_backend(cfg.process_backend), host_name=name),
             host_name=name,
             address=address,
             events=events,
@@ -431,7 +434,7 @@ class HostParts:
             await self.forwarding.close()
             raise
         self.server = server
-        self.manager.launch_zygote()  # serving already: the template process starts meanwhile
+        self.manager.launch_processes()  # serving already: the zygote or the spares start meanwhile
         self.events.host_address = self.binding.url
         if AUTO in cfg.bind_hosts and not cfg.public_url:
             watcher = BindingWatcher(

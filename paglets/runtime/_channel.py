@@ -13,6 +13,7 @@ import itertools
 import mmap
 import os
 import socket
+import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -23,18 +24,26 @@ from paglets.runtime._channel_layout import (
     RETRY_FIRST,
     RETRY_MAX,
     RING_CAPACITY,
+    Bell,
     ChannelClosedError,
     ChannelStatistics,
     ChildFds,
     Ends,
-    clear_bell,
+    EventBell,
+    FdLink,
+    SegmentLink,
     new_eventfd,
-    recv_segment,
     ref_parts,
     region_size,
-    ring_bell,
 )
-from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, OutgoingSegment, Segment, SegmentTable
+from paglets.runtime._handoff import (
+    MEMFD_SEGMENTS,
+    SEGMENT_MESSAGE,
+    HandoffRef,
+    Segment,
+    SegmentFactory,
+    WritableSegment,
+)
 from paglets.runtime._ring import format_ring, ring_size
 from paglets.wire.limits import MiB
 
@@ -61,16 +70,16 @@ class Channel:
         mapping: mmap.mmap | None = None
         ends: Ends | None = None
         try:
-            memfd = os.memfd_create("paglets-ring", os.MFD_CLOEXEC)
+            memfd = _new_ring_memfd()
             opened.append(memfd)
             os.ftruncate(memfd, 2 * region)
-            mapping = mmap.mmap(memfd, 2 * region, flags=mmap.MAP_SHARED)
+            mapping = mmap.mmap(memfd, 2 * region)
             with memoryview(mapping) as view:
                 format_ring(view[: ring_size(ring_capacity)])
                 format_ring(view[region : region + ring_size(ring_capacity)])
             ends = Ends(mapping, 0, region)
             opened.extend(new_eventfd() for _ in range(3))
-            host_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            host_sock, child_sock = _seqpacket_pair()
         except BaseException:
             for fd in opened:
                 os.close(fd)
@@ -82,8 +91,33 @@ class Channel:
         _memfd, to_child, to_host, space = opened
         host_sock.setblocking(False)
         child_fds = ChildFds((memfd, to_child, to_host, space, child_sock.detach()))
-        host = HostChannel(ends, to_child, to_host, space, host_sock, child_fds)
+        host = HostChannel(
+            ends,
+            EventBell(to_child),
+            EventBell(to_host),
+            EventBell(space),
+            FdLink(host_sock),
+            MEMFD_SEGMENTS,
+            on_release=child_fds.close,
+        )
         return host, child_fds
+
+
+if sys.platform == "linux":
+
+    def _new_ring_memfd() -> int:
+        return os.memfd_create("paglets-ring", os.MFD_CLOEXEC)
+
+    def _seqpacket_pair() -> tuple[socket.socket, socket.socket]:
+        return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+else:  # the Linux backend only; elsewhere channels come from the portable backend (_portable_ipc)
+
+    def _new_ring_memfd() -> int:
+        raise OSError("memfd rings need Linux; use the portable backend")
+
+    def _seqpacket_pair() -> tuple[socket.socket, socket.socket]:
+        raise OSError("the Linux channel needs unix sockets with fd passing")
 
 
 class HostChannel:
@@ -92,11 +126,13 @@ class HostChannel:
     def __init__(
         self,
         ends: Ends,
-        bell_out: int,
-        bell_in: int,
-        space_bell: int,
-        sock: socket.socket,
-        child_fds: ChildFds,
+        bell_out: Bell,
+        bell_in: Bell,
+        space_bell: Bell,
+        link: SegmentLink,
+        segments: SegmentFactory,
+        *,
+        on_release: Callable[[], object] | None = None,
     ) -> None:
         self._ends = ends
         self._writer = ends.writer
@@ -104,13 +140,15 @@ class HostChannel:
         self._bell_out = bell_out
         self._bell_in = bell_in
         self._space_bell = space_bell
-        self._sock = sock
-        self._child_fds = child_fds
-        self._segments = SegmentTable()
+        self._link = link
+        #: Makes this channel's outgoing segments (memfds on Linux, files with the portable backend).
+        self.segment_maker = segments
+        self._on_release = on_release
+        self._segments = link.table()
         self._segment_ids = itertools.count(1)
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
-        self._socket_queue: deque[tuple[bytes, OutgoingSegment]] = deque()
+        self._socket_queue: deque[tuple[bytes, WritableSegment]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_frames: Callable[[Any], object] | None = None
         self._on_closed: Callable[[], object] | None = None
@@ -165,8 +203,8 @@ class HostChannel:
         self._on_frames = on_frames
         self._on_closed = on_closed
         self._copy = copy
-        loop.add_reader(self._bell_in, self._on_doorbell)
-        loop.add_reader(self._sock.fileno(), self._on_socket)
+        loop.add_reader(self._bell_in.fileno(), self._on_doorbell)
+        loop.add_reader(self._link.fileno(), self._on_socket)
         if self._queue:
             self._flush()
         if self._socket_queue:
@@ -189,7 +227,7 @@ class HostChannel:
         if self._closed:
             raise ChannelClosedError("channel is closed")
         if not self._queue and self._writer.try_write(frame):
-            ring_bell(self._bell_out)
+            self._bell_out.ring()
             self._frames_sent += 1
             return
         self._enqueue(frame)
@@ -208,7 +246,7 @@ class HostChannel:
                     written += 1
         finally:  # ring for what was written even if a later frame was refused
             if written:
-                ring_bell(self._bell_out)
+                self._bell_out.ring()
                 self._frames_sent += written
         for frame in frames[written:]:
             self._enqueue(frame)
@@ -243,7 +281,7 @@ class HostChannel:
             self._queued_bytes -= len(queue.popleft())
             written += 1
         if written:
-            ring_bell(self._bell_out)
+            self._bell_out.ring()
             self._frames_sent += written
         if queue:
             if self._retry is None and self._loop is not None:
@@ -264,16 +302,16 @@ class HostChannel:
     # --- handoff ------------------------------------------------------------------------------------
 
     def send_large(self, payload: Buffer | Sequence[Buffer]) -> HandoffRef:
-        """Copy ``payload`` into a new sealed segment and send its fd; embed the returned reference in a
+        """Copy ``payload`` into a new sealed segment and send it; embed the returned reference in a
         frame. The copy runs on the calling thread: for tens of MiB, build the segment in a worker with
-        ``OutgoingSegment.from_payload`` and pass it to ``send_segment`` on the loop."""
-        return self.send_segment(OutgoingSegment.from_payload(payload))
+        ``segments.from_payload`` and pass it to ``send_segment`` on the loop."""
+        return self.send_segment(self.segment_maker.from_payload(payload))
 
-    def create_segment(self, size: int) -> OutgoingSegment:
+    def create_segment(self, size: int) -> WritableSegment:
         """A writable segment to fill (e.g. decode or decompress into), then ``send_segment``."""
-        return OutgoingSegment.allocate(size)
+        return self.segment_maker.allocate(size)
 
-    def send_segment(self, segment: OutgoingSegment, length: int | None = None) -> HandoffRef:
+    def send_segment(self, segment: WritableSegment, length: int | None = None) -> HandoffRef:
         """Seal ``segment`` (trimmed to ``length``) and send it; the channel takes ownership of it."""
         if self._closed:
             segment.close()
@@ -291,12 +329,12 @@ class HostChannel:
 
     def _flush_socket(self) -> None:
         queue = self._socket_queue
+        link = self._link
         while queue:
             message, segment = queue[0]
             try:
-                socket.send_fds(self._sock, [message], [segment.fileno()], socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                break
+                if not link.try_send(message, segment):
+                    break
             except OSError as exc:  # peer gone: the socket's EOF closes the channel
                 for _message, dropped in queue:
                     dropped.close()
@@ -306,15 +344,20 @@ class HostChannel:
                 break
             queue.popleft()
             segment.close()
-        if queue and not self._writing_socket and self._loop is not None:
+        waiting = bool(queue) or link.pending_output()
+        if waiting and not self._writing_socket and self._loop is not None:
             self._writing_socket = True
-            self._loop.add_writer(self._sock.fileno(), self._on_socket_writable)
-        elif not queue and self._writing_socket and self._loop is not None:
+            self._loop.add_writer(link.fileno(), self._on_socket_writable)
+        elif not waiting and self._writing_socket and self._loop is not None:
             self._writing_socket = False
-            self._loop.remove_writer(self._sock.fileno())
+            self._loop.remove_writer(link.fileno())
 
     def _on_socket_writable(self) -> None:
         if not self._closed:
+            try:
+                self._link.flush()
+            except OSError:
+                return  # peer gone: the socket's EOF closes the channel
             self._flush_socket()
 
     def open_handoff(self, ref: HandoffRef | int, length: int | None = None) -> Segment:
@@ -332,7 +375,12 @@ class HostChannel:
     def _on_doorbell(self) -> None:
         if self._closed:
             return
-        clear_bell(self._bell_in)
+        try:
+            self._bell_in.clear()
+        except ChannelClosedError:  # a socket doorbell at EOF: the peer is gone
+            self._peer_closed = True
+            self._peer_gone()
+            return
         self._drain()
         if self._queue and not self._closed:
             self._flush()
@@ -363,14 +411,14 @@ class HostChannel:
                     self._drain_scheduled = True
                     self._loop.call_soon(self._drain)
                 if reader.space_requested():
-                    ring_bell(self._space_bell)
+                    self._space_bell.ring()
 
     def _pump_socket(self) -> None:
         """Take every segment message waiting on the socket; notice EOF."""
         if self._peer_closed:
             return
         try:
-            while recv_segment(self._sock, self._segments):
+            while self._link.receive(self._segments):
                 pass
             self._peer_closed = True
         except BlockingIOError:
@@ -422,10 +470,10 @@ class HostChannel:
     def _detach(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.remove_reader(self._bell_in)
-            loop.remove_reader(self._sock.fileno())
+            loop.remove_reader(self._bell_in.fileno())
+            loop.remove_reader(self._link.fileno())
             if self._writing_socket:
-                loop.remove_writer(self._sock.fileno())
+                loop.remove_writer(self._link.fileno())
         self._writing_socket = False
         if self._retry is not None:
             self._retry.cancel()
@@ -435,11 +483,12 @@ class HostChannel:
 
     def _release(self) -> None:
         self._ends.release()
-        for fd in (self._bell_out, self._bell_in, self._space_bell):
-            os.close(fd)
-        self._sock.close()
-        self._child_fds.close()
+        for bell in (self._bell_out, self._bell_in, self._space_bell):
+            bell.close()
+        self._link.close()
         self._segments.close_all()
+        if self._on_release is not None:
+            self._on_release()
         for _message, segment in self._socket_queue:
             segment.close()
         self._socket_queue.clear()

@@ -53,12 +53,12 @@ import mmap
 import os
 import socket
 import sys
-from typing import Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from paglets.core.errors import FrameError, PagletCrashedError, PagletError
-from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, SegmentTable
+from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, Segment, SegmentTable, map_segment
 from paglets.runtime._ring import HEADER_SIZE, RingReader, RingWriter, ring_size
 from paglets.wire.limits import KiB
 
@@ -69,11 +69,15 @@ __all__ = [
     "RETRY_FIRST",
     "RETRY_MAX",
     "RING_CAPACITY",
+    "Bell",
     "ChannelClosedError",
     "ChannelStatistics",
     "ChildFds",
     "Ends",
+    "EventBell",
+    "FdLink",
     "IpcTimeoutError",
+    "SegmentLink",
     "clear_bell",
     "new_eventfd",
     "recv_segment",
@@ -149,37 +153,157 @@ class ChildFds:
             os.close(self.fds[4])
 
 
-def new_eventfd() -> int:
-    return os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+class Bell(Protocol):
+    """One end of a doorbell: ``ring`` wakes whoever waits on the other end, ``clear`` takes the rings
+    that arrived (True if there was one), ``fileno`` is what a waiter polls. An eventfd on Linux (both
+    ends are the same fd), a connected socket with the portable backend."""
+
+    def fileno(self) -> int: ...
+    def ring(self) -> None: ...
+    def clear(self) -> bool: ...
+    def close(self) -> None: ...
 
 
-def ring_bell(fd: int, value: int = 1) -> None:
-    os.eventfd_write(fd, value)
+class SegmentLink(Protocol):
+    """What carries handoff segments beside a channel's rings, and tells when the peer is gone (EOF).
+
+    ``try_send`` hands one sealed segment and its 16-byte message over without blocking (False: try
+    again when ``fileno`` is writable; the segment is then still the caller's); ``receive`` takes one
+    batch of messages into a ``SegmentTable`` (False at EOF; ``BlockingIOError`` when nothing waits);
+    ``table`` makes the table whose handles this link understands."""
+
+    def fileno(self) -> int: ...
+    def try_send(self, message: bytes, segment: Any) -> bool: ...
+    def pending_output(self) -> bool: ...
+    def flush(self) -> None: ...
+    def receive(self, table: SegmentTable) -> bool: ...
+    def table(self) -> SegmentTable: ...
+    def close(self) -> None: ...
+
+
+class EventBell:
+    """A doorbell on a Linux eventfd (the same fd rings and clears)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def ring(self) -> None:
+        ring_bell(self.fd)
+
+    def clear(self) -> bool:
+        try:
+            read_bell(self.fd)
+        except BlockingIOError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class FdLink:
+    """The Linux segment link: a ``SOCK_SEQPACKET`` unix socket carrying sealed memfds (``SCM_RIGHTS``)."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def try_send(self, message: bytes, segment: Any) -> bool:
+        try:
+            send_fd_message(self.sock, message, segment.fileno())
+        except BlockingIOError:
+            return False
+        return True
+
+    def pending_output(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        pass
+
+    def receive(self, table: SegmentTable) -> bool:
+        return recv_segment(self.sock, table)
+
+    def table(self) -> SegmentTable:
+        return SegmentTable(_open_fd_segment, os.close)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _open_fd_segment(fd: Any, segment_id: int, length: int) -> Segment:
+    return map_segment(int(fd), segment_id, length)
+
+
+if sys.platform == "linux":
+
+    def new_eventfd() -> int:
+        return os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+
+    def ring_bell(fd: int, value: int = 1) -> None:
+        os.eventfd_write(fd, value)
+
+    def read_bell(fd: int) -> None:
+        os.eventfd_read(fd)
+
+    def send_fd_message(sock: socket.socket, message: bytes, fd: int) -> None:
+        socket.send_fds(sock, [message], [fd], socket.MSG_DONTWAIT)
+
+    def recv_segment(sock: socket.socket, table: SegmentTable) -> bool:
+        """Receive one segment message into ``table``; False on EOF. Raises BlockingIOError when empty."""
+        msg, fds, flags, _addr = socket.recv_fds(
+            sock, _SOCKET_RECV, 4, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+        )
+        if not msg and not fds:
+            return False
+        if (
+            len(msg) != SEGMENT_MESSAGE.size
+            or len(fds) != 1
+            or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC)
+        ):
+            for fd in fds:
+                os.close(fd)
+            raise FrameError(
+                f"malformed handoff message on the channel socket ({len(msg)} bytes, {len(fds)} fds)"
+            )
+        segment_id, length = SEGMENT_MESSAGE.unpack(msg)
+        table.add_received(segment_id, length, fds[0])
+        return True
+
+else:  # eventfds and fd passing are Linux features; the portable backend uses sockets instead
+
+    def new_eventfd() -> int:
+        raise OSError("eventfd needs Linux; use the portable backend")
+
+    def ring_bell(fd: int, value: int = 1) -> None:
+        raise OSError("eventfd needs Linux")
+
+    def read_bell(fd: int) -> None:
+        raise OSError("eventfd needs Linux")
+
+    def send_fd_message(sock: socket.socket, message: bytes, fd: int) -> None:
+        raise OSError("fd passing needs Linux")
+
+    def recv_segment(sock: socket.socket, table: SegmentTable) -> bool:
+        raise OSError("fd passing needs Linux")
 
 
 def clear_bell(fd: int) -> None:
     try:
-        os.eventfd_read(fd)
+        read_bell(fd)
     except BlockingIOError:
         pass
-
-
-def recv_segment(sock: socket.socket, table: SegmentTable) -> bool:
-    """Receive one segment message into ``table``; False on EOF. Raises BlockingIOError when empty."""
-    msg, fds, flags, _addr = socket.recv_fds(
-        sock, _SOCKET_RECV, 4, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
-    )
-    if not msg and not fds:
-        return False
-    if len(msg) != SEGMENT_MESSAGE.size or len(fds) != 1 or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
-        for fd in fds:
-            os.close(fd)
-        raise FrameError(
-            f"malformed handoff message on the channel socket ({len(msg)} bytes, {len(fds)} fds)"
-        )
-    segment_id, length = SEGMENT_MESSAGE.unpack(msg)
-    table.add_received(segment_id, length, fds[0])
-    return True
 
 
 def ref_parts(ref: HandoffRef | int, length: int | None) -> tuple[int, int]:

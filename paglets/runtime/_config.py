@@ -115,6 +115,10 @@ class HostConfig:
     tags: tuple[str, ...] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
     preload_modules: tuple[str, ...] = ()
+    #: How paglet processes start and talk to the host: ``"linux"`` (zygote, memfd rings, eventfds) or
+    #: ``"portable"`` (spare processes, file rings, socket doorbells); ``None``: ``PAGLETS_BACKEND``, else
+    #: the platform's default (``paglets.runtime._backend``).
+    process_backend: str | None = None
     #: Limits and timeouts of the host's HTTP server (``None``: the defaults of ``ServerLimits``).
     http_limits: ServerLimits | None = None
     #: The compute capacity this host declares to its ``compute-slots`` service (``cpu_slots``,

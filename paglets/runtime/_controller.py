@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import msgspec
 
 from paglets.core.errors import HostError, PagletCrashedError, PagletError, RemoteHostError
-from paglets.runtime import _handoff
 from paglets.runtime._channel import HostChannel
 from paglets.runtime._mailbox import UNQUEUED_PRIORITY, Delivery, Mailbox
 from paglets.wire.control import ControlRequest, StateSegment, decode_control, encode_reply
@@ -57,7 +55,8 @@ from paglets.wire.messages import ErrorInfo, error_info_from_exception, exceptio
 from paglets.wire.values import decode_value, encode_value
 
 if TYPE_CHECKING:
-    from paglets.runtime._zygote import ChildProcess
+    from paglets.runtime._backend import PagletProcess
+    from paglets.runtime._channel_layout import Bell
 
 __all__ = [
     "STATUS_TRANSITIONS",
@@ -143,8 +142,8 @@ class PagletController:
         agent_class: str,
         state_class: str,
         channel: HostChannel,
-        service_bell: int,
-        process: ChildProcess,
+        service_bell: Bell | None,
+        process: PagletProcess,
         loop: asyncio.AbstractEventLoop,
         host_calls: HostCalls,
         on_crash: Callable[[PagletController], None],
@@ -265,7 +264,7 @@ class PagletController:
             self._send_quietly(HostReply(msg.call_id, False, NIL, host_call_error(exc)))
             return
         if len(payload) > _INLINE_LIMIT:
-            segment = await self.loop.run_in_executor(None, _handoff.OutgoingSegment.from_payload, payload)
+            segment = await self.loop.run_in_executor(None, self.channel.segment_maker.from_payload, payload)
             if self.channel.closed:
                 segment.close()
                 return
@@ -294,11 +293,14 @@ class PagletController:
 
     def ring_service(self) -> None:
         """Wake the child's service thread (it serves snapshots even while a handler runs)."""
-        if self._service_bell >= 0:
-            os.eventfd_write(self._service_bell, 1)
+        if self._service_bell is not None:
+            self._service_bell.ring()
 
     def _on_closed(self) -> None:
         self._channel_closed = True
+        bell, self._service_bell = self._service_bell, None
+        if bell is not None:  # nobody is left to wake
+            bell.close()
         if self.status in ("stopping", "gone"):
             self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} stopped"))
             return
@@ -383,7 +385,7 @@ class PagletController:
         message = item.message
         if len(message.body) <= _INLINE_LIMIT:
             return encode_deliver(call_id, message, item.oneway)
-        segment = _handoff.OutgoingSegment.from_payload(message.body)
+        segment = self.channel.segment_maker.from_payload(message.body)
         ref = self.channel.send_segment(segment)
         carried = HandoffRef(ref.segment_id, ref.length, 0)
         return encode_body(Deliver(call_id, EMPTY_MESSAGE, item.oneway, carried))
@@ -450,7 +452,7 @@ class PagletController:
             raise exception_from_error_info(outcome.error or _UNKNOWN)
         if outcome.handoff is not None:
             ref = outcome.handoff
-            with self.channel.open_handoff(_handoff.HandoffRef(ref.segment, ref.length)) as segment:
+            with self.channel.open_handoff(ref.segment, ref.length) as segment:
                 return decode_value(segment.view)
         return decode_value(outcome.result)
 
@@ -635,9 +637,9 @@ class PagletController:
         self._fail_pending(PagletCrashedError(f"paglet {self.agent_id} is gone"))
         self._wake_message_waiters()
         self.channel.close()
-        if self._service_bell >= 0:
-            os.close(self._service_bell)
-            self._service_bell = -1
+        bell, self._service_bell = self._service_bell, None
+        if bell is not None:
+            bell.close()
 
     @property
     def exited(self) -> bool:

@@ -45,6 +45,7 @@ from typing import Final
 
 import msgspec
 
+from paglets._oscompat import lock_exclusive
 from paglets.wire.replies import GitUpdateStatus
 
 __all__ = [
@@ -219,14 +220,14 @@ def is_ancestor(root: Path, older: str, newer: str) -> bool:
 
 
 def _process_start(pid: int) -> str:
-    """When process ``pid`` started (clock ticks since boot, from ``/proc``), ``""`` when unknown: tells a
+    """When process ``pid`` started (psutil's creation time, on every OS), ``""`` when unknown: tells a
     live owner from a new process that got its pid."""
+    import psutil  # lazily: only the update lock needs it
+
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.Error, OSError):
         return ""
-    fields = text[text.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else ""
 
 
 def _alive(pid: int) -> bool:
@@ -299,26 +300,17 @@ class CheckoutLock:
 
     @contextlib.contextmanager
     def _guarded(self, deadline: float) -> Iterator[None]:
-        try:
-            import fcntl
-        except ImportError:  # no flock (Windows): the exclusive create alone decides
-            yield
-            return
         fd = os.open(self.guard, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             pause = 0.005
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise LockBusyError(f"{self.guard} stayed locked") from None
-                    time.sleep(pause)
-                    pause = min(pause * 2, LOCK_POLL_MAX)
+            while not lock_exclusive(fd):  # flock on POSIX, msvcrt.locking on Windows
+                if time.monotonic() >= deadline:
+                    raise LockBusyError(f"{self.guard} stayed locked") from None
+                time.sleep(pause)
+                pause = min(pause * 2, LOCK_POLL_MAX)
             yield
         finally:
-            os.close(fd)  # releases the flock
+            os.close(fd)  # releases the lock
 
     def acquire(self) -> None:
         deadline = time.monotonic() + self.wait

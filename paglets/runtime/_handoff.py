@@ -27,13 +27,13 @@ Two ways to fill a segment:
 
 from __future__ import annotations
 
-import fcntl
 import mmap
 import os
 import struct
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Protocol, Self
 
 import msgspec
 
@@ -45,11 +45,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_PENDING_SEGMENTS",
+    "MEMFD_SEGMENTS",
     "SEGMENT_MESSAGE",
     "HandoffRef",
     "OutgoingSegment",
     "Segment",
+    "SegmentFactory",
     "SegmentTable",
+    "WritableSegment",
     "map_segment",
 ]
 
@@ -63,8 +66,81 @@ SEGMENT_MESSAGE: Final = struct.Struct("=QQ")
 #: Most buffers one ``writev`` call takes (Linux ``IOV_MAX``).
 _IOV_MAX: Final = 1024
 
-_REQUIRED_SEALS: Final = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_WRITE
-_ALL_SEALS: Final = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+if sys.platform == "linux":
+    import fcntl
+
+    _REQUIRED_SEALS: Final = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_WRITE
+    _ALL_SEALS: Final = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE | fcntl.F_SEAL_SEAL
+
+    def _new_memfd() -> int:
+        return os.memfd_create("paglets-handoff", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+
+    def _add_seals(fd: int) -> None:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _ALL_SEALS)
+
+    def _sealed_against_writes(fd: int) -> bool:
+        return fcntl.fcntl(fd, fcntl.F_GET_SEALS) & _REQUIRED_SEALS == _REQUIRED_SEALS
+
+    def _map_shared(fd: int, size: int) -> mmap.mmap:
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED)
+
+    def _map_read_only(fd: int, size: int) -> mmap.mmap:
+        # No MAP_POPULATE: the kernel's fault-around maps pages 64 KiB at a time as the decoder reads,
+        # which measured as fast as pre-faulting for a full read and far cheaper for a partial one.
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+
+    def _writev(fd: int, parts: list[memoryview]) -> int:
+        return os.writev(fd, parts) if len(parts) > 1 else os.write(fd, parts[0])
+
+    def _pread(fd: int, size: int, offset: int) -> bytes:
+        return os.pread(fd, size, offset)
+
+else:  # memfd segments exist on Linux only; the portable backend uses file segments (_portable_ipc)
+
+    def _new_memfd() -> int:
+        raise OSError("memfd handoff segments need Linux; use the portable backend")
+
+    def _add_seals(fd: int) -> None:
+        raise OSError("memfd seals need Linux")
+
+    def _sealed_against_writes(fd: int) -> bool:
+        return False
+
+    def _map_shared(fd: int, size: int) -> mmap.mmap:
+        return mmap.mmap(fd, size)
+
+    def _map_read_only(fd: int, size: int) -> mmap.mmap:
+        return mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+
+    def _writev(fd: int, parts: list[memoryview]) -> int:
+        return os.write(fd, parts[0])
+
+    def _pread(fd: int, size: int, offset: int) -> bytes:
+        raise OSError("pread needs a POSIX system")
+
+
+class WritableSegment(Protocol):
+    """A segment being prepared for sending, whatever holds it (a memfd on Linux, a file elsewhere)."""
+
+    view: memoryview | None
+
+    @property
+    def length(self) -> int: ...
+    @property
+    def sealed(self) -> bool: ...
+    def grow(self, size: int) -> None: ...
+    def write_at(self, offset: int, data: Buffer) -> None: ...
+    def read(self, length: int) -> bytes: ...
+    def seal(self, length: int | None = None) -> None: ...
+    def close(self) -> None: ...
+
+
+class SegmentFactory(Protocol):
+    """Makes the segments of one backend (``MEMFD_SEGMENTS``; ``_portable_ipc.FileSegments``)."""
+
+    def from_payload(self, payload: Buffer | Sequence[Buffer]) -> WritableSegment: ...
+    def allocate(self, size: int) -> WritableSegment: ...
+    def growable(self) -> WritableSegment: ...
 
 
 class HandoffRef(msgspec.Struct, frozen=True, array_like=True):
@@ -79,10 +155,6 @@ def _check_length(length: int) -> None:
         raise LimitExceededError(
             f"handoff of {length} bytes is outside [0, {MAX_HANDOFF_BYTES}]", fault="local"
         )
-
-
-def _new_memfd() -> int:
-    return os.memfd_create("paglets-handoff", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
 
 
 class OutgoingSegment:
@@ -127,7 +199,7 @@ class OutgoingSegment:
         fd = _new_memfd()
         try:
             os.ftruncate(fd, size)
-            mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED) if size else None
+            mapping = _map_shared(fd, size) if size else None
         except BaseException:
             os.close(fd)
             raise
@@ -158,7 +230,7 @@ class OutgoingSegment:
             self.view = None
         if self._map is None:
             os.ftruncate(self._fd, size)
-            self._map = mmap.mmap(self._fd, size, flags=mmap.MAP_SHARED)
+            self._map = _map_shared(self._fd, size)
         else:
             self._map.resize(size)  # ftruncate + mremap
         self._length = size
@@ -184,7 +256,7 @@ class OutgoingSegment:
         parts: list[bytes] = []
         offset = 0
         while offset < length:
-            part = os.pread(self._fd, length - offset, offset)
+            part = _pread(self._fd, length - offset, offset)
             if not part:
                 raise FrameError(f"segment holds {offset} bytes, {length} were expected")
             parts.append(part)
@@ -225,7 +297,7 @@ class OutgoingSegment:
         if length is not None and length != self._length:
             os.ftruncate(self._fd, length)
             self._length = length
-        fcntl.fcntl(self._fd, fcntl.F_ADD_SEALS, _ALL_SEALS)
+        _add_seals(self._fd)
         self._sealed = True
 
     def detach_fd(self) -> int:
@@ -271,7 +343,7 @@ def _write_all(fd: int, parts: list[memoryview]) -> None:
     index = 0
     while index < len(parts):
         batch = parts[index : index + _IOV_MAX]
-        written = os.writev(fd, batch) if len(batch) > 1 else os.write(fd, batch[0])
+        written = _writev(fd, batch)
         for view in batch:
             if written >= view.nbytes:
                 written -= view.nbytes
@@ -286,7 +358,7 @@ class Segment:
 
     __slots__ = ("_closed", "_map", "_on_close", "length", "segment_id", "view")
 
-    def __init__(self, segment_id: int, length: int, mapping: mmap.mmap | None) -> None:
+    def __init__(self, segment_id: int, length: int, mapping: mmap.mmap | bytearray | None) -> None:
         self.segment_id = segment_id
         self.length = length
         self._map = mapping
@@ -303,12 +375,12 @@ class Segment:
         self._closed = True
         self.view.release()
         self.view = memoryview(b"")
-        if self._map is not None:
+        if isinstance(self._map, mmap.mmap):
             try:
                 self._map.close()
             except BufferError:
                 pass  # derived views alive: the mapping is freed when the last one is released
-            self._map = None
+        self._map = None
         if self._on_close is not None:
             self._on_close.forget(self)
             self._on_close = None
@@ -335,17 +407,12 @@ def map_segment(fd: int, segment_id: int, length: int) -> Segment:
     """Validate a received segment fd and map it read-only. Always consumes (closes) ``fd``."""
     try:
         _check_length(length)
-        seals = fcntl.fcntl(fd, fcntl.F_GET_SEALS)
-        if seals & _REQUIRED_SEALS != _REQUIRED_SEALS:
+        if not _sealed_against_writes(fd):
             raise FrameError(f"handoff segment {segment_id} is not sealed against writes and shrinking")
         size = os.fstat(fd).st_size
         if size != length:
             raise FrameError(f"handoff segment {segment_id} holds {size} bytes, {length} announced")
-        mapping = (
-            # No MAP_POPULATE: the kernel's fault-around maps pages 64 KiB at a time as the decoder reads,
-            # which measured as fast as pre-faulting for a full read and far cheaper for a partial one.
-            mmap.mmap(fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ) if length else None
-        )
+        mapping = _map_read_only(fd, length) if length else None
     except OSError as exc:
         raise FrameError(f"handoff segment {segment_id} cannot be mapped: {exc}") from exc
     finally:
@@ -354,26 +421,36 @@ def map_segment(fd: int, segment_id: int, length: int) -> Segment:
 
 
 class SegmentTable:
-    """One channel side's bookkeeping: fds received but not opened yet, and segments it opened.
+    """One channel side's bookkeeping: segments received but not opened yet, and segments it opened.
 
-    ``close_all`` frees everything still tracked (pending fds are closed, open segments unmapped).
+    What identifies a received segment (``handle``) depends on the link that carried it: an fd on Linux,
+    a file path with the portable backend. ``open_received(handle, segment_id, length)`` maps or reads it
+    (and always consumes the handle); ``discard(handle)`` frees one never opened. By default both are
+    the memfd ones. ``close_all`` frees everything still tracked (pending handles are discarded, open
+    segments unmapped).
     """
 
-    __slots__ = ("_open", "_pending")
+    __slots__ = ("_discard", "_open", "_open_received", "_pending")
 
-    def __init__(self) -> None:
-        self._pending: dict[int, tuple[int, int]] = {}
+    def __init__(
+        self,
+        open_received: Callable[[Any, int, int], Segment] | None = None,
+        discard: Callable[[Any], None] | None = None,
+    ) -> None:
+        self._pending: dict[int, tuple[Any, int]] = {}
         self._open: set[Segment] = set()
+        self._open_received: Callable[[Any, int, int], Segment] = open_received or map_segment
+        self._discard: Callable[[Any], None] = discard or os.close
 
-    def add_received(self, segment_id: int, length: int, fd: int) -> None:
-        """Remember an fd that arrived on the socket (takes ownership of ``fd``)."""
+    def add_received(self, segment_id: int, length: int, handle: Any) -> None:
+        """Remember a segment that arrived on the link (takes ownership of ``handle``)."""
         if segment_id in self._pending:
-            os.close(fd)
+            self._discard(handle)
             raise FrameError(f"handoff segment id {segment_id} received twice")
         if len(self._pending) >= MAX_PENDING_SEGMENTS:
-            os.close(fd)
+            self._discard(handle)
             raise FrameError(f"more than {MAX_PENDING_SEGMENTS} handoff segments pending")
-        self._pending[segment_id] = (fd, length)
+        self._pending[segment_id] = (handle, length)
 
     def has(self, segment_id: int) -> bool:
         return segment_id in self._pending
@@ -383,13 +460,13 @@ class SegmentTable:
         entry = self._pending.pop(segment_id, None)
         if entry is None:
             raise FrameError(f"unknown handoff segment {segment_id}")
-        fd, announced = entry
+        handle, announced = entry
         if length != announced:
-            os.close(fd)
+            self._discard(handle)
             raise FrameError(
                 f"handoff segment {segment_id}: frame says {length} bytes, socket said {announced}"
             )
-        segment = map_segment(fd, segment_id, length)
+        segment = self._open_received(handle, segment_id, length)
         segment._on_close = self
         self._open.add(segment)
         return segment
@@ -406,9 +483,26 @@ class SegmentTable:
         return len(self._open)
 
     def close_all(self) -> None:
-        for fd, _length in self._pending.values():
-            os.close(fd)
+        for handle, _length in self._pending.values():
+            self._discard(handle)
         self._pending.clear()
         for segment in list(self._open):
             segment.close()
         self._open.clear()
+
+
+class _MemfdSegments:
+    """The Linux backend's segment factory: sealed memfds (``OutgoingSegment``)."""
+
+    def from_payload(self, payload: Buffer | Sequence[Buffer]) -> OutgoingSegment:
+        return OutgoingSegment.from_payload(payload)
+
+    def allocate(self, size: int) -> OutgoingSegment:
+        return OutgoingSegment.allocate(size)
+
+    def growable(self) -> OutgoingSegment:
+        return OutgoingSegment.growable()
+
+
+#: The segment factory of the Linux backend.
+MEMFD_SEGMENTS: Final = _MemfdSegments()

@@ -43,7 +43,7 @@ import msgspec
 
 from paglets.core.errors import HostBusyError, LimitExceededError
 from paglets.http._body import Piece
-from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._handoff import MEMFD_SEGMENTS, SegmentFactory, WritableSegment
 from paglets.wire.envelope import DecodedEnvelope, EnvelopeDecoder, EnvelopeMetadata
 from paglets.wire.limits import KiB, MiB
 
@@ -246,10 +246,12 @@ class InboundSink:
         "written",
     )
 
-    def __init__(self, budget: InboundBudget, declared: int) -> None:
+    def __init__(
+        self, budget: InboundBudget, declared: int, segments: SegmentFactory = MEMFD_SEGMENTS
+    ) -> None:
         self._budget = budget
         self.declared = declared
-        self.segment = OutgoingSegment.growable()
+        self.segment = segments.growable()
         #: Budget bytes this move holds (at least the segment's size).
         self.charged = 0
         self.written = 0
@@ -302,7 +304,9 @@ class InboundMove:
         *,
         max_state_bytes: int,
         wait: float = INBOUND_BUDGET_WAIT,
+        segments: SegmentFactory = MEMFD_SEGMENTS,
     ) -> None:
+        self._segments = segments
         self._budget = budget
         self._executor = executor
         self._wait = wait
@@ -319,7 +323,7 @@ class InboundMove:
                 f"the paglet's state of {declared} bytes is larger than this host's inbound move budget "
                 f"({budget} bytes; Host(inbound_move_budget=...) raises it)"
             )
-        self.sink = InboundSink(self._budget, declared)
+        self.sink = InboundSink(self._budget, declared, self._segments)
         self.sink.loop_limit = self._loop_limit
         return self.sink
 
@@ -403,10 +407,10 @@ class InboundMove:
                 return [piece[used:], *pieces[index + 1 :]]
         return []
 
-    def take_segment(self) -> OutgoingSegment:
+    def take_segment(self) -> WritableSegment:
         """The state's segment, now owned by the caller (``release`` no longer closes it)."""
         if self.sink is None:  # an empty state: no frame, no sink
-            return OutgoingSegment.growable()
+            return self._segments.growable()
         self._taken = True
         return self.sink.segment
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from paglets.remote.client import HostClient
     from paglets.runtime._controller import MailboxItem, PagletController
     from paglets.runtime._files import FileRegistry
-    from paglets.runtime._handoff import OutgoingSegment
+    from paglets.runtime._handoff import SegmentFactory, WritableSegment
     from paglets.runtime._paglets import Timeouts
 
 __all__ = ["MoveAgents", "MoveConfig", "MoveRecords", "MovementSite"]
@@ -35,6 +35,8 @@ class MoveAgents(Protocol):
     def controllers(self) -> dict[str, PagletController]: ...
     @property
     def timeouts(self) -> Timeouts: ...
+    @property
+    def segments(self) -> SegmentFactory: ...
     def ready(self, agent_id: str) -> PagletController: ...
     def detach(self, ctrl: PagletController) -> list[MailboxItem]: ...
     async def release_when_idle(self, ctrl: PagletController) -> None: ...
@@ -44,7 +46,7 @@ class MoveAgents(Protocol):
         agent_id: str,
         agent_class: str,
         state_class: str,
-        state_segment: OutgoingSegment,
+        state_segment: WritableSegment,
         hook: str,
         event: Any,
     ) -> PagletController: ...

@@ -24,7 +24,7 @@ from paglets.persistence._recordformat import StoredRecord
 from paglets.persistence._transfers import TransferRecord
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.runtime._controller import PagletController, Snapshot
-from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._handoff import WritableSegment
 from paglets.runtime._transfer import Action, Event, TargetState, TargetTransfer, source_answer_event
 from paglets.wire.envelope import EnvelopeMetadata
 
@@ -82,7 +82,7 @@ class TargetDriver:
     # --- prepare -----------------------------------------------------------------------------------------
 
     async def prepare(
-        self, metadata: EnvelopeMetadata, segment: OutgoingSegment, *, length: int
+        self, metadata: EnvelopeMetadata, segment: WritableSegment, *, length: int
     ) -> TargetRun:
         """An envelope arrived (over HTTP or from this host): prepare its paglet once per transfer id."""
         engine = self._engine
@@ -136,7 +136,8 @@ class TargetDriver:
     async def prepare_local(self, metadata: EnvelopeMetadata, snapshot: Snapshot) -> TargetRun:
         """A move within this host: the same preparation, from the snapshot (raises when refused)."""
         loop = asyncio.get_running_loop()
-        segment = await loop.run_in_executor(None, OutgoingSegment.from_payload, snapshot.view)
+        segments = self._host.manager.segments
+        segment = await loop.run_in_executor(None, segments.from_payload, snapshot.view)
         run = await self.prepare(metadata, segment, length=snapshot.view.nbytes)
         self.envelope_answer(run)
         return run
@@ -146,7 +147,7 @@ class TargetDriver:
         return self.envelope_answer(run)
 
     async def _prepare_copy(
-        self, run: TargetRun, metadata: EnvelopeMetadata, segment: OutgoingSegment, length: int
+        self, run: TargetRun, metadata: EnvelopeMetadata, segment: WritableSegment, length: int
     ) -> None:
         host = self._host
         try:

@@ -272,7 +272,11 @@ class MovementEngine:
         """An envelope arrives over HTTP: verify it while it streams, under the host's inbound move budget
         and off the event loop (``paglets/runtime/_inbound.py``), then prepare the paglet."""
         move = InboundMove(
-            self.budget, self._decode_pool(), max_state_bytes=max_state_bytes, wait=self.budget_wait
+            self.budget,
+            self._decode_pool(),
+            max_state_bytes=max_state_bytes,
+            wait=self.budget_wait,
+            segments=self.host.manager.segments,
         )
         seen: list[TargetRun] = []
 

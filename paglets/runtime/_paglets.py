@@ -2,13 +2,14 @@
 
 ``PagletManager`` runs on the host's event loop and owns every ``PagletController``. The ``Host``
 facade (synchronous user API), the HTTP routes and the host calls of paglet processes all call it; it
-never blocks the loop (spawning a process waits on the zygote in an executor thread).
+never blocks the loop (starting a process waits on the process backend in an executor thread).
 
 Creation (as in paglets 2.0, without its costs): the host checks the classes, encodes the initial state
-once, and asks the zygote for a fork; the new process decodes the state, builds the paglet and says
-hello; the host sends the ``creation`` lifecycle request; once the hook has answered, the paglet is
-ready and its ``run()`` starts in the child. A failing hook or a process that dies while starting
-rolls back completely: the process is killed, nothing stays registered.
+once, and has the process backend start a paglet process (a fork of the zygote, or a warm spare); the new
+process decodes the state, builds the paglet and says hello; the host sends the ``creation`` lifecycle
+request; once the hook has answered, the paglet is ready and its ``run()`` starts in the child. A failing
+hook or a process that dies while starting rolls back completely: the process is killed, nothing stays
+registered.
 """
 
 from __future__ import annotations
@@ -35,14 +36,12 @@ from paglets.core.errors import (
 from paglets.core.events import CreationEvent, PersistencyEvent
 from paglets.core.messages import UNQUEUED_PRIORITY
 from paglets.persistence.storage import path_component
-from paglets.runtime._channel import Channel
+from paglets.runtime._backend import ProcessBackend
 from paglets.runtime._controller import HostCalls, MailboxItem, PagletController
 from paglets.runtime._deadlines import DEFAULT_SEND_TIMEOUT, DISPOSE_GRACE, send_timeout_error
-from paglets.runtime._handoff import OutgoingSegment
+from paglets.runtime._handoff import SegmentFactory, WritableSegment
 from paglets.runtime._procutil import scrubbed_environment
 from paglets.runtime._tasks import BackgroundTasks
-from paglets.runtime._zygote import Zygote
-from paglets.runtime._zygote_thread import ZygoteThread
 from paglets.wire.boot import ChildConfig, encode_child_config
 
 if TYPE_CHECKING:
@@ -57,9 +56,6 @@ __all__ = ["PagletManager", "Timeouts", "mailbox_counts"]
 
 _log = logging.getLogger("paglets.runtime")
 
-
-#: The function a paglet process runs (``paglets.runtime.child.main``).
-CHILD_ENTRY: Final = "paglets.runtime.child.main:child_main"
 
 #: Initial states up to this size travel inside the spawn request; larger ones through a handoff segment.
 INLINE_STATE: Final = 32 * 1024
@@ -104,8 +100,15 @@ class PagletManager:
         timeouts: Timeouts = Timeouts(),
         mailbox_depth: int = MAILBOX_DEPTH,
         spawn: Callable[..., object] | None = None,
+        backend: ProcessBackend | None = None,
     ) -> None:
         self.host_name = host_name
+        if backend is None:
+            from paglets.runtime._backend import choose_backend, make_backend
+
+            backend = make_backend(choose_backend(), host_name=host_name)
+        #: How this host's paglet processes start and talk to it (``paglets.runtime._backend``).
+        self.backend = backend
         #: How controllers start their background tasks (``BackgroundTasks.spawn``: failures reported).
         self._spawn_task = spawn if spawn is not None else BackgroundTasks(events).spawn
         self._address = address
@@ -119,7 +122,7 @@ class PagletManager:
         self._on_agent_live = on_agent_live
         self._mailbox_depth = mailbox_depth
         self.controllers: dict[str, PagletController] = {}
-        self._zygote: ZygoteThread | None = None
+        self._launched = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.created_total = 0
         #: ``(seconds, ok)`` of every finished message (the host's metrics).
@@ -138,24 +141,27 @@ class PagletManager:
     # --- start and stop --------------------------------------------------------------------------
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Bind to the host's loop. The zygote is launched by :meth:`launch_zygote` (the host calls it once
-        its socket is bound), or by the first paglet process needed before that."""
+        """Bind to the host's loop. The process backend (the zygote, or the spare processes) is launched
+        by :meth:`launch_processes` (the host calls it once its socket is bound), or by the first paglet
+        process or handoff segment needed before that."""
         self._loop = loop
 
-    def launch_zygote(self) -> None:
-        """Launch the zygote in the background (``paglets.runtime._zygote_thread``), once; creating a
-        paglet process waits until it is ready."""
-        if self._zygote is not None or self._loop is None:
+    def launch_processes(self) -> None:
+        """Launch the process backend in the background, once; creating a paglet process waits until it
+        is ready."""
+        if self._launched or self._loop is None:
             return
         # the template and every paglet process start without the host's secrets in their environment;
         # a paglet process gets the key it needs through its ChildConfig
         env = scrubbed_environment(os.environ, secrets=[self.api_key] if self.api_key else [])
-        self._zygote = ZygoteThread(name=self.host_name, preload=self._preload, env=env)
+        self.backend.start(preload=self._preload, env=env)
+        self._launched = True
 
     @property
-    def zygote(self) -> Zygote | None:
-        """The zygote once it is ready (``None`` before, or when the host is not started)."""
-        return self._zygote.ready if self._zygote is not None else None
+    def segments(self) -> SegmentFactory:
+        """Makes handoff segments for states that arrive before their process exists."""
+        self.launch_processes()  # the portable backend keeps segments in its runtime directory
+        return self.backend.segments
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -164,7 +170,7 @@ class PagletManager:
         return self._loop
 
     async def stop_all(self, timeout: float) -> None:
-        """Stop every paglet process (their state is not kept) and the zygote."""
+        """Stop every paglet process (their state is not kept) and the process backend."""
         controllers = list(self.controllers.values())
         for ctrl in controllers:
             ctrl.begin_stop()
@@ -178,9 +184,9 @@ class PagletManager:
             await ctrl.wait_exit(self.timeouts.exit)
             ctrl.close()
         self.controllers.clear()
-        starter, self._zygote = self._zygote, None
-        if starter is not None:
-            await asyncio.get_running_loop().run_in_executor(None, starter.close)
+        if self._launched:
+            self._launched = False
+            await asyncio.get_running_loop().run_in_executor(None, self.backend.close)
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -283,15 +289,15 @@ class PagletManager:
         return agent_id
 
     def _preload_class_modules(self, *class_names: str) -> None:
-        """Have the zygote import the modules of classes in use, so later forks start with them loaded."""
-        zygote = self.zygote
-        if zygote is None or len(self._preloaded) >= MAX_PRELOADED_MODULES:
+        """Have the zygote (or the spares) import the modules of classes in use, so later paglet processes
+        start with them loaded."""
+        if not self._launched or len(self._preloaded) >= MAX_PRELOADED_MODULES:
             return
         modules = [n.partition(":")[0] for n in class_names]
         new = [m for m in dict.fromkeys(modules) if m not in self._preloaded]
         if new:
             self._preloaded.update(new)
-            zygote.preload(new)
+            self.backend.preload(new)
 
     async def _spawn(
         self,
@@ -300,18 +306,17 @@ class PagletManager:
         state_class: str,
         state: bytes | None,
         *,
-        state_segment: OutgoingSegment | None = None,
+        state_segment: WritableSegment | None = None,
         register: bool = True,
     ) -> PagletController:
         check_agent_id(agent_id)  # every live paglet passes here: created, arrived, activated, cloned
-        self.launch_zygote()
-        starter = self._zygote
-        if starter is None:
+        self.launch_processes()
+        if not self._launched:
             raise HostError(f"host {self.host_name} is not started")
-        zygote = await starter.get()
         loop = self.loop
-        channel, child_fds = Channel.create()
-        service_bell = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        backend = self.backend
+        pending = await backend.new_child(self.timeouts.spawn)
+        channel = pending.channel
         try:
             inline: bytes | None = state
             handoff: HandoffRef | None = None
@@ -335,22 +340,15 @@ class PagletManager:
                 send_timeout=self.timeouts.send,
             )
             title = f"paglet:{self.host_name}:{agent_class.rpartition(':')[2]}:{agent_id}"
+            encoded = encode_child_config(config)
             process = await loop.run_in_executor(
                 None,
-                lambda: zygote.spawn(
-                    CHILD_ENTRY,
-                    encode_child_config(config),
-                    (*child_fds.fds, service_bell),
-                    title=title,
-                    timeout=self.timeouts.spawn,
-                ),
+                lambda: backend.launch(pending, encoded, title=title, timeout=self.timeouts.spawn),
             )
         except BaseException:
-            child_fds.close()
-            channel.close()
-            os.close(service_bell)
+            backend.abandon(pending)
             raise
-        child_fds.close()
+        service_bell = pending.service_bell
         ctrl = PagletController(
             agent_id=agent_id,
             agent_class=agent_class,
@@ -375,7 +373,7 @@ class PagletManager:
         agent_id: str,
         agent_class: str,
         state_class: str,
-        state_segment: OutgoingSegment,
+        state_segment: WritableSegment,
         hook: str,
         event: Any,
     ) -> PagletController:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
@@ -46,10 +46,17 @@ _COMM_MAX: Final = 15
 _FALLBACK_MAX_FD: Final = 1 << 20
 
 
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:  # pragma: no cover - no dynamic libc
+if sys.platform == "linux":
+
+    def _libc() -> ctypes.CDLL | None:
+        try:
+            return ctypes.CDLL(None, use_errno=True)
+        except OSError:  # pragma: no cover - no dynamic libc
+            return None
+
+else:  # prctl and glibc's argv pointer are Linux features
+
+    def _libc() -> ctypes.CDLL | None:
         return None
 
 
@@ -66,7 +73,7 @@ def _prctl(option: int, arg: int | bytes) -> bool:
     return int(prctl(option, argument, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))) == 0
 
 
-def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+def set_parent_death_signal(sig: int = 9) -> bool:
     """Ask the kernel to send ``sig`` to this process when the thread that created it exits.
 
     Returns False if unsupported. The caller must then check ``os.getppid()``: if the parent died
@@ -96,13 +103,31 @@ def _argv_area() -> tuple[int, int] | None:
     return start, end
 
 
-def set_process_title(title: str) -> bool:
+def _argv_area_from_libc() -> tuple[int, int] | None:
+    """The argv area without ``/proc``: glibc's ``program_invocation_name`` is ``argv[0]`` as the kernel
+    placed it, and the strings of ``sys.orig_argv`` follow it, each with its NUL."""
+    if _LIBC is None:
+        return None
+    try:
+        start = ctypes.c_void_p.in_dll(_LIBC, "program_invocation_name").value
+    except ValueError:  # not glibc
+        return None
+    if not start:
+        return None
+    length = sum(len(os.fsencode(arg)) + 1 for arg in sys.orig_argv)
+    if ctypes.string_at(start, len(os.fsencode(sys.orig_argv[0]))) != os.fsencode(sys.orig_argv[0]):
+        return None
+    return start, start + length
+
+
+def set_process_title(title: str, *, use_proc: bool = True) -> bool:
     """Show ``title`` as this process's command line and ``comm``. True if the command line changed.
 
-    The title is truncated to the original argv area (see the module docstring).
+    The title is truncated to the original argv area (see the module docstring). With ``use_proc=False``
+    the area is found without reading ``/proc`` (glibc only; the portable backend's processes).
     """
     set_comm(title)
-    area = _argv_area()
+    area = _argv_area() if use_proc else _argv_area_from_libc()
     if area is None:
         return False
     start, end = area
@@ -124,10 +149,12 @@ def close_fds_except(keep: Iterable[int]) -> None:
         if fd > low:
             os.closerange(low, fd)
         low = fd + 1
-    try:
-        max_fd = os.sysconf("SC_OPEN_MAX")
-    except (OSError, ValueError):  # pragma: no cover
-        max_fd = _FALLBACK_MAX_FD
+    max_fd = _FALLBACK_MAX_FD
+    if sys.platform != "win32":
+        try:
+            max_fd = os.sysconf("SC_OPEN_MAX")
+        except (OSError, ValueError):  # pragma: no cover
+            pass
     os.closerange(low, max(max_fd, low))
 
 

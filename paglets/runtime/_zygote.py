@@ -54,8 +54,13 @@ import msgspec
 
 from paglets.core.errors import FrameError, HostError, LimitExceededError
 from paglets.runtime._channel_layout import IpcTimeoutError
+from paglets.runtime._preload import RUNTIME_MODULES
 from paglets.runtime._procutil import TITLE_ROOM
 from paglets.wire.limits import KiB
+
+# Linux only (fork, pidfds, fd passing, prctl): the Linux backend imports this module, no other
+# (mypy checks what follows for Linux only).
+assert sys.platform == "linux", "the zygote needs Linux; other systems use the portable backend"
 
 __all__ = [
     "MAX_SPAWN_CONFIG",
@@ -88,41 +93,6 @@ SPAWN_TIMEOUT: Final = 10.0
 #: Seconds ``close`` lets children react to SIGTERM before SIGKILL, and waits for the zygote in total.
 CLOSE_GRACE: Final = 1.0
 CLOSE_TIMEOUT: Final = 10.0
-
-#: Modules the zygote imports when they exist (later modules of the runtime may not be written yet;
-#: missing ones are skipped, failing ones reported in ``Zygote.failed``).
-RUNTIME_MODULES: Final = (
-    "msgspec",
-    "selectors",
-    "traceback",
-    "threading",
-    "dataclasses",
-    "paglets.core.errors",
-    "paglets.core.agent",
-    "paglets.core.messages",
-    "paglets.core.events",
-    "paglets.core.context_events",
-    "paglets.core.itinerary",
-    "paglets.core.runtime_values",
-    "paglets.wire.limits",
-    "paglets.wire.ipc",
-    "paglets.wire.messages",
-    "paglets.serialization.codec",
-    "paglets.runtime._ring",
-    "paglets.runtime._handoff",
-    "paglets.runtime._channel_layout",
-    "paglets.runtime.child._channel",
-    "paglets.runtime._procutil",
-    "paglets.wire.values",
-    "paglets.wire.boot",
-    "paglets.persistence.persistency",
-    "paglets.persistence.storage",
-    "paglets.remote.proxy",
-    "paglets.remote.client",
-    "paglets.http.client",
-    "paglets.runtime.child._facade",
-    "paglets.runtime.child.main",
-)
 
 
 class ZygoteError(HostError):

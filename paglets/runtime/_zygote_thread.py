@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Final
 
 from paglets.core.errors import HostError
-from paglets.runtime._zygote import START_TIMEOUT, Zygote
+
+assert sys.platform == "linux", "the zygote needs Linux; other systems use the portable backend"
+
+from paglets.runtime._zygote import START_TIMEOUT, Zygote  # noqa: E402  # after the platform check
 
 __all__ = ["ZygoteThread"]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -153,7 +154,10 @@ class Host:
         """Start (if needed) and block until ``stop()``; SIGINT/SIGTERM in the main thread shut down."""
         self.start_background()
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            signals = [signal.SIGINT, signal.SIGTERM]
+            if sys.platform == "win32":  # Ctrl-Break in a Windows console (Ctrl-C is SIGINT there too)
+                signals.append(signal.SIGBREAK)
+            for sig in signals:
                 signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
         while not self._stopped.wait(3600):
             pass

@@ -282,6 +282,7 @@ def test_client_refuses_header_injection_and_bad_framing(server: ServerThread) -
         assert client.request_json("GET", server.url("/health"))["ok"]
 
 
+@pytest.mark.linux_only(reason="forks the test process (what the pool must survive on POSIX)")
 def test_a_forked_child_does_not_reuse_its_parents_connections(server: ServerThread) -> None:
     import os
 

@@ -51,9 +51,17 @@ def children_of(pid: int) -> set[int]:
     return found
 
 
-def paglet_processes(pid: int) -> set[int]:
-    """Pids of the live paglet processes below ``pid`` (titled ``paglet:<host>:<Class>:<id>``); the
-    template process and its spare child, waiting for work, are not paglets."""
+def host_paglet_processes(host: Host) -> set[int]:
+    """Pids of ``host``'s live paglet processes, whichever process backend it runs (below its zygote on
+    Linux, below the host's own process with spare processes; titled with the host's name)."""
+    parent = host.manager.backend.process_parent
+    return paglet_processes(parent, host.name) if parent is not None else set()
+
+
+def paglet_processes(pid: int, host_name: str | None = None) -> set[int]:
+    """Pids of the live paglet processes below ``pid`` (titled ``paglet:<host>:<Class>:<id>``, of
+    ``host_name`` when given); template and spare processes, waiting for work, are not paglets."""
+    prefix = b"paglet:" if host_name is None else f"paglet:{host_name}:".encode()
     found: set[int] = set()
     for child in children_of(pid):
         try:
@@ -61,7 +69,7 @@ def paglet_processes(pid: int) -> set[int]:
                 title = fh.read().split(b"\0")[0]
         except OSError:
             continue
-        if title.startswith(b"paglet:"):
+        if title.startswith(prefix):
             found.add(child)
     return found
 
@@ -75,6 +83,8 @@ def make_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
         options.setdefault("persistence_dir", tmp_path / name)
         options.setdefault("mesh_lan_discovery", False)
         options.setdefault("mesh_multicast", False)
+        if os.environ.get("PAGLETS_MIXED_MESH") == "1":  # every other host on the other process backend
+            options.setdefault("process_backend", ("linux", "portable")[len(hosts) % 2])
         host = Host(name, **options)  # type: ignore[arg-type]
         host.start_background()
         hosts.append(host)

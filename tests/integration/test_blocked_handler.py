@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from _paglets import Blocker, BlockerState
-from conftest import paglet_processes, wait_until
+from conftest import host_paglet_processes, wait_until
 
 from paglets.core.errors import InvalidAgentError, PagletCrashedError, SendTimeoutError
 from paglets.core.messages import Message
@@ -44,8 +44,7 @@ def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 
 
 def _processes(host: Host) -> set[int]:
-    zygote = host.manager.zygote
-    return paglet_processes(zygote.pid) if zygote is not None else set()
+    return host_paglet_processes(host)
 
 
 def _blocked(host: Host, agent_id: str) -> None:

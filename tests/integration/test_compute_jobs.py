@@ -136,7 +136,8 @@ def finished(mesh: dict[str, Host], agent_id: str) -> Callable[[], bool]:
 
 def test_jobs_spread_over_the_hosts_and_complete(mesh: dict[str, Host]) -> None:
     alpha = mesh["alpha"]
-    proxies = [alpha.create(SpinJob, spin(1.0)) for _ in range(4)]
+    # long enough that no job ends before all four are placed, also where a paglet process starts slower
+    proxies = [alpha.create(SpinJob, spin(3.0)) for _ in range(4)]
     for proxy in proxies:
         wait_until(finished(mesh, proxy.agent_id), timeout=60, interval=0.1)
     states = [status_of(mesh, p.agent_id) for p in proxies]

@@ -94,8 +94,8 @@ def attacked(tmp_path: Path) -> Iterator[Callable[..., AttackedHost]]:
 
 
 def shared_memory(pid: int) -> int:
-    """Bytes of shared memory process ``pid`` holds: its memfds (each file once) and the ``/dev/shm``
-    files it has open or mapped."""
+    """Bytes of shared memory process ``pid`` holds: its memfds (each file once), the ``/dev/shm``
+    files it has open or mapped, and the portable backend's segment and ring files (``paglets-ipc-``)."""
     seen: set[tuple[int, int]] = set()
     total = 0
 
@@ -118,13 +118,13 @@ def shared_memory(pid: int) -> int:
             link = os.readlink(f"/proc/{pid}/fd/{entry}")
         except OSError:
             continue
-        if link.startswith(("/memfd:", "/dev/shm/")):
+        if link.startswith(("/memfd:", "/dev/shm/")) or "/paglets-ipc-" in link:
             count(f"/proc/{pid}/fd/{entry}")
     try:
         with open(f"/proc/{pid}/maps") as fh:
             for line in fh:
                 fields = line.split(maxsplit=5)
-                if len(fields) == 6 and fields[5].startswith("/dev/shm/"):
+                if len(fields) == 6 and (fields[5].startswith("/dev/shm/") or "/paglets-ipc-" in fields[5]):
                     count(fields[5].strip())
     except OSError:
         pass

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 from _faultproxy import FaultProxy
 from _paglets import SlowRunner, Traveller, TravelState
-from conftest import HERE, children_of, paglet_processes, wait_until
+from conftest import HERE, children_of, host_paglet_processes, wait_until
 
 from paglets.core.errors import TransferError
 from paglets.core.messages import Message
@@ -28,8 +28,7 @@ from paglets.runtime.host import Host
 
 
 def _paglet_processes(host: Host) -> set[int]:
-    zygote = host.manager.zygote
-    return paglet_processes(zygote.pid) if zygote is not None else set()
+    return host_paglet_processes(host)
 
 
 def _live_copies(agent_id: str, *hosts: Host) -> list[str]:

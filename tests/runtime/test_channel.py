@@ -33,6 +33,10 @@ from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, OutgoingSegmen
 from paglets.runtime._zygote import ChildProcess, Zygote
 from paglets.runtime.child._channel import ChildChannel
 
+pytestmark = pytest.mark.linux_only(
+    reason="tests the Linux channel itself (memfd rings, eventfds, children forked by the zygote)"
+)
+
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 20.0
 _ENC = msgspec.msgpack.Encoder()
@@ -549,12 +553,12 @@ def test_handoff_validation() -> None:
             # An fd that is not sealed is refused (the peer could truncate it under us).
             raw = os.memfd_create("unsealed")
             os.write(raw, b"abcd")
-            socket.send_fds(child._sock, [SEGMENT_MESSAGE.pack(500, 4)], [raw])
+            socket.send_fds(child._link.sock, [SEGMENT_MESSAGE.pack(500, 4)], [raw])
             os.close(raw)
             with pytest.raises(FrameError, match="sealed"):
                 host.open_handoff(500, 4)
             # A malformed socket message closes the channel with a FrameError.
-            child._sock.send(b"garbage")
+            child._link.sock.send(b"garbage")
             await peer.wait_closed()
             assert isinstance(host.close_reason, FrameError)
         finally:

@@ -8,7 +8,6 @@ from messages that stay encoded (a large one through a handoff segment).
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import msgspec
 
 from paglets.core.errors import HostError
 from paglets.runtime._controller import PagletController
+from paglets.runtime._handoff import MEMFD_SEGMENTS, SegmentFactory
 from paglets.wire.control import GetProxy, ProxyRef, encode_control, reply_decoder
 from paglets.wire.encoded import EncodedMessage
 from paglets.wire.ipc import (
@@ -41,9 +41,10 @@ class _Ref:
 class FakeChannel:
     """Records what the controller sends; keeps the segments it hands over."""
 
-    def __init__(self) -> None:
+    def __init__(self, segment_maker: SegmentFactory = MEMFD_SEGMENTS) -> None:
         self.frames: list[Any] = []
         self.segments: list[bytes] = []
+        self.segment_maker = segment_maker
         self.closed = False
         self.on_frames: Callable[[list[bytes]], None] | None = None
 
@@ -56,11 +57,10 @@ class FakeChannel:
         self.frames.append(decode_body(frame))
 
     def send_segment(self, segment: Any) -> _Ref:
-        fd = segment.detach_fd()
         try:
-            self.segments.append(os.pread(fd, 1 << 24, 0))
+            self.segments.append(segment.read(segment.length))
         finally:
-            os.close(fd)
+            segment.close()
         return _Ref(len(self.segments) - 1, len(self.segments[-1]))
 
     def close(self) -> None:
@@ -77,8 +77,10 @@ class FakeProcess:
         pass
 
 
-def _controller(loop: asyncio.AbstractEventLoop, host_calls: Any) -> tuple[PagletController, FakeChannel]:
-    channel = FakeChannel()
+def _controller(
+    loop: asyncio.AbstractEventLoop, host_calls: Any, segments: SegmentFactory = MEMFD_SEGMENTS
+) -> tuple[PagletController, FakeChannel]:
+    channel = FakeChannel(segments)
     ctrl = PagletController(
         agent_id="a1",
         agent_class="tests:Counter",
@@ -161,12 +163,12 @@ def test_the_mailbox_sends_encoded_messages_one_at_a_time() -> None:
     asyncio.run(main())
 
 
-def test_a_message_too_large_for_the_ring_travels_in_a_segment() -> None:
+def test_a_message_too_large_for_the_ring_travels_in_a_segment(segments: SegmentFactory) -> None:
     async def main() -> None:
         async def host_calls(caller: Any, request: Any) -> object:
             return None
 
-        ctrl, channel = _controller(asyncio.get_running_loop(), host_calls)
+        ctrl, channel = _controller(asyncio.get_running_loop(), host_calls, segments)
         ctrl.mark_ready()
         big = EncodedMessage.of(MessageWire("blob", {"data": b"x" * 200_000}, message_id="big"))
         ctrl.submit(big, oneway=True)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from paglets.core.errors import HostBusyError, LimitExceededError
+from paglets.runtime._handoff import SegmentFactory
 from paglets.runtime._inbound import ON_LOOP_DECODE, InboundBudget, InboundMove, InboundSink
 from paglets.wire.envelope import EnvelopeEncoder, EnvelopeMetadata
 from paglets.wire.limits import KiB, MiB
@@ -167,9 +168,9 @@ def test_budget_must_be_positive() -> None:
 # --- the sink --------------------------------------------------------------------------------------------
 
 
-def test_sink_grows_with_the_data_not_with_the_declaration() -> None:
+def test_sink_grows_with_the_data_not_with_the_declaration(segments: SegmentFactory) -> None:
     budget = InboundBudget(1024 * MiB)
-    sink = InboundSink(budget, declared=1024 * MiB)
+    sink = InboundSink(budget, declared=1024 * MiB, segments=segments)
     try:
         assert sink.segment.length == 0
         assert sink.reserve(MiB)
@@ -185,9 +186,9 @@ def test_sink_grows_with_the_data_not_with_the_declaration() -> None:
         sink.segment.close()
 
 
-def test_sink_takes_just_the_frame_when_the_budget_is_short_then_asks() -> None:
+def test_sink_takes_just_the_frame_when_the_budget_is_short_then_asks(segments: SegmentFactory) -> None:
     budget = InboundBudget(3 * MiB)
-    sink = InboundSink(budget, declared=8 * MiB)
+    sink = InboundSink(budget, declared=8 * MiB, segments=segments)
     try:
         for _ in range(3):
             assert sink.reserve(MiB)
@@ -203,7 +204,9 @@ def test_sink_takes_just_the_frame_when_the_budget_is_short_then_asks() -> None:
 # --- decoding a move -------------------------------------------------------------------------------------
 
 
-def test_a_move_decodes_in_the_pool_and_gives_its_budget_back(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_move_decodes_in_the_pool_and_gives_its_budget_back(
+    monkeypatch: pytest.MonkeyPatch, segments: SegmentFactory
+) -> None:
     state = os.urandom(3 * MiB) + bytes(5 * MiB)
     writers: set[str] = set()
     original = InboundSink.write
@@ -217,7 +220,7 @@ def test_a_move_decodes_in_the_pool_and_gives_its_budget_back(monkeypatch: pytes
     async def scenario() -> None:
         budget = InboundBudget(64 * MiB)
         with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="decode") as pool:
-            move = InboundMove(budget, pool, max_state_bytes=64 * MiB)
+            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, segments=segments)
             decoded = await move.run(pieces(EnvelopeEncoder(META, state)), lambda metadata: False)
             assert decoded is not None
             assert decoded.state_length == len(state)
@@ -231,14 +234,14 @@ def test_a_move_decodes_in_the_pool_and_gives_its_budget_back(monkeypatch: pytes
     assert all(name.startswith("decode") for name in writers), writers  # never on the loop's thread
 
 
-def test_a_tiny_state_decodes_on_the_loop() -> None:
+def test_a_tiny_state_decodes_on_the_loop(segments: SegmentFactory) -> None:
     state = b"tiny state"
 
     async def scenario() -> None:
         budget = InboundBudget(MiB)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.shutdown()  # any use of the pool would fail
-            move = InboundMove(budget, pool, max_state_bytes=MiB)
+            move = InboundMove(budget, pool, max_state_bytes=MiB, segments=segments)
             decoded = await move.run(pieces(EnvelopeEncoder(META, state)), lambda metadata: False)
             assert decoded is not None
             assert segment_bytes(move, len(state)) == state
@@ -247,7 +250,9 @@ def test_a_tiny_state_decodes_on_the_loop() -> None:
     run(scenario())
 
 
-def test_zero_frames_decode_on_the_loop_only_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zero_frames_decode_on_the_loop_only_up_to_a_bound(
+    monkeypatch: pytest.MonkeyPatch, segments: SegmentFactory
+) -> None:
     """A small body of zstd frames of zeros may decode to far more than it weighs: the loop decodes at most
     ``ON_LOOP_DECODE`` bytes of it, the pool the rest."""
     state = bytes(8 * MiB)
@@ -267,7 +272,7 @@ def test_zero_frames_decode_on_the_loop_only_up_to_a_bound(monkeypatch: pytest.M
     async def scenario() -> None:
         budget = InboundBudget(64 * MiB)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            move = InboundMove(budget, pool, max_state_bytes=64 * MiB)
+            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, segments=segments)
             decoded = await move.run(pieces([envelope]), lambda metadata: False)
             assert decoded is not None
             assert segment_bytes(move, len(state)) == state
@@ -277,14 +282,14 @@ def test_zero_frames_decode_on_the_loop_only_up_to_a_bound(monkeypatch: pytest.M
     assert sum(on_loop) <= ON_LOOP_DECODE
 
 
-def test_a_move_waits_for_budget_then_continues() -> None:
+def test_a_move_waits_for_budget_then_continues(segments: SegmentFactory) -> None:
     state = os.urandom(4 * MiB)
 
     async def scenario() -> None:
         budget = InboundBudget(6 * MiB)
         assert budget.try_take(4 * MiB)  # another move holds most of it
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, wait=WAIT)
+            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, wait=WAIT, segments=segments)
             task = asyncio.create_task(move.run(pieces(EnvelopeEncoder(META, state)), lambda m: False))
             await until(lambda: budget.statistics().waiting == 1)  # decoded what fits, waits for the rest
             assert not task.done()
@@ -298,14 +303,14 @@ def test_a_move_waits_for_budget_then_continues() -> None:
     run(scenario())
 
 
-def test_a_move_that_cannot_get_budget_is_refused_and_frees_what_it_held() -> None:
+def test_a_move_that_cannot_get_budget_is_refused_and_frees_what_it_held(segments: SegmentFactory) -> None:
     state = os.urandom(4 * MiB)
 
     async def scenario() -> None:
         budget = InboundBudget(6 * MiB)
         assert budget.try_take(4 * MiB)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, wait=0.05)
+            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, wait=0.05, segments=segments)
             with pytest.raises(HostBusyError) as caught:
                 await move.run(pieces(EnvelopeEncoder(META, state)), lambda m: False)
             assert caught.value.http_status == 503
@@ -318,11 +323,13 @@ def test_a_move_that_cannot_get_budget_is_refused_and_frees_what_it_held() -> No
     run(scenario())
 
 
-def test_a_declared_state_above_the_whole_budget_is_refused_before_any_state() -> None:
+def test_a_declared_state_above_the_whole_budget_is_refused_before_any_state(
+    segments: SegmentFactory,
+) -> None:
     async def scenario() -> None:
         budget = InboundBudget(MiB)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            move = InboundMove(budget, pool, max_state_bytes=64 * MiB)
+            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, segments=segments)
             body = pieces(EnvelopeEncoder(META, bytes(2 * MiB)))
             with pytest.raises(LimitExceededError, match="inbound move budget"):
                 await move.run(body, lambda m: False)
@@ -333,13 +340,13 @@ def test_a_declared_state_above_the_whole_budget_is_refused_before_any_state() -
     run(scenario())
 
 
-def test_a_known_transfer_stops_decoding_at_its_metadata() -> None:
+def test_a_known_transfer_stops_decoding_at_its_metadata(segments: SegmentFactory) -> None:
     seen: list[str] = []
 
     async def scenario() -> None:
         budget = InboundBudget(64 * MiB)
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            move = InboundMove(budget, pool, max_state_bytes=64 * MiB)
+            move = InboundMove(budget, pool, max_state_bytes=64 * MiB, segments=segments)
 
             def known(metadata: EnvelopeMetadata) -> bool:
                 seen.append(metadata.transfer_id)

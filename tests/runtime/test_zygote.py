@@ -20,6 +20,8 @@ from paglets.core.errors import LimitExceededError
 from paglets.runtime._channel import Channel
 from paglets.runtime._zygote import MAX_SPAWN_CONFIG, MAX_SPAWN_FDS, Zygote, ZygoteError
 
+pytestmark = pytest.mark.linux_only(reason="tests the zygote itself (fork, pidfds, fd passing)")
+
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 20.0
 

@@ -1,11 +1,11 @@
 """The benchmark kernels: CPU (single and multi-process), memory and bounded temporary disk I/O.
 
-Every kernel runs for a given number of seconds (or until its byte budget is used) and reports
-operations or bytes per second. Multi-core kernels run the single-core kernel in ``workers`` forked
-processes at once and add up what they did (forking needs no pool machinery and works inside a paglet
-process). Disk kernels write a temporary file of ``size`` bytes in 1 MiB blocks (then fsync), read it
-back, and create and delete :data:`METADATA_FILES` small files; targets with less than twice ``size``
-free, read-only or duplicate file systems are skipped with the reason. Nothing is left behind.
+Every kernel runs for a given number of seconds (or until its byte budget is used) and reports operations
+or bytes per second. Multi-core kernels run the single-core kernel in ``workers`` worker processes at
+once (fresh interpreters started with ``subprocess``, on every OS) and add up what they did. Disk kernels
+write a temporary file of ``size`` bytes in 1 MiB blocks (then fsync), read it back, and create and
+delete :data:`METADATA_FILES` small files; targets with less than twice ``size`` free, read-only or
+duplicate file systems are skipped with the reason. Nothing is left behind.
 
 :func:`benchmark_lock` serialises benchmarks on one machine (several hosts may share it): a file lock
 in the temporary directory, waited for at most ``timeout`` seconds.
@@ -14,21 +14,24 @@ in the temporary directory, waited for at most ``timeout`` seconds.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
-import select
+import queue
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from paglets import _oscompat
 
 __all__ = [
     "BLOCK",
@@ -48,8 +51,12 @@ BLOCK: Final = 1 << 20
 MEMORY_BUFFER: Final = 8 << 20
 #: Small files created and deleted by the metadata kernel.
 METADATA_FILES: Final = 100
-#: Most processes a multi-core kernel forks.
+#: Most processes a multi-core kernel starts.
 MAX_WORKERS: Final = 64
+#: Seconds the workers of a multi-core kernel have to start (an interpreter each) before it gives up.
+WORKER_START_TIMEOUT: Final = 30.0
+#: Seconds a worker may take to exit once killed.
+WORKER_EXIT_WAIT: Final = 5.0
 #: The lock file that serialises benchmarks on one machine.
 LOCK_NAME: Final = "paglets-benchmark.lock"
 
@@ -139,54 +146,80 @@ def single_core(duration: float) -> list[KernelResult]:
 
 
 def _forked(kernel: str, duration: float, workers: int) -> KernelResult:
-    """``kernel`` in ``workers`` processes at once; the totals of all of them."""
-    children: list[tuple[int, int]] = []
-    began = time.perf_counter()
+    """``kernel`` in ``workers`` processes at once; the totals of all of them. Each worker is a fresh
+    interpreter (``python -m paglets.examples.performance.kernels``; no fork, so it works on every OS and
+    in a paglet process of either backend); all start the kernel together once every one is ready."""
+    argv = [sys.executable, "-m", __name__, kernel, repr(duration)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    limit = time.monotonic() + WORKER_START_TIMEOUT + duration * 4
+    children: list[tuple[subprocess.Popen[bytes], queue.Queue[bytes]]] = []
+    operations = processed = 0
     try:
         for _ in range(workers):
-            read_end, write_end = os.pipe()
-            with warnings.catch_warnings():  # fork in a threaded process: the child only computes
-                warnings.simplefilter("ignore", DeprecationWarning)
-                pid = os.fork()
-            if pid == 0:  # pragma: no cover - the forked child
-                code = 0
-                try:
-                    os.close(read_end)
-                    found = CPU_KERNELS[kernel](duration)
-                    os.write(write_end, json.dumps([found.operations, found.bytes_processed]).encode())
-                except BaseException:
-                    code = 1
-                finally:
-                    os._exit(code)
-            os.close(write_end)
-            children.append((pid, read_end))
-        operations = processed = 0
-        limit = time.monotonic() + duration * 4 + 30
-        for _pid, read_end in children:
-            data = b""
-            while time.monotonic() < limit:
-                ready, _, _ = select.select([read_end], [], [], max(0.0, limit - time.monotonic()))
-                if not ready:
-                    break
-                chunk = os.read(read_end, 4096)
-                if not chunk:
-                    break
-                data += chunk
-            if data:
-                counted = json.loads(data)
+            child = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
+            )
+            children.append((child, _lines(child)))
+        for _child, lines in children:  # every worker has imported the kernels: start them at once
+            if _next_line(lines, limit) != b"ready":
+                raise OSError("a multi-core kernel worker did not start")
+        began = time.perf_counter()
+        for child, _lines_of in children:
+            assert child.stdin is not None
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+        for _child, lines in children:
+            line = _next_line(lines, limit)
+            if line:
+                counted = json.loads(line)
                 operations += int(counted[0])
                 processed += int(counted[1])
         elapsed = time.perf_counter() - began
     finally:
-        for pid, read_end in children:
-            with contextlib.suppress(OSError):
-                os.close(read_end)
-            with contextlib.suppress(ChildProcessError, OSError):
-                done, _ = os.waitpid(pid, os.WNOHANG)
-                if done == 0:
-                    os.kill(pid, 9)
-                    os.waitpid(pid, 0)
+        for child, _lines_of in children:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                if child.poll() is None:
+                    child.kill()
+                child.wait(WORKER_EXIT_WAIT)
+            for stream in (child.stdin, child.stdout):
+                with contextlib.suppress(OSError):
+                    if stream is not None:
+                        stream.close()
     return _result(f"{kernel}-multi", max(elapsed, duration), operations, processed)
+
+
+def _lines(child: subprocess.Popen[bytes]) -> queue.Queue[bytes]:
+    """The lines a worker prints, read by a thread (pipes cannot be waited on with a timeout everywhere);
+    ``b""`` once it closed its output."""
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def pump() -> None:
+        assert child.stdout is not None
+        with contextlib.suppress(OSError, ValueError):
+            for line in child.stdout:
+                lines.put(line.strip())
+        lines.put(b"")
+
+    threading.Thread(target=pump, name="kernel-worker-output", daemon=True).start()
+    return lines
+
+
+def _next_line(lines: queue.Queue[bytes], limit: float) -> bytes:
+    try:
+        return lines.get(timeout=max(0.0, limit - time.monotonic()))
+    except queue.Empty:
+        return b""
+
+
+def _worker(kernel: str, duration: float) -> int:
+    """A multi-core kernel worker: says it is ready, waits for ``go`` (EOF: its parent is gone), runs the
+    kernel and prints ``[operations, bytes]``."""
+    print("ready", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        return 1
+    found = CPU_KERNELS[kernel](duration)
+    print(json.dumps([found.operations, found.bytes_processed]), flush=True)
+    return 0
 
 
 def multi_core(duration: float, workers: int) -> list[KernelResult]:
@@ -264,8 +297,9 @@ def disk_benchmark(path: Path, size: int) -> DiskResult:
             written = time.perf_counter()
             os.fsync(handle.fileno())
             synced = time.perf_counter()
-            with contextlib.suppress(AttributeError, OSError):
-                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            if sys.platform == "linux":
+                with contextlib.suppress(OSError):
+                    os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         began_read = time.perf_counter()
         with target.open("rb", buffering=0) as handle:
             while handle.read(BLOCK):
@@ -302,14 +336,16 @@ def benchmark_lock(timeout: float) -> Iterator[float]:
     began = time.monotonic()
     with path.open("a+b") as handle:
         while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _oscompat.lock_exclusive(handle.fileno()):
                 break
-            except BlockingIOError:
-                if time.monotonic() - began >= timeout:
-                    raise TimeoutError(f"another benchmark held {path} for {timeout:g} s") from None
-                time.sleep(0.05)  # polling a lock held by another process; flock has no timeout
+            if time.monotonic() - began >= timeout:
+                raise TimeoutError(f"another benchmark held {path} for {timeout:g} s") from None
+            time.sleep(0.05)  # polling a lock held by another process; flock has no timeout
         try:
             yield time.monotonic() - began
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            _oscompat.unlock(handle.fileno())
+
+
+if __name__ == "__main__":  # a multi-core kernel worker: ``python -m ... KERNEL DURATION``
+    raise SystemExit(_worker(sys.argv[1], float(sys.argv[2])))

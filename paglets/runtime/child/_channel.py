@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import mmap
 import os
-import select
 import socket
 import threading
 import time
@@ -23,16 +22,25 @@ from paglets.runtime._channel_layout import (
     MAX_FRAMES_PER_WAKE,
     RETRY_FIRST,
     RETRY_MAX,
+    Bell,
     ChannelClosedError,
     ChannelStatistics,
     Ends,
+    EventBell,
+    FdLink,
     IpcTimeoutError,
-    clear_bell,
-    recv_segment,
+    SegmentLink,
     ref_parts,
-    ring_bell,
 )
-from paglets.runtime._handoff import SEGMENT_MESSAGE, HandoffRef, OutgoingSegment, Segment, SegmentTable
+from paglets.runtime._handoff import (
+    MEMFD_SEGMENTS,
+    SEGMENT_MESSAGE,
+    HandoffRef,
+    Segment,
+    SegmentFactory,
+    WritableSegment,
+)
+from paglets.runtime._waitset import WaitSet
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -46,15 +54,29 @@ SEND_TIMEOUT: Final = 10.0
 class ChildChannel:
     """The child side of a channel, for a ``selectors``-driven child (rules: ``_channel_layout``)."""
 
-    def __init__(self, ends: Ends, bell_in: int, bell_out: int, space_bell: int, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        ends: Ends,
+        bell_in: Bell,
+        bell_out: Bell,
+        space_bell: Bell,
+        link: SegmentLink,
+        segments: SegmentFactory = MEMFD_SEGMENTS,
+        wake: Bell | None = None,
+    ) -> None:
         self._ends = ends
         self._writer = ends.writer
         self._reader = ends.reader
         self._bell_in = bell_in
         self._bell_out = bell_out
         self._space_bell = space_bell
-        self._sock = sock
-        self._segments = SegmentTable()
+        self._link = link
+        #: Makes this side's outgoing segments.
+        self.segment_maker = segments
+        #: What ``wake_main`` rings: the incoming doorbell itself where this process may ring it (an
+        #: eventfd), else a bell of its own (a local socket pair).
+        self._wake = wake
+        self._segments = link.table()
         self._segment_ids = itertools.count(1)
         self._send_lock = threading.Lock()
         self._recv_lock = threading.RLock()
@@ -76,7 +98,7 @@ class ChildChannel:
         mapping: mmap.mmap | None = None
         try:
             size = os.fstat(memfd).st_size
-            mapping = mmap.mmap(memfd, size, flags=mmap.MAP_SHARED)
+            mapping = mmap.mmap(memfd, size)
             ends = Ends(mapping, size // 2, 0)
             sock = socket.socket(fileno=sock_fd)
         except BaseException:
@@ -88,7 +110,7 @@ class ChildChannel:
         finally:
             os.close(memfd)
         sock.setblocking(False)
-        return cls(ends, to_child, to_host, space, sock)
+        return cls(ends, EventBell(to_child), EventBell(to_host), EventBell(space), FdLink(sock))
 
     @property
     def closed(self) -> bool:
@@ -98,10 +120,31 @@ class ChildChannel:
     def max_frame(self) -> int:
         return self._writer.max_frame
 
-    def filenos(self) -> tuple[int, int]:
-        """(doorbell, socket): register both for reading in the child's selector, then call
-        ``receive(0)`` when either is ready."""
-        return self._bell_in, self._sock.fileno()
+    def filenos(self) -> tuple[int, ...]:
+        """What the main thread waits on: the doorbell, the segment link and, where it is not the
+        doorbell, the wake bell. When one is ready call ``clear_ready(fd)``, then ``receive(0)``."""
+        if self._wake is None:
+            return self._bell_in.fileno(), self._link.fileno()
+        return self._bell_in.fileno(), self._link.fileno(), self._wake.fileno()
+
+    def wake_main(self) -> None:
+        """Wake a thread waiting on ``filenos()`` (another thread queued work for it)."""
+        (self._wake or self._bell_in).ring()
+
+    def clear_ready(self, fd: int) -> None:
+        """``fd`` of ``filenos()`` was reported ready: clear it (a doorbell) or take segments (the link)."""
+        if fd == self._link.fileno():
+            self._pump_socket()
+        elif self._wake is not None and fd == self._wake.fileno():
+            self._wake.clear()
+        else:
+            self._clear_in()
+
+    def _clear_in(self) -> None:
+        try:
+            self._bell_in.clear()
+        except ChannelClosedError:
+            self._peer_closed = True
 
     # --- sending ------------------------------------------------------------------------------------
 
@@ -112,7 +155,7 @@ class ChildChannel:
             self._check_open()
             if not self._writer.try_write(frame):
                 self._wait_and_write(frame, timeout)
-            ring_bell(self._bell_out)
+            self._bell_out.ring()
             self._frames_sent += 1
 
     def send_batch(self, frames: Sequence[Buffer], timeout: float = SEND_TIMEOUT) -> None:
@@ -126,22 +169,21 @@ class ChildChannel:
                 for frame in frames:
                     if not writer.try_write(frame):
                         if unrung:
-                            ring_bell(self._bell_out)
+                            self._bell_out.ring()
                             unrung = 0
                         self._wait_and_write(frame, deadline - time.monotonic())
                     unrung += 1
                     self._frames_sent += 1
             finally:  # ring for what was written even if a later frame failed
                 if unrung:
-                    ring_bell(self._bell_out)
+                    self._bell_out.ring()
 
     def _wait_and_write(self, frame: Buffer, timeout: float) -> None:
         self._ring_full += 1
         deadline = time.monotonic() + timeout
         delay = RETRY_FIRST
-        poller = select.poll()
-        poller.register(self._space_bell, select.POLLIN)
-        poller.register(self._sock.fileno(), select.POLLIN)
+        poller = WaitSet((self._space_bell.fileno(), self._link.fileno()))
+        space_fd = self._space_bell.fileno()
         writer = self._writer
         while True:
             writer.request_space()
@@ -150,24 +192,27 @@ class ChildChannel:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise IpcTimeoutError(f"no ring space for {timeout:.3f}s (host not reading)")
-            for fd, _events in poller.poll(min(delay, remaining) * 1000):
-                if fd == self._space_bell:
-                    clear_bell(fd)
+            for fd in poller.wait(min(delay, remaining)):
+                if fd == space_fd:
+                    try:
+                        self._space_bell.clear()
+                    except ChannelClosedError:
+                        self._peer_closed = True
                 else:
                     self._pump_socket()
             self._check_open()
             delay = min(delay * 2, RETRY_MAX)
 
     def send_large(self, payload: Buffer | Sequence[Buffer], timeout: float = SEND_TIMEOUT) -> HandoffRef:
-        """Copy ``payload`` into a sealed segment and send its fd; embed the reference in a frame."""
-        return self.send_segment(OutgoingSegment.from_payload(payload), timeout=timeout)
+        """Copy ``payload`` into a sealed segment and send it; embed the reference in a frame."""
+        return self.send_segment(self.segment_maker.from_payload(payload), timeout=timeout)
 
-    def create_segment(self, size: int) -> OutgoingSegment:
+    def create_segment(self, size: int) -> WritableSegment:
         """A writable segment to fill, then ``send_segment``."""
-        return OutgoingSegment.allocate(size)
+        return self.segment_maker.allocate(size)
 
     def send_segment(
-        self, segment: OutgoingSegment, length: int | None = None, timeout: float = SEND_TIMEOUT
+        self, segment: WritableSegment, length: int | None = None, timeout: float = SEND_TIMEOUT
     ) -> HandoffRef:
         """Seal ``segment`` (trimmed to ``length``), send its fd and free it. Thread-safe."""
         try:
@@ -176,12 +221,15 @@ class ChildChannel:
             ref = HandoffRef(next(self._segment_ids), segment.length)
             message = SEGMENT_MESSAGE.pack(ref.segment_id, ref.length)
             deadline = time.monotonic() + timeout
+            link = self._link
             while True:
                 try:
-                    socket.send_fds(self._sock, [message], [segment.fileno()])
-                    break
-                except BlockingIOError:
-                    self._wait_fd(self._sock.fileno(), select.POLLOUT, deadline)
+                    if link.try_send(message, segment):
+                        while link.pending_output():
+                            self._wait_fd(link.fileno(), True, deadline)
+                            link.flush()
+                        break
+                    self._wait_fd(link.fileno(), True, deadline)
                 except (BrokenPipeError, ConnectionResetError) as exc:
                     self._peer_closed = True
                     raise ChannelClosedError("host closed the channel") from exc
@@ -211,7 +259,7 @@ class ChildChannel:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 # Clear, then look once more: a frame that raced in is returned, not left unannounced.
-                clear_bell(self._bell_in)
+                self._clear_in()
                 self._pump_socket()
                 frames = self._drain(max_frames)
                 if frames:
@@ -219,9 +267,10 @@ class ChildChannel:
                 if self._peer_closed:
                     raise ChannelClosedError("host closed the channel")
                 return []
-            for fd, _events in self._poller().poll(remaining * 1000):
-                if fd == self._bell_in:
-                    clear_bell(fd)
+            bell_fd = self._bell_in.fileno()
+            for fd in self._poller().wait(remaining):
+                if fd == bell_fd:
+                    self._clear_in()
                 else:
                     self._pump_socket()
 
@@ -230,18 +279,16 @@ class ChildChannel:
             self._check_usable()
             frames = self._reader.read_batch(max_frames)
             if self._reader.space_requested():
-                ring_bell(self._bell_out)
+                self._bell_out.ring()
             self._frames_received += len(frames)
         return frames
 
-    def _poller(self) -> select.poll:
-        """This thread's poll object on (doorbell, socket): ``poll`` objects must not be shared by
-        threads waiting at the same time."""
-        poller: select.poll | None = getattr(self._local, "poller", None)
+    def _poller(self) -> WaitSet:
+        """This thread's wait set on (doorbell, link): ``poll`` objects must not be shared by threads
+        waiting at the same time."""
+        poller: WaitSet | None = getattr(self._local, "poller", None)
         if poller is None:
-            poller = select.poll()
-            poller.register(self._bell_in, select.POLLIN)
-            poller.register(self._sock.fileno(), select.POLLIN)
+            poller = WaitSet((self._bell_in.fileno(), self._link.fileno()))
             self._local.poller = poller
         return poller
 
@@ -266,14 +313,14 @@ class ChildChannel:
                     return self._segments.open(segment_id, length)
                 if self._peer_closed:
                     raise ChannelClosedError(f"host closed the channel before segment {segment_id}")
-            self._wait_fd(self._sock.fileno(), select.POLLIN, deadline)
+            self._wait_fd(self._link.fileno(), False, deadline)
 
     def _pump_socket(self) -> None:
         with self._recv_lock:
             if self._peer_closed or self._closed:
                 return
             try:
-                while recv_segment(self._sock, self._segments):
+                while self._link.receive(self._segments):
                     pass
                 self._peer_closed = True
             except BlockingIOError:
@@ -281,13 +328,11 @@ class ChildChannel:
             except ConnectionResetError:
                 self._peer_closed = True
 
-    def _wait_fd(self, fd: int, events: int, deadline: float) -> None:
+    def _wait_fd(self, fd: int, write: bool, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise IpcTimeoutError("IPC wait timed out")
-        poller = select.poll()
-        poller.register(fd, events)
-        poller.poll(remaining * 1000)
+        (WaitSet(write=(fd,)) if write else WaitSet((fd,))).wait(remaining)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -306,9 +351,11 @@ class ChildChannel:
                 return
             self._closed = True
             self._ends.release()
-            for fd in (self._bell_in, self._bell_out, self._space_bell):
-                os.close(fd)
-            self._sock.close()
+            for bell in (self._bell_in, self._bell_out, self._space_bell):
+                bell.close()
+            if self._wake is not None:
+                self._wake.close()
+            self._link.close()
             self._segments.close_all()
 
     def statistics(self) -> ChannelStatistics:

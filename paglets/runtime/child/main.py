@@ -41,7 +41,6 @@ reports as a crash.
 from __future__ import annotations
 
 import os
-import select
 import sys
 import threading
 import time
@@ -64,7 +63,8 @@ from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, Persis
 from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.runtime import _handoff
-from paglets.runtime._channel_layout import INLINE_THRESHOLD, ChannelClosedError
+from paglets.runtime._channel_layout import INLINE_THRESHOLD, Bell, ChannelClosedError, EventBell
+from paglets.runtime._waitset import WaitSet
 from paglets.runtime.child._channel import ChildChannel
 from paglets.runtime.child._facade import ChildHost
 from paglets.serialization.codec import codec_for, resolve_qualified_name
@@ -93,7 +93,7 @@ from paglets.wire.ipc import (
 from paglets.wire.messages import ErrorInfo, error_info_from_exception, exception_from_error_info
 from paglets.wire.values import decode_value, encode_value
 
-__all__ = ["ChildRuntime", "child_main"]
+__all__ = ["ChildRuntime", "child_main", "run_paglet"]
 
 R = TypeVar("R")
 
@@ -176,17 +176,14 @@ def _user_error(exc: BaseException) -> ErrorInfo:
 class ChildRuntime:
     """Everything that runs in one paglet process (see the module docstring)."""
 
-    def __init__(self, config: ChildConfig, channel: ChildChannel, service_bell: int) -> None:
+    def __init__(self, config: ChildConfig, channel: ChildChannel, service_bell: Bell) -> None:
         self.config = config
         self.channel = channel
         self._pending_work: deque[Any] = deque()
         self._main_ident = threading.get_ident()
         self._service_bell = service_bell
         self._service_lock = threading.Lock()
-        self._wake_main, channel_socket = channel.filenos()
-        self._main_poll = select.poll()
-        self._main_poll.register(self._wake_main, select.POLLIN)
-        self._main_poll.register(channel_socket, select.POLLIN)
+        self._main_poll = WaitSet(channel.filenos())
         self._waiters: dict[int, _Waiter] = {}
         self._waiters_lock = threading.Lock()
         self._call_ids = iter(range(1, 2**63))
@@ -315,14 +312,8 @@ class ChildRuntime:
             for frame in frames:
                 self._route_frame(frame)
             return
-        for fd, _events in self._main_poll.poll(timeout * 1000):
-            if fd == self._wake_main:
-                try:
-                    os.eventfd_read(fd)
-                except BlockingIOError:
-                    pass
-            else:
-                self.channel.pump()
+        for fd in self._main_poll.wait(timeout):
+            self.channel.clear_ready(fd)
 
     def _read(self, timeout: float) -> None:
         """Service thread: route what the channel holds now."""
@@ -361,13 +352,13 @@ class ChildRuntime:
                 waiter.reply = msg
                 waiter.event.set()
                 if msg.call_id % 2 == 0 and threading.get_ident() != self._main_ident:
-                    os.eventfd_write(self._wake_main, 1)  # the main thread waits for this answer
+                    self.channel.wake_main()  # the main thread waits for this answer
         elif isinstance(msg, GetState | ResourceCall) and _urgent(msg):
             self._serve_now(msg)
         else:
             self._pending_work.append(msg)
             if threading.get_ident() != self._main_ident:
-                os.eventfd_write(self._wake_main, 1)  # the main thread may be asleep on its doorbell
+                self.channel.wake_main()  # the main thread may be asleep on its doorbell
 
     def _serve_now(self, msg: GetState | ResourceCall) -> None:
         try:
@@ -382,14 +373,11 @@ class ChildRuntime:
 
     def _service_loop(self) -> None:
         bell = self._service_bell
-        poller = select.poll()
-        poller.register(bell, select.POLLIN)
+        poller = WaitSet((bell.fileno(),))
         try:
             while True:
-                poller.poll(SERVICE_TURN_MS)
-                try:
-                    os.eventfd_read(bell)
-                except BlockingIOError:
+                poller.wait(SERVICE_TURN_MS / 1000)
+                if not bell.clear():
                     continue
                 with self._service_lock:
                     self._read(0)
@@ -561,9 +549,13 @@ def _exit_for(exc: SystemExit) -> None:
 
 
 def child_main(fds: Sequence[int], config: bytes) -> int:
-    """Zygote entry point of a paglet process."""
-    channel = ChildChannel.from_fds(fds[:5])
-    runtime = ChildRuntime(decode_child_config(config), channel, fds[5])
+    """Zygote entry point of a paglet process (Linux backend): the channel's fds, then the service bell."""
+    return run_paglet(ChildChannel.from_fds(fds[:5]), EventBell(fds[5]), config)
+
+
+def run_paglet(channel: ChildChannel, service_bell: Bell, config: bytes) -> int:
+    """Run one paglet process on ``channel`` until the host stops it or goes away (both backends)."""
+    runtime = ChildRuntime(decode_child_config(config), channel, service_bell)
     try:
         return runtime.serve()
     except ChannelClosedError:

@@ -32,13 +32,19 @@ from typing import Final, NoReturn
 
 import msgspec
 
+from paglets.runtime._preload import preload_modules
 from paglets.runtime._procutil import (
     TITLE_ROOM,
     close_fds_except,
     set_parent_death_signal,
     set_process_title,
 )
-from paglets.runtime._zygote import (
+
+# Linux only (fork, pidfds, fd passing, prctl): the Linux backend imports this module, no other
+# (mypy checks what follows for Linux only).
+assert sys.platform == "linux", "the zygote needs Linux; other systems use the portable backend"
+
+from paglets.runtime._zygote import (  # noqa: E402  # after the platform check
     DECODER,
     ENCODER,
     MAX_CONTROL_MESSAGE,
@@ -136,21 +142,7 @@ def _boot_child(boot_fd: int, parent_pid: int) -> NoReturn:
 # --- zygote ------------------------------------------------------------------------------------------
 
 
-def _preload(names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    loaded: list[str] = []
-    failed: dict[str, str] = {}
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if name in RUNTIME_MODULES and exc.name is not None and name.startswith(exc.name):
-                continue  # a runtime module that does not exist (yet)
-            failed[name] = f"{type(exc).__name__}: {exc}"
-        except Exception as exc:
-            failed[name] = f"{type(exc).__name__}: {exc}"
-        else:
-            loaded.append(name)
-    return loaded, failed
+_preload = preload_modules
 
 
 class _Zygote:

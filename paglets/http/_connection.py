@@ -58,7 +58,7 @@ from paglets.http._body import ByteQueue, ChunkedDecoder, FixedLengthDecoder, Pi
 from paglets.http._heads import LAST_CHUNK, chunk_header, has_token, plan_response, response_head
 from paglets.http._reqbody import RequestBody
 from paglets.http.auth import authorization_problem, unauthorized_response
-from paglets.http.limits import HEAD_FEED, LINGER_MAX_BYTES, ServerLimits
+from paglets.http.limits import HEAD_FEED, ServerLimits
 from paglets.http.messages import Request, Response, StreamResponse, error_response
 from paglets.http.routing import RouteMiss, strip_prefix
 
@@ -180,7 +180,7 @@ class ServerConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             self._linger_bytes += len(data)
-            if self._linger_bytes > LINGER_MAX_BYTES and self._transport is not None:
+            if self._linger_bytes > self.context.limits.linger_max_bytes and self._transport is not None:
                 self._transport.abort()
             return
         self.inbox.append(data)

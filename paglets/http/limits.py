@@ -141,7 +141,7 @@ HEAD_FEED: Final = 4 * KiB
 #: input, so that the peer reads our last response instead of a reset.
 CLOSE_LINGER: Final = 2.0
 
-#: Bytes discarded during a lingering close before the connection is dropped anyway.
+#: Bytes discarded during a lingering close; then the connection stops reading until ``CLOSE_LINGER`` ends.
 LINGER_MAX_BYTES: Final = 1 * MiB
 
 #: Default deadline of a graceful shutdown (in-flight requests may finish until then).

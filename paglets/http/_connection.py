@@ -20,8 +20,8 @@ connection's task does the work, one request at a time, so pipelined requests ar
    HTTP/1.0), when the server is shutting down, after any body error, and when the handler left more
    than ``drain_limit`` body bytes unread or left a ``100-continue`` client waiting (small leftovers are
    read and discarded). Closing while the client may still be sending is a *lingering* close
-   (half-close, discard input for ``close_linger`` seconds) so the client reads our last response
-   instead of a reset.
+   (half-close, discard input for ``close_linger`` seconds, at most ``LINGER_MAX_BYTES`` of it, then stop
+   reading until the time is up) so the client reads our last response instead of a reset.
 
 Admission (``connection_made``): a peer address at its ``max_connections_per_address`` share is
 answered 503; a full server first closes the connection idle the longest (``ServerContext.make_room``)
@@ -181,7 +181,10 @@ class ServerConnection(asyncio.Protocol):
         if self._lingering:
             self._linger_bytes += len(data)
             if self._linger_bytes > self.context.limits.linger_max_bytes and self._transport is not None:
-                self._transport.abort()
+                # discard no more: stop reading (the peer's sends stall) and leave the connection to the
+                # linger timer, so that a peer still sending reads our response before the reset (a reset
+                # now throws away what it has not read yet: a proxy in front then answers 502)
+                self._transport.pause_reading()
             return
         self.inbox.append(data)
         if len(self.inbox) > self.context.limits.receive_high_water and not self._reading_paused:

@@ -72,7 +72,6 @@ __all__ = [
     "MAX_RESPONSE_BODY",
     "MAX_RESPONSE_HEAD",
     "MIN_BODY_RATE",
-    "PROXIED_LINGER_MAX_BYTES",
     "RECEIVE_HIGH_WATER",
     "SHUTDOWN_DEADLINE",
     "TLS_HANDSHAKE_TIMEOUT",
@@ -142,13 +141,8 @@ HEAD_FEED: Final = 4 * KiB
 #: input, so that the peer reads our last response instead of a reset.
 CLOSE_LINGER: Final = 2.0
 
-#: Bytes discarded during a lingering close before the connection is dropped anyway: a client that goes
-#: on sending a refused body is cut near the limit, not read to its end.
+#: Bytes discarded during a lingering close; then the connection stops reading until ``CLOSE_LINGER`` ends.
 LINGER_MAX_BYTES: Final = 1 * MiB
-#: ``LINGER_MAX_BYTES`` of a host reached through a reverse proxy (``public_url`` set): a proxy that
-#: buffered a whole request (nginx does by default) sends all of a refused body before it reads the
-#: answer, and turns a reset into a 502. Discarding costs no memory, and ``CLOSE_LINGER`` bounds the time.
-PROXIED_LINGER_MAX_BYTES: Final = 512 * MiB
 
 #: Default deadline of a graceful shutdown (in-flight requests may finish until then).
 SHUTDOWN_DEADLINE: Final = 5.0

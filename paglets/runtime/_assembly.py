@@ -32,13 +32,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 from urllib.parse import urlsplit
 
-import msgspec
-
 from paglets.artifacts import ArtifactStore
 from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import HostError
 from paglets.http.inprocess import InProcessClient
-from paglets.http.limits import LINGER_MAX_BYTES, PROXIED_LINGER_MAX_BYTES, ServerLimits
 from paglets.http.tls import server_context
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, MeshRegistry, resolve_code_version
@@ -419,7 +416,7 @@ class HostParts:
             self.http_router(),
             api_key=cfg.api_key,
             path_prefix=prefix,
-            limits=_server_limits(cfg.http_limits, proxied=bool(cfg.public_url)),
+            limits=cfg.http_limits,
             expose_tracebacks=cfg.expose_tracebacks,
             ssl_context=server_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert else None,
             open_request=open_request,
@@ -561,11 +558,3 @@ class _LateMesh:
 
 def _mesh_event(events: ContextEventLog, kind: str, data: dict[str, Any]) -> None:
     events.emit(kind, data=dict(data))
-
-
-def _server_limits(limits: ServerLimits | None, *, proxied: bool) -> ServerLimits | None:
-    """The server's limits; a host reached through a reverse proxy discards more of a refused body in its
-    lingering close (``PROXIED_LINGER_MAX_BYTES``), unless the limits set that bound themselves."""
-    if not proxied or (limits is not None and limits.linger_max_bytes != LINGER_MAX_BYTES):
-        return limits
-    return msgspec.structs.replace(limits or ServerLimits(), linger_max_bytes=PROXIED_LINGER_MAX_BYTES)

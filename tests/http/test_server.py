@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -413,3 +414,37 @@ def test_the_standard_asyncio_loop_works_too(make_server: Callable[..., ServerTh
         )
         assert [r.status for r in parse_responses(read_until_closed(sock))] == [200] * 4
     assert srv.stats().connections_accepted == 2  # the client's keep-alive one (closed by the 413), ours
+
+
+def test_a_sender_that_keeps_sending_reads_the_early_413_before_any_reset(
+    make_server: Callable[..., ServerThread],
+) -> None:
+    """A peer (a reverse proxy, say) that writes as long as it can and reads only when its writes would
+    block gets the early 413: the lingering close stops reading after ``LINGER_MAX_BYTES`` instead of
+    resetting the connection while the peer still sends (a proxy that sees the reset first answers 502)."""
+    srv = make_server(limits=fast_limits(max_json_body=1000, close_linger=5.0))
+    chunk = b"x" * 65536
+    with connect(srv.port) as sock:
+        sock.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 268435456\r\n\r\n"
+        )
+        sock.setblocking(False)
+        received = bytearray()
+        sent = 0
+        deadline = time.monotonic() + WAIT
+        while b"\r\n\r\n" not in received:
+            assert time.monotonic() < deadline, "no answer"
+            try:
+                sent += sock.send(chunk)  # write while we can, as a proxy streaming a body does
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise AssertionError(
+                    f"the connection broke after {sent} body bytes, unanswered: {exc!r}"
+                ) from exc
+            readable, _, _ = select.select([sock], [], [], 0.05)
+            if readable:
+                received += sock.recv(65536)
+    assert received.startswith(b"HTTP/1.1 413 "), bytes(received[:200])

@@ -1,5 +1,4 @@
-"""Binding (addresses go straight to the socket, names through the resolver) and the limits a host
-gives its server."""
+"""Binding: addresses go straight to the socket, names through the resolver."""
 
 from __future__ import annotations
 
@@ -27,16 +26,3 @@ def test_bind_listens_on_a_literal_and_on_a_name(host: str) -> None:
             pass
     finally:
         sock.close()
-
-
-def test_a_host_behind_a_proxy_lingers_longer_unless_told_otherwise() -> None:
-    from paglets.http.limits import LINGER_MAX_BYTES, PROXIED_LINGER_MAX_BYTES, ServerLimits
-    from paglets.runtime._assembly import _server_limits
-
-    assert _server_limits(None, proxied=False) is None
-    behind = _server_limits(None, proxied=True)
-    assert behind is not None
-    assert behind.linger_max_bytes == PROXIED_LINGER_MAX_BYTES
-    assert ServerLimits().linger_max_bytes == LINGER_MAX_BYTES
-    chosen = ServerLimits(linger_max_bytes=4096)
-    assert _server_limits(chosen, proxied=True) is chosen  # a bound the host was given is kept

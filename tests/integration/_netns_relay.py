@@ -386,7 +386,7 @@ def oversized(w: World) -> None:
         response = client.request(
             "POST", f"{B_URL}/agents/{counter}/messages", body=body, content_type="application/json"
         )
-        assert response.status == 413, response.status
+        assert response.status == 413, (response.status, response.body[:300])
         assert response.json()["error_type"] == "BodyTooLargeError", response.body[:300]
     from paglets.core.errors import RemoteHostError
 

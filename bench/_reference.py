@@ -49,6 +49,16 @@ def ensure_reference(*, quiet: bool = True) -> Path:
     return python
 
 
+def compile_bytecode(python: str, tree: Path | None = None) -> None:
+    """Write the bytecode of ``tree/paglets`` (default: this checkout) first, as installing a wheel does
+    (2.0's venv has it): with ``PYTHONDONTWRITEBYTECODE`` set, an editable checkout would otherwise
+    compile every module it imports in every new process, which is most of a host's start and most of
+    a spare interpreter's (the portable backend's paglet processes)."""
+    tree = tree or BENCH_DIR.parent
+    command = [python, "-m", "compileall", "-q", str(tree / "paglets")]
+    subprocess.run(command, check=False, timeout=300, capture_output=True)
+
+
 def can_isolate_network() -> bool:
     """Whether ``unshare -n`` works here (root or user namespaces)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
@@ -66,10 +76,12 @@ def run_scenario(
     python: Path | str | None = None,
     isolate: bool = True,
     timeout: float = 300.0,
+    env: dict[str, str] | None = None,
 ) -> dict[str, object]:
     """Run ``script`` with ``python`` (default: the reference) and return its JSON result.
 
-    With ``isolate`` the run happens in a new network namespace with only ``lo`` up.
+    With ``isolate`` the run happens in a new network namespace with only ``lo`` up; ``env`` adds to the
+    environment the script inherits.
     """
     interpreter = str(python or ensure_reference())
     inner = [interpreter, str(script), *(args or [])]
@@ -80,9 +92,10 @@ def run_scenario(
         cmd = ["unshare", "-n", "sh", "-c", f"ip link set lo up && exec {quoted}"]
     else:
         cmd = inner
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    environ = dict(os.environ)
+    environ.pop("PYTHONPATH", None)
+    environ.update(env or {})
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=environ)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
         raise RuntimeError(f"scenario {script.name} failed with exit code {done.returncode}")

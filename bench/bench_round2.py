@@ -12,11 +12,12 @@ Runs the benches that answer each row (each writes JSON) and prints one table wi
 - ``bench_scale.py``: an empty host's start (ours and 2.0), 1,000 paglets on one host, and with
   ``--mesh 50`` the mesh rows (50 host processes with the default launch config; several minutes).
 
-    .venv/bin/python bench/bench_round2.py [--runs 5] [--mesh 50] [--json out.json]
+    .venv/bin/python bench/bench_round2.py [--runs 5] [--mesh 50] [--json out.json] [--backend both]
 
 Every number is a median over the runs of this invocation (``--runs`` runs of the local and move
-benches, each itself a median). Run it on a quiet machine: two cores are easily saturated by anything
-running beside it.
+benches, alternating ours and 2.0, each itself a median). ``--backend both`` adds the local and move
+tables with our Linux and portable backends side by side. Run it on a quiet machine: two cores are
+easily saturated by anything running beside it.
 """
 
 from __future__ import annotations
@@ -64,10 +65,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--mesh", type=int, nargs="*", default=[], help="mesh sizes (e.g. 50); none: skip")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--backend",
+        choices=("linux", "portable", "both"),
+        default=None,
+        help="process backend of our hosts; 'both': the table for the first (linux), then both side by side",
+    )
     args = parser.parse_args()
 
-    local = [_bench("bench_local.py") for _ in range(args.runs)]
-    move = [_bench("bench_move.py", "--rounds", "5", "--reference-rounds", "3") for _ in range(args.runs)]
+    runs = ["--runs", str(args.runs)] + (["--backend", args.backend] if args.backend else [])
+    local = [_bench("bench_local.py", *runs)]
+    move = [_bench("bench_move.py", "--rounds", "5", "--reference-rounds", "3", *runs)]
     ipc = _bench("bench_ipc.py", json_file=False)
     records = _bench("bench_transfer_records.py", "--count", "300")
     scale_rows = ["start", "paglets"] + (["mesh"] if args.mesh else [])
@@ -149,6 +157,15 @@ def main() -> int:
                     f"(after serving {r.get('converge_after_serving_s')}), "
                     f"idle CPU {r.get('idle_cpu_pct_total')} % of a core (targets <= 10 s, <= 10 %)"
                 )
+    if args.backend == "both":
+        sys.path.insert(0, str(HERE))
+        import bench_local
+        import bench_move
+        from _compare import print_table
+
+        for doc, measures in ((local[0], bench_local.MEASURES), (move[0], bench_move.MEASURES)):
+            print()
+            print_table(measures, doc["ours_by_backend"], doc["reference"])
     if args.json is not None:
         args.json.write_text(
             json.dumps(

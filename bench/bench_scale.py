@@ -279,17 +279,9 @@ def _run(argv: list[str], *, python: str, netns: bool, src: str | None, timeout:
     return dict(json.loads(lines[-1])) if lines else {"error": "no output"}
 
 
-def _compile_bytecode(python: str, tree: Path) -> None:
-    """Write the bytecode of ``tree/paglets`` first, as installing a wheel does (2.0's venv has it): with
-    ``PYTHONDONTWRITEBYTECODE`` set, an editable checkout would otherwise compile every module it imports
-    at each start, which is most of a start's time here (about 10 ms of 22)."""
-    command = [python, "-m", "compileall", "-q", str(tree / "paglets")]
-    subprocess.run(command, check=False, timeout=300, capture_output=True)
-
-
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(BENCH_DIR))
-    from _reference import can_isolate_network, ensure_reference
+    from _reference import can_isolate_network, compile_bytecode, ensure_reference
 
     ours = sys.executable
     if args.no_services:
@@ -304,7 +296,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for label, impl, python, src in impls:
             if impl == "ours":
-                _compile_bytecode(python, Path(src) if src else BENCH_DIR.parent)
+                compile_bytecode(python, Path(src) if src else None)
             runs = [
                 _run(["--scenario", "start", "--impl", impl], python=python, netns=impl == "reference",
                      src=src, timeout=120)

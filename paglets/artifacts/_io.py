@@ -17,14 +17,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import errno
 import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -104,6 +103,14 @@ def unlink_quietly(path: Path) -> None:
         logger.warning("cannot remove %s: %s", path, exc)
 
 
+def _wrapped(future: concurrent.futures.Future[bytes]) -> Awaitable[bytes]:
+    """``future`` awaitable on the running loop. asyncio is imported here, not with the module: blobs are
+    read asynchronously by hosts only, and a paglet process that imports this module need not load it."""
+    import asyncio
+
+    return asyncio.wrap_future(future)
+
+
 class BlobReader:
     """An open artifact blob (``ArtifactStore.open_blob``); always close it.
 
@@ -149,7 +156,7 @@ class BlobReader:
             future = self._executor.submit(self._read, self._offset)
         self._next = None
         try:
-            data = await asyncio.wrap_future(future)
+            data = await _wrapped(future)
         except BaseException:
             await self.aclose()
             raise
@@ -174,7 +181,7 @@ class BlobReader:
         pending, self._next = self._next, None
         if pending is not None:
             try:
-                await asyncio.wrap_future(pending)
+                await _wrapped(pending)
             except Exception:
                 pass
         self._close_fd()

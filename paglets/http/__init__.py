@@ -16,15 +16,44 @@ move bytes, wait and enforce timeouts.
 - :mod:`paglets.http.errormap` — errors ↔ JSON error bodies;
 - :mod:`paglets.http.limits` — the HTTP-only limits and timeouts;
 - :mod:`paglets.http.testing` — drive a server connection from bytes, without sockets.
+
+The names below are loaded on first use (PEP 562), so that a process that needs one part (a paglet
+process: the blocking client) does not import the others (the server, asyncio).
 """
 
-from paglets.http.aclient import AsyncHttpClient, AsyncStreamingClientResponse
-from paglets.http.auth import default_api_key
-from paglets.http.client import ClientResponse, HttpClient, StreamingClientResponse
-from paglets.http.limits import ServerLimits
-from paglets.http.messages import Request, Response, StreamResponse, error_response, json_response
-from paglets.http.routing import Handler, Router
-from paglets.http.server import HttpServer, ServerStatistics, new_event_loop
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from paglets.http.aclient import AsyncHttpClient, AsyncStreamingClientResponse
+    from paglets.http.auth import default_api_key
+    from paglets.http.client import ClientResponse, HttpClient, StreamingClientResponse
+    from paglets.http.limits import ServerLimits
+    from paglets.http.messages import Request, Response, StreamResponse, error_response, json_response
+    from paglets.http.routing import Handler, Router
+    from paglets.http.server import HttpServer, ServerStatistics, new_event_loop
+
+_HOMES = {
+    "AsyncHttpClient": "aclient",
+    "AsyncStreamingClientResponse": "aclient",
+    "ClientResponse": "client",
+    "Handler": "routing",
+    "HttpClient": "client",
+    "HttpServer": "server",
+    "Request": "messages",
+    "Response": "messages",
+    "Router": "routing",
+    "ServerLimits": "limits",
+    "ServerStatistics": "server",
+    "StreamResponse": "messages",
+    "StreamingClientResponse": "client",
+    "default_api_key": "auth",
+    "error_response": "messages",
+    "json_response": "messages",
+    "new_event_loop": "server",
+}
 
 __all__ = [
     "AsyncHttpClient",
@@ -45,3 +74,16 @@ __all__ = [
     "json_response",
     "new_event_loop",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

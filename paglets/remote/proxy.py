@@ -27,7 +27,6 @@ import msgspec
 
 from paglets.core.errors import ForwardingLimitError, InvalidAgentError, PagletError, PagletMovedError
 from paglets.core.messages import ONEWAY, FutureReply, Message
-from paglets.remote.client import HostClient
 from paglets.remote.references import PagletProxyRef
 from paglets.remote.transfer import TransferTicket
 from paglets.wire.control import (
@@ -46,6 +45,7 @@ from paglets.wire.control import (
 if TYPE_CHECKING:
     from paglets.artifacts import ArtifactRef
     from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
+    from paglets.remote.client import HostClient
 
 __all__ = ["MAX_FORWARD_HOPS", "PagletProxy", "ProxyRoute"]
 
@@ -139,6 +139,8 @@ def _default_client() -> HostClient:
     global _shared_client
     with _shared_client_lock:
         if _shared_client is None:
+            from paglets.remote.client import HostClient
+
             _shared_client = HostClient()
         return _shared_client
 

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from paglets.core.errors import SendTimeoutError
 
-__all__ = ["DEFAULT_SEND_TIMEOUT", "DISPOSE_GRACE", "send_timeout_error", "wait_reply"]
+__all__ = ["DEFAULT_SEND_TIMEOUT", "DISPOSE_GRACE", "RUN_SETTLE_WAIT", "send_timeout_error", "wait_reply"]
 
 #: Seconds ``dispose`` waits for a paglet to finish the handler it is in and to run ``on_disposing`` and
 #: its resource cleanup before its process is ended without them (``Host(dispose_grace=...)``). Those
@@ -27,6 +27,10 @@ DISPOSE_GRACE: Final = 5.0
 #: while a caller stuck behind a handler that never returns learns it within a minute; handlers that
 #: legitimately run longer get a longer deadline per call (``timeout=``) or per host.
 DEFAULT_SEND_TIMEOUT: Final = 60.0
+
+#: Seconds the answer to a move waits for the arrived paglet's ``run()`` to return or the paglet to move
+#: on (where it settled is what a dispatch returns).
+RUN_SETTLE_WAIT: Final = 30.0
 
 #: Seconds a oneway send waits to be queued (it returns then; the handler's outcome is not waited for).
 _QUEUED_WAIT: Final = 300.0

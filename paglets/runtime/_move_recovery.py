@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Final
 
 from paglets.core.errors import PagletError
 from paglets.persistence._transfers import TransferRecord
+from paglets.runtime._deadlines import RUN_SETTLE_WAIT
 from paglets.runtime._move_source import SourceRun
-from paglets.runtime._move_target import RUN_SETTLE_WAIT, TargetRun
+from paglets.runtime._move_target import TargetRun
 from paglets.runtime._transfer import Event, MoveKind, SourceState, SourceTransfer, TargetTransfer
 from paglets.wire.requests import MAX_FORGET_BATCH
 

@@ -22,6 +22,7 @@ from paglets.core.events import CloneEvent
 from paglets.persistence._transfers import TransferRecord
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import PagletController, Snapshot
+from paglets.runtime._deadlines import RUN_SETTLE_WAIT
 from paglets.runtime._move_depart import (
     Target,
     leaving_hooks,
@@ -30,7 +31,6 @@ from paglets.runtime._move_depart import (
     stage_files,
     unstage_files,
 )
-from paglets.runtime._move_target import RUN_SETTLE_WAIT
 from paglets.runtime._transfer import (
     Action,
     Event,

@@ -24,6 +24,7 @@ from paglets.persistence._recordformat import StoredRecord
 from paglets.persistence._transfers import TransferRecord
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.runtime._controller import PagletController, Snapshot
+from paglets.runtime._deadlines import RUN_SETTLE_WAIT
 from paglets.runtime._handoff import WritableSegment
 from paglets.runtime._transfer import Action, Event, TargetState, TargetTransfer, source_answer_event
 from paglets.wire.envelope import EnvelopeMetadata
@@ -35,8 +36,6 @@ __all__ = ["TargetDriver", "TargetRun"]
 
 _log = logging.getLogger("paglets.runtime")
 
-#: Seconds a commit answer waits for the arrived paglet's ``run()`` to return or the paglet to move on.
-RUN_SETTLE_WAIT: Final = 30.0
 #: Longest an envelope of a paglet coming back waits for this host's own move of it to that host to end.
 LEAVING_WAIT: Final = 10.0
 #: Seconds a target waits for the source's commit before asking the source what happened.

@@ -38,12 +38,13 @@ from paglets.persistence._held import HeldCopies
 from paglets.persistence._transfers import MAX_OPEN_TRANSFERS, TransferRecord, TransferStore
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._controller import Snapshot
+from paglets.runtime._deadlines import RUN_SETTLE_WAIT
 from paglets.runtime._inbound import INBOUND_DECODE_WORKERS, InboundBudget, InboundMove
 from paglets.runtime._move_depart import RecentHealth
 from paglets.runtime._move_held import STOP_SETTLE_WAIT, HeldDriver
 from paglets.runtime._move_recovery import Recovery
 from paglets.runtime._move_source import ENVELOPE_CONTENT_TYPE, SourceDriver, SourceRun, Target
-from paglets.runtime._move_target import RUN_SETTLE_WAIT, TargetDriver, TargetRun
+from paglets.runtime._move_target import TargetDriver, TargetRun
 from paglets.runtime._tasks import BackgroundTasks
 from paglets.runtime._transfer import MoveKind, new_incarnation
 from paglets.wire.envelope import EnvelopeMetadata

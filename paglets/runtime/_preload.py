@@ -7,7 +7,7 @@ import importlib
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["RUNTIME_MODULES", "preload_modules"]
+__all__ = ["HTTP_MODULES", "RUNTIME_MODULES", "SPARE_MODULES", "preload_modules"]
 
 #: Modules the template imports when they exist (missing ones are skipped, failing ones reported).
 RUNTIME_MODULES: Final = (
@@ -41,6 +41,18 @@ RUNTIME_MODULES: Final = (
     "paglets.http.client",
     "paglets.runtime.child._facade",
     "paglets.runtime.child.main",
+)
+
+
+#: What a paglet process loads only once its paglet talks HTTP itself (a proxy to another host, an
+#: artifact elsewhere). The zygote imports them once for all its children (fork shares them); a spare
+#: interpreter leaves them out, as each spare pays its own imports (about a quarter of them).
+HTTP_MODULES: Final = ("paglets.remote.client", "paglets.http.client")
+
+#: What each spare interpreter (portable backend) imports before it reports ready.
+SPARE_MODULES: Final = (
+    *(name for name in RUNTIME_MODULES if name not in HTTP_MODULES),
+    "paglets.runtime._portable_ipc",
 )
 
 

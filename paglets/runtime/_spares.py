@@ -3,7 +3,7 @@
 A spare is ``python -m paglets.runtime.child.spare`` started with ``subprocess`` (``posix_spawn``/
 ``CreateProcess`` semantics: a fresh interpreter), in its own session (POSIX) or process group (Windows)
 so that Ctrl-C and Ctrl-Break reach the host only, which saves its paglets first. It imports the runtime
-(``RUNTIME_MODULES`` and the host's preload modules), connects back to the host's loopback listener and
+(``SPARE_MODULES`` and the host's preload modules), connects back to the host's loopback listener and
 waits (protocol: ``_spare_protocol``). Creating a paglet takes a ready spare, makes its channel from the
 spare's connections and a new ring file (``_portable_ipc``), and sends it the ``ChildConfig``: no
 interpreter start on the way, as long as a spare is ready.

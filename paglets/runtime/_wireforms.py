@@ -12,7 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from paglets.artifacts import ArtifactRef, PagletFileRef
-from paglets.remote.mesh import HostRef
+from paglets.remote._mesh_ref import HostRef
 from paglets.services.contracts import ServiceRecord
 from paglets.wire.control import ArtifactRefWire, FileRefWire, HostRefWire, ProxyRef, ServiceRecordWire
 

@@ -26,12 +26,11 @@ from paglets.core.messages import FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
 from paglets.persistence.persistency import DeactivationPolicy, DeactivationRequest
 from paglets.persistence.storage import StorageStatus
-from paglets.remote.client import HostClient
-from paglets.remote.mesh import HostRef
+from paglets.remote._mesh_ref import HostRef
 from paglets.remote.proxy import REPLY_MARGIN, PagletProxy
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime._artifact_access import ArtifactAccess, HostCallArtifacts
-from paglets.runtime._movement import RUN_SETTLE_WAIT
+from paglets.runtime._deadlines import RUN_SETTLE_WAIT
 from paglets.runtime._wireforms import file_ref_from, host_ref_from, service_record_from
 from paglets.runtime.resources import ResourceRegistry
 from paglets.serialization.codec import codec_for, qualified_name
@@ -83,6 +82,7 @@ from paglets.wire.limits import MAX_SEND_TIMEOUT
 from paglets.wire.values import encode_value, prepare_value
 
 if TYPE_CHECKING:
+    from paglets.remote.client import HostClient
     from paglets.runtime.child.main import ChildRuntime
 
 __all__ = ["ChildHost"]
@@ -166,7 +166,8 @@ class ChildHost:
     def __init__(self, runtime: ChildRuntime) -> None:
         self._runtime = runtime
         self._config = runtime.config
-        self.client = HostClient(api_key=self._config.api_key or "")  # the host's key, never the env
+        self._client: HostClient | None = None
+        self._client_lock = threading.Lock()
         self._artifacts = ArtifactAccess(
             address=lambda: self.address,
             resolve=self.resolve_host_url,
@@ -176,6 +177,17 @@ class ChildHost:
         self.mesh = _ChildMesh(self)
         self._futures: ThreadPoolExecutor | None = None
         self._futures_lock = threading.Lock()
+
+    @property
+    def client(self) -> HostClient:
+        """The HTTP client for other hosts, with the host's key (never the environment's), made on first
+        use: a paglet that never talks HTTP itself does not load the HTTP stack."""
+        with self._client_lock:
+            if self._client is None:
+                from paglets.remote.client import HostClient
+
+                self._client = HostClient(api_key=self._config.api_key or "")
+            return self._client
 
     # --- plumbing --------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, NoReturn
 
-from paglets.runtime._preload import RUNTIME_MODULES, preload_modules
+from paglets.runtime._preload import SPARE_MODULES, preload_modules
 from paglets.runtime._spare_protocol import (
     BOOT_DECODER,
     FRAME_HEADER,
@@ -130,7 +130,7 @@ def _cleanup(boot: SpareBoot) -> None:
 
 def serve(boot: SpareBoot) -> int:
     sys.path[:] = [*boot.sys_path, *(entry for entry in sys.path if entry not in boot.sys_path)]
-    preload_modules([*RUNTIME_MODULES, *boot.preload])
+    preload_modules([*SPARE_MODULES, *boot.preload])
     gc.collect()
     try:
         sockets = _connect(boot)

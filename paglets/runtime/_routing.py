@@ -68,6 +68,11 @@ ADMIT_INLINE: Final = 256 * 1024
 # --- where messages enter ------------------------------------------------------------------------------
 
 
+#: The range of the wire's integer fields (``Int64`` in ``paglets.wire.ipc``).
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+
 def encode_request_message(body: MessageBody, *, may_hold_bytearray: bool = True) -> EncodedMessage:
     """The encoded form of a message that arrived in an HTTP request (already type-checked); missing
     fields get their defaults (priority 5, type 0, now, a new id). ``may_hold_bytearray=False`` (a JSON
@@ -98,7 +103,43 @@ def encode_message_dict(wire: object) -> EncodedMessage:
 
 def encode_local_message(message: Message) -> EncodedMessage:
     """The encoded form of a ``Message`` built in this process, checked like any other (``to_wire`` would
-    coerce a non-dict ``args``; the check refuses it and names the field)."""
+    coerce a non-dict ``args``; the check refuses it and names the field).
+
+    The common case (every field of the type the schema wants) is checked here field by field, without
+    building the wire dict; anything else goes through ``check_message_dict``, which accepts what the
+    schema converts (an ``int`` timestamp) and words the error for what it refuses."""
+    kind, args, priority, message_type = message.kind, message.args, message.priority, message.message_type
+    timestamp, message_id, sender, reply_to = (
+        message.timestamp,
+        message.message_id,
+        message.sender,
+        message.reply_to,
+    )
+    if (
+        type(kind) is str
+        and type(args) is dict
+        and all(type(name) is str for name in args)
+        and type(priority) is int
+        and INT64_MIN <= priority <= INT64_MAX
+        and type(message_type) is int
+        and INT64_MIN <= message_type <= INT64_MAX
+        and type(timestamp) is float
+        and type(message_id) is str
+        and (sender is None or type(sender) is str)
+        and (reply_to is None or type(reply_to) is str)
+    ):
+        body = MessageBody(
+            kind=kind,
+            args=args,
+            arg=message.arg,
+            sender=sender,
+            reply_to=reply_to,
+            priority=priority,
+            message_type=message_type,
+            timestamp=timestamp,
+            message_id=message_id,
+        )
+        return encode_request_message(body)
     return encode_message_dict(
         {
             "kind": message.kind,

@@ -32,6 +32,11 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import bench_local  # noqa: E402
+import bench_move  # noqa: E402
+from _compare import BACKENDS, print_table  # noqa: E402
 
 
 def _bench(script: str, *args: str, json_file: bool = True, timeout: float = 3600) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--backend",
-        choices=("linux", "portable", "both"),
+        choices=(*BACKENDS, "both"),
         default=None,
         help="process backend of our hosts; 'both': the table for the first (linux), then both side by side",
     )
@@ -158,11 +163,6 @@ def main() -> int:
                     f"idle CPU {r.get('idle_cpu_pct_total')} % of a core (targets <= 10 s, <= 10 %)"
                 )
     if args.backend == "both":
-        sys.path.insert(0, str(HERE))
-        import bench_local
-        import bench_move
-        from _compare import print_table
-
         for doc, measures in ((local[0], bench_local.MEASURES), (move[0], bench_move.MEASURES)):
             print()
             print_table(measures, doc["ours_by_backend"], doc["reference"])

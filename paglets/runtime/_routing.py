@@ -38,7 +38,7 @@ from paglets.runtime._deadlines import wait_reply
 from paglets.runtime._tasks import MESSAGE_FORWARD_FAILED, report_failure
 from paglets.wire.control import AgentRequest, ProxyRef
 from paglets.wire.encoded import EncodedMessage, check_message
-from paglets.wire.ipc import MessageWire
+from paglets.wire.ipc import INT64_MAX, INT64_MIN, MessageWire
 from paglets.wire.requests import MessageBody, check_message_dict
 from paglets.wire.values import decode_value, encode_value, prepare_value
 
@@ -57,6 +57,7 @@ __all__ = [
     "encode_local_message",
     "encode_message_dict",
     "encode_request_message",
+    "local_message_dict",
     "message_dict",
 ]
 
@@ -66,11 +67,6 @@ T = TypeVar("T")
 ADMIT_INLINE: Final = 256 * 1024
 
 # --- where messages enter ------------------------------------------------------------------------------
-
-
-#: The range of the wire's integer fields (``Int64`` in ``paglets.wire.ipc``).
-INT64_MIN: Final = -(2**63)
-INT64_MAX: Final = 2**63 - 1
 
 
 def encode_request_message(body: MessageBody, *, may_hold_bytearray: bool = True) -> EncodedMessage:
@@ -109,12 +105,8 @@ def encode_local_message(message: Message) -> EncodedMessage:
     building the wire dict; anything else goes through ``check_message_dict``, which accepts what the
     schema converts (an ``int`` timestamp) and words the error for what it refuses."""
     kind, args, priority, message_type = message.kind, message.args, message.priority, message.message_type
-    timestamp, message_id, sender, reply_to = (
-        message.timestamp,
-        message.message_id,
-        message.sender,
-        message.reply_to,
-    )
+    timestamp, message_id = message.timestamp, message.message_id
+    sender, reply_to = message.sender, message.reply_to
     if (
         type(kind) is str
         and type(args) is dict
@@ -140,19 +132,23 @@ def encode_local_message(message: Message) -> EncodedMessage:
             message_id=message_id,
         )
         return encode_request_message(body)
-    return encode_message_dict(
-        {
-            "kind": message.kind,
-            "args": message.args,
-            "arg": message.arg,
-            "sender": message.sender,
-            "reply_to": message.reply_to,
-            "priority": message.priority,
-            "message_type": message.message_type,
-            "timestamp": message.timestamp,
-            "message_id": message.message_id,
-        }
-    )
+    return encode_message_dict(local_message_dict(message))
+
+
+def local_message_dict(message: Message) -> dict[str, object]:
+    """The wire dict of a ``Message`` exactly as its fields hold them (unlike ``to_wire``, which coerces
+    a non-dict ``args``), for the schema check to judge."""
+    return {
+        "kind": message.kind,
+        "args": message.args,
+        "arg": message.arg,
+        "sender": message.sender,
+        "reply_to": message.reply_to,
+        "priority": message.priority,
+        "message_type": message.message_type,
+        "timestamp": message.timestamp,
+        "message_id": message.message_id,
+    }
 
 
 def _admit(raw: msgspec.Raw, sender: str) -> EncodedMessage:

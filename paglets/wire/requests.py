@@ -27,6 +27,7 @@ from typing import Annotated, Any, Final, TypeVar
 import msgspec
 
 from paglets._errors import FrameError, LimitExceededError, RequestError, SerializationError
+from paglets.wire.ipc import Int64
 from paglets.wire.jsonbin import BINARY_TAG, untag_binary
 from paglets.wire.limits import MAX_JSON_BODY, MAX_SEND_TIMEOUT
 
@@ -65,10 +66,6 @@ class CreateRequest(msgspec.Struct, kw_only=True):
     agent_id: str | None = None
     #: paglets 2.0 moved paglets as JSON/pickle envelopes here; refused with 415 when present.
     envelope: Any = msgspec.UNSET
-
-
-#: A signed 64-bit integer: what a MessagePack int field of an IPC frame holds.
-Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class MessageBody(msgspec.Struct, kw_only=True):

@@ -79,7 +79,7 @@ class Import:
     path: Path
     line: int
     target: str  # absolute dotted name
-    in_function: bool
+    in_function: bool  # inside a function, or guarded by ``except ImportError`` (may be missing)
     type_checking: bool
 
 
@@ -115,10 +115,12 @@ class _ImportCollector(ast.NodeVisitor):
         self.modules = modules
         self.found: list[Import] = []
         self._functions = 0
+        self._guarded = 0
         self._type_checking = 0
 
     def _add(self, node: ast.stmt | ast.expr, target: str) -> None:
-        item = Import(self.path, node.lineno, target, self._functions > 0, self._type_checking > 0)
+        lazy = self._functions > 0 or self._guarded > 0
+        item = Import(self.path, node.lineno, target, lazy, self._type_checking > 0)
         if not self.found or self.found[-1] != item:  # ``from x import a, b``: one entry
             self.found.append(item)
 
@@ -128,6 +130,24 @@ class _ImportCollector(ast.NodeVisitor):
         self._functions -= 1
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
+
+    def visit_Try(self, node: ast.Try) -> None:
+        """``try: import x`` / ``except ImportError:``: the module imports without ``x``, as an import
+        inside a function would."""
+        caught = {
+            name.id
+            for handler in node.handlers
+            for name in ast.walk(handler.type)
+            if handler.type is not None
+            if isinstance(name, ast.Name)
+        }
+        guarded = bool(caught & {"ImportError", "ModuleNotFoundError"})
+        self._guarded += guarded
+        for child in node.body:
+            self.visit(child)
+        self._guarded -= guarded
+        for child in [*node.handlers, *node.orelse, *node.finalbody]:
+            self.visit(child)
 
     def visit_If(self, node: ast.If) -> None:
         if _is_type_checking(node.test):

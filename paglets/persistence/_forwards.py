@@ -130,7 +130,7 @@ class ForwardStore:
             try:
                 data = (self._root / FILE_NAME).read_bytes()
             except FileNotFoundError:
-                data = b""
+                return 0  # nothing to compact: the first entry creates the log
             offset = 0
             while offset + _HEAD.size <= len(data):
                 size, crc = _HEAD.unpack_from(data, offset)

@@ -22,8 +22,9 @@ file-system journal commit (measured here: about 0.05 ms against 0.2 ms for a ne
   host repeat that known outcome (``paglets/runtime/_transfer.py``).
 - **Load** (at start) reads every slot; for a transfer id and role found twice, the higher ``sequence``
   wins; invalid slots are reported and cleared. A file with a bad header is moved to quarantine and a new
-  one started. The file grows by doubling (written with zeros and synced once) up to
-  ``MAX_OPEN_TRANSFERS`` slots.
+  one started. Without a file, ``load`` finds nothing and ``prepare`` (which the host runs in the
+  background once it started) or the first write creates it. The file grows by doubling (written with
+  zeros and synced once) up to ``MAX_OPEN_TRANSFERS`` slots.
 
 The store is not locked itself: it lives in the persistence directory that the host's record store locks.
 Its methods block: the movement engine calls them on one dedicated thread.
@@ -161,7 +162,8 @@ class TransferStore:
         self._quarantine = Quarantine(
             root / "quarantine", self._dir_fd, durable=True, on_quarantine=on_quarantine
         )
-        self._fd = -1
+        self._fd = -1  # the file, once loaded or created
+        self._closed = False
         self._slots = 0  # slots in the file, the header included
         self._where: dict[tuple[str, str], int] = {}  # record key -> slot index
         self._free: list[int] = []
@@ -176,6 +178,7 @@ class TransferStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for fd in (self._fd, self._dir_fd):
                 if fd >= 0:
                     os.close(fd)
@@ -196,8 +199,7 @@ class TransferStore:
         try:
             fd = os.open(FILE_NAME, open_flags(os.O_RDWR), dir_fd=self._dir_fd)
         except FileNotFoundError:
-            self._create()
-            return []
+            return []  # created by ``prepare`` or by the first ``write``
         size = os.fstat(fd).st_size
         head = read_exact(fd, SLOT_SIZE, 0)
         if head != encode_header() or size % SLOT_SIZE:
@@ -239,6 +241,13 @@ class TransferStore:
         self._free.sort(reverse=True)  # low slots first (pop from the end)
         return [record for _seq, _index, record in found.values()]
 
+    def prepare(self) -> None:
+        """Create the file if ``load`` found none (its zeroed slots are synced once), so that the first
+        ``write`` is one slot write too. The host calls this in the background after its start."""
+        with self._lock:
+            if self._fd < 0 and not self._closed:
+                self._create()
+
     def _create(self) -> None:
         tmp = f".{FILE_NAME}.new"
         with contextlib.suppress(FileNotFoundError):
@@ -268,8 +277,10 @@ class TransferStore:
     def write(self, record: TransferRecord) -> None:
         """Write (or replace) ``record`` durably: when this returns, it survives a crash."""
         with self._lock:
-            if self._fd < 0:
+            if self._closed:
                 raise HostError("the transfer record store is closed")
+            if self._fd < 0:
+                self._create()
             previous = self._where.get(record.key)
             if previous is None and len(self._where) >= MAX_OPEN_TRANSFERS:
                 raise TransferError(

@@ -10,11 +10,12 @@ public facade over them. Where two collaborators need each other, the cycle is b
 - the service directory's mesh lookups need the mesh's peers and an HTTP client, both of which exist
   only while the host runs: they are bound at start (``bind_client``).
 
-Start order: the records and the transfer records are loaded, then the HTTP server starts (so that
-nothing is served before they are loaded), the process backend is launched in the background (the zygote
-on its own thread, ``_zygote_thread``, or the spare processes; creating a paglet process waits for it,
-and launches it if that comes first), the ``auto`` bind watcher, the artifact cleanup, the mesh, resident
-services (every record first, then the eager ones), ``activate_on_startup`` records, startup agents. Stop
+Start order: the records and the transfer records are loaded (the four stores at once), then the HTTP
+server starts (so that nothing is served before they are loaded), the ``auto`` bind watcher, the artifact
+cleanup, the mesh, resident services (every record first, then the eager ones), ``activate_on_startup``
+records, startup agents; last, once the start returned, the process backend is launched in the background
+(the zygote on its own thread, ``_zygote_thread``, or the spare processes; creating a paglet process waits
+for it, and launches it if that comes first). Stop
 order: the server first (no new requests), then open moves get a short chance to finish and the paused
 copies of those still in doubt are held (``_move_held.py``), then, for ``shutdown()``, every paglet is
 saved, then background work, the mesh, resident services, movement, the artifact store, the records and
@@ -36,6 +37,7 @@ from paglets.artifacts import ArtifactStore
 from paglets.core.context_events import ContextEventLog
 from paglets.core.errors import HostError
 from paglets.http.inprocess import InProcessClient
+from paglets.http.server import HttpServer
 from paglets.http.tls import server_context
 from paglets.remote.client import HostClient
 from paglets.remote.mesh import NO_GIT_SUFFIX, MeshRegistry, resolve_code_version
@@ -49,6 +51,7 @@ from paglets.runtime._checkpoints import Checkpoints
 from paglets.runtime._config import HostConfig
 from paglets.runtime._control import ControlTable
 from paglets.runtime._creation import Creator
+from paglets.runtime._dashboard import open_request
 from paglets.runtime._directory import AgentDirectory
 from paglets.runtime._files import FileRegistry
 from paglets.runtime._forwarding import Forwarding
@@ -63,6 +66,7 @@ from paglets.runtime._persistence import Persistence
 from paglets.runtime._relay_client import RelayClient
 from paglets.runtime._relay_hub import RelayHub, relay_host_url
 from paglets.runtime._resident import ResidentServices
+from paglets.runtime._routes import build_router
 from paglets.runtime._routing import LocalRoute, MessageRouter
 from paglets.runtime._services import HostServices
 from paglets.runtime._storage import StorageShelf
@@ -70,7 +74,6 @@ from paglets.runtime._tasks import BackgroundTasks
 
 if TYPE_CHECKING:
     from paglets.http.routing import Router
-    from paglets.http.server import HttpServer
 
 __all__ = ["HostParts"]
 
@@ -371,8 +374,6 @@ class HostParts:
 
     def http_router(self) -> Router:
         """The host's route table (``paglets.runtime._routes``)."""
-        from paglets.runtime._routes import build_router
-
         router = build_router(
             name=self.config.name,
             address=self.binding.current,
@@ -394,19 +395,13 @@ class HostParts:
     # --- start and stop (on the loop; see the module docstring for the order) -----------------------
 
     async def start(self) -> None:
-        from paglets.http.server import HttpServer
-        from paglets.runtime._dashboard import open_request
-
         cfg = self.config
         # scratch space starts empty at every start
         shutil.rmtree(self.manager.work_root, ignore_errors=True)
         self.manager.work_root.mkdir(parents=True, exist_ok=True)
         self.services.bind_client(self.peers.open(), peers=self.names.peer_urls)
         self.manager.start(asyncio.get_running_loop())
-        await self.persistence.start()
-        await self.checkpoints.start()
-        await self.forwarding.start()
-        await self.movement.start()  # transfer records are back before anyone can ask about them
+        await self._load_records()  # transfer records are back before anyone can ask about them
         # checkpoints left by a crash become startup records (never one of a paglet that moved away)
         checkpointed = await self.checkpoints.restore(
             self.persistence, lambda agent_id: self.forwarding.lookup(agent_id) is not None
@@ -434,7 +429,6 @@ class HostParts:
             await self.forwarding.close()
             raise
         self.server = server
-        self.manager.launch_processes()  # serving already: the zygote or the spares start meanwhile
         self.events.host_address = self.binding.url
         if AUTO in cfg.bind_hosts and not cfg.public_url:
             watcher = BindingWatcher(
@@ -468,6 +462,31 @@ class HostParts:
                 "inactive": len(self.persistence.summaries()),
             },
         )
+        # serving already: the zygote or the spares start once the host's start returned (a creation
+        # that comes first launches them itself and waits)
+        asyncio.get_running_loop().call_soon(self.manager.launch_processes)
+
+    async def _load_records(self) -> None:
+        """Load the inactive records, the checkpoints, the forwarding entries and the transfer records at
+        once (each store reads its directory on a thread of its own). If one fails, those that loaded are
+        closed again and the first failure is raised."""
+        stores = (
+            (self.persistence.start, self.persistence.close),
+            (self.checkpoints.start, self.checkpoints.close),
+            (self.forwarding.start, self.forwarding.close),
+            (self.movement.start, self.movement.stop),
+        )
+        results = await asyncio.gather(*(start() for start, _ in stores), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if not failures:
+            return
+        for (_, close), result in zip(stores, results, strict=True):
+            if not isinstance(result, BaseException):
+                try:
+                    await close()
+                except Exception:
+                    _log.exception("host %s: closing a record store after a failed start", self.config.name)
+        raise failures[0]
 
     async def _connect_relay(self, server: HttpServer) -> None:
         """Connect mode: start the relay session and wait (at most ``RELAY_CONNECT_WAIT``) for it."""

@@ -104,18 +104,23 @@ class MovementEngine:
             _log.error("host %s quarantined transfer record %s: %s", self.host.name, name, reason)
 
         store = TransferStore(self.host.persistence_dir, on_quarantine=quarantined)
-        records = await loop.run_in_executor(self._io, store.load)
         held = HeldCopies(self.host.persistence_dir, on_quarantine=quarantined)
         try:
+            records = await loop.run_in_executor(self._io, store.load)
             held_ids = await loop.run_in_executor(self._io, held.load)
         except BaseException:
             held.close()
             store.close()
             raise
         self.store, self.held = store, held
+        self.spawn(self._prepare(store))  # a first start creates the record file while the host serves
         self.recovery.load(records, held_ids)
         decided = {r.transfer_id for r in records if r.role == "source" and r.outcome == "committed"}
         self.holding.restore_orphans(held_ids, decided)
+
+    async def _prepare(self, store: TransferStore) -> None:
+        assert self._io is not None
+        await asyncio.get_running_loop().run_in_executor(self._io, store.prepare)
 
     async def settle_for_stop(self, wait: float = STOP_SETTLE_WAIT) -> None:
         """A graceful stop: open transfers get ``wait`` seconds to finish, then those still in doubt keep

@@ -11,7 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from paglets.core.errors import TransferError
+from paglets.core.errors import HostError, TransferError
 from paglets.persistence import _transfers
 from paglets.persistence._transfers import (
     FILE_NAME,
@@ -101,10 +101,34 @@ def test_write_load_replace_drop(tmp_path: Path) -> None:
     assert [r.transfer_id[-1] for r in TransferStore(tmp_path).load()] == ["2"]
 
 
+def test_a_fresh_directory_gets_its_file_from_prepare_or_the_first_write(tmp_path: Path) -> None:
+    """Loading finds nothing and writes nothing (a host's first start does not wait for a sync); the file
+    comes from ``prepare`` or, if a write comes first, from that write."""
+    first = TransferStore(tmp_path / "a")
+    assert first.load() == []
+    assert not (tmp_path / "a" / FILE_NAME).exists()
+    assert not first.write_is_cheap  # a write that must create the file runs off the loop
+    first.write(_record(1))
+    first.prepare()  # too late to matter: nothing changes
+    first.close()
+    assert [r.transfer_id[-1] for r in TransferStore(tmp_path / "a").load()] == ["1"]
+
+    second = TransferStore(tmp_path / "b")
+    assert second.load() == []
+    second.prepare()
+    assert (tmp_path / "b" / FILE_NAME).stat().st_size > SLOT_SIZE
+    second.close()
+    second.prepare()  # closed: nothing is created again
+    with pytest.raises(HostError, match="closed"):
+        second.write(_record(2))
+    assert TransferStore(tmp_path / "b").load() == []
+
+
 def test_the_newest_of_two_slots_wins(tmp_path: Path) -> None:
     """A replacement whose clearing of the old slot never reached the disk: the higher sequence wins."""
     store = TransferStore(tmp_path)
     store.load()
+    store.prepare()
     store.close()
     with open(tmp_path / FILE_NAME, "r+b") as fh:
         fh.seek(3 * SLOT_SIZE)

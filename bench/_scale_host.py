@@ -48,6 +48,7 @@ def ours(name: str, port: str, directory: str, stats: str, peer: str | None) -> 
         argv.append("--no-launch-config")
     if peer:
         argv += ["--peer", peer]
+    argv += os.environ.get("PAGLETS_SCALE_HOST_ARGS", "").split()  # bench_scale --host-args
     return cli.main(argv)
 
 

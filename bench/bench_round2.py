@@ -8,7 +8,7 @@ Runs the benches that answer each row (each writes JSON) and prints one table wi
   64 MiB state, a clone fan-out of 8;
 - ``bench_ipc.py`` (floors): zygote fork -> first frame, ring round trip;
 - ``bench_transfer_records.py`` (floor): one small ``fdatasync``, and the transfer record write a move
-  makes twice;
+  makes twice (back to back, and after 10 ms of quiet, as in a move);
 - ``bench_scale.py``: an empty host's start (ours and 2.0), 1,000 paglets on one host, and with
   ``--mesh 50`` the mesh rows (50 host processes with the default launch config; several minutes).
 
@@ -144,8 +144,9 @@ def main() -> int:
     if ring and send:
         print(f"  ring round trip: {ring:.1f} us; a sync send is {send / ring:.1f}x that")
     print(
-        f"  small fdatasync: {records['fdatasync_floor_ms']:.3f} ms; transfer record write "
-        f"{records['record_write_ms']:.3f} ms (two per move)"
+        f"  small fdatasync: {records['fdatasync_floor_ms']:.3f} ms back to back, "
+        f"{records['fdatasync_spaced_ms']:.3f} ms after 10 ms of quiet; transfer record write "
+        f"{records['record_write_ms']:.3f} / {records['record_write_spaced_ms']:.3f} ms (two per move)"
     )
     paglets = scale["rows"].get("paglets", {}).get("ours", {})
     if "create_s" in paglets:

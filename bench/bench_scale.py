@@ -26,6 +26,7 @@ Rows, ours and paglets 2.0.0 side by side in one run where 2.0 can run:
     .venv/bin/python bench/bench_scale.py --rows mesh --sizes 10 25
     .venv/bin/python bench/bench_scale.py --rows start paglets --runs 7
     .venv/bin/python bench/bench_scale.py --baseline /path/to/older/checkout   # adds an "ours (base)" column
+    .venv/bin/python bench/bench_scale.py --rows mesh --host-args "--mesh-gossip-interval 2"
     .venv/bin/python bench/bench_scale.py --json
 
 Internal: ``--scenario mesh|start|paglets`` runs one measurement and prints one JSON line.
@@ -321,6 +322,8 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     ours = sys.executable
     if args.no_services:
         os.environ["PAGLETS_SCALE_NO_SERVICES"] = "1"
+    if args.host_args:
+        os.environ["PAGLETS_SCALE_HOST_ARGS"] = args.host_args
     impls: list[tuple[str, str, str, str | None]] = [("ours", "ours", ours, None)]
     if args.baseline:
         impls.append(("ours (base)", "ours", ours, str(Path(args.baseline).resolve())))
@@ -423,6 +426,9 @@ def main() -> None:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument(
         "--no-services", action="store_true", help="ours without a launch config (the mesh alone)"
+    )
+    parser.add_argument(
+        "--host-args", default="", help="more paglets-host options for ours, e.g. '--mesh-gossip-interval 2'"
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--scenario", choices=["mesh", "start", "paglets"])

@@ -467,11 +467,13 @@ class HostParts:
         asyncio.get_running_loop().call_soon(self.manager.launch_processes)
 
     async def _load_records(self) -> None:
-        """Load the inactive records, the checkpoints, the forwarding entries and the transfer records at
-        once (each store reads its directory on a thread of its own). If one fails, those that loaded are
-        closed again and the first failure is raised."""
+        """Load the inactive records first: their store locks the persistence directory, so a second host
+        started on the same directory stops there, before it reads (and would compact or repair) files
+        that the first one writes. Then the checkpoints, the forwarding entries and the transfer records
+        at once (each store reads its directory on a thread of its own). If one fails, those that loaded
+        are closed again and the first failure is raised."""
+        await self.persistence.start()
         stores = (
-            (self.persistence.start, self.persistence.close),
             (self.checkpoints.start, self.checkpoints.close),
             (self.forwarding.start, self.forwarding.close),
             (self.movement.start, self.movement.stop),
@@ -480,6 +482,7 @@ class HostParts:
         failures = [r for r in results if isinstance(r, BaseException)]
         if not failures:
             return
+        await self.persistence.close()
         for (_, close), result in zip(stores, results, strict=True):
             if not isinstance(result, BaseException):
                 try:

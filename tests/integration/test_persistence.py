@@ -11,7 +11,7 @@ import pytest
 from _paglets import CounterState, Sleeper
 from conftest import wait_until
 
-from paglets.core.errors import LifecycleError, PagletInactiveError
+from paglets.core.errors import HostError, LifecycleError, PagletInactiveError
 from paglets.core.messages import Message
 from paglets.persistence.persistency import DeactivationPolicy
 from paglets.runtime.host import Host
@@ -141,3 +141,27 @@ def test_reserved_deactivate_message(host: Host) -> None:
     reply = proxy.send(Message("_deactivate", {"request": {"reason": "by-message"}}))
     assert reply["deactivated"] is True
     assert _log(host, proxy.agent_id)[-1] == "deactivating:by-message"
+
+
+def test_a_second_host_on_the_same_directory_touches_none_of_its_files(
+    make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    """The inactive-record store locks the directory before any other store reads it: a second host
+    stops there, and the first one's forwarding log and transfer records stay as they were (loading
+    them would compact the one and could repair the other)."""
+    from paglets.persistence._forwards import FILE_NAME as FORWARDS
+    from paglets.persistence._transfers import FILE_NAME as TRANSFERS
+
+    directory = tmp_path / "shared"
+    alpha = make_host("alpha", persistence_dir=directory)
+    alpha.parts.forwarding.store.add("gone-1", "http://127.0.0.1:9", "gone-1")
+    forwards, transfers = directory / "forwards" / FORWARDS, directory / TRANSFERS
+    wait_until(transfers.exists)  # created in the background once alpha serves
+    before = (forwards.stat().st_ino, forwards.read_bytes(), transfers.read_bytes())
+    second = Host("alpha-2", persistence_dir=directory, mesh_lan_discovery=False, mesh_multicast=False)
+    with pytest.raises(HostError, match="in use"):
+        second.start_background()
+    assert (forwards.stat().st_ino, forwards.read_bytes(), transfers.read_bytes()) == before
+    assert alpha.parts.forwarding.lookup("gone-1") is not None
+    proxy = alpha.create(Sleeper)  # alpha goes on
+    assert proxy.send(Message("add", {"n": 1})) == 1

@@ -10,16 +10,17 @@ public facade over them. Where two collaborators need each other, the cycle is b
 - the service directory's mesh lookups need the mesh's peers and an HTTP client, both of which exist
   only while the host runs: they are bound at start (``bind_client``).
 
-Start order: the records and the transfer records are loaded (the four stores at once), then the HTTP
-server starts (so that nothing is served before they are loaded), the ``auto`` bind watcher, the artifact
-cleanup, the mesh, resident services (every record first, then the eager ones), ``activate_on_startup``
-records, startup agents; last, once the start returned, the process backend is launched in the background
-(the zygote on its own thread, ``_zygote_thread``, or the spare processes; creating a paglet process waits
-for it, and launches it if that comes first). Stop
-order: the server first (no new requests), then open moves get a short chance to finish and the paused
-copies of those still in doubt are held (``_move_held.py``), then, for ``shutdown()``, every paglet is
-saved, then background work, the mesh, resident services, movement, the artifact store, the records and
-last the paglet processes.
+Start order: the inactive records are loaded first (their store locks the persistence directory, so a
+second host on the same directory stops before it reads anything else), then the checkpoints, the
+forwarding entries and the transfer records at once; then the HTTP server starts (so that nothing is
+served before they are loaded), the ``auto`` bind watcher, the artifact cleanup, the mesh, resident
+services (every record first, then the eager ones), ``activate_on_startup`` records, startup agents;
+last, once the start returned, the process backend is launched in the background (the zygote on its own
+thread, ``_zygote_thread``, or the spare processes; creating a paglet process waits for it, and launches
+it if that comes first). Stop order: the server first (no new requests), then open moves get a short
+chance to finish and the paused copies of those still in doubt are held (``_move_held.py``), then, for
+``shutdown()``, every paglet is saved, then background work, the mesh, resident services, movement, the
+artifact store, the records and last the paglet processes.
 """
 
 from __future__ import annotations

@@ -82,9 +82,9 @@ def _cpu_seconds(pids: list[int], *, children: bool = True) -> float:
     for pid in pids:
         try:
             root = psutil.Process(pid)
-            family = [root, *root.children(recursive=True)] if children else [root]
         except psutil.Error:
             continue
+        family = [root, *_family(pid)] if children else [root]
         for process in family:
             if process.pid in seen:
                 continue

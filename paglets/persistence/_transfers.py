@@ -162,8 +162,7 @@ class TransferStore:
         self._quarantine = Quarantine(
             root / "quarantine", self._dir_fd, durable=True, on_quarantine=on_quarantine
         )
-        self._fd = -1  # the file, once loaded or created
-        self._closed = False
+        self._fd = -1  # the file, once loaded or created (``_dir_fd`` is -1 once the store is closed)
         self._slots = 0  # slots in the file, the header included
         self._where: dict[tuple[str, str], int] = {}  # record key -> slot index
         self._free: list[int] = []
@@ -178,7 +177,6 @@ class TransferStore:
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
             for fd in (self._fd, self._dir_fd):
                 if fd >= 0:
                     os.close(fd)
@@ -245,7 +243,7 @@ class TransferStore:
         """Create the file if ``load`` found none (its zeroed slots are synced once), so that the first
         ``write`` is one slot write too. The host calls this in the background after its start."""
         with self._lock:
-            if self._fd < 0 and not self._closed:
+            if self._fd < 0 and self._dir_fd >= 0:
                 self._create()
 
     def _create(self) -> None:
@@ -277,7 +275,7 @@ class TransferStore:
     def write(self, record: TransferRecord) -> None:
         """Write (or replace) ``record`` durably: when this returns, it survives a crash."""
         with self._lock:
-            if self._closed:
+            if self._dir_fd < 0:
                 raise HostError("the transfer record store is closed")
             if self._fd < 0:
                 self._create()

@@ -114,12 +114,12 @@ _HEADER: Final = struct.Struct("<I")
 FRAME_HEADER_SIZE: Final = _HEADER.size
 
 CallId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""Correlates a request with its reply; unique among the requests in flight in one direction."""
 #: The range of a signed 64-bit integer, what a MessagePack int field of an IPC frame holds.
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
 #: A signed 64-bit integer (message priorities and types).
 Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN, le=INT64_MAX)]
-"""Correlates a request with its reply; unique among the requests in flight in one direction."""
 
 LifecycleHook = Literal[
     "creation",
